@@ -1,0 +1,27 @@
+/* calc/exc.h: a Python exception as the server raises it (class name + args).
+ *
+ * Most exceptions carry one str argument (ZeroDivisionError('division by zero')).
+ * OverflowError from a math range failure carries (errno, strerror):
+ * OverflowError(34, 'Numerical result out of range'), whose str() is
+ * "[Errno 34] Numerical result out of range". */
+#ifndef CALC_EXC_H
+#define CALC_EXC_H
+#include <stdbool.h>
+
+#define CALC_EXC_MSG_MAX 256
+
+typedef struct calc_exc {
+  char type[40];            /* builtins class name: "ZeroDivisionError", "ValueError", ... */
+  bool has_errno;           /* args are (errnum, msg) instead of (msg,) */
+  int errnum;
+  char msg[CALC_EXC_MSG_MAX];
+} calc_exc;
+
+/* Fills `e` (printf-style message); always returns -1 so callers can `return calc_exc_set(...)`. */
+int calc_exc_set(calc_exc *e, const char *type, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int calc_exc_set_errno(calc_exc *e, const char *type, int errnum, const char *msg);
+/* Python's str(e) into buf (truncating): "msg" or "[Errno N] msg". */
+void calc_exc_str(const calc_exc *e, char *buf, unsigned long size);
+
+#endif
