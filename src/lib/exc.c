@@ -1,0 +1,31 @@
+/* exc.c: Python exceptions as values (see calc/exc.h). */
+#include "calc/exc.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+int calc_exc_set(calc_exc *e, const char *type, const char *fmt, ...) {
+  snprintf(e->type, sizeof e->type, "%s", type);
+  e->has_errno = false;
+  e->errnum = 0;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+  va_end(ap);
+  return -1;
+}
+
+int calc_exc_set_errno(calc_exc *e, const char *type, int errnum, const char *msg) {
+  calc_exc_set(e, type, "%s", msg);
+  e->has_errno = true;
+  e->errnum = errnum;
+  return -1;
+}
+
+void calc_exc_str(const calc_exc *e, char *buf, unsigned long size) {
+  if (e->has_errno)
+    snprintf(buf, size, "[Errno %d] %s", e->errnum, e->msg);
+  else
+    snprintf(buf, size, "%s", e->msg);
+}
