@@ -1,0 +1,118 @@
+/* server_core.c: the server's answer to one message (see calc/server.h).
+ * Order of checks follows the reference: type flag, then unpickling, then evaluation. */
+#include "calc/server.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "calc/eval.h"
+#include "calc/exc.h"
+#include "calc/pickle.h"
+
+int calc_message_build(calc_buf *out, uint32_t now, bool is_request, uint16_t status, bool cache,
+                       bool steps, uint16_t cache_control, const uint8_t *payload, size_t len) {
+  if (len > CALC_MAX_PAYLOAD) return -1;
+  calc_header h = {.time = now, .total_len = (uint16_t)(CALC_HEADER_SIZE + len), .cache = cache,
+                   .steps = steps, .is_request = is_request, .status = status,
+                   .cache_control = cache_control};
+  uint8_t hdr[CALC_HEADER_SIZE];
+  calc_header_encode(&h, hdr);
+  if (calc_buf_append(out, hdr, sizeof hdr) < 0) return -1;
+  return calc_buf_append(out, payload, len);
+}
+
+static uint16_t response_cc(const calc_server_opts *o) { return o->no_cache ? 0 : o->cache_control; }
+
+/* Packs a response around `payload`; if it cannot fit one message, answers a 400 instead. */
+static int respond(const calc_server_opts *o, uint32_t now, uint16_t status, bool steps,
+                   const calc_buf *payload, calc_buf *out, calc_answer_info *info) {
+  info->status = status;
+  info->steps = steps;
+  return calc_message_build(out, now, false, status, !o->no_cache, steps, response_cc(o),
+                            payload->data, payload->len);
+}
+
+static int respond_exc(const calc_server_opts *o, uint32_t now, uint16_t status, const calc_exc *e,
+                       calc_buf *out, calc_answer_info *info) {
+  calc_buf p;
+  calc_buf_init(&p, CALC_MAX_PAYLOAD);
+  snprintf(info->error_type, sizeof info->error_type, "%s", e->type);
+  calc_exc_str(e, info->error_msg, sizeof info->error_msg);
+  int rc = calc_pickle_exception(e, &p);
+  if (rc == 0) rc = respond(o, now, status, false, &p, out, info);
+  calc_buf_free(&p);
+  return rc;
+}
+
+static int respond_client_error(const calc_server_opts *o, uint32_t now, const char *msg,
+                                calc_buf *out, calc_answer_info *info) {
+  calc_buf p;
+  calc_buf_init(&p, CALC_MAX_PAYLOAD);
+  snprintf(info->error_type, sizeof info->error_type, "CalculatorClientError");
+  snprintf(info->error_msg, sizeof info->error_msg, "%s", msg);
+  int rc = calc_pickle_api_error("CalculatorClientError", msg, &p);
+  if (rc == 0) rc = respond(o, now, 500, false, &p, out, info);
+  calc_buf_free(&p);
+  return rc;
+}
+
+int calc_server_answer_bad_length(const calc_server_opts *o, unsigned total_len, uint32_t now,
+                                  calc_buf *out, calc_answer_info *info) {
+  char msg[160];
+  snprintf(msg, sizeof msg,
+           "Error while unpacking request: Invalid total length: %u (must be between 12 and 65536 bytes inclusive)",
+           total_len);
+  return respond_client_error(o, now, msg, out, info);
+}
+
+int calc_server_answer_truncated(const calc_server_opts *o, size_t short_len, unsigned claimed,
+                                 uint32_t now, calc_buf *out, calc_answer_info *info) {
+  char msg[160];
+  if (short_len < CALC_HEADER_SIZE)
+    snprintf(msg, sizeof msg,
+             "Error while unpacking request: The data is too short (%zu bytes) to be a valid header",
+             short_len);
+  else
+    snprintf(msg, sizeof msg,
+             "Error while unpacking request: The connection ended after %zu of the %u bytes the header announced",
+             short_len, claimed);
+  return respond_client_error(o, now, msg, out, info);
+}
+
+int calc_server_answer(const calc_server_opts *o, const calc_msg *m, uint32_t now, calc_buf *out,
+                       calc_answer_info *info) {
+  memset(info, 0, sizeof *info);
+  calc_exc e;
+  if (!m->h.is_request) {
+    calc_exc_set(&e, "TypeError", "Received a response instead of a request");
+    return respond_exc(o, now, 400, &e, out, info);
+  }
+  calc_tree t = {0};
+  if (calc_unpickle_request(m->payload, m->payload_len, &t, &e) < 0)
+    return respond_exc(o, now, 400, &e, out, info);
+
+  calc_num result;
+  calc_num_init(&result);
+  calc_strlist steps;
+  calc_strlist_init(&steps);
+  int rc;
+  if (calc_eval(&t, &result, m->h.steps ? &steps : NULL, &e) < 0) {
+    rc = respond_exc(o, now, 400, &e, out, info);
+  } else {
+    calc_buf p;
+    calc_buf_init(&p, CALC_MAX_PAYLOAD);
+    if (calc_pickle_result(&result, &steps, &p) == 0) {
+      rc = respond(o, now, 200, steps.n > 0, &p, out, info);
+    } else {
+      /* The result does not fit one message (a huge int with its steps). */
+      calc_exc_set(&e, "ValueError", "response too large for one message (over %u bytes): calclab limit",
+                   CALC_MAX_MESSAGE);
+      rc = respond_exc(o, now, 400, &e, out, info);
+    }
+    calc_buf_free(&p);
+  }
+  calc_strlist_free(&steps);
+  calc_num_clear(&result);
+  calc_tree_free(&t);
+  return rc;
+}

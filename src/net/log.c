@@ -1,0 +1,130 @@
+/* log.c: human lines or JSON Lines, one write(2) per record (see log.h). */
+#include "log.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+static const char *component_name = "calc";
+static log_format format = LOG_HUMAN;
+static bool quiet_mode;
+
+void log_setup(const char *component, log_format fmt, bool quiet) {
+  component_name = component;
+  format = fmt;
+  quiet_mode = quiet;
+}
+
+bool log_is_json(void) { return format == LOG_JSON; }
+
+static void put(log_rec *r, const char *s, size_t n) {
+  if (r->len + n >= sizeof r->json - 2) n = sizeof r->json - 2 - r->len;
+  memcpy(r->json + r->len, s, n);
+  r->len += n;
+  r->json[r->len] = '\0';
+}
+
+static void putf(log_rec *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void putf(log_rec *r, const char *fmt, ...) {
+  char tmp[256];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+  va_end(ap);
+  if (n > 0) put(r, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+}
+
+/* JSON string escaping; bytes >= 0x80 are written as \u00XX so output is always valid. */
+static void put_json_string(log_rec *r, const void *data, size_t len) {
+  const unsigned char *p = data;
+  put(r, "\"", 1);
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = p[i];
+    if (c == '"' || c == '\\') {
+      char e[2] = {'\\', (char)c};
+      put(r, e, 2);
+    } else if (c < 0x20 || c >= 0x7f) {
+      putf(r, "\\u%04x", c);
+    } else {
+      put(r, (const char *)&c, 1);
+    }
+  }
+  put(r, "\"", 1);
+}
+
+static void put_key(log_rec *r, const char *key) {
+  put(r, ",", 1);
+  put_json_string(r, key, strlen(key));
+  put(r, ":", 1);
+}
+
+void log_begin(log_rec *r, const char *event, uint64_t conn_id, const char *peer) {
+  struct timeval tv;
+  gettimeofday(&tv, NULL);
+  r->len = 0;
+  r->error = false;
+  putf(r, "{\"ts\":%lld.%06ld,\"component\":", (long long)tv.tv_sec, (long)tv.tv_usec);
+  put_json_string(r, component_name, strlen(component_name));
+  put_key(r, "event");
+  put_json_string(r, event, strlen(event));
+  if (conn_id) {
+    put_key(r, "conn");
+    putf(r, "%llu", (unsigned long long)conn_id);
+  }
+  if (peer) log_str(r, "peer", peer);
+}
+
+void log_str(log_rec *r, const char *key, const char *value) {
+  put_key(r, key);
+  put_json_string(r, value, strlen(value));
+}
+
+void log_untrusted(log_rec *r, const char *key, const void *data, size_t len) {
+  put_key(r, key);
+  put_json_string(r, data, len > 64 ? 64 : len);
+}
+
+void log_int(log_rec *r, const char *key, long long value) {
+  put_key(r, key);
+  putf(r, "%lld", value);
+}
+
+void log_num(log_rec *r, const char *key, double value) {
+  put_key(r, key);
+  if (isinf(value))
+    put(r, value > 0 ? "\"inf\"" : "\"-inf\"", value > 0 ? 5 : 6);
+  else
+    putf(r, "%.2f", value);
+}
+
+void log_bool(log_rec *r, const char *key, bool value) {
+  put_key(r, key);
+  put(r, value ? "true" : "false", value ? 4 : 5);
+}
+
+void log_mark_error(log_rec *r) { r->error = true; }
+
+void log_end(log_rec *r, const char *human_fmt, ...) {
+  if (quiet_mode && !r->error) return;
+  char line[1200];
+  size_t n;
+  if (format == LOG_JSON) {
+    put(r, "}", 1);
+    n = r->len < sizeof line - 1 ? r->len : sizeof line - 2;
+    memcpy(line, r->json, n);
+  } else {
+    va_list ap;
+    va_start(ap, human_fmt);
+    int k = vsnprintf(line, sizeof line - 1, human_fmt, ap);
+    va_end(ap);
+    n = k < 0 ? 0 : ((size_t)k < sizeof line - 1 ? (size_t)k : sizeof line - 2);
+  }
+  line[n++] = '\n';
+  /* Errors go to stderr in human mode; JSON Lines keep one stream. */
+  int fd = (r->error && format == LOG_HUMAN) ? STDERR_FILENO : STDOUT_FILENO;
+  ssize_t w = write(fd, line, n);
+  (void)w;
+}

@@ -1,0 +1,40 @@
+/* log.h: the programs' logs: the reference's human lines, or JSON Lines (docs/logging.md).
+ *
+ * A record is built field by field and emitted with one write(2), so lines from several
+ * threads never interleave. Both forms are always built from the same call site:
+ *
+ *   log_rec r;
+ *   log_begin(&r, "request", conn_id, peer);
+ *   log_int(&r, "bytes", 687);
+ *   log_end(&r, "{%s} Got request of length %d bytes", peer, 687);
+ */
+#ifndef CALC_NET_LOG_H
+#define CALC_NET_LOG_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { LOG_HUMAN, LOG_JSON } log_format;
+
+/* Set once at start-up. quiet: only errors (benchmarks). */
+void log_setup(const char *component, log_format fmt, bool quiet);
+bool log_is_json(void);
+
+typedef struct log_rec {
+  char json[1024];
+  size_t len;
+  bool error;
+} log_rec;
+
+void log_begin(log_rec *r, const char *event, uint64_t conn_id, const char *peer);
+void log_str(log_rec *r, const char *key, const char *value);
+/* Quotes at most 64 bytes of untrusted input, escaped (style.md checklist item 8). */
+void log_untrusted(log_rec *r, const char *key, const void *data, size_t len);
+void log_int(log_rec *r, const char *key, long long value);
+void log_num(log_rec *r, const char *key, double value); /* inf -> "inf" string */
+void log_bool(log_rec *r, const char *key, bool value);
+void log_mark_error(log_rec *r);
+/* Emits the record: the human line (printf-style) or the JSON object. */
+void log_end(log_rec *r, const char *human_fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif
