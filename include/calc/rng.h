@@ -2,6 +2,7 @@
 #ifndef CALC_RNG_H
 #define CALC_RNG_H
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define CALC_MT_N 624
