@@ -50,6 +50,10 @@ int calc_num_call(calc_fn fn, calc_num *out, const calc_num *args, size_t argc,
  * ('int too large to convert to float') when out of range. */
 int calc_num_to_double(const calc_num *n, double *out, calc_exc *exc);
 
+/* pow(a, b, m): calclab refuses (OverflowError, calclab limit) when
+ * bits(b) * bits(m) exceeds this, so one modular power stays well under a second. */
+#define CALC_MAX_POWMOD_WORK (1ul << 27)
+
 const char *calc_binop_symbol(calc_binop op);   /* "+" ... "**" */
 const char *calc_unop_symbol(calc_unop op);     /* "-" "+" */
 const char *calc_fn_name(calc_fn fn);           /* "sin" ... "rand" */
