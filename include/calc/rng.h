@@ -3,7 +3,6 @@
 #define CALC_RNG_H
 #include <stdbool.h>
 #include <stddef.h>
-#include <stddef.h>
 #include <stdint.h>
 
 #define CALC_MT_N 624
