@@ -13,4 +13,9 @@ int calc_eval(const calc_tree *t, calc_num *result, calc_strlist *steps, calc_ex
 /* The reference's stringify(e, add_brackets=True), bracket quirk included. */
 int calc_expr_print(const calc_expr *e, calc_buf *out);
 
+/* calc_expr_print that gives up (-1, out's length past its old end is then unspecified) when
+ * the printed text would exceed max_len bytes (0 = no limit), without building much more than
+ * that: the steps' size limit uses it so a huge tree is never printed in full. */
+int calc_expr_print_limited(const calc_expr *e, calc_buf *out, size_t max_len);
+
 #endif

@@ -1,0 +1,29 @@
+"""Shared pytest fixtures for calclab's end-to-end tests.
+
+Keep this file minimal: each engineer adds only what several test files share.
+"""
+import os
+import pathlib
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+VECTORS = pathlib.Path(os.environ.get("CALC_VECTORS", REPO.parent / "shared" / "vectors"))
+
+
+def build_dir() -> pathlib.Path:
+    """The CMake build directory: $CALC_BUILD_DIR, else <repo>/build."""
+    return pathlib.Path(os.environ.get("CALC_BUILD_DIR", REPO / "build"))
+
+
+def build_exe(name: str) -> pathlib.Path:
+    """Path of an executable built in build_dir(); skips the test when it was not built."""
+    p = build_dir() / name
+    if not p.exists():
+        pytest.skip(f"{p} not built (set CALC_BUILD_DIR)")
+    return p
+
+
+@pytest.fixture(scope="session")
+def vectors_dir() -> pathlib.Path:
+    return VECTORS

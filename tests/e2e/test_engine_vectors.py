@@ -1,0 +1,131 @@
+"""The engine (parser, printer, evaluator with steps) against the reference's own vectors.
+
+For every non-quirk vector of legacy-expressions.jsonl:
+  - parsing `input` gives exactly `tree` (ints stay ints, floats stay floats);
+  - printing that tree gives `text` (protocol.md 3.2, bracket quirk included);
+  - evaluating with steps gives what the `steps` response carries: (result, steps) for a 200,
+    the exception's class and str for a 400; the same without steps for `nosteps`.
+The expected payloads are decoded with a restricted unpickler: only tuples/lists/str/numbers
+and builtins exception classes are accepted, nothing else is instantiated.
+"""
+import io
+import json
+import pickle
+import subprocess
+
+import pytest
+
+from conftest import VECTORS, build_exe
+
+VECTOR_FILE = VECTORS / "legacy-expressions.jsonl"
+ALL = [json.loads(line) for line in VECTOR_FILE.read_text().splitlines() if line.strip()]
+NON_QUIRK = [v for v in ALL if not v.get("quirk")]
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if module == "builtins":
+            obj = getattr(__import__("builtins"), name, None)
+            if isinstance(obj, type) and issubclass(obj, BaseException):
+                return obj
+        raise pickle.UnpicklingError(f"global {module}.{name} not allowed in a response")
+
+
+def decode(payload_hex):
+    return _RestrictedUnpickler(io.BytesIO(bytes.fromhex(payload_hex))).load()
+
+
+def strict(x):
+    """Makes 2 and 2.0 (and True) compare unequal, recursively."""
+    if isinstance(x, bool):
+        return ("bool", x)
+    if isinstance(x, int):
+        return ("int", x)
+    if isinstance(x, float):
+        return ("float", repr(x))
+    if isinstance(x, dict):
+        return {k: strict(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [strict(v) for v in x]
+    return x
+
+
+def run_driver(lines, *args):
+    exe = build_exe("engine_driver")
+    text = "".join(line + "\n" for line in lines)
+    out = subprocess.run([str(exe), *args], input=text, capture_output=True, text=True, timeout=120, check=True)
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert len(rows) == len(lines)
+    return rows
+
+
+@pytest.fixture(scope="module")
+def steps_rows():
+    return dict(zip((v["name"] for v in NON_QUIRK), run_driver([v["input"] for v in NON_QUIRK])))
+
+
+@pytest.fixture(scope="module")
+def nosteps_rows():
+    return dict(zip((v["name"] for v in NON_QUIRK), run_driver([v["input"] for v in NON_QUIRK], "--no-steps")))
+
+
+def expected_of(resp):
+    obj = decode(resp["payload"])
+    if resp["status"] == 200:
+        result, steps = obj
+        return {"result_type": type(result).__name__, "result": str(result), "steps": steps}
+    assert resp["status"] == 400
+    return {"exc_type": type(obj).__name__, "exc_args": list(obj.args)}
+
+
+def got_of(row):
+    if "exc_type" in row:
+        return {"exc_type": row["exc_type"], "exc_args": row["exc_args"]}
+    return {"result_type": row["result_type"], "result": row["result"], "steps": row["steps"]}
+
+
+def test_vector_count():
+    assert len(NON_QUIRK) >= 300
+
+
+@pytest.mark.parametrize("vec", NON_QUIRK, ids=[v["name"] for v in NON_QUIRK])
+def test_parse_tree(vec, steps_rows):
+    row = steps_rows[vec["name"]]
+    assert "parse_error" not in row, row
+    assert strict(row["tree"]) == strict(vec["tree"])
+
+
+@pytest.mark.parametrize("vec", NON_QUIRK, ids=[v["name"] for v in NON_QUIRK])
+def test_print_text(vec, steps_rows):
+    assert steps_rows[vec["name"]]["text"] == vec["text"]
+
+
+@pytest.mark.parametrize("vec", NON_QUIRK, ids=[v["name"] for v in NON_QUIRK])
+def test_eval_with_steps(vec, steps_rows):
+    assert got_of(steps_rows[vec["name"]]) == expected_of(vec["steps"])
+
+
+@pytest.mark.parametrize("vec", NON_QUIRK, ids=[v["name"] for v in NON_QUIRK])
+def test_eval_without_steps(vec, nosteps_rows):
+    got = got_of(nosteps_rows[vec["name"]])
+    assert got == expected_of(vec["nosteps"])
+    assert got.get("steps", []) == []
+
+
+def test_quirk_neg_frac_pow_is_documented_value_error():
+    """(-8) ** (1 / 3) is a complex in Python; calclab answers a documented ValueError."""
+    quirks = [v for v in ALL if v.get("quirk")]
+    assert quirks, "the vectors have quirk entries"
+    rows = run_driver([v["input"] for v in quirks if v["name"] == "neg-frac-pow"])
+    for row in rows:
+        assert row.get("exc_type") == "ValueError", row
+
+
+def test_parse_errors_say_what_and_where():
+    rows = run_driver(["1 + (2 * 3", "max(1, 2))", "foo(2)", "2 $ 3", "", "sin 2"])
+    assert rows[0]["parse_error"] == "unexpected end of input"
+    assert rows[1]["parse_error"] == "unexpected ')' at column 10"
+    assert rows[2]["parse_error"] == "unknown name 'foo' at column 1"
+    assert rows[3]["parse_error"] == "unexpected '$' at column 3"
+    assert rows[4]["parse_error"] == "unexpected end of input"
+    assert rows[5]["parse_error"].startswith("expected '(' after 'sin'")
