@@ -9,6 +9,7 @@
  * Trees use the vectors' JSON shape: {"num": 2}, {"num": 2.5}, {"const": "PI"},
  * {"bin": "*", "l": ..., "r": ...}, {"un": "-", "x": ...}, {"fn": "max", "args": [...]}.
  * Option --no-steps evaluates with steps off (the "steps" member is then []). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,9 +32,8 @@ static void put_json_str(calc_buf *o, const char *s, size_t n) {
 static void put_num(calc_buf *o, const calc_num *n) {
   if (n->is_float) {
     double f = n->f;
-    if (f != f) calc_buf_puts(o, "NaN");
-    else if (f > 1e308 * 10) calc_buf_puts(o, "Infinity");
-    else if (f < -1e308 * 10) calc_buf_puts(o, "-Infinity");
+    if (isnan(f)) calc_buf_puts(o, "NaN");
+    else if (isinf(f)) calc_buf_puts(o, f > 0 ? "Infinity" : "-Infinity");
     else {
       char b[32];
       int len = calc_float_repr(f, b);
