@@ -35,6 +35,14 @@ static int parse_operand(const char *tok, calc_num *n) {
 static void print_result(int rc, const calc_num *out, const calc_exc *exc, calc_buf *b) {
   calc_buf_reset(b);
   if (rc != 0) {
+    /* Python's str() of a non-OSError exception with args (errno, msg) is the args tuple:
+     * str(OverflowError(34, 'Numerical result out of range')) ==
+     * "(34, 'Numerical result out of range')". calc_exc_str() renders the OSError form
+     * "[Errno 34] ..." instead, so the errno case is printed here. */
+    if (exc->has_errno) {
+      printf("exc %s (%d, '%s')\n", exc->type, exc->errnum, exc->msg);
+      return;
+    }
     char msg[CALC_EXC_MSG_MAX + 32];
     calc_exc_str(exc, msg, sizeof msg);
     printf("exc %s %s\n", exc->type, msg);
