@@ -1,0 +1,771 @@
+/* pickle_dec.c: the request decoder (protocol.md 2.1) and the non-executing pickle machine it
+ * shares with the response decoder (pickle_py.c).
+ *
+ * The machine runs CPython's unpickling opcodes over a 256-entry allowlist table, but it never
+ * imports, looks up or calls anything: STACK_GLOBAL yields a (module, name) pair, NEWOBJ and
+ * REDUCE record the class or callable and its arguments, BUILD records the state. In request
+ * mode a global outside the allowlist (pkl_globals) is refused on sight. Every length, index
+ * and count read from the payload is checked against the remaining input and a named limit
+ * (pickle_internal.h) before anything is allocated.
+ *
+ * The request decoder then checks the recorded graph against the reference's object model:
+ * exact class, exact attribute set, operator/function pairs matching the singletons.
+ *
+ * Error messages (all ValueError, status 400):
+ *   'Received data could not be deserialized'  malformed or truncated pickle, refused opcode,
+ *       refused global (the reference would have imported or executed it), a refused REDUCE
+ *       or NEWOBJ, integers over CALC_MAX_INT_BITS, payloads over CALC_MAX_PAYLOAD;
+ *   'Received data is not an Expression2'      an empty payload, or a well-formed pickle of
+ *       allowed globals that is not an expression of the reference's shape;
+ *   calclab limits: 'Expression too deeply nested (limit 200 levels)',
+ *       'Expression too large (limit 20000 nodes)'.
+ * NamedConstant: any name (a str of at most 64 bytes) with a float value is accepted, since
+ * students' clients may send constants of their own; PI, TAU and E re-encode as the shared
+ * singletons. */
+#include <string.h>
+
+#include "calc/alloc.h"
+#include "calc/pickle.h"
+#include "pickle_internal.h"
+
+#define PKL_MSG_DESER "Received data could not be deserialized"
+#define PKL_MSG_NOTEXPR "Received data is not an Expression2"
+#define PKL_MAX_NAMED_LEN 64u
+
+const pkl_global pkl_globals[PKG_COUNT] = {
+  [PKG_CONSTANT] = {"calculator", "Constant"},
+  [PKG_NAMED] = {"calculator", "NamedConstant"},
+  [PKG_BINEXPR] = {"calculator", "BinaryExpr"},
+  [PKG_UNEXPR] = {"calculator", "UnaryExpr"},
+  [PKG_CALLEXPR] = {"calculator", "FunctionCallExpr"},
+  [PKG_BINOP] = {"calculator", "BinaryOperator"},
+  [PKG_UNOP] = {"calculator", "UnaryOperator"},
+  [PKG_FUNCTION] = {"calculator", "Function"},
+  [PKG_ASSOC] = {"calculator", "Associativity"},
+  [PKG_OP_ADD] = {"_operator", "add"},
+  [PKG_OP_SUB] = {"_operator", "sub"},
+  [PKG_OP_MUL] = {"_operator", "mul"},
+  [PKG_OP_TRUEDIV] = {"_operator", "truediv"},
+  [PKG_OP_MOD] = {"_operator", "mod"},
+  [PKG_OP_POW] = {"_operator", "pow"},
+  [PKG_OP_NEG] = {"_operator", "neg"},
+  [PKG_OP_POS] = {"_operator", "pos"},
+  [PKG_MATH_SIN] = {"math", "sin"},
+  [PKG_MATH_COS] = {"math", "cos"},
+  [PKG_MATH_TAN] = {"math", "tan"},
+  [PKG_MATH_SQRT] = {"math", "sqrt"},
+  [PKG_MATH_LOG] = {"math", "log"},
+  [PKG_B_MAX] = {"builtins", "max"},
+  [PKG_B_MIN] = {"builtins", "min"},
+  [PKG_B_POW] = {"builtins", "pow"},
+  [PKG_RANDOM] = {"random", "Random"},
+  [PKG_GETATTR] = {"builtins", "getattr"},
+};
+
+/* Opcode allowlist: bit 1 = allowed in requests, bit 2 = allowed in responses. Everything
+ * else (INST, OBJ, GLOBAL, PERSID, EXT*, NEWOBJ_EX, the text opcodes, ...) is refused. */
+#define RQ 1
+#define RS 2
+static const uint8_t pkl_optab[256] = {
+  [PKL_PROTO] = RQ | RS, [PKL_FRAME] = RQ | RS, [PKL_SHORT_BINUNICODE] = RQ | RS,
+  [PKL_BINUNICODE] = RQ | RS, [PKL_MEMOIZE] = RQ | RS, [PKL_BINGET] = RQ | RS,
+  [PKL_LONG_BINGET] = RQ | RS, [0x93] = RQ | RS /* STACK_GLOBAL */, [PKL_EMPTY_TUPLE] = RQ | RS,
+  [PKL_TUPLE1] = RQ | RS, [PKL_TUPLE2] = RQ | RS, [PKL_TUPLE3] = RQ | RS, [PKL_MARK] = RQ | RS,
+  [PKL_TUPLE] = RQ | RS, [PKL_NEWOBJ] = RQ | RS, [PKL_REDUCE] = RQ | RS,
+  [PKL_EMPTY_DICT] = RQ | RS, [PKL_SETITEM] = RQ | RS, [PKL_SETITEMS] = RQ | RS,
+  [PKL_EMPTY_LIST] = RQ | RS, [PKL_APPEND] = RQ | RS, [PKL_APPENDS] = RQ | RS,
+  [PKL_BUILD] = RQ | RS, [PKL_BININT1] = RQ | RS, [PKL_BININT2] = RQ | RS,
+  [PKL_BININT] = RQ | RS, [PKL_LONG1] = RQ | RS, [PKL_LONG4] = RQ | RS,
+  [PKL_BINFLOAT] = RQ | RS, [PKL_NEWTRUE] = RQ | RS, [PKL_NEWFALSE] = RQ | RS,
+  [PKL_NONE] = RQ | RS, [PKL_STOP] = RQ | RS,
+  [PKL_BINPUT] = RS, [PKL_LONG_BINPUT] = RS, [PKL_SHORT_BINBYTES] = RS, [PKL_BINBYTES] = RS,
+  [PKL_POP] = RS, [PKL_POP_MARK] = RS,
+};
+
+struct pkl_vm {
+  pkl_mode mode;
+  const uint8_t *p, *end;  /* the unread input */
+  pkl_val **all;           /* every value made, for freeing */
+  size_t nall, capall;
+  pkl_val **stack;
+  size_t sp, capstack;
+  size_t *marks;
+  size_t nmarks, capmarks;
+  pkl_val **memo;
+  size_t capmemo, memo_len; /* memo_len: entries set, as CPython's unpickler counts them */
+  int nomem;
+};
+
+/* ---- bounds-checked reading: every wire byte goes through need() ---- */
+static int need(const pkl_vm *vm, size_t n) { return n <= (size_t)(vm->end - vm->p); }
+
+static uint64_t get_le(const uint8_t *p, int n) {
+  uint64_t v = 0;
+  for (int i = n - 1; i >= 0; i--) v = (v << 8) | p[i];
+  return v;
+}
+
+/* Reads an n-byte little-endian unsigned field; -1 when the input is shorter. */
+static int rd_le(pkl_vm *vm, int n, uint64_t *v) {
+  if (!need(vm, (size_t)n)) return -1;
+  *v = get_le(vm->p, n);
+  vm->p += n;
+  return 0;
+}
+
+/* Grows *arr (elements of size sz) so it holds at least want, without passing limit. */
+static int grow(void **arr, size_t *cap, size_t want, size_t sz, size_t limit) {
+  if (want <= *cap) return 0;
+  if (want > limit) return -1;
+  size_t c = *cap ? *cap : 16;
+  while (c < want) c *= 2;
+  if (c > limit) c = limit;
+  void *n = calc_realloc(*arr, c * sz);
+  if (!n) return -1;
+  *arr = n;
+  *cap = c;
+  return 0;
+}
+
+static pkl_val *val_new(pkl_vm *vm, pkl_kind k) {
+  if (vm->nall >= PKL_MAX_VALUES) return NULL;
+  if (grow((void **)&vm->all, &vm->capall, vm->nall + 1, sizeof *vm->all, PKL_MAX_VALUES) < 0) {
+    vm->nomem = 1;
+    return NULL;
+  }
+  pkl_val *v = calc_calloc(1, sizeof *v);
+  if (!v) {
+    vm->nomem = 1;
+    return NULL;
+  }
+  v->kind = k;
+  v->global_id = -1;
+  if (k == PKV_INT) mpz_init(v->z);
+  vm->all[vm->nall++] = v;
+  return v;
+}
+
+static void val_free(pkl_val *v) {
+  if (v->kind == PKV_INT) mpz_clear(v->z);
+  calc_free(v->s);
+  calc_free(v->name);
+  calc_free(v->items);
+  calc_free(v);
+}
+
+void pkl_vm_free(pkl_vm *vm) {
+  if (!vm) return;
+  for (size_t i = 0; i < vm->nall; i++) val_free(vm->all[i]);
+  calc_free(vm->all);
+  calc_free(vm->stack);
+  calc_free(vm->marks);
+  calc_free(vm->memo);
+  calc_free(vm);
+}
+
+static int item_add(pkl_vm *vm, pkl_val *c, pkl_val *x) {
+  if (grow((void **)&c->items, &c->cap, c->n + 1, sizeof *c->items, PKL_MAX_VALUES * 2) < 0) {
+    vm->nomem = 1;
+    return -1;
+  }
+  c->items[c->n++] = x;
+  return 0;
+}
+
+static int push(pkl_vm *vm, pkl_val *v) {
+  if (!v) return -1;
+  if (grow((void **)&vm->stack, &vm->capstack, vm->sp + 1, sizeof *vm->stack, PKL_MAX_STACK) < 0)
+    return -1;
+  vm->stack[vm->sp++] = v;
+  return 0;
+}
+
+/* The stack's fence is the innermost MARK: like CPython, a pop never crosses it. */
+static size_t fence(const pkl_vm *vm) { return vm->nmarks ? vm->marks[vm->nmarks - 1] : 0; }
+
+static pkl_val *pop(pkl_vm *vm) { return vm->sp > fence(vm) ? vm->stack[--vm->sp] : NULL; }
+static pkl_val *top(const pkl_vm *vm) { return vm->sp > fence(vm) ? vm->stack[vm->sp - 1] : NULL; }
+
+/* Pops the innermost MARK: its items are stack[*k .. sp). -1 without a MARK. */
+static int pop_mark(pkl_vm *vm, size_t *k) {
+  if (!vm->nmarks) return -1;
+  *k = vm->marks[--vm->nmarks];
+  return 0;
+}
+
+/* UTF-8 as CPython decodes pickled str ('surrogatepass': encoded surrogates allowed). */
+static int utf8_ok(const uint8_t *s, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    uint8_t c = s[i];
+    size_t k;
+    uint32_t cp;
+    if (c < 0x80) {
+      i++;
+      continue;
+    } else if ((c & 0xe0) == 0xc0) {
+      k = 1;
+      cp = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+      k = 2;
+      cp = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+      k = 3;
+      cp = c & 0x07;
+    } else {
+      return 0;
+    }
+    if (k > n - i - 1) return 0;
+    for (size_t j = 1; j <= k; j++) {
+      if ((s[i + j] & 0xc0) != 0x80) return 0;
+      cp = (cp << 6) | (s[i + j] & 0x3f);
+    }
+    if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) || (k == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+      return 0;
+    i += k + 1;
+  }
+  return 1;
+}
+
+static pkl_val *make_bytes(pkl_vm *vm, pkl_kind k, size_t n) {
+  if (!need(vm, n)) return NULL;  /* the length is checked against the input first */
+  if (k == PKV_STR && !utf8_ok(vm->p, n)) return NULL;
+  pkl_val *v = val_new(vm, k);
+  if (!v) return NULL;
+  v->s = calc_malloc(n + 1);
+  if (!v->s) {
+    vm->nomem = 1;
+    return NULL;
+  }
+  memcpy(v->s, vm->p, n);
+  v->s[n] = 0;
+  v->len = n;
+  vm->p += n;
+  return v;
+}
+
+/* LONG1/LONG4 payload: little-endian two's complement; bounded by CALC_MAX_INT_BITS first. */
+static pkl_val *make_long(pkl_vm *vm, size_t n) {
+  if (!need(vm, n) || n > CALC_MAX_INT_BITS / 8 + 1) return NULL;
+  pkl_val *v = val_new(vm, PKV_INT);
+  if (!v) return NULL;
+  if (n) {
+    mpz_import(v->z, n, -1, 1, 0, 0, vm->p);
+    if (vm->p[n - 1] & 0x80) {
+      mpz_t t;
+      mpz_init(t);
+      mpz_ui_pow_ui(t, 2, 8 * n);
+      mpz_sub(v->z, v->z, t);
+      mpz_clear(t);
+    }
+    if (mpz_sizeinbase(v->z, 2) > CALC_MAX_INT_BITS) return NULL;
+  }
+  vm->p += n;
+  return v;
+}
+
+static int global_lookup(const char *module, const char *name) {
+  for (int i = 0; i < PKG_COUNT; i++)
+    if (strcmp(pkl_globals[i].module, module) == 0 && strcmp(pkl_globals[i].name, name) == 0) return i;
+  return -1;
+}
+
+static bool is_str(const pkl_val *v) { return v && v->kind == PKV_STR && strlen(v->s) == v->len; }
+
+static bool hashable(const pkl_val *v) {
+  if (v->kind == PKV_LIST || v->kind == PKV_DICT) return false;
+  if (v->kind == PKV_TUPLE)
+    for (size_t i = 0; i < v->n; i++)
+      if (!hashable(v->items[i])) return false;
+  return true;
+}
+
+/* d[k] = v: a str key already present is replaced, as a dict would. */
+static int dict_set(pkl_vm *vm, pkl_val *d, pkl_val *k, pkl_val *v) {
+  if (!hashable(k)) return -1;
+  if (k->kind == PKV_STR)
+    for (size_t i = 0; i + 1 < d->n; i += 2)
+      if (d->items[i]->kind == PKV_STR && d->items[i]->len == k->len &&
+          memcmp(d->items[i]->s, k->s, k->len) == 0) {
+        d->items[i + 1] = v;
+        return 0;
+      }
+  if (item_add(vm, d, k) < 0) return -1;
+  return item_add(vm, d, v);
+}
+
+static int memo_put(pkl_vm *vm, uint64_t idx, pkl_val *v) {
+  if (!v || idx >= PKL_MAX_MEMO) return -1;
+  size_t old = vm->capmemo;
+  if (grow((void **)&vm->memo, &vm->capmemo, (size_t)idx + 1, sizeof *vm->memo, PKL_MAX_MEMO) < 0)
+    return -1;
+  if (vm->capmemo > old) memset(vm->memo + old, 0, (vm->capmemo - old) * sizeof *vm->memo);
+  if (!vm->memo[idx]) vm->memo_len++;
+  vm->memo[idx] = v;
+  return 0;
+}
+
+static pkl_val *memo_get(const pkl_vm *vm, uint64_t idx) {
+  return idx < vm->capmemo ? vm->memo[idx] : NULL;
+}
+
+/* One opcode. 1 = STOP reached, 0 = go on, -1 = refuse. */
+static int step(pkl_vm *vm, pkl_val **result) {
+  uint64_t u;
+  pkl_val *v, *a, *b;
+  size_t k;
+  if (!need(vm, 1)) return -1;
+  uint8_t op = *vm->p++;
+  if (!(pkl_optab[op] & (vm->mode == PKL_MODE_REQUEST ? RQ : RS))) return -1;
+  switch (op) {
+  case PKL_PROTO:
+    if (rd_le(vm, 1, &u) < 0 || u > 5) return -1;
+    return 0;
+  case PKL_FRAME:
+    /* The frame must be wholly present; opcodes inside are read like any other. */
+    if (rd_le(vm, 8, &u) < 0 || u > (uint64_t)(vm->end - vm->p)) return -1;
+    return 0;
+  case PKL_SHORT_BINUNICODE:
+    if (rd_le(vm, 1, &u) < 0) return -1;
+    return push(vm, make_bytes(vm, PKV_STR, (size_t)u));
+  case PKL_BINUNICODE:
+    if (rd_le(vm, 4, &u) < 0) return -1;
+    return push(vm, make_bytes(vm, PKV_STR, (size_t)u));
+  case PKL_SHORT_BINBYTES:
+    if (rd_le(vm, 1, &u) < 0) return -1;
+    return push(vm, make_bytes(vm, PKV_BYTES, (size_t)u));
+  case PKL_BINBYTES:
+    if (rd_le(vm, 4, &u) < 0) return -1;
+    return push(vm, make_bytes(vm, PKV_BYTES, (size_t)u));
+  case PKL_MEMOIZE:
+    return memo_put(vm, vm->memo_len, top(vm));
+  case PKL_BINPUT:
+    if (rd_le(vm, 1, &u) < 0) return -1;
+    return memo_put(vm, u, top(vm));
+  case PKL_LONG_BINPUT:
+    if (rd_le(vm, 4, &u) < 0) return -1;
+    return memo_put(vm, u, top(vm));
+  case PKL_BINGET:
+    if (rd_le(vm, 1, &u) < 0) return -1;
+    return push(vm, memo_get(vm, u));
+  case PKL_LONG_BINGET:
+    if (rd_le(vm, 4, &u) < 0) return -1;
+    return push(vm, memo_get(vm, u));
+  case 0x93: /* STACK_GLOBAL: recorded, never imported */
+    b = pop(vm);
+    a = pop(vm);
+    if (!is_str(a) || !is_str(b)) return -1;
+    int gid = global_lookup(a->s, b->s);
+    if (vm->mode == PKL_MODE_REQUEST && gid < 0) return -1;
+    v = val_new(vm, PKV_GLOBAL);
+    if (!v) return -1;
+    v->global_id = gid;
+    v->s = calc_strdup(a->s);
+    v->name = calc_strdup(b->s);
+    if (!v->s || !v->name) return vm->nomem = 1, -1;
+    return push(vm, v);
+  case PKL_EMPTY_TUPLE:
+    return push(vm, val_new(vm, PKV_TUPLE));
+  case PKL_TUPLE1:
+  case PKL_TUPLE2:
+  case PKL_TUPLE3: {
+    size_t n = (size_t)(op - PKL_TUPLE1 + 1);
+    if (vm->sp < fence(vm) + n) return -1;
+    v = val_new(vm, PKV_TUPLE);
+    if (!v) return -1;
+    for (size_t i = vm->sp - n; i < vm->sp; i++)
+      if (item_add(vm, v, vm->stack[i]) < 0) return -1;
+    vm->sp -= n;
+    return push(vm, v);
+  }
+  case PKL_MARK:
+    if (grow((void **)&vm->marks, &vm->capmarks, vm->nmarks + 1, sizeof *vm->marks, PKL_MAX_STACK) < 0)
+      return -1;
+    vm->marks[vm->nmarks++] = vm->sp;
+    return 0;
+  case PKL_TUPLE:
+    if (pop_mark(vm, &k) < 0) return -1;
+    v = val_new(vm, PKV_TUPLE);
+    if (!v) return -1;
+    for (size_t i = k; i < vm->sp; i++)
+      if (item_add(vm, v, vm->stack[i]) < 0) return -1;
+    vm->sp = k;
+    return push(vm, v);
+  case PKL_POP_MARK:
+    if (pop_mark(vm, &k) < 0) return -1;
+    vm->sp = k;
+    return 0;
+  case PKL_POP:
+    if (vm->sp > fence(vm))
+      vm->sp--;
+    else if (pop_mark(vm, &k) < 0)
+      return -1;
+    return 0;
+  case PKL_NEWOBJ:
+    /* cls.__new__(cls, *args): only recorded. Requests: calculator classes with (). */
+    b = pop(vm);
+    a = pop(vm);
+    if (!a || !b || a->kind != PKV_GLOBAL || b->kind != PKV_TUPLE) return -1;
+    if (vm->mode == PKL_MODE_REQUEST && (a->global_id < PKG_CONSTANT || a->global_id > PKG_FUNCTION || b->n))
+      return -1;
+    v = val_new(vm, PKV_OBJ);
+    if (!v) return -1;
+    v->cls = a;
+    v->args = b;
+    return push(vm, v);
+  case PKL_REDUCE:
+    /* callable(*args): only recorded, NEVER called. Requests: Associativity(n),
+     * random.Random() and builtins.getattr(...), whose shapes are checked later. */
+    b = pop(vm);
+    a = pop(vm);
+    if (!a || !b || a->kind != PKV_GLOBAL || b->kind != PKV_TUPLE) return -1;
+    if (vm->mode == PKL_MODE_REQUEST && a->global_id != PKG_ASSOC && a->global_id != PKG_RANDOM &&
+        a->global_id != PKG_GETATTR)
+      return -1;
+    v = val_new(vm, PKV_CALL);
+    if (!v) return -1;
+    v->cls = a;
+    v->args = b;
+    return push(vm, v);
+  case PKL_BUILD:
+    b = pop(vm);
+    a = top(vm);
+    if (!a || !b || (a->kind != PKV_OBJ && a->kind != PKV_CALL) || a->has_state) return -1;
+    if (vm->mode == PKL_MODE_REQUEST) {
+      if (a->kind == PKV_OBJ && b->kind != PKV_DICT) return -1;
+      if (a->kind == PKV_CALL && (a->cls->global_id != PKG_RANDOM || b->kind != PKV_TUPLE)) return -1;
+    }
+    a->state = b;
+    a->has_state = true;
+    return 0;
+  case PKL_EMPTY_DICT:
+    return push(vm, val_new(vm, PKV_DICT));
+  case PKL_SETITEM:
+    b = pop(vm);
+    a = pop(vm);
+    v = top(vm);
+    if (!a || !b || !v || v->kind != PKV_DICT) return -1;
+    return dict_set(vm, v, a, b);
+  case PKL_SETITEMS:
+    if (pop_mark(vm, &k) < 0 || k <= fence(vm)) return -1;
+    v = vm->stack[k - 1]; /* the dict under the MARK */
+    if (v->kind != PKV_DICT || (vm->sp - k) % 2) return -1;
+    for (size_t i = k; i < vm->sp; i += 2)
+      if (dict_set(vm, v, vm->stack[i], vm->stack[i + 1]) < 0) return -1;
+    vm->sp = k;
+    return 0;
+  case PKL_EMPTY_LIST:
+    return push(vm, val_new(vm, PKV_LIST));
+  case PKL_APPEND:
+    b = pop(vm);
+    v = top(vm);
+    if (!b || !v || v->kind != PKV_LIST) return -1;
+    return item_add(vm, v, b);
+  case PKL_APPENDS:
+    if (pop_mark(vm, &k) < 0 || k <= fence(vm)) return -1;
+    v = vm->stack[k - 1]; /* the list under the MARK */
+    if (v->kind != PKV_LIST) return -1;
+    for (size_t i = k; i < vm->sp; i++)
+      if (item_add(vm, v, vm->stack[i]) < 0) return -1;
+    vm->sp = k;
+    return 0;
+  case PKL_BININT1:
+  case PKL_BININT2:
+  case PKL_BININT: {
+    int n = op == PKL_BININT1 ? 1 : op == PKL_BININT2 ? 2 : 4;
+    if (rd_le(vm, n, &u) < 0) return -1;
+    v = val_new(vm, PKV_INT);
+    if (!v) return -1;
+    if (n == 4)
+      mpz_set_si(v->z, (long)(int32_t)(uint32_t)u);
+    else
+      mpz_set_ui(v->z, (unsigned long)u);
+    return push(vm, v);
+  }
+  case PKL_LONG1:
+    if (rd_le(vm, 1, &u) < 0) return -1;
+    return push(vm, make_long(vm, (size_t)u));
+  case PKL_LONG4:
+    if (rd_le(vm, 4, &u) < 0 || (u & 0x80000000u)) return -1;
+    return push(vm, make_long(vm, (size_t)u));
+  case PKL_BINFLOAT: {
+    if (!need(vm, 8)) return -1;
+    uint64_t bits = 0;
+    for (int i = 0; i < 8; i++) bits = (bits << 8) | vm->p[i];
+    vm->p += 8;
+    v = val_new(vm, PKV_FLOAT);
+    if (!v) return -1;
+    memcpy(&v->f, &bits, 8);
+    return push(vm, v);
+  }
+  case PKL_NEWTRUE:
+  case PKL_NEWFALSE:
+    v = val_new(vm, PKV_BOOL);
+    if (!v) return -1;
+    v->b = op == PKL_NEWTRUE;
+    return push(vm, v);
+  case PKL_NONE:
+    return push(vm, val_new(vm, PKV_NONE));
+  case PKL_STOP:
+    v = pop(vm);
+    if (!v) return -1;
+    *result = v;
+    return 1;
+  }
+  return -1;
+}
+
+pkl_status pkl_run(const uint8_t *p, size_t n, pkl_mode mode, pkl_vm **out, pkl_val **result) {
+  *result = NULL;
+  pkl_vm *vm = calc_calloc(1, sizeof *vm);
+  *out = vm;
+  if (!vm) return PKL_ERR_NOMEM;
+  if (n == 0) return PKL_ERR_EMPTY;
+  if (n > PKL_MAX_INPUT) return PKL_ERR_NOT_PICKLE;
+  vm->mode = mode;
+  vm->p = p;
+  vm->end = p + n;
+  for (;;) {
+    int r = step(vm, result);
+    if (r == 1) return PKL_OK;
+    if (r < 0) return vm->nomem ? PKL_ERR_NOMEM : PKL_ERR_NOT_PICKLE;
+  }
+}
+
+/* ---- the request's object model ---- */
+
+typedef struct {
+  calc_tree *t;
+  const pkl_val *rng_src;  /* the random.Random all rand functions must share */
+  size_t nodes;
+  int err;                 /* 0, or which message: 1 not an expression, 2 depth, 3 size, 4 memory */
+} pkl_conv;
+
+/* The object's attributes, checked to be exactly `names` (any order, each once). Fills out[]. */
+static int attrs(const pkl_val *o, int cls, const char *const *names, size_t n, const pkl_val **out) {
+  if (!o || o->kind != PKV_OBJ || o->cls->global_id != cls || !o->has_state) return -1;
+  const pkl_val *d = o->state;
+  if (d->kind != PKV_DICT || d->n != 2 * n) return -1;
+  for (size_t i = 0; i < n; i++) out[i] = NULL;
+  for (size_t i = 0; i < d->n; i += 2) {
+    const pkl_val *key = d->items[i];
+    size_t j;
+    if (!is_str(key)) return -1;
+    for (j = 0; j < n; j++)
+      if (strcmp(key->s, names[j]) == 0) break;
+    if (j == n || out[j]) return -1;
+    out[j] = d->items[i + 1];
+  }
+  return 0;
+}
+
+static bool str_is(const pkl_val *v, const char *s) { return is_str(v) && strcmp(v->s, s) == 0; }
+static bool global_is(const pkl_val *v, int id) { return v && v->kind == PKV_GLOBAL && v->global_id == id; }
+
+static const char *const binop_sym[] = {"+", "-", "*", "/", "%", "**"};
+static const int binop_gid[] = {PKG_OP_ADD, PKG_OP_SUB, PKG_OP_MUL, PKG_OP_TRUEDIV, PKG_OP_MOD, PKG_OP_POW};
+static const char *const unop_sym[] = {"-", "+"};
+static const int unop_gid[] = {PKG_OP_NEG, PKG_OP_POS};
+static const char *const fn_name[] = {"sin", "cos", "tan", "sqrt", "log", "max", "min", "pow", "rand"};
+static const int fn_gid[] = {PKG_MATH_SIN, PKG_MATH_COS, PKG_MATH_TAN, PKG_MATH_SQRT, PKG_MATH_LOG,
+                             PKG_B_MAX,    PKG_B_MIN,    PKG_B_POW,    -1};
+
+/* Associativity(0) / Associativity(1) -> 0/1, else -1. */
+static int assoc_value(const pkl_val *v) {
+  if (!v || v->kind != PKV_CALL || !global_is(v->cls, PKG_ASSOC) || v->has_state || v->args->n != 1) return -1;
+  const pkl_val *x = v->args->items[0];
+  if (x->kind != PKV_INT) return -1;
+  if (mpz_cmp_ui(x->z, 0) == 0) return 0;
+  if (mpz_cmp_ui(x->z, 1) == 0) return 1;
+  return -1;
+}
+
+static int binop_of(const pkl_val *o) {
+  static const char *const names[] = {"symbol", "function", "associativity"};
+  const pkl_val *a[3];
+  if (attrs(o, PKG_BINOP, names, 3, a) < 0) return -1;
+  for (int i = 0; i < 6; i++)
+    if (str_is(a[0], binop_sym[i]) && global_is(a[1], binop_gid[i]) &&
+        assoc_value(a[2]) == (i == CALC_BIN_POW))
+      return i;
+  return -1;
+}
+
+static int unop_of(const pkl_val *o) {
+  static const char *const names[] = {"symbol", "function"};
+  const pkl_val *a[2];
+  if (attrs(o, PKG_UNOP, names, 2, a) < 0) return -1;
+  for (int i = 0; i < 2; i++)
+    if (str_is(a[0], unop_sym[i]) && global_is(a[1], unop_gid[i])) return i;
+  return -1;
+}
+
+/* builtins.getattr(random.Random() with state (3, (625 ints), None|float), 'uniform'). */
+static int rand_method(pkl_conv *c, const pkl_val *m) {
+  if (!m || m->kind != PKV_CALL || !global_is(m->cls, PKG_GETATTR) || m->has_state) return -1;
+  if (m->args->n != 2 || !str_is(m->args->items[1], "uniform")) return -1;
+  const pkl_val *r = m->args->items[0];
+  if (r->kind != PKV_CALL || !global_is(r->cls, PKG_RANDOM) || r->args->n || !r->has_state) return -1;
+  if (c->rng_src) return c->rng_src == r ? 0 : -1;
+  const pkl_val *st = r->state;
+  if (st->kind != PKV_TUPLE || st->n != 3) return -1;
+  const pkl_val *ver = st->items[0], *mt = st->items[1], *g = st->items[2];
+  if (ver->kind != PKV_INT || mpz_cmp_ui(ver->z, 3) != 0) return -1;
+  if (mt->kind != PKV_TUPLE || mt->n != CALC_MT_N + 1) return -1;
+  if (g->kind != PKV_NONE && g->kind != PKV_FLOAT) return -1;
+  calc_rng *rng = calc_calloc(1, sizeof *rng);
+  if (!rng) {
+    c->err = 4;
+    return -1;
+  }
+  for (size_t i = 0; i <= CALC_MT_N; i++) {
+    const pkl_val *x = mt->items[i];
+    if (x->kind != PKV_INT || mpz_sgn(x->z) < 0 || mpz_cmp_ui(x->z, 0xffffffffu) > 0 ||
+        (i == CALC_MT_N && mpz_cmp_ui(x->z, CALC_MT_N) > 0)) {
+      calc_free(rng);
+      return -1;
+    }
+    if (i < CALC_MT_N)
+      rng->mt[i] = (uint32_t)mpz_get_ui(x->z);
+    else
+      rng->pos = (uint32_t)mpz_get_ui(x->z);
+  }
+  rng->has_gauss = g->kind == PKV_FLOAT;
+  rng->gauss_next = rng->has_gauss ? g->f : 0.0;
+  c->t->rng = rng;
+  c->rng_src = r;
+  return 0;
+}
+
+static int fn_of(pkl_conv *c, const pkl_val *o) {
+  static const char *const names[] = {"name", "function"};
+  const pkl_val *a[2];
+  if (attrs(o, PKG_FUNCTION, names, 2, a) < 0) return -1;
+  for (int i = 0; i < 9; i++) {
+    if (!str_is(a[0], fn_name[i])) continue;
+    if (i == CALC_FN_RAND) return rand_method(c, a[1]) < 0 ? -1 : i;
+    return global_is(a[1], fn_gid[i]) ? i : -1;
+  }
+  return -1;
+}
+
+static calc_expr *conv(pkl_conv *c, const pkl_val *o, int depth) {
+  if (c->err) return NULL;
+  if (depth > CALC_MAX_DEPTH) {
+    c->err = 2;
+    return NULL;
+  }
+  if (++c->nodes > CALC_MAX_NODES) {
+    c->err = 3;
+    return NULL;
+  }
+  if (!o || o->kind != PKV_OBJ) {
+    c->err = 1;
+    return NULL;
+  }
+  const pkl_val *a[3];
+  calc_expr *e = NULL;
+  switch (o->cls->global_id) {
+  case PKG_CONSTANT: {
+    static const char *const names[] = {"value"};
+    if (attrs(o, PKG_CONSTANT, names, 1, a) < 0) break;
+    if (a[0]->kind == PKV_FLOAT) {
+      e = calc_expr_const_float(a[0]->f);
+    } else if (a[0]->kind == PKV_INT) {
+      calc_num n;
+      calc_num_init(&n);
+      mpz_set(n.z, a[0]->z);
+      e = calc_expr_const(&n);
+      calc_num_clear(&n);
+    } else {
+      break;
+    }
+    if (!e) c->err = 4;
+    return e;
+  }
+  case PKG_NAMED: {
+    static const char *const names[] = {"name", "value"};
+    if (attrs(o, PKG_NAMED, names, 2, a) < 0 || !is_str(a[0]) || a[0]->len > PKL_MAX_NAMED_LEN ||
+        a[1]->kind != PKV_FLOAT)
+      break;
+    e = calc_expr_named(a[0]->s, a[1]->f);
+    if (!e) c->err = 4;
+    return e;
+  }
+  case PKG_BINEXPR: {
+    static const char *const names[] = {"left_operand", "operator", "right_operand"};
+    if (attrs(o, PKG_BINEXPR, names, 3, a) < 0) break;
+    int op = binop_of(a[1]);
+    if (op < 0) break;
+    calc_expr *l = conv(c, a[0], depth + 1);
+    calc_expr *r = l ? conv(c, a[2], depth + 1) : NULL;
+    e = calc_expr_binary((calc_binop)op, l, r);
+    if (!e && !c->err) c->err = 4;
+    return e;
+  }
+  case PKG_UNEXPR: {
+    static const char *const names[] = {"operator", "operand"};
+    if (attrs(o, PKG_UNEXPR, names, 2, a) < 0) break;
+    int op = unop_of(a[0]);
+    if (op < 0) break;
+    e = calc_expr_unary((calc_unop)op, conv(c, a[1], depth + 1));
+    if (!e && !c->err) c->err = 4;
+    return e;
+  }
+  case PKG_CALLEXPR: {
+    static const char *const names[] = {"function", "args"};
+    if (attrs(o, PKG_CALLEXPR, names, 2, a) < 0) break;
+    int fn = fn_of(c, a[0]);
+    if (fn < 0 || a[1]->kind != PKV_LIST) break;
+    size_t n = a[1]->n;
+    if (n > CALC_MAX_ARGS) {
+      c->err = 3;
+      return NULL;
+    }
+    calc_expr **args = calc_calloc(n ? n : 1, sizeof *args);
+    if (!args) {
+      c->err = 4;
+      return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+      args[i] = conv(c, a[1]->items[i], depth + 1);
+      if (!args[i]) {
+        for (size_t j = 0; j < i; j++) calc_expr_free(args[j]);
+        calc_free(args);
+        return NULL;
+      }
+    }
+    e = calc_expr_call((calc_fn)fn, args, n);
+    if (!e) c->err = 4;
+    return e;
+  }
+  default:
+    break;
+  }
+  if (!c->err) c->err = 1;
+  return NULL;
+}
+
+int calc_unpickle_request(const uint8_t *p, size_t n, calc_tree *t, calc_exc *exc) {
+  memset(t, 0, sizeof *t);
+  pkl_vm *vm = NULL;
+  pkl_val *top_v = NULL;
+  pkl_status st = pkl_run(p, n, PKL_MODE_REQUEST, &vm, &top_v);
+  if (st != PKL_OK) {
+    pkl_vm_free(vm);
+    if (st == PKL_ERR_EMPTY) return calc_exc_set(exc, "ValueError", PKL_MSG_NOTEXPR);
+    if (st == PKL_ERR_NOMEM) return calc_exc_set(exc, "MemoryError", "%s", "");
+    return calc_exc_set(exc, "ValueError", PKL_MSG_DESER);
+  }
+  pkl_conv c = {t, NULL, 0, 0};
+  t->root = conv(&c, top_v, 0);
+  pkl_vm_free(vm);
+  if (t->root && !c.err) return 0;
+  calc_tree_free(t);
+  switch (c.err) {
+  case 2: return calc_exc_set(exc, "ValueError", "Expression too deeply nested (limit %d levels)", CALC_MAX_DEPTH);
+  case 3: return calc_exc_set(exc, "ValueError", "Expression too large (limit %d nodes)", CALC_MAX_NODES);
+  case 4: return calc_exc_set(exc, "MemoryError", "%s", "");
+  default: return calc_exc_set(exc, "ValueError", PKL_MSG_NOTEXPR);
+  }
+}
