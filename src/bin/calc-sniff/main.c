@@ -1,0 +1,618 @@
+/* calc-sniff: capture or read calculator traffic, rebuild every TCP conversation and message,
+ * print a timeline / JSON Lines / the reduced behaviour, or verify a run against a golden
+ * capture (issue 5; usage in docs/sniff.md). libpcap handles live here; the analysis is
+ * src/sniff (sans-I/O). */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pcap/pcap.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#include "sniff.h"
+
+enum { EXIT_PASS = 0, EXIT_FAILV = 1, EXIT_USAGE = 2, EXIT_INCONCLUSIVE = 3 };
+/* Live capture: a loopback burst of the benchmark load fits easily in 64 MiB of kernel buffer;
+ * snaplen 262144 keeps whole 64 KiB loopback segments (lo's MTU is 65536). */
+#define LIVE_BUFFER (64 << 20)
+#define LIVE_SNAPLEN 262144
+#define LIVE_POLL_MS 100
+#define MAX_PORTS 16
+
+static volatile sig_atomic_t g_stop;
+static void on_signal(int sig) {
+  (void)sig;
+  g_stop = 1;
+}
+
+typedef enum { OUT_TIMELINE, OUT_JSON, OUT_TRACE, OUT_SUMMARY, OUT_NONE } out_mode;
+
+typedef struct input {
+  const char *file;          /* -r */
+  const char *iface;         /* -i */
+  double duration;           /* --duration, 0 = until SIGINT */
+  const char *ready_file;    /* --ready-file */
+  const char *write_file;    /* -w */
+  uint16_t ports[MAX_PORTS];
+  int nports;
+} input;
+
+typedef struct run {
+  sniff_an an;
+  out_mode mode;
+  int dlt;
+  pcap_dumper_t *dumper;
+  uint64_t drops;
+  bool live;
+  FILE *out;
+} run;
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: calc-sniff [-r FILE|-] [-i IFACE] [-p PORTS] [--json|--trace|--summary]\n"
+          "                  [--duration S] [--ready-file PATH] [-w FILE]\n"
+          "                  [--server-port N] [--proxy-port N]\n"
+          "       calc-sniff verify --golden G.pcap (-r CAPTURE | -i IFACE --duration S)\n"
+          "                  [--trace] [--ready-file PATH] [-w FILE] [-p PORTS]\n"
+          "\n"
+          "Rebuilds calculator conversations from a capture (pcap or pcapng; - reads stdin)\n"
+          "or from live traffic (default interface lo, ports 9998,9999).\n"
+          "  -r FILE          read a capture file\n"
+          "  -i IFACE         capture live (default lo when no -r is given)\n"
+          "  -p PORTS         comma-separated TCP ports for the capture filter (default 9998,9999)\n"
+          "  --server-port N  the calculator server's port (default 9999)\n"
+          "  --proxy-port N   the proxy's port (default 9998)\n"
+          "  --json           JSON Lines: one record per connection and per message\n"
+          "  --trace          the reduced behaviour verify compares (diffable text)\n"
+          "  --summary        one line per connection only\n"
+          "  --duration S     stop a live capture after S seconds (else at SIGINT/SIGTERM)\n"
+          "  --ready-file P   live: write P once the capture is active (scripts wait for it)\n"
+          "  -w FILE          live: also save the raw packets to FILE (pcap)\n"
+          "verify exit status: 0 pass, 1 fail, 2 usage or input error, 3 inconclusive\n"
+          "(kernel drops, or bytes missing from a capture).\n");
+}
+
+static int parse_ports(const char *s, input *in) {
+  in->nports = 0;
+  while (*s) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || v < 1 || v > 65535 || in->nports == MAX_PORTS) return -1;
+    in->ports[in->nports++] = (uint16_t)v;
+    if (*end == ',') end++;
+    else if (*end) return -1;
+    s = end;
+  }
+  return in->nports ? 0 : -1;
+}
+
+static int parse_port(const char *s, uint16_t *p) {
+  char *end;
+  long v = strtol(s, &end, 10);
+  if (*s == 0 || *end || v < 1 || v > 65535) return -1;
+  *p = (uint16_t)v;
+  return 0;
+}
+
+static void fmt_addr(const sniff_conn *c, int side, char *out, size_t n) {
+  char a[INET6_ADDRSTRLEN];
+  inet_ntop(c->af == 4 ? AF_INET : AF_INET6, c->addr[side], a, sizeof a);
+  if (c->af == 6) snprintf(out, n, "[%s]:%u", a, c->port[side]);
+  else snprintf(out, n, "%s:%u", a, c->port[side]);
+}
+
+static void flags_str(uint8_t f, char *out, size_t n) {
+  static const struct { uint8_t bit; const char *name; } tab[] = {
+      {SNIFF_TH_FIN, "FIN"}, {SNIFF_TH_SYN, "SYN"}, {SNIFF_TH_RST, "RST"}, {SNIFF_TH_PSH, "PSH"},
+      {SNIFF_TH_ACK, "ACK"}, {SNIFF_TH_URG, "URG"}, {SNIFF_TH_ECE, "ECE"}, {SNIFF_TH_CWR, "CWR"}};
+  size_t l = 0;
+  out[0] = 0;
+  for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++)
+    if (f & tab[i].bit) l += (size_t)snprintf(out + l, n - l, "%s%s", l ? ", " : "", tab[i].name);
+}
+
+static void print_packet(run *r, const sniff_pkt *p) {
+  const sniff_an *an = &r->an;
+  const sniff_conn *c = sniff_conn_get(an, an->last_conn);
+  if (!c) return;
+  int dir = an->last_dir;
+  char src[64], dst[64], fl[48];
+  fmt_addr(c, dir, src, sizeof src);
+  fmt_addr(c, !dir, dst, sizeof dst);
+  flags_str(p->flags, fl, sizeof fl);
+  uint32_t seq = p->seq - c->d[dir].isn - (c->d[dir].syn || c->midstream ? 0u : 0u);
+  if (!c->d[dir].syn && c->midstream) seq = p->seq - c->d[dir].isn;
+  uint32_t ack = c->d[!dir].have_next ? p->ack - c->d[!dir].isn : p->ack;
+  double t = (double)(p->ts_usec - an->ts_first) / 1e6;
+  fprintf(r->out, "%6" PRIu64 " %11.6f #%-4u %-14s %s -> %s [%s] Seq=%u", an->pkts, t, c->id,
+          sniff_role_name(c->role), src, dst, fl, p->flags & SNIFF_TH_SYN ? 0u : seq);
+  if (p->flags & SNIFF_TH_ACK) fprintf(r->out, " Ack=%u", ack);
+  fprintf(r->out, " Win=%u Len=%zu", p->win, p->payload_len);
+  if (an->notes.len) fprintf(r->out, "  | %.*s", (int)an->notes.len, (const char *)an->notes.data);
+  fputc('\n', r->out);
+}
+
+static void handle_frame(run *r, const struct pcap_pkthdr *h, const uint8_t *bytes) {
+  uint64_t ts = (uint64_t)h->ts.tv_sec * 1000000u + (uint64_t)h->ts.tv_usec;
+  if (r->dumper) pcap_dump((u_char *)r->dumper, h, bytes);
+  if (r->mode != OUT_TIMELINE) {
+    sniff_feed_frame(&r->an, r->dlt, bytes, h->caplen, ts);
+    return;
+  }
+  sniff_pkt p;
+  const char *why = NULL;
+  r->an.pkts++;
+  sniff_dec_result d = sniff_decode(r->dlt, bytes, h->caplen, &p, &why);
+  if (d != SNIFF_DEC_TCP) {
+    if (d == SNIFF_DEC_BAD) r->an.bad_pkts++; else r->an.other_pkts++;
+    if (d == SNIFF_DEC_BAD)
+      fprintf(r->out, "%6" PRIu64 " (undecodable frame, %u bytes: %s)\n", r->an.pkts, h->caplen,
+              why ? why : "?");
+    return;
+  }
+  p.ts_usec = ts;
+  if (p.payload_cap < p.payload_len) r->an.trunc_pkts++;
+  sniff_feed(&r->an, &p);
+  print_packet(r, &p);
+}
+
+static void pcap_cb(u_char *user, const struct pcap_pkthdr *h, const u_char *bytes) {
+  handle_frame((run *)user, h, bytes);
+}
+
+static int check_dlt(pcap_t *p, const char *what, run *r) {
+  r->dlt = pcap_datalink(p);
+  if (!sniff_dlt_supported(r->dlt)) {
+    const char *n = pcap_datalink_val_to_name(r->dlt);
+    fprintf(stderr, "calc-sniff: %s: link type %d (%s) is not supported\n", what, r->dlt,
+            n ? n : "unknown");
+    return -1;
+  }
+  return 0;
+}
+
+static int open_dumper(pcap_t *p, const input *in, run *r) {
+  if (!in->write_file) return 0;
+  r->dumper = pcap_dump_open(p, in->write_file);
+  if (!r->dumper) {
+    fprintf(stderr, "calc-sniff: %s: %s\n", in->write_file, pcap_geterr(p));
+    return -1;
+  }
+  return 0;
+}
+
+/* Reads a whole capture file. 0, or -1 with a message (exit 2). */
+static int read_file(const char *file, run *r, const input *in) {
+  char err[PCAP_ERRBUF_SIZE] = "";
+  pcap_t *p = pcap_open_offline_with_tstamp_precision(file, PCAP_TSTAMP_PRECISION_MICRO, err);
+  if (!p) {
+    fprintf(stderr, "calc-sniff: %s: cannot read capture: %s\n", file, err);
+    return -1;
+  }
+  if (check_dlt(p, file, r) < 0 || (in && open_dumper(p, in, r) < 0)) {
+    pcap_close(p);
+    return -1;
+  }
+  int rc = 0;
+  for (;;) {
+    struct pcap_pkthdr *h;
+    const u_char *bytes;
+    int n = pcap_next_ex(p, &h, &bytes);
+    if (n == 1) {
+      handle_frame(r, h, bytes);
+      continue;
+    }
+    if (n == PCAP_ERROR_BREAK) break;
+    fprintf(stderr, "calc-sniff: %s: corrupt or truncated capture after %" PRIu64 " packets: %s\n",
+            file, r->an.pkts, pcap_geterr(p));
+    rc = -1;
+    break;
+  }
+  if (r->dumper) pcap_dump_close(r->dumper);
+  r->dumper = NULL;
+  pcap_close(p);
+  return rc;
+}
+
+static int write_ready(const char *path, const char *iface) {
+  char tmp[4096];
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  FILE *f = fopen(tmp, "w");
+  if (!f) return -1;
+  fprintf(f, "ready %s %ld\n", iface, (long)getpid());
+  if (fclose(f) != 0) return -1;
+  return rename(tmp, path);
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Live capture until --duration passes or a signal arrives. 0, or -1 with a message. */
+static int capture_live(const input *in, run *r) {
+  char err[PCAP_ERRBUF_SIZE] = "";
+  const char *iface = in->iface ? in->iface : "lo";
+  pcap_t *p = pcap_create(iface, err);
+  if (!p) {
+    fprintf(stderr, "calc-sniff: %s: %s\n", iface, err);
+    return -1;
+  }
+  pcap_set_snaplen(p, LIVE_SNAPLEN);
+  pcap_set_promisc(p, 0);
+  pcap_set_immediate_mode(p, 1);
+  pcap_set_buffer_size(p, LIVE_BUFFER);
+  pcap_set_timeout(p, LIVE_POLL_MS);
+  int a = pcap_activate(p);
+  if (a < 0) {
+    fprintf(stderr, "calc-sniff: %s: cannot capture: %s\n", iface,
+            a == PCAP_ERROR ? pcap_geterr(p) : pcap_statustostr(a));
+    pcap_close(p);
+    return -1;
+  }
+  if (check_dlt(p, iface, r) < 0) {
+    pcap_close(p);
+    return -1;
+  }
+  char filter[512];
+  size_t l = (size_t)snprintf(filter, sizeof filter, "tcp and (");
+  for (int i = 0; i < in->nports; i++)
+    l += (size_t)snprintf(filter + l, sizeof filter - l, "%sport %u", i ? " or " : "", in->ports[i]);
+  snprintf(filter + l, sizeof filter - l, ")");
+  struct bpf_program prog;
+  if (pcap_compile(p, &prog, filter, 1, PCAP_NETMASK_UNKNOWN) < 0 || pcap_setfilter(p, &prog) < 0) {
+    fprintf(stderr, "calc-sniff: filter \"%s\": %s\n", filter, pcap_geterr(p));
+    pcap_close(p);
+    return -1;
+  }
+  pcap_freecode(&prog);
+  if (open_dumper(p, in, r) < 0 || pcap_setnonblock(p, 1, err) < 0) {
+    if (!r->dumper) fprintf(stderr, "calc-sniff: %s\n", err);
+    pcap_close(p);
+    return -1;
+  }
+  int fd = pcap_get_selectable_fd(p);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  /* The handle is active and filtered: from here on no packet of the scenario is missed. */
+  fprintf(stderr, "calc-sniff: capturing on %s, filter \"%s\"\n", iface, filter);
+  if (in->ready_file && write_ready(in->ready_file, iface) < 0) {
+    fprintf(stderr, "calc-sniff: %s: %s\n", in->ready_file, strerror(errno));
+    pcap_close(p);
+    return -1;
+  }
+  r->live = true;
+  double deadline = in->duration > 0 ? now_s() + in->duration : 0;
+  int rc = 0;
+  while (!g_stop) {
+    int wait = LIVE_POLL_MS;
+    if (deadline) {
+      double left = deadline - now_s();
+      if (left <= 0) break;
+      if (left * 1000 < wait) wait = (int)(left * 1000) + 1;
+    }
+    struct pollfd pfd = {fd, POLLIN, 0};
+    if (fd >= 0) poll(&pfd, 1, wait); else usleep((useconds_t)wait * 1000);
+    if (pcap_dispatch(p, -1, pcap_cb, (u_char *)r) == PCAP_ERROR) {
+      fprintf(stderr, "calc-sniff: %s: %s\n", iface, pcap_geterr(p));
+      rc = -1;
+      break;
+    }
+  }
+  while (pcap_dispatch(p, -1, pcap_cb, (u_char *)r) > 0) {}
+  struct pcap_stat st;
+  if (pcap_stats(p, &st) == 0) {
+    r->drops = (uint64_t)st.ps_drop + st.ps_ifdrop;
+    fprintf(stderr, "calc-sniff: %u packets received by filter, %" PRIu64 " dropped by kernel\n",
+            st.ps_recv, r->drops);
+  }
+  if (r->dumper) pcap_dump_close(r->dumper);
+  r->dumper = NULL;
+  pcap_close(p);
+  return rc;
+}
+
+static void print_summary(run *r, bool header) {
+  const sniff_an *an = &r->an;
+  if (header) fprintf(r->out, "\nconnections:\n");
+  for (uint32_t i = 0; i < an->nconns; i++) {
+    const sniff_conn *c = &an->conns[i];
+    char a[64], b[64];
+    fmt_addr(c, 0, a, sizeof a);
+    fmt_addr(c, 1, b, sizeof b);
+    fprintf(r->out, "#%u %s %s -> %s %s %s teardown=%s", c->id, sniff_role_name(c->role), a, b,
+            sniff_conn_state(c), c->history, sniff_end_name(sniff_conn_end(c)));
+    if (c->first_fin >= 0) fprintf(r->out, " (%u segments)", c->teardown_pkts);
+    fprintf(r->out, " msgs=%u/%u", c->d[0].nmsgs, c->d[1].nmsgs);
+    if (c->syn_retries) fprintf(r->out, " syn-retries=%u", c->syn_retries);
+    if (c->parent) fprintf(r->out, " upstream-of=#%u/request-%u", c->parent, c->parent_req);
+    for (int d = 0; d < 2; d++) {
+      const sniff_dir *s = &c->d[d];
+      if (s->retrans_pkts || s->overlap_bytes || s->ooo_pkts || s->gap_bytes || s->trunc_bytes)
+        fprintf(r->out, " %s[retrans=%" PRIu64 " overlap=%" PRIu64 "B ooo=%" PRIu64 " gap=%" PRIu64
+                        "B snaplen-cut=%" PRIu64 "B]",
+                d ? "server" : "client", s->retrans_pkts, s->overlap_bytes, s->ooo_pkts,
+                s->gap_bytes, s->trunc_bytes);
+    }
+    fputc('\n', r->out);
+  }
+  fprintf(r->out, "%" PRIu64 " packets: %" PRIu64 " TCP, %" PRIu64 " other, %" PRIu64
+                  " undecodable, %" PRIu64 " cut by snaplen; %u connections, %u messages\n",
+          an->pkts, an->tcp_pkts, an->other_pkts, an->bad_pkts, an->trunc_pkts, an->nconns,
+          an->nmsgs);
+}
+
+static void print_json(run *r) {
+  const sniff_an *an = &r->an;
+  calc_buf b;
+  calc_buf_init(&b, 0);
+  for (uint32_t i = 0; i < an->nconns; i++) {
+    const sniff_conn *c = &an->conns[i];
+    char a[64], z[64];
+    fmt_addr(c, 0, a, sizeof a);
+    fmt_addr(c, 1, z, sizeof z);
+    calc_buf_reset(&b);
+    calc_buf_printf(&b, "{\"type\":\"conn\",\"id\":%u,\"role\":\"%s\",\"orig\":", c->id,
+                    sniff_role_name(c->role));
+    sniff_json_str(&b, a);
+    calc_buf_puts(&b, ",\"resp\":");
+    sniff_json_str(&b, z);
+    calc_buf_printf(&b,
+                    ",\"ts_first\":%.6f,\"ts_last\":%.6f,\"conn_state\":\"%s\",\"history\":\"%s\","
+                    "\"handshake\":%s,\"teardown\":\"%s\",\"teardown_segments\":%u,"
+                    "\"syn_retries\":%u,\"port_reused\":%s,\"midstream\":%s",
+                    (double)c->ts_first / 1e6, (double)c->ts_last / 1e6, sniff_conn_state(c),
+                    c->history, c->established ? "true" : "false",
+                    sniff_end_name(sniff_conn_end(c)), c->teardown_pkts, c->syn_retries,
+                    c->port_reused ? "true" : "false", c->midstream ? "true" : "false");
+    if (c->parent) calc_buf_printf(&b, ",\"upstream_of\":{\"conn\":%u,\"request\":%u}", c->parent, c->parent_req);
+    for (int d = 0; d < 2; d++) {
+      const sniff_dir *s = &c->d[d];
+      calc_buf_printf(&b,
+                      ",\"%s\":{\"packets\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"messages\":%u,"
+                      "\"retransmissions\":%" PRIu64 ",\"overlap_bytes\":%" PRIu64
+                      ",\"out_of_order\":%" PRIu64 ",\"gap_bytes\":%" PRIu64
+                      ",\"snaplen_cut_bytes\":%" PRIu64 ",\"unframed\":%s}",
+                      d ? "resp_dir" : "orig_dir", s->pkts, s->bytes, s->nmsgs, s->retrans_pkts,
+                      s->overlap_bytes, s->ooo_pkts, s->gap_bytes, s->trunc_bytes,
+                      s->desync ? "true" : "false");
+    }
+    calc_buf_puts(&b, "}\n");
+    fwrite(b.data, 1, b.len, r->out);
+  }
+  for (uint32_t i = 0; i < an->nmsgs; i++) {
+    const sniff_msg *m = &an->msgs[i];
+    calc_buf_reset(&b);
+    calc_buf_printf(&b,
+                    "{\"type\":\"msg\",\"conn\":%u,\"dir\":\"%s\",\"index\":%u,\"kind\":\"%s\","
+                    "\"ts_first\":%.6f,\"ts_last\":%.6f,\"size\":%u,\"header\":{\"time\":%u,"
+                    "\"cache\":%s,\"steps\":%s,\"request\":%s,\"reserved\":%u,\"status\":%u,"
+                    "\"cache_control\":%u},\"segments\":[",
+                    m->conn, m->dir ? "resp" : "orig", m->index,
+                    m->h.is_request ? "request" : "response", (double)m->ts_first / 1e6,
+                    (double)m->ts_last / 1e6, m->size, m->h.time, m->h.cache ? "true" : "false",
+                    m->h.steps ? "true" : "false", m->h.is_request ? "true" : "false",
+                    m->h.reserved, m->h.status, m->h.cache_control);
+    for (uint32_t k = 0; k < m->nseg && k < SNIFF_MSG_SEGS; k++)
+      calc_buf_printf(&b, "%s%u", k ? "," : "", m->segs[k]);
+    calc_buf_printf(&b, "],\"nsegments\":%u,\"shares_segment\":%s,\"complete\":%s,"
+                        "\"bytes_missing\":%s,\"malformed\":%s",
+                    m->nseg, m->shares_segment ? "true" : "false", m->complete ? "true" : "false",
+                    m->hole ? "true" : "false", m->malformed ? "true" : "false");
+    if (m->h.is_request && sniff_conn_get(an, m->conn) &&
+        sniff_conn_get(an, m->conn)->role == SNIFF_ROLE_CLIENT_PROXY)
+      calc_buf_printf(&b, ",\"upstream_connections\":%u", m->n_upstream);
+    if (m->text) {
+      calc_buf_puts(&b, m->h.is_request ? ",\"expression\":" : ",\"result\":");
+      sniff_json_str(&b, m->text);
+    }
+    calc_buf_puts(&b, "}\n");
+    fwrite(b.data, 1, b.len, r->out);
+  }
+  fprintf(r->out,
+          "{\"type\":\"summary\",\"packets\":%" PRIu64 ",\"tcp\":%" PRIu64 ",\"other\":%" PRIu64
+          ",\"undecodable\":%" PRIu64 ",\"snaplen_cut\":%" PRIu64 ",\"connections\":%u,"
+          "\"messages\":%u,\"kernel_drops\":%" PRIu64 "}\n",
+          an->pkts, an->tcp_pkts, an->other_pkts, an->bad_pkts, an->trunc_pkts, an->nconns,
+          an->nmsgs, r->drops);
+  calc_buf_free(&b);
+}
+
+static void print_trace(const sniff_an *an, FILE *out) {
+  calc_buf b;
+  calc_buf_init(&b, 0);
+  sniff_trace(an, &b);
+  if (b.len) fwrite(b.data, 1, b.len, out);
+  calc_buf_free(&b);
+}
+
+enum {
+  OPT_JSON = 256, OPT_TRACE, OPT_SUMMARY, OPT_DURATION, OPT_READY, OPT_GOLDEN, OPT_SERVER,
+  OPT_PROXY, OPT_HELP
+};
+static const struct option long_opts[] = {
+    {"read", required_argument, 0, 'r'},       {"interface", required_argument, 0, 'i'},
+    {"ports", required_argument, 0, 'p'},      {"write", required_argument, 0, 'w'},
+    {"json", no_argument, 0, OPT_JSON},        {"trace", no_argument, 0, OPT_TRACE},
+    {"summary", no_argument, 0, OPT_SUMMARY},  {"duration", required_argument, 0, OPT_DURATION},
+    {"ready-file", required_argument, 0, OPT_READY}, {"golden", required_argument, 0, OPT_GOLDEN},
+    {"server-port", required_argument, 0, OPT_SERVER},
+    {"proxy-port", required_argument, 0, OPT_PROXY}, {"help", no_argument, 0, 'h'},
+    {0, 0, 0, 0}};
+
+static int run_input(const input *in, run *r) {
+  if (in->file) return read_file(in->file, r, in);
+  return capture_live(in, r);
+}
+
+static bool lossy(const sniff_an *an) {
+  for (uint32_t i = 0; i < an->nconns; i++)
+    if (sniff_conn_lossy(&an->conns[i])) return true;
+  return an->bad_pkts > 0 || an->oom;
+}
+
+int main(int argc, char **argv) {
+  bool verify = argc > 1 && !strcmp(argv[1], "verify");
+  if (verify) {
+    argv++;
+    argc--;
+  }
+  input in;
+  memset(&in, 0, sizeof in);
+  sniff_opts so;
+  sniff_opts_default(&so);
+  out_mode mode = OUT_TIMELINE;
+  const char *golden = NULL;
+  bool ports_given = false;
+  int ch;
+  while ((ch = getopt_long(argc, argv, "r:i:p:w:h", long_opts, NULL)) != -1) {
+    switch (ch) {
+      case 'r': in.file = optarg; break;
+      case 'i': in.iface = optarg; break;
+      case 'w': in.write_file = optarg; break;
+      case 'p':
+        if (parse_ports(optarg, &in) < 0) {
+          fprintf(stderr, "calc-sniff: -p: expected comma-separated ports, got \"%s\"\n", optarg);
+          return EXIT_USAGE;
+        }
+        ports_given = true;
+        break;
+      case OPT_JSON: mode = OUT_JSON; break;
+      case OPT_TRACE: mode = OUT_TRACE; break;
+      case OPT_SUMMARY: mode = OUT_SUMMARY; break;
+      case OPT_DURATION: {
+        char *end;
+        in.duration = strtod(optarg, &end);
+        if (*end || in.duration <= 0) {
+          fprintf(stderr, "calc-sniff: --duration: expected seconds > 0, got \"%s\"\n", optarg);
+          return EXIT_USAGE;
+        }
+        break;
+      }
+      case OPT_READY: in.ready_file = optarg; break;
+      case OPT_GOLDEN: golden = optarg; break;
+      case OPT_SERVER:
+      case OPT_PROXY:
+        if (parse_port(optarg, ch == OPT_SERVER ? &so.server_port : &so.proxy_port) < 0) {
+          fprintf(stderr, "calc-sniff: bad port \"%s\"\n", optarg);
+          return EXIT_USAGE;
+        }
+        break;
+      case 'h': usage(stdout); return 0;
+      default: usage(stderr); return EXIT_USAGE;
+    }
+  }
+  if (optind < argc) {
+    fprintf(stderr, "calc-sniff: unexpected argument \"%s\"\n", argv[optind]);
+    usage(stderr);
+    return EXIT_USAGE;
+  }
+  if (in.file && in.iface) {
+    fprintf(stderr, "calc-sniff: -r and -i exclude each other\n");
+    return EXIT_USAGE;
+  }
+  if (!ports_given) {
+    in.ports[0] = so.proxy_port;
+    in.ports[1] = so.server_port;
+    in.nports = 2;
+  }
+  if (golden && !verify) {
+    fprintf(stderr, "calc-sniff: --golden belongs to `calc-sniff verify`\n");
+    return EXIT_USAGE;
+  }
+
+  if (!verify) {
+    run r;
+    memset(&r, 0, sizeof r);
+    r.out = stdout;
+    r.mode = mode;
+    so.decode = mode == OUT_TIMELINE || mode == OUT_JSON;
+    so.notes = mode == OUT_TIMELINE;
+    sniff_an_init(&r.an, &so);
+    int rc = run_input(&in, &r);
+    sniff_finish(&r.an);
+    if (rc < 0) {
+      sniff_an_free(&r.an);
+      return EXIT_USAGE;
+    }
+    if (mode == OUT_TIMELINE) print_summary(&r, true);
+    else if (mode == OUT_SUMMARY) print_summary(&r, false);
+    else if (mode == OUT_JSON) print_json(&r);
+    else if (mode == OUT_TRACE) print_trace(&r.an, stdout);
+    if (r.an.oom) fprintf(stderr, "calc-sniff: out of memory: analysis incomplete\n");
+    if (r.live && r.drops) fprintf(stderr, "calc-sniff: warning: the kernel dropped %" PRIu64 " packets\n", r.drops);
+    sniff_an_free(&r.an);
+    return rc < 0 ? EXIT_USAGE : 0;
+  }
+
+  /* verify */
+  if (!golden) {
+    fprintf(stderr, "calc-sniff verify: --golden G.pcap is required\n");
+    usage(stderr);
+    return EXIT_USAGE;
+  }
+  if (!in.file && !in.iface) {
+    fprintf(stderr, "calc-sniff verify: give -r CAPTURE or -i IFACE --duration S\n");
+    return EXIT_USAGE;
+  }
+  if (in.iface && in.duration <= 0) {
+    fprintf(stderr, "calc-sniff verify: a live verification needs --duration S\n");
+    return EXIT_USAGE;
+  }
+  so.decode = false;
+  so.notes = false;
+  run g, c;
+  memset(&g, 0, sizeof g);
+  memset(&c, 0, sizeof c);
+  g.mode = c.mode = OUT_NONE;
+  g.out = c.out = stdout;
+  sniff_an_init(&g.an, &so);
+  sniff_an_init(&c.an, &so);
+  int rc = EXIT_PASS;
+  if (read_file(golden, &g, NULL) < 0 || run_input(&in, &c) < 0) {
+    rc = EXIT_USAGE;
+    goto out;
+  }
+  sniff_finish(&g.an);
+  sniff_finish(&c.an);
+  if (mode == OUT_TRACE) {
+    printf("== golden %s\n", golden);
+    print_trace(&g.an, stdout);
+    printf("== capture %s\n", in.file ? in.file : in.iface);
+    print_trace(&c.an, stdout);
+    printf("== differences\n");
+  }
+  calc_buf diffs;
+  calc_buf_init(&diffs, 0);
+  uint32_t n = sniff_compare(&g.an, &c.an, &diffs);
+  if (diffs.len) fwrite(diffs.data, 1, diffs.len, stdout);
+  calc_buf_free(&diffs);
+  if (lossy(&g.an)) {
+    printf("INCONCLUSIVE: the golden capture misses bytes (gaps, snaplen cuts or undecodable frames)\n");
+    rc = EXIT_INCONCLUSIVE;
+  } else if (c.drops || lossy(&c.an)) {
+    if (c.drops) printf("INCONCLUSIVE: the kernel dropped %" PRIu64 " packets\n", c.drops);
+    else printf("INCONCLUSIVE: the capture misses bytes (gaps, snaplen cuts or undecodable frames)\n");
+    rc = EXIT_INCONCLUSIVE;
+  } else if (n) {
+    printf("FAIL: %u difference%s\n", n, n == 1 ? "" : "s");
+    rc = EXIT_FAILV;
+  } else {
+    printf("PASS\n");
+  }
+out:
+  sniff_an_free(&g.an);
+  sniff_an_free(&c.an);
+  return rc;
+}

@@ -1,0 +1,222 @@
+/* sniff.h: calc-sniff's library: packet decoding, TCP reassembly, calculator messages, roles,
+ * and the reduced behaviour used by `calc-sniff verify` (issue 5, scenarios.md).
+ *
+ * Layers, one file each:
+ *   sniff_pkt.c     link (EN10MB+VLAN, NULL, LOOP, LINUX_SLL, LINUX_SLL2, RAW, IPV4, IPV6),
+ *                   IPv4/IPv6 and TCP headers, read only through bounds-checked accessors
+ *   sniff_tcp.c     connections keyed by 4-tuple + ISN, per-direction reassembly in sequence
+ *                   space, teardown classes, Zeek conn_state/history, message framing, roles
+ *   sniff_verify.c  reduction of an analysis to scenario behaviour, trace text, comparison
+ *
+ * Everything here is sans-I/O: bytes and time stamps in, structs out. The program
+ * (src/bin/calc-sniff) owns libpcap handles and printing. */
+#ifndef CALC_SNIFF_H
+#define CALC_SNIFF_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "calc/buf.h"
+#include "calc/wire.h"
+
+/* ---- link types (LINKTYPE_ values as stored in files; pcap_datalink() returns DLT_ values,
+ * which equal these except RAW, which is DLT 12 or 14 on some systems and 101 in files) ---- */
+#define SNIFF_DLT_NULL 0
+#define SNIFF_DLT_EN10MB 1
+#define SNIFF_DLT_RAW_A 12
+#define SNIFF_DLT_RAW_B 14
+#define SNIFF_DLT_RAW 101
+#define SNIFF_DLT_LOOP 108
+#define SNIFF_DLT_LINUX_SLL 113
+#define SNIFF_DLT_IPV4 228
+#define SNIFF_DLT_IPV6 229
+#define SNIFF_DLT_LINUX_SLL2 276
+
+#define SNIFF_TH_FIN 0x01
+#define SNIFF_TH_SYN 0x02
+#define SNIFF_TH_RST 0x04
+#define SNIFF_TH_PSH 0x08
+#define SNIFF_TH_ACK 0x10
+#define SNIFF_TH_URG 0x20
+#define SNIFF_TH_ECE 0x40
+#define SNIFF_TH_CWR 0x80
+
+/* One decoded TCP segment. Pointers point into the caller's packet buffer. */
+typedef struct sniff_pkt {
+  uint64_t ts_usec;          /* capture time, microseconds since the epoch */
+  int af;                    /* 4 or 6 */
+  uint8_t src[16], dst[16];  /* IPv4 addresses use the first 4 bytes, rest zero */
+  uint16_t sport, dport;
+  uint32_t seq, ack;
+  uint8_t flags;
+  uint16_t win;
+  const uint8_t *payload;
+  size_t payload_cap;        /* payload bytes present in the capture */
+  size_t payload_len;        /* payload bytes the IP header declares (> cap: snaplen cut) */
+} sniff_pkt;
+
+typedef enum {
+  SNIFF_DEC_TCP = 1,        /* *p filled */
+  SNIFF_DEC_OTHER = 0,      /* well formed but not TCP (ARP, UDP, non-first fragment...) */
+  SNIFF_DEC_BAD = -1,       /* truncated or malformed; *why says which layer */
+} sniff_dec_result;
+
+/* Decodes one captured frame of link type `dlt` (caplen bytes present in buf).
+ * Never reads outside buf[0, caplen). `why` (may be NULL) gets a static reason for
+ * SNIFF_DEC_OTHER / SNIFF_DEC_BAD. */
+sniff_dec_result sniff_decode(int dlt, const uint8_t *buf, size_t caplen, sniff_pkt *p,
+                              const char **why);
+/* True if calc-sniff knows how to decode link type dlt. */
+bool sniff_dlt_supported(int dlt);
+const char *sniff_dlt_name(int dlt);
+
+/* ---- analysis ---- */
+typedef enum {
+  SNIFF_ROLE_OTHER = 0,     /* neither port is the server's or the proxy's */
+  SNIFF_ROLE_CLIENT_SERVER, /* to the server port, not caused by a proxy request */
+  SNIFF_ROLE_CLIENT_PROXY,  /* to the proxy port */
+  SNIFF_ROLE_PROXY_SERVER,  /* to the server port while the proxy held an unanswered request */
+} sniff_role;
+const char *sniff_role_name(sniff_role r);
+
+typedef enum {
+  SNIFF_END_OPEN = 0,   /* no FIN or RST seen */
+  SNIFF_END_FIN_CLIENT, /* the originator's FIN came first */
+  SNIFF_END_FIN_SERVER, /* the responder's FIN came first */
+  SNIFF_END_RST_CLIENT, /* the first RST came from the originator (after the handshake) */
+  SNIFF_END_RST_SERVER, /* the first RST came from the responder (after the handshake) */
+  SNIFF_END_REFUSED,    /* the originator's SYN was answered by RST */
+} sniff_end;
+const char *sniff_end_name(sniff_end e);
+
+/* Segment sizes kept per message: the first SNIFF_MSG_SEGS, and the total count. */
+#define SNIFF_MSG_SEGS 8
+/* Out-of-order segments buffered per direction before the earliest hole is declared a gap. */
+#define SNIFF_OOO_MAX 256
+/* Out-of-order bytes buffered per direction, same purpose. */
+#define SNIFF_OOO_BYTES (4u << 20)
+/* A segment further ahead of the next expected byte than this is garbage, not reordering. */
+#define SNIFF_SEQ_WINDOW (1u << 28)
+/* Expression/result text kept per message (JSON carries it; notes abbreviate it). */
+#define SNIFF_TEXT_MAX 4096
+
+typedef struct sniff_msg {
+  uint32_t conn;            /* connection id (1-based) */
+  uint8_t dir;              /* 0 originator -> responder, 1 back */
+  uint32_t index;           /* 1-based per direction */
+  uint64_t ts_first, ts_last; /* first and last byte's segment */
+  calc_header h;
+  uint32_t size;            /* total length from the header */
+  uint32_t nseg;            /* segments that carried bytes of it */
+  uint32_t segs[SNIFF_MSG_SEGS];
+  bool shares_segment;      /* a segment also carried bytes of another message */
+  bool complete;            /* all bytes arrived (possibly with holes) */
+  bool hole;                /* some bytes were missing (gap or snaplen) */
+  bool malformed;           /* bad total length or undecodable payload */
+  char *text;               /* request: expression; response: result or error (may be NULL) */
+  /* requests on a client->proxy connection: upstream connections it caused */
+  uint32_t n_upstream;
+  uint32_t first_upstream;  /* connection id */
+} sniff_msg;
+
+typedef struct sniff_ooo { uint32_t seq, len, cap, off; } sniff_ooo;
+
+typedef struct sniff_dir {
+  bool syn, fin, rst, have_next;
+  uint32_t isn, next, fin_seq;
+  uint64_t syn_ts, fin_ts, rst_ts;
+  uint64_t pkts, bytes;                 /* bytes: reassembled stream bytes (holes included) */
+  uint64_t retrans_pkts, overlap_bytes, ooo_pkts, gap_bytes, trunc_bytes, bogus_pkts;
+  sniff_ooo *ooo; uint32_t nooo;
+  calc_buf ooobuf;
+  /* framer */
+  uint8_t hdr[CALC_HEADER_SIZE];
+  uint32_t hdr_have, msg_have, msg_total;
+  bool desync;
+  int32_t cur_msg;                      /* index into an->msgs, -1 none */
+  calc_buf payload;
+  uint32_t nmsgs;
+  uint16_t hist;                        /* history letters seen (bit per letter) */
+} sniff_dir;
+
+typedef struct sniff_conn {
+  uint32_t id;
+  int af;
+  uint8_t addr[2][16];
+  uint16_t port[2];         /* [0] originator (client), [1] responder */
+  sniff_dir d[2];
+  uint64_t ts_first, ts_last;
+  bool syn, synack, established, midstream, port_reused;
+  uint32_t syn_retries;
+  int first_fin;            /* -1, 0, 1 */
+  int first_rst;
+  uint32_t teardown_pkts;   /* segments from the first FIN on */
+  sniff_role role;
+  uint32_t parent;          /* proxy->server: downstream connection id */
+  uint32_t parent_req;      /* ... and its request index */
+  int32_t pending_req;      /* client->proxy: msg index of a request not yet answered, -1 */
+  int32_t last_req;         /* client->proxy: msg index of the request being answered, -1 */
+  char history[40];
+  uint32_t hist_len;
+} sniff_conn;
+
+typedef struct sniff_opts {
+  uint16_t server_port;     /* 9999 */
+  uint16_t proxy_port;      /* 9998 */
+  bool decode;              /* decode payloads to text (timeline, JSON) */
+  bool notes;               /* build per-packet notes */
+} sniff_opts;
+void sniff_opts_default(sniff_opts *o);
+
+typedef struct sniff_an {
+  sniff_opts o;
+  sniff_conn *conns; uint32_t nconns, capconns;
+  uint32_t *slots; uint32_t nslots, nused; /* hash: 4-tuple -> latest conn id, 0 empty */
+  sniff_msg *msgs; uint32_t nmsgs, capmsgs;
+  uint32_t *pending; uint32_t npending, cappending;  /* proxy conns with unanswered request */
+  uint64_t pkts, tcp_pkts, other_pkts, bad_pkts, trunc_pkts;
+  uint64_t ts_first;
+  bool oom;
+  /* per-packet outputs of sniff_feed */
+  calc_buf notes;           /* "; "-separated notes for the packet just fed */
+  uint32_t last_conn;       /* connection id of the packet just fed, 0 none */
+  const char *last_why;     /* sniff_feed_frame: why the frame was not TCP, or NULL */
+  uint8_t last_dir;
+} sniff_an;
+
+/* Initialises an analyzer (no allocation until the first packet). */
+void sniff_an_init(sniff_an *an, const sniff_opts *o);
+void sniff_an_free(sniff_an *an);
+/* Feeds one decoded TCP segment (in capture order). Fills an->notes / last_conn.
+ * Returns 0, or -1 when memory ran out (the analysis is then incomplete, an->oom set). */
+int sniff_feed(sniff_an *an, const sniff_pkt *p);
+/* Decodes and feeds one captured frame; counts non-TCP and bad frames. */
+int sniff_feed_frame(sniff_an *an, int dlt, const uint8_t *buf, size_t caplen, uint64_t ts_usec);
+/* End of capture: turns leftover out-of-order data into reported gaps. */
+void sniff_finish(sniff_an *an);
+
+static inline sniff_conn *sniff_conn_get(const sniff_an *an, uint32_t id) {
+  return id && id <= an->nconns ? &an->conns[id - 1] : NULL;
+}
+/* Zeek's conn_state for c ("S0", "SF", "REJ", ...). */
+const char *sniff_conn_state(const sniff_conn *c);
+/* Connection has data loss (gaps, snaplen cuts) that makes sizes or segmentation unsure. */
+bool sniff_conn_lossy(const sniff_conn *c);
+/* Teardown class. */
+sniff_end sniff_conn_end(const sniff_conn *c);
+
+/* Appends s as a JSON string literal (quotes included, escapes for control bytes). */
+void sniff_json_str(calc_buf *b, const char *s);
+
+/* ---- verify (sniff_verify.c) ---- */
+/* Appends the reduced behaviour of an analysis as text (the --trace format, docs/sniff.md). */
+void sniff_trace(const sniff_an *an, calc_buf *out);
+
+typedef enum { SNIFF_VERDICT_PASS = 0, SNIFF_VERDICT_FAIL = 1, SNIFF_VERDICT_INCONCLUSIVE = 3 } sniff_verdict;
+/* Compares a capture against a golden capture under scenarios.md's tolerance rules.
+ * Each difference is appended to out as one line "FAIL <check>: <what>". Returns the number
+ * of differences. */
+uint32_t sniff_compare(const sniff_an *golden, const sniff_an *cap, calc_buf *out);
+
+#endif

@@ -1,0 +1,744 @@
+/* sniff_tcp.c: TCP connection tracking, per-direction reassembly, calculator message framing
+ * and roles (issue 5 items 2 and 3).
+ *
+ * Connections are keyed by the 4-tuple and the originator's ISN: a SYN with the ISN already
+ * seen is a retry, a SYN with another ISN on a known 4-tuple is a new connection (port reuse).
+ * Each direction reassembles in sequence space relative to `next` (the next byte expected):
+ * signed 32-bit differences make the wrap at 2^32 invisible. Data behind `next` is a
+ * retransmission (counted once, trimmed when it overlaps), data ahead is buffered (bounded by
+ * SNIFF_OOO_MAX / SNIFF_OOO_BYTES; past that the earliest hole becomes a reported gap), and
+ * bytes a snaplen cut away enter the framer as a hole: sizes stay known, payloads do not.
+ *
+ * The hot path (one packet) does a hash probe and, for in-order data, copies at most the
+ * bytes of a message being decoded: no allocation except amortised array growth. */
+#include "sniff.h"
+
+#include <string.h>
+
+#include "calc/alloc.h"
+#include "calc/eval.h"
+#include "calc/exc.h"
+#include "calc/pickle.h"
+
+/* Zeek history letters; bit i of sniff_dir.hist is hist_letters[i]. */
+static const char hist_letters[] = "SHADFRTGW";
+enum { H_S, H_H, H_A, H_D, H_F, H_R, H_T, H_G, H_W };
+
+void sniff_opts_default(sniff_opts *o) {
+  memset(o, 0, sizeof *o);
+  o->server_port = 9999;
+  o->proxy_port = 9998;
+  o->decode = true;
+  o->notes = true;
+}
+
+const char *sniff_role_name(sniff_role r) {
+  switch (r) {
+    case SNIFF_ROLE_OTHER: return "other";
+    case SNIFF_ROLE_CLIENT_SERVER: return "client->server";
+    case SNIFF_ROLE_CLIENT_PROXY: return "client->proxy";
+    case SNIFF_ROLE_PROXY_SERVER: return "proxy->server";
+  }
+  return "?";
+}
+
+const char *sniff_end_name(sniff_end e) {
+  switch (e) {
+    case SNIFF_END_OPEN: return "open";
+    case SNIFF_END_FIN_CLIENT: return "fin-client";
+    case SNIFF_END_FIN_SERVER: return "fin-server";
+    case SNIFF_END_RST_CLIENT: return "rst-client";
+    case SNIFF_END_RST_SERVER: return "rst-server";
+    case SNIFF_END_REFUSED: return "refused";
+  }
+  return "?";
+}
+
+void sniff_an_init(sniff_an *an, const sniff_opts *o) {
+  memset(an, 0, sizeof *an);
+  if (o) an->o = *o; else sniff_opts_default(&an->o);
+  calc_buf_init(&an->notes, 0);
+}
+
+static void dir_free(sniff_dir *d) {
+  calc_free(d->ooo);
+  d->ooo = NULL;
+  d->nooo = 0;
+  calc_buf_free(&d->ooobuf);
+  calc_buf_free(&d->payload);
+}
+
+void sniff_an_free(sniff_an *an) {
+  for (uint32_t i = 0; i < an->nconns; i++) {
+    dir_free(&an->conns[i].d[0]);
+    dir_free(&an->conns[i].d[1]);
+  }
+  for (uint32_t i = 0; i < an->nmsgs; i++) calc_free(an->msgs[i].text);
+  calc_free(an->conns);
+  calc_free(an->slots);
+  calc_free(an->msgs);
+  calc_free(an->pending);
+  calc_buf_free(&an->notes);
+  memset(an, 0, sizeof *an);
+}
+
+static void note(sniff_an *an, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#include <stdarg.h>
+static void note(sniff_an *an, const char *fmt, ...) {
+  if (!an->o.notes) return;
+  char tmp[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(tmp, sizeof tmp, fmt, ap);
+  va_end(ap);
+  if (an->notes.len) calc_buf_puts(&an->notes, "; ");
+  calc_buf_puts(&an->notes, tmp);
+}
+
+static void hist_add(sniff_conn *c, int dir, int letter) {
+  sniff_dir *d = &c->d[dir];
+  if (d->hist & (1u << letter)) return;
+  d->hist |= (uint16_t)(1u << letter);
+  if (c->hist_len + 1 < sizeof c->history) {
+    char ch = hist_letters[letter];
+    c->history[c->hist_len++] = dir == 0 ? ch : (char)(ch - 'A' + 'a');
+    c->history[c->hist_len] = 0;
+  }
+}
+
+/* ---- the 4-tuple table: open addressing, linear probing, value = latest conn id ---- */
+static uint32_t mix32(uint32_t h) {
+  h ^= h >> 16; h *= 0x7feb352dU; h ^= h >> 15; h *= 0x846ca68bU; h ^= h >> 16;
+  return h;
+}
+static uint32_t end_hash(const uint8_t a[16], uint16_t port) {
+  uint32_t w[4];
+  memcpy(w, a, 16);
+  return mix32(w[0] ^ mix32(w[1] ^ mix32(w[2] ^ mix32(w[3] ^ port))));
+}
+/* Symmetric in the two ends, so both directions land on one slot. */
+static uint32_t tuple_hash(const uint8_t *a, uint16_t pa, const uint8_t *b, uint16_t pb) {
+  return mix32(end_hash(a, pa) + end_hash(b, pb));
+}
+static bool conn_matches(const sniff_conn *c, const sniff_pkt *p, int *dir) {
+  if (c->af != p->af) return false;
+  if (c->port[0] == p->sport && c->port[1] == p->dport && !memcmp(c->addr[0], p->src, 16) &&
+      !memcmp(c->addr[1], p->dst, 16)) {
+    *dir = 0;
+    return true;
+  }
+  if (c->port[1] == p->sport && c->port[0] == p->dport && !memcmp(c->addr[1], p->src, 16) &&
+      !memcmp(c->addr[0], p->dst, 16)) {
+    *dir = 1;
+    return true;
+  }
+  return false;
+}
+
+/* Returns the slot holding p's tuple, or the empty slot where it belongs. */
+static uint32_t *slot_find(sniff_an *an, const sniff_pkt *p, uint32_t h, int *dir) {
+  uint32_t mask = an->nslots - 1;
+  for (uint32_t i = h & mask;; i = (i + 1) & mask) {
+    uint32_t id = an->slots[i];
+    if (!id || conn_matches(&an->conns[id - 1], p, dir)) return &an->slots[i];
+  }
+}
+
+static int slots_grow(sniff_an *an) {
+  uint32_t n = an->nslots ? an->nslots * 2 : 1024;
+  uint32_t *s = calc_calloc(n, sizeof *s);
+  if (!s) return -1;
+  for (uint32_t i = 0; i < an->nslots; i++) {
+    uint32_t id = an->slots[i];
+    if (!id) continue;
+    const sniff_conn *c = &an->conns[id - 1];
+    uint32_t j = tuple_hash(c->addr[0], c->port[0], c->addr[1], c->port[1]) & (n - 1);
+    while (s[j]) j = (j + 1) & (n - 1);
+    s[j] = id;
+  }
+  calc_free(an->slots);
+  an->slots = s;
+  an->nslots = n;
+  return 0;
+}
+
+static sniff_conn *conn_new(sniff_an *an, const sniff_pkt *p, bool orig_is_src, uint32_t *slot_val) {
+  if (an->nconns == an->capconns) {
+    uint32_t n = an->capconns ? an->capconns * 2 : 256;
+    sniff_conn *c = calc_realloc(an->conns, (size_t)n * sizeof *c);
+    if (!c) return NULL;
+    an->conns = c;
+    an->capconns = n;
+  }
+  sniff_conn *c = &an->conns[an->nconns++];
+  memset(c, 0, sizeof *c);
+  c->id = an->nconns;
+  c->af = p->af;
+  int o = orig_is_src ? 0 : 1;
+  memcpy(c->addr[o], p->src, 16);
+  memcpy(c->addr[!o], p->dst, 16);
+  c->port[o] = p->sport;
+  c->port[!o] = p->dport;
+  c->ts_first = c->ts_last = p->ts_usec;
+  c->first_fin = c->first_rst = -1;
+  c->pending_req = c->last_req = -1;
+  for (int i = 0; i < 2; i++) {
+    c->d[i].cur_msg = -1;
+    calc_buf_init(&c->d[i].ooobuf, 0);
+    calc_buf_init(&c->d[i].payload, 0);
+  }
+  if (slot_val) *slot_val = c->id;
+  return c;
+}
+
+/* Roles (issue 5 item 3): a connection to the server port opened while some client->proxy
+ * connection holds a request it has not started answering was caused by that request (the
+ * proxy opens the upstream connection after reading request N and before answering N,
+ * protocol.md section 6). With several candidates, the most recent request wins. */
+static void conn_assign_role(sniff_an *an, sniff_conn *c) {
+  if (c->port[1] == an->o.proxy_port) {
+    c->role = SNIFF_ROLE_CLIENT_PROXY;
+    return;
+  }
+  if (c->port[1] != an->o.server_port) {
+    c->role = SNIFF_ROLE_OTHER;
+    return;
+  }
+  c->role = SNIFF_ROLE_CLIENT_SERVER;
+  int32_t best = -1;
+  for (uint32_t i = 0; i < an->npending; i++) {
+    const sniff_conn *pc = sniff_conn_get(an, an->pending[i]);
+    if (!pc || pc->pending_req < 0 || pc->id == c->id) continue;
+    if (best < 0 || an->msgs[pc->pending_req].ts_last >= an->msgs[best].ts_last) best = pc->pending_req;
+  }
+  if (best < 0) return;
+  sniff_msg *req = &an->msgs[best];
+  c->role = SNIFF_ROLE_PROXY_SERVER;
+  c->parent = req->conn;
+  c->parent_req = req->index;
+  if (!req->n_upstream++) req->first_upstream = c->id;
+  note(an, "upstream of #%u request %u", req->conn, req->index);
+}
+
+static void pending_remove(sniff_an *an, uint32_t id) {
+  for (uint32_t i = 0; i < an->npending; i++)
+    if (an->pending[i] == id) {
+      an->pending[i] = an->pending[--an->npending];
+      return;
+    }
+}
+
+static int pending_add(sniff_an *an, uint32_t id) {
+  for (uint32_t i = 0; i < an->npending; i++)
+    if (an->pending[i] == id) return 0;
+  if (an->npending == an->cappending) {
+    uint32_t n = an->cappending ? an->cappending * 2 : 16;
+    uint32_t *p = calc_realloc(an->pending, n * sizeof *p);
+    if (!p) return -1;
+    an->pending = p;
+    an->cappending = n;
+  }
+  an->pending[an->npending++] = id;
+  return 0;
+}
+
+/* ---- messages ---- */
+static void text_abbrev(const char *s, char *out, size_t n) {
+  size_t l = strlen(s);
+  if (l < n) {
+    memcpy(out, s, l + 1);
+    return;
+  }
+  memcpy(out, s, n - 4);
+  memcpy(out + n - 4, "...", 4);
+}
+
+static char *decode_payload(sniff_msg *m, const uint8_t *p, size_t n) {
+  calc_buf b;
+  calc_buf_init(&b, SNIFF_TEXT_MAX);
+  calc_exc e;
+  memset(&e, 0, sizeof e);
+  if (m->h.is_request) {
+    calc_tree t;
+    memset(&t, 0, sizeof t);
+    if (calc_unpickle_request(p, n, &t, &e) == 0) {
+      calc_expr_print(t.root, &b);
+      calc_tree_free(&t);
+    } else {
+      m->malformed = true;
+      calc_buf_printf(&b, "undecodable request: %s", e.msg);
+    }
+  } else {
+    calc_pyobj *o = NULL;
+    if (calc_unpickle_response(p, n, &o, &e) == 0 && o) {
+      const calc_pyobj *r = o;
+      if (m->h.status == 200 && o->kind == CALC_PY_TUPLE && o->n >= 1) r = o->items[0];
+      if (r->kind == CALC_PY_EXC) {
+        calc_buf_printf(&b, "%s: ", r->name ? r->name : "?");
+        calc_pyobj_str(r, &b);
+      } else {
+        calc_pyobj_str(r, &b);
+      }
+      calc_pyobj_free(o);
+    } else {
+      m->malformed = true;
+      calc_buf_printf(&b, "undecodable response: %s", e.msg);
+    }
+  }
+  char *s = calc_strndup(b.data ? (const char *)b.data : "", b.len);
+  calc_buf_free(&b);
+  return s;
+}
+
+/* A message whose last byte arrived (or that can never complete: malformed). */
+static void msg_done(sniff_an *an, sniff_conn *c, int dir, sniff_msg *m) {
+  sniff_dir *d = &c->d[dir];
+  if (an->o.decode && m->complete && !m->hole && !m->malformed && m->size >= CALC_HEADER_SIZE)
+    m->text = decode_payload(m, d->payload.data ? d->payload.data : (const uint8_t *)"",
+                             m->size - CALC_HEADER_SIZE);
+  const char *kind = m->h.is_request ? "request" : "response";
+  char ab[48] = "";
+  if (m->text) text_abbrev(m->text, ab, sizeof ab);
+  char segs[40] = "";
+  if (m->nseg > 1) snprintf(segs, sizeof segs, " in %u segments", m->nseg);
+  if (m->malformed && !m->text)
+    note(an, "malformed %s: total length %u", kind, m->size);
+  else if (!m->h.is_request && m->h.status != 200)
+    note(an, "%s %u B%s: status %u %s", kind, m->size, segs, m->h.status, ab);
+  else
+    note(an, "%s %u B%s%s%s%s", kind, m->size, segs, m->hole ? " (bytes missing)" : "",
+         m->text ? ": " : "", ab);
+  if (c->role == SNIFF_ROLE_CLIENT_PROXY) {
+    if (dir == 0 && m->complete) {
+      c->pending_req = (int32_t)(m - an->msgs);
+      if (pending_add(an, c->id) < 0) an->oom = true;
+    } else if (dir == 1 && c->last_req >= 0) {
+      const sniff_msg *req = &an->msgs[c->last_req];
+      if (req->n_upstream == 0)
+        note(an, "cache hit: no upstream connection");
+      else
+        note(an, "answered after %u upstream connection%s (first #%u)", req->n_upstream,
+             req->n_upstream == 1 ? "" : "s", req->first_upstream);
+    }
+  }
+}
+
+static void msg_start(sniff_an *an, sniff_conn *c, int dir) {
+  if (dir == 1 && c->role == SNIFF_ROLE_CLIENT_PROXY && c->pending_req >= 0) {
+    c->last_req = c->pending_req;
+    c->pending_req = -1;
+    pending_remove(an, c->id);
+  }
+}
+
+static void seg_add(sniff_msg *m, uint32_t n, bool *newseg) {
+  if (*newseg) {
+    if (m->nseg < SNIFF_MSG_SEGS) m->segs[m->nseg] = n;
+    m->nseg++;
+    *newseg = false;
+  } else if (m->nseg && m->nseg <= SNIFF_MSG_SEGS) {
+    m->segs[m->nseg - 1] += n;
+  }
+}
+
+/* Feeds n stream bytes of direction dir (data NULL: a hole of n bytes) to the framer.
+ * *newseg is true while the current segment has not yet been counted in a message. */
+static void framer_feed(sniff_an *an, sniff_conn *c, int dir, const uint8_t *data, size_t n,
+                        uint64_t ts, bool *newseg, bool *mid) {
+  sniff_dir *d = &c->d[dir];
+  while (n > 0 && !d->desync) {
+    if (d->cur_msg < 0) {
+      if (an->nmsgs == an->capmsgs) {
+        uint32_t cap = an->capmsgs ? an->capmsgs * 2 : 256;
+        sniff_msg *ms = calc_realloc(an->msgs, (size_t)cap * sizeof *ms);
+        if (!ms) {
+          an->oom = true;
+          return;
+        }
+        an->msgs = ms;
+        an->capmsgs = cap;
+      }
+      sniff_msg *m = &an->msgs[an->nmsgs];
+      memset(m, 0, sizeof *m);
+      m->conn = c->id;
+      m->dir = (uint8_t)dir;
+      m->index = ++d->nmsgs;
+      m->ts_first = m->ts_last = ts;
+      m->shares_segment = *mid;
+      d->cur_msg = (int32_t)an->nmsgs++;
+      d->hdr_have = d->msg_have = d->msg_total = 0;
+      *newseg = true;
+      msg_start(an, c, dir);
+    }
+    sniff_msg *m = &an->msgs[d->cur_msg];
+    m->ts_last = ts;
+    size_t take;
+    if (d->hdr_have < CALC_HEADER_SIZE) {
+      take = CALC_HEADER_SIZE - d->hdr_have;
+      if (take > n) take = n;
+      if (!data) {
+        /* Without the header the stream cannot be framed again (no resync marker). */
+        m->hole = m->malformed = true;
+        d->desync = true;
+        d->cur_msg = -1;
+        note(an, "bytes missing inside a message header: stream no longer framed");
+        return;
+      }
+      memcpy(d->hdr + d->hdr_have, data, take);
+      d->hdr_have += (uint32_t)take;
+      d->msg_have += (uint32_t)take;
+      seg_add(m, (uint32_t)take, newseg);
+      data += take;
+      n -= take;
+      if (d->hdr_have == CALC_HEADER_SIZE) {
+        calc_header_decode(d->hdr, CALC_HEADER_SIZE, &m->h);
+        m->size = d->msg_total = m->h.total_len;
+        if (d->msg_total < CALC_HEADER_SIZE) {
+          m->malformed = true;
+          d->desync = true;
+          d->cur_msg = -1;
+          msg_done(an, c, dir, m);
+          return;
+        }
+        calc_buf_reset(&d->payload);
+      }
+    } else {
+      take = d->msg_total - d->msg_have;
+      if (take > n) take = n;
+      if (data) {
+        if (an->o.decode && !m->hole && calc_buf_append(&d->payload, data, take) < 0) m->hole = true;
+        data += take;
+      } else {
+        m->hole = true;
+      }
+      d->msg_have += (uint32_t)take;
+      seg_add(m, (uint32_t)take, newseg);
+      n -= take;
+    }
+    if (d->hdr_have == CALC_HEADER_SIZE && d->msg_have == d->msg_total) {
+      m->complete = true;
+      if (n > 0) m->shares_segment = true;
+      d->cur_msg = -1;
+      *mid = true;
+      msg_done(an, c, dir, m);
+    }
+  }
+}
+
+/* In-order bytes: cap of them present at data, len - cap cut by the snaplen. */
+static void deliver(sniff_an *an, sniff_conn *c, int dir, const uint8_t *data, size_t cap,
+                    size_t len, uint64_t ts) {
+  sniff_dir *d = &c->d[dir];
+  bool newseg = true, mid = false;
+  if (cap) framer_feed(an, c, dir, data, cap, ts, &newseg, &mid);
+  if (len > cap) {
+    d->trunc_bytes += len - cap;
+    note(an, "snaplen cut %zu B", len - cap);
+    framer_feed(an, c, dir, NULL, len - cap, ts, &newseg, &mid);
+  }
+  d->next += (uint32_t)len;
+  d->bytes += len;
+}
+
+static void drain(sniff_an *an, sniff_conn *c, int dir, uint64_t ts) {
+  sniff_dir *d = &c->d[dir];
+  for (bool again = true; again && d->nooo;) {
+    again = false;
+    for (uint32_t i = 0; i < d->nooo; i++) {
+      sniff_ooo e = d->ooo[i];
+      int32_t rel = (int32_t)(e.seq - d->next);
+      if (rel > 0) continue;
+      d->ooo[i] = d->ooo[--d->nooo];
+      if ((int64_t)rel + e.len > 0) {
+        uint32_t trim = (uint32_t)-rel;
+        d->overlap_bytes += trim;
+        deliver(an, c, dir, d->ooobuf.data + e.off + (trim < e.cap ? trim : e.cap),
+                e.cap > trim ? e.cap - trim : 0, e.len - trim, ts);
+      }
+      again = true;
+      break;
+    }
+  }
+  if (!d->nooo) calc_buf_reset(&d->ooobuf);
+}
+
+/* Declares the hole before the earliest buffered segment a gap and delivers past it. */
+static void force_gap(sniff_an *an, sniff_conn *c, int dir, uint64_t ts) {
+  sniff_dir *d = &c->d[dir];
+  if (!d->nooo) return;
+  uint32_t best = UINT32_MAX;
+  for (uint32_t i = 0; i < d->nooo; i++) {
+    uint32_t rel = d->ooo[i].seq - d->next;
+    if (rel < best) best = rel;
+  }
+  d->gap_bytes += best;
+  hist_add(c, dir, H_G);
+  note(an, "gap of %u B in %s stream", best, dir == 0 ? "client" : "server");
+  bool newseg = true, mid = false;
+  framer_feed(an, c, dir, NULL, best, ts, &newseg, &mid);
+  d->next += best;
+  d->bytes += best;
+  drain(an, c, dir, ts);
+}
+
+static void store_ooo(sniff_an *an, sniff_conn *c, int dir, uint32_t seq, const uint8_t *data,
+                      size_t cap, size_t len, uint64_t ts) {
+  sniff_dir *d = &c->d[dir];
+  for (uint32_t i = 0; i < d->nooo; i++)
+    if (d->ooo[i].seq == seq && d->ooo[i].len >= len) {
+      d->retrans_pkts++;
+      hist_add(c, dir, H_T);
+      note(an, "retransmission (out of order)");
+      return;
+    }
+  if (!d->ooo && !(d->ooo = calc_malloc(SNIFF_OOO_MAX * sizeof *d->ooo))) {
+    an->oom = true;
+    return;
+  }
+  while (d->nooo && (d->nooo == SNIFF_OOO_MAX || d->ooobuf.len + cap > SNIFF_OOO_BYTES)) {
+    force_gap(an, c, dir, ts);
+    if ((int32_t)(seq - d->next) <= 0) return;  /* now in order or behind: caller's job done */
+  }
+  size_t off = d->ooobuf.len;
+  if (calc_buf_append(&d->ooobuf, data, cap) < 0) {
+    an->oom = true;
+    return;
+  }
+  d->ooo[d->nooo++] = (sniff_ooo){seq, (uint32_t)len, (uint32_t)cap, (uint32_t)off};
+  d->ooo_pkts++;
+}
+
+static void handle_data(sniff_an *an, sniff_conn *c, int dir, const sniff_pkt *p) {
+  sniff_dir *d = &c->d[dir];
+  uint32_t seq = p->seq + ((p->flags & SNIFF_TH_SYN) ? 1u : 0u);
+  size_t len = p->payload_len, cap = p->payload_cap;
+  if (!d->have_next) {  /* midstream: the first byte seen is the origin */
+    d->have_next = true;
+    d->next = seq;
+    d->isn = seq - 1;
+  }
+  hist_add(c, dir, H_D);
+  int32_t rel = (int32_t)(seq - d->next);
+  if ((int64_t)rel + (int64_t)len <= 0) {
+    d->retrans_pkts++;
+    hist_add(c, dir, H_T);
+    note(an, "retransmission");
+    return;
+  }
+  if (rel < 0) {
+    uint32_t trim = (uint32_t)-rel;
+    d->retrans_pkts++;
+    d->overlap_bytes += trim;
+    hist_add(c, dir, H_T);
+    note(an, "overlap: %u B retransmitted", trim);
+    deliver(an, c, dir, p->payload + (trim < cap ? trim : cap), cap > trim ? cap - trim : 0,
+            len - trim, p->ts_usec);
+  } else if (rel == 0) {
+    deliver(an, c, dir, p->payload, cap, len, p->ts_usec);
+  } else if ((uint32_t)rel > SNIFF_SEQ_WINDOW) {
+    d->bogus_pkts++;
+    note(an, "sequence number out of window: ignored");
+    return;
+  } else {
+    note(an, "out of order: %d B ahead", rel);
+    store_ooo(an, c, dir, seq, p->payload, cap, len, p->ts_usec);
+    return;
+  }
+  if (d->nooo) drain(an, c, dir, p->ts_usec);
+}
+
+static const char *side(int dir) { return dir == 0 ? "client" : "server"; }
+
+int sniff_feed(sniff_an *an, const sniff_pkt *p) {
+  calc_buf_reset(&an->notes);
+  an->last_conn = 0;
+  an->tcp_pkts++;
+  if (!an->ts_first) an->ts_first = p->ts_usec;
+  if (an->nused * 2 >= an->nslots && slots_grow(an) < 0) goto oom;
+  uint32_t h = tuple_hash(p->src, p->sport, p->dst, p->dport);
+  int dir = 0;
+  uint32_t *slot = slot_find(an, p, h, &dir);
+  sniff_conn *c = *slot ? &an->conns[*slot - 1] : NULL;
+  bool syn = p->flags & SNIFF_TH_SYN, ack = p->flags & SNIFF_TH_ACK;
+  bool fresh_slot = !c;
+  if (syn && !ack) {
+    if (c && dir == 0 && c->syn && c->d[0].isn == p->seq) {
+      c->syn_retries++;
+      note(an, "SYN retry %u", c->syn_retries);
+    } else {
+      bool reused = c != NULL;
+      if (!(c = conn_new(an, p, true, slot))) goto oom;
+      c->port_reused = reused;
+      dir = 0;
+      conn_assign_role(an, c);
+      if (reused) note(an, "port reused: new connection #%u", c->id);
+    }
+  } else if (!c) {
+    bool orig_is_src;
+    if (syn) orig_is_src = false;
+    else if (p->dport == an->o.server_port || p->dport == an->o.proxy_port) orig_is_src = true;
+    else if (p->sport == an->o.server_port || p->sport == an->o.proxy_port) orig_is_src = false;
+    else orig_is_src = p->sport > p->dport;
+    if (!(c = conn_new(an, p, orig_is_src, slot))) goto oom;
+    c->midstream = !syn;
+    dir = orig_is_src ? 0 : 1;
+    conn_assign_role(an, c);
+    if (!syn) note(an, "connection #%u picked up midstream", c->id);
+  }
+  if (fresh_slot) an->nused++;
+
+  sniff_dir *d = &c->d[dir];
+  an->last_conn = c->id;
+  an->last_dir = (uint8_t)dir;
+  c->ts_last = p->ts_usec;
+  d->pkts++;
+  if (c->first_fin >= 0) c->teardown_pkts++;
+  if (syn) {
+    if (!ack) hist_add(c, dir, H_S); else hist_add(c, dir, H_H);
+    if (!d->syn) {
+      d->syn = true;
+      d->isn = p->seq;
+      d->next = p->seq + 1;
+      d->have_next = true;
+      d->syn_ts = p->ts_usec;
+    }
+    if (!ack && dir == 0) c->syn = true;
+    if (ack && dir == 1) c->synack = true;
+  }
+  if (ack && !syn && dir == 0 && c->syn && c->synack && !c->established &&
+      !(p->flags & SNIFF_TH_RST)) {
+    c->established = true;
+    note(an, "3-way handshake");
+  }
+  if (!syn && !(p->flags & (SNIFF_TH_FIN | SNIFF_TH_RST)) && !p->payload_len && ack)
+    hist_add(c, dir, H_A);
+  if (!p->win && !(p->flags & SNIFF_TH_RST) && (c->established || !syn)) hist_add(c, dir, H_W);
+  if (p->payload_len) handle_data(an, c, dir, p);
+  if (p->flags & SNIFF_TH_FIN) {
+    hist_add(c, dir, H_F);
+    if (!d->fin) {
+      d->fin = true;
+      d->fin_ts = p->ts_usec;
+      d->fin_seq = p->seq + (uint32_t)p->payload_len + (syn ? 1u : 0u);
+      if (!d->have_next) {
+        d->have_next = true;
+        d->next = d->fin_seq;
+      }
+      if (c->first_fin < 0) {
+        c->first_fin = dir;
+        c->teardown_pkts = 1;
+        note(an, "FIN first by %s", side(dir));
+      } else {
+        note(an, "FIN by %s", side(dir));
+      }
+    }
+  }
+  if (p->flags & SNIFF_TH_RST) {
+    hist_add(c, dir, H_R);
+    if (!d->rst) {
+      d->rst = true;
+      d->rst_ts = p->ts_usec;
+    }
+    if (c->first_rst < 0) {
+      c->first_rst = dir;
+      if (dir == 1 && c->syn && !c->synack)
+        note(an, "refused: SYN, RST");
+      else
+        note(an, "RST by %s", side(dir));
+    }
+  }
+  return an->oom ? -1 : 0;
+oom:
+  an->oom = true;
+  return -1;
+}
+
+int sniff_feed_frame(sniff_an *an, int dlt, const uint8_t *buf, size_t caplen, uint64_t ts_usec) {
+  sniff_pkt p;
+  an->pkts++;
+  an->last_why = NULL;
+  sniff_dec_result r = sniff_decode(dlt, buf, caplen, &p, &an->last_why);
+  if (r != SNIFF_DEC_TCP) {
+    calc_buf_reset(&an->notes);
+    an->last_conn = 0;
+    if (r == SNIFF_DEC_BAD) an->bad_pkts++; else an->other_pkts++;
+    return 0;
+  }
+  p.ts_usec = ts_usec;
+  if (p.payload_cap < p.payload_len) an->trunc_pkts++;
+  return sniff_feed(an, &p);
+}
+
+void sniff_finish(sniff_an *an) {
+  calc_buf_reset(&an->notes);
+  for (uint32_t i = 0; i < an->nconns; i++) {
+    sniff_conn *c = &an->conns[i];
+    for (int dir = 0; dir < 2; dir++) {
+      sniff_dir *d = &c->d[dir];
+      while (d->nooo) force_gap(an, c, dir, c->ts_last);
+      if (d->fin && d->have_next) {
+        int32_t rel = (int32_t)(d->fin_seq - d->next);
+        if (rel > 0 && (uint32_t)rel <= SNIFF_SEQ_WINDOW) {
+          bool newseg = true, mid = false;
+          d->gap_bytes += (uint32_t)rel;
+          hist_add(c, dir, H_G);
+          framer_feed(an, c, dir, NULL, (uint32_t)rel, c->ts_last, &newseg, &mid);
+          d->next += (uint32_t)rel;
+        }
+      }
+    }
+  }
+}
+
+/* Zeek's conn_state (base/protocols/conn/main.zeek). */
+const char *sniff_conn_state(const sniff_conn *c) {
+  const sniff_dir *o = &c->d[0], *r = &c->d[1];
+  if (c->syn && !c->synack) {
+    if (r->rst) return "REJ";
+    if (o->rst) return "RSTOS0";
+    if (o->fin) return "SH";
+    return "S0";
+  }
+  if (!c->syn && c->synack) {
+    if (r->rst) return "RSTRH";
+    if (r->fin) return "SHR";
+    return "OTH";
+  }
+  if (!c->syn) return "OTH";
+  if (c->first_rst == 0) return "RSTO";
+  if (c->first_rst == 1) return "RSTR";
+  if (o->fin && r->fin) return "SF";
+  if (o->fin) return "S2";
+  if (r->fin) return "S3";
+  return "S1";
+}
+
+sniff_end sniff_conn_end(const sniff_conn *c) {
+  if (c->syn && !c->synack && c->first_rst == 1) return SNIFF_END_REFUSED;
+  if (c->first_rst >= 0 && (c->first_fin < 0 || c->d[c->first_fin].fin_ts > c->d[c->first_rst].rst_ts))
+    return c->first_rst == 0 ? SNIFF_END_RST_CLIENT : SNIFF_END_RST_SERVER;
+  if (c->first_fin == 0) return SNIFF_END_FIN_CLIENT;
+  if (c->first_fin == 1) return SNIFF_END_FIN_SERVER;
+  return SNIFF_END_OPEN;
+}
+
+bool sniff_conn_lossy(const sniff_conn *c) {
+  for (int i = 0; i < 2; i++)
+    if (c->d[i].gap_bytes || c->d[i].trunc_bytes || c->d[i].desync) return true;
+  return false;
+}
+
+void sniff_json_str(calc_buf *b, const char *s) {
+  calc_buf_putc(b, '"');
+  for (const unsigned char *q = (const unsigned char *)s; *q; q++) {
+    if (*q == '"' || *q == '\\') {
+      calc_buf_putc(b, '\\');
+      calc_buf_putc(b, *q);
+    } else if (*q < 0x20 || *q == 0x7f) {
+      calc_buf_printf(b, "\\u%04x", *q);
+    } else {
+      calc_buf_putc(b, *q);
+    }
+  }
+  calc_buf_putc(b, '"');
+}

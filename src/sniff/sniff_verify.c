@@ -1,0 +1,298 @@
+/* sniff_verify.c: an analysis reduced to the behaviour scenarios.md judges, printed as the
+ * --trace text and compared against a golden analysis.
+ *
+ * Kept: downstream connections (client->server, client->proxy) in the order their first
+ * packet appeared, with handshake, teardown class, message sizes and segmentation; for each
+ * request on a client->proxy connection, the upstream connections it caused, each reduced the
+ * same way, and whether the proxy closed them before it started the response.
+ * Dropped (scenarios.md "What varies"): ports, sequence numbers, time stamps, windows, options,
+ * 3- vs 4-segment teardowns, SYN retry counts, interleaving of different connections. */
+#include "sniff.h"
+
+#include <string.h>
+
+#include "calc/alloc.h"
+
+typedef struct red {
+  const sniff_an *an;
+  uint32_t *mstart, *midx;  /* messages of conn id k: midx[mstart[k-1] .. mstart[k]) */
+  uint32_t *ustart, *uidx;  /* upstream conns of conn id k, same layout */
+  bool ok;
+} red;
+
+/* Counting sort of n items by key (1..nkeys) into start/idx. */
+static bool bucket(uint32_t nkeys, uint32_t n, uint32_t (*key)(const sniff_an *, uint32_t),
+                   const sniff_an *an, uint32_t **start, uint32_t **idx) {
+  *start = calc_calloc((size_t)nkeys + 2, sizeof **start);
+  *idx = calc_calloc((size_t)n + 1, sizeof **idx);
+  if (!*start || !*idx) return false;
+  for (uint32_t i = 0; i < n; i++) {
+    uint32_t k = key(an, i);
+    if (k) (*start)[k]++;
+  }
+  uint32_t sum = 0;
+  for (uint32_t k = 0; k <= nkeys + 1; k++) {
+    uint32_t v = (*start)[k];
+    (*start)[k] = sum;
+    sum += v;
+  }
+  /* start[k] now is the first slot of key k (keys are 1-based: slot of key k is start[k]). */
+  uint32_t *fill = calc_calloc((size_t)nkeys + 1, sizeof *fill);
+  if (!fill) return false;
+  for (uint32_t i = 0; i < n; i++) {
+    uint32_t k = key(an, i);
+    if (k) (*idx)[(*start)[k] + fill[k]++] = i;
+  }
+  calc_free(fill);
+  return true;
+}
+static uint32_t msg_key(const sniff_an *an, uint32_t i) { return an->msgs[i].conn; }
+static uint32_t up_key(const sniff_an *an, uint32_t i) { return an->conns[i].parent; }
+
+static void red_init(red *r, const sniff_an *an) {
+  memset(r, 0, sizeof *r);
+  r->an = an;
+  r->ok = bucket(an->nconns, an->nmsgs, msg_key, an, &r->mstart, &r->midx) &&
+          bucket(an->nconns, an->nconns, up_key, an, &r->ustart, &r->uidx);
+}
+static void red_free(red *r) {
+  calc_free(r->mstart); calc_free(r->midx); calc_free(r->ustart); calc_free(r->uidx);
+}
+
+/* Messages of connection id in one direction, in order, up to max. */
+static uint32_t conn_msgs(const red *r, uint32_t id, int dir, const sniff_msg **out, uint32_t max) {
+  uint32_t n = 0;
+  for (uint32_t i = r->mstart[id]; i < r->mstart[id + 1]; i++) {
+    const sniff_msg *m = &r->an->msgs[r->midx[i]];
+    if (m->dir != dir) continue;
+    if (n < max) out[n] = m;
+    n++;
+  }
+  return n;
+}
+/* Upstream connections of conn id caused by its request req_index, in order. */
+static uint32_t upstreams(const red *r, uint32_t id, uint32_t req_index, const sniff_conn **out,
+                          uint32_t max) {
+  uint32_t n = 0;
+  for (uint32_t i = r->ustart[id]; i < r->ustart[id + 1]; i++) {
+    const sniff_conn *c = &r->an->conns[r->uidx[i]];
+    if (c->parent_req != req_index) continue;
+    if (n < max) out[n] = c;
+    n++;
+  }
+  return n;
+}
+static bool downstream(const sniff_conn *c) {
+  return c->role == SNIFF_ROLE_CLIENT_SERVER || c->role == SNIFF_ROLE_CLIENT_PROXY;
+}
+static bool single_segment(const sniff_msg *m) { return m->nseg == 1 && !m->shares_segment; }
+
+/* When the proxy was done with an upstream connection: its FIN, a RST, or the refusal. */
+static uint64_t upstream_done_ts(const sniff_conn *u) {
+  uint64_t t = UINT64_MAX;
+  if (u->d[0].fin) t = u->d[0].fin_ts;
+  if (u->d[0].rst && u->d[0].rst_ts < t) t = u->d[0].rst_ts;
+  if (u->d[1].rst && u->d[1].rst_ts < t) t = u->d[1].rst_ts;
+  return t;
+}
+
+#define MAXM 64
+#define MAXU 16
+
+static void trace_msg(calc_buf *out, const char *ind, const char *kind, const sniff_msg *m) {
+  calc_buf_printf(out, "%s%s %u %u B segments=%u", ind, kind, m->index, m->size, m->nseg);
+  if (m->nseg > 1) {
+    calc_buf_puts(out, " (");
+    for (uint32_t i = 0; i < m->nseg && i < SNIFF_MSG_SEGS; i++)
+      calc_buf_printf(out, "%s%u", i ? "+" : "", m->segs[i]);
+    calc_buf_puts(out, m->nseg > SNIFF_MSG_SEGS ? "+...)" : ")");
+  }
+  if (m->shares_segment) calc_buf_puts(out, " shared-segment");
+  if (!m->complete) calc_buf_puts(out, " incomplete");
+  if (m->hole) calc_buf_puts(out, " bytes-missing");
+  if (m->malformed) calc_buf_puts(out, " malformed");
+  if (!m->h.is_request && m->h.status) calc_buf_printf(out, " status=%u", m->h.status);
+  calc_buf_putc(out, '\n');
+}
+
+static void trace_conn(const red *r, const sniff_conn *c, const char *ind, calc_buf *out) {
+  sniff_end e = sniff_conn_end(c);
+  calc_buf_printf(out, "%s %s%s\n", sniff_role_name(c->role),
+                  e == SNIFF_END_REFUSED ? "" : c->established ? "handshake " : "no-handshake ",
+                  e == SNIFF_END_REFUSED ? "refused" : sniff_end_name(e));
+  const sniff_msg *req[MAXM], *resp[MAXM];
+  uint32_t nq = conn_msgs(r, c->id, 0, req, MAXM), np = conn_msgs(r, c->id, 1, resp, MAXM);
+  char ind2[32], ind3[32];
+  snprintf(ind2, sizeof ind2, "%s  ", ind);
+  snprintf(ind3, sizeof ind3, "%s    ", ind);
+  for (uint32_t i = 0; i < nq || i < np; i++) {
+    if (i >= MAXM) {
+      calc_buf_printf(out, "%s... %u requests, %u responses\n", ind2, nq, np);
+      break;
+    }
+    if (i < nq) {
+      trace_msg(out, ind2, "request", req[i]);
+      if (c->role == SNIFF_ROLE_CLIENT_PROXY) {
+        const sniff_conn *u[MAXU];
+        uint32_t nu = upstreams(r, c->id, req[i]->index, u, MAXU);
+        if (!nu) calc_buf_printf(out, "%sno upstream connection\n", ind3);
+        for (uint32_t k = 0; k < nu && k < MAXU; k++) {
+          calc_buf_printf(out, "%supstream ", ind3);
+          trace_conn(r, u[k], ind3, out);
+          if (i < np)
+            calc_buf_printf(out, "%s  closed before response: %s\n", ind3,
+                            upstream_done_ts(u[k]) <= resp[i]->ts_first ? "yes" : "no");
+        }
+      }
+    }
+    if (i < np) trace_msg(out, ind2, "response", resp[i]);
+  }
+}
+
+void sniff_trace(const sniff_an *an, calc_buf *out) {
+  red r;
+  red_init(&r, an);
+  if (!r.ok) {
+    calc_buf_puts(out, "# out of memory\n");
+    red_free(&r);
+    return;
+  }
+  calc_buf_puts(out, "# calc-sniff trace 1\n");
+  uint32_t k = 0;
+  for (uint32_t i = 0; i < an->nconns; i++) {
+    const sniff_conn *c = &an->conns[i];
+    if (!downstream(c)) continue;
+    calc_buf_printf(out, "conn %u ", ++k);  /* trace_conn continues this line */
+    trace_conn(&r, c, "", out);
+  }
+  red_free(&r);
+}
+
+/* ---- comparison ---- */
+typedef struct cmp {
+  calc_buf *out;
+  uint32_t n;
+  const red *g, *c;
+} cmp;
+
+static void diff(cmp *x, const char *check, const char *where, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+#include <stdarg.h>
+static void diff(cmp *x, const char *check, const char *where, const char *fmt, ...) {
+  char tmp[400];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(tmp, sizeof tmp, fmt, ap);
+  va_end(ap);
+  calc_buf_printf(x->out, "FAIL %s: %s: %s\n", check, where, tmp);
+  x->n++;
+}
+
+static bool end_is_rst(sniff_end e) { return e == SNIFF_END_RST_CLIENT || e == SNIFF_END_RST_SERVER; }
+
+static void cmp_msgs(cmp *x, const char *where, const char *kind, const char *check,
+                     const sniff_msg **g, uint32_t ng, const sniff_msg **c, uint32_t nc) {
+  if (ng != nc)
+    diff(x, check, where, "%u %s%s expected, %u seen", ng, kind, ng == 1 ? "" : "s", nc);
+  for (uint32_t i = 0; i < ng && i < nc && i < MAXM; i++) {
+    if (g[i]->size != c[i]->size)
+      diff(x, check, where, "%s %u: %u B expected, %u B seen", kind, i + 1, g[i]->size, c[i]->size);
+    else if (single_segment(g[i]) && !single_segment(c[i]))
+      diff(x, "segmentation", where, "%s %u (%u B): one segment expected, %u seen%s", kind, i + 1,
+           c[i]->size, c[i]->nseg, c[i]->shares_segment ? " (shared with another message)" : "");
+    if (g[i]->complete && !c[i]->complete)
+      diff(x, check, where, "%s %u: incomplete (%u B announced)", kind, i + 1, c[i]->size);
+  }
+}
+
+static void cmp_conn(cmp *x, const sniff_conn *g, const sniff_conn *c, const char *where) {
+  sniff_end ge = sniff_conn_end(g), ce = sniff_conn_end(c);
+  if ((ge == SNIFF_END_REFUSED) != (ce == SNIFF_END_REFUSED)) {
+    diff(x, "refused-answer", where, "%s expected, %s seen",
+         ge == SNIFF_END_REFUSED ? "SYN answered by RST" : "an accepted connection",
+         ce == SNIFF_END_REFUSED ? "SYN answered by RST" : "an accepted connection");
+    return;
+  }
+  if (ge == SNIFF_END_REFUSED) return;
+  if (g->established != c->established)
+    diff(x, "handshake", where, "3-way handshake %s expected, %s", g->established ? "" : "absence",
+         c->established ? "seen" : "not seen");
+  const sniff_msg *gq[MAXM], *cq[MAXM], *gp[MAXM], *cp[MAXM];
+  uint32_t ngq = conn_msgs(x->g, g->id, 0, gq, MAXM), ncq = conn_msgs(x->c, c->id, 0, cq, MAXM);
+  uint32_t ngp = conn_msgs(x->g, g->id, 1, gp, MAXM), ncp = conn_msgs(x->c, c->id, 1, cp, MAXM);
+  cmp_msgs(x, where, "request", "request-size", gq, ngq, cq, ncq);
+  if (g->role == SNIFF_ROLE_CLIENT_PROXY) {
+    for (uint32_t i = 0; i < ngq && i < ncq && i < MAXM; i++) {
+      const sniff_conn *gu[MAXU], *cu[MAXU];
+      uint32_t ngu = upstreams(x->g, g->id, gq[i]->index, gu, MAXU);
+      uint32_t ncu = upstreams(x->c, c->id, cq[i]->index, cu, MAXU);
+      char w[160];
+      snprintf(w, sizeof w, "%s request %u", where, i + 1);
+      if (ngu == 0 && ncu > 0)
+        diff(x, "cache-hit-no-upstream", w,
+             "a cache hit with no upstream connection expected, %u upstream connection%s seen", ncu,
+             ncu == 1 ? "" : "s");
+      else if (ngu != ncu)
+        diff(x, "upstream-connections", w, "%u upstream connection%s expected, %u seen", ngu,
+             ngu == 1 ? "" : "s", ncu);
+      for (uint32_t k = 0; k < ngu && k < ncu && k < MAXU; k++) {
+        char wu[200];
+        snprintf(wu, sizeof wu, "%s upstream %u", w, k + 1);
+        cmp_conn(x, gu[k], cu[k], wu);
+        if (i < ngp && i < ncp && upstream_done_ts(gu[k]) <= gp[i]->ts_first &&
+            upstream_done_ts(cu[k]) > cp[i]->ts_first)
+          diff(x, "ordering", wu, "the proxy answered its client before closing the upstream connection");
+      }
+    }
+  }
+  cmp_msgs(x, where, "response", "response-size", gp, ngp, cp, ncp);
+  if (ge != ce) {
+    if (end_is_rst(ge) || end_is_rst(ce))
+      diff(x, "rst", where, "teardown %s expected, %s seen", sniff_end_name(ge), sniff_end_name(ce));
+    else
+      diff(x, "teardown", where, "teardown %s expected, %s seen", sniff_end_name(ge), sniff_end_name(ce));
+  }
+}
+
+uint32_t sniff_compare(const sniff_an *golden, const sniff_an *capture, calc_buf *out) {
+  red g, c;
+  red_init(&g, golden);
+  red_init(&c, capture);
+  cmp x = {out, 0, &g, &c};
+  if (!g.ok || !c.ok) {
+    calc_buf_puts(out, "FAIL internal: out of memory\n");
+    x.n++;
+    goto done;
+  }
+  uint32_t i = 0, j = 0, k = 0;
+  for (;;) {
+    while (i < golden->nconns && !downstream(&golden->conns[i])) i++;
+    while (j < capture->nconns && !downstream(&capture->conns[j])) j++;
+    if (i >= golden->nconns && j >= capture->nconns) break;
+    k++;
+    char w[64];
+    snprintf(w, sizeof w, "connection %u", k);
+    if (i >= golden->nconns) {
+      diff(&x, "handshake", w, "extra %s connection", sniff_role_name(capture->conns[j].role));
+      j++;
+      continue;
+    }
+    if (j >= capture->nconns) {
+      diff(&x, "handshake", w, "missing %s connection", sniff_role_name(golden->conns[i].role));
+      i++;
+      continue;
+    }
+    const sniff_conn *gc = &golden->conns[i++], *cc = &capture->conns[j++];
+    if (gc->role != cc->role) {
+      diff(&x, "ordering", w, "%s expected, %s seen", sniff_role_name(gc->role),
+           sniff_role_name(cc->role));
+      continue;
+    }
+    snprintf(w, sizeof w, "connection %u (%s)", k, sniff_role_name(gc->role));
+    cmp_conn(&x, gc, cc, w);
+  }
+done:
+  red_free(&g);
+  red_free(&c);
+  return x.n;
+}
