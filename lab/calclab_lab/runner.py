@@ -1,0 +1,258 @@
+"""Play one scenario: start the programs, capture, run the clients, stop everything, analyse."""
+import json
+import os
+import shlex
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+
+from . import checks as checks_mod
+from . import paths, pcap, procs, sniff
+from .scenarios import EXAMPLES, SCENARIOS, Client, Raw, Sleep, Stop, protocol_vectors
+
+HOST = "127.0.0.1"
+
+IMPLS = {
+    "c": {
+        "server": "{build}/calc-server -H {host} -p {port} --cache-control {cache_control}",
+        "proxy": "{build}/calc-proxy -ph {host} -pp {port} -sh {server_host} -sp {server_port}",
+        "client": "{build}/calc-client -H {host} -p {port} --max-age {max_age} -- {expr}",
+    },
+    "student": {
+        "server": "{py} {student}/calc_server.py -H {host} -p {port} --cache-control {cache_control}",
+        "proxy": "{py} {student}/calc_proxy.py -ph {host} -pp {port} -sh {server_host} -sp {server_port}",
+        "client": "{py} {student}/calc_client.py -H {host} -p {port} --max-age {max_age} -- {expr}",
+    },
+}
+
+
+class LabError(Exception):
+    """The lab itself cannot run (exit 2), as opposed to a program under test failing."""
+
+
+def expand(template, **vals):
+    base = {"build": paths.BUILD, "student": paths.STUDENT, "py": paths.PY, "host": HOST,
+            "cache_control": 65535, "max_age": 65535}
+    base.update(vals)
+    try:
+        return [tok.format_map(base) for tok in shlex.split(template)]
+    except (KeyError, IndexError, ValueError) as e:
+        raise LabError(f"bad command template {template!r}: unknown or malformed placeholder {e}")
+
+
+def templates_for(impl="c", server=None, proxy=None, client=None):
+    t = dict(IMPLS[impl])
+    for role, v in (("server", server), ("proxy", proxy), ("client", client)):
+        if v:
+            t[role] = v
+    return t
+
+
+class RunResult:
+    def __init__(self, name):
+        self.name = name
+        self.scenario = SCENARIOS[name]
+        self.checks = []
+        self.clients = []          # dicts: exchange index, argv, stdout, rc, t0, t1
+        self.procs = {}            # role -> Proc (logs)
+        self.events = []           # (t, role, text) for the timeline
+        self.conns = []
+        self.segments = []
+        self.ports = {}
+        self.pcap = None
+        self.golden = None         # "pass" / "fail: ..." / "missing"
+        self.sniff = None          # dict from sniff.verify: status, lines
+        self.errors = []           # things that went wrong with the programs (not the lab)
+        self.duration = 0.0
+
+    @property
+    def lab_passed(self):
+        return bool(self.checks) and all(c.passed for c in self.checks) and not self.errors
+
+    @property
+    def passed(self):
+        ok = self.lab_passed
+        if self.golden is not None and self.golden.startswith("fail"):
+            ok = False
+        if self.sniff and self.sniff["status"] == "fail":
+            ok = False
+        return ok
+
+    def to_dict(self):
+        return {
+            "scenario": self.name, "title": self.scenario.title, "passed": self.passed,
+            "ports": self.ports, "pcap": self.pcap, "golden": self.golden, "calc_sniff": self.sniff,
+            "errors": self.errors, "duration": round(self.duration, 3),
+            "checks": [c.to_dict() for c in self.checks],
+            "clients": [{k: v for k, v in c.items() if k != "exchange"} for c in self.clients],
+            "logs": {role: [l for _, l in p.lines] for role, p in self.procs.items()},
+            "connections": [c.summary() for c in self.conns],
+            "segments": [s.to_dict() for s in self.segments],
+        }
+
+
+def _run_client(res, i, exchange, template, ports, timeout, host=HOST):
+    port = ports[exchange.front]
+    argv = expand(template, port=port, expr=EXAMPLES[exchange.example], example=exchange.example,
+                  max_age=exchange.max_age, server_host=host, server_port=ports["server"])
+    rec = {"index": i, "exchange": exchange, "kind": exchange.kind, "argv": argv, "stdout": "", "rc": None,
+           "t0": time.time()}
+    try:
+        p = procs.Proc(f"client{i + 1}", argv)
+    except OSError as e:
+        rec.update(stdout="", rc=None, error=f"cannot start client: {e}", t1=time.time())
+        res.errors.append(f"client {i + 1}: cannot start: {e}")
+        return rec
+    rc = p.wait(timeout)
+    rec.update(stdout=p.output(), rc=rc, t1=time.time(), lines=list(p.lines))
+    if rc is None:
+        res.errors.append(f"client {i + 1}: timed out after {timeout}s (killed)")
+    return rec
+
+
+def _raw_malformed(port, timeout=5.0):
+    out = []
+    for v in protocol_vectors():
+        req = bytes.fromhex(v["request"])
+        got = b""
+        try:
+            with socket.create_connection((HOST, port), timeout=timeout) as s:
+                s.sendall(req)
+                if len(req) < 12:
+                    s.shutdown(socket.SHUT_WR)
+                s.settimeout(timeout)
+                while len(got) < 12 or len(got) < struct.unpack("!H", got[4:6])[0]:
+                    d = s.recv(65536)
+                    if not d:
+                        break
+                    got += d
+        except OSError as e:
+            out.append((v["name"], False, f"no answer ({e})"))
+            continue
+        want = bytes.fromhex(v["response"])
+        ok = got[4:] == want[4:]
+        out.append((v["name"], ok, f"{len(got)}-byte answer" + ("" if ok else f", expected the reference's {len(want)} bytes")))
+    return out
+
+
+def play(name, templates, ports_base=9998, workdir=None, timeout=15.0, golden=None, use_sniff=True,
+         capture_only=False, verbose=None):
+    """Run scenario `name`; returns a RunResult.  Raises LabError when the lab itself cannot run."""
+    if name not in SCENARIOS:
+        raise LabError(f"unknown scenario {name!r} (known: {', '.join(SCENARIOS)})")
+    scn = SCENARIOS[name]
+    res = RunResult(name)
+    t_start = time.time()
+    ports = {"proxy": ports_base, "server": ports_base + 1}
+    res.ports = ports
+    for role in scn.roles:
+        if procs.listening(ports[role]):
+            raise LabError(f"port {ports[role]} ({role}) is already in use: pick another --ports-base")
+    workdir = workdir or tempfile.mkdtemp(prefix=f"calclab-{name}-")
+    os.makedirs(workdir, exist_ok=True)
+    res.pcap = os.path.join(workdir, f"{name}.pcap")
+    say = verbose or (lambda *_: None)
+    cap = None
+    try:
+        # 1. the programs, each in its own process group, each waited for on its port
+        if "server" in scn.roles:
+            argv = expand(templates["server"], port=ports["server"], cache_control=scn.server_cache_control,
+                          server_host=HOST, server_port=ports["server"])
+            say(f"starting server: {shlex.join(argv)}")
+            try:
+                res.procs["server"] = procs.Proc("server", argv, os.path.join(workdir, "server.log"))
+            except OSError as e:
+                res.errors.append(f"server: cannot start: {e}")
+            if "server" in res.procs and not procs.wait_port(HOST, ports["server"], res.procs["server"], timeout):
+                res.errors.append(f"server: not listening on {ports['server']} within {timeout}s")
+        if "proxy" in scn.roles:
+            argv = expand(templates["proxy"], port=ports["proxy"], server_host=HOST, server_port=ports["server"])
+            say(f"starting proxy: {shlex.join(argv)}")
+            try:
+                res.procs["proxy"] = procs.Proc("proxy", argv, os.path.join(workdir, "proxy.log"))
+            except OSError as e:
+                res.errors.append(f"proxy: cannot start: {e}")
+            if "proxy" in res.procs and not procs.wait_port(HOST, ports["proxy"], res.procs["proxy"], timeout):
+                res.errors.append(f"proxy: not listening on {ports['proxy']} within {timeout}s")
+        # 2. the capture
+        cap = sniff.Capture(res.pcap, [ports["proxy"], ports["server"]], golden=golden, use_sniff=use_sniff)
+        cap.start()
+        say(f"capturing with {cap.tool} into {res.pcap}")
+        # 3. the actions
+        i = 0
+        for a in scn.actions:
+            if isinstance(a, Client):
+                if a.count == 1:
+                    say(f"client {i + 1}: E{a.example} -> {a.front} ({a.kind})")
+                    res.clients.append(_run_client(res, i, a, templates["client"], ports, timeout))
+                else:
+                    say(f"clients {i + 1}..{i + a.count}: E{a.example} -> {a.front} ({a.kind}), all at once")
+                    recs = [None] * a.count
+                    ths = []
+                    for k in range(a.count):
+                        def go(k=k):
+                            recs[k] = _run_client(res, i + k, a, templates["client"], ports, timeout)
+                        ths.append(threading.Thread(target=go))
+                    for th in ths:
+                        th.start()
+                    for th in ths:
+                        th.join()
+                    res.clients += recs
+                i += a.count
+                time.sleep(0.05)
+            elif isinstance(a, Stop):
+                say(f"stopping {a.role}")
+                p = res.procs.get(a.role)
+                if p is not None:
+                    res.events.append((time.time(), "lab", f"stopping the {a.role}"))
+                    p.stop()
+                    procs.wait_port_closed(HOST, ports[a.role])
+            elif isinstance(a, Sleep):
+                say(f"waiting {a.seconds}s")
+                res.events.append((time.time(), "lab", f"waiting {a.seconds}s"))
+                time.sleep(a.seconds)
+            elif isinstance(a, Raw):
+                res.raw = _raw_malformed(ports["server"], timeout=min(timeout, 5.0))
+        time.sleep(0.3)
+    finally:
+        if cap is not None:
+            cap.stop()
+        for role in ("proxy", "server"):
+            if role in res.procs:
+                res.procs[role].stop()
+        procs.stop_all()
+    res.duration = time.time() - t_start
+    # 4. analysis
+    try:
+        res.segments = [s for s in pcap.read_pcap(res.pcap) if s.sport in ports.values() or s.dport in ports.values()]
+    except (OSError, ValueError) as e:
+        res.errors.append(f"capture unreadable: {e}")
+        res.segments = []
+    res.conns = pcap.connections(res.segments)
+    if capture_only:
+        return res
+    res.checks = checks_mod.evaluate(scn, res.conns, ports, res.clients, getattr(res, "raw", None))
+    if golden and scn.golden:
+        res.golden = compare_golden(scn, res, golden)
+        res.sniff = cap.verify(golden) if use_sniff else {"status": "skipped", "lines": []}
+    return res
+
+
+def compare_golden(scn, res, golden):
+    if not os.path.exists(golden):
+        return "missing"
+    gports = {"proxy": 9998, "server": 9999}
+    try:
+        gsegs = [s for s in pcap.read_pcap(golden) if s.sport in gports.values() or s.dport in gports.values()]
+    except (OSError, ValueError) as e:
+        return f"fail: golden unreadable: {e}"
+    want = checks_mod.shape(scn, pcap.connections(gsegs), gports)
+    got = checks_mod.shape(scn, res.conns, res.ports)
+    if sorted(want, key=repr) == sorted(got, key=repr) and len(want) == len(got):
+        return "pass"
+    diff = [f"golden {w} / run {g}" for w, g in zip(sorted(want, key=repr), sorted(got, key=repr)) if w != g]
+    return f"fail: {len(got)} connections vs {len(want)} in the golden; " + "; ".join(diff[:3])
