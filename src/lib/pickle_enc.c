@@ -405,18 +405,25 @@ static void save_function(pkl_w *w, calc_fn fn, const calc_rng *rng) {
   obj_end(w);
 }
 
-/* A list of n items: EMPTY_LIST, memoize, then batch_appends (1 item: APPEND; more: MARK ...
+/* A list of n items: EMPTY_LIST, memoize, then the items (1 item: APPEND; more: MARK ...
  * APPENDS, PKL_BATCHSIZE at a time). `item(i)` saves item i. */
 typedef void (*pkl_item_fn)(pkl_w *w, const void *ctx, size_t i);
 static void save_list(pkl_w *w, size_t n, pkl_item_fn item, const void *ctx) {
   boundary(w);
   w_op(w, PKL_EMPTY_LIST);
   w_memoize(w);
+  if (n == 1) {
+    item(w, ctx, 0);
+    w_op(w, PKL_APPEND);
+    return;
+  }
+  /* _pickle.c's batch_list_exact: every batch of a longer list is MARK ... APPENDS, even a
+   * last batch of one item (pickle.py would write APPEND there; the C pickler is the oracle). */
   for (size_t i = 0; i < n && !w->err;) {
     size_t k = n - i < PKL_BATCHSIZE ? n - i : PKL_BATCHSIZE;
-    if (k > 1) w_op(w, PKL_MARK);
+    w_op(w, PKL_MARK);
     for (size_t j = 0; j < k; j++) item(w, ctx, i + j);
-    w_op(w, k > 1 ? PKL_APPENDS : PKL_APPEND);
+    w_op(w, PKL_APPENDS);
     i += k;
   }
 }

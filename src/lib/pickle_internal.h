@@ -34,9 +34,17 @@ enum {
 /* Decoder limits. A payload never exceeds CALC_MAX_PAYLOAD, and every opcode is at least one
  * byte, so these are reached only by hostile input; they are checked before any allocation. */
 #define PKL_MAX_INPUT CALC_MAX_PAYLOAD
-#define PKL_MAX_MEMO 65536u      /* memo entries (MEMOIZE/BINPUT indexes) */
-#define PKL_MAX_STACK 65536u     /* values and marks on the stack */
-#define PKL_MAX_VALUES 131072u   /* values created by one payload */
+#ifndef PKL_MAX_MEMO
+#define PKL_MAX_MEMO 65536u
+#endif
+     /* memo entries (MEMOIZE/BINPUT indexes) */
+#ifndef PKL_MAX_STACK
+#define PKL_MAX_STACK 65536u
+#endif
+    /* values and marks on the stack */
+#ifndef PKL_MAX_VALUES
+#define PKL_MAX_VALUES 131072u
+#endif   /* values created by one payload */
 #define PKL_MAX_PYOBJS 200000u   /* calc_pyobj nodes made from one response (memo sharing expands) */
 #define PKL_MAX_PYDEPTH 200u     /* nesting of a response object */
 
