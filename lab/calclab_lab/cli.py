@@ -1,0 +1,202 @@
+"""Entry points of lab/scenario, lab/grade and lab/demo."""
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+from . import paths, procs, report, runner
+from .scenarios import GRADABLE, SCENARIOS
+
+TEMPLATE_HELP = ("command templates with {host} {port} {server_host} {server_port} {expr} {example} "
+                 "(and {max_age} {cache_control} for the extra scenarios); a role left out uses ours")
+
+
+def _add_common(ap):
+    ap.add_argument("--server", help="server command template")
+    ap.add_argument("--proxy", help="proxy command template")
+    ap.add_argument("--client", help="client command template")
+    ap.add_argument("--impl", choices=sorted(runner.IMPLS), default=os.environ.get("CALCLAB_IMPL", "c"),
+                    help="whose programs fill the roles not given by a template: c (build/, default) or "
+                         "student (tests/student, the Python implementation)")
+    ap.add_argument("--ports-base", type=int, default=None,
+                    help="proxy port; the server listens on the next one (default 9998 for scenario, free ports for grade)")
+    ap.add_argument("--timeout", type=float, default=15.0, help="seconds per program (start, each client)")
+    ap.add_argument("--html", metavar="FILE", help="write the sequence diagram of the run")
+    ap.add_argument("--workdir", help="where captures and logs go (default: a new temporary directory)")
+
+
+def _check_programs(templates, roles):
+    """Our own programs must exist when a role uses them."""
+    missing = []
+    for role in roles:
+        t = templates[role]
+        if "{build}" in t:
+            exe = os.path.join(paths.BUILD, f"calc-{role}")
+            if not os.access(exe, os.X_OK):
+                missing.append(exe)
+    return missing
+
+
+def scenario_main(argv=None):
+    ap = argparse.ArgumentParser(prog="lab/scenario", description="Play a scenario of the report, capture it, "
+                                 "verify the capture and show the programs' logs side by side. " + TEMPLATE_HELP)
+    ap.add_argument("name", choices=list(SCENARIOS))
+    _add_common(ap)
+    ap.add_argument("--capture-only", action="store_true", help="capture, do not verify")
+    ap.add_argument("--golden", help="golden capture (default captures/NAME.pcap)")
+    ap.add_argument("--no-sniff", action="store_true", help="do not ask calc-sniff even when built")
+    ap.add_argument("--quiet", action="store_true", help="no timeline")
+    a = ap.parse_args(argv)
+    procs.install_signal_handlers()
+    t = runner.templates_for(a.impl, a.server, a.proxy, a.client)
+    scn = SCENARIOS[a.name]
+    missing = _check_programs(t, scn.roles + ["client"])
+    if missing:
+        print(f"lab/scenario: not built: {', '.join(missing)} (build first, or use --impl student)", file=sys.stderr)
+        return 2
+    golden = a.golden or os.path.join(paths.CAPTURES, f"{a.name}.pcap")
+    try:
+        res = runner.play(a.name, t, ports_base=a.ports_base or 9998, workdir=a.workdir, timeout=a.timeout,
+                          golden=None if a.capture_only else golden, use_sniff=not a.no_sniff,
+                          capture_only=a.capture_only, verbose=lambda m: print(f"[lab] {m}", flush=True))
+    except runner.LabError as e:
+        print(f"lab/scenario: {e}", file=sys.stderr)
+        return 2
+    finally:
+        procs.stop_all()
+    if not a.quiet:
+        print()
+        print(report.timeline(res))
+        print()
+    if a.html:
+        report.write_html(a.html, [res], title=f"calclab scenario {a.name}")
+        print(f"[lab] sequence diagram: {a.html}")
+    if a.capture_only:
+        print(f"[lab] capture written: {res.pcap}")
+        return 0 if not res.errors else 1
+    print(report.summary_text(res))
+    return 0 if res.passed else 1
+
+
+def grade_main(argv=None):
+    ap = argparse.ArgumentParser(prog="lab/grade", description="Grade an implementation on the report's "
+                                 "scenarios with named checks and partial credit. " + TEMPLATE_HELP)
+    ap.add_argument("--scenarios", default=",".join(GRADABLE), help="comma-separated (default 3.1,3.2,3.3)")
+    _add_common(ap)
+    ap.add_argument("--format", choices=["text", "json", "junit", "gradescope"], default="text")
+    ap.add_argument("--out", default="grade-out", help="output directory")
+    ap.add_argument("--golden-dir", default=paths.CAPTURES, help="where NAME.pcap goldens are (calc-sniff verify)")
+    ap.add_argument("--no-sniff", action="store_true")
+    try:
+        a = ap.parse_args(argv)
+    except SystemExit as e:
+        return 2 if e.code else 0
+    procs.install_signal_handlers()
+    names = [n.strip() for n in a.scenarios.split(",") if n.strip()]
+    bad = [n for n in names if n not in SCENARIOS]
+    if bad or not names:
+        print(f"lab/grade: unknown scenario(s) {bad} (known: {', '.join(SCENARIOS)})", file=sys.stderr)
+        return 2
+    t = runner.templates_for(a.impl, a.server, a.proxy, a.client)
+    missing = _check_programs(t, sorted({r for n in names for r in SCENARIOS[n].roles} | {"client"}))
+    if missing:
+        print(f"lab/grade: reference programs not built: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    t0 = time.time()
+    results = []
+    try:
+        for n in names:
+            base = a.ports_base or procs.free_port_pair()
+            wd = os.path.join(a.workdir, n) if a.workdir else None
+            res = runner.play(n, t, ports_base=base, workdir=wd, timeout=a.timeout,
+                              golden=os.path.join(a.golden_dir, f"{n}.pcap"), use_sniff=not a.no_sniff)
+            # calc-sniff's verdict on the golden is informative here; the points come from the named checks
+            results.append(res)
+    except runner.LabError as e:
+        print(f"lab/grade: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # the grader itself broke
+        print(f"lab/grade: internal error: {e!r}", file=sys.stderr)
+        return 2
+    finally:
+        procs.stop_all()
+    path, score, max_score = report.write_grade(a.out, a.format, results, time.time() - t0)
+    if a.html:
+        report.write_html(a.html, results, title="calclab grade")
+    for res in results:
+        print(report.summary_text(res))
+    print(f"score {score:g}/{max_score}; {a.format} written to {path}")
+    return 0 if all(c.passed for r in results for c in r.checks) and not any(r.errors for r in results) else 1
+
+
+def _stale(build_dir):
+    exe = os.path.join(build_dir, "calc-server")
+    if not os.path.exists(exe):
+        return True
+    t = os.path.getmtime(exe)
+    for top in ("src", "include", "CMakeLists.txt"):
+        p = os.path.join(paths.ROOT, top)
+        if os.path.isfile(p):
+            if os.path.getmtime(p) > t:
+                return True
+            continue
+        for d, _, files in os.walk(p):
+            if any(os.path.getmtime(os.path.join(d, f)) > t for f in files):
+                return True
+    return False
+
+
+def build_if_needed():
+    needed = [os.path.join(paths.BUILD, f"calc-{r}") for r in ("server", "proxy", "client")]
+    if all(os.access(x, os.X_OK) for x in needed) and not _stale(paths.BUILD):
+        return True
+    print("[demo] building (ci/deps, cmake) ...", flush=True)
+    steps = [["sh", os.path.join(paths.ROOT, "ci", "deps")],
+             ["cmake", "-S", paths.ROOT, "-B", paths.BUILD, "-DCMAKE_BUILD_TYPE=Release"],
+             ["cmake", "--build", paths.BUILD, "-j2"]]
+    for cmd in steps:
+        r = subprocess.run(cmd, cwd=paths.ROOT)
+        if r.returncode != 0:
+            print(f"[demo] build step failed: {' '.join(cmd)}", file=sys.stderr)
+            return False
+    return all(os.access(x, os.X_OK) for x in needed)
+
+
+def demo_main(argv=None):
+    ap = argparse.ArgumentParser(prog="lab/demo", description="Build if needed, then play scenario 3.2 "
+                                 "(E1 miss, E1 cache hit, E2 miss) with our programs while verifying the capture.")
+    ap.add_argument("--impl", choices=sorted(runner.IMPLS), default=os.environ.get("CALCLAB_IMPL", "c"),
+                    help="student: use the Python implementation (tests/student) instead of build/")
+    ap.add_argument("--ports-base", type=int, default=9998)
+    ap.add_argument("--html", metavar="FILE")
+    a = ap.parse_args(argv)
+    procs.install_signal_handlers()
+    if a.impl == "c" and not build_if_needed():
+        return 2
+    t = runner.templates_for(a.impl)
+    try:
+        res = runner.play("3.2", t, ports_base=a.ports_base, golden=os.path.join(paths.CAPTURES, "3.2.pcap"),
+                          verbose=lambda m: print(f"[demo] {m}", flush=True))
+    except runner.LabError as e:
+        print(f"lab/demo: {e}", file=sys.stderr)
+        return 2
+    finally:
+        procs.stop_all()
+    for c in res.clients:
+        print(f"\n--- client {c['index'] + 1}: E{c['exchange'].example} ({c['kind']}) ---")
+        print(c["stdout"].rstrip())
+    for role in ("proxy", "server"):
+        if role in res.procs:
+            print(f"\n--- {role} log ---")
+            print(res.procs[role].output().rstrip())
+    hits = [c for c in res.checks if c.name == "cache-hit-no-upstream"]
+    print()
+    if hits:
+        print("cache hit: " + ("request 2 answered from the proxy's cache, no connection to the server"
+                               if hits[0].passed else "NOT SEEN: " + "; ".join(hits[0].failures())))
+    if a.html:
+        report.write_html(a.html, [res], title="calclab demo: scenario 3.2")
+        print(f"sequence diagram: {a.html}")
+    print(report.summary_text(res))
+    return 0 if res.passed else 1
