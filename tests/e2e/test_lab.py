@@ -1,0 +1,280 @@
+"""The lab (lab/scenario, lab/grade, captures/) end to end.
+
+- every scenario passes with the student-style Python implementation, and with ours (build/) in
+  every mix of roles;
+- deliberately broken implementations, written here, each fail with the named check;
+- the Gradescope results.json has the published fields, the JUnit file parses, two gradings run
+  in parallel without interfering;
+- fresh runs of our programs verify against the committed golden captures with calc-sniff
+  (this one fails, never skips, when calc-sniff or a golden is missing)."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import xml.etree.ElementTree as ET
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LAB = os.path.join(ROOT, "lab")
+STUDENT = os.path.join(ROOT, "tests", "student")
+BUILD = os.environ.get("CALCLAB_BUILD", os.path.join(ROOT, "build"))
+PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+
+sys.path.insert(0, LAB)
+from calclab_lab import procs  # noqa: E402
+from calclab_lab.scenarios import SCENARIOS  # noqa: E402
+
+S_SERVER = f"{PY} {STUDENT}/calc_server.py -H {{host}} -p {{port}} --cache-control {{cache_control}}"
+S_PROXY = f"{PY} {STUDENT}/calc_proxy.py -ph {{host}} -pp {{port}} -sh {{server_host}} -sp {{server_port}}"
+S_CLIENT = f"{PY} {STUDENT}/calc_client.py -H {{host}} -p {{port}} --max-age {{max_age}} -- {{expr}}"
+S_CLIENT_EXAMPLE = f"{PY} {STUDENT}/calc_client.py -H {{host}} -p {{port}} --example {{example}}"
+
+
+def run(cmd, timeout=180):
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def scenario(name, *extra):
+    base = procs.free_port_pair()
+    return run([PY, os.path.join(LAB, "scenario"), name, "--ports-base", str(base), "--quiet", *extra])
+
+
+def grade(out, *extra, fmt="json"):
+    r = run([PY, os.path.join(LAB, "grade"), "--out", str(out), "--format", fmt, "--no-sniff", *extra])
+    return r
+
+
+def checks_of(out):
+    with open(os.path.join(out, "grade.json")) as f:
+        g = json.load(f)
+    return {(s["scenario"], c["name"]): c for s in g["scenarios"] for c in s["checks"]}, g
+
+
+def have_c():
+    return all(os.access(os.path.join(BUILD, f"calc-{r}"), os.X_OK) for r in ("server", "proxy", "client"))
+
+
+# ---------------------------------------------------------------- the student implementation
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_scenario_passes_with_student_implementation(name):
+    r = scenario(name, "--impl", "student", "--no-sniff")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    assert f"VERDICT {name}: PASS" in r.stdout
+
+
+def test_client_template_with_example_number(tmp_path):
+    r = grade(tmp_path, "--impl", "student", "--scenarios", "3.1", "--client", S_CLIENT_EXAMPLE)
+    assert r.returncode == 0, r.stdout[-3000:]
+
+
+# ---------------------------------------------------------------- broken implementations
+BROKEN = {
+    "proxy_never_caches": """
+        import calc_proxy
+        class NoCache(dict):
+            def __setitem__(self, k, v):
+                pass
+        calc_proxy.CACHE = NoCache()
+        calc_proxy.main()
+    """,
+    "server_closes_first": """
+        import calc_server, api
+        def handle(conn, addr):
+            data = api.recv_message(conn)
+            if data:
+                conn.sendall(calc_server.process(data))
+            conn.close()          # the server's FIN leads the teardown
+        calc_server.handle = handle
+        calc_server.main()
+    """,
+    "server_split_writes": """
+        import socket, time, calc_server, api
+        def handle(conn, addr):
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            while True:
+                data = api.recv_message(conn)
+                if not data:
+                    break
+                resp = calc_server.process(data)
+                conn.sendall(resp[:12])   # header ...
+                time.sleep(0.02)
+                conn.sendall(resp[12:])   # ... and payload in two writes
+            conn.close()
+        calc_server.handle = handle
+        calc_server.main()
+    """,
+    "proxy_resets": """
+        import socket, struct, calc_proxy, api
+        def handle(conn, addr):
+            data = api.recv_message(conn)
+            if data:
+                conn.sendall(calc_proxy.process(data, f"{addr[0]}:{addr[1]}"))
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()          # linger 0: RST instead of FIN
+        calc_proxy.handle = handle
+        calc_proxy.main()
+    """,
+}
+
+
+def broken(tmp_path, name):
+    p = tmp_path / f"{name}.py"
+    p.write_text(f"import sys\nsys.path.insert(0, {STUDENT!r})\n" + textwrap.dedent(BROKEN[name]))
+    return str(p)
+
+
+@pytest.mark.parametrize("what,role,scn,check", [
+    ("proxy_never_caches", "proxy", "3.2", "cache-hit-no-upstream"),
+    ("server_closes_first", "server", "3.1", "teardown"),
+    ("server_split_writes", "server", "3.1", "segmentation"),
+    ("proxy_resets", "proxy", "3.2", "rst"),
+])
+def test_broken_implementation_fails_named_check(tmp_path, what, role, scn, check):
+    prog = broken(tmp_path, what)
+    tmpl = {"server": f"{PY} {prog} -H {{host}} -p {{port}}",
+            "proxy": f"{PY} {prog} -ph {{host}} -pp {{port}} -sh {{server_host}} -sp {{server_port}}"}[role]
+    out = tmp_path / "out"
+    r = grade(out, "--impl", "student", "--scenarios", scn, f"--{role}", tmpl)
+    assert r.returncode == 1, r.stdout[-3000:] + r.stderr
+    checks, _ = checks_of(out)
+    assert not checks[(scn, check)]["passed"], checks[(scn, check)]
+    assert checks[(scn, check)]["score"] < checks[(scn, check)]["max_score"]
+    # the named check is the one that catches it; the results still count for something
+    assert checks[(scn, "client-result")]["passed"] or what == "proxy_resets"
+
+
+def test_client_without_steps_fails_steps_check(tmp_path):
+    tmpl = S_CLIENT.replace(" -- ", " --no-steps -- ")
+    out = tmp_path / "out"
+    r = grade(out, "--impl", "student", "--scenarios", "3.1", "--client", tmpl)
+    assert r.returncode == 1
+    checks, _ = checks_of(out)
+    assert not checks[("3.1", "client-steps")]["passed"]
+    assert not checks[("3.1", "response-size")]["passed"]
+    assert checks[("3.1", "client-result")]["passed"]
+    assert checks[("3.1", "request-size")]["passed"]  # same payload, only the S flag differs
+
+
+def test_hung_client_fails_its_checks_not_the_grader(tmp_path):
+    out = tmp_path / "out"
+    r = grade(out, "--impl", "student", "--scenarios", "3.1", "--timeout", "2",
+              "--client", f"{PY} -c 'import time; time.sleep(60)' {{expr}}")
+    assert r.returncode == 1, r.stderr
+    checks, g = checks_of(out)
+    assert not checks[("3.1", "client-result")]["passed"]
+    assert g["scenarios"][0]["errors"]
+
+
+def test_unknown_scenario_is_a_grader_error(tmp_path):
+    assert grade(tmp_path, "--scenarios", "9.9").returncode == 2
+
+
+# ---------------------------------------------------------------- output formats, isolation
+def test_gradescope_results_schema(tmp_path):
+    r = grade(tmp_path, "--impl", "student", fmt="gradescope")
+    assert r.returncode == 0, r.stdout[-3000:]
+    with open(tmp_path / "results.json") as f:
+        res = json.load(f)
+    assert isinstance(res["score"], (int, float)) and isinstance(res["execution_time"], (int, float))
+    assert res["tests"]
+    names = set()
+    for t in res["tests"]:
+        assert set(t) >= {"name", "score", "max_score", "status", "output", "visibility"}
+        assert isinstance(t["name"], str) and isinstance(t["output"], str)
+        assert isinstance(t["score"], (int, float)) and isinstance(t["max_score"], (int, float))
+        assert t["status"] in ("passed", "failed")
+        assert t["visibility"] in ("hidden", "after_due_date", "after_published", "visible")
+        assert 0 <= t["score"] <= t["max_score"]
+        names.add(t["name"])
+    assert {"3.2 cache-hit-no-upstream", "3.3 refused-answer", "3.1 teardown", "3.1 client-steps"} <= names
+    assert abs(res["score"] - sum(t["score"] for t in res["tests"])) < 1e-6
+    assert res["score"] == sum(t["max_score"] for t in res["tests"])
+
+
+def test_junit_parses(tmp_path):
+    prog = broken(tmp_path, "server_closes_first")
+    r = grade(tmp_path, "--impl", "student", "--scenarios", "3.1,3.2", "--server",
+              f"{PY} {prog} -H {{host}} -p {{port}}", fmt="junit")
+    assert r.returncode == 1
+    root = ET.parse(tmp_path / "junit.xml").getroot()
+    assert root.tag == "testsuites"
+    suites = root.findall("testsuite")
+    assert [s.get("name") for s in suites] == ["scenario 3.1", "scenario 3.2"]
+    cases = root.findall(".//testcase")
+    assert len(cases) == int(root.get("tests"))
+    failed = [c.get("name") for c in cases if c.find("failure") is not None]
+    assert len(failed) == int(root.get("failures")) and "teardown" in failed
+
+
+def test_two_gradings_in_parallel(tmp_path):
+    cmds = [[PY, os.path.join(LAB, "grade"), "--impl", "student", "--scenarios", "3.2,3.3", "--no-sniff",
+             "--format", "json", "--out", str(tmp_path / f"g{i}")] for i in (1, 2)]
+    ps = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT) for c in cmds]
+    outs = [p.communicate(timeout=240)[0] for p in ps]
+    for p, o in zip(ps, outs):
+        assert p.returncode == 0, o[-3000:]
+    for i in (1, 2):
+        _, g = checks_of(tmp_path / f"g{i}")
+        assert g["score"] == g["max_score"]
+    ports = [checks_of(tmp_path / f"g{i}")[1]["scenarios"][0]["ports"]["proxy"] for i in (1, 2)]
+    assert ports[0] != ports[1]
+
+
+def test_html_sequence_diagram(tmp_path):
+    page = tmp_path / "run.html"
+    r = scenario("3.2", "--impl", "student", "--no-sniff", "--html", str(page))
+    assert r.returncode == 0
+    doc = page.read_text()
+    assert "<svg" in doc and "<script" not in doc and "http" not in doc.replace("http://www.w3.org/2000/svg", "")
+    root = ET.fromstring(doc[doc.index("<svg"):doc.index("</svg>") + 6])
+    arrows = [e for e in root.iter() if e.get("class") == "arrow"]
+    psh = [(a.get("data-from"), a.get("data-to"), a.get("data-len")) for a in arrows if "PSH" in a.get("data-flags")]
+    assert ("client 1", "proxy", "687") in psh and ("proxy", "server", "687") in psh
+    assert ("client 2", "proxy", "687") in psh and ("proxy", "client 2", "564") in psh
+    assert ("server", "proxy", "60") in psh
+    # the cache hit: nothing goes to the server between client 2's request and its answer
+    assert len([p for p in psh if p[1] == "server"]) == 2
+    assert "cache hit, no upstream" in doc
+
+
+# ---------------------------------------------------------------- our programs, interop, goldens
+MIXES = [("c", "c", "c"), ("student", "c", "c"), ("c", "student", "c"), ("c", "c", "student"),
+         ("student", "student", "c"), ("c", "student", "student"), ("student", "c", "student")]
+
+
+@pytest.mark.parametrize("mix", MIXES, ids=lambda m: "server-%s_proxy-%s_client-%s" % m)
+@pytest.mark.parametrize("name", ["3.1", "3.2", "3.3"])
+def test_interop_mixes(name, mix):
+    assert have_c(), f"our programs are not built in {BUILD}"
+    s, p, c = mix
+    args = []
+    if s == "student":
+        args += ["--server", S_SERVER]
+    if p == "student":
+        args += ["--proxy", S_PROXY]
+    if c == "student":
+        args += ["--client", S_CLIENT]
+    r = scenario(name, "--impl", "c", "--no-sniff", *args)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-1000:]
+
+
+@pytest.mark.parametrize("name", ["malformed", "stale", "reload", "concurrent"])
+def test_extra_scenarios_with_our_programs(name):
+    assert have_c(), f"our programs are not built in {BUILD}"
+    r = scenario(name, "--no-sniff")
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-1000:]
+
+
+@pytest.mark.parametrize("name", [n for n, s in SCENARIOS.items() if s.golden])
+def test_fresh_run_verifies_against_committed_golden(name):
+    golden = os.path.join(ROOT, "captures", f"{name}.pcap")
+    assert os.path.exists(golden), f"no golden capture {golden}: run captures/regenerate"
+    sniff = os.path.join(BUILD, "calc-sniff")
+    assert os.access(sniff, os.X_OK), "calc-sniff is not built: the goldens cannot be verified"
+    assert have_c(), f"our programs are not built in {BUILD}"
+    r = scenario(name)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-1000:]
+    assert "golden capture: pass" in r.stdout
+    assert "calc-sniff verify: pass" in r.stdout
