@@ -160,3 +160,35 @@ def connections(segs, ports=None):
             continue  # mid-stream segment of a connection that started before the capture
         c.segs.append(s)
     return conns
+
+
+def retarget(src, dst, portmap):
+    """Copy pcap `src` to `dst` with TCP ports renamed by portmap (e.g. the golden's 9998/9999 to
+    the ports of a run), so that a run on other ports can be compared with the golden."""
+    with open(src, "rb") as f:
+        data = bytearray(f.read())
+    magic = bytes(data[:4])
+    endian = "<" if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    linktype = struct.unpack(endian + "I", data[20:24])[0] & 0x0FFFFFFF
+    skip = LINKTYPES.get(linktype)
+    if skip is None:
+        raise ValueError(f"{src}: unsupported link type {linktype}")
+    off = 24
+    while off + 16 <= len(data):
+        incl = struct.unpack(endian + "I", data[off + 8:off + 12])[0]
+        ip = off + 16 + skip
+        if ip + 20 <= len(data) and data[ip] >> 4 == 4 and data[ip + 9] == 6:
+            tcp = ip + (data[ip] & 0x0F) * 4
+            for k in (tcp, tcp + 2):
+                p = struct.unpack("!H", data[k:k + 2])[0]
+                if p in portmap:
+                    data[k:k + 2] = struct.pack("!H", portmap[p])
+                    if tcp + 18 <= len(data):  # RFC 1624 incremental checksum update
+                        hc = struct.unpack("!H", data[tcp + 16:tcp + 18])[0]
+                        c = (~hc & 0xFFFF) + (~p & 0xFFFF) + portmap[p]
+                        c = (c & 0xFFFF) + (c >> 16)
+                        c = (c & 0xFFFF) + (c >> 16)
+                        data[tcp + 16:tcp + 18] = struct.pack("!H", ~c & 0xFFFF)
+        off += 16 + incl
+    with open(dst, "wb") as f:
+        f.write(bytes(data))

@@ -179,7 +179,8 @@ def play(name, templates, ports_base=9998, workdir=None, timeout=15.0, golden=No
             if "proxy" in res.procs and not procs.wait_port(HOST, ports["proxy"], res.procs["proxy"], timeout):
                 res.errors.append(f"proxy: not listening on {ports['proxy']} within {timeout}s")
         # 2. the capture
-        cap = sniff.Capture(res.pcap, [ports["proxy"], ports["server"]], golden=golden, use_sniff=use_sniff)
+        cap = sniff.Capture(res.pcap, [ports["proxy"], ports["server"]], golden=golden if scn.golden else None,
+                            use_sniff=use_sniff)
         cap.start()
         say(f"capturing with {cap.tool} into {res.pcap}")
         # 3. the actions
