@@ -270,7 +270,9 @@ static void *worker_run(void *arg) {
       loop_close(wk->l, &wk->listener);
       for (stream *s = wk->idle.head, *next; s; s = next) {
         next = s->next;
-        if (!stream_pending_output(s)) conn_close((conn *)s, "shutdown");
+        /* A request still arriving is in flight too: only truly idle connections go now. */
+        if (!stream_pending_output(s) && calc_framer_pending(&((conn *)s)->s.in) == 0)
+          conn_close((conn *)s, "shutdown");
       }
     }
     if (stopping && (wk->nconns == 0 || loop_now_ms() > stop_deadline)) break;
