@@ -4,6 +4,7 @@
  * in microseconds with an OverflowError instead of exhausting memory. */
 #include <errno.h>
 #include <math.h>
+#include <string.h>
 
 #include "calc/limits.h"
 #include "calc/num.h"
@@ -197,8 +198,9 @@ int num_float_pow(double iv, double iw, calc_num *out, calc_exc *exc) {
     err = 0;
   if (negate) ix = -ix;
   if (err != 0) {
-    if (err == ERANGE) return calc_exc_set_errno(exc, "OverflowError", 34, "Numerical result out of range");
-    return calc_exc_set_errno(exc, "ValueError", err, "Numerical argument out of domain");
+    /* PyErr_SetFromErrno: args (errno, strerror(errno)); str() is the tuple,
+     * "(34, 'Numerical result out of range')" on Linux. */
+    return calc_exc_set_errno(exc, err == ERANGE ? "OverflowError" : "ValueError", err, strerror(err));
   }
   calc_num_set_float(out, ix);
   return 0;
