@@ -314,8 +314,11 @@ static void msg_done(sniff_an *an, sniff_conn *c, int dir, sniff_msg *m) {
       if (pending_add(an, c->id) < 0) an->oom = true;
     } else if (dir == 1 && c->last_req >= 0) {
       const sniff_msg *req = &an->msgs[c->last_req];
+      const sniff_conn *u = sniff_conn_get(an, req->first_upstream);
       if (req->n_upstream == 0)
         note(an, "cache hit: no upstream connection");
+      else if (req->n_upstream == 1 && u && sniff_conn_end(u) == SNIFF_END_REFUSED)
+        note(an, "answered after upstream #%u was refused", u->id);
       else
         note(an, "answered after %u upstream connection%s (first #%u)", req->n_upstream,
              req->n_upstream == 1 ? "" : "s", req->first_upstream);
