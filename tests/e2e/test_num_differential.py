@@ -161,7 +161,7 @@ def rand_int(r):
         return r.randint(-10**6, 10**6)
     if k < 0.8:
         v = r.getrandbits(r.choice([31, 53, 54, 55, 64, 100, 200, 1020, 1023, 1024, 1025, 1100]))
-    elif k < 0.95:
+    elif k < 0.97:
         v = r.getrandbits(r.randint(1, 3000))
     else:
         v = r.getrandbits(r.randint(3000, MAX_BITS))
