@@ -2,8 +2,8 @@
  *
  * Most exceptions carry one str argument (ZeroDivisionError('division by zero')).
  * OverflowError from a math range failure carries (errno, strerror):
- * OverflowError(34, 'Numerical result out of range'), whose str() is
- * "[Errno 34] Numerical result out of range". */
+ * OverflowError(34, 'Numerical result out of range'), whose str() is the args tuple's repr,
+ * "(34, 'Numerical result out of range')" (OverflowError is no OSError). */
 #ifndef CALC_EXC_H
 #define CALC_EXC_H
 #include <stdbool.h>
@@ -21,7 +21,7 @@ typedef struct calc_exc {
 int calc_exc_set(calc_exc *e, const char *type, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 int calc_exc_set_errno(calc_exc *e, const char *type, int errnum, const char *msg);
-/* Python's str(e) into buf (truncating): "msg" or "[Errno N] msg". */
+/* Python's str(e) into buf (truncating): "msg" or "(N, 'msg')". */
 void calc_exc_str(const calc_exc *e, char *buf, unsigned long size);
 
 #endif

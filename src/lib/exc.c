@@ -25,7 +25,9 @@ int calc_exc_set_errno(calc_exc *e, const char *type, int errnum, const char *ms
 
 void calc_exc_str(const calc_exc *e, char *buf, unsigned long size) {
   if (e->has_errno)
-    snprintf(buf, size, "[Errno %d] %s", e->errnum, e->msg);
+    /* OverflowError is not an OSError: str() of its two args is the tuple's repr. The message
+     * comes from strerror-like tables and holds no quote characters. */
+    snprintf(buf, size, "(%d, '%s')", e->errnum, e->msg);
   else
     snprintf(buf, size, "%s", e->msg);
 }
