@@ -17,8 +17,8 @@
 #define CALC_MAX_NODES 20000
 
 /* Integers: any integer, input or intermediate, above this many bits is refused with a 400
- * OverflowError before it is computed: 9 ** 9 ** 9 is answered in microseconds. 2**100000 has
- * 30103 digits, which still fits a response. */
+ * OverflowError before it is computed: 9 ** 9 ** 9 is answered in microseconds. 2**99999 (the
+ * largest power of two allowed) has 30103 digits, which still fits a response. */
 #define CALC_MAX_INT_BITS 100000u
 
 /* Steps: the whole response must fit one message. */
