@@ -245,6 +245,33 @@ static void test_limits(void **state) {
   free(s);
 }
 
+/* picohttpparser's "every prefix": each proper prefix of a valid expression parses or fails
+ * cleanly with a column inside the text (or just past it, for the end of input). */
+static void test_every_prefix(void **state) {
+  (void)state;
+  static const char *const inputs[] = {
+      "(sin(max(2, 3 * 4, 5, 6 * ((7 * 8) / 9), 10 / 11)) / 12) * 13",
+      "-((-(1 + 2)) * (-(3 - 4)))",
+      "2 ** -1.5e-3 % pow(2, 10, 1000) - TAU + rand(1, 2) // 2",
+      "max() + min(.5, 2., 1E+3, 123456789012345678901234567890)",
+  };
+  for (size_t k = 0; k < sizeof inputs / sizeof inputs[0]; k++) {
+    size_t n = strlen(inputs[k]);
+    for (size_t len = 0; len <= n; len++) {
+      calc_tree t;
+      calc_parse_error err;
+      if (calc_parse(inputs[k], len, &t, &err) == 0) {
+        assert_non_null(t.root);
+        calc_tree_free(&t);
+      } else {
+        assert_null(t.root);
+        assert_true(err.column >= 1 && err.column <= len + 1);
+        assert_true(err.msg[0] != '\0');
+      }
+    }
+  }
+}
+
 /* nghttp2's failmalloc: fail the i-th allocation for every i; no crash, no leak (ASan). */
 static long fail_countdown = -1;
 static void *fm_malloc(size_t n, void *ud) {
@@ -293,7 +320,8 @@ int main(void) {
       cmocka_unit_test(test_precedence), cmocka_unit_test(test_associativity),
       cmocka_unit_test(test_unary),      cmocka_unit_test(test_numbers),
       cmocka_unit_test(test_names_and_calls), cmocka_unit_test(test_errors),
-      cmocka_unit_test(test_limits),     cmocka_unit_test(test_failed_allocations),
+      cmocka_unit_test(test_limits),     cmocka_unit_test(test_every_prefix),
+      cmocka_unit_test(test_failed_allocations),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
