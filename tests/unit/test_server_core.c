@@ -1,0 +1,154 @@
+/* test_server_core.c: the server's answers without sockets (calc/server.h). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "calc/parse.h"
+#include "calc/pickle.h"
+#include "calc/server.h"
+
+static const calc_server_opts defaults = {.cache_control = 65535};
+
+/* Builds a framed request for `expr` into out. */
+static void build_request(const char *expr, bool steps, bool is_request, calc_buf *out) {
+  calc_tree t = {0};
+  calc_parse_error err;
+  assert_int_equal(calc_parse(expr, strlen(expr), &t, &err), 0);
+  calc_buf p;
+  calc_buf_init(&p, 0);
+  assert_int_equal(calc_pickle_request(&t, &p), 0);
+  assert_int_equal(calc_message_build(out, 1234, is_request, 0, true, steps, 65535, p.data, p.len), 0);
+  calc_buf_free(&p);
+  calc_tree_free(&t);
+}
+
+/* Frames `req`, answers it, and decodes the answer's header into h. */
+static void answer(const calc_server_opts *o, const calc_buf *req, calc_buf *resp, calc_header *h,
+                   calc_answer_info *info) {
+  calc_msg m;
+  assert_int_equal(calc_frame_parse(req->data, req->len, &m.h), (ssize_t)req->len);
+  m.raw = req->data;
+  m.raw_len = req->len;
+  m.payload = req->data + 12;
+  m.payload_len = req->len - 12;
+  assert_int_equal(calc_server_answer(o, &m, 99, resp, info), 0);
+  assert_int_equal(calc_frame_parse(resp->data, resp->len, h), (ssize_t)resp->len);
+}
+
+static void test_e2_with_and_without_steps(void **state) {
+  (void)state;
+  calc_buf req, resp;
+  calc_buf_init(&req, 0);
+  calc_buf_init(&resp, 0);
+  calc_header h;
+  calc_answer_info info;
+  build_request("max(2, 3) + 3", true, true, &req);
+  assert_int_equal(req.len, 376); /* the report's E2 request */
+  answer(&defaults, &req, &resp, &h, &info);
+  assert_int_equal(resp.len, 60); /* the report's E2 response with steps */
+  assert_int_equal(h.time, 99);
+  assert_true(h.cache && h.steps && !h.is_request);
+  assert_int_equal(h.status, 200);
+  assert_int_equal(h.cache_control, 65535);
+
+  calc_buf_reset(&req);
+  calc_buf_reset(&resp);
+  build_request("max(2, 3) + 3", false, true, &req);
+  answer(&defaults, &req, &resp, &h, &info);
+  assert_false(h.steps); /* S only when the steps list is not empty */
+  calc_buf_free(&req);
+  calc_buf_free(&resp);
+}
+
+static void test_errors_are_400_with_cache_flags(void **state) {
+  (void)state;
+  calc_buf req, resp;
+  calc_buf_init(&req, 0);
+  calc_buf_init(&resp, 0);
+  calc_header h;
+  calc_answer_info info;
+  build_request("1 / 0", true, true, &req);
+  answer(&defaults, &req, &resp, &h, &info);
+  assert_int_equal(h.status, 400);
+  assert_true(h.cache && !h.steps);
+  assert_string_equal(info.error_type, "ZeroDivisionError");
+  assert_string_equal(info.error_msg, "division by zero");
+
+  calc_buf_reset(&req);
+  calc_buf_reset(&resp);
+  build_request("1 + 2", true, false, &req); /* a response where a request was expected */
+  answer(&defaults, &req, &resp, &h, &info);
+  assert_int_equal(h.status, 400);
+  assert_string_equal(info.error_type, "TypeError");
+  assert_string_equal(info.error_msg, "Received a response instead of a request");
+  calc_buf_free(&req);
+  calc_buf_free(&resp);
+}
+
+static void test_no_cache_and_max_age(void **state) {
+  (void)state;
+  calc_buf req, resp;
+  calc_buf_init(&req, 0);
+  calc_buf_init(&resp, 0);
+  calc_header h;
+  calc_answer_info info;
+  build_request("2 ** 10", true, true, &req);
+  const calc_server_opts no_cache = {.no_cache = true, .cache_control = 65535};
+  answer(&no_cache, &req, &resp, &h, &info);
+  assert_false(h.cache);
+  assert_int_equal(h.cache_control, 0);
+  calc_buf_reset(&resp);
+  const calc_server_opts short_age = {.cache_control = 30};
+  answer(&short_age, &req, &resp, &h, &info);
+  assert_true(h.cache);
+  assert_int_equal(h.cache_control, 30);
+  calc_buf_free(&req);
+  calc_buf_free(&resp);
+}
+
+static void test_framing_errors(void **state) {
+  (void)state;
+  calc_buf resp;
+  calc_buf_init(&resp, 0);
+  calc_answer_info info;
+  calc_header h;
+  assert_int_equal(calc_server_answer_bad_length(&defaults, 5, 0, &resp, &info), 0);
+  assert_int_equal(resp.len, 164); /* vector total-length-too-small */
+  calc_frame_parse(resp.data, resp.len, &h);
+  assert_int_equal(h.status, 500);
+  calc_buf_reset(&resp);
+  assert_int_equal(calc_server_answer_truncated(&defaults, 5, 0, 0, &resp, &info), 0);
+  assert_int_equal(resp.len, 146); /* vector short-request */
+  assert_non_null(strstr(info.error_msg, "The data is too short (5 bytes) to be a valid header"));
+  calc_buf_free(&resp);
+}
+
+static void test_limits_answer_400_quickly(void **state) {
+  (void)state;
+  calc_buf req, resp;
+  calc_buf_init(&req, 0);
+  calc_buf_init(&resp, 0);
+  calc_header h;
+  calc_answer_info info;
+  build_request("9 ** 9 ** 9", true, true, &req);
+  answer(&defaults, &req, &resp, &h, &info);
+  assert_int_equal(h.status, 400);
+  assert_string_equal(info.error_type, "OverflowError");
+  calc_buf_free(&req);
+  calc_buf_free(&resp);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_e2_with_and_without_steps),
+      cmocka_unit_test(test_errors_are_400_with_cache_flags),
+      cmocka_unit_test(test_no_cache_and_max_age),
+      cmocka_unit_test(test_framing_errors),
+      cmocka_unit_test(test_limits_answer_400_quickly),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
