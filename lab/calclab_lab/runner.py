@@ -222,6 +222,8 @@ def play(name, templates, ports_base=9998, workdir=None, timeout=15.0, golden=No
     finally:
         if cap is not None:
             cap.stop()
+            if cap.drops:
+                res.errors.append(f"the capture lost {cap.drops} packets (kernel drops): the run is inconclusive")
         for role in ("proxy", "server"):
             if role in res.procs:
                 res.procs[role].stop()

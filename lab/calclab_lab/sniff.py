@@ -46,6 +46,7 @@ class Capture:
         self.proc = None
         self.tool = "calc-sniff" if self.use_sniff else "tcpdump"
         self.result = None
+        self.drops = 0
 
     def _fail(self, msg):
         from .runner import LabError
@@ -68,7 +69,7 @@ class Capture:
                 argv = [paths.sniff(), "verify", "--golden", g] + common
             else:
                 argv = [paths.sniff(), "--summary"] + common
-            self.proc = procs.Proc("capture", argv)
+            self.proc = procs.Proc("capture", argv, self.path + ".log")
             done = lambda: os.path.exists(ready)  # noqa: E731
         else:
             tcpdump = paths.tcpdump()
@@ -76,7 +77,7 @@ class Capture:
                 self._fail("neither calc-sniff nor tcpdump is available (build, or run ci/deps)")
             filt = "tcp and (" + " or ".join(f"port {p}" for p in self.ports.values()) + ")"
             self.proc = procs.Proc("capture", [tcpdump, "-i", self.iface, "--immediate-mode", "-U", "-n", "-s", "0",
-                                               "-w", self.path, filt])
+                                               "-B", "16384", "-w", self.path, filt], self.path + ".log")
             # tcpdump writes the file header and its banner once the capture is active
             done = lambda: (os.path.exists(self.path) and os.path.getsize(self.path) >= 24  # noqa: E731
                             and any("listening on" in l for _, l in self.proc.lines))
@@ -102,6 +103,7 @@ class Capture:
         if rc is None:
             self.proc.stop()
         lines = [l for _, l in self.proc.lines]
+        self.drops = sum(int(m.group(1)) for l in lines for m in [re.search(r"(\d+) (?:packets )?dropped by kernel", l)] if m)
         if self.use_sniff and self.golden:
             self.result = _verdict(rc, lines)
         self.proc = None
