@@ -1,0 +1,576 @@
+/* test_pickle_hostile.c: hostile payloads against both decoders.
+ *
+ * Each request case must get its 400 (a ValueError with one of the documented messages, no
+ * tree) and nothing else: nothing runs (a payload calling os.system('touch FILE') leaves no
+ * FILE), nothing crashes, nothing leaks (run under -DCALC_SANITIZE=ON). Also: every proper
+ * prefix of valid payloads, and every single-byte corruption of them. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "calc/alloc.h"
+#include "calc/limits.h"
+#include "calc/pickle.h"
+#include "calc/rng.h"
+
+#define MSG_DESER "Received data could not be deserialized"
+#define MSG_NOTEXPR "Received data is not an Expression2"
+
+/* ---- a small pickle writer for building hostile inputs ---- */
+typedef struct {
+  uint8_t *d;
+  size_t n, cap;
+} pb;
+
+static void pb_put(pb *b, const void *p, size_t n) {
+  if (b->n + n > b->cap) {
+    b->cap = (b->n + n) * 2 + 64;
+    b->d = realloc(b->d, b->cap);
+  }
+  memcpy(b->d + b->n, p, n);
+  b->n += n;
+}
+static void pb_op(pb *b, uint8_t op) { pb_put(b, &op, 1); }
+static void pb_str(pb *b, const char *s) {
+  uint8_t h[2] = {0x8c, (uint8_t)strlen(s)};
+  pb_put(b, h, 2);
+  pb_put(b, s, strlen(s));
+}
+static void pb_global(pb *b, const char *m, const char *n) {
+  pb_str(b, m);
+  pb_str(b, n);
+  pb_op(b, 0x93);
+}
+static void pb_u32(pb *b, uint8_t op, uint32_t v) {
+  uint8_t h[5] = {op, (uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+  pb_put(b, h, 5);
+}
+static void pb_begin(pb *b) {
+  memset(b, 0, sizeof *b);
+  pb_op(b, 0x80);
+  pb_op(b, 4);
+}
+
+/* The request decoder's verdict: must be -1 with a ValueError (or a calclab limit). */
+static void expect_400(const uint8_t *p, size_t n, const char *want_msg) {
+  calc_tree t;
+  calc_exc e;
+  memset(&e, 0, sizeof e);
+  int r = calc_unpickle_request(p, n, &t, &e);
+  assert_int_equal(r, -1);
+  assert_null(t.root);
+  assert_null(t.rng);
+  assert_string_equal(e.type, "ValueError");
+  if (want_msg) assert_string_equal(e.msg, want_msg);
+  /* Any bytes at all must also leave the response decoder standing. */
+  calc_pyobj *o = NULL;
+  if (calc_unpickle_response(p, n, &o, &e) == 0) {
+    calc_buf b;
+    calc_buf_init(&b, 0);
+    calc_pyobj_repr(o, &b);
+    calc_pyobj_str(o, &b);
+    calc_buf_free(&b);
+    calc_pyobj_free(o);
+  }
+}
+
+static void expect_400_pb(pb *b, const char *msg) {
+  expect_400(b->d, b->n, msg);
+  free(b->d);
+}
+
+static void test_os_system(void **state) {
+  (void)state;
+  char path[] = "/tmp/calc-pwned-XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  close(fd);
+  unlink(path);
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "touch %s", path);
+  const char *mods[][2] = {{"posix", "system"}, {"os", "system"}, {"builtins", "eval"},
+                           {"builtins", "exec"}, {"subprocess", "getoutput"}, {"nt", "system"}};
+  for (size_t i = 0; i < sizeof mods / sizeof *mods; i++) {
+    pb b;
+    pb_begin(&b);
+    pb_global(&b, mods[i][0], mods[i][1]);
+    pb_str(&b, cmd);
+    pb_op(&b, 0x85);
+    pb_op(&b, 'R');
+    pb_op(&b, '.');
+    expect_400_pb(&b, MSG_DESER);
+  }
+  /* The vector's own bytes (protocol.md's malicious-pickle). */
+  static const uint8_t mal[] = {0x80, 0x04, 0x95, 0x32, 0, 0, 0, 0, 0, 0, 0, 0x8c, 0x05, 'p', 'o', 's', 'i', 'x',
+                                0x94, 0x8c, 0x06, 's', 'y', 's', 't', 'e', 'm', 0x94, 0x93, 0x94, 0x8c, 0x17,
+                                'e', 'c', 'h', 'o', ' ', 'p', 'w', 'n', 'e', 'd', ' ', '>', ' ', '/', 't', 'm',
+                                'p', '/', 'p', 'w', 'n', 'e', 'd', 0x94, 0x85, 0x94, 0x52, 0x94, 0x2e};
+  expect_400(mal, sizeof mal, MSG_DESER);
+  assert_int_equal(access(path, F_OK), -1);
+}
+
+/* getattr outside the rand shape, and getattr chains. */
+static void test_getattr(void **state) {
+  (void)state;
+  pb b;
+  /* builtins.getattr(builtins.getattr, 'x') */
+  pb_begin(&b);
+  pb_global(&b, "builtins", "getattr");
+  pb_global(&b, "builtins", "getattr");
+  pb_str(&b, "__globals__");
+  pb_op(&b, 0x86);
+  pb_op(&b, 'R');
+  pb_op(&b, '.');
+  expect_400_pb(&b, MSG_NOTEXPR);
+  /* getattr(getattr(random.Random(), 'uniform'), '__self__') as a Function's function */
+  pb_begin(&b);
+  pb_global(&b, "builtins", "getattr");
+  pb_global(&b, "builtins", "getattr");
+  pb_global(&b, "random", "Random");
+  pb_op(&b, ')');
+  pb_op(&b, 'R');
+  pb_str(&b, "uniform");
+  pb_op(&b, 0x86);
+  pb_op(&b, 'R');
+  pb_str(&b, "__self__");
+  pb_op(&b, 0x86);
+  pb_op(&b, 'R');
+  pb_op(&b, '.');
+  expect_400_pb(&b, MSG_NOTEXPR);
+  /* getattr on a str: getattr('os', 'system') */
+  pb_begin(&b);
+  pb_global(&b, "builtins", "getattr");
+  pb_str(&b, "os");
+  pb_str(&b, "system");
+  pb_op(&b, 0x86);
+  pb_op(&b, 'R');
+  pb_op(&b, '.');
+  expect_400_pb(&b, MSG_NOTEXPR);
+  /* A REDUCE on an allowed function (the reference would call _operator.add(1, 2)). */
+  pb_begin(&b);
+  pb_global(&b, "_operator", "add");
+  pb_op(&b, 'K');
+  pb_op(&b, 1);
+  pb_op(&b, 'K');
+  pb_op(&b, 2);
+  pb_op(&b, 0x86);
+  pb_op(&b, 'R');
+  pb_op(&b, '.');
+  expect_400_pb(&b, MSG_DESER);
+}
+
+/* REDUCE whose callable is itself a REDUCE result; NEWOBJ on a non-class; BUILD on a global. */
+static void test_nested_reduce_build(void **state) {
+  (void)state;
+  pb b;
+  pb_begin(&b);
+  pb_global(&b, "calculator", "Associativity");
+  pb_op(&b, 'K');
+  pb_op(&b, 0);
+  pb_op(&b, 0x85);
+  pb_op(&b, 'R');
+  pb_op(&b, ')');
+  pb_op(&b, 'R');
+  pb_op(&b, '.');
+  expect_400_pb(&b, MSG_DESER);
+
+  pb_begin(&b);
+  pb_global(&b, "calculator", "Constant");
+  pb_op(&b, '}');
+  pb_str(&b, "value");
+  pb_op(&b, 'K');
+  pb_op(&b, 1);
+  pb_op(&b, 's');
+  pb_op(&b, 'b'); /* BUILD on the class itself: setattr on a global */
+  pb_op(&b, '.');
+  expect_400_pb(&b, MSG_DESER);
+
+  pb_begin(&b);
+  pb_global(&b, "_operator", "add");
+  pb_op(&b, ')');
+  pb_op(&b, 0x81); /* NEWOBJ on a function */
+  pb_op(&b, '.');
+  expect_400_pb(&b, MSG_DESER);
+
+  /* A second BUILD on the same object (its __setstate__ could be anything). */
+  pb_begin(&b);
+  pb_global(&b, "calculator", "Constant");
+  pb_op(&b, ')');
+  pb_op(&b, 0x81);
+  pb_op(&b, '}');
+  pb_op(&b, 'b');
+  pb_op(&b, '}');
+  pb_op(&b, 'b');
+  pb_op(&b, '.');
+  expect_400_pb(&b, MSG_DESER);
+}
+
+/* Opcodes outside the allowlist: INST, OBJ, GLOBAL, PERSID, EXT1, NEWOBJ_EX, text ints. */
+static void test_refused_opcodes(void **state) {
+  (void)state;
+  static const char inst[] = "\x80\x04(S'ls'\nios\nsystem\n.";
+  expect_400((const uint8_t *)inst, sizeof inst - 1, MSG_DESER);
+  static const char glob[] = "cos\nsystem\n(S'ls'\ntR.";
+  expect_400((const uint8_t *)glob, sizeof glob - 1, MSG_DESER);
+  pb b;
+  pb_begin(&b);
+  pb_op(&b, '(');
+  pb_global(&b, "calculator", "Constant");
+  pb_op(&b, 'o'); /* OBJ */
+  pb_op(&b, '.');
+  expect_400_pb(&b, MSG_DESER);
+  static const uint8_t others[] = {'P', 'Q', 0x82, 0x83, 0x84, 0x92, 'I', 'L', 'F', 'S', 'V', 'g', 'p', 'd',
+                                   'l', 't' + 0 /* TUPLE without MARK */, '2', 0x8d, 0x8e, 0x8f, 0x90, 0x91,
+                                   0x96, 0x97, 0x98, 0xff, 0x00};
+  for (size_t i = 0; i < sizeof others; i++) {
+    uint8_t p[8] = {0x80, 0x04, others[i], '0', '\n', '.', '.', '.'};
+    expect_400(p, sizeof p, MSG_DESER);
+  }
+}
+
+/* Lengths and indexes claiming more than there is. */
+static void test_lengths(void **state) {
+  (void)state;
+  pb b;
+  pb_begin(&b);
+  pb_op(&b, 'K');
+  pb_op(&b, 1);
+  pb_u32(&b, 'j', 0x7fffffff); /* LONG_BINGET out of range */
+  pb_op(&b, '.');
+  expect_400_pb(&b, MSG_DESER);
+
+  pb_begin(&b);
+  pb_op(&b, 'K');
+  pb_op(&b, 1);
+  pb_op(&b, 0x94);
+  pb_op(&b, 'h');
+  pb_op(&b, 1); /* BINGET of an unset slot */
+  pb_op(&b, '.');
+  expect_400_pb(&b, MSG_DESER);
+
+  static const uint8_t frame[] = {0x80, 0x04, 0x95, 0, 0, 0, 0, 0x40, 0, 0, 0, 'K', 1, '.'};
+  expect_400(frame, sizeof frame, MSG_DESER);
+  static const uint8_t frame2[] = {0x80, 0x04, 0x95, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 'K', 1, '.'};
+  expect_400(frame2, sizeof frame2, MSG_DESER);
+  static const uint8_t uni[] = {0x80, 0x04, 'X', 0xff, 0xff, 0xff, 0x7f, 'a', 'b', '.'};
+  expect_400(uni, sizeof uni, MSG_DESER);
+  static const uint8_t uni2[] = {0x80, 0x04, 'X', 0xff, 0xff, 0xff, 0xff, 'a', 'b', '.'};
+  expect_400(uni2, sizeof uni2, MSG_DESER);
+  static const uint8_t long4[] = {0x80, 0x04, 0x8b, 0xff, 0xff, 0xff, 0x7f, 1, '.'};
+  expect_400(long4, sizeof long4, MSG_DESER);
+  static const uint8_t long4neg[] = {0x80, 0x04, 0x8b, 0xff, 0xff, 0xff, 0xff, 1, '.'};
+  expect_400(long4neg, sizeof long4neg, MSG_DESER);
+  static const uint8_t badutf8[] = {0x80, 0x04, 0x8c, 2, 0xc3, 0x28, '.'};
+  expect_400(badutf8, sizeof badutf8, MSG_DESER);
+  static const uint8_t proto9[] = {0x80, 0x09, 'K', 1, '.'};
+  expect_400(proto9, sizeof proto9, MSG_DESER);
+  /* An int over CALC_MAX_INT_BITS in a Constant: refused before GMP sees it. */
+  size_t nb = CALC_MAX_INT_BITS / 8 + 64;
+  pb_begin(&b);
+  pb_global(&b, "calculator", "Constant");
+  pb_op(&b, ')');
+  pb_op(&b, 0x81);
+  pb_op(&b, '}');
+  pb_str(&b, "value");
+  pb_u32(&b, 0x8b, (uint32_t)nb);
+  uint8_t *big = calloc(nb, 1);
+  big[nb - 1] = 0x40;
+  pb_put(&b, big, nb);
+  free(big);
+  pb_op(&b, 's');
+  pb_op(&b, 'b');
+  pb_op(&b, '.');
+  expect_400_pb(&b, MSG_DESER);
+  /* A payload over CALC_MAX_PAYLOAD. */
+  size_t n = CALC_MAX_PAYLOAD + 1;
+  uint8_t *p = calloc(n, 1);
+  p[0] = 0x80;
+  p[1] = 4;
+  memset(p + 2, 'N', n - 3);
+  p[n - 1] = '.';
+  expect_400(p, n, MSG_DESER);
+  free(p);
+}
+
+/* The start of a Constant(v): class, (), NEWOBJ, {'value': ...} is left to the caller. */
+static void const_obj(pb *b, int v) {
+  pb_global(b, "calculator", "Constant");
+  pb_op(b, ')');
+  pb_op(b, 0x81);
+  pb_op(b, '}');
+  pb_str(b, "value");
+  pb_op(b, 'K');
+  pb_op(b, (uint8_t)v);
+  pb_op(b, 's');
+  pb_op(b, 'b');
+}
+
+/* A max(...) whose args list holds the memoized value at index `mi` `count` times. */
+static void call_args_of(pb *b, uint32_t mi, int count) {
+  pb_global(b, "calculator", "FunctionCallExpr");
+  pb_op(b, ')');
+  pb_op(b, 0x81);
+  pb_op(b, '}');
+  pb_op(b, '(');
+  pb_str(b, "function");
+  pb_global(b, "calculator", "Function");
+  pb_op(b, ')');
+  pb_op(b, 0x81);
+  pb_op(b, '}');
+  pb_op(b, '(');
+  pb_str(b, "name");
+  pb_str(b, "max");
+  pb_str(b, "function");
+  pb_global(b, "builtins", "max");
+  pb_op(b, 'u');
+  pb_op(b, 'b');
+  pb_str(b, "args");
+  pb_op(b, ']');
+  pb_op(b, '(');
+  for (int i = 0; i < count; i++) pb_u32(b, 'j', mi);
+  pb_op(b, 'e');
+  pb_op(b, 'u');
+  pb_op(b, 'b');
+}
+
+/* Billion laughs: each level is max(prev, prev, ... x10) through the memo. */
+static void test_billion_laughs(void **state) {
+  (void)state;
+  pb b;
+  pb_begin(&b);
+  const_obj(&b, 7);
+  uint32_t memo = 0;
+  pb_op(&b, 0x94); /* memo 0: the Constant */
+  for (int level = 0; level < 9; level++) {
+    call_args_of(&b, memo, 10);
+    pb_op(&b, 0x94);
+    memo++;
+    /* the calls above also memoized nothing else: only our explicit MEMOIZEs count */
+  }
+  pb_op(&b, '.');
+  expect_400_pb(&b, "Expression too large (limit 20000 nodes)");
+
+  /* The same in a response: lists of lists, printed through repr. */
+  pb_begin(&b);
+  pb_op(&b, ']');
+  pb_op(&b, 0x94);
+  for (uint32_t level = 0; level < 30; level++) {
+    pb_op(&b, ']');
+    pb_op(&b, 0x94);
+    pb_op(&b, '(');
+    for (int i = 0; i < 10; i++) pb_u32(&b, 'j', level);
+    pb_op(&b, 'e');
+  }
+  pb_op(&b, '.');
+  calc_pyobj *o = NULL;
+  calc_exc e;
+  assert_int_equal(calc_unpickle_response(b.d, b.n, &o, &e), -1);
+  assert_null(o);
+  free(b.d);
+
+  /* A list containing itself. */
+  static const uint8_t self[] = {0x80, 0x04, ']', 0x94, 'h', 0, 'a', '.'};
+  assert_int_equal(calc_unpickle_response(self, sizeof self, &o, &e), -1);
+}
+
+/* Deep nesting: unary minus 10000 deep, and 60000 nested empty lists. */
+static void test_deep(void **state) {
+  (void)state;
+  pb b;
+  pb_begin(&b);
+  /* -(-(-(...Constant...))) written as CPython would: outer object first. */
+  const int depth = 10000;
+  for (int i = 0; i < depth; i++) {
+    pb_global(&b, "calculator", "UnaryExpr");
+    pb_op(&b, ')');
+    pb_op(&b, 0x81);
+    pb_op(&b, '}');
+    pb_op(&b, '(');
+    pb_str(&b, "operator");
+    pb_global(&b, "calculator", "UnaryOperator");
+    pb_op(&b, ')');
+    pb_op(&b, 0x81);
+    pb_op(&b, '}');
+    pb_op(&b, '(');
+    pb_str(&b, "symbol");
+    pb_str(&b, "-");
+    pb_str(&b, "function");
+    pb_global(&b, "_operator", "neg");
+    pb_op(&b, 'u');
+    pb_op(&b, 'b');
+    pb_str(&b, "operand");
+  }
+  const_obj(&b, 1);
+  for (int i = 0; i < depth; i++) {
+    pb_op(&b, 'u');
+    pb_op(&b, 'b');
+  }
+  pb_op(&b, '.');
+  /* About 1 MB: over CALC_MAX_PAYLOAD, refused before any work. */
+  expect_400(b.d, b.n, MSG_DESER);
+  free(b.d);
+
+  pb_begin(&b);
+  for (int i = 0; i < CALC_MAX_DEPTH + 5; i++) {
+    pb_global(&b, "calculator", "UnaryExpr");
+    pb_op(&b, ')');
+    pb_op(&b, 0x81);
+    pb_op(&b, 0x94);
+    pb_op(&b, '}');
+    pb_op(&b, '(');
+    pb_str(&b, "operator");
+    if (i == 0) {
+      pb_global(&b, "calculator", "UnaryOperator");
+      pb_op(&b, ')');
+      pb_op(&b, 0x81);
+      pb_op(&b, '}');
+      pb_op(&b, '(');
+      pb_str(&b, "symbol");
+      pb_str(&b, "-");
+      pb_str(&b, "function");
+      pb_global(&b, "_operator", "neg");
+      pb_op(&b, 'u');
+      pb_op(&b, 'b');
+      pb_op(&b, 0x94); /* memo 1: the operator */
+    } else {
+      pb_op(&b, 'h');
+      pb_op(&b, 1);
+    }
+    pb_str(&b, "operand");
+  }
+  const_obj(&b, 1);
+  for (int i = 0; i < CALC_MAX_DEPTH + 5; i++) {
+    pb_op(&b, 'u');
+    pb_op(&b, 'b');
+  }
+  pb_op(&b, '.');
+  assert_true(b.n <= CALC_MAX_PAYLOAD);
+  expect_400_pb(&b, "Expression too deeply nested (limit 200 levels)");
+
+  pb_begin(&b);
+  for (int i = 0; i < 30000; i++) pb_op(&b, ']');
+  for (int i = 0; i < 29999; i++) pb_op(&b, 'a');
+  pb_op(&b, '.');
+  expect_400_pb(&b, MSG_NOTEXPR);
+}
+
+/* A valid request of every shape: seed-like, with rand. */
+static void make_valid(calc_buf *out, int with_rand) {
+  calc_num n;
+  calc_num_init(&n);
+  calc_num_set_si(&n, -123456789012L);
+  calc_expr *c1 = calc_expr_const(&n);
+  calc_num_clear(&n);
+  calc_expr **a2 = calc_malloc(3 * sizeof *a2);
+  a2[0] = c1;
+  a2[1] = calc_expr_named("PI", calc_named_values[0]);
+  a2[2] = calc_expr_unary(CALC_UN_NEG, calc_expr_const_float(2.5));
+  calc_tree t = {0};
+  t.root = calc_expr_binary(CALC_BIN_POW, calc_expr_call(CALC_FN_MAX, a2, 3), calc_expr_const_float(0.5));
+  if (with_rand) {
+    calc_expr **ra = calc_malloc(2 * sizeof *ra);
+    ra[0] = calc_expr_const_float(1);
+    ra[1] = calc_expr_const_float(2);
+    t.root = calc_expr_binary(CALC_BIN_ADD, t.root, calc_expr_call(CALC_FN_RAND, ra, 2));
+    t.rng = calc_calloc(1, sizeof *t.rng);
+    uint32_t key[2] = {42, 7};
+    calc_rng_seed_words(t.rng, key, 2);
+  }
+  assert_int_equal(calc_pickle_request(&t, out), 0);
+  calc_tree_free(&t);
+}
+
+/* Every proper prefix of a valid payload is a 400; the whole decodes and re-encodes. */
+static void test_truncation(void **state) {
+  (void)state;
+  for (int r = 0; r < 2; r++) {
+    calc_buf b;
+    calc_buf_init(&b, 0);
+    make_valid(&b, r);
+    calc_tree t;
+    calc_exc e;
+    assert_int_equal(calc_unpickle_request(b.data, b.len, &t, &e), 0);
+    calc_buf c;
+    calc_buf_init(&c, 0);
+    assert_int_equal(calc_pickle_request(&t, &c), 0);
+    assert_int_equal(c.len, b.len);
+    assert_memory_equal(c.data, b.data, b.len);
+    calc_buf_free(&c);
+    calc_tree_free(&t);
+    for (size_t k = 0; k < b.len; k++) {
+      /* A heap copy of exactly k bytes, so ASan catches any read past the end. */
+      uint8_t *p = malloc(k ? k : 1);
+      memcpy(p, b.data, k);
+      expect_400(p, k, k == 0 ? MSG_NOTEXPR : NULL);
+      free(p);
+    }
+    calc_buf_free(&b);
+  }
+}
+
+/* Every single-byte corruption: no crash, no leak; an accepted result must re-encode. */
+static void test_corruption(void **state) {
+  (void)state;
+  static const uint8_t vals[] = {0x00, 0x01, 0x02, 0x7f, 0x80, 0xfe, 0xff, '(', '.', 'R', 'b', 'h', 'j',
+                                 'u', 'e', 's', 'a', ')', 0x81, 0x85, 0x86, 0x87, 0x93, 0x94, 0x95, 0x8c,
+                                 'X', 'K', 'M', 'J', 0x8a, 0x8b, 'G', ']', '}', 't', 'N', 0x88};
+  size_t accepted = 0, refused = 0;
+  for (int r = 0; r < 2; r++) {
+    calc_buf b;
+    calc_buf_init(&b, 0);
+    make_valid(&b, r);
+    uint8_t *p = malloc(b.len);
+    /* The plain payload: every position, every byte value. The rand one (4 KB, mostly the
+     * Mersenne-Twister ints): every 7th position, the opcode-like values. */
+    for (size_t i = 0; i < b.len; i += r ? 7 : 1) {
+      for (size_t v = 0; v < (r ? sizeof vals : 256); v++) {
+        uint8_t x = r ? vals[v] : (uint8_t)v;
+        if (x == b.data[i]) continue;
+        memcpy(p, b.data, b.len);
+        p[i] = x;
+        calc_tree t;
+        calc_exc e;
+        if (calc_unpickle_request(p, b.len, &t, &e) == 0) {
+          accepted++;
+          calc_buf c;
+          calc_buf_init(&c, 0);
+          assert_int_equal(calc_pickle_request(&t, &c), 0);
+          calc_buf_free(&c);
+          calc_tree_free(&t);
+        } else {
+          refused++;
+          assert_null(t.root);
+          assert_true(strcmp(e.type, "ValueError") == 0);
+        }
+        calc_pyobj *o = NULL;
+        if (calc_unpickle_response(p, b.len, &o, &e) == 0) calc_pyobj_free(o);
+      }
+    }
+    free(p);
+    calc_buf_free(&b);
+  }
+  printf("single-byte corruptions: %zu accepted (still valid expressions), %zu refused\n", accepted, refused);
+  assert_true(refused > 0);
+}
+
+int main(void) {
+  calc_alloc_init();
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_os_system),
+    cmocka_unit_test(test_getattr),
+    cmocka_unit_test(test_nested_reduce_build),
+    cmocka_unit_test(test_refused_opcodes),
+    cmocka_unit_test(test_lengths),
+    cmocka_unit_test(test_billion_laughs),
+    cmocka_unit_test(test_deep),
+    cmocka_unit_test(test_truncation),
+    cmocka_unit_test(test_corruption),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
