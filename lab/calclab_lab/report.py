@@ -190,6 +190,10 @@ def grade_tests(results):
             out = "\n".join(("ok   " if ok else "FAIL ") + d for ok, d in c.items)
             tests.append({"name": f"{res.name} {c.name}", "score": c.score, "max_score": c.max_points,
                           "status": "passed" if c.passed else "failed", "output": out, "visibility": "visible"})
+        if res.sniff and res.sniff.get("status") in ("pass", "fail", "inconclusive"):
+            tests.append({"name": f"{res.name} calc-sniff verify", "score": 0, "max_score": 0,
+                          "status": "passed" if res.sniff["status"] == "pass" else "failed",
+                          "output": "\n".join(res.sniff.get("lines", [])), "visibility": "visible"})
         for e in res.errors:
             tests.append({"name": f"{res.name} programs", "score": 0, "max_score": 0, "status": "failed",
                           "output": e, "visibility": "visible"})

@@ -257,5 +257,7 @@ def compare_golden(scn, res, golden):
     got = checks_mod.shape(scn, res.conns, res.ports)
     if sorted(want, key=repr) == sorted(got, key=repr) and len(want) == len(got):
         return "pass"
-    diff = [f"golden {w} / run {g}" for w, g in zip(sorted(want, key=repr), sorted(got, key=repr)) if w != g]
+    extra = [x for x in got if x not in want]
+    lacking = [x for x in want if x not in got]
+    diff = [f"not in the golden: {x}" for x in extra[:2]] + [f"missing from the run: {x}" for x in lacking[:2]]
     return f"fail: {len(got)} connections vs {len(want)} in the golden; " + "; ".join(diff[:3])

@@ -278,3 +278,24 @@ def test_fresh_run_verifies_against_committed_golden(name):
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-1000:]
     assert "golden capture: pass" in r.stdout
     assert "calc-sniff verify: pass" in r.stdout
+
+
+def test_interrupted_run_leaves_no_program_behind():
+    import signal
+    import time
+    base = procs.free_port_pair()
+    p = subprocess.Popen([PY, os.path.join(LAB, "scenario"), "stale", "--impl", "student", "--no-sniff",
+                          "--ports-base", str(base)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         cwd=ROOT)
+    end = time.time() + 20
+    while time.time() < end and not (procs.listening(base) and procs.listening(base + 1)):
+        time.sleep(0.05)
+    assert procs.listening(base), "the scenario never started its programs"
+    time.sleep(1.0)
+    p.send_signal(signal.SIGINT)
+    p.communicate(timeout=30)
+    assert p.returncode != 0
+    time.sleep(0.3)
+    assert not procs.listening(base) and not procs.listening(base + 1), "a program survived the interrupted run"
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert f"-p {base + 1}" not in ps and f"-pp {base}" not in ps
