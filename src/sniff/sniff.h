@@ -121,6 +121,11 @@ typedef struct sniff_msg {
 } sniff_msg;
 
 typedef struct sniff_ooo { uint32_t seq, len, cap, off; } sniff_ooo;
+/* Kept out of sniff_dir so that a connection that never reorders costs no memory for it. */
+typedef struct sniff_reorder {
+  sniff_ooo seg[SNIFF_OOO_MAX];
+  calc_buf buf;                         /* the segments' bytes */
+} sniff_reorder;
 
 typedef struct sniff_dir {
   bool syn, fin, rst, have_next;
@@ -128,14 +133,14 @@ typedef struct sniff_dir {
   uint64_t syn_ts, fin_ts, rst_ts;
   uint64_t pkts, bytes;                 /* bytes: reassembled stream bytes (holes included) */
   uint64_t retrans_pkts, overlap_bytes, ooo_pkts, gap_bytes, trunc_bytes, bogus_pkts;
-  sniff_ooo *ooo; uint32_t nooo;
-  calc_buf ooobuf;
+  struct sniff_reorder *ro;             /* out-of-order segments, allocated on first need */
+  uint32_t nooo;
   /* framer */
   uint8_t hdr[CALC_HEADER_SIZE];
   uint32_t hdr_have, msg_have, msg_total;
   bool desync;
   int32_t cur_msg;                      /* index into an->msgs, -1 none */
-  calc_buf payload;
+  calc_buf *payload;                    /* payload being decoded, allocated on first need */
   uint32_t nmsgs;
   uint16_t hist;                        /* history letters seen (bit per letter) */
 } sniff_dir;
@@ -157,7 +162,7 @@ typedef struct sniff_conn {
   uint32_t parent_req;      /* ... and its request index */
   int32_t pending_req;      /* client->proxy: msg index of a request not yet answered, -1 */
   int32_t last_req;         /* client->proxy: msg index of the request being answered, -1 */
-  char history[40];
+  char history[24];         /* 9 letters per direction at most */
   uint32_t hist_len;
 } sniff_conn;
 
@@ -172,7 +177,10 @@ void sniff_opts_default(sniff_opts *o);
 typedef struct sniff_an {
   sniff_opts o;
   sniff_conn *conns; uint32_t nconns, capconns;
-  uint32_t *slots; uint32_t nslots, nused; /* hash: 4-tuple -> latest conn id, 0 empty */
+  /* 4-tuple -> latest conn id (0 empty); the hash is kept beside the id so that probing
+   * touches a connection only when its hash matches (one cache miss per packet, not per probe) */
+  struct sniff_slot { uint32_t id, hash; } *slots;
+  uint32_t nslots, nused;
   sniff_msg *msgs; uint32_t nmsgs, capmsgs;
   uint32_t *pending; uint32_t npending, cappending;  /* proxy conns with unanswered request */
   uint64_t pkts, tcp_pkts, other_pkts, bad_pkts, trunc_pkts;

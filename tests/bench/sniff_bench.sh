@@ -1,0 +1,113 @@
+#!/bin/sh
+# sniff_bench.sh: calc-sniff's full analysis time on one crafted capture of calculator traffic
+# (>= 150,000 packets) next to `tshark -r FILE -q -z conv,tcp` and a bare libpcap read loop
+# (tests/tools/pcap_readloop.c), same file, same run, with ratios (issue 5 "Must show":
+# at least 50x faster than tshark, at most 3x the bare loop).
+#
+# usage: tests/bench/sniff_bench.sh [BUILD_DIR] [EXCHANGES]
+#   BUILD_DIR  holds calc-sniff and pcap_readloop (default: build); use a release build
+#   EXCHANGES  rounds of scenario 3.2 traffic to craft (default 4000: ~200,000 packets)
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+build=${1:-$root/build}
+rounds=${2:-4000}
+sniff=$build/calc-sniff
+loop=$build/pcap_readloop
+vectors=${CALC_VECTORS:-$root/../shared/vectors}
+for b in "$sniff" "$loop"; do
+  [ -x "$b" ] || { echo "sniff_bench: $b not built (cmake --build $build --target calc-sniff pcap_readloop)" >&2; exit 2; }
+done
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT INT TERM
+cap=$tmp/bench.pcap
+
+# Craft the capture: each round is scenario 3.2 (E1 miss, E1 hit, E2 miss) with the real
+# payloads from the vectors, on fresh ports, Linux-loopback style (EN10MB, 3-segment teardown).
+python3 - "$cap" "$rounds" "$vectors/legacy-expressions.jsonl" <<'PY'
+import json, struct, sys
+out, rounds, vec = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+V = {}
+for l in open(vec):
+    d = json.loads(l)
+    if d['name'] in ('seed-1', 'seed-2'): V[d['name']] = d
+def msg(h, flags):
+    p = bytes.fromhex(h)
+    return struct.pack('>IHHHH', 0x638f6089, 12 + len(p), flags, 65535, 0) + p
+E1 = (msg(V['seed-1']['request']['payload'], 0x1c00), msg(V['seed-1']['steps']['payload'], 0x18c8))
+E2 = (msg(V['seed-2']['request']['payload'], 0x1c00), msg(V['seed-2']['steps']['payload'], 0x18c8))
+f = open(out, 'wb')
+f.write(struct.pack('<IHHiIII', 0xa1b2c3d4, 2, 4, 0, 0, 262144, 1))
+t = [1670340000 * 1000000]
+n = [0]
+ETH = b'\0' * 12 + b'\x08\x00'
+LO = bytes([127, 0, 0, 1])
+def seg(sp, dp, seq, ack, fl, data=b''):
+    t[0] += 7
+    ip = struct.pack('>BBHHHBBH4s4s', 0x45, 0, 40 + len(data), 0, 0x4000, 64, 6, 0, LO, LO)
+    tcp = struct.pack('>HHIIBBHHH', sp, dp, seq & 0xffffffff, ack & 0xffffffff, 0x50, fl, 65483, 0, 0)
+    fr = ETH + ip + tcp + data
+    f.write(struct.pack('<IIII', t[0] // 1000000, t[0] % 1000000, len(fr), len(fr)) + fr)
+    n[0] += 1
+S, A, P, F = 2, 16, 8, 1
+class C:
+    def __init__(s, cp, sp, k):
+        s.cp, s.sp = cp, sp
+        s.n = [(k * 2654435761) & 0xffffffff, (k * 40503 + 7) & 0xffffffff]
+    def hs(s):
+        seg(s.cp, s.sp, s.n[0], 0, S); seg(s.sp, s.cp, s.n[1], s.n[0] + 1, S | A)
+        s.n = [s.n[0] + 1, s.n[1] + 1]; seg(s.cp, s.sp, s.n[0], s.n[1], A)
+    def send(s, side, data):
+        a, b = (s.cp, s.sp) if side == 0 else (s.sp, s.cp)
+        seg(a, b, s.n[side], s.n[1 - side], P | A, data); s.n[side] += len(data)
+        seg(b, a, s.n[1 - side], s.n[side], A)
+    def fin(s):
+        seg(s.cp, s.sp, s.n[0], s.n[1], F | A); s.n[0] += 1
+        seg(s.sp, s.cp, s.n[1], s.n[0], F | A); s.n[1] += 1
+        seg(s.cp, s.sp, s.n[0], s.n[1], A)
+k = 0
+port = 20000
+def nextport():
+    global port
+    port = 20000 + (port - 20000 + 1) % 40000
+    return port
+for r in range(rounds):
+    for e, hit in ((E1, False), (E1, True), (E2, False)):
+        k += 1
+        d = C(nextport(), 9998, k); d.hs(); d.send(0, e[0])
+        if not hit:
+            k += 1
+            u = C(nextport(), 9999, k); u.hs(); u.send(0, e[0]); u.send(1, e[1]); u.fin()
+        d.send(1, e[1]); d.fin()
+f.close()
+print(f"crafted {n[0]} packets ({rounds} rounds of scenario 3.2)", file=sys.stderr)
+PY
+
+best() {  # best wall time of 3 runs of "$@", output discarded
+  b=
+  for i in 1 2 3; do
+    s=$(date +%s.%N)
+    "$@" >/dev/null 2>&1 || { echo "sniff_bench: '$*' failed" >&2; exit 1; }
+    e=$(date +%s.%N)
+    b=$(echo "$s $e ${b:-1e9}" | awk '{d=$2-$1; print (d<$3)?d:$3}')
+  done
+  echo "$b"
+}
+pkts=$("$loop" "$cap" | awk '{print $1}')
+t_loop=$(best "$loop" "$cap")
+t_sum=$(best "$sniff" -r "$cap" --summary)
+t_json=$(best "$sniff" -r "$cap" --json)
+t_verify=$(best "$sniff" verify --golden "$cap" -r "$cap")
+echo "capture: $pkts packets"
+printf '%-44s %8.3f s\n' "bare libpcap read loop (pcap_readloop)" "$t_loop"
+printf '%-44s %8.3f s  %6.2fx the bare loop\n' "calc-sniff --summary (reassembly, framing)" "$t_sum" "$(echo "$t_sum $t_loop" | awk '{print $1/$2}')"
+printf '%-44s %8.3f s  %6.2fx the bare loop\n' "calc-sniff --json (+ decoding every payload)" "$t_json" "$(echo "$t_json $t_loop" | awk '{print $1/$2}')"
+printf '%-44s %8.3f s  (both files: 2 analyses)\n' "calc-sniff verify (file against itself)" "$t_verify"
+if command -v tshark >/dev/null 2>&1; then
+  t_tshark=$(best tshark -r "$cap" -q -z conv,tcp)
+  printf '%-44s %8.3f s\n' "tshark -r FILE -q -z conv,tcp" "$t_tshark"
+  printf 'calc-sniff --summary is %.1fx faster than tshark; --json %.1fx\n' \
+    "$(echo "$t_tshark $t_sum" | awk '{print $1/$2}')" "$(echo "$t_tshark $t_json" | awk '{print $1/$2}')"
+else
+  echo "tshark: not installed here, no comparison (install tshark and rerun)"
+fi
