@@ -70,9 +70,10 @@ static int snapshot(eval_ctx *c) {
   return rc < 0 ? oom(c) : 0;
 }
 
-/* Replaces *slot in the copy by a Constant of v (a Constant already is one). */
+/* Replaces *slot in the copy by a Constant of v (a Constant already is one). Once the steps
+ * budget is gone the copy is never printed again, so it is left as it is. */
 static int replace_by_value(eval_ctx *c, calc_expr **slot, const calc_num *v) {
-  if (!slot || (*slot)->kind == CALC_EXPR_CONST) return 0;
+  if (!slot || c->steps_over || (*slot)->kind == CALC_EXPR_CONST) return 0;
   calc_expr *k = calc_expr_const(v);
   if (!k) return oom(c);
   calc_expr_free(*slot);
