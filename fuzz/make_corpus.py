@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""fuzz/make_corpus.py: seed corpora for fuzz_unpickle and fuzz_frame from the reference's
+vectors (../shared/vectors): every request and response payload, the protocol vectors, and a
+few hand-made hostile payloads. Run from the repository root; rewrites fuzz/corpus/<target>/."""
+import hashlib
+import json
+import os
+import shutil
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VEC = os.environ.get('CALC_VECTORS', os.path.join(ROOT, '..', 'shared', 'vectors'))
+
+
+def put(target, data):
+    d = os.path.join(ROOT, 'fuzz', 'corpus', target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, hashlib.sha1(data).hexdigest()[:16]), 'wb') as f:
+        f.write(data)
+
+
+def header(n, flags):
+    return (0x638f6089).to_bytes(4, 'big') + (12 + n).to_bytes(2, 'big') + flags.to_bytes(2, 'big') + b'\xff\xff\x00\x00'
+
+
+def main():
+    for t in ('fuzz_unpickle', 'fuzz_frame'):
+        shutil.rmtree(os.path.join(ROOT, 'fuzz', 'corpus', t), ignore_errors=True)
+    msgs = []
+    with open(os.path.join(VEC, 'legacy-expressions.jsonl')) as f:
+        for line in f:
+            v = json.loads(line)
+            req = bytes.fromhex(v['request']['payload'])
+            put('fuzz_unpickle', req)
+            msgs.append(header(len(req), 0x1c00) + req)
+            for k in ('steps', 'nosteps'):
+                p = bytes.fromhex(v[k]['payload'])
+                put('fuzz_unpickle', p)
+                msgs.append(header(len(p), 0x1000 | v[k]['status']) + p)
+    with open(os.path.join(VEC, 'legacy-protocol.jsonl')) as f:
+        for line in f:
+            v = json.loads(line)
+            for k in ('request', 'response'):
+                if v.get(k):
+                    raw = bytes.fromhex(v[k])
+                    msgs.append(raw)
+                    if len(raw) > 12:
+                        put('fuzz_unpickle', raw[12:])
+    # Hostile seeds: a GLOBAL/INST pickle, a billion-laughs list, a huge FRAME claim.
+    put('fuzz_unpickle', b"cos\nsystem\n(S'ls'\ntR.")
+    put('fuzz_unpickle', b'\x80\x04]\x94(h\x00h\x00h\x00e]\x94(h\x01h\x01e.')
+    put('fuzz_unpickle', b'\x80\x04\x95\xff\xff\xff\xff\x00\x00\x00\x00K\x01.')
+    # Frames: first byte is the chunk size; then one, two and three messages back to back,
+    # a partial one, and a bad total length.
+    for i, m in enumerate(msgs[:60]):
+        put('fuzz_frame', bytes([i % 37]) + m)
+        if i + 2 < len(msgs):
+            put('fuzz_frame', bytes([(i * 7) % 37]) + m + msgs[i + 1] + msgs[i + 2][:20])
+    put('fuzz_frame', b'\x05' + header(0, 0x0400)[:4] + b'\x00\x05' + b'\x04\x00\x00\x00\x00\x00')
+    print('corpus:', {t: len(os.listdir(os.path.join(ROOT, 'fuzz', 'corpus', t))) for t in ('fuzz_unpickle', 'fuzz_frame')})
+
+
+if __name__ == '__main__':
+    sys.exit(main())
