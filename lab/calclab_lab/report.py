@@ -117,7 +117,7 @@ def sequence_svg(res):
         while t_hits and t_hits[0][0] <= s.t:
             t, tag = t_hits.pop(0)
             px = xs.get("proxy", 90)
-            parts.append(f'<rect x="{px + 6}" y="{y - 12}" width="170" height="18" fill="#fff3c4" stroke="#c90"/>'
+            parts.append(f'<rect x="{px + 6}" y="{y - 12}" width="230" height="18" fill="#fff3c4" stroke="#c90"/>'
                          f'<text x="{px + 10}" y="{y + 1}" class="note">{html.escape(tag)}</text>')
             y += step
         a = names.get((s.src, s.sport), f"port {s.sport}")

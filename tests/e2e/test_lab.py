@@ -299,3 +299,77 @@ def test_interrupted_run_leaves_no_program_behind():
     assert not procs.listening(base) and not procs.listening(base + 1), "a program survived the interrupted run"
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert f"-p {base + 1}" not in ps and f"-pp {base}" not in ps
+
+
+def _png_pixels(path):
+    """Minimal PNG reader (8-bit RGB/RGBA, not interlaced): returns (width, height, rows of bytes, bpp)."""
+    import struct
+    import zlib
+    data = open(path, "rb").read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, w = 8, b"", None
+    while pos < len(data):
+        n, kind = struct.unpack("!I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + n]
+        if kind == b"IHDR":
+            w, h, depth, ctype, _, _, inter = struct.unpack("!IIBBBBB", body)
+            assert depth == 8 and ctype in (2, 6) and inter == 0
+            bpp = 3 if ctype == 2 else 4
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + n
+    raw = zlib.decompress(idat)
+    stride = w * bpp
+    rows, prev, i = [], bytearray(stride), 0
+    for _ in range(h):
+        f, line = raw[i], bytearray(raw[i + 1:i + 1 + stride])
+        i += 1 + stride
+        for x in range(stride):
+            a = line[x - bpp] if x >= bpp else 0
+            b = prev[x]
+            c = prev[x - bpp] if x >= bpp else 0
+            if f == 1:
+                line[x] = (line[x] + a) & 255
+            elif f == 2:
+                line[x] = (line[x] + b) & 255
+            elif f == 3:
+                line[x] = (line[x] + (a + b) // 2) & 255
+            elif f == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[x] = (line[x] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        rows.append(bytes(line))
+        prev = line
+    return w, h, rows, bpp
+
+
+def test_sequence_diagram_renders_in_headless_chromium(tmp_path):
+    import shutil
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        pytest.skip("Debian's chromium is not installed")
+    page = tmp_path / "run.html"
+    r = scenario("3.2", "--impl", "student", "--no-sniff", "--html", str(page))
+    assert r.returncode == 0
+    doc = page.read_text()
+    svg = doc[doc.index("<svg"):doc.index("</svg>") + 6]
+    root = ET.fromstring(svg)
+    W, H = int(root.get("width")), int(root.get("height"))
+    bare = tmp_path / "svg.html"
+    bare.write_text(f'<!DOCTYPE html><html><body style="margin:0;background:#fff">{svg}</body></html>')
+    shot = tmp_path / "shot.png"
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    "--force-device-scale-factor=1", f"--window-size={W},{H}", f"--screenshot={shot}",
+                    bare.as_uri()], capture_output=True, timeout=120)
+    assert shot.exists(), "chromium wrote no screenshot"
+    w, h, rows, bpp = _png_pixels(str(shot))
+    arrows = [e for e in root.iter() if e.get("class") == "arrow" and "PSH" in e.get("data-flags")]
+    assert len(arrows) == 10  # 3 requests and 3 answers to the clients, 2 upstream requests and 2 answers
+    for a in arrows:
+        x1, x2, y = float(a.get("x1")), float(a.get("x2")), int(float(a.get("y1")))
+        xm = int((x1 + x2) / 2)
+        want = tuple(int(a.get("stroke")[k:k + 2], 16) for k in (1, 3, 5))
+        near = [rows[yy][xx * bpp:xx * bpp + 3] for yy in range(y - 1, y + 2) for xx in range(xm - 3, xm + 4)
+                if 0 <= yy < h and 0 <= xx < w]
+        assert any(all(abs(p[k] - want[k]) < 40 for k in range(3)) for p in near), \
+            f"arrow {a.get('data-from')} -> {a.get('data-to')} not drawn at ({xm}, {y})"
