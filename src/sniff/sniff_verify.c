@@ -254,44 +254,113 @@ static void cmp_conn(cmp *x, const sniff_conn *g, const sniff_conn *c, const cha
   }
 }
 
+/* Downstream connections of an analysis, each with its reduced text (its signature). */
+typedef struct dlist {
+  const sniff_conn **c;
+  char **sig;
+  uint32_t n;
+  int32_t *match;   /* index into the other list, -1 */
+} dlist;
+
+static bool dlist_build(dlist *l, const red *r) {
+  memset(l, 0, sizeof *l);
+  const sniff_an *an = r->an;
+  l->c = calc_calloc((size_t)an->nconns + 1, sizeof *l->c);
+  l->sig = calc_calloc((size_t)an->nconns + 1, sizeof *l->sig);
+  l->match = calc_calloc((size_t)an->nconns + 1, sizeof *l->match);
+  if (!l->c || !l->sig || !l->match) return false;
+  calc_buf b;
+  calc_buf_init(&b, 0);
+  for (uint32_t i = 0; i < an->nconns; i++) {
+    if (!downstream(&an->conns[i])) continue;
+    calc_buf_reset(&b);
+    trace_conn(r, &an->conns[i], "", &b);
+    l->c[l->n] = &an->conns[i];
+    l->match[l->n] = -1;
+    l->sig[l->n++] = calc_strndup(b.data ? (const char *)b.data : "", b.len);
+  }
+  calc_buf_free(&b);
+  return !b.failed;
+}
+
+static void dlist_free(dlist *l) {
+  for (uint32_t i = 0; l->sig && i < l->n; i++) calc_free(l->sig[i]);
+  calc_free(l->c);
+  calc_free(l->sig);
+  calc_free(l->match);
+}
+
+/* Pairing (scenarios.md: "how segments of different connections interleave" varies):
+ * 1. each golden connection takes the first unpaired capture connection with the same reduced
+ *    behaviour, trying the same position first: concurrent clients may come in any order;
+ * 2. the rest are paired in order and compared check by check; leftovers are missing/extra;
+ * 3. ordering: two golden connections one after the other in time (the first ended before the
+ *    second began: the scenario's script forced that order) must keep their order. */
 uint32_t sniff_compare(const sniff_an *golden, const sniff_an *capture, calc_buf *out) {
   red g, c;
   red_init(&g, golden);
   red_init(&c, capture);
   cmp x = {out, 0, &g, &c};
-  if (!g.ok || !c.ok) {
+  dlist G, C;
+  memset(&G, 0, sizeof G);
+  memset(&C, 0, sizeof C);
+  if (!g.ok || !c.ok || !dlist_build(&G, &g) || !dlist_build(&C, &c)) {
     calc_buf_puts(out, "FAIL internal: out of memory\n");
     x.n++;
     goto done;
   }
-  uint32_t i = 0, j = 0, k = 0;
-  for (;;) {
-    while (i < golden->nconns && !downstream(&golden->conns[i])) i++;
-    while (j < capture->nconns && !downstream(&capture->conns[j])) j++;
-    if (i >= golden->nconns && j >= capture->nconns) break;
-    k++;
-    char w[64];
-    snprintf(w, sizeof w, "connection %u", k);
-    if (i >= golden->nconns) {
-      diff(&x, "handshake", w, "extra %s connection", sniff_role_name(capture->conns[j].role));
-      j++;
+  for (uint32_t i = 0; i < G.n; i++) {
+    if (i < C.n && C.match[i] < 0 && !strcmp(G.sig[i], C.sig[i])) {
+      G.match[i] = (int32_t)i;
+      C.match[i] = (int32_t)i;
       continue;
     }
-    if (j >= capture->nconns) {
-      diff(&x, "handshake", w, "missing %s connection", sniff_role_name(golden->conns[i].role));
-      i++;
+    for (uint32_t j = 0; j < C.n; j++)
+      if (C.match[j] < 0 && !strcmp(G.sig[i], C.sig[j])) {
+        G.match[i] = (int32_t)j;
+        C.match[j] = (int32_t)i;
+        break;
+      }
+  }
+  uint32_t j = 0;
+  for (uint32_t i = 0; i < G.n; i++) {
+    if (G.match[i] >= 0) continue;
+    while (j < C.n && C.match[j] >= 0) j++;
+    char w[96];
+    if (j >= C.n) {
+      snprintf(w, sizeof w, "connection %u", i + 1);
+      diff(&x, "handshake", w, "missing %s connection", sniff_role_name(G.c[i]->role));
       continue;
     }
-    const sniff_conn *gc = &golden->conns[i++], *cc = &capture->conns[j++];
-    if (gc->role != cc->role) {
-      diff(&x, "ordering", w, "%s expected, %s seen", sniff_role_name(gc->role),
-           sniff_role_name(cc->role));
+    G.match[i] = (int32_t)j;
+    C.match[j] = (int32_t)i;
+    if (G.c[i]->role != C.c[j]->role) {
+      snprintf(w, sizeof w, "connection %u", i + 1);
+      diff(&x, "ordering", w, "%s expected, %s seen", sniff_role_name(G.c[i]->role),
+           sniff_role_name(C.c[j]->role));
       continue;
     }
-    snprintf(w, sizeof w, "connection %u (%s)", k, sniff_role_name(gc->role));
-    cmp_conn(&x, gc, cc, w);
+    snprintf(w, sizeof w, "connection %u (%s)", i + 1, sniff_role_name(G.c[i]->role));
+    cmp_conn(&x, G.c[i], C.c[j], w);
+  }
+  for (j = 0; j < C.n; j++)
+    if (C.match[j] < 0) {
+      char w[64];
+      snprintf(w, sizeof w, "connection %u of the capture", j + 1);
+      diff(&x, "handshake", w, "extra %s connection", sniff_role_name(C.c[j]->role));
+    }
+  for (uint32_t i = 0; i + 1 < G.n; i++) {
+    if (G.match[i] < 0 || G.match[i + 1] < 0) continue;
+    if (G.c[i]->ts_last >= G.c[i + 1]->ts_first) continue;  /* overlapping: any order */
+    if (C.c[G.match[i]]->ts_first > C.c[G.match[i + 1]]->ts_first) {
+      char w[64];
+      snprintf(w, sizeof w, "connections %u and %u", i + 1, i + 2);
+      diff(&x, "ordering", w, "one after the other in the golden, in the other order in the capture");
+    }
   }
 done:
+  dlist_free(&G);
+  dlist_free(&C);
   red_free(&g);
   red_free(&c);
   return x.n;
