@@ -373,3 +373,20 @@ def test_sequence_diagram_renders_in_headless_chromium(tmp_path):
                 if 0 <= yy < h and 0 <= xx < w]
         assert any(all(abs(p[k] - want[k]) < 40 for k in range(3)) for p in near), \
             f"arrow {a.get('data-from')} -> {a.get('data-to')} not drawn at ({xm}, {y})"
+
+
+def test_pcap_reader_and_retarget_on_a_golden(tmp_path):
+    from calclab_lab import checks, pcap
+    golden = os.path.join(ROOT, "captures", "3.2.pcap")
+    assert os.path.exists(golden), "no golden capture: run captures/regenerate"
+    segs = pcap.read_pcap(golden)
+    conns = pcap.connections(segs)
+    assert len(conns) == 5
+    shape = checks.shape(SCENARIOS["3.2"], conns, {"proxy": 9998, "server": 9999})
+    clients = [s for s in shape if s[0] == "client"]
+    assert [c[3] for c in clients] == [(687,), (687,), (376,)] and [c[4] for c in clients] == [(564,), (564,), (60,)]
+    out = tmp_path / "moved.pcap"
+    pcap.retarget(golden, str(out), {9998: 40000, 9999: 40001})
+    moved = pcap.connections(pcap.read_pcap(str(out)))
+    assert {c.server_port for c in moved} == {40000, 40001}
+    assert checks.shape(SCENARIOS["3.2"], moved, {"proxy": 40000, "server": 40001}) == shape
