@@ -272,17 +272,17 @@ static int global_lookup(const char *module, const char *name) {
 
 static bool is_str(const pkl_val *v) { return v && v->kind == PKV_STR && strlen(v->s) == v->len; }
 
-static bool hashable(const pkl_val *v) {
-  if (v->kind == PKV_LIST || v->kind == PKV_DICT) return false;
+static bool hashable(const pkl_val *v, unsigned depth) {
+  if (v->kind == PKV_LIST || v->kind == PKV_DICT || depth > PKL_MAX_HASH_DEPTH) return false;
   if (v->kind == PKV_TUPLE)
     for (size_t i = 0; i < v->n; i++)
-      if (!hashable(v->items[i])) return false;
+      if (!hashable(v->items[i], depth + 1)) return false;
   return true;
 }
 
 /* d[k] = v: a str key already present is replaced, as a dict would. */
 static int dict_set(pkl_vm *vm, pkl_val *d, pkl_val *k, pkl_val *v) {
-  if (!hashable(k)) return -1;
+  if (!hashable(k, 0) || d->n / 2 >= PKL_MAX_DICT_ITEMS) return -1;
   if (k->kind == PKV_STR)
     for (size_t i = 0; i + 1 < d->n; i += 2)
       if (d->items[i]->kind == PKV_STR && d->items[i]->len == k->len &&
@@ -538,6 +538,7 @@ typedef struct {
   calc_tree *t;
   const pkl_val *rng_src;  /* the random.Random all rand functions must share */
   size_t nodes;
+  size_t int_bytes;        /* bytes of int data copied into the tree */
   int err;                 /* 0, or which message: 1 not an expression, 2 depth, 3 size, 4 memory */
 } pkl_conv;
 
@@ -672,6 +673,11 @@ static calc_expr *conv(pkl_conv *c, const pkl_val *o, int depth) {
     if (a[0]->kind == PKV_FLOAT) {
       e = calc_expr_const_float(a[0]->f);
     } else if (a[0]->kind == PKV_INT) {
+      c->int_bytes += mpz_size(a[0]->z) * sizeof(mp_limb_t);
+      if (c->int_bytes > PKL_MAX_TREE_INT_BYTES) {
+        c->err = 3;
+        return NULL;
+      }
       calc_num n;
       calc_num_init(&n);
       mpz_set(n.z, a[0]->z);
@@ -757,7 +763,7 @@ int calc_unpickle_request(const uint8_t *p, size_t n, calc_tree *t, calc_exc *ex
     if (st == PKL_ERR_NOMEM) return calc_exc_set(exc, "MemoryError", "%s", "");
     return calc_exc_set(exc, "ValueError", PKL_MSG_DESER);
   }
-  pkl_conv c = {t, NULL, 0, 0};
+  pkl_conv c = {t, NULL, 0, 0, 0};
   t->root = conv(&c, top_v, 0);
   pkl_vm_free(vm);
   if (t->root && !c.err) return 0;

@@ -46,6 +46,12 @@ enum {
 #define PKL_MAX_VALUES 131072u
 #endif   /* values created by one payload */
 #define PKL_MAX_PYOBJS 200000u   /* calc_pyobj nodes made from one response (memo sharing expands) */
+#define PKL_MAX_PYBYTES (16u << 20) /* str/bytes/int bytes copied into one response's objects */
+#define PKL_MAX_DICT_ITEMS 1024u /* key/value pairs in one dict (requests use at most 3) */
+#define PKL_MAX_HASH_DEPTH 64u   /* nesting of a tuple used as a dict key */
+/* Int bytes copied into one request tree: a real payload holds at most CALC_MAX_PAYLOAD bytes
+ * of them (the reference never shares a Constant); memo sharing must not multiply them. */
+#define PKL_MAX_TREE_INT_BYTES CALC_MAX_PAYLOAD
 #define PKL_MAX_PYDEPTH 200u     /* nesting of a response object */
 
 /* ---- the non-executing virtual machine shared by both decoders (pickle_dec.c) ---- */

@@ -18,8 +18,16 @@
 
 typedef struct {
   size_t count;
+  size_t bytes;  /* str/bytes/int bytes copied, against PKL_MAX_PYBYTES */
   const char *why;
 } pkl_pyconv;
+
+static int py_budget(pkl_pyconv *c, size_t n) {
+  c->bytes += n;
+  if (c->bytes <= PKL_MAX_PYBYTES) return 0;
+  c->why = "response object too large";
+  return -1;
+}
 
 static calc_pyobj *py_new(pkl_pyconv *c, calc_py_kind k) {
   if (++c->count > PKL_MAX_PYOBJS) {
@@ -85,6 +93,7 @@ static calc_pyobj *py_conv(pkl_pyconv *c, const pkl_val *v, unsigned depth) {
     if ((o = py_new(c, CALC_PY_BOOL))) calc_num_set_si(&o->num, v->b);
     return o;
   case PKV_INT:
+    if (py_budget(c, mpz_size(v->z) * sizeof(mp_limb_t)) < 0) return NULL;
     if ((o = py_new(c, CALC_PY_INT))) mpz_set(o->num.z, v->z);
     return o;
   case PKV_FLOAT:
@@ -92,6 +101,7 @@ static calc_pyobj *py_conv(pkl_pyconv *c, const pkl_val *v, unsigned depth) {
     return o;
   case PKV_STR:
   case PKV_BYTES:
+    if (py_budget(c, v->len) < 0) return NULL;
     if (!(o = py_new(c, v->kind == PKV_STR ? CALC_PY_STR : CALC_PY_BYTES))) return NULL;
     o->str = calc_malloc(v->len + 1);
     if (!o->str) {
@@ -163,7 +173,7 @@ int calc_unpickle_response(const uint8_t *p, size_t n, calc_pyobj **out, calc_ex
     return calc_exc_set(exc, "ValueError", "%s",
                         st == PKL_ERR_EMPTY ? "empty response payload" : "response payload could not be deserialized");
   }
-  pkl_pyconv c = {0, NULL};
+  pkl_pyconv c = {0, 0, NULL};
   *out = py_conv(&c, top, 0);
   pkl_vm_free(vm);
   if (*out) return 0;

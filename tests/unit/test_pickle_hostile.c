@@ -374,6 +374,55 @@ static void test_billion_laughs(void **state) {
   assert_null(o);
   free(b.d);
 
+  /* One big int Constant shared 10 times through the memo: its bytes count each time. */
+  pb_begin(&b);
+  pb_global(&b, "calculator", "Constant");
+  pb_op(&b, ')');
+  pb_op(&b, 0x81);
+  pb_op(&b, '}');
+  pb_str(&b, "value");
+  pb_u32(&b, 0x8b, 12000);
+  uint8_t *big = calloc(12000, 1);
+  big[11999] = 0x40;
+  pb_put(&b, big, 12000);
+  free(big);
+  pb_op(&b, 's');
+  pb_op(&b, 'b');
+  pb_op(&b, 0x94);
+  call_args_of(&b, 0, 10);
+  pb_op(&b, '.');
+  expect_400_pb(&b, "Expression too large (limit 20000 nodes)");
+
+  /* A 60000-byte str referenced 2000 times by a response list. */
+  pb_begin(&b);
+  pb_u32(&b, 'X', 60000);
+  char *s = malloc(60000);
+  memset(s, 'a', 60000);
+  pb_put(&b, s, 60000);
+  free(s);
+  pb_op(&b, 0x94);
+  pb_op(&b, ']');
+  pb_op(&b, '(');
+  for (int i = 0; i < 2000; i++) {
+    pb_op(&b, 'h');
+    pb_op(&b, 0);
+  }
+  pb_op(&b, 'e');
+  pb_op(&b, '.');
+  assert_int_equal(calc_unpickle_response(b.d, b.n, &o, &e), -1);
+  free(b.d);
+
+  /* A dict key nested 30000 tuples deep. */
+  pb_begin(&b);
+  pb_op(&b, '}');
+  pb_op(&b, 'N');
+  for (int i = 0; i < 30000; i++) pb_op(&b, 0x85);
+  pb_op(&b, 'N');
+  pb_op(&b, 's');
+  pb_op(&b, '.');
+  assert_int_equal(calc_unpickle_response(b.d, b.n, &o, &e), -1);
+  free(b.d);
+
   /* A list containing itself. */
   static const uint8_t self[] = {0x80, 0x04, ']', 0x94, 'h', 0, 'a', '.'};
   assert_int_equal(calc_unpickle_response(self, sizeof self, &o, &e), -1);
