@@ -370,6 +370,9 @@ int calc_pyobj_repr(const calc_pyobj *o, calc_buf *out) {
     {
       calc_pyobj t = *o;
       t.kind = CALC_PY_TUPLE;
+      /* OSError(errno, strerror, filename[, winerror, filename2]) keeps only the first two in
+       * its args once constructed: repr shows those. */
+      if (is_builtin_oserror(o) && o->n >= 3 && o->n <= 5) t.n = 2;
       return repr_seq(&t, "(", ")", out);
     }
   }
