@@ -185,6 +185,7 @@ typedef struct sniff_an {
   uint32_t *pending; uint32_t npending, cappending;  /* proxy conns with unanswered request */
   uint64_t pkts, tcp_pkts, other_pkts, bad_pkts, trunc_pkts;
   uint64_t ts_first;
+  struct sniff_textcache *tc;  /* decoded payloads by content (sniff_tcp.c), lazily allocated */
   bool oom;
   /* per-packet outputs of sniff_feed */
   calc_buf notes;           /* "; "-separated notes for the packet just fed */

@@ -83,9 +83,9 @@ f.close()
 print(f"crafted {n[0]} packets ({rounds} rounds of scenario 3.2)", file=sys.stderr)
 PY
 
-best() {  # best wall time of 3 runs of "$@", output discarded
+best() {  # best wall time of 5 runs of "$@", output discarded (best-of: the machine is shared)
   b=
-  for i in 1 2 3; do
+  for i in 1 2 3 4 5; do
     s=$(date +%s.%N)
     "$@" >/dev/null 2>&1 || { echo "sniff_bench: '$*' failed" >&2; exit 1; }
     e=$(date +%s.%N)
@@ -95,18 +95,18 @@ best() {  # best wall time of 3 runs of "$@", output discarded
 }
 pkts=$("$loop" "$cap" | awk '{print $1}')
 t_loop=$(best "$loop" "$cap")
-t_sum=$(best "$sniff" -r "$cap" --summary)
+t_sum=$(best "$sniff" -r "$cap" --stats)
 t_json=$(best "$sniff" -r "$cap" --json)
 t_verify=$(best "$sniff" verify --golden "$cap" -r "$cap")
 echo "capture: $pkts packets"
 printf '%-44s %8.3f s\n' "bare libpcap read loop (pcap_readloop)" "$t_loop"
-printf '%-44s %8.3f s  %6.2fx the bare loop\n' "calc-sniff --summary (reassembly, framing)" "$t_sum" "$(echo "$t_sum $t_loop" | awk '{print $1/$2}')"
+printf '%-44s %8.3f s  %6.2fx the bare loop\n' "calc-sniff --stats (full analysis, totals)" "$t_sum" "$(echo "$t_sum $t_loop" | awk '{print $1/$2}')"
 printf '%-44s %8.3f s  %6.2fx the bare loop\n' "calc-sniff --json (+ decoding every payload)" "$t_json" "$(echo "$t_json $t_loop" | awk '{print $1/$2}')"
 printf '%-44s %8.3f s  (both files: 2 analyses)\n' "calc-sniff verify (file against itself)" "$t_verify"
 if command -v tshark >/dev/null 2>&1; then
   t_tshark=$(best tshark -r "$cap" -q -z conv,tcp)
   printf '%-44s %8.3f s\n' "tshark -r FILE -q -z conv,tcp" "$t_tshark"
-  printf 'calc-sniff --summary is %.1fx faster than tshark; --json %.1fx\n' \
+  printf 'calc-sniff --stats is %.1fx faster than tshark; --json %.1fx\n' \
     "$(echo "$t_tshark $t_sum" | awk '{print $1/$2}')" "$(echo "$t_tshark $t_json" | awk '{print $1/$2}')"
 else
   echo "tshark: not installed here, no comparison (install tshark and rerun)"

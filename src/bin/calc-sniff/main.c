@@ -31,7 +31,7 @@ static void on_signal(int sig) {
   g_stop = 1;
 }
 
-typedef enum { OUT_TIMELINE, OUT_JSON, OUT_TRACE, OUT_SUMMARY, OUT_NONE } out_mode;
+typedef enum { OUT_TIMELINE, OUT_JSON, OUT_TRACE, OUT_SUMMARY, OUT_STATS, OUT_NONE } out_mode;
 
 typedef struct input {
   const char *file;          /* -r */
@@ -55,7 +55,7 @@ typedef struct run {
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: calc-sniff [-r FILE|-] [-i IFACE] [-p PORTS] [--json|--trace|--summary]\n"
+          "usage: calc-sniff [-r FILE|-] [-i IFACE] [-p PORTS] [--json|--trace|--summary|--stats]\n"
           "                  [--duration S] [--ready-file PATH] [-w FILE]\n"
           "                  [--server-port N] [--proxy-port N]\n"
           "       calc-sniff verify --golden G.pcap (-r CAPTURE | -i IFACE --duration S)\n"
@@ -71,6 +71,7 @@ static void usage(FILE *f) {
           "  --json           JSON Lines: one record per connection and per message\n"
           "  --trace          the reduced behaviour verify compares (diffable text)\n"
           "  --summary        one line per connection only\n"
+          "  --stats          totals only: connections by role, state and teardown, messages\n"
           "  --duration S     stop a live capture after S seconds (else at SIGINT/SIGTERM)\n"
           "  --ready-file P   live: write P once the capture is active (scripts wait for it)\n"
           "  -w FILE          live: also save the raw packets to FILE (pcap)\n"
@@ -102,6 +103,11 @@ static int parse_port(const char *s, uint16_t *p) {
 }
 
 static void fmt_addr(const sniff_conn *c, int side, char *out, size_t n) {
+  if (c->af == 4) {  /* the common case, without inet_ntop's and printf's generality */
+    const uint8_t *q = c->addr[side];
+    snprintf(out, n, "%u.%u.%u.%u:%u", q[0], q[1], q[2], q[3], c->port[side]);
+    return;
+  }
   char a[INET6_ADDRSTRLEN];
   inet_ntop(c->af == 4 ? AF_INET : AF_INET6, c->addr[side], a, sizeof a);
   if (c->af == 6) snprintf(out, n, "[%s]:%u", a, c->port[side]);
@@ -353,6 +359,46 @@ static void print_summary(run *r, bool header) {
           an->nmsgs);
 }
 
+/* Totals for big captures (and the benchmark): the analysis without per-connection output. */
+static void print_stats(run *r) {
+  const sniff_an *an = &r->an;
+  static const char *states[] = {"S0", "S1", "SF", "REJ", "S2", "S3", "RSTO", "RSTR",
+                                 "RSTOS0", "RSTRH", "SH", "SHR", "OTH"};
+  uint32_t role[4] = {0}, end[6] = {0}, st[13] = {0}, lossy = 0, retrans = 0, ooo = 0;
+  for (uint32_t i = 0; i < an->nconns; i++) {
+    const sniff_conn *c = &an->conns[i];
+    role[c->role]++;
+    end[sniff_conn_end(c)]++;
+    const char *s = sniff_conn_state(c);
+    for (int k = 0; k < 13; k++)
+      if (!strcmp(s, states[k])) st[k]++;
+    if (sniff_conn_lossy(c)) lossy++;
+    retrans += (uint32_t)(c->d[0].retrans_pkts + c->d[1].retrans_pkts);
+    ooo += (uint32_t)(c->d[0].ooo_pkts + c->d[1].ooo_pkts);
+  }
+  uint32_t req = 0, resp = 0, single = 0, hits = 0;
+  for (uint32_t i = 0; i < an->nmsgs; i++) {
+    const sniff_msg *m = &an->msgs[i];
+    if (m->h.is_request) req++; else resp++;
+    if (m->nseg == 1 && !m->shares_segment) single++;
+    const sniff_conn *c = sniff_conn_get(an, m->conn);
+    if (m->h.is_request && c && c->role == SNIFF_ROLE_CLIENT_PROXY && !m->n_upstream) hits++;
+  }
+  fprintf(r->out, "connections: %u (", an->nconns);
+  for (int k = 0; k < 4; k++) fprintf(r->out, "%s%s %u", k ? ", " : "", sniff_role_name((sniff_role)k), role[k]);
+  fprintf(r->out, ")\nconn_state:");
+  for (int k = 0; k < 13; k++) if (st[k]) fprintf(r->out, " %s %u", states[k], st[k]);
+  fprintf(r->out, "\nteardown:");
+  for (int k = 0; k < 6; k++) if (end[k]) fprintf(r->out, " %s %u", sniff_end_name((sniff_end)k), end[k]);
+  fprintf(r->out, "\nmessages: %u requests, %u responses, %u in one segment of their own; "
+                  "%u proxy requests answered without upstream connection\n", req, resp, single, hits);
+  fprintf(r->out, "losses: %u connections with missing bytes, %u retransmissions, %u out of order\n",
+          lossy, retrans, ooo);
+  fprintf(r->out, "%" PRIu64 " packets: %" PRIu64 " TCP, %" PRIu64 " other, %" PRIu64
+                  " undecodable, %" PRIu64 " cut by snaplen\n",
+          an->pkts, an->tcp_pkts, an->other_pkts, an->bad_pkts, an->trunc_pkts);
+}
+
 static void print_json(run *r) {
   const sniff_an *an = &r->an;
   calc_buf b;
@@ -438,14 +484,14 @@ static void print_trace(const sniff_an *an, FILE *out) {
 }
 
 enum {
-  OPT_JSON = 256, OPT_TRACE, OPT_SUMMARY, OPT_DURATION, OPT_READY, OPT_GOLDEN, OPT_SERVER,
+  OPT_JSON = 256, OPT_TRACE, OPT_SUMMARY, OPT_STATS, OPT_DURATION, OPT_READY, OPT_GOLDEN, OPT_SERVER,
   OPT_PROXY, OPT_HELP
 };
 static const struct option long_opts[] = {
     {"read", required_argument, 0, 'r'},       {"interface", required_argument, 0, 'i'},
     {"ports", required_argument, 0, 'p'},      {"write", required_argument, 0, 'w'},
     {"json", no_argument, 0, OPT_JSON},        {"trace", no_argument, 0, OPT_TRACE},
-    {"summary", no_argument, 0, OPT_SUMMARY},  {"duration", required_argument, 0, OPT_DURATION},
+    {"summary", no_argument, 0, OPT_SUMMARY},  {"stats", no_argument, 0, OPT_STATS},  {"duration", required_argument, 0, OPT_DURATION},
     {"ready-file", required_argument, 0, OPT_READY}, {"golden", required_argument, 0, OPT_GOLDEN},
     {"server-port", required_argument, 0, OPT_SERVER},
     {"proxy-port", required_argument, 0, OPT_PROXY}, {"help", no_argument, 0, 'h'},
@@ -491,6 +537,7 @@ int main(int argc, char **argv) {
       case OPT_JSON: mode = OUT_JSON; break;
       case OPT_TRACE: mode = OUT_TRACE; break;
       case OPT_SUMMARY: mode = OUT_SUMMARY; break;
+      case OPT_STATS: mode = OUT_STATS; break;
       case OPT_DURATION: {
         char *end;
         in.duration = strtod(optarg, &end);
@@ -548,6 +595,7 @@ int main(int argc, char **argv) {
     }
     if (mode == OUT_TIMELINE) print_summary(&r, true);
     else if (mode == OUT_SUMMARY) print_summary(&r, false);
+    else if (mode == OUT_STATS) print_stats(&r);
     else if (mode == OUT_JSON) print_json(&r);
     else if (mode == OUT_TRACE) print_trace(&r.an, stdout);
     if (r.an.oom) fprintf(stderr, "calc-sniff: out of memory: analysis incomplete\n");
