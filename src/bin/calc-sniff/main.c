@@ -133,8 +133,8 @@ static void print_packet(run *r, const sniff_pkt *p) {
   fmt_addr(c, dir, src, sizeof src);
   fmt_addr(c, !dir, dst, sizeof dst);
   flags_str(p->flags, fl, sizeof fl);
-  uint32_t seq = p->seq - c->d[dir].isn - (c->d[dir].syn || c->midstream ? 0u : 0u);
-  if (!c->d[dir].syn && c->midstream) seq = p->seq - c->d[dir].isn;
+  /* Relative numbers as Wireshark shows them: 0 for the SYN, 1 for the first data byte. */
+  uint32_t seq = c->d[dir].have_next ? p->seq - c->d[dir].isn : p->seq;
   uint32_t ack = c->d[!dir].have_next ? p->ack - c->d[!dir].isn : p->ack;
   double t = (double)(p->ts_usec - an->ts_first) / 1e6;
   fprintf(r->out, "%6" PRIu64 " %11.6f #%-4u %-14s %s -> %s [%s] Seq=%u", an->pkts, t, c->id,
@@ -587,6 +587,9 @@ int main(int argc, char **argv) {
     so.decode = mode == OUT_TIMELINE || mode == OUT_JSON;
     so.notes = mode == OUT_TIMELINE;
     sniff_an_init(&r.an, &so);
+    if (mode == OUT_TIMELINE)
+      fprintf(r.out, "%6s %11s %-5s %-14s %s\n", "No.", "Time", "Conn", "Role",
+              "Source -> Destination [Flags] Seq Ack Win Len  | notes");
     int rc = run_input(&in, &r);
     sniff_finish(&r.an);
     if (rc < 0) {
