@@ -534,9 +534,10 @@ static void drain(sniff_an *an, sniff_conn *c, int dir, uint64_t ts) {
       if (rel > 0) continue;
       d->ro->seg[i] = d->ro->seg[--d->nooo];
       if ((int64_t)rel + e.len > 0) {
-        uint32_t trim = (uint32_t)-rel;
+        uint32_t trim = 0u - (uint32_t)rel;
         d->overlap_bytes += trim;
-        deliver(an, c, dir, d->ro->buf.data + e.off + (trim < e.cap ? trim : e.cap),
+        /* cap may be 0 (a snaplen cut everything): then there is no buffer to point into */
+        deliver(an, c, dir, e.cap > trim ? d->ro->buf.data + e.off + trim : NULL,
                 e.cap > trim ? e.cap - trim : 0, e.len - trim, ts);
       }
       again = true;
@@ -613,7 +614,7 @@ static void handle_data(sniff_an *an, sniff_conn *c, int dir, const sniff_pkt *p
     return;
   }
   if (rel < 0) {
-    uint32_t trim = (uint32_t)-rel;
+    uint32_t trim = 0u - (uint32_t)rel;  /* rel may be INT32_MIN */
     d->retrans_pkts++;
     d->overlap_bytes += trim;
     hist_add(c, dir, H_T);
