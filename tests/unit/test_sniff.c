@@ -492,6 +492,34 @@ static uint32_t verify_files(const char *g, const char *c, calc_buf *out) {
   return n;
 }
 
+/* Regression (fuzz): out-of-order segments whose payload the snaplen cut entirely. */
+static void test_reorder_headers_only(void **state) {
+  (void)state;
+  const char *f = pcapw_tmp("hdronly");
+  pcapw w;
+  assert_int_equal(pcapw_open(&w, f, SNIFF_DLT_EN10MB, 54), 0);
+  pw_conn c;
+  pw_conn_init(&c, &w, 50006, 9999, 0x7fffffffu, 3);
+  pw_handshake(&c);
+  pw_msg(M, 687, true, 0);
+  pw_send_at(&c, 0, 0, M, 300);
+  pw_send_at(&c, 0, 500, M + 500, 187);
+  pw_send_at(&c, 0, 300, M + 300, 200);
+  pw_advance(&c, 0, 687);
+  pw_fin(&c, 0, false);
+  pcapw_close(&w);
+  sniff_an an;
+  sniff_opts o;
+  sniff_opts_default(&o);
+  assert_int_equal(pcapw_analyze(f, &an, &o), 0);
+  assert_int_equal(an.conns[0].d[0].bytes, 687);
+  assert_int_equal(an.conns[0].d[0].trunc_bytes, 687);
+  assert_true(an.conns[0].d[0].desync);  /* the header itself was cut */
+  assert_true(sniff_conn_lossy(&an.conns[0]));
+  sniff_an_free(&an);
+  unlink(f);
+}
+
 static void test_verify_3_2(void **state) {
   (void)state;
   const char *g = pcapw_tmp("golden"), *c = pcapw_tmp("cap");
@@ -729,6 +757,7 @@ int main(void) {
       cmocka_unit_test(test_port_reuse),
       cmocka_unit_test(test_rst_teardowns),
       cmocka_unit_test(test_gap_and_snaplen),
+      cmocka_unit_test(test_reorder_headers_only),
       cmocka_unit_test(test_verify_3_2),
       cmocka_unit_test(test_verify_3_1_teardown_and_sizes),
       cmocka_unit_test(test_verify_3_3),
