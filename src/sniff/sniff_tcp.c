@@ -294,14 +294,21 @@ static int pending_add(sniff_an *an, uint32_t id) {
 }
 
 /* ---- messages ---- */
+/* Up to n-1 bytes of s for a note: control bytes and DEL escaped as \xNN (the text comes
+ * from an untrusted payload and ends up on a terminal), "..." when cut. */
 static void text_abbrev(const char *s, char *out, size_t n) {
-  size_t l = strlen(s);
-  if (l < n) {
-    memcpy(out, s, l + 1);
-    return;
+  size_t o = 0;
+  for (const unsigned char *q = (const unsigned char *)s; *q; q++) {
+    bool esc = *q < 0x20 || *q == 0x7f;
+    size_t need = esc ? 4 : 1;
+    if (o + need + 4 > n) {
+      memcpy(out + o, "...", 4);
+      return;
+    }
+    if (esc) o += (size_t)snprintf(out + o, n - o, "\\x%02x", *q);
+    else out[o++] = (char)*q;
   }
-  memcpy(out, s, n - 4);
-  memcpy(out + n - 4, "...", 4);
+  out[o] = 0;
 }
 
 static char *decode_payload(sniff_msg *m, const uint8_t *p, size_t n) {

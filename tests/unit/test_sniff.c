@@ -709,6 +709,38 @@ static void test_verify_concurrent(void **state) {
   unlink(c);
 }
 
+/* A response payload that is a str with terminal escapes: decoded, and escaped in JSON. */
+static void test_untrusted_text(void **state) {
+  (void)state;
+  static const uint8_t pk[] = {0x80, 0x04, 0x8c, 0x05, 0x1b, '[', '3', '1', 'm', 0x94, '.'};
+  const char *f = pcapw_tmp("esc");
+  pcapw w;
+  assert_int_equal(pcapw_open(&w, f, SNIFF_DLT_EN10MB, 0), 0);
+  pw_conn c;
+  pw_conn_init(&c, &w, 50007, 9999, 1, 2);
+  pw_handshake(&c);
+  pw_msg(M, 12 + sizeof pk, false, 500);
+  memcpy(M + 12, pk, sizeof pk);
+  pw_send(&c, 1, M, 12 + sizeof pk);
+  pw_fin(&c, 0, false);
+  pcapw_close(&w);
+  sniff_an an;
+  sniff_opts o;
+  sniff_opts_default(&o);
+  assert_int_equal(pcapw_analyze(f, &an, &o), 0);
+  assert_int_equal(an.nmsgs, 1);
+  assert_non_null(an.msgs[0].text);
+  assert_string_equal(an.msgs[0].text, "\x1b[31m");
+  calc_buf b;
+  calc_buf_init(&b, 0);
+  sniff_json_str(&b, an.msgs[0].text);
+  calc_buf_putc(&b, 0);
+  assert_string_equal((char *)b.data, "\"\\u001b[31m\"");
+  calc_buf_free(&b);
+  sniff_an_free(&an);
+  unlink(f);
+}
+
 /* Garbage frames of every link type never crash and are counted. */
 static void test_garbage(void **state) {
   (void)state;
@@ -762,6 +794,7 @@ int main(void) {
       cmocka_unit_test(test_verify_3_1_teardown_and_sizes),
       cmocka_unit_test(test_verify_3_3),
       cmocka_unit_test(test_verify_concurrent),
+      cmocka_unit_test(test_untrusted_text),
       cmocka_unit_test(test_garbage),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
