@@ -161,7 +161,7 @@ static void free_vectors(vec *v, size_t n) {
 }
 
 static int same(const calc_buf *b, const uint8_t *p, size_t n) {
-  return !b->failed && b->len == n && memcmp(b->data, p, n) == 0;
+  return !b->failed && b->len == n && (n == 0 || memcmp(b->data, p, n) == 0);
 }
 
 static void dump_diff(const char *what, const char *name, const calc_buf *b, const uint8_t *p, size_t n) {
