@@ -100,7 +100,7 @@ def sequence_svg(res):
     xs = {n: 90 + i * 190 for i, n in enumerate(order)}
     step = 26
     height = 80 + step * (len(res.segments) + len(res.scenario.exchanges) + 2)
-    width = 180 + 190 * max(1, len(order) - 1)
+    width = 320 + 190 * max(1, len(order) - 1)
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
              f'font-family="monospace" font-size="11">',
              '<defs><marker id="ah" markerWidth="8" markerHeight="8" refX="7" refY="4" orient="auto">'
@@ -113,11 +113,12 @@ def sequence_svg(res):
     colors = {"SYN": "#1f77b4", "FIN": "#9467bd", "RST": "#d62728", "PSH": "#2ca02c"}
     hits = _hit_times(res)
     t_hits = sorted(hits)
+    msgs = _sniff_messages(res)
     for s in res.segments:
         while t_hits and t_hits[0][0] <= s.t:
             t, tag = t_hits.pop(0)
             px = xs.get("proxy", 90)
-            parts.append(f'<rect x="{px + 6}" y="{y - 12}" width="230" height="18" fill="#fff3c4" stroke="#c90"/>'
+            parts.append(f'<rect x="{px + 6}" y="{y - 12}" width="{7 * len(tag) + 10}" height="18" fill="#fff3c4" stroke="#c90"/>'
                          f'<text x="{px + 10}" y="{y + 1}" class="note">{html.escape(tag)}</text>')
             y += step
         a = names.get((s.src, s.sport), f"port {s.sport}")
@@ -126,9 +127,19 @@ def sequence_svg(res):
         kind = next((k for k in ("RST", "FIN", "SYN", "PSH") if k in s.names), "ACK")
         col = colors.get(kind, "#777")
         label = seg_text(s)
+        msg = msgs.get((s.src, s.sport, s.dst, s.dport, round(s.t, 5))) if s.plen else None
+        title = ""
+        if msg:
+            label += f" {msg.get('kind', '')}"
+            if msg.get("result") is not None and len(str(msg["result"])) <= 22:
+                label += f" = {msg['result']}"
+            elif msg.get("header", {}).get("status") in (400, 500):
+                label += f" status {msg['header']['status']}"
+            title = "<title>" + html.escape(json.dumps({k: msg[k] for k in ("kind", "size", "segments", "expression",
+                                                         "result", "header") if k in msg})) + "</title>"
         parts.append(f'<line class="arrow" data-flags="{"/".join(s.names)}" data-len="{s.plen}" data-from="{html.escape(a)}" '
                      f'data-to="{html.escape(b)}" x1="{x1}" y1="{y}" x2="{x2}" y2="{y}" stroke="{col}" '
-                     f'stroke-width="{2 if s.plen or kind != "ACK" else 1}" marker-end="url(#ah)"/>')
+                     f'stroke-width="{2 if s.plen or kind != "ACK" else 1}" marker-end="url(#ah)">{title}</line>')
         parts.append(f'<text x="{(x1 + x2) / 2}" y="{y - 4}" text-anchor="middle" fill="{col}">{html.escape(label)}</text>')
         y += step
     for t, tag in t_hits:
@@ -137,6 +148,20 @@ def sequence_svg(res):
         y += step
     parts.append("</svg>")
     return "\n".join(parts)
+
+
+def _sniff_messages(res):
+    """calc-sniff --json message records keyed by (src ip, src port, dst ip, dst port, first time)."""
+    conns = {r["id"]: r for r in res.sniff_json if r.get("type") == "conn"}
+    out = {}
+    for m in res.sniff_json:
+        c = conns.get(m.get("conn")) if m.get("type") == "msg" else None
+        if not c:
+            continue
+        a, b = c["orig"].rsplit(":", 1), c["resp"].rsplit(":", 1)
+        src, dst = (a, b) if m.get("dir") == "orig" else (b, a)
+        out[(src[0], int(src[1]), dst[0], int(dst[1]), round(m["ts_first"], 5))] = m
+    return out
 
 
 def _hit_times(res):
@@ -149,7 +174,10 @@ def _hit_times(res):
     for i, (e, c) in enumerate(zip(res.scenario.exchanges, client_conns)):
         d = c.data("a")
         if e.kind == "hit" and d:
-            out.append((d[0].t + 1e-9, f"request {i + 1}: cache hit, no upstream"))
+            seen = [m for m in res.sniff_json if m.get("type") == "msg" and m.get("kind") == "request"
+                    and abs(m.get("ts_first", 0) - d[0].t) < 1e-5 and "upstream_connections" in m]
+            why = f" ({seen[0]['upstream_connections']} upstream)" if seen else ""
+            out.append((d[0].t + 1e-9, f"request {i + 1}: cache hit, no upstream{why}"))
         if e.kind == "refused" and d:
             out.append((d[0].t + 1e-9, f"request {i + 1}: server down"))
     return out

@@ -66,6 +66,7 @@ class RunResult:
         self.pcap = None
         self.golden = None         # "pass" / "fail: ..." / "missing"
         self.sniff = None          # dict from sniff.verify: status, lines
+        self.sniff_json = []       # calc-sniff --json records of the capture (when built)
         self.errors = []           # things that went wrong with the programs (not the lab)
         self.duration = 0.0
 
@@ -236,6 +237,7 @@ def play(name, templates, ports_base=9998, workdir=None, timeout=15.0, golden=No
         res.errors.append(f"capture unreadable: {e}")
         res.segments = []
     res.conns = pcap.connections(res.segments)
+    res.sniff_json = sniff.describe(res.pcap, ports) if use_sniff else []
     if capture_only:
         return res
     res.checks = checks_mod.evaluate(scn, res.conns, ports, res.clients, getattr(res, "raw", None))

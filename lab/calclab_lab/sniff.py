@@ -140,3 +140,24 @@ def verify(capture, golden, ports=None):
     except subprocess.TimeoutExpired:
         return {"status": "inconclusive", "lines": ["calc-sniff verify timed out"], "checks": []}
     return _verdict(r.returncode, (r.stdout + r.stderr).splitlines())
+
+
+def describe(capture, ports):
+    """calc-sniff's reading of a capture (--json: one record per connection and per message), or []."""
+    tool = paths.sniff()
+    if not tool or not os.path.exists(capture):
+        return []
+    try:
+        r = subprocess.run([tool, "-r", capture, "--json", "-p", f"{ports['proxy']},{ports['server']}",
+                            "--server-port", str(ports["server"]), "--proxy-port", str(ports["proxy"])],
+                           capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    import json
+    out = []
+    for line in r.stdout.splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
