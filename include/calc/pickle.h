@@ -25,10 +25,16 @@ int calc_pickle_api_error(const char *cls, const char *msg, calc_buf *out);
 int calc_pickle_proxy_error(const char *inner_cls, const char *inner_msg, calc_buf *out);
 
 /* ---- request decoder (server side) ----
- * 0 with *t filled, or -1 with exc set to the reference's answer:
- *   ValueError('Received data could not be deserialized')   not a pickle / refused opcode
- *   ValueError('Received data is not an Expression2')       a pickle but not an expression
- * and calclab's own limit errors (depth, size), also ValueError. */
+ * 0 with *t filled (free with calc_tree_free), or -1 with exc set to the reference's answer
+ * and *t empty:
+ *   ValueError('Received data could not be deserialized')   not a pickle, truncated, a refused
+ *       opcode, a refused global or REDUCE (the reference would have imported or run it),
+ *       lengths or indexes past the input, ints over CALC_MAX_INT_BITS, n > CALC_MAX_PAYLOAD
+ *   ValueError('Received data is not an Expression2')       a pickle of allowed globals but not
+ *       an expression of the reference's shape; also an empty payload
+ * and calclab's own limit errors, also ValueError: 'Expression too deeply nested (limit 200
+ * levels)', 'Expression too large (limit 20000 nodes)'. NamedConstant: any str name (at most
+ * 64 bytes) with a float value is accepted. Reads only p[0..n); never calls anything. */
 int calc_unpickle_request(const uint8_t *p, size_t n, calc_tree *t, calc_exc *exc);
 
 /* ---- response decoder (client side): a small Python object model, printable ---- */
