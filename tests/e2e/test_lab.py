@@ -390,3 +390,17 @@ def test_pcap_reader_and_retarget_on_a_golden(tmp_path):
     moved = pcap.connections(pcap.read_pcap(str(out)))
     assert {c.server_port for c in moved} == {40000, 40001}
     assert checks.shape(SCENARIOS["3.2"], moved, {"proxy": 40000, "server": 40001}) == shape
+
+
+@pytest.mark.parametrize("impl", ["student", "c"])
+def test_demo_ends_with_a_passing_verdict_and_shows_the_cache_hit(impl):
+    if impl == "c":
+        assert have_c(), f"our programs are not built in {BUILD}"
+    base = procs.free_port_pair()
+    r = run([PY, os.path.join(LAB, "demo"), "--impl", impl, "--ports-base", str(base)], timeout=900)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    out = r.stdout
+    assert "cache hit: request 2 answered from the proxy's cache, no connection to the server" in out
+    assert "Cache hit ,server time remaining: inf, client time remaining: inf" in out
+    assert out.count("Result: -0.38748277824137206") == 2 and "Result: 6" in out
+    assert out.rstrip().splitlines()[-1] == "VERDICT 3.2: PASS"
