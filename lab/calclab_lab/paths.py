@@ -3,7 +3,7 @@ import os
 import shutil
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BUILD = os.environ.get("CALCLAB_BUILD", os.path.join(ROOT, "build"))
+BUILD = os.environ.get("CALCLAB_BUILD") or os.environ.get("CALC_BUILD_DIR") or os.path.join(ROOT, "build")
 STUDENT = os.path.join(ROOT, "tests", "student")
 CAPTURES = os.path.join(ROOT, "captures")
 PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else "python3"
