@@ -13,6 +13,8 @@
  * bytes of a message being decoded: no allocation except amortised array growth. */
 #include "sniff.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -116,7 +118,6 @@ void sniff_an_free(sniff_an *an) {
 }
 
 static void note(sniff_an *an, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-#include <stdarg.h>
 static void note(sniff_an *an, const char *fmt, ...) {
   if (!an->o.notes) return;
   char tmp[512];

@@ -9,6 +9,8 @@
  * 3- vs 4-segment teardowns, SYN retry counts, interleaving of different connections. */
 #include "sniff.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "calc/alloc.h"
@@ -177,7 +179,6 @@ typedef struct cmp {
 
 static void diff(cmp *x, const char *check, const char *where, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-#include <stdarg.h>
 static void diff(cmp *x, const char *check, const char *where, const char *fmt, ...) {
   char tmp[400];
   va_list ap;
