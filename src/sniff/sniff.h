@@ -98,6 +98,11 @@ const char *sniff_end_name(sniff_end e);
 #define SNIFF_OOO_BYTES (4u << 20)
 /* A segment further ahead of the next expected byte than this is garbage, not reordering. */
 #define SNIFF_SEQ_WINDOW (1u << 28)
+/* Connections and messages kept per analysis: a bound on memory for endless live captures
+ * (about 2 GiB at the limits); past them new connections/messages are not tracked and the
+ * analysis is flagged incomplete (an->limited), which makes a verdict inconclusive. */
+#define SNIFF_MAX_CONNS (4u << 20)
+#define SNIFF_MAX_MSGS (8u << 20)
 /* Expression/result text kept per message (JSON carries it; notes abbreviate it). */
 #define SNIFF_TEXT_MAX 4096
 
@@ -187,6 +192,7 @@ typedef struct sniff_an {
   uint64_t ts_first;
   struct sniff_textcache *tc;  /* decoded payloads by content (sniff_tcp.c), lazily allocated */
   bool oom;
+  bool limited;             /* SNIFF_MAX_CONNS or SNIFF_MAX_MSGS reached */
   /* per-packet outputs of sniff_feed */
   calc_buf notes;           /* "; "-separated notes for the packet just fed */
   uint32_t last_conn;       /* connection id of the packet just fed, 0 none */

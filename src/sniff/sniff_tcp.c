@@ -216,6 +216,10 @@ static int slots_grow(sniff_an *an) {
 }
 
 static sniff_conn *conn_new(sniff_an *an, const sniff_pkt *p, bool orig_is_src, struct sniff_slot *slot, uint32_t h) {
+  if (an->nconns >= SNIFF_MAX_CONNS) {
+    an->limited = true;
+    return NULL;
+  }
   if (an->nconns == an->capconns) {
     uint32_t n = an->capconns ? an->capconns * 2 : 256;
     sniff_conn *c = grow_array(an->conns, (size_t)an->capconns * sizeof *c, (size_t)n * sizeof *c);
@@ -436,6 +440,11 @@ static void framer_feed(sniff_an *an, sniff_conn *c, int dir, const uint8_t *dat
   sniff_dir *d = &c->d[dir];
   while (n > 0 && !d->desync) {
     if (d->cur_msg < 0) {
+      if (an->nmsgs >= SNIFF_MAX_MSGS) {
+        an->limited = true;
+        d->desync = true;
+        return;
+      }
       if (an->nmsgs == an->capmsgs) {
         uint32_t cap = an->capmsgs ? an->capmsgs * 2 : 256;
         sniff_msg *ms = grow_array(an->msgs, (size_t)an->capmsgs * sizeof *ms, (size_t)cap * sizeof *ms);
@@ -663,7 +672,7 @@ int sniff_feed(sniff_an *an, const sniff_pkt *p) {
       note(an, "SYN retry %u", c->syn_retries);
     } else {
       bool reused = c != NULL;
-      if (!(c = conn_new(an, p, true, slot, h))) goto oom;
+      if (!(c = conn_new(an, p, true, slot, h))) goto no_conn;
       c->port_reused = reused;
       dir = 0;
       conn_assign_role(an, c);
@@ -675,7 +684,7 @@ int sniff_feed(sniff_an *an, const sniff_pkt *p) {
     else if (p->dport == an->o.server_port || p->dport == an->o.proxy_port) orig_is_src = true;
     else if (p->sport == an->o.server_port || p->sport == an->o.proxy_port) orig_is_src = false;
     else orig_is_src = p->sport > p->dport;
-    if (!(c = conn_new(an, p, orig_is_src, slot, h))) goto oom;
+    if (!(c = conn_new(an, p, orig_is_src, slot, h))) goto no_conn;
     c->midstream = !syn;
     dir = orig_is_src ? 0 : 1;
     conn_assign_role(an, c);
@@ -746,6 +755,8 @@ int sniff_feed(sniff_an *an, const sniff_pkt *p) {
     }
   }
   return an->oom ? -1 : 0;
+no_conn:
+  if (an->limited) return 0;  /* past SNIFF_MAX_CONNS: not tracked, reported by the caller */
 oom:
   an->oom = true;
   return -1;

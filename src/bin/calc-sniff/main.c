@@ -505,7 +505,7 @@ static int run_input(const input *in, run *r) {
 static bool lossy(const sniff_an *an) {
   for (uint32_t i = 0; i < an->nconns; i++)
     if (sniff_conn_lossy(&an->conns[i])) return true;
-  return an->bad_pkts > 0 || an->oom;
+  return an->bad_pkts > 0 || an->oom || an->limited;
 }
 
 int main(int argc, char **argv) {
@@ -602,6 +602,9 @@ int main(int argc, char **argv) {
     else if (mode == OUT_JSON) print_json(&r);
     else if (mode == OUT_TRACE) print_trace(&r.an, stdout);
     if (r.an.oom) fprintf(stderr, "calc-sniff: out of memory: analysis incomplete\n");
+    if (r.an.limited)
+      fprintf(stderr, "calc-sniff: more than %u connections or %u messages: analysis incomplete\n",
+              SNIFF_MAX_CONNS, SNIFF_MAX_MSGS);
     if (r.live && r.drops) fprintf(stderr, "calc-sniff: warning: the kernel dropped %" PRIu64 " packets\n", r.drops);
     sniff_an_free(&r.an);
     return rc < 0 ? EXIT_USAGE : 0;
@@ -654,7 +657,7 @@ int main(int argc, char **argv) {
     rc = EXIT_INCONCLUSIVE;
   } else if (c.drops || lossy(&c.an)) {
     if (c.drops) printf("INCONCLUSIVE: the kernel dropped %" PRIu64 " packets\n", c.drops);
-    else printf("INCONCLUSIVE: the capture misses bytes (gaps, snaplen cuts or undecodable frames)\n");
+    else printf("INCONCLUSIVE: the capture misses bytes (gaps, snaplen cuts, undecodable frames or analysis limits)\n");
     rc = EXIT_INCONCLUSIVE;
   } else if (n) {
     printf("FAIL: %u difference%s\n", n, n == 1 ? "" : "s");
