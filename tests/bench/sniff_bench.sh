@@ -83,31 +83,41 @@ f.close()
 print(f"crafted {n[0]} packets ({rounds} rounds of scenario 3.2)", file=sys.stderr)
 PY
 
-best() {  # best wall time of 5 runs of "$@", output discarded (best-of: the machine is shared)
-  b=
-  for i in 1 2 3 4 5; do
-    s=$(date +%s.%N)
-    "$@" >/dev/null 2>&1 || { echo "sniff_bench: '$*' failed" >&2; exit 1; }
-    e=$(date +%s.%N)
-    b=$(echo "$s $e ${b:-1e9}" | awk '{d=$2-$1; print (d<$3)?d:$3}')
-  done
-  echo "$b"
+# best() prints "WALL CPU": the best of 5 runs of "$@" (output discarded) in wall-clock seconds
+# and in CPU seconds (user+system of the child, from getrusage): the machine is shared, and CPU
+# time is the steadier measure when other jobs compete for the cores.
+best() {
+  python3 - "$@" <<'PY' || { echo "sniff_bench: '$*' failed" >&2; exit 1; }
+import os, resource, subprocess, sys, time
+bw = bc = 1e9
+for _ in range(5):
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    rc = subprocess.call(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t1 = time.perf_counter()
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if rc not in (0,):
+        sys.exit(1)
+    bw = min(bw, t1 - t0)
+    bc = min(bc, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime))
+print(f"{bw:.4f} {bc:.4f}")
+PY
 }
 pkts=$("$loop" "$cap" | awk '{print $1}')
-t_loop=$(best "$loop" "$cap")
-t_sum=$(best "$sniff" -r "$cap" --stats)
-t_json=$(best "$sniff" -r "$cap" --json)
-t_verify=$(best "$sniff" verify --golden "$cap" -r "$cap")
-echo "capture: $pkts packets"
-printf '%-44s %8.3f s\n' "bare libpcap read loop (pcap_readloop)" "$t_loop"
-printf '%-44s %8.3f s  %6.2fx the bare loop\n' "calc-sniff --stats (full analysis, totals)" "$t_sum" "$(echo "$t_sum $t_loop" | awk '{print $1/$2}')"
-printf '%-44s %8.3f s  %6.2fx the bare loop\n' "calc-sniff --json (+ decoding every payload)" "$t_json" "$(echo "$t_json $t_loop" | awk '{print $1/$2}')"
-printf '%-44s %8.3f s  (both files: 2 analyses)\n' "calc-sniff verify (file against itself)" "$t_verify"
+set -- $(best "$loop" "$cap"); w_loop=$1; c_loop=$2
+set -- $(best "$sniff" -r "$cap" --stats); w_sum=$1; c_sum=$2
+set -- $(best "$sniff" -r "$cap" --json); w_json=$1; c_json=$2
+set -- $(best "$sniff" verify --golden "$cap" -r "$cap"); w_ver=$1; c_ver=$2
+ratio() { echo "$1 $2" | awk '{printf "%.2f", $1/$2}'; }
+echo "capture: $pkts packets (best of 5 runs; wall and CPU seconds)"
+printf '%-44s %7s s wall %7s s cpu\n' "bare libpcap read loop (pcap_readloop)" "$w_loop" "$c_loop"
+printf '%-44s %7s s wall %7s s cpu  %sx / %sx the bare loop\n' "calc-sniff --stats (full analysis, totals)" "$w_sum" "$c_sum" "$(ratio $w_sum $w_loop)" "$(ratio $c_sum $c_loop)"
+printf '%-44s %7s s wall %7s s cpu  %sx / %sx the bare loop\n' "calc-sniff --json (+ every payload decoded)" "$w_json" "$c_json" "$(ratio $w_json $w_loop)" "$(ratio $c_json $c_loop)"
+printf '%-44s %7s s wall %7s s cpu  (2 analyses + compare)\n' "calc-sniff verify (file against itself)" "$w_ver" "$c_ver"
 if command -v tshark >/dev/null 2>&1; then
-  t_tshark=$(best tshark -r "$cap" -q -z conv,tcp)
-  printf '%-44s %8.3f s\n' "tshark -r FILE -q -z conv,tcp" "$t_tshark"
-  printf 'calc-sniff --stats is %.1fx faster than tshark; --json %.1fx\n' \
-    "$(echo "$t_tshark $t_sum" | awk '{print $1/$2}')" "$(echo "$t_tshark $t_json" | awk '{print $1/$2}')"
+  set -- $(best tshark -r "$cap" -q -z conv,tcp); w_ts=$1; c_ts=$2
+  printf '%-44s %7s s wall %7s s cpu\n' "tshark -r FILE -q -z conv,tcp" "$w_ts" "$c_ts"
+  echo "calc-sniff --stats is $(ratio $w_ts $w_sum)x faster than tshark (wall), $(ratio $c_ts $c_sum)x (cpu); --json $(ratio $w_ts $w_json)x (wall)"
 else
   echo "tshark: not installed here, no comparison (install tshark and rerun)"
 fi
