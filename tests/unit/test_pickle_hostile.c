@@ -608,8 +608,82 @@ static void test_corruption(void **state) {
   assert_true(refused > 0);
 }
 
+/* ---- fail each allocation (nghttp2's failmalloc): counted first, then the i-th fails ----
+ * GMP aborts on a failed allocation, so this binary leaves GMP on libc's allocator (no
+ * calc_alloc_init) and the hook sees libcalc's own allocations only. */
+static long fail_at = -1, nallocs = 0;
+static void *fm_malloc(size_t n, void *ud) {
+  (void)ud;
+  return nallocs++ == fail_at ? NULL : malloc(n);
+}
+static void *fm_realloc(void *p, size_t n, void *ud) {
+  (void)ud;
+  return nallocs++ == fail_at ? NULL : realloc(p, n);
+}
+static void fm_free(void *p, void *ud) {
+  (void)ud;
+  free(p);
+}
+static const calc_allocator fm = {fm_malloc, fm_realloc, fm_free, NULL};
+
+/* One run of every codec entry point on the payloads; returns how many allocations it made. */
+static long codec_run(const calc_buf *req, const uint8_t *resp, size_t resp_n) {
+  nallocs = 0;
+  calc_tree t;
+  calc_exc e;
+  if (calc_unpickle_request(req->data, req->len, &t, &e) == 0) {
+    calc_buf b;
+    calc_buf_init(&b, 0);
+    if (calc_pickle_request(&t, &b) == 0) assert_memory_equal(b.data, req->data, req->len);
+    calc_buf_free(&b);
+    calc_tree_free(&t);
+  } else {
+    assert_null(t.root);
+  }
+  calc_pyobj *o;
+  if (calc_unpickle_response(resp, resp_n, &o, &e) == 0) {
+    calc_buf b;
+    calc_buf_init(&b, 0);
+    calc_pyobj_repr(o, &b);
+    calc_pyobj_str(o, &b);
+    calc_buf_free(&b);
+    calc_pyobj_free(o);
+  } else {
+    assert_null(o);
+  }
+  calc_exc x;
+  calc_exc_set_errno(&x, "OverflowError", 34, "Numerical result out of range");
+  calc_buf b;
+  calc_buf_init(&b, 0);
+  calc_pickle_exception(&x, &b);
+  calc_pickle_proxy_error("CalculatorServerError", "refused", &b);
+  calc_buf_free(&b);
+  return nallocs;
+}
+
+static void test_failmalloc(void **state) {
+  (void)state;
+  calc_buf req;
+  calc_buf_init(&req, 0);
+  make_valid(&req, 1);
+  /* (-3, ['a', "it's"]) plus an exception inside a tuple: the response decoder's shapes. */
+  static const uint8_t resp[] = {0x80, 0x04, 0x4a, 0xfd, 0xff, 0xff, 0xff, 0x5d, 0x94, 0x28, 0x8c, 0x01, 'a',
+                                 0x8c, 0x04, 'i', 't', '\'', 's', 0x65, 0x8c, 0x08, 'b', 'u', 'i', 'l', 't',
+                                 'i', 'n', 's', 0x8c, 0x07, 'O', 'S', 'E', 'r', 'r', 'o', 'r', 0x93, 0x4b,
+                                 0x02, 0x8c, 0x01, 'x', 0x86, 0x52, 0x87, 0x2e};
+  calc_set_allocator(&fm);
+  fail_at = -1;
+  long total = codec_run(&req, resp, sizeof resp);
+  for (fail_at = 0; fail_at < total; fail_at++) codec_run(&req, resp, sizeof resp);
+  fail_at = -1;
+  calc_set_allocator(NULL);
+  calc_buf_free(&req);
+  printf("failmalloc: %ld allocations, each failed once\n", total);
+  assert_true(total > 10);
+}
+
 int main(void) {
-  calc_alloc_init();
+  /* No calc_alloc_init(): GMP stays on libc so test_failmalloc can fail the hook's calls. */
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_os_system),
     cmocka_unit_test(test_getattr),
@@ -620,6 +694,7 @@ int main(void) {
     cmocka_unit_test(test_deep),
     cmocka_unit_test(test_truncation),
     cmocka_unit_test(test_corruption),
+    cmocka_unit_test(test_failmalloc),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
