@@ -152,9 +152,11 @@ def build_if_needed():
     if all(os.access(x, os.X_OK) for x in needed) and not _stale(paths.BUILD):
         return True
     print("[demo] building (ci/deps, cmake) ...", flush=True)
-    steps = [["sh", os.path.join(paths.ROOT, "ci", "deps")],
-             ["cmake", "-S", paths.ROOT, "-B", paths.BUILD, "-DCMAKE_BUILD_TYPE=Release"],
-             ["cmake", "--build", paths.BUILD, "-j2"]]
+    steps = [["sh", os.path.join(paths.ROOT, "ci", "deps")]]
+    if not os.path.exists(os.path.join(paths.BUILD, "CMakeCache.txt")):
+        steps.append(["cmake", "-S", paths.ROOT, "-B", paths.BUILD, "-DCMAKE_BUILD_TYPE=Release"])
+    # an existing tree keeps its configuration (build type, sanitizers): only brought up to date
+    steps.append(["cmake", "--build", paths.BUILD, "-j2"])
     for cmd in steps:
         r = subprocess.run(cmd, cwd=paths.ROOT)
         if r.returncode != 0:
