@@ -32,8 +32,12 @@ def seg_text(s):
 
 
 # ---------------------------------------------------------------- timeline
-def timeline(res, width=40):
+def timeline(res, width=None):
     names = labels(res)
+    if width is None:
+        import shutil
+        ncols = 4 if res.scenario.uses_proxy else 3
+        width = max(24, min(48, (shutil.get_terminal_size((200, 40)).columns - 10) // ncols - 2))
     rows = []
     for role, p in res.procs.items():
         for t, line in p.lines:

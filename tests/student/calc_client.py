@@ -14,6 +14,7 @@ import calculator  # noqa: E402
 
 
 def main():
+    sys.stdout.reconfigure(line_buffering=True)  # each line leaves when printed, even into a pipe
     ap = argparse.ArgumentParser()
     ap.add_argument("-H", "--host", default="127.0.0.1")
     ap.add_argument("-p", "--port", type=int, default=9999)
