@@ -12,8 +12,9 @@ order baseline, server, server x2, proxy, baseline: the baseline runs twice per 
 ratios use the mean of its two runs, which halves the effect of load drift on this shared
 machine. Every response is checked (status 200, 564 bytes). Prints a table with requests/s,
 p50/p99/p99.9 latency (us) and the ratio to the baseline, then one summary line with the three
-key ratios against the 0.8x target. Everything started is stopped at the end, also on errors
-and Ctrl-C. Exit 0 when all three key ratios reach the target and no response was bad, 1
+key ratios against the 0.8x target. The table also gives the measured process's CPU time per
+request (user+sys from /proc), a figure the other load on this machine disturbs much less than
+requests/s. Everything started is stopped at the end, also on errors and Ctrl-C. Exit 0 when all three key ratios reach the target and no response was bad, 1
 otherwise, 2 on setup errors.
 """
 import json
@@ -76,7 +77,18 @@ def start(name, argv, port):
     return p
 
 
-def bench(build, port, conns, seconds, keep, n=None):
+def cpu_seconds(pid):
+    """User + system CPU time of a process (all threads) from /proc, in seconds."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def bench(build, port, conns, seconds, keep, n=None, pid=None):
+    cpu0 = cpu_seconds(pid) if pid else None
     argv = [os.path.join(build, "calc-bench"), "-p", str(port), "-c", str(conns),
             "-d", str(seconds), "--check-size", str(E1_RESPONSE), "--json"]
     if keep:
@@ -86,7 +98,13 @@ def bench(build, port, conns, seconds, keep, n=None):
     r = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30)
     if not r.stdout.strip():
         raise SystemExit(f"bench: calc-bench failed: {r.stderr.strip()}")
-    return json.loads(r.stdout)
+    out = json.loads(r.stdout)
+    cpu1 = cpu_seconds(pid) if pid else None
+    # the measured process's CPU per answered request: independent of the other load on the
+    # machine, unlike requests/s (clock-tick resolution, 10 ms: fine over a few seconds)
+    out["cpu_us_per_req"] = (round((cpu1 - cpu0) * 1e6 / out["requests"], 1)
+                             if cpu0 is not None and cpu1 is not None and out["requests"] else None)
+    return out
 
 
 def main():
@@ -123,24 +141,25 @@ def main():
     signal.signal(signal.SIGTERM, on_signal)
     try:
         pb, ps, ps2, pp = free_port(), free_port(), free_port(), free_port()
-        start("calc-baseline", [os.path.join(build, "calc-baseline"), "-p", str(pb)], pb)
-        start("calc-server", [os.path.join(build, "calc-server"), "-p", str(ps), "-q"], ps)
-        start("calc-server --threads 2",
-              [os.path.join(build, "calc-server"), "-p", str(ps2), "-q", "--threads", "2"], ps2)
-        start("calc-proxy", [os.path.join(build, "calc-proxy"), "-pp", str(pp), "-sp", str(ps),
-                             "-q"], pp)
+        xb = start("calc-baseline", [os.path.join(build, "calc-baseline"), "-p", str(pb)], pb)
+        xs = start("calc-server", [os.path.join(build, "calc-server"), "-p", str(ps), "-q"], ps)
+        xs2 = start("calc-server --threads 2",
+                    [os.path.join(build, "calc-server"), "-p", str(ps2), "-q", "--threads", "2"],
+                    ps2)
+        xp = start("calc-proxy", [os.path.join(build, "calc-proxy"), "-pp", str(pp), "-sp",
+                                  str(ps), "-q"], pp)
         warm = bench(build, pp, 1, 5, False, n=1)   # the E1 answer is now in the proxy's cache
         if warm["requests"] != 1 or warm["errors"]:
             raise SystemExit(f"bench: warming the proxy failed: {warm}")
 
-        targets = [("baseline", pb), ("server", ps), ("server x2", ps2), ("proxy hits", pp),
-                   ("baseline", pb)]
+        targets = [("baseline", pb, xb), ("server", ps, xs), ("server x2", ps2, xs2),
+                   ("proxy hits", pp, xp), ("baseline", pb, xb)]
         results = {}   # (mode, name) -> list of runs
         for keep in (False, True):
             mode = "keep-alive" if keep else "per-connection"
-            for name, port in targets:
+            for name, port, proc in targets:
                 results.setdefault((mode, name), []).append(
-                    bench(build, port, conns, seconds, keep))
+                    bench(build, port, conns, seconds, keep, pid=proc.pid))
     finally:
         stop_all()
 
@@ -174,12 +193,16 @@ def main():
         print(f"calc-bench, {conns} connections, E1 request (687 B -> 564 B), {seconds:g} s per run,"
               f" {os.cpu_count()} CPUs")
         print(f"{'mode':<15} {'target':<11} {'req/s':>9} {'p50 us':>8} {'p99 us':>8} "
-              f"{'p99.9 us':>9} {'errors':>6} {'ratio':>6}")
+              f"{'p99.9 us':>9} {'errors':>6} {'ratio':>6} {'cpu us/req':>10}")
         for m, n, r, x in rows:
+            cpu = r.get("cpu_us_per_req")
             print(f"{m:<15} {n:<11} {r['rps']:>9.0f} {r['p50_us']:>8} {r['p99_us']:>8} "
-                  f"{r['p999_us']:>9} {r['errors']:>6} {x:>5.2f}x")
+                  f"{r['p999_us']:>9} {r['errors']:>6} {x:>5.2f}x "
+                  f"{'-' if cpu is None else f'{cpu:.1f}':>10}")
         print("ratios are to the mean of the two baseline runs of the same mode; "
-              "proxy hits: proxy -> server, E1 cached")
+              "proxy hits: proxy -> server, E1 cached;\n"
+              "cpu us/req: CPU time of the measured process per answered request (user+sys, "
+              "from /proc; less sensitive to other load than req/s)")
         summary = ", ".join(f"{k} {v:.2f}x" for k, v in key)
         print(f"SUMMARY: {summary} (target {TARGET}x): {'PASS' if ok else 'FAIL'}"
               + (f", {bad} bad responses" if bad else ""))
