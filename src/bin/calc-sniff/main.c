@@ -135,28 +135,32 @@ static void ob_write(obuf *o, const void *p, size_t n) {
   o->len += n;
 }
 
-/* Decimal digits of v into the end of tmp[20]; returns the first. */
-static char *u64_digits(uint64_t v, char tmp[20]) {
-  char *q = tmp + 20;
-  do {
-    *--q = (char)('0' + v % 10);
-    v /= 10;
-  } while (v);
-  return q;
+/* Two decimal digits at a time. */
+static const char digit_pairs[201] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+static inline unsigned ndigits(uint64_t v) {
+  unsigned n = 1;
+  for (; v >= 10000; v /= 10000) n += 4;
+  return n + (v >= 10) + (v >= 100) + (v >= 1000);
 }
-static char *put_u64(char *w, uint64_t v) {
-  char tmp[20], *q = u64_digits(v, tmp);
-  size_t n = (size_t)(tmp + 20 - q);
-  memcpy(w, q, n);
-  return w + n;
+/* v's digits at w, written in place from the end; returns the end. */
+static inline char *put_u64(char *w, uint64_t v) {
+  char *e = w + ndigits(v), *q = e;
+  while (v >= 100) {
+    unsigned d = (unsigned)(v % 100) * 2;
+    v /= 100;
+    q -= 2;
+    memcpy(q, digit_pairs + d, 2);
+  }
+  if (v >= 10) memcpy(q - 2, digit_pairs + v * 2, 2);
+  else q[-1] = (char)('0' + v);
+  return e;
 }
-/* printf "%*llu" (right-aligned, width) and "%-*llu" (left-aligned). */
 static char *put_u64_right(char *w, uint64_t v, size_t width) {
-  char tmp[20], *q = u64_digits(v, tmp);
-  size_t n = (size_t)(tmp + 20 - q);
-  for (; n < width; width--) *w++ = ' ';
-  memcpy(w, q, n);
-  return w + n;
+  for (size_t n = ndigits(v); n < width; width--) *w++ = ' ';
+  return put_u64(w, v);
 }
 static char *put_u64_left(char *w, uint64_t v, size_t width) {
   char *e = put_u64(w, v);
@@ -211,15 +215,55 @@ static void flags_str(uint8_t f, char *out, size_t n) {
     if (f & tab[i].bit) l += (size_t)snprintf(out + l, n - l, "%s%s", l ? ", " : "", tab[i].name);
 }
 
-/* The flags' text for each of the 256 flag bytes, built on first use. */
-static const char *flags_text(uint8_t f) {
-  static char tab[256][48];
+/* The flags' text for each of the 256 flag bytes, built on first use (*len: its length). */
+#define FLAGS_MAX 48
+static const char *flags_text(uint8_t f, size_t *len) {
+  static char tab[256][FLAGS_MAX];
+  static uint8_t lens[256];
   static bool built;
   if (!built) {
-    for (int i = 0; i < 256; i++) flags_str((uint8_t)i, tab[i], sizeof tab[i]);
+    for (int i = 0; i < 256; i++) {
+      flags_str((uint8_t)i, tab[i], sizeof tab[i]);
+      lens[i] = (uint8_t)strlen(tab[i]);
+    }
     built = true;
   }
+  *len = lens[f];
   return tab[f];
+}
+
+/* The connection's part of a packet line, "#ID  ROLE           SRC -> DST [", per direction,
+ * for the connections seen last (direct-mapped by id): formatted once per connection, not
+ * per packet. */
+#define PFX_SLOTS 64
+#define PFX_MAX 192
+typedef struct pfx {
+  uint32_t id;
+  uint16_t len[2];
+  char s[2][PFX_MAX];
+} pfx;
+static const pfx *conn_prefix(const sniff_conn *c) {
+  static pfx cache[PFX_SLOTS];
+  pfx *e = &cache[c->id % PFX_SLOTS];
+  if (e->id == c->id) return e;
+  e->id = c->id;
+  for (int dir = 0; dir < 2; dir++) {
+    char *w = e->s[dir];
+    *w++ = '#';
+    w = put_u64_left(w, c->id, 4);
+    *w++ = ' ';
+    const char *role = sniff_role_name(c->role);
+    size_t rl = strlen(role);
+    w = put_lit(w, role, rl);
+    for (; rl < 14; rl++) *w++ = ' ';
+    *w++ = ' ';
+    w = put_addr(w, c, dir);
+    w = PUT_LIT(w, " -> ");
+    w = put_addr(w, c, !dir);
+    w = PUT_LIT(w, " [");
+    e->len[dir] = (uint16_t)(w - e->s[dir]);
+  }
+  return e;
 }
 
 static void print_packet(run *r, const sniff_pkt *p) {
@@ -239,10 +283,7 @@ static void print_packet(run *r, const sniff_pkt *p) {
   if (rel < (UINT64_C(1) << 52)) {
     /* %.6f of rel/1e6 is exactly rel's digits with a point before the last six: the quotient
      * is within half a unit of the sixth decimal of rel/1e6 below 2^52 */
-    char tmp[20], *q = u64_digits(rel / 1000000u, tmp);
-    size_t n = (size_t)(tmp + 20 - q);
-    for (size_t k = n + 7; k < 11; k++) *w++ = ' ';
-    w = put_lit(w, q, n);
+    w = put_u64_right(w, rel / 1000000u, 4);
     *w++ = '.';
     uint32_t frac = (uint32_t)(rel % 1000000u);
     for (int k = 5; k >= 0; k--) {
@@ -254,19 +295,13 @@ static void print_packet(run *r, const sniff_pkt *p) {
     w += snprintf(w, 64, "%11.6f", (double)rel / 1e6);
   }
   *w++ = ' ';
-  *w++ = '#';
-  w = put_u64_left(w, c->id, 4);
-  *w++ = ' ';
-  const char *role = sniff_role_name(c->role);
-  size_t rl = strlen(role);
-  w = put_lit(w, role, rl);
-  for (; rl < 14; rl++) *w++ = ' ';
-  *w++ = ' ';
-  w = put_addr(w, c, dir);
-  w = PUT_LIT(w, " -> ");
-  w = put_addr(w, c, !dir);
-  w = PUT_LIT(w, " [");
-  w = put_str(w, flags_text(p->flags));
+  const pfx *e = conn_prefix(c);
+  memcpy(w, e->s[dir], PFX_MAX);  /* fixed size: inline moves; the line has the room */
+  w += e->len[dir];
+  size_t fl;
+  const char *ft = flags_text(p->flags, &fl);
+  memcpy(w, ft, FLAGS_MAX);
+  w += fl;
   w = PUT_LIT(w, "] Seq=");
   w = put_u64(w, p->flags & SNIFF_TH_SYN ? 0u : seq);
   if (p->flags & SNIFF_TH_ACK) {
