@@ -516,28 +516,66 @@ static int capture_live(const input *in, run *r) {
 
 static void print_summary(run *r, bool header) {
   const sniff_an *an = &r->an;
-  if (header) fprintf(r->out, "\nconnections:\n");
+  static obuf own;
+  obuf *o = r->ob;
+  if (!o) {
+    own.f = r->out;
+    o = &own;
+  }
+  if (header) ob_write(o, "\nconnections:\n", 14);
   for (uint32_t i = 0; i < an->nconns; i++) {
     const sniff_conn *c = &an->conns[i];
-    char a[64], b[64];
-    fmt_addr(c, 0, a, sizeof a);
-    fmt_addr(c, 1, b, sizeof b);
-    fprintf(r->out, "#%u %s %s -> %s %s %s teardown=%s", c->id, sniff_role_name(c->role), a, b,
-            sniff_conn_state(c), c->history, sniff_end_name(sniff_conn_end(c)));
-    if (c->first_fin >= 0) fprintf(r->out, " (%u segments)", c->teardown_pkts);
-    fprintf(r->out, " msgs=%u/%u", c->d[0].nmsgs, c->d[1].nmsgs);
-    if (c->syn_retries) fprintf(r->out, " syn-retries=%u", c->syn_retries);
-    if (c->parent) fprintf(r->out, " upstream-of=#%u/request-%u", c->parent, c->parent_req);
+    /* "#%u %s %s -> %s %s %s teardown=%s", by hand (one line per connection) */
+    char *w0 = ob_room(o, OB_LINE), *w = w0;
+    *w++ = '#';
+    w = put_u64(w, c->id);
+    *w++ = ' ';
+    w = put_str(w, sniff_role_name(c->role));
+    *w++ = ' ';
+    w = put_addr(w, c, 0);
+    w = PUT_LIT(w, " -> ");
+    w = put_addr(w, c, 1);
+    *w++ = ' ';
+    w = put_str(w, sniff_conn_state(c));
+    *w++ = ' ';
+    w = put_str(w, c->history);
+    w = PUT_LIT(w, " teardown=");
+    w = put_str(w, sniff_end_name(sniff_conn_end(c)));
+    if (c->first_fin >= 0) {
+      w = PUT_LIT(w, " (");
+      w = put_u64(w, c->teardown_pkts);
+      w = PUT_LIT(w, " segments)");
+    }
+    w = PUT_LIT(w, " msgs=");
+    w = put_u64(w, c->d[0].nmsgs);
+    *w++ = '/';
+    w = put_u64(w, c->d[1].nmsgs);
+    if (c->syn_retries) {
+      w = PUT_LIT(w, " syn-retries=");
+      w = put_u64(w, c->syn_retries);
+    }
+    if (c->parent) {
+      w = PUT_LIT(w, " upstream-of=#");
+      w = put_u64(w, c->parent);
+      w = PUT_LIT(w, "/request-");
+      w = put_u64(w, c->parent_req);
+    }
+    o->len += (size_t)(w - w0);
     for (int d = 0; d < 2; d++) {
       const sniff_dir *s = &c->d[d];
-      if (s->retrans_pkts || s->overlap_bytes || s->ooo_pkts || s->gap_bytes || s->trunc_bytes)
-        fprintf(r->out, " %s[retrans=%" PRIu64 " overlap=%" PRIu64 "B ooo=%" PRIu64 " gap=%" PRIu64
-                        "B snaplen-cut=%" PRIu64 "B]",
-                d ? "server" : "client", s->retrans_pkts, s->overlap_bytes, s->ooo_pkts,
-                s->gap_bytes, s->trunc_bytes);
+      if (s->retrans_pkts || s->overlap_bytes || s->ooo_pkts || s->gap_bytes || s->trunc_bytes) {
+        char line[OB_LINE];
+        int n = snprintf(line, sizeof line,
+                         " %s[retrans=%" PRIu64 " overlap=%" PRIu64 "B ooo=%" PRIu64 " gap=%" PRIu64
+                         "B snaplen-cut=%" PRIu64 "B]",
+                         d ? "server" : "client", s->retrans_pkts, s->overlap_bytes, s->ooo_pkts,
+                         s->gap_bytes, s->trunc_bytes);
+        ob_write(o, line, n < 0 ? 0 : (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+      }
     }
-    fputc('\n', r->out);
+    ob_write(o, "\n", 1);
   }
+  ob_flush(o);
   fprintf(r->out, "%" PRIu64 " packets: %" PRIu64 " TCP, %" PRIu64 " other, %" PRIu64
                   " undecodable, %" PRIu64 " cut by snaplen; %u connections, %u messages\n",
           an->pkts, an->tcp_pkts, an->other_pkts, an->bad_pkts, an->trunc_pkts, an->nconns,
