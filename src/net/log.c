@@ -21,6 +21,7 @@ void log_setup(const char *component, log_format fmt, bool quiet) {
 bool log_is_json(void) { return format == LOG_JSON; }
 
 static void put(log_rec *r, const char *s, size_t n) {
+  if (format != LOG_JSON) return; /* human mode never uses the JSON text: do not build it */
   if (r->len + n >= sizeof r->json - 2) n = sizeof r->json - 2 - r->len;
   memcpy(r->json + r->len, s, n);
   r->len += n;
@@ -29,6 +30,7 @@ static void put(log_rec *r, const char *s, size_t n) {
 
 static void putf(log_rec *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void putf(log_rec *r, const char *fmt, ...) {
+  if (format != LOG_JSON) return;
   char tmp[256];
   va_list ap;
   va_start(ap, fmt);
@@ -39,6 +41,7 @@ static void putf(log_rec *r, const char *fmt, ...) {
 
 /* JSON string escaping; bytes >= 0x80 are written as \u00XX so output is always valid. */
 static void put_json_string(log_rec *r, const void *data, size_t len) {
+  if (format != LOG_JSON) return;
   const unsigned char *p = data;
   put(r, "\"", 1);
   for (size_t i = 0; i < len; i++) {
@@ -62,10 +65,12 @@ static void put_key(log_rec *r, const char *key) {
 }
 
 void log_begin(log_rec *r, const char *event, uint64_t conn_id, const char *peer) {
-  struct timeval tv;
-  gettimeofday(&tv, NULL);
   r->len = 0;
   r->error = false;
+  r->json[0] = '\0';
+  if (format != LOG_JSON) return; /* human mode: only log_end's printf-style line is used */
+  struct timeval tv;
+  gettimeofday(&tv, NULL);
   putf(r, "{\"ts\":%lld.%06ld,\"component\":", (long long)tv.tv_sec, (long)tv.tv_usec);
   put_json_string(r, component_name, strlen(component_name));
   put_key(r, "event");
@@ -108,7 +113,7 @@ void log_bool(log_rec *r, const char *key, bool value) {
 void log_mark_error(log_rec *r) { r->error = true; }
 
 void log_end(log_rec *r, const char *human_fmt, ...) {
-  if (quiet_mode && !r->error) return;
+  if (quiet_mode && !r->error) return; /* checked before any formatting */
   char line[1200];
   size_t n;
   if (format == LOG_JSON) {
