@@ -22,8 +22,8 @@ STUDENT = os.path.join(ROOT, "tests", "student")
 BUILD = os.environ.get("CALCLAB_BUILD") or os.environ.get("CALC_BUILD_DIR") or os.path.join(ROOT, "build")
 # ci/test runs tests/e2e once per build (release, sanitizers): what does not use build/ at all
 # runs in the first pass only.
-student_only = pytest.mark.skipif(bool(os.environ.get("CALC_SANITIZED")),
-                                  reason="does not use build/: already run against the release build")
+# They carry the build_independent marker; the sanitizer pass deselects them (-m).
+student_only = pytest.mark.build_independent
 PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 
 sys.path.insert(0, LAB)
@@ -361,8 +361,7 @@ def _png_pixels(path):
 def test_sequence_diagram_renders_in_headless_chromium(tmp_path):
     import shutil
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not chromium:
-        pytest.skip("Debian's chromium is not installed")
+    assert chromium, "Debian's chromium is not installed (ci/deps installs it)"
     page = tmp_path / "run.html"
     r = scenario("3.2", "--impl", "student", "--no-sniff", "--html", str(page))
     assert r.returncode == 0

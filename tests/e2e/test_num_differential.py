@@ -266,7 +266,7 @@ EXPLICIT = [
 @pytest.fixture(scope="module")
 def driver():
     if not os.access(DRIVER, os.X_OK):
-        pytest.skip("num_driver not built in %s (set CALC_BUILD_DIR)" % BUILD)
+        pytest.fail("num_driver not built in %s (set CALC_BUILD_DIR)" % BUILD)
     return DRIVER
 
 
