@@ -411,7 +411,7 @@ def test_demo_ends_with_a_passing_verdict_and_shows_the_cache_hit(impl):
     if impl == "c":
         assert have_c(), f"our programs are not built in {BUILD}"
     base = procs.free_port_pair()
-    r = run([PY, os.path.join(LAB, "demo"), "--impl", impl, "--ports-base", str(base)], timeout=900)
+    r = run([os.path.join(LAB, "demo"), "--impl", impl, "--ports-base", str(base)], timeout=900)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     out = r.stdout
     assert "cache hit: request 2 answered from the proxy's cache, no connection to the server" in out
