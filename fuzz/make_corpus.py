@@ -23,6 +23,42 @@ def header(n, flags):
     return (0x638f6089).to_bytes(4, 'big') + (12 + n).to_bytes(2, 'big') + flags.to_bytes(2, 'big') + b'\xff\xff\x00\x00'
 
 
+def rand_seeds():
+    """pickle.dumps of calculator graphs holding rand (random.uniform of a random.Random),
+    made with stand-ins for the reference's classes (protocol.md 2.1: same names, same
+    attribute order)."""
+    import enum, math, operator, pickle, random, types
+    mod = types.ModuleType('calculator')
+    sys.modules['calculator'] = mod
+
+    def cls(name, *attrs):
+        def init(self, *a):
+            for k, v in zip(attrs, a):
+                setattr(self, k, v)
+        c = type(name, (), {'__init__': init, '__module__': 'calculator'})
+        setattr(mod, name, c)
+        return c
+    Assoc = enum.Enum('Associativity', [('LEFT', 0), ('RIGHT', 1)], module='calculator')
+    mod.Associativity = Assoc
+    Const = cls('Constant', 'value')
+    Bin = cls('BinaryExpr', 'left_operand', 'operator', 'right_operand')
+    Call = cls('FunctionCallExpr', 'function', 'args')
+    BinOp = cls('BinaryOperator', 'symbol', 'function', 'associativity')
+    Fn = cls('Function', 'name', 'function')
+    out = []
+    for seed, gauss in ((1, False), (2, True)):
+        r = random.Random(seed)
+        if gauss:
+            r.gauss(0, 1)
+        rand = Fn('rand', r.uniform)
+        add = BinOp('+', operator.add, Assoc.LEFT)
+        call = Call(rand, [Const(1), Const(2.5)])
+        out.append(pickle.dumps(call))
+        out.append(pickle.dumps(Bin(call, add, Call(rand, [Const(-7), Const(10**30)]))))
+    del sys.modules['calculator']
+    return out
+
+
 def main():
     for t in ('fuzz_unpickle', 'fuzz_frame'):
         shutil.rmtree(os.path.join(ROOT, 'fuzz', 'corpus', t), ignore_errors=True)
@@ -46,6 +82,9 @@ def main():
                     msgs.append(raw)
                     if len(raw) > 12:
                         put('fuzz_unpickle', raw[12:])
+    # rand: no vector has one, so build the reference's graph from stand-in classes.
+    for seed in rand_seeds():
+        put('fuzz_unpickle', seed)
     # Hostile seeds: a GLOBAL/INST pickle, a billion-laughs list, a huge FRAME claim.
     put('fuzz_unpickle', b"cos\nsystem\n(S'ls'\ntR.")
     put('fuzz_unpickle', b'\x80\x04]\x94(h\x00h\x00h\x00e]\x94(h\x01h\x01e.')
