@@ -174,8 +174,9 @@ static sniff_dec_result dec_ethertype(rd r, size_t off, uint16_t et, sniff_pkt *
   return fail(why, "not IP", SNIFF_DEC_OTHER);
 }
 
-sniff_dec_result sniff_decode(int dlt, const uint8_t *buf, size_t caplen, sniff_pkt *p,
-                              const char **why) {
+/* flatten: the accessors and layers inline into one function (one call per packet). */
+__attribute__((flatten)) sniff_dec_result sniff_decode(int dlt, const uint8_t *buf, size_t caplen,
+                                                       sniff_pkt *p, const char **why) {
   rd r = {buf, caplen};
   uint16_t et;
   uint32_t af;

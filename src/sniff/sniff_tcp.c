@@ -73,10 +73,11 @@ struct sniff_textcache {
   } e[TC_SLOTS];
 };
 
-/* The cache's key hash: 8 bytes a step (a byte-wise FNV cost ~5 instructions a byte, as much
- * as all the reassembly); entries are compared in full, so the hash only spreads. */
-static uint32_t payload_hash(const uint8_t *p, size_t n) {
-  uint64_t h = 0x9e3779b97f4a7c15u ^ n;
+/* The cache's key hash: the length and the first and last 64 bytes, 8 bytes a step (hashing
+ * every byte cost as much as all the reassembly). Entries are compared in full, so the hash
+ * only spreads them. */
+#define HASH_EDGE 64
+static uint64_t hash_words(uint64_t h, const uint8_t *p, size_t n) {
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
     uint64_t w;
@@ -86,7 +87,16 @@ static uint32_t payload_hash(const uint8_t *p, size_t n) {
   }
   uint64_t t = 0;
   memcpy(&t, p + i, n - i);
-  h = (h ^ t) * 0xc4ceb9fe1a85ec53u;
+  return (h ^ t) * 0xc4ceb9fe1a85ec53u;
+}
+static uint32_t payload_hash(const uint8_t *p, size_t n) {
+  uint64_t h = 0x9e3779b97f4a7c15u ^ n;
+  if (n <= 2 * HASH_EDGE) {
+    h = hash_words(h, p, n);
+  } else {
+    h = hash_words(h, p, HASH_EDGE);
+    h = hash_words(h, p + n - HASH_EDGE, HASH_EDGE);
+  }
   h ^= h >> 32;
   return (uint32_t)h;
 }

@@ -140,22 +140,38 @@ static const char digit_pairs[201] =
     "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
     "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
     "8081828384858687888990919293949596979899";
-static inline unsigned ndigits(uint64_t v) {
-  unsigned n = 1;
-  for (; v >= 10000; v /= 10000) n += 4;
-  return n + (v >= 10) + (v >= 100) + (v >= 1000);
+/* Decimal digits of v from its bit length (a handful of instructions, no loop; pow10[0] is 0
+ * so that 0 has one digit). */
+static inline unsigned ndigits32(uint32_t v) {
+  static const uint32_t pow10[10] = {0u,      10u,      100u,      1000u,      10000u,
+                                     100000u, 1000000u, 10000000u, 100000000u, 1000000000u};
+  unsigned t = ((32u - (unsigned)__builtin_clz(v | 1u)) * 1233u) >> 12;
+  return t + 1u - (v < pow10[t]);
 }
-/* v's digits at w, written in place from the end; returns the end. */
-static inline char *put_u64(char *w, uint64_t v) {
-  char *e = w + ndigits(v), *q = e;
+static inline unsigned ndigits(uint64_t v) {
+  unsigned n = 0;
+  for (; v > UINT32_MAX; v /= 10) n++;
+  return n + ndigits32((uint32_t)v);
+}
+/* v's digits at w, written in place from the end; returns the end. 32-bit arithmetic for
+ * the usual values (a 64-bit division by a constant costs more). */
+static inline char *put_u32(char *w, uint32_t v) {
+  char *e = w + ndigits32(v), *q = e;
   while (v >= 100) {
-    unsigned d = (unsigned)(v % 100) * 2;
+    uint32_t d = (v % 100) * 2;
     v /= 100;
     q -= 2;
     memcpy(q, digit_pairs + d, 2);
   }
   if (v >= 10) memcpy(q - 2, digit_pairs + v * 2, 2);
   else q[-1] = (char)('0' + v);
+  return e;
+}
+static inline char *put_u64(char *w, uint64_t v) {
+  if (v <= UINT32_MAX) return put_u32(w, (uint32_t)v);
+  char *e = w + ndigits(v), *q = e;
+  for (; v > UINT32_MAX; v /= 10) *--q = (char)('0' + v % 10);
+  put_u32(w, (uint32_t)v);
   return e;
 }
 static char *put_u64_right(char *w, uint64_t v, size_t width) {
@@ -286,10 +302,10 @@ static void print_packet(run *r, const sniff_pkt *p) {
     w = put_u64_right(w, rel / 1000000u, 4);
     *w++ = '.';
     uint32_t frac = (uint32_t)(rel % 1000000u);
-    for (int k = 5; k >= 0; k--) {
-      w[k] = (char)('0' + frac % 10);
-      frac /= 10;
-    }
+    memcpy(w + 4, digit_pairs + (frac % 100) * 2, 2);
+    frac /= 100;
+    memcpy(w + 2, digit_pairs + (frac % 100) * 2, 2);
+    memcpy(w, digit_pairs + (frac / 100) * 2, 2);
     w += 6;
   } else {  /* time stamps going backwards: the unsigned difference, as before */
     w += snprintf(w, 64, "%11.6f", (double)rel / 1e6);
