@@ -21,6 +21,7 @@ typedef struct calc_answer_info {
   bool steps;               /* steps included */
   char error_type[40];      /* exception class for 400/500 */
   char error_msg[200];      /* str() of the exception */
+  bool deterministic;       /* the same request always gets this answer (no rand, no OOM) */
 } calc_answer_info;
 
 /* Answers one framed request message. Appends the whole response message to out.
@@ -35,6 +36,17 @@ int calc_server_answer_bad_length(const calc_server_opts *o, unsigned total_len,
                                   calc_buf *out, calc_answer_info *info);
 int calc_server_answer_truncated(const calc_server_opts *o, size_t short_len, unsigned claimed,
                                  uint32_t now, calc_buf *out, calc_answer_info *info);
+
+/* An answer memo: the server's answers are a pure function of the request payload and its
+ * S flag (rand aside), so a bounded LRU memo of whole answers lets a busy server skip decoding,
+ * evaluation and encoding for repeated requests. Built on calc_cache; per thread, no locks. */
+typedef struct calc_answer_memo calc_answer_memo;
+calc_answer_memo *calc_answer_memo_new(size_t max_bytes); /* NULL on allocation failure */
+void calc_answer_memo_free(calc_answer_memo *memo);
+/* calc_server_answer through the memo (memo may be NULL): a remembered answer is copied with a
+ * fresh time stamp; a new deterministic answer is remembered. Same contract otherwise. */
+int calc_server_answer_memo(const calc_server_opts *o, calc_answer_memo *memo, const calc_msg *m,
+                            uint32_t now, calc_buf *out, calc_answer_info *info);
 
 /* Wraps a payload in a response header (status, C/S flags, cache control) into out. */
 int calc_message_build(calc_buf *out, uint32_t now, bool is_request, uint16_t status, bool cache,

@@ -88,8 +88,11 @@ int calc_server_answer(const calc_server_opts *o, const calc_msg *m, uint32_t no
     return respond_exc(o, now, 400, &e, out, info);
   }
   calc_tree t = {0};
-  if (calc_unpickle_request(m->payload, m->payload_len, &t, &e) < 0)
+  if (calc_unpickle_request(m->payload, m->payload_len, &t, &e) < 0) {
+    info->deterministic = true; /* refusing the same bytes again gives the same answer */
     return respond_exc(o, now, 400, &e, out, info);
+  }
+  info->deterministic = t.rng == NULL;
 
   calc_num result;
   calc_num_init(&result);

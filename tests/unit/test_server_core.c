@@ -142,6 +142,50 @@ static void test_limits_answer_400_quickly(void **state) {
   calc_buf_free(&resp);
 }
 
+/* The memo answers repeated requests with the same bytes and a fresh time stamp; rand never. */
+static void test_answer_memo(void **state) {
+  (void)state;
+  calc_answer_memo *memo = calc_answer_memo_new(1 << 20);
+  calc_buf req, first, again, plain;
+  calc_buf_init(&req, 0);
+  calc_buf_init(&first, 0);
+  calc_buf_init(&again, 0);
+  calc_buf_init(&plain, 0);
+  build_request("(sin(max(2, 3 * 4, 5, 6 * ((7 * 8) / 9), 10 / 11)) / 12) * 13", true, true, &req);
+  calc_msg m;
+  calc_frame_parse(req.data, req.len, &m.h);
+  m.raw = req.data;
+  m.raw_len = req.len;
+  m.payload = req.data + 12;
+  m.payload_len = req.len - 12;
+  calc_answer_info info, info2;
+  assert_int_equal(calc_server_answer_memo(&defaults, memo, &m, 100, &first, &info), 0);
+  assert_true(info.deterministic);
+  assert_int_equal(calc_server_answer_memo(&defaults, memo, &m, 200, &again, &info2), 0);
+  assert_int_equal(calc_server_answer(&defaults, &m, 200, &plain, &info), 0);
+  assert_int_equal(again.len, 564);
+  assert_memory_equal(again.data, plain.data, plain.len); /* time stamp 200 included */
+  assert_int_equal(info2.status, 200);
+  assert_true(info2.steps);
+
+  /* rand: each answer draws from the request's own generator state; never remembered. */
+  calc_buf_reset(&req);
+  build_request("rand(0, 1)", false, true, &req);
+  calc_frame_parse(req.data, req.len, &m.h);
+  m.raw = req.data;
+  m.raw_len = req.len;
+  m.payload = req.data + 12;
+  m.payload_len = req.len - 12;
+  calc_buf_reset(&first);
+  assert_int_equal(calc_server_answer_memo(&defaults, memo, &m, 100, &first, &info), 0);
+  assert_false(info.deterministic);
+  calc_answer_memo_free(memo);
+  calc_buf_free(&req);
+  calc_buf_free(&first);
+  calc_buf_free(&again);
+  calc_buf_free(&plain);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_e2_with_and_without_steps),
@@ -149,6 +193,7 @@ int main(void) {
       cmocka_unit_test(test_no_cache_and_max_age),
       cmocka_unit_test(test_framing_errors),
       cmocka_unit_test(test_limits_answer_400_quickly),
+      cmocka_unit_test(test_answer_memo),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

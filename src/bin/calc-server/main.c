@@ -29,6 +29,7 @@ typedef struct config {
   int threads;
   long max_connections;
   long idle_timeout_ms;
+  size_t memo_bytes;   /* per event loop; 0 disables the answer memo */
 } config;
 
 typedef struct worker worker;
@@ -48,6 +49,7 @@ struct worker {
   idle_list idle;
   size_t nconns;
   long max_conns;       /* this loop's share of --max-connections */
+  calc_answer_memo *memo; /* this loop's memo of answers (no locks: one per thread) */
   pthread_t thread;
   int index;
 };
@@ -138,7 +140,7 @@ static void conn_process(conn *c) {
       log_int(&r, "cache_control", m.h.cache_control);
       if (m.h.reserved) log_int(&r, "reserved_bits", m.h.reserved);
       log_end(&r, "{%s} Got request of length %zu bytes", c->peer, m.raw_len);
-      if (calc_server_answer(&c->wk->cfg->answer, &m, now_s(), &resp, &info) < 0) {
+      if (calc_server_answer_memo(&c->wk->cfg->answer, c->wk->memo, &m, now_s(), &resp, &info) < 0) {
         log_error(c, "out of memory while answering");
         conn_close(c, "out of memory");
         break;
@@ -292,6 +294,8 @@ static void usage(FILE *f) {
           "      --threads N          event loops, one per thread, sharing the port (default 1)\n"
           "      --max-connections N  connections beyond this are closed at once (default 10000)\n"
           "      --idle-timeout S     close a connection silent for S seconds (default 30)\n"
+          "      --memo-bytes N       remember answers to repeated requests, up to N bytes per\n"
+          "                           thread (default 16777216; 0 turns the memo off)\n"
           "      --log-format FMT     human (the reference's lines, default) or json (JSON Lines)\n"
           "  -q, --quiet              log errors only\n"
           "  -h, --help               show this help\n");
@@ -299,15 +303,17 @@ static void usage(FILE *f) {
 
 int main(int argc, char **argv) {
   config cfg = {.host = "127.0.0.1", .port = 9999, .answer = {.cache_control = 65535},
-                .threads = 1, .max_connections = 10000, .idle_timeout_ms = 30000};
+                .threads = 1, .max_connections = 10000, .idle_timeout_ms = 30000,
+                .memo_bytes = 16u << 20};
   log_format fmt = LOG_HUMAN;
   bool quiet = false;
-  enum { OPT_CC = 256, OPT_NOCACHE, OPT_THREADS, OPT_MAXCONN, OPT_IDLE, OPT_LOGFMT };
+  enum { OPT_CC = 256, OPT_NOCACHE, OPT_THREADS, OPT_MAXCONN, OPT_IDLE, OPT_LOGFMT, OPT_MEMO };
   static const struct option opts[] = {
       {"host", required_argument, 0, 'H'},        {"port", required_argument, 0, 'p'},
       {"cache-control", required_argument, 0, OPT_CC}, {"no-cache", no_argument, 0, OPT_NOCACHE},
       {"threads", required_argument, 0, OPT_THREADS}, {"max-connections", required_argument, 0, OPT_MAXCONN},
       {"idle-timeout", required_argument, 0, OPT_IDLE}, {"log-format", required_argument, 0, OPT_LOGFMT},
+      {"memo-bytes", required_argument, 0, OPT_MEMO},
       {"quiet", no_argument, 0, 'q'},             {"help", no_argument, 0, 'h'},
       {0, 0, 0, 0}};
   int o;
@@ -325,6 +331,7 @@ int main(int argc, char **argv) {
         else if (strcmp(optarg, "human") == 0) fmt = LOG_HUMAN;
         else { fprintf(stderr, "calc-server: --log-format is human or json\n"); return 2; }
         break;
+      case OPT_MEMO: cfg.memo_bytes = (size_t)util_parse_long("calc-server", "--memo-bytes", optarg, 0, 1L << 40); break;
       case 'q': quiet = true; break;
       case 'h': usage(stdout); return 0;
       default: usage(stderr); return 2;
@@ -354,6 +361,10 @@ int main(int argc, char **argv) {
     wk->cfg = wcfg;
     wk->index = i;
     wk->max_conns = per_worker;
+    if (cfg.memo_bytes && !(wk->memo = calc_answer_memo_new(cfg.memo_bytes))) {
+      fprintf(stderr, "calc-server: out of memory\n");
+      return 1;
+    }
     wk->l = loop_new();
     int fd = sock_listen(&listen_addr, cfg.threads > 1, 4096);
     if (!wk->l || fd < 0) {
@@ -371,7 +382,10 @@ int main(int argc, char **argv) {
   for (int i = 1; i < cfg.threads; i++) pthread_create(&workers[i].thread, NULL, worker_run, &workers[i]);
   worker_run(&workers[0]);
   for (int i = 1; i < cfg.threads; i++) pthread_join(workers[i].thread, NULL);
-  for (int i = 0; i < cfg.threads; i++) loop_free(workers[i].l);
+  for (int i = 0; i < cfg.threads; i++) {
+    loop_free(workers[i].l);
+    calc_answer_memo_free(workers[i].memo);
+  }
   free(workers);
   log_begin(&r, "stopped", 0, NULL);
   log_end(&r, "Server stopped");
