@@ -174,8 +174,13 @@ static inline char *put_u64(char *w, uint64_t v) {
   put_u32(w, (uint32_t)v);
   return e;
 }
-static char *put_u64_right(char *w, uint64_t v, size_t width) {
-  for (size_t n = ndigits(v); n < width; width--) *w++ = ' ';
+/* width at most 8 */
+static inline char *put_u64_right(char *w, uint64_t v, size_t width) {
+  size_t n = ndigits(v);
+  if (n < width) {
+    memcpy(w, "        ", 8);
+    w += width - n;
+  }
   return put_u64(w, v);
 }
 static char *put_u64_left(char *w, uint64_t v, size_t width) {
