@@ -50,6 +50,7 @@ struct worker {
   size_t nconns;
   long max_conns;       /* this loop's share of --max-connections */
   calc_answer_memo *memo; /* this loop's memo of answers (no locks: one per thread) */
+  calc_buf scratch;       /* answers are built here: one buffer per loop, grown once */
   pthread_t thread;
   int index;
 };
@@ -114,13 +115,12 @@ static uint32_t now_s(void) { return (uint32_t)time(NULL); }
 
 /* Answers every whole message buffered on c. */
 static void conn_process(conn *c) {
-  calc_buf resp;
-  calc_buf_init(&resp, 0);
+  calc_buf *resp = &c->wk->scratch;
   calc_answer_info info;
   calc_msg m;
   int rc;
   while (!c->closing && c->s.w.fd >= 0 && (rc = calc_framer_next(&c->s.in, &m)) != 0) {
-    calc_buf_reset(&resp);
+    calc_buf_reset(resp);
     if (rc < 0) {
       /* A total length under 12 cannot be resynchronised: answer and close. */
       log_rec r;
@@ -129,7 +129,7 @@ static void conn_process(conn *c) {
       log_int(&r, "total_length", m.h.total_len);
       log_bool(&r, "valid", false);
       log_end(&r, "{%s} Got request with invalid total length %u", c->peer, m.h.total_len);
-      calc_server_answer_bad_length(&c->wk->cfg->answer, m.h.total_len, now_s(), &resp, &info);
+      calc_server_answer_bad_length(&c->wk->cfg->answer, m.h.total_len, now_s(), resp, &info);
       c->closing = true;
     } else {
       log_rec r;
@@ -140,15 +140,14 @@ static void conn_process(conn *c) {
       log_int(&r, "cache_control", m.h.cache_control);
       if (m.h.reserved) log_int(&r, "reserved_bits", m.h.reserved);
       log_end(&r, "{%s} Got request of length %zu bytes", c->peer, m.raw_len);
-      if (calc_server_answer_memo(&c->wk->cfg->answer, c->wk->memo, &m, now_s(), &resp, &info) < 0) {
+      if (calc_server_answer_memo(&c->wk->cfg->answer, c->wk->memo, &m, now_s(), resp, &info) < 0) {
         log_error(c, "out of memory while answering");
         conn_close(c, "out of memory");
         break;
       }
     }
-    conn_answer(c, &resp, &info);
+    conn_answer(c, resp, &info);
   }
-  calc_buf_free(&resp);
 }
 
 /* The peer closed its side: answer bytes that never formed a message, then close. */
@@ -361,6 +360,7 @@ int main(int argc, char **argv) {
     wk->cfg = wcfg;
     wk->index = i;
     wk->max_conns = per_worker;
+    calc_buf_init(&wk->scratch, 0);
     if (cfg.memo_bytes && !(wk->memo = calc_answer_memo_new(cfg.memo_bytes))) {
       fprintf(stderr, "calc-server: out of memory\n");
       return 1;
@@ -385,6 +385,7 @@ int main(int argc, char **argv) {
   for (int i = 0; i < cfg.threads; i++) {
     loop_free(workers[i].l);
     calc_answer_memo_free(workers[i].memo);
+    calc_buf_free(&workers[i].scratch);
   }
   free(workers);
   log_begin(&r, "stopped", 0, NULL);
