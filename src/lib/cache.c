@@ -28,10 +28,26 @@ struct calc_cache {
 
 static size_t entry_cost(const entry *e) { return e->key_len + e->resp_len + ENTRY_OVERHEAD; }
 
+/* A word-at-a-time multiply-xorshift hash: the proxy hashes every request's payload (about
+ * 700 bytes for the report's E1) on its hot path, so eight bytes per step instead of one. */
+static uint64_t mix(uint64_t h) {
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  return h;
+}
+
 static uint64_t key_hash(const uint8_t *payload, size_t len, bool steps) {
-  uint64_t h = 1469598103934665603ull; /* FNV-1a */
-  for (size_t i = 0; i < len; i++) h = (h ^ payload[i]) * 1099511628211ull;
-  return (h ^ (steps ? 1u : 0u)) * 1099511628211ull;
+  uint64_t h = 0x9e3779b97f4a7c15ull ^ (len * 0xc2b2ae3d27d4eb4full) ^ (steps ? 1u : 0u);
+  size_t i = 0;
+  for (; i + 8 <= len; i += 8) {
+    uint64_t w;
+    memcpy(&w, payload + i, sizeof w);
+    h = (h ^ mix(w)) * 0x9e3779b97f4a7c15ull;
+  }
+  uint64_t tail = 0;
+  memcpy(&tail, payload + i, len - i);
+  return mix(h ^ mix(tail ^ 0x27d4eb2f165667c5ull));
 }
 
 calc_cache *calc_cache_new(size_t max_bytes) {
