@@ -46,7 +46,7 @@ static uint64_t key_hash(const uint8_t *payload, size_t len, bool steps) {
     h = (h ^ mix(w)) * 0x9e3779b97f4a7c15ull;
   }
   uint64_t tail = 0;
-  memcpy(&tail, payload + i, len - i);
+  if (len > i) memcpy(&tail, payload + i, len - i);
   return mix(h ^ mix(tail ^ 0x27d4eb2f165667c5ull));
 }
 
