@@ -119,7 +119,8 @@ typedef struct sniff_msg {
   bool complete;            /* all bytes arrived (possibly with holes) */
   bool hole;                /* some bytes were missing (gap or snaplen) */
   bool malformed;           /* bad total length or undecodable payload */
-  char *text;               /* request: expression; response: result or error (may be NULL) */
+  char *text;               /* request: expression; response: result or error (may be NULL);
+                             * owned by the analysis, shared by messages with the same payload */
   /* requests on a client->proxy connection: upstream connections it caused */
   uint32_t n_upstream;
   uint32_t first_upstream;  /* connection id */
@@ -187,7 +188,10 @@ typedef struct sniff_an {
   struct sniff_slot { uint32_t id, hash; } *slots;
   uint32_t nslots, nused;
   sniff_msg *msgs; uint32_t nmsgs, capmsgs;
+  size_t conns_ready, msgs_ready; /* bytes of conns / msgs populated ahead (sniff_tcp.c) */
   uint32_t *pending; uint32_t npending, cappending;  /* proxy conns with unanswered request */
+  uint32_t *finish; uint32_t nfinish, capfinish;     /* conns sniff_finish must visit */
+  bool finish_all;          /* the list above could not grow: sniff_finish visits all */
   uint64_t pkts, tcp_pkts, other_pkts, bad_pkts, trunc_pkts;
   uint64_t ts_first;
   struct sniff_textcache *tc;  /* decoded payloads by content (sniff_tcp.c), lazily allocated */

@@ -15,6 +15,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -63,15 +64,42 @@ const char *sniff_end_name(sniff_end e) {
  * by hash alone) makes --json on a benchmark capture cost little more than the analysis. */
 #define TC_SLOTS 256
 #define TC_MAX_PAYLOAD 8192
+/* Decoded texts live in chunks owned by the analysis (freed with it): a message's text points
+ * into them, and messages with the same payload share one copy (no malloc per message). */
+#define TEXT_CHUNK (64u << 10)
+struct text_chunk {
+  struct text_chunk *next;
+  size_t used, cap;
+  char data[];
+};
 struct sniff_textcache {
   struct tc_entry {
     uint8_t *payload;
     uint32_t len, hash;
     uint16_t status;
     bool is_request, malformed;
-    char *text;
+    const char *text;       /* in chunks */
   } e[TC_SLOTS];
+  struct text_chunk *chunks;
 };
+
+/* A copy of s[0, n) in the analysis's text chunks, or NULL (out of memory). */
+static char *text_keep(struct sniff_textcache *tc, const char *s, size_t n) {
+  struct text_chunk *k = tc->chunks;
+  if (!k || k->cap - k->used < n + 1) {
+    size_t cap = n + 1 > TEXT_CHUNK ? n + 1 : TEXT_CHUNK;
+    if (!(k = calc_malloc(sizeof *k + cap))) return NULL;
+    k->used = 0;
+    k->cap = cap;
+    k->next = tc->chunks;
+    tc->chunks = k;
+  }
+  char *t = k->data + k->used;
+  memcpy(t, s, n);
+  t[n] = 0;
+  k->used += n + 1;
+  return t;
+}
 
 /* The cache's key hash: the length and the first and last 64 bytes, 8 bytes a step (hashing
  * every byte cost as much as all the reassembly). Entries are compared in full, so the hash
@@ -123,15 +151,16 @@ void sniff_an_free(sniff_an *an) {
     dir_free(&an->conns[i].d[0]);
     dir_free(&an->conns[i].d[1]);
   }
-  for (uint32_t i = 0; i < an->nmsgs; i++) calc_free(an->msgs[i].text);
   calc_free(an->conns);
   calc_free(an->slots);
   calc_free(an->msgs);
   calc_free(an->pending);
+  calc_free(an->finish);
   if (an->tc) {
-    for (size_t i = 0; i < TC_SLOTS; i++) {
-      calc_free(an->tc->e[i].payload);
-      calc_free(an->tc->e[i].text);
+    for (size_t i = 0; i < TC_SLOTS; i++) calc_free(an->tc->e[i].payload);
+    for (struct text_chunk *k = an->tc->chunks, *nx; k; k = nx) {
+      nx = k->next;
+      calc_free(k);
     }
     calc_free(an->tc);
   }
@@ -185,20 +214,29 @@ static void hist_add(sniff_conn *c, int dir, int letter) {
 
 /* Growth of the connection and message arrays. Each of their pages is touched once, and in a
  * VM a page fault costs microseconds: for a 200,000-packet capture the faults cost as much as
- * all the parsing. So the grown part is populated in one madvise(MADV_POPULATE_WRITE) call
- * (Linux 5.14) instead of one fault per page; where that is unavailable nothing changes. */
+ * all the parsing. So the arrays are populated ahead of use, POPULATE_MIN bytes at a time, in
+ * one madvise(MADV_POPULATE_WRITE) call (Linux 5.14) instead of one fault per page; where that
+ * is unavailable nothing changes. Only the part about to be used is populated: a doubled
+ * capacity that is never filled costs nothing (populating all of it cost a fifth of the
+ * memory of a benchmark run). */
 #define POPULATE_MIN (1u << 20)
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
 static void *grow_array(void *p, size_t old_bytes, size_t bytes) {
-  uint8_t *q = calc_realloc(p, bytes);
-  if (q && bytes - old_bytes >= POPULATE_MIN) {
-    uintptr_t a = ((uintptr_t)q + old_bytes + 4095) & ~(uintptr_t)4095;
-    uintptr_t e = ((uintptr_t)q + bytes) & ~(uintptr_t)4095;
-    if (e > a) madvise((void *)a, e - a, MADV_POPULATE_WRITE);
-  }
-  return q;
+  (void)old_bytes;
+  return calc_realloc(p, bytes);
+}
+/* base[0, used) is about to be written; *ready bytes of it are populated already. */
+static void populate_ahead(void *base, size_t *ready, size_t used, size_t cap) {
+  if (used <= *ready) return;
+  size_t to = *ready + POPULATE_MIN;
+  if (to < used) to = used;
+  if (to > cap) to = cap;
+  uintptr_t a = ((uintptr_t)base + *ready + 4095) & ~(uintptr_t)4095;
+  uintptr_t e = ((uintptr_t)base + to) & ~(uintptr_t)4095;
+  if (e > a) madvise((void *)a, e - a, MADV_POPULATE_WRITE);
+  *ready = to;
 }
 
 /* ---- the 4-tuple table: open addressing, linear probing, value = latest conn id ---- */
@@ -270,6 +308,8 @@ static sniff_conn *conn_new(sniff_an *an, const sniff_pkt *p, bool orig_is_src, 
     an->conns = c;
     an->capconns = n;
   }
+  populate_ahead(an->conns, &an->conns_ready, ((size_t)an->nconns + 1) * sizeof *an->conns,
+                 (size_t)an->capconns * sizeof *an->conns);
   sniff_conn *c = &an->conns[an->nconns++];
   memset(c, 0, sizeof *c);
   c->id = an->nconns;
@@ -346,6 +386,25 @@ static int pending_add(sniff_an *an, uint32_t id) {
   return 0;
 }
 
+/* Connections sniff_finish must look at: buffered out-of-order data, or a FIN beyond the
+ * bytes delivered (or data after it). Listing them spares sniff_finish a walk over every
+ * connection (megabytes of memory at the end of a big capture). When the list cannot grow,
+ * sniff_finish walks them all as before. */
+static void finish_mark(sniff_an *an, const sniff_conn *c) {
+  if (an->finish_all) return;
+  if (an->nfinish == an->capfinish) {
+    uint32_t n = an->capfinish ? an->capfinish * 2 : 64;
+    uint32_t *p = calc_realloc(an->finish, n * sizeof *p);
+    if (!p) {
+      an->finish_all = true;
+      return;
+    }
+    an->finish = p;
+    an->capfinish = n;
+  }
+  an->finish[an->nfinish++] = c->id;
+}
+
 /* ---- messages ---- */
 /* Up to n-1 bytes of s for a note: control bytes and DEL escaped as \xNN (the text comes
  * from an untrusted payload and ends up on a terminal), "..." when cut. */
@@ -364,7 +423,7 @@ static void text_abbrev(const char *s, char *out, size_t n) {
   out[o] = 0;
 }
 
-static char *decode_payload(sniff_msg *m, const uint8_t *p, size_t n) {
+static char *decode_payload(struct sniff_textcache *tc, sniff_msg *m, const uint8_t *p, size_t n) {
   calc_buf b;
   calc_buf_init(&b, SNIFF_TEXT_MAX);
   calc_exc e;
@@ -396,34 +455,31 @@ static char *decode_payload(sniff_msg *m, const uint8_t *p, size_t n) {
       calc_buf_printf(&b, "undecodable response: %s", e.msg);
     }
   }
-  char *s = calc_strndup(b.data ? (const char *)b.data : "", b.len);
+  char *s = text_keep(tc, b.data ? (const char *)b.data : "", b.len);
   calc_buf_free(&b);
   return s;
 }
 
 static char *decode_cached(sniff_an *an, sniff_msg *m, const uint8_t *p, size_t n) {
-  if (n > TC_MAX_PAYLOAD) return decode_payload(m, p, n);
-  if (!an->tc && !(an->tc = calc_calloc(1, sizeof *an->tc))) return decode_payload(m, p, n);
+  if (!an->tc && !(an->tc = calc_calloc(1, sizeof *an->tc))) {
+    an->oom = true;
+    return NULL;
+  }
+  if (n > TC_MAX_PAYLOAD) return decode_payload(an->tc, m, p, n);
   uint32_t h = payload_hash(p, n) ^ (m->h.is_request ? 0x80000000u : 0) ^ m->h.status;
   struct tc_entry *e = &an->tc->e[h % TC_SLOTS];
   if (e->text && e->hash == h && e->len == n && e->is_request == m->h.is_request &&
       e->status == m->h.status && !memcmp(e->payload, p, n)) {
     m->malformed = e->malformed;
-    return calc_strdup(e->text);
+    return (char *)e->text;
   }
-  char *t = decode_payload(m, p, n);
+  char *t = decode_payload(an->tc, m, p, n);
   if (!t) return NULL;
   uint8_t *copy = calc_malloc(n ? n : 1);
-  char *tcopy = calc_strdup(t);
-  if (!copy || !tcopy) {
-    calc_free(copy);
-    calc_free(tcopy);
-    return t;
-  }
+  if (!copy) return t;
   memcpy(copy, p, n);
   calc_free(e->payload);
-  calc_free(e->text);
-  *e = (struct tc_entry){copy, (uint32_t)n, h, m->h.status, m->h.is_request, m->malformed, tcopy};
+  *e = (struct tc_entry){copy, (uint32_t)n, h, m->h.status, m->h.is_request, m->malformed, t};
   return t;
 }
 
@@ -532,6 +588,8 @@ static void framer_feed(sniff_an *an, sniff_conn *c, int dir, const uint8_t *dat
         an->msgs = ms;
         an->capmsgs = cap;
       }
+      populate_ahead(an->msgs, &an->msgs_ready, ((size_t)an->nmsgs + 1) * sizeof *an->msgs,
+                     (size_t)an->capmsgs * sizeof *an->msgs);
       sniff_msg *m = &an->msgs[an->nmsgs];
       memset(m, 0, sizeof *m);
       m->conn = c->id;
@@ -611,6 +669,7 @@ static void deliver(sniff_an *an, sniff_conn *c, int dir, const uint8_t *data, s
                     size_t len, uint64_t ts) {
   sniff_dir *d = &c->d[dir];
   bool newseg = true, mid = false;
+  if (d->fin) finish_mark(an, c);  /* bytes after the FIN: sniff_finish decides */
   if (cap) framer_feed(an, c, dir, data, cap, ts, &newseg, &mid);
   if (len > cap) {
     d->trunc_bytes += len - cap;
@@ -690,6 +749,7 @@ static void store_ooo(sniff_an *an, sniff_conn *c, int dir, uint32_t seq, const 
     return;
   }
   d->ro->seg[d->nooo++] = (sniff_ooo){seq, (uint32_t)len, (uint32_t)cap, (uint32_t)off};
+  if (d->nooo == 1) finish_mark(an, c);
   d->ooo_pkts++;
 }
 
@@ -809,6 +869,7 @@ int sniff_feed(sniff_an *an, const sniff_pkt *p) {
         d->have_next = true;
         d->next = d->fin_seq;
       }
+      if (d->fin_seq != d->next) finish_mark(an, c);
       /* Nothing more is expected this way: give the buffers back (long captures). */
       if (!d->nooo && d->cur_msg < 0) dir_free(d);
       if (c->first_fin < 0) {
@@ -858,25 +919,40 @@ int sniff_feed_frame(sniff_an *an, int dlt, const uint8_t *buf, size_t caplen, u
   return sniff_feed(an, &p);
 }
 
-void sniff_finish(sniff_an *an) {
-  calc_buf_reset(&an->notes);
-  for (uint32_t i = 0; i < an->nconns; i++) {
-    sniff_conn *c = &an->conns[i];
-    for (int dir = 0; dir < 2; dir++) {
-      sniff_dir *d = &c->d[dir];
-      while (d->nooo) force_gap(an, c, dir, c->ts_last);
-      if (d->fin && d->have_next) {
-        int32_t rel = (int32_t)(d->fin_seq - d->next);
-        if (rel > 0 && (uint32_t)rel <= SNIFF_SEQ_WINDOW) {
-          bool newseg = true, mid = false;
-          d->gap_bytes += (uint32_t)rel;
-          hist_add(c, dir, H_G);
-          framer_feed(an, c, dir, NULL, (uint32_t)rel, c->ts_last, &newseg, &mid);
-          d->next += (uint32_t)rel;
-        }
+static void finish_conn(sniff_an *an, sniff_conn *c) {
+  for (int dir = 0; dir < 2; dir++) {
+    sniff_dir *d = &c->d[dir];
+    while (d->nooo) force_gap(an, c, dir, c->ts_last);
+    if (d->fin && d->have_next) {
+      int32_t rel = (int32_t)(d->fin_seq - d->next);
+      if (rel > 0 && (uint32_t)rel <= SNIFF_SEQ_WINDOW) {
+        bool newseg = true, mid = false;
+        d->gap_bytes += (uint32_t)rel;
+        hist_add(c, dir, H_G);
+        framer_feed(an, c, dir, NULL, (uint32_t)rel, c->ts_last, &newseg, &mid);
+        d->next += (uint32_t)rel;
       }
     }
   }
+}
+
+static int cmp_u32(const void *a, const void *b) {
+  uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+  return (x > y) - (x < y);
+}
+
+void sniff_finish(sniff_an *an) {
+  calc_buf_reset(&an->notes);
+  if (an->finish_all) {
+    for (uint32_t i = 0; i < an->nconns; i++) finish_conn(an, &an->conns[i]);
+  } else {
+    /* the listed connections in id order, each once: as the walk over all did */
+    qsort(an->finish, an->nfinish, sizeof *an->finish, cmp_u32);
+    for (uint32_t i = 0; i < an->nfinish; i++)
+      if (i == 0 || an->finish[i] != an->finish[i - 1])
+        finish_conn(an, &an->conns[an->finish[i] - 1]);
+  }
+  an->nfinish = 0;
 }
 
 /* Zeek's conn_state (base/protocols/conn/main.zeek). */
