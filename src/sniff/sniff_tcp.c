@@ -79,6 +79,7 @@ struct sniff_textcache {
     uint16_t status;
     bool is_request, malformed;
     const char *text;       /* in chunks */
+    char abbrev[48];        /* text_abbrev(text) for notes */
   } e[TC_SLOTS];
   struct text_chunk *chunks;
 };
@@ -182,19 +183,28 @@ static void note(sniff_an *an, const char *fmt, ...) {
 
 /* Hand-made notes for the per-message and per-connection ones (most packets of a capture
  * carry one): note_begin() starts a note (false when notes are off), then note_s / note_u. */
+static inline void note_app(sniff_an *an, const void *s, size_t n) {
+  calc_buf *b = &an->notes;
+  if (!b->failed && !b->limit && n <= b->cap - b->len) {  /* room: no call */
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+  } else {
+    calc_buf_append(b, s, n);
+  }
+}
 static bool note_begin(sniff_an *an) {
   if (!an->o.notes) return false;
-  if (an->notes.len) calc_buf_append(&an->notes, "; ", 2);
+  if (an->notes.len) note_app(an, "; ", 2);
   return true;
 }
-static void note_s(sniff_an *an, const char *s) { calc_buf_append(&an->notes, s, strlen(s)); }
+static void note_s(sniff_an *an, const char *s) { note_app(an, s, strlen(s)); }
 static void note_u(sniff_an *an, uint32_t v) {
   char tmp[10], *q = tmp + sizeof tmp;
   do {
     *--q = (char)('0' + v % 10);
     v /= 10;
   } while (v);
-  calc_buf_append(&an->notes, q, (size_t)(tmp + sizeof tmp - q));
+  note_app(an, q, (size_t)(tmp + sizeof tmp - q));
 }
 /* A note without arguments. */
 static void note_lit(sniff_an *an, const char *s) {
@@ -460,26 +470,34 @@ static char *decode_payload(struct sniff_textcache *tc, sniff_msg *m, const uint
   return s;
 }
 
-static char *decode_cached(sniff_an *an, sniff_msg *m, const uint8_t *p, size_t n) {
+/* Decodes through the cache; *ab gets text_abbrev() of the text (notes), kept beside it. */
+static char *decode_cached(sniff_an *an, sniff_msg *m, const uint8_t *p, size_t n, char ab[48]) {
   if (!an->tc && !(an->tc = calc_calloc(1, sizeof *an->tc))) {
     an->oom = true;
     return NULL;
   }
-  if (n > TC_MAX_PAYLOAD) return decode_payload(an->tc, m, p, n);
+  if (n > TC_MAX_PAYLOAD) {
+    char *t = decode_payload(an->tc, m, p, n);
+    if (t) text_abbrev(t, ab, 48);
+    return t;
+  }
   uint32_t h = payload_hash(p, n) ^ (m->h.is_request ? 0x80000000u : 0) ^ m->h.status;
   struct tc_entry *e = &an->tc->e[h % TC_SLOTS];
   if (e->text && e->hash == h && e->len == n && e->is_request == m->h.is_request &&
       e->status == m->h.status && !memcmp(e->payload, p, n)) {
     m->malformed = e->malformed;
+    memcpy(ab, e->abbrev, 48);
     return (char *)e->text;
   }
   char *t = decode_payload(an->tc, m, p, n);
   if (!t) return NULL;
+  text_abbrev(t, ab, 48);
   uint8_t *copy = calc_malloc(n ? n : 1);
   if (!copy) return t;
   memcpy(copy, p, n);
   calc_free(e->payload);
-  *e = (struct tc_entry){copy, (uint32_t)n, h, m->h.status, m->h.is_request, m->malformed, t};
+  *e = (struct tc_entry){copy, (uint32_t)n, h, m->h.status, m->h.is_request, m->malformed, t, {0}};
+  memcpy(e->abbrev, ab, 48);
   return t;
 }
 
@@ -488,14 +506,13 @@ static char *decode_cached(sniff_an *an, sniff_msg *m, const uint8_t *p, size_t 
  * (the bytes gathered in d->payload). */
 static void msg_done(sniff_an *an, sniff_conn *c, int dir, sniff_msg *m, const uint8_t *body) {
   sniff_dir *d = &c->d[dir];
+  char ab[48] = "";
   if (an->o.decode && m->complete && !m->hole && !m->malformed && m->size >= CALC_HEADER_SIZE) {
     if (!body) body = d->payload && d->payload->data ? d->payload->data : (const uint8_t *)"";
-    m->text = decode_cached(an, m, body, m->size - CALC_HEADER_SIZE);
+    m->text = decode_cached(an, m, body, m->size - CALC_HEADER_SIZE, ab);
   }
   if (note_begin(an)) {
     const char *kind = m->h.is_request ? "request" : "response";
-    char ab[48] = "";
-    if (m->text) text_abbrev(m->text, ab, sizeof ab);
     if (m->malformed && !m->text) {
       note_s(an, "malformed ");
       note_s(an, kind);
