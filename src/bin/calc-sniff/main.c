@@ -24,6 +24,7 @@ enum { EXIT_PASS = 0, EXIT_FAILV = 1, EXIT_USAGE = 2, EXIT_INCONCLUSIVE = 3 };
 #define LIVE_SNAPLEN 262144
 #define LIVE_POLL_MS 100
 #define MAX_PORTS 16
+#define READ_BUFFER (1 << 20)
 
 static volatile sig_atomic_t g_stop;
 static void on_signal(int sig) {
@@ -399,13 +400,28 @@ static int open_dumper(pcap_t *p, const input *in, run *r) {
 /* Reads a whole capture file. 0, or -1 with a message (exit 2). */
 static int read_file(const char *file, run *r, const input *in) {
   char err[PCAP_ERRBUF_SIZE] = "";
-  pcap_t *p = pcap_open_offline_with_tstamp_precision(file, PCAP_TSTAMP_PRECISION_MICRO, err);
+  /* A file is opened here with a 1 MiB stdio buffer: libpcap reads each record with fread,
+   * and with the default buffer (one block) a 30 MB capture costs ~8,000 read calls. */
+  pcap_t *p = NULL;
+  FILE *f = strcmp(file, "-") ? fopen(file, "rb") : NULL;
+  char *iobuf = NULL;  /* glibc ignores setvbuf's size without a buffer: give it one */
+  if (f) {
+    if ((iobuf = malloc(READ_BUFFER))) setvbuf(f, iobuf, _IOFBF, READ_BUFFER);
+    p = pcap_fopen_offline_with_tstamp_precision(f, PCAP_TSTAMP_PRECISION_MICRO, err);
+    if (!p) {  /* libpcap closes the file only on success (in pcap_close) */
+      fclose(f);
+      free(iobuf);
+    }
+  } else {
+    p = pcap_open_offline_with_tstamp_precision(file, PCAP_TSTAMP_PRECISION_MICRO, err);
+  }
   if (!p) {
     fprintf(stderr, "calc-sniff: %s: cannot read capture: %s\n", file, err);
     return -1;
   }
   if (check_dlt(p, file, r) < 0 || (in && open_dumper(p, in, r) < 0)) {
     pcap_close(p);
+    free(iobuf);
     return -1;
   }
   int rc = 0;
@@ -425,7 +441,8 @@ static int read_file(const char *file, run *r, const input *in) {
   }
   if (r->dumper) pcap_dump_close(r->dumper);
   r->dumper = NULL;
-  pcap_close(p);
+  pcap_close(p);  /* closes f, which used iobuf */
+  free(iobuf);
   return rc;
 }
 
