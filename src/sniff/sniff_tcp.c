@@ -962,7 +962,7 @@ void sniff_finish(sniff_an *an) {
   calc_buf_reset(&an->notes);
   if (an->finish_all) {
     for (uint32_t i = 0; i < an->nconns; i++) finish_conn(an, &an->conns[i]);
-  } else {
+  } else if (an->nfinish) {
     /* the listed connections in id order, each once: as the walk over all did */
     qsort(an->finish, an->nfinish, sizeof *an->finish, cmp_u32);
     for (uint32_t i = 0; i < an->nfinish; i++)
