@@ -5,6 +5,7 @@
  * without steps, to the same result or exception class. */
 #include <stdint.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "calc/eval.h"
@@ -34,9 +35,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     calc_rng_seed_words(t.rng, &key, 1);
   }
   int rb = calc_eval(&t, &b, &steps, &eb);
-  /* Steps may only add the steps-size ValueError. */
-  if (ra != rb && !(ra == 0 && strcmp(eb.type, "ValueError") == 0)) abort();
-  if (ra < 0 && rb < 0 && strcmp(ea.type, eb.type) != 0) abort();
+  /* Printing steps may only add a ValueError of its own: the steps do not fit one message, or
+   * an int has more than 4300 digits (CPython 3.11's int_max_str_digits); it may come first. */
+  bool print_error = rb < 0 && strcmp(eb.type, "ValueError") == 0 &&
+                     (strncmp(eb.msg, "steps too large", 15) == 0 || strncmp(eb.msg, "Exceeds the limit", 17) == 0);
+  if (ra != rb && !print_error) abort();
+  if (ra < 0 && rb < 0 && strcmp(ea.type, eb.type) != 0 && !print_error) abort();
   calc_strlist_free(&steps);
   calc_num_clear(&a);
   calc_num_clear(&b);

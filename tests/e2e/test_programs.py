@@ -255,8 +255,8 @@ def test_keepalive_pipelined_and_split(procs):
     want = bytes.fromhex(v["steps"]["payload"])
     with socket.create_connection(("127.0.0.1", sport)) as s:
         s.sendall(req * 3)                      # three requests in one segment
-        for _ in range(3):
-            assert recv_message(s)[12:] == want
+        got = recv_messages(s, 3)
+        assert [m[12:] for m in got] == [want] * 3
         for i in range(0, len(req), 100):       # one request split over many segments
             s.sendall(req[i:i + 100])
             time.sleep(0.001)
