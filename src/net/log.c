@@ -112,6 +112,14 @@ void log_bool(log_rec *r, const char *key, bool value) {
 
 void log_mark_error(log_rec *r) { r->error = true; }
 
+void log_refused(const char *peer, long max_connections) {
+  log_rec r;
+  log_begin(&r, "refused", 0, peer);
+  log_str(&r, "reason", "max-connections");
+  log_mark_error(&r);
+  log_end(&r, "{%s} Connection refused: more than %ld connections", peer, max_connections);
+}
+
 void log_end(log_rec *r, const char *human_fmt, ...) {
   if (quiet_mode && !r->error) return; /* checked before any formatting */
   char line[1200];

@@ -34,6 +34,8 @@ void log_int(log_rec *r, const char *key, long long value);
 void log_num(log_rec *r, const char *key, double value); /* inf -> "inf" string */
 void log_bool(log_rec *r, const char *key, bool value);
 void log_mark_error(log_rec *r);
+/* The record for a connection closed at once because --max-connections was reached. */
+void log_refused(const char *peer, long max_connections);
 /* Emits the record: the human line (printf-style) or the JSON object. */
 void log_end(log_rec *r, const char *human_fmt, ...) __attribute__((format(printf, 2, 3)));
 

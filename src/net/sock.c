@@ -62,6 +62,19 @@ int sock_connect_nonblock(const sock_addr *a) {
   return fd;
 }
 
+int sock_accept(int listen_fd, char *peer, size_t peersize) {
+  for (;;) {
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    int fd = accept4(listen_fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      sock_format((struct sockaddr *)&ss, peer, peersize);
+      return fd;
+    }
+    if (errno != EINTR && errno != ECONNABORTED) return -1;
+  }
+}
+
 void sock_format(const struct sockaddr *sa, char *buf, size_t size) {
   char host[INET6_ADDRSTRLEN] = "?";
   int port = 0;

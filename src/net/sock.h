@@ -17,6 +17,9 @@ int sock_listen(const sock_addr *a, bool reuseport, int backlog);
 /* Starts a non-blocking connect. Returns the fd (connection may still be in progress) or -1. */
 int sock_connect_nonblock(const sock_addr *a);
 int sock_set_nonblock(int fd);
+/* Accepts one pending connection (non-blocking, close-on-exec), retrying interrupted and
+ * aborted ones, and formats its peer. Returns the fd, or -1 with errno (EAGAIN: none left). */
+int sock_accept(int listen_fd, char *peer, size_t peersize);
 /* "127.0.0.1:64031" or "[::1]:64031". */
 void sock_format(const struct sockaddr *sa, char *buf, size_t size);
 /* Parses a port number 0..65535 strictly; -1 on bad text. */

@@ -384,18 +384,15 @@ static void on_client_event(loop *l, watcher *w, uint32_t events) {
 static void on_accept(loop *l, watcher *w, uint32_t events) {
   (void)events;
   for (;;) {
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    int fd = accept4(w->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    char peer[64];
+    int fd = sock_accept(w->fd, peer, sizeof peer);
     if (fd < 0) {
-      if (errno == EINTR || errno == ECONNABORTED) continue;
       if (errno != EAGAIN && errno != EWOULDBLOCK) log_error(0, NULL, strerror(errno));
       return;
     }
-    char peer[64];
-    sock_format((struct sockaddr *)&ss, peer, sizeof peer);
     if ((long)nclients >= cfg.max_connections) {
-      log_error(0, peer, "Connection refused: --max-connections reached");
+      /* Past --max-connections: refuse cleanly so the others keep their service. */
+      log_refused(peer, cfg.max_connections);
       close(fd);
       continue;
     }

@@ -197,23 +197,15 @@ static void on_accept(loop *l, watcher *w, uint32_t events) {
   (void)events;
   worker *wk = w->owner;
   for (;;) {
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    int fd = accept4(w->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    char peer[64];
+    int fd = sock_accept(w->fd, peer, sizeof peer);
     if (fd < 0) {
-      if (errno == EINTR || errno == ECONNABORTED) continue;
       if (errno != EAGAIN && errno != EWOULDBLOCK) log_error(NULL, strerror(errno));
       return;
     }
-    char peer[64];
-    sock_format((struct sockaddr *)&ss, peer, sizeof peer);
     if ((long)wk->nconns >= wk->max_conns) {
       /* Past --max-connections: refuse cleanly so the others keep their service. */
-      log_rec r;
-      log_begin(&r, "refused", 0, peer);
-      log_str(&r, "reason", "max-connections");
-      log_mark_error(&r);
-      log_end(&r, "{%s} Connection refused: more than %ld connections", peer, wk->cfg->max_connections);
+      log_refused(peer, wk->cfg->max_connections);
       close(fd);
       continue;
     }
