@@ -295,18 +295,26 @@ static void save_assoc(pkl_w *w, int right) {
   memo_put(w, PKN_SINGLETON, key);
 }
 
-static void save_binop(pkl_w *w, calc_binop op) {
+/* A singleton (operator or function object): written in full the first time, afterwards only
+ * referenced from the memo, since identity is what CPython's memo tracks. Returns false when it
+ * was already written (the memo reference is out); else the object is open at its __dict__. */
+static bool singleton_begin(pkl_w *w, const char *cls, const char *key) {
   boundary(w);
-  char key[32];
-  snprintf(key, sizeof key, "BinaryOperator%d", (int)op);
-  if (memo_hit(w, PKN_SINGLETON, key)) return;
-  save_global(w, "calculator", "BinaryOperator");
+  if (memo_hit(w, PKN_SINGLETON, key)) return false;
+  save_global(w, "calculator", cls);
   save_empty_tuple(w);
   w_op(w, PKL_NEWOBJ);
   memo_put(w, PKN_SINGLETON, key);
   boundary(w);
   w_op(w, PKL_EMPTY_DICT);
   w_memoize(w);
+  return true;
+}
+
+static void save_binop(pkl_w *w, calc_binop op) {
+  char key[32];
+  snprintf(key, sizeof key, "BinaryOperator%d", (int)op);
+  if (!singleton_begin(w, "BinaryOperator", key)) return;
   dict_items_begin(w, 3);
   save_str(w, PKN_ATTR, "symbol");
   save_str(w, PKN_NONE, binop_symbols[op]);
@@ -319,17 +327,9 @@ static void save_binop(pkl_w *w, calc_binop op) {
 }
 
 static void save_unop(pkl_w *w, calc_unop op) {
-  boundary(w);
   char key[32];
   snprintf(key, sizeof key, "UnaryOperator%d", (int)op);
-  if (memo_hit(w, PKN_SINGLETON, key)) return;
-  save_global(w, "calculator", "UnaryOperator");
-  save_empty_tuple(w);
-  w_op(w, PKL_NEWOBJ);
-  memo_put(w, PKN_SINGLETON, key);
-  boundary(w);
-  w_op(w, PKL_EMPTY_DICT);
-  w_memoize(w);
+  if (!singleton_begin(w, "UnaryOperator", key)) return;
   dict_items_begin(w, 2);
   save_str(w, PKN_ATTR, "symbol");
   save_str(w, PKN_NONE, unop_symbols[op]);
@@ -377,17 +377,9 @@ static void save_rand_method(pkl_w *w, const calc_rng *rng) {
 }
 
 static void save_function(pkl_w *w, calc_fn fn, const calc_rng *rng) {
-  boundary(w);
   char key[32];
   snprintf(key, sizeof key, "Function.%s", fn_names[fn]);
-  if (memo_hit(w, PKN_SINGLETON, key)) return;
-  save_global(w, "calculator", "Function");
-  save_empty_tuple(w);
-  w_op(w, PKL_NEWOBJ);
-  memo_put(w, PKN_SINGLETON, key);
-  boundary(w);
-  w_op(w, PKL_EMPTY_DICT);
-  w_memoize(w);
+  if (!singleton_begin(w, "Function", key)) return;
   dict_items_begin(w, 2);
   save_str(w, PKN_ATTR, "name");
   save_str(w, PKN_NONE, fn_names[fn]);
