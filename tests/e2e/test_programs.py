@@ -319,3 +319,29 @@ def test_sigterm_finishes_in_flight_and_exits_zero(procs):
     assert server.wait(timeout=10) == 0
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", sport), timeout=1)
+
+
+def test_ten_thousand_concurrent_connections(procs):
+    """10,000 connections open at once, every one answered correctly (issue 4)."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = 10000 + 200
+    assert hard >= need, f"this machine allows only {hard} open files"
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, need), hard))
+    server, sport = procs.server("-q")
+    v = vector_by_name("seed-2")
+    req = request_bytes(bytes.fromhex(v["request"]["payload"]))
+    want = bytes.fromhex(v["steps"]["payload"])
+    socks = []
+    try:
+        for _ in range(10000):
+            socks.append(socket.create_connection(("127.0.0.1", sport), timeout=30))
+        for s in socks:
+            s.sendall(req)
+        bad = sum(1 for s in socks if recv_message(s, timeout=30)[12:] != want)
+        assert bad == 0
+        assert server.poll() is None
+    finally:
+        for s in socks:
+            s.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
