@@ -17,16 +17,14 @@
 
 #include "calc/alloc.h"
 #include "calc/cache.h"
-#include "calc/pickle.h"
-#include "calc/server.h"
+#include "calc/proxy.h"
 #include "log.h"
 #include "loop.h"
 #include "sock.h"
 #include "stream.h"
 #include "util.h"
 
-/* The reference's answer when the server refuses the connection (170 bytes in all). */
-#define REFUSED_MSG "Connection refused by server and the request was not in the cache/it was stale"
+#define REFUSED_MSG CALC_PROXY_REFUSED_MSG
 
 typedef struct config {
   const char *proxy_host, *server_host;
@@ -54,6 +52,7 @@ struct client {
   upstream *up;
   calc_header req;     /* the request being served (normalised) */
   calc_buf req_payload;
+  calc_buf forward;    /* that request as re-packed for the server */
 };
 
 static config cfg;
@@ -70,6 +69,7 @@ static void client_free(void *p) {
   client *c = p;
   stream_free(&c->s);
   calc_buf_free(&c->req_payload);
+  calc_buf_free(&c->forward);
   free(c);
 }
 
@@ -129,11 +129,9 @@ static void client_send(client *c, const uint8_t *msg, size_t len, int status) {
 
 /* The proxy's own 500: CalculatorServerError('Internal proxy error', <inner>), C clear, max-age 0. */
 static void client_send_proxy_error(client *c, const char *inner_cls, const char *inner_msg) {
-  calc_buf p, m;
-  calc_buf_init(&p, CALC_MAX_PAYLOAD);
+  calc_buf m;
   calc_buf_init(&m, 0);
-  if (calc_pickle_proxy_error(inner_cls, inner_msg, &p) == 0 &&
-      calc_message_build(&m, now_s(), false, 500, false, false, 0, p.data, p.len) == 0) {
+  if (calc_proxy_error(inner_cls, inner_msg, now_s(), &m) == 0) {
     log_rec r;
     log_begin(&r, "proxy_error", c->id, c->peer);
     log_str(&r, "error_type", inner_cls);
@@ -143,7 +141,6 @@ static void client_send_proxy_error(client *c, const char *inner_cls, const char
   } else {
     client_close(c, "out of memory");
   }
-  calc_buf_free(&p);
   calc_buf_free(&m);
 }
 
@@ -210,24 +207,18 @@ static void on_upstream_event(loop *l, watcher *w, uint32_t events) {
       return;
     }
     if (!(events & EPOLLOUT)) return;
-    /* Connected: forward the request as the reference re-packs it (normalised header, new time). */
-    calc_buf m;
-    calc_buf_init(&m, 0);
-    int rc = calc_message_build(&m, now_s(), true, 0, c->req.cache, c->req.steps, c->req.cache_control,
-                                c->req_payload.data, c->req_payload.len);
+    /* Connected: forward the request as calc_proxy_on_request re-packed it. */
     log_rec r;
     log_begin(&r, "upstream_connected", c->id, c->peer);
     log_int(&r, "upstream", (long long)u->id);
-    log_int(&r, "bytes", (long long)m.len);
-    log_end(&r, "{%s} Forwarding request of length %zu bytes to the server", c->peer, m.len);
+    log_int(&r, "bytes", (long long)c->forward.len);
+    log_end(&r, "{%s} Forwarding request of length %zu bytes to the server", c->peer, c->forward.len);
     c->state = CLIENT_WAITING;
     loop_set(l, w, EPOLLIN);
-    if (rc < 0 || stream_send(l, &u->s, m.data, m.len) < 0) {
-      calc_buf_free(&m);
+    if (stream_send(l, &u->s, c->forward.data, c->forward.len) < 0) {
       upstream_fail(c, "CalculatorServerError", "Cannot send the request to the server");
       return;
     }
-    calc_buf_free(&m);
     idle_touch(&upstream_idle, &u->s, loop_now_ms());
     return;
   }
@@ -307,19 +298,20 @@ static void handle_request(client *c, const calc_msg *m) {
   log_int(&r, "cache_control", m->h.cache_control);
   log_end(&r, "{%s} Got request of length %zu bytes", c->peer, m->raw_len);
 
-  const uint8_t *stored;
-  size_t stored_len;
-  calc_cache_times t;
-  calc_cache_outcome o = calc_cache_lookup(cache, &m->h, m->payload, m->payload_len, now_s(), &stored,
-                                           &stored_len, &t);
-  if (o == CALC_CACHE_HIT) {
-    log_cache(c, "hit", "Cache hit", &t);
-    calc_header sh;
-    calc_header_decode(stored, stored_len, &sh);
-    client_send(c, stored, stored_len, sh.status);
+  calc_proxy_decision d;
+  calc_buf_reset(&c->forward);
+  if (calc_proxy_on_request(cache, m, now_s(), &c->forward, &d) < 0) {
+    client_close(c, "out of memory");
     return;
   }
-  if (o == CALC_CACHE_STALE) log_cache(c, "stale", "Cache miss, stale response", &t);
+  if (d.action == CALC_PROXY_ANSWER) {
+    log_cache(c, "hit", "Cache hit", &d.times);
+    calc_header sh;
+    calc_header_decode(c->forward.data, c->forward.len, &sh);
+    client_send(c, c->forward.data, c->forward.len, sh.status);
+    return;
+  }
+  if (d.outcome == CALC_CACHE_STALE) log_cache(c, "stale", "Cache miss, stale response", &d.times);
   c->req = m->h;
   calc_buf_reset(&c->req_payload);
   if (calc_buf_append(&c->req_payload, m->payload, m->payload_len) < 0) {
@@ -403,6 +395,7 @@ static void on_accept(loop *l, watcher *w, uint32_t events) {
     }
     stream_init(&c->s);
     calc_buf_init(&c->req_payload, 0);
+    calc_buf_init(&c->forward, 0);
     c->id = ++next_id;
     memcpy(c->peer, peer, sizeof peer);
     if (loop_add(l, &c->s.w, fd, EPOLLIN, on_client_event, c) < 0) {

@@ -1,0 +1,38 @@
+/* calc/proxy.h: the caching proxy's decisions, with no I/O (protocol.md sections 5 and 6).
+ *
+ * calc-proxy's event loop only moves bytes: for each framed client request it asks
+ * calc_proxy_on_request what to do (answer from the cache, or forward upstream on a new
+ * connection), offers the upstream's answer to the cache with calc_cache_offer, and builds its
+ * own failures with calc_proxy_error. All of it runs in tests without sockets. */
+#ifndef CALC_PROXY_H
+#define CALC_PROXY_H
+#include <stdint.h>
+#include "calc/buf.h"
+#include "calc/cache.h"
+#include "calc/wire.h"
+
+/* The inner message of the reference's answer when the server refuses the connection. */
+#define CALC_PROXY_REFUSED_MSG \
+  "Connection refused by server and the request was not in the cache/it was stale"
+
+typedef enum { CALC_PROXY_ANSWER, CALC_PROXY_FORWARD } calc_proxy_action;
+
+typedef struct calc_proxy_decision {
+  calc_proxy_action action;
+  calc_cache_outcome outcome;   /* HIT (then ANSWER), MISS, STALE or RELOAD (then FORWARD) */
+  calc_cache_times times;       /* the stored entry's times, for HIT and STALE */
+} calc_proxy_decision;
+
+/* Decides for one framed client request m. ANSWER: appends the stored response, bytes unchanged
+ * (original time stamp included), to out. FORWARD: appends the request to send upstream,
+ * re-packed as the reference does (normalised header, time `now`, same payload).
+ * 0, or -1 when memory is exhausted. */
+int calc_proxy_on_request(calc_cache *cache, const calc_msg *m, uint32_t now, calc_buf *out,
+                          calc_proxy_decision *d);
+
+/* The proxy's own 500 answer appended to out: api.CalculatorServerError('Internal proxy error',
+ * api.<inner_cls>(inner_msg)) with C clear and max-age 0 (170 bytes for the refused case).
+ * 0 or -1. */
+int calc_proxy_error(const char *inner_cls, const char *inner_msg, uint32_t now, calc_buf *out);
+
+#endif

@@ -1,0 +1,142 @@
+/* test_proxy_core.c: the proxy's decisions without sockets (calc/proxy.h). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "calc/parse.h"
+#include "calc/pickle.h"
+#include "calc/proxy.h"
+#include "calc/server.h"
+
+/* The reference proxy's refused answer, from legacy-protocol.jsonl (time stamp 0). */
+static size_t refused_vector(uint8_t *out, size_t cap) {
+  const char *dir = getenv("CALC_VECTORS");
+  char path[512];
+  snprintf(path, sizeof path, "%s/legacy-protocol.jsonl", dir ? dir : "../shared/vectors");
+  FILE *f = fopen(path, "r");
+  assert_non_null(f);
+  char line[8192];
+  size_t n = 0;
+  while (fgets(line, sizeof line, f)) {
+    if (!strstr(line, "\"upstream-refused\"")) continue;
+    const char *h = strstr(line, "\"response\": \"");
+    assert_non_null(h);
+    h += strlen("\"response\": \"");
+    while (h[0] != '"' && n < cap) {
+      unsigned v;
+      sscanf(h, "%2x", &v);
+      out[n++] = (uint8_t)v;
+      h += 2;
+    }
+  }
+  fclose(f);
+  return n;
+}
+
+static void test_refused_answer_is_the_reference_bytes(void **state) {
+  (void)state;
+  uint8_t want[512];
+  size_t n = refused_vector(want, sizeof want);
+  assert_int_equal(n, 170);
+  calc_buf out;
+  calc_buf_init(&out, 0);
+  assert_int_equal(calc_proxy_error("CalculatorServerError", CALC_PROXY_REFUSED_MSG, 0, &out), 0);
+  assert_int_equal(out.len, 170);
+  assert_memory_equal(out.data, want, 170);
+  calc_buf_free(&out);
+}
+
+/* A framed request for expr (steps on, max-age cc) built into buf, m pointing into it. */
+static void request(const char *expr, uint16_t cc, calc_buf *buf, calc_msg *m) {
+  calc_tree t = {0};
+  calc_parse_error err;
+  assert_int_equal(calc_parse(expr, strlen(expr), &t, &err), 0);
+  calc_buf p;
+  calc_buf_init(&p, 0);
+  assert_int_equal(calc_pickle_request(&t, &p), 0);
+  calc_buf_reset(buf);
+  assert_int_equal(calc_message_build(buf, 7, true, 0, true, true, cc, p.data, p.len), 0);
+  calc_buf_free(&p);
+  calc_tree_free(&t);
+  assert_int_equal(calc_frame_parse(buf->data, buf->len, &m->h), (ssize_t)buf->len);
+  m->raw = buf->data;
+  m->raw_len = buf->len;
+  m->payload = buf->data + 12;
+  m->payload_len = buf->len - 12;
+}
+
+/* What the server would answer to the forwarded bytes. */
+static void server_answer(const calc_buf *forwarded, uint32_t now, calc_buf *resp) {
+  calc_msg fm;
+  assert_int_equal(calc_frame_parse(forwarded->data, forwarded->len, &fm.h), (ssize_t)forwarded->len);
+  fm.raw = forwarded->data;
+  fm.raw_len = forwarded->len;
+  fm.payload = forwarded->data + 12;
+  fm.payload_len = forwarded->len - 12;
+  calc_answer_info info;
+  const calc_server_opts o = {.cache_control = 65535};
+  assert_int_equal(calc_server_answer(&o, &fm, now, resp, &info), 0);
+}
+
+/* Scenario 3.2 as decisions: E1 miss (forwarded, same payload), E1 hit (stored bytes), E2 miss;
+ * then a reload (max-age 0) is forwarded although E1 is stored. */
+static void test_scenario_3_2_decisions(void **state) {
+  (void)state;
+  calc_cache *cache = calc_cache_new(1 << 20);
+  calc_buf req, out, resp;
+  calc_buf_init(&req, 0);
+  calc_buf_init(&out, 0);
+  calc_buf_init(&resp, 0);
+  calc_msg m;
+  calc_proxy_decision d;
+  const char *e1 = "(sin(max(2, 3 * 4, 5, 6 * ((7 * 8) / 9), 10 / 11)) / 12) * 13";
+
+  request(e1, 65535, &req, &m);
+  assert_int_equal(calc_proxy_on_request(cache, &m, 100, &out, &d), 0);
+  assert_int_equal(d.action, CALC_PROXY_FORWARD);
+  assert_int_equal(d.outcome, CALC_CACHE_MISS);
+  assert_int_equal(out.len, 687);
+  assert_memory_equal(out.data + 4, req.data + 4, 8);          /* same header but the time */
+  assert_memory_equal(out.data + 12, req.data + 12, req.len - 12); /* same payload */
+  server_answer(&out, 100, &resp);
+  calc_cache_times t;
+  assert_true(calc_cache_offer(cache, &m.h, m.payload, m.payload_len, resp.data, resp.len, 100, &t));
+
+  request(e1, 65535, &req, &m);
+  calc_buf_reset(&out);
+  assert_int_equal(calc_proxy_on_request(cache, &m, 160, &out, &d), 0);
+  assert_int_equal(d.action, CALC_PROXY_ANSWER);
+  assert_int_equal(out.len, 564);
+  assert_memory_equal(out.data, resp.data, resp.len);         /* original time stamp included */
+
+  request("max(2, 3) + 3", 65535, &req, &m);
+  calc_buf_reset(&out);
+  assert_int_equal(calc_proxy_on_request(cache, &m, 170, &out, &d), 0);
+  assert_int_equal(d.action, CALC_PROXY_FORWARD);
+  assert_int_equal(out.len, 376);
+
+  request(e1, 0, &req, &m);
+  calc_buf_reset(&out);
+  assert_int_equal(calc_proxy_on_request(cache, &m, 180, &out, &d), 0);
+  assert_int_equal(d.action, CALC_PROXY_FORWARD);
+  assert_int_equal(d.outcome, CALC_CACHE_RELOAD);
+
+  calc_buf_free(&req);
+  calc_buf_free(&out);
+  calc_buf_free(&resp);
+  calc_cache_free(cache);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_refused_answer_is_the_reference_bytes),
+      cmocka_unit_test(test_scenario_3_2_decisions),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
