@@ -111,6 +111,11 @@ static int parse_port(const char *s, uint16_t *p) {
 typedef struct obuf {
   FILE *f;
   size_t len;
+  /* the last packet line's number as "%6llu" formats it (n bytes of s; n 0: none yet), kept
+   * so that the next line's number, one more, is an in-place increment (put_pktno) */
+  uint64_t pktno;
+  uint32_t pktno_n;
+  char pktno_s[24];
   char b[1 << 16];
 } obuf;
 /* Room guaranteed by ob_room() before a packet line's fixed part is formatted. */
@@ -155,8 +160,29 @@ static inline unsigned ndigits(uint64_t v) {
   return n + ndigits32((uint32_t)v);
 }
 /* v's digits at w, written in place from the end; returns the end. 32-bit arithmetic for
- * the usual values (a 64-bit division by a constant costs more). */
+ * the usual values (a 64-bit division by a constant costs more). Values below 10,000 (relative
+ * sequence numbers, lengths, address bytes, ports below 10,000: most numbers of a timeline
+ * line) take a straight path of at most one division, without the digit count and the loop. */
 static inline char *put_u32(char *w, uint32_t v) {
+  if (v < 100) {
+    if (v < 10) {
+      *w = (char)('0' + v);
+      return w + 1;
+    }
+    memcpy(w, digit_pairs + v * 2, 2);
+    return w + 2;
+  }
+  if (v < 10000) {
+    uint32_t hi = v / 100, lo = v % 100;
+    if (hi < 10) {
+      *w = (char)('0' + hi);
+      memcpy(w + 1, digit_pairs + lo * 2, 2);
+      return w + 3;
+    }
+    memcpy(w, digit_pairs + hi * 2, 2);
+    memcpy(w + 2, digit_pairs + lo * 2, 2);
+    return w + 4;
+  }
   char *e = w + ndigits32(v), *q = e;
   while (v >= 100) {
     uint32_t d = (v % 100) * 2;
@@ -183,6 +209,30 @@ static inline char *put_u64_right(char *w, uint64_t v, size_t width) {
     w += width - n;
   }
   return put_u64(w, v);
+}
+/* The packet number v as "%6llu" at w; returns the end. Frames are numbered 1, 2, 3...: when
+ * v is the previous line's number plus one, its text is incremented in place (usually one
+ * digit changes) instead of being formatted again; any other v is formatted afresh. */
+static char *put_pktno(char *w, obuf *o, uint64_t v) {
+  char *s = o->pktno_s;
+  if (o->pktno_n && v == o->pktno + 1) {
+    int i = (int)o->pktno_n - 1;
+    while (i >= 0 && s[i] == '9') s[i--] = '0';
+    if (i < 0) {  /* all nines: one digit more, the text grows to the right */
+      memmove(s + 1, s, o->pktno_n);
+      s[0] = '1';
+      o->pktno_n++;
+    } else if (s[i] == ' ') {  /* the carry reaches the padding */
+      s[i] = '1';
+    } else {
+      s[i]++;
+    }
+  } else {
+    o->pktno_n = (uint32_t)(put_u64_right(s, v, 6) - s);  /* at most 20 digits: fits s */
+  }
+  o->pktno = v;
+  memcpy(w, s, sizeof o->pktno_s);  /* fixed size: inline moves; the line has the room */
+  return w + o->pktno_n;
 }
 static char *put_u64_left(char *w, uint64_t v, size_t width) {
   char *e = put_u64(w, v);
@@ -300,7 +350,7 @@ static void print_packet(run *r, const sniff_pkt *p) {
   obuf *o = r->ob;
   char *w0 = ob_room(o, OB_LINE), *w = w0;
   /* "%6llu %11.6f #%-4u %-14s %s -> %s [%s] Seq=%u" */
-  w = put_u64_right(w, an->pkts, 6);
+  w = put_pktno(w, o, an->pkts);
   *w++ = ' ';
   if (rel < (UINT64_C(1) << 52)) {
     /* %.6f of rel/1e6 is exactly rel's digits with a point before the last six: the quotient
