@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
+#include <sys/stat.h>
 
 #include "sniff.h"
 
@@ -447,6 +448,74 @@ static int open_dumper(pcap_t *p, const input *in, run *r) {
   return 0;
 }
 
+/* The records of a classic pcap file read in 1 MiB blocks (pread) and taken from the block
+ * in place, without libpcap's two fread calls per record (stdio's buffer, then libpcap's):
+ * about a quarter of the instructions of a full analysis. (A mapping of the file saves the
+ * kernel's copy too but was slower here: the parser then waits for memory instead of for
+ * the kernel's streaming copy into a buffer that stays in cache.) libpcap has opened the
+ * file and checked its header (p); records are taken here only in the plain case, where
+ * libpcap would hand out each record's bytes untouched:
+ *   - a regular file starting with the native-order microsecond magic, version 2.4 (no
+ *     byte swapping, no time scaling, no swapped-length quirk of older minor versions);
+ *   - a complete record with caplen <= len and caplen <= the snapshot length libpcap settled
+ *     on (so none of libpcap's cuts or errors applies).
+ * At the first record that is not plain (damaged, cut short, the end of the file) or on a
+ * read error, the stream libpcap reads from is positioned at that record and 0 is returned:
+ * the libpcap loop then reads the rest exactly as it read whole files before, with libpcap's
+ * checks and messages. Time stamps are taken as libpcap takes them (32-bit signed fields).
+ * Returns 0, or -1 with a message when the stream cannot be positioned. */
+static int read_direct(const char *file, FILE *f, pcap_t *p, run *r, uint8_t *buf) {
+  struct stat st;
+  int fd = fileno(f);
+  if (!buf || fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) return 0;
+  int snap = pcap_snapshot(p);
+  if (snap <= 0 || (size_t)snap > READ_BUFFER - 16 ||
+      pcap_get_tstamp_precision(p) != PCAP_TSTAMP_PRECISION_MICRO)
+    return 0;
+  ssize_t n = pread(fd, buf, READ_BUFFER, 0);
+  if (n < 24) return 0;
+  uint32_t magic;
+  uint16_t major, minor;
+  memcpy(&magic, buf, 4);
+  memcpy(&major, buf + 4, 2);
+  memcpy(&minor, buf + 6, 2);
+  if (magic != 0xa1b2c3d4u || major != 2 || minor != 4) return 0;
+  off_t base = 0;            /* file offset of buf[0] */
+  size_t have = (size_t)n;   /* bytes in buf */
+  size_t at = 24;            /* next record in buf */
+  bool eof = false;
+  for (;;) {
+    if (have - at < 16 + (size_t)snap && !eof) {  /* maybe not a whole record left: refill */
+      memmove(buf, buf + at, have - at);
+      base += (off_t)at;
+      have -= at;
+      at = 0;
+      n = pread(fd, buf + have, READ_BUFFER - have, base + (off_t)have);
+      if (n <= 0) eof = true;  /* end, or an error libpcap will meet and report */
+      else have += (size_t)n;
+      continue;
+    }
+    if (have - at < 16) break;
+    struct pcap_pkthdr h;
+    int32_t sec, usec;
+    memcpy(&sec, buf + at, 4);
+    memcpy(&usec, buf + at + 4, 4);
+    memcpy(&h.caplen, buf + at + 8, 4);
+    memcpy(&h.len, buf + at + 12, 4);
+    if (h.caplen > h.len || h.caplen > (uint32_t)snap || have - at - 16 < h.caplen) break;
+    h.ts.tv_sec = sec;
+    h.ts.tv_usec = usec;
+    handle_frame(r, &h, buf + at + 16);
+    at += 16 + (size_t)h.caplen;
+  }
+  if (fseeko(f, base + (off_t)at, SEEK_SET) != 0) {
+    fprintf(stderr, "calc-sniff: %s: cannot seek after %" PRIu64 " packets: %s\n", file,
+            r->an.pkts, strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
 /* Reads a whole capture file. 0, or -1 with a message (exit 2). */
 static int read_file(const char *file, run *r, const input *in) {
   char err[PCAP_ERRBUF_SIZE] = "";
@@ -475,6 +544,13 @@ static int read_file(const char *file, run *r, const input *in) {
     return -1;
   }
   int rc = 0;
+  uint8_t *dbuf = f ? malloc(READ_BUFFER) : NULL;  /* read_direct's blocks */
+  int drc = f ? read_direct(file, f, p, r, dbuf) : 0;
+  free(dbuf);
+  if (drc < 0) {
+    rc = -1;
+    goto done;
+  }
   for (;;) {
     struct pcap_pkthdr *h;
     const u_char *bytes;
@@ -489,6 +565,7 @@ static int read_file(const char *file, run *r, const input *in) {
     rc = -1;
     break;
   }
+done:
   if (r->dumper) pcap_dump_close(r->dumper);
   r->dumper = NULL;
   pcap_close(p);  /* closes f, which used iobuf */
