@@ -485,28 +485,32 @@ static int read_direct(const char *file, FILE *f, pcap_t *p, run *r, uint8_t *bu
   size_t at = 24;            /* next record in buf */
   bool eof = false;
   for (;;) {
-    if (have - at < 16 + (size_t)snap && !eof) {  /* maybe not a whole record left: refill */
-      memmove(buf, buf + at, have - at);
-      base += (off_t)at;
-      have -= at;
-      at = 0;
-      n = pread(fd, buf + have, READ_BUFFER - have, base + (off_t)have);
-      if (n <= 0) eof = true;  /* end, or an error libpcap will meet and report */
-      else have += (size_t)n;
-      continue;
+    size_t left = have - at;
+    if (left >= 16) {
+      struct pcap_pkthdr h;
+      int32_t sec, usec;
+      memcpy(&sec, buf + at, 4);
+      memcpy(&usec, buf + at + 4, 4);
+      memcpy(&h.caplen, buf + at + 8, 4);
+      memcpy(&h.len, buf + at + 12, 4);
+      if (h.caplen > h.len || h.caplen > (uint32_t)snap) break;
+      if (left - 16 >= h.caplen) {
+        h.ts.tv_sec = sec;
+        h.ts.tv_usec = usec;
+        handle_frame(r, &h, buf + at + 16);
+        at += 16 + (size_t)h.caplen;
+        continue;
+      }
     }
-    if (have - at < 16) break;
-    struct pcap_pkthdr h;
-    int32_t sec, usec;
-    memcpy(&sec, buf + at, 4);
-    memcpy(&usec, buf + at + 4, 4);
-    memcpy(&h.caplen, buf + at + 8, 4);
-    memcpy(&h.len, buf + at + 12, 4);
-    if (h.caplen > h.len || h.caplen > (uint32_t)snap || have - at - 16 < h.caplen) break;
-    h.ts.tv_sec = sec;
-    h.ts.tv_usec = usec;
-    handle_frame(r, &h, buf + at + 16);
-    at += 16 + (size_t)h.caplen;
+    /* the next record is not wholly in buf: keep its start, read on (it fits: caplen <= snap) */
+    if (eof) break;
+    memmove(buf, buf + at, left);
+    base += (off_t)at;
+    have = left;
+    at = 0;
+    n = pread(fd, buf + have, READ_BUFFER - have, base + (off_t)have);
+    if (n <= 0) eof = true;  /* end, or an error libpcap will meet and report */
+    else have += (size_t)n;
   }
   if (fseeko(f, base + (off_t)at, SEEK_SET) != 0) {
     fprintf(stderr, "calc-sniff: %s: cannot seek after %" PRIu64 " packets: %s\n", file,
