@@ -254,11 +254,22 @@ static char *put_lit(char *w, const char *s, size_t n) {
 /* "a.b.c.d:port" or "[v6]:port" at w (at most 64 bytes); returns the end. */
 static char *put_addr(char *w, const sniff_conn *c, int side) {
   if (c->af == 4) {  /* the common case, without inet_ntop's and printf's generality */
+    /* the last IPv4 address's text is kept: captures mostly repeat a few addresses */
+    static uint8_t last[4];
+    static char last_s[16];
+    static size_t last_n;
     const uint8_t *q = c->addr[side];
-    for (int i = 0; i < 4; i++) {
-      if (i) *w++ = '.';
-      w = put_u64(w, q[i]);
+    if (!last_n || memcmp(q, last, 4)) {
+      char *t = last_s;
+      for (int i = 0; i < 4; i++) {
+        if (i) *t++ = '.';
+        t = put_u64(t, q[i]);
+      }
+      memcpy(last, q, 4);
+      last_n = (size_t)(t - last_s);
     }
+    memcpy(w, last_s, sizeof last_s);  /* fixed size: inline moves; w has 64 bytes of room */
+    w += last_n;
     *w++ = ':';
     return put_u64(w, c->port[side]);
   }
