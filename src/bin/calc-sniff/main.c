@@ -615,7 +615,12 @@ static int capture_live(const input *in, run *r) {
   }
   pcap_set_snaplen(p, LIVE_SNAPLEN);
   pcap_set_promisc(p, 0);
-  pcap_set_immediate_mode(p, 1);
+  /* Not immediate mode: that forces TPACKET_V2, whose ring has one fixed slot per packet sized
+   * for the interface MTU (64 KiB on lo), so 64 MiB held about a thousand packets and the
+   * kernel dropped under full benchmark load. TPACKET_V3 packs packets into blocks that are
+   * handed over when full or after LIVE_POLL_MS (the timeout below), so the same buffer holds
+   * hundreds of thousands of small segments; the stop below waits out one more block timeout. */
+  pcap_set_immediate_mode(p, 0);
   pcap_set_buffer_size(p, LIVE_BUFFER);
   pcap_set_timeout(p, LIVE_POLL_MS);
   int a = pcap_activate(p);
@@ -681,7 +686,14 @@ static int capture_live(const input *in, run *r) {
       fflush(r->out);
     }
   }
-  while (pcap_dispatch(p, -1, pcap_cb, (u_char *)r) > 0) {}
+  /* Drain: the block being filled is handed over only at its timeout, so keep reading for one
+   * more timeout (plus a margin) to analyse the packets that arrived just before the stop. */
+  double drain_until = now_s() + (LIVE_POLL_MS + 150) / 1000.0;
+  while (rc == 0 && now_s() < drain_until) {
+    struct pollfd pfd = {fd, POLLIN, 0};
+    if (fd >= 0) poll(&pfd, 1, 20); else usleep(20000);
+    if (pcap_dispatch(p, -1, pcap_cb, (u_char *)r) == PCAP_ERROR) break;
+  }
   struct pcap_stat st;
   if (pcap_stats(p, &st) == 0) {
     r->drops = (uint64_t)st.ps_drop + st.ps_ifdrop;
