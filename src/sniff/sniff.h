@@ -19,6 +19,7 @@
 
 #include "calc/buf.h"
 #include "calc/wire.h"
+#include "sniff_array.h"
 
 /* ---- link types (LINKTYPE_ values as stored in files; pcap_datalink() returns DLT_ values,
  * which equal these except RAW, which is DLT 12 or 14 on some systems and 101 in files) ---- */
@@ -182,13 +183,14 @@ void sniff_opts_default(sniff_opts *o);
 
 typedef struct sniff_an {
   sniff_opts o;
-  sniff_conn *conns; uint32_t nconns, capconns;
+  sniff_conn *conns; uint32_t nconns;  /* conns = conn_store.items */
+  sniff_array conn_store;
   /* 4-tuple -> latest conn id (0 empty); the hash is kept beside the id so that probing
    * touches a connection only when its hash matches (one cache miss per packet, not per probe) */
   struct sniff_slot { uint32_t id, hash; } *slots;
   uint32_t nslots, nused;
-  sniff_msg *msgs; uint32_t nmsgs, capmsgs;
-  size_t conns_ready, msgs_ready; /* bytes of conns / msgs populated ahead (sniff_tcp.c) */
+  sniff_msg *msgs; uint32_t nmsgs;      /* msgs = msg_store.items */
+  sniff_array msg_store;
   uint32_t *pending; uint32_t npending, cappending;  /* proxy conns with unanswered request */
   uint32_t *finish; uint32_t nfinish, capfinish;     /* conns sniff_finish must visit */
   bool finish_all;          /* the list above could not grow: sniff_finish visits all */

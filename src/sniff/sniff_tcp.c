@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "calc/alloc.h"
 #include "calc/eval.h"
@@ -152,9 +151,9 @@ void sniff_an_free(sniff_an *an) {
     dir_free(&an->conns[i].d[0]);
     dir_free(&an->conns[i].d[1]);
   }
-  calc_free(an->conns);
+  sniff_array_free(&an->conn_store);
   calc_free(an->slots);
-  calc_free(an->msgs);
+  sniff_array_free(&an->msg_store);
   calc_free(an->pending);
   calc_free(an->finish);
   if (an->tc) {
@@ -222,33 +221,6 @@ static void hist_add(sniff_conn *c, int dir, int letter) {
   }
 }
 
-/* Growth of the connection and message arrays. Each of their pages is touched once, and in a
- * VM a page fault costs microseconds: for a 200,000-packet capture the faults cost as much as
- * all the parsing. So the arrays are populated ahead of use, POPULATE_MIN bytes at a time, in
- * one madvise(MADV_POPULATE_WRITE) call (Linux 5.14) instead of one fault per page; where that
- * is unavailable nothing changes. Only the part about to be used is populated: a doubled
- * capacity that is never filled costs nothing (populating all of it cost a fifth of the
- * memory of a benchmark run). */
-#define POPULATE_MIN (1u << 20)
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
-static void *grow_array(void *p, size_t old_bytes, size_t bytes) {
-  (void)old_bytes;
-  return calc_realloc(p, bytes);
-}
-/* base[0, used) is about to be written; *ready bytes of it are populated already. */
-static void populate_ahead(void *base, size_t *ready, size_t used, size_t cap) {
-  if (used <= *ready) return;
-  size_t to = *ready + POPULATE_MIN;
-  if (to < used) to = used;
-  if (to > cap) to = cap;
-  uintptr_t a = ((uintptr_t)base + *ready + 4095) & ~(uintptr_t)4095;
-  uintptr_t e = ((uintptr_t)base + to) & ~(uintptr_t)4095;
-  if (e > a) madvise((void *)a, e - a, MADV_POPULATE_WRITE);
-  *ready = to;
-}
-
 /* ---- the 4-tuple table: open addressing, linear probing, value = latest conn id ---- */
 static uint32_t mix32(uint32_t h) {
   h ^= h >> 16; h *= 0x7feb352dU; h ^= h >> 15; h *= 0x846ca68bU; h ^= h >> 16;
@@ -311,15 +283,9 @@ static sniff_conn *conn_new(sniff_an *an, const sniff_pkt *p, bool orig_is_src, 
     an->limited = true;
     return NULL;
   }
-  if (an->nconns == an->capconns) {
-    uint32_t n = an->capconns ? an->capconns * 2 : 256;
-    sniff_conn *c = grow_array(an->conns, (size_t)an->capconns * sizeof *c, (size_t)n * sizeof *c);
-    if (!c) return NULL;
-    an->conns = c;
-    an->capconns = n;
-  }
-  populate_ahead(an->conns, &an->conns_ready, ((size_t)an->nconns + 1) * sizeof *an->conns,
-                 (size_t)an->capconns * sizeof *an->conns);
+  sniff_conn *conns = sniff_array_room(&an->conn_store, an->nconns, sizeof *conns, SNIFF_MAX_CONNS);
+  if (!conns) return NULL;
+  an->conns = conns;
   sniff_conn *c = &an->conns[an->nconns++];
   memset(c, 0, sizeof *c);
   c->id = an->nconns;
@@ -595,18 +561,12 @@ static void framer_feed(sniff_an *an, sniff_conn *c, int dir, const uint8_t *dat
         d->desync = true;
         return;
       }
-      if (an->nmsgs == an->capmsgs) {
-        uint32_t cap = an->capmsgs ? an->capmsgs * 2 : 256;
-        sniff_msg *ms = grow_array(an->msgs, (size_t)an->capmsgs * sizeof *ms, (size_t)cap * sizeof *ms);
-        if (!ms) {
-          an->oom = true;
-          return;
-        }
-        an->msgs = ms;
-        an->capmsgs = cap;
+      sniff_msg *ms = sniff_array_room(&an->msg_store, an->nmsgs, sizeof *ms, SNIFF_MAX_MSGS);
+      if (!ms) {
+        an->oom = true;
+        return;
       }
-      populate_ahead(an->msgs, &an->msgs_ready, ((size_t)an->nmsgs + 1) * sizeof *an->msgs,
-                     (size_t)an->capmsgs * sizeof *an->msgs);
+      an->msgs = ms;
       sniff_msg *m = &an->msgs[an->nmsgs];
       memset(m, 0, sizeof *m);
       m->conn = c->id;
