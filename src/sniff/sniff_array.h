@@ -37,4 +37,11 @@ static inline void *sniff_array_room(sniff_array *a, uint32_t n, size_t size, ui
 /* Releases the records (their contents must have been released by the caller). */
 void sniff_array_free(sniff_array *a);
 
+/* The reservation underneath, for other large buffers that want the same treatment: bytes of
+ * address space starting on a huge-page boundary, PROT_NONE, with MADV_HUGEPAGE asked (NULL
+ * when refused); sniff_commit makes [from, to) of it usable and populated (0, or -1). */
+void *sniff_reserve(size_t bytes);
+int sniff_commit(void *base, size_t from, size_t to);
+void sniff_unreserve(void *base, size_t bytes);
+
 #endif

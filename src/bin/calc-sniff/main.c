@@ -16,6 +16,7 @@
 #include <arpa/inet.h>
 #include <sys/stat.h>
 
+#include "block_reader.h"
 #include "sniff.h"
 
 enum { EXIT_PASS = 0, EXIT_FAILV = 1, EXIT_USAGE = 2, EXIT_INCONCLUSIVE = 3 };
@@ -25,7 +26,10 @@ enum { EXIT_PASS = 0, EXIT_FAILV = 1, EXIT_USAGE = 2, EXIT_INCONCLUSIVE = 3 };
 #define LIVE_SNAPLEN 262144
 #define LIVE_POLL_MS 100
 #define MAX_PORTS 16
-#define READ_BUFFER (1 << 20)
+#define READ_BUFFER (64 << 10)
+/* read_direct's blocks: small enough to be parsed while still in cache, and with the room
+ * before each (one snapshot length) four of them fill one 2 MiB huge page */
+#define READ_BLOCK ((256 << 10) - 64)
 
 static volatile sig_atomic_t g_stop;
 static void on_signal(int sig) {
@@ -446,6 +450,13 @@ static int check_dlt(pcap_t *p, const char *what, run *r) {
             n ? n : "unknown");
     return -1;
   }
+  /* The input is open: the timeline's column header goes first (not before, so that an
+   * input that cannot be read leaves nothing on stdout but its message on stderr). */
+  if (r->ob) {
+    static const char head[] = "   No.        Time Conn  Role           "
+                               "Source -> Destination [Flags] Seq Ack Win Len  | notes\n";
+    ob_write(r->ob, head, sizeof head - 1);
+  }
   return 0;
 }
 
@@ -459,13 +470,13 @@ static int open_dumper(pcap_t *p, const input *in, run *r) {
   return 0;
 }
 
-/* The records of a classic pcap file read in 1 MiB blocks (pread) and taken from the block
- * in place, without libpcap's two fread calls per record (stdio's buffer, then libpcap's):
- * about a quarter of the instructions of a full analysis. (A mapping of the file saves the
- * kernel's copy too but was slower here: the parser then waits for memory instead of for
- * the kernel's streaming copy into a buffer that stays in cache.) libpcap has opened the
- * file and checked its header (p); records are taken here only in the plain case, where
- * libpcap would hand out each record's bytes untouched:
+/* The records of a classic pcap file taken in place from blocks a reader thread reads ahead
+ * (block_reader.h), without libpcap's two fread calls per record (stdio's buffer, then
+ * libpcap's): about a quarter of the instructions of a full analysis, and the kernel's copy
+ * then runs on another core. (A mapping of the file saves the copy too but was slower here:
+ * the parser then waits for a page fault per 4 KiB of file.) libpcap has opened the file and
+ * checked its header (p); records are taken here only in the plain case, where libpcap would
+ * hand out each record's bytes untouched:
  *   - a regular file starting with the native-order microsecond magic, version 2.4 (no
  *     byte swapping, no time scaling, no swapped-length quirk of older minor versions);
  *   - a complete record with caplen <= len and caplen <= the snapshot length libpcap settled
@@ -475,55 +486,56 @@ static int open_dumper(pcap_t *p, const input *in, run *r) {
  * the libpcap loop then reads the rest exactly as it read whole files before, with libpcap's
  * checks and messages. Time stamps are taken as libpcap takes them (32-bit signed fields).
  * Returns 0, or -1 with a message when the stream cannot be positioned. */
-static int read_direct(const char *file, FILE *f, pcap_t *p, run *r, uint8_t *buf) {
+static int read_direct(const char *file, FILE *f, pcap_t *p, run *r) {
   struct stat st;
   int fd = fileno(f);
-  if (!buf || fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) return 0;
+  if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) return 0;
   int snap = pcap_snapshot(p);
-  if (snap <= 0 || (size_t)snap > READ_BUFFER - 16 ||
-      pcap_get_tstamp_precision(p) != PCAP_TSTAMP_PRECISION_MICRO)
-    return 0;
-  ssize_t n = pread(fd, buf, READ_BUFFER, 0);
-  if (n < 24) return 0;
+  if (snap <= 0 || pcap_get_tstamp_precision(p) != PCAP_TSTAMP_PRECISION_MICRO) return 0;
+  uint8_t fh[24];
   uint32_t magic;
   uint16_t major, minor;
-  memcpy(&magic, buf, 4);
-  memcpy(&major, buf + 4, 2);
-  memcpy(&minor, buf + 6, 2);
+  if (pread(fd, fh, sizeof fh, 0) != (ssize_t)sizeof fh) return 0;
+  memcpy(&magic, fh, 4);
+  memcpy(&major, fh + 4, 2);
+  memcpy(&minor, fh + 6, 2);
   if (magic != 0xa1b2c3d4u || major != 2 || minor != 4) return 0;
-  off_t base = 0;            /* file offset of buf[0] */
-  size_t have = (size_t)n;   /* bytes in buf */
-  size_t at = 24;            /* next record in buf */
-  bool eof = false;
-  for (;;) {
-    size_t left = have - at;
-    if (left >= 16) {
+  /* A record cut by a block boundary is carried to the room before the next block: it is
+   * shorter than a record header and the longest record libpcap accepts. */
+  block_reader *br = block_reader_start(fd, 24, READ_BLOCK, 16 + (size_t)snap, true);
+  if (!br) return 0;
+  off_t pos = 24;            /* file offset of the next record */
+  const uint8_t *at = NULL;  /* the next record's bytes ... */
+  size_t left = 0;           /* ... and how many of them are at hand */
+  block b;
+  bool plain = true;
+  while (plain && block_reader_next(br, &b) == 0) {
+    uint8_t *start = b.data - left;
+    if (left) memcpy(start, at, left);
+    at = start;
+    left += b.len;
+    while (left >= 16) {
       struct pcap_pkthdr h;
       int32_t sec, usec;
-      memcpy(&sec, buf + at, 4);
-      memcpy(&usec, buf + at + 4, 4);
-      memcpy(&h.caplen, buf + at + 8, 4);
-      memcpy(&h.len, buf + at + 12, 4);
-      if (h.caplen > h.len || h.caplen > (uint32_t)snap) break;
-      if (left - 16 >= h.caplen) {
-        h.ts.tv_sec = sec;
-        h.ts.tv_usec = usec;
-        handle_frame(r, &h, buf + at + 16);
-        at += 16 + (size_t)h.caplen;
-        continue;
+      memcpy(&sec, at, 4);
+      memcpy(&usec, at + 4, 4);
+      memcpy(&h.caplen, at + 8, 4);
+      memcpy(&h.len, at + 12, 4);
+      if (h.caplen > h.len || h.caplen > (uint32_t)snap) {
+        plain = false;
+        break;
       }
+      if (left - 16 < h.caplen) break;
+      h.ts.tv_sec = sec;
+      h.ts.tv_usec = usec;
+      handle_frame(r, &h, at + 16);
+      at += 16 + (size_t)h.caplen;
+      left -= 16 + (size_t)h.caplen;
+      pos += 16 + (off_t)h.caplen;
     }
-    /* the next record is not wholly in buf: keep its start, read on (it fits: caplen <= snap) */
-    if (eof) break;
-    memmove(buf, buf + at, left);
-    base += (off_t)at;
-    have = left;
-    at = 0;
-    n = pread(fd, buf + have, READ_BUFFER - have, base + (off_t)have);
-    if (n <= 0) eof = true;  /* end, or an error libpcap will meet and report */
-    else have += (size_t)n;
   }
-  if (fseeko(f, base + (off_t)at, SEEK_SET) != 0) {
+  block_reader_stop(br);
+  if (fseeko(f, pos, SEEK_SET) != 0) {
     fprintf(stderr, "calc-sniff: %s: cannot seek after %" PRIu64 " packets: %s\n", file,
             r->an.pkts, strerror(errno));
     return -1;
@@ -534,8 +546,10 @@ static int read_direct(const char *file, FILE *f, pcap_t *p, run *r, uint8_t *bu
 /* Reads a whole capture file. 0, or -1 with a message (exit 2). */
 static int read_file(const char *file, run *r, const input *in) {
   char err[PCAP_ERRBUF_SIZE] = "";
-  /* A file is opened here with a 1 MiB stdio buffer: libpcap reads each record with fread,
-   * and with the default buffer (one block) a 30 MB capture costs ~8,000 read calls. */
+  /* A file is opened here with a 64 KiB stdio buffer: where libpcap reads the records (not
+   * read_direct's plain case) it reads each with fread, and with the default buffer (one
+   * 4 KiB block) a 30 MB capture costs ~8,000 read calls. Not larger: the buffer is filled
+   * once even when read_direct then reads the file, and each fresh page costs a fault. */
   pcap_t *p = NULL;
   FILE *f = strcmp(file, "-") ? fopen(file, "rb") : NULL;
   char *iobuf = NULL;  /* glibc ignores setvbuf's size without a buffer: give it one */
@@ -559,10 +573,7 @@ static int read_file(const char *file, run *r, const input *in) {
     return -1;
   }
   int rc = 0;
-  uint8_t *dbuf = f ? malloc(READ_BUFFER) : NULL;  /* read_direct's blocks */
-  int drc = f ? read_direct(file, f, p, r, dbuf) : 0;
-  free(dbuf);
-  if (drc < 0) {
+  if (f && read_direct(file, f, p, r) < 0) {
     rc = -1;
     goto done;
   }
@@ -1004,8 +1015,6 @@ int main(int argc, char **argv) {
     sniff_an_init(&r.an, &so);
     static obuf ob;
     if (mode == OUT_TIMELINE) {
-      fprintf(r.out, "%6s %11s %-5s %-14s %s\n", "No.", "Time", "Conn", "Role",
-              "Source -> Destination [Flags] Seq Ack Win Len  | notes");
       ob.f = r.out;
       r.ob = &ob;
     }

@@ -1,0 +1,194 @@
+"""calc-sniff reading capture files (issue 5 items 1 and 6): every way a file is read gives
+the same analysis, and damaged files get a clear message and exit 2, never a crash or a hang.
+
+A native-order microsecond pcap file is read by calc-sniff itself, in blocks a reader thread
+reads ahead, with records cut by block boundaries carried over; standard input, byte-swapped
+and nanosecond files are read by libpcap. The captures here are crafted so that many records
+(up to 64 KiB each) straddle the 256 KiB blocks, and the two paths are compared on them."""
+import random
+import struct
+import subprocess
+
+import pytest
+
+from calcproc import exe
+
+LO = bytes([127, 0, 0, 1])
+ETH = b"\0" * 12 + b"\x08\x00"
+
+
+def frame(sport, dport, seq, ack, flags, data=b""):
+    ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 40 + len(data), 0, 0x4000, 64, 6, 0, LO, LO)
+    tcp = struct.pack(">HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, 0x50, flags,
+                      65483, 0, 0)
+    return ETH + ip + tcp + data
+
+
+def message(payload_len, rng, request=True):
+    """A calculator message: a real header, then payload bytes (not a valid pickle: flagged
+    malformed, which both read paths must report alike)."""
+    flags = 0x1C00 if request else 0x18C8
+    return struct.pack(">IHHHH", 0x638F6089, 12 + payload_len, flags, 65535, 0) + rng.randbytes(payload_len)
+
+
+def records(seed=7, conns=120):
+    """(ts_usec, frame) of conns client->server connections with large, split messages."""
+    rng = random.Random(seed)
+    t = 1_670_340_000_000_000
+    out = []
+    for k in range(conns):
+        cp, isn_c, isn_s = 20000 + k, rng.getrandbits(32), rng.getrandbits(32)
+        n = [isn_c + 1, isn_s + 1]
+
+        def seg(side, flags, data=b""):
+            nonlocal t
+            t += rng.randrange(1, 900)
+            a, b = (cp, 9999) if side == 0 else (9999, cp)
+            out.append((t, frame(a, b, n[side], n[1 - side], flags, data)))
+            n[side] += len(data)
+
+        out.append((t, frame(cp, 9999, isn_c, 0, 0x02)))
+        out.append((t + 1, frame(9999, cp, isn_s, isn_c + 1, 0x12)))
+        out.append((t + 2, frame(cp, 9999, isn_c + 1, isn_s + 1, 0x10)))
+        for side, size in ((0, rng.randrange(0, 60000)), (1, rng.randrange(0, 65000))):
+            m = message(size, rng, request=side == 0)
+            while m:  # segments of up to 64 KiB, as on lo
+                cut = rng.randrange(1, 65483)
+                seg(side, 0x18, m[:cut])
+                m = m[cut:]
+                seg(1 - side, 0x10)
+        seg(0, 0x11)
+        n[0] += 1
+        seg(1, 0x11)
+        n[1] += 1
+        seg(0, 0x10)
+    return out
+
+
+def pcap_bytes(recs, endian="<", nano=False, snaplen=262144):
+    magic = 0xA1B23C4D if nano else 0xA1B2C3D4
+    b = [struct.pack(endian + "IHHiIII", magic, 2, 4, 0, 0, snaplen, 1)]
+    for ts, fr in recs:
+        sub = ts % 1_000_000 * (1000 if nano else 1)
+        b.append(struct.pack(endian + "IIII", ts // 1_000_000, sub, len(fr), len(fr)) + fr)
+    return b"".join(b)
+
+
+@pytest.fixture(scope="module")
+def capture(tmp_path_factory):
+    d = tmp_path_factory.mktemp("files")
+    recs = records()
+    files = {"native": pcap_bytes(recs), "swapped": pcap_bytes(recs, ">"),
+             "nano": pcap_bytes(recs, nano=True)}
+    paths = {}
+    for name, data in files.items():
+        paths[name] = d / f"{name}.pcap"
+        paths[name].write_bytes(data)
+    assert len(files["native"]) > 8 * 256 * 1024, "the capture must span many read blocks"
+    return d, paths, recs
+
+
+def sniff(*args, stdin=None):
+    return subprocess.run([exe("calc-sniff"), *map(str, args)], input=stdin, capture_output=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize("mode", [[], ["--json"], ["--trace"], ["--summary"]])
+def test_every_read_path_gives_the_same_analysis(capture, mode):
+    _, paths, recs = capture
+    direct = sniff("-r", paths["native"], *mode)
+    assert direct.returncode == 0, direct.stderr
+    assert direct.stdout
+    piped = sniff("-r", "-", *mode, stdin=paths["native"].read_bytes())
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout == direct.stdout
+    for other in ("swapped", "nano"):
+        r = sniff("-r", paths[other], *mode)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == direct.stdout, other
+
+
+def test_every_record_passes_through_intact(capture, tmp_path):
+    """-w writes each record read: for a native file the copy is the file itself, so no record
+    cut by a block boundary lost or gained a byte."""
+    _, paths, recs = capture
+    copy = tmp_path / "copy.pcap"
+    r = sniff("-r", paths["native"], "--summary", "-w", copy)
+    assert r.returncode == 0, r.stderr
+    assert copy.read_bytes() == paths["native"].read_bytes()
+
+
+def whole_records_before(data, cut):
+    """Records wholly inside data[:cut]."""
+    at, n = 24, 0
+    while at + 16 <= cut:
+        caplen = struct.unpack_from("<I", data, at + 8)[0]
+        if at + 16 + caplen > cut:
+            break
+        at += 16 + caplen
+        n += 1
+    return n
+
+
+def test_truncated_files_report_where_they_end(capture, tmp_path):
+    _, paths, _ = capture
+    data = paths["native"].read_bytes()
+    rng = random.Random(3)
+    cuts = [30, 24 + 8, 256 * 1024, 256 * 1024 + 5, len(data) - 1, len(data) - 20]
+    cuts += [rng.randrange(24, len(data)) for _ in range(12)]
+    for cut in cuts:
+        f = tmp_path / "cut.pcap"
+        f.write_bytes(data[:cut])
+        r = sniff("-r", f, "--summary")
+        n = whole_records_before(data, cut)
+        err = r.stderr.decode()
+        # a cut exactly after a record is a shorter, valid file
+        if whole_records_end(data, n) == cut:
+            assert r.returncode == 0, (cut, err)
+            continue
+        assert r.returncode == 2, (cut, err)
+        assert f"corrupt or truncated capture after {n} packets" in err, (cut, err)
+        piped = sniff("-r", "-", "--summary", stdin=data[:cut])
+        assert piped.returncode == 2 and piped.stderr.decode().replace("-:", f"{f}:") == err, cut
+
+
+def whole_records_end(data, n):
+    at = 24
+    for _ in range(n):
+        at += 16 + struct.unpack_from("<I", data, at + 8)[0]
+    return at
+
+
+def test_corrupt_record_is_reported_by_number(capture, tmp_path):
+    """A record claiming more bytes than the snapshot length, deep in the file."""
+    _, paths, recs = capture
+    data = bytearray(paths["native"].read_bytes())
+    for k in (0, 1, len(recs) // 2, len(recs) - 1):
+        at = whole_records_end(data, k)
+        bad = bytearray(data)
+        struct.pack_into("<II", bad, at + 8, 300000, 300000)
+        f = tmp_path / "bad.pcap"
+        f.write_bytes(bad)
+        r = sniff("-r", f, "--summary")
+        assert r.returncode == 2
+        assert f"corrupt or truncated capture after {k} packets" in r.stderr.decode()
+        piped = sniff("-r", "-", "--summary", stdin=bytes(bad))
+        assert piped.returncode == 2
+        assert f"corrupt or truncated capture after {k} packets" in piped.stderr.decode()
+
+
+@pytest.mark.parametrize("content", [b"", b"\xd4\xc3\xb2", b"not a capture at all, just text\n" * 4])
+def test_not_a_capture(tmp_path, content):
+    f = tmp_path / "x.pcap"
+    f.write_bytes(content)
+    r = sniff("-r", f)
+    assert r.returncode == 2
+    assert r.stderr.decode().startswith(f"calc-sniff: {f}: cannot read capture")
+    assert not r.stdout
+
+
+def test_missing_file_and_directory(tmp_path):
+    for path in (tmp_path / "nope.pcap", tmp_path):
+        r = sniff("-r", path)
+        assert r.returncode == 2
+        assert r.stderr.decode().startswith(f"calc-sniff: {path}: cannot read capture"), r.stderr
