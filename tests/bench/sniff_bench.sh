@@ -127,9 +127,13 @@ if command -v tshark >/dev/null 2>&1; then
   set -- $(best tshark -r "$cap" -q -z conv,tcp); w_ts=$1; c_ts=$2
   printf '%-44s %7s s wall %7s s cpu\n' "tshark -r FILE -q -z conv,tcp" "$w_ts" "$c_ts"
   echo "calc-sniff's full analysis is $(ratio $w_ts $w_full)x faster than tshark (wall), $(ratio $c_ts $c_full)x (cpu); --stats $(ratio $w_ts $w_sum)x, --json $(ratio $w_ts $w_json)x (wall)"
+  tgt_ts=$(echo "$w_ts $w_full" | awk '{print ($1 / $2 >= 50) ? "met" : "NOT met"}')
 else
   echo "tshark: not installed here, no comparison (install tshark and rerun)"
+  tgt_ts="not measured (no tshark)"
 fi
+tgt_loop=$(echo "$w_full $w_loop" | awk '{print ($1 / $2 <= 3) ? "met" : "NOT met"}')
+echo "issue 5 targets (wall): at least 50x faster than tshark: $tgt_ts; at most 3x the bare loop: $tgt_loop"
 if [ "${CALLGRIND:-0}" = 1 ] && command -v valgrind >/dev/null 2>&1; then
   # ir CMD...: instructions executed by CMD (output discarded), from callgrind's summary
   ir() {
