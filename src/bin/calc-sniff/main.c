@@ -492,6 +492,9 @@ static int read_direct(const char *file, FILE *f, pcap_t *p, run *r) {
   if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) return 0;
   int snap = pcap_snapshot(p);
   if (snap <= 0 || pcap_get_tstamp_precision(p) != PCAP_TSTAMP_PRECISION_MICRO) return 0;
+  /* libpcap read the file header from the start of the file (not from wherever an inherited
+   * descriptor such as /dev/stdin happened to be): the records follow at offset 24 */
+  if (ftello(f) != 24) return 0;
   uint8_t fh[24];
   uint32_t magic;
   uint16_t major, minor;
