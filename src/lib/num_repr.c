@@ -8,6 +8,7 @@
  * Format (CPython's format_float_short with repr flags): with decimal exponent e (d.ddd*10**e)
  * fixed notation when -4 <= e < 16, always with a ".0" when integral; otherwise d.ddde+XX with
  * at least two exponent digits. */
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,7 +103,7 @@ static int repr_probe(double x, int p, char *digits, int *exp10) {
 
 /* The shortest length by binary search over 1..17 (about 4 probes instead of up to 17); the
  * answer is the same as the linear search's: same length, same candidate order. */
-static int repr_shortest(double x, char *digits, int *exp10) {
+static int repr_shortest_search(double x, char *digits, int *exp10) {
   int lo = 1, hi = 17, found = 0;   /* found: digits of the probe at hi, 0 if not probed */
   while (lo < hi) {
     int mid = (lo + hi) / 2;
@@ -125,6 +126,25 @@ static int repr_shortest(double x, char *digits, int *exp10) {
   char tmp[48];
   snprintf(tmp, sizeof tmp, "%.16e", x);
   return repr_parse_e(tmp, digits, exp10);
+}
+
+/* The shortest digits of a positive x. For a normal double (x >= DBL_MIN) two probes settle
+ * most cases, because 15 digits are finer than a double's precision (DBL_DIG): the 15-digit
+ * decimals are spaced at least 10**(e-14) apart around x, more than four times the width of
+ * the interval of decimals that read back as x (at most one unit in x's last binary place).
+ * So at most one decimal of 15 or fewer digits reads back as x, and when one does, its
+ * zero-padded 15-digit form is the correctly rounded 15-digit candidate: if that candidate
+ * reads back, it is the answer once its trailing zeros are stripped (the caller strips them);
+ * if not, nothing shorter than 16 digits does and the probes at 16 and 17 digits decide, as
+ * in the search. Subnormals have fewer significant bits, so they take the search. */
+static int repr_shortest(double x, char *digits, int *exp10) {
+  if (x < DBL_MIN) return repr_shortest_search(x, digits, exp10);
+  char tmp[48];
+  snprintf(tmp, sizeof tmp, "%.14e", x);
+  int n = repr_parse_e(tmp, digits, exp10);
+  if (repr_roundtrips(digits, n, *exp10, x)) return n;
+  if ((n = repr_probe(x, 16, digits, exp10)) || (n = repr_probe(x, 17, digits, exp10))) return n;
+  return repr_shortest_search(x, digits, exp10);  /* unreachable: 17 digits always read back */
 }
 
 int calc_float_repr(double f, char *buf) {

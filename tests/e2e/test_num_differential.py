@@ -304,3 +304,39 @@ def test_differential(driver):
             mismatches.append((line[:160], want[:160], g[:160]))
     print("num differential: %d operations compared, %d mismatches" % (len(cases), len(mismatches)))
     assert not mismatches, "\n".join("%s\n  python: %s\n  calc:   %s" % m for m in mismatches[:25])
+
+
+def repr_cases(n=120000, seed=20261127):
+    """Doubles whose repr takes every path of calc_float_repr: any bit pattern, subnormals and
+    powers of two (lopsided intervals), short decimals and their neighbours (15 digits or
+    fewer), and values near the 16- and 17-digit boundaries."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        k = i % 6
+        if k == 0:
+            x = struct.unpack("<d", rng.getrandbits(64).to_bytes(8, "little"))[0]
+        elif k == 1:
+            x = math.ldexp(1.0, rng.randrange(-1074, 1024))
+        elif k == 2:
+            x = rng.randrange(1, 10 ** rng.randrange(1, 16)) / 10 ** rng.randrange(0, 30)
+        elif k == 3:
+            x = math.nextafter(rng.randrange(1, 10 ** 6) / 1000, rng.choice((0.0, math.inf)))
+        elif k == 4:
+            x = math.ldexp(rng.random(), rng.randrange(-1074, -1000))  # subnormal range
+        else:
+            x = rng.random() * 10 ** rng.randrange(-30, 30)
+        if math.isnan(x) or math.isinf(x):
+            continue
+        out.append(x)
+    return out
+
+
+def test_float_repr_against_python(driver):
+    """calc_float_repr's shortest digits (a 15-digit fast path, the 16/17-digit probes and the
+    search for subnormals) give Python's repr(float), checked through unary plus."""
+    xs = repr_cases()
+    got = run_driver(driver, ["un + f:" + x.hex() for x in xs])
+    bad = [(x.hex(), repr(x), g) for x, g in zip(xs, got) if g != "float " + repr(x)]
+    print("float repr: %d values compared, %d mismatches" % (len(xs), len(bad)))
+    assert not bad, bad[:20]
