@@ -104,6 +104,10 @@ int calc_server_answer(const calc_server_opts *o, const calc_msg *m, uint32_t no
   } else {
     calc_buf p;
     calc_buf_init(&p, CALC_MAX_PAYLOAD);
+    /* One allocation of about the payload's size (the steps' text, an opcode and a length per
+     * step) instead of a doubling series; an estimate past the limit is left to the encoder. */
+    size_t guess = steps.bytes + 16 * steps.n + 64;
+    if (guess <= CALC_MAX_PAYLOAD) calc_buf_reserve(&p, guess);
     if (calc_pickle_result(&result, &steps, &p) == 0) {
       rc = respond(o, now, 200, steps.n > 0, &p, out, info);
     } else {
