@@ -23,6 +23,11 @@ typedef struct calc_expr {
     struct { calc_unop op; struct calc_expr *operand; } un;         /* UNARY */
     struct { calc_fn fn; size_t argc; struct calc_expr **args; } call; /* CALL */
   } u;
+  /* CONST: its printed form, made by the first printout and kept with the node (a step
+   * printout repeats every constant of the tree, and formatting numbers was most of it);
+   * NULL until then. Owned by the node. */
+  char *text;
+  size_t text_len;
 } calc_expr;
 
 typedef struct calc_tree {

@@ -129,7 +129,10 @@ calc_expr *calc_expr_clone(const calc_expr *e) { return clone_at(e, 0); }
 void calc_expr_free(calc_expr *e) {
   if (!e) return;
   switch (e->kind) {
-    case CALC_EXPR_CONST: calc_num_clear(&e->u.num); break;
+    case CALC_EXPR_CONST:
+      calc_num_clear(&e->u.num);
+      calc_free(e->text);
+      break;
     case CALC_EXPR_NAMED: calc_free(e->u.named.name); break;
     case CALC_EXPR_BINARY:
       calc_expr_free(e->u.bin.left);

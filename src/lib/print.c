@@ -20,10 +20,27 @@
 /* Printing recurses over the tree; producers bound its depth (CALC_MAX_DEPTH), we re-check. */
 #define PRINT_MAX_DEPTH (CALC_MAX_DEPTH + 8)
 
+/* A constant's text, formatted once and kept with the node (expr.h); the node is the
+ * caller's, allocated and never shared between threads, so the cache is written through a
+ * cast. Where the copy cannot be kept the number is formatted each time, as before. */
+static int print_const(const calc_expr *e, calc_buf *out) {
+  if (e->text) return calc_buf_append(out, e->text, e->text_len);
+  size_t at = out->len;
+  if (calc_num_str(&e->u.num, out) < 0 || out->failed) return -1;
+  size_t n = out->len - at;
+  char *t = calc_malloc(n ? n : 1);
+  if (t) {
+    memcpy(t, out->data + at, n);
+    ((calc_expr *)e)->text = t;
+    ((calc_expr *)e)->text_len = n;
+  }
+  return 0;
+}
+
 static int print_full(const calc_expr *e, calc_buf *out, int depth) {
   if (depth > PRINT_MAX_DEPTH) return -1;
   switch (e->kind) {
-    case CALC_EXPR_CONST: return calc_num_str(&e->u.num, out);
+    case CALC_EXPR_CONST: return print_const(e, out);
     case CALC_EXPR_NAMED: return calc_buf_puts(out, e->u.named.name);
     case CALC_EXPR_BINARY:
       if (calc_buf_putc(out, '(') < 0 || print_full(e->u.bin.left, out, depth + 1) < 0 ||

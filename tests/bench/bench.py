@@ -5,10 +5,11 @@ usage: tests/bench/bench.py [BUILD_DIR] [--seconds S] [--conns N] [--json]
        BUILD_DIR defaults to $CALC_BUILD_DIR, else build/ at the repo root.
 
 Starts, on free loopback ports: calc-baseline, calc-server (one loop), calc-server --threads 2,
+calc-server --memo-bytes 0 (every answer computed; shown, not judged),
 and calc-proxy in front of the one-loop server (warmed with one E1 request so that every
 measured request is a cache hit). For each mode (one request per connection, keep-alive) it
 runs calc-bench with N connections and the report's E1 request against each target, in the
-order baseline, server, server x2, proxy, baseline: the baseline runs twice per mode and the
+order baseline, server, server x2, no memo, proxy, baseline: the baseline runs twice per mode and the
 ratios use the mean of its two runs, which halves the effect of load drift on this shared
 machine. Every response is checked (status 200, 564 bytes). Prints a table with requests/s,
 p50/p99/p99.9 latency (us) and the ratio to the baseline, then one summary line with the three
@@ -140,12 +141,15 @@ def main():
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        pb, ps, ps2, pp = free_port(), free_port(), free_port(), free_port()
+        pb, ps, ps2, pp, pn = free_port(), free_port(), free_port(), free_port(), free_port()
         xb = start("calc-baseline", [os.path.join(build, "calc-baseline"), "-p", str(pb)], pb)
         xs = start("calc-server", [os.path.join(build, "calc-server"), "-p", str(ps), "-q"], ps)
         xs2 = start("calc-server --threads 2",
                     [os.path.join(build, "calc-server"), "-p", str(ps2), "-q", "--threads", "2"],
                     ps2)
+        # Shown, not judged: the server with its answer memo off computes every answer.
+        xn = start("calc-server --memo-bytes 0",
+                   [os.path.join(build, "calc-server"), "-p", str(pn), "-q", "--memo-bytes", "0"], pn)
         xp = start("calc-proxy", [os.path.join(build, "calc-proxy"), "-pp", str(pp), "-sp",
                                   str(ps), "-q"], pp)
         warm = bench(build, pp, 1, 5, False, n=1)   # the E1 answer is now in the proxy's cache
@@ -153,7 +157,7 @@ def main():
             raise SystemExit(f"bench: warming the proxy failed: {warm}")
 
         targets = [("baseline", pb, xb), ("server", ps, xs), ("server x2", ps2, xs2),
-                   ("proxy hits", pp, xp), ("baseline", pb, xb)]
+                   ("no memo", pn, xn), ("proxy hits", pp, xp), ("baseline", pb, xb)]
         results = {}   # (mode, name) -> list of runs
         for keep in (False, True):
             mode = "keep-alive" if keep else "per-connection"
@@ -167,7 +171,7 @@ def main():
     for mode in ("per-connection", "keep-alive"):
         base_runs = results[(mode, "baseline")]
         base = sum(r["rps"] for r in base_runs) / len(base_runs)
-        for name in ("baseline", "server", "server x2", "proxy hits"):
+        for name in ("baseline", "server", "server x2", "no memo", "proxy hits"):
             for r in results[(mode, name)]:
                 bad += r["errors"]
                 ratio = r["rps"] / base if base else 0.0
@@ -201,6 +205,7 @@ def main():
                   f"{'-' if cpu is None else f'{cpu:.1f}':>10}")
         print("ratios are to the mean of the two baseline runs of the same mode; "
               "proxy hits: proxy -> server, E1 cached;\n"
+              "no memo: calc-server --memo-bytes 0, every answer computed (shown, not judged);\n"
               "cpu us/req: CPU time of the measured process per answered request (user+sys, "
               "from /proc; less sensitive to other load than req/s)")
         summary = ", ".join(f"{k} {v:.2f}x" for k, v in key)
