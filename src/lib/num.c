@@ -19,7 +19,8 @@ void calc_num_clear(calc_num *n) { mpz_clear(n->z); }
 void calc_num_set_float(calc_num *n, double f) {
   n->is_float = true;
   n->f = f;
-  mpz_set_ui(n->z, 0);
+  /* Only when needed: GMP allocates a limb for mpz_set_ui even to store 0 in a fresh mpz. */
+  if (mpz_sgn(n->z) != 0) mpz_set_ui(n->z, 0);
 }
 
 void calc_num_set_si(calc_num *n, long v) {

@@ -10,6 +10,8 @@
  * at least two exponent digits. */
 #include <float.h>
 #include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,23 +130,89 @@ static int repr_shortest_search(double x, char *digits, int *exp10) {
   return repr_parse_e(tmp, digits, exp10);
 }
 
-/* The shortest digits of a positive x. For a normal double (x >= DBL_MIN) two probes settle
- * most cases, because 15 digits are finer than a double's precision (DBL_DIG): the 15-digit
- * decimals are spaced at least 10**(e-14) apart around x, more than four times the width of
- * the interval of decimals that read back as x (at most one unit in x's last binary place).
- * So at most one decimal of 15 or fewer digits reads back as x, and when one does, its
- * zero-padded 15-digit form is the correctly rounded 15-digit candidate: if that candidate
- * reads back, it is the answer once its trailing zeros are stripped (the caller strips them);
- * if not, nothing shorter than 16 digits does and the probes at 16 and 17 digits decide, as
- * in the search. Subnormals have fewer significant bits, so they take the search. */
+/* Whether digits * 10**(exp10 - ndig + 1) reads back as x, without strtod where one IEEE
+ * operation gives the answer (Clinger's fast path): the significand is an integer of at most
+ * 2**53 and the power of ten at most 10**22, both exact doubles, so their correctly rounded
+ * product or quotient is the correctly rounded value of the decimal, which is what strtod
+ * returns. Needs double arithmetic without excess precision (FLT_EVAL_METHOD 0, as on x86-64
+ * and arm64); elsewhere strtod decides every time. */
+static bool repr_reads_back(const char *digits, int ndig, int exp10, double x) {
+#if FLT_EVAL_METHOD == 0
+  static const double pow10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                   1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                   1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+  uint64_t m = 0;
+  for (int i = 0; i < ndig; i++) m = m * 10 + (uint64_t)(digits[i] - '0');
+  int q = exp10 - (ndig - 1);
+  if (m <= (UINT64_C(1) << 53) && q >= -22 && q <= 22) {
+    double y = q >= 0 ? (double)m * pow10[q] : (double)m / pow10[-q];
+    return y == x;
+  }
+#endif
+  return repr_roundtrips(digits, ndig, exp10, x);
+}
+
+/* The correctly rounded p-digit decimal of x (p < 17), from its correctly rounded 17 digits
+ * d17 where that decides: x lies within half a unit of d17's last digit, so unless the
+ * dropped digits are exactly 5 followed by zeros (x could then be on either side of the
+ * midpoint), they tell which way x rounds. The ambiguous case asks printf. */
+static int repr_round(double x, const char *d17, int e17, int p, char *out, int *exp10) {
+  bool up, tie = d17[p] == '5';
+  for (int i = p + 1; i < 17 && tie; i++) tie = d17[i] == '0';
+  if (tie) {
+    char tmp[48];
+    snprintf(tmp, sizeof tmp, "%.*e", p - 1, x);
+    return repr_parse_e(tmp, out, exp10);
+  }
+  up = d17[p] >= '5';
+  memcpy(out, d17, (size_t)p);
+  out[p] = '\0';
+  *exp10 = e17;
+  if (up && !repr_step(out, p, exp10, +1)) return 0;
+  return p;
+}
+
+/* The shortest digits of a positive x. For a normal double (x >= DBL_MIN) 15 digits are finer
+ * than a double's precision (DBL_DIG): the 15-digit decimals are spaced at least 10**(e-14)
+ * apart around x, more than four times the width of the interval of decimals that read back
+ * as x (at most one unit in x's last binary place). So at most one decimal of 15 or fewer
+ * digits reads back as x, and when one does, its zero-padded 15-digit form is the correctly
+ * rounded 15-digit candidate: if that candidate reads back, it is the answer once its trailing
+ * zeros are stripped (the caller strips them). If not, nothing shorter than 16 digits does:
+ * the 16-digit candidates are tried as the search tries them (the nearest, then its
+ * neighbours), and otherwise the correctly rounded 17 digits always read back
+ * (DBL_DECIMAL_DIG). One printf gives the 17 digits, and the 15- and 16-digit candidates are
+ * rounded from them. Subnormals have fewer significant bits, so they take the search. */
 static int repr_shortest(double x, char *digits, int *exp10) {
   if (x < DBL_MIN) return repr_shortest_search(x, digits, exp10);
-  char tmp[48];
-  snprintf(tmp, sizeof tmp, "%.14e", x);
-  int n = repr_parse_e(tmp, digits, exp10);
-  if (repr_roundtrips(digits, n, *exp10, x)) return n;
-  if ((n = repr_probe(x, 16, digits, exp10)) || (n = repr_probe(x, 17, digits, exp10))) return n;
-  return repr_shortest_search(x, digits, exp10);  /* unreachable: 17 digits always read back */
+  char tmp[48], d17[24];
+  int e17;
+  snprintf(tmp, sizeof tmp, "%.16e", x);
+  if (repr_parse_e(tmp, d17, &e17) != 17) return repr_shortest_search(x, digits, exp10);
+  int n = repr_round(x, d17, e17, 15, digits, exp10);
+  if (n && repr_reads_back(digits, n, *exp10, x)) return n;
+  char d16[24];
+  int e16;
+  if ((n = repr_round(x, d17, e17, 16, d16, &e16)) == 16) {
+    if (repr_reads_back(d16, 16, e16, x)) {
+      memcpy(digits, d16, 17);
+      *exp10 = e16;
+      return 16;
+    }
+    for (int delta = -1; delta <= 1; delta += 2) {
+      char d1[24];
+      int e1 = e16;
+      memcpy(d1, d16, 17);
+      if (repr_step(d1, 16, &e1, delta) && repr_reads_back(d1, 16, e1, x)) {
+        memcpy(digits, d1, 17);
+        *exp10 = e1;
+        return 16;
+      }
+    }
+  }
+  memcpy(digits, d17, 18);
+  *exp10 = e17;
+  return 17;
 }
 
 int calc_float_repr(double f, char *buf) {

@@ -522,9 +522,13 @@ static void save_expr(pkl_w *w, const calc_expr *e, const calc_rng *rng, int dep
 
 /* pickle.dumps(): PROTO 4, framing, the object, STOP. */
 static void w_begin(pkl_w *w, calc_buf *out) {
-  memset(w, 0, sizeof *w);
+  /* Field by field: zeroing the 18 KiB key table was a tenth of a server answer; keys are
+   * read only below nkeys. */
   w->out = out;
   w->frame_hdr = SIZE_MAX;
+  w->memo_n = 0;
+  w->nkeys = 0;
+  w->err = 0;
   if (out->failed) w->err = 1;
   static const uint8_t proto[2] = {PKL_PROTO, 4};
   w_bytes(w, proto, 2);
