@@ -102,9 +102,12 @@ static int snapshot(eval_ctx *c) {
     return 0;
   }
   charge(c, b.len);
-  int rc = calc_strlist_push(c->steps, b.len ? (const char *)b.data : "", b.len);
-  calc_buf_free(&b);
-  return rc < 0 ? oom(c) : 0;
+  /* The printout becomes the step itself (no copy): NUL-terminated, handed to the list. */
+  if (calc_buf_putc(&b, 0) < 0) {
+    calc_buf_free(&b);
+    return oom(c);
+  }
+  return calc_strlist_push_owned(c->steps, (char *)b.data) < 0 ? oom(c) : 0;
 }
 
 /* Replaces *slot in the copy by a Constant of v (a Constant already is one). Once the steps

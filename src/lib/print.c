@@ -91,12 +91,16 @@ static size_t fw_kth(const fenwick *f, size_t k) {
 /* Applies passes 2 and 3 to s[0..n), writing the survivors to out. */
 static int remove_brackets(const char *s, size_t n, calc_buf *out) {
   int rc = -1;
-  size_t *match = calc_malloc((n ? n : 1) * sizeof *match);   /* open -> close, or SIZE_MAX */
-  size_t *order = calc_malloc((n ? n : 1) * sizeof *order);   /* opens in closing order */
-  size_t *stack = calc_malloc((n ? n : 1) * sizeof *stack);
-  unsigned char *alive = calc_malloc(n ? n : 1);
-  fenwick fw = {n, calc_calloc(n + 1, sizeof(size_t))};
-  if (!match || !order || !stack || !alive || !fw.t) goto done;
+  /* One allocation for the five work arrays (this runs once per step of every answer). */
+  size_t m = n ? n : 1;
+  size_t *mem = calc_malloc((4 * m + 1) * sizeof *mem + m);
+  if (!mem) return -1;
+  size_t *match = mem;                          /* open -> close, or SIZE_MAX */
+  size_t *order = mem + m;                      /* opens in closing order */
+  size_t *stack = mem + 2 * m;
+  fenwick fw = {n, mem + 3 * m};                /* n + 1 slots, 1-based */
+  memset(fw.t, 0, (n + 1) * sizeof *fw.t);
+  unsigned char *alive = (unsigned char *)(mem + 4 * m + 1);
   size_t npairs = 0, sp = 0;
   for (size_t i = 0; i < n; i++) {
     match[i] = SIZE_MAX;
@@ -145,11 +149,7 @@ static int remove_brackets(const char *s, size_t n, calc_buf *out) {
   }
   rc = 0;
 done:
-  calc_free(match);
-  calc_free(order);
-  calc_free(stack);
-  calc_free(alive);
-  calc_free(fw.t);
+  calc_free(mem);
   return rc;
 }
 
@@ -158,6 +158,7 @@ int calc_expr_print_limited(const calc_expr *e, calc_buf *out, size_t max_len) {
   /* Brackets are at most 2 bytes per node, all removable: the bracketed text can pass the
    * final limit by that much. */
   calc_buf_init(&full, max_len ? max_len + 2 * (size_t)CALC_MAX_NODES + 64 : 0);
+  calc_buf_reserve(&full, 512);  /* most printouts fit: no doubling series from 64 bytes */
   int rc = -1;
   size_t before = out->len;
   if (print_full(e, &full, 0) == 0 && !full.failed &&
