@@ -3,7 +3,7 @@ the same analysis, and damaged files get a clear message and exit 2, never a cra
 
 A native-order microsecond pcap file is read by calc-sniff itself, in blocks a reader thread
 reads ahead, with records cut by block boundaries carried over; standard input, byte-swapped
-and nanosecond files are read by libpcap. The captures here are crafted so that many records
+nanosecond and pcapng files are read by libpcap. The captures here are crafted so that many records
 (up to 64 KiB each) straddle the 256 KiB blocks, and the two paths are compared on them."""
 import random
 import struct
@@ -74,12 +74,27 @@ def pcap_bytes(recs, endian="<", nano=False, snaplen=262144):
     return b"".join(b)
 
 
+def pcapng_bytes(recs, snaplen=262144):
+    """The same records as a pcapng file: section header, one Ethernet interface with
+    microsecond time stamps (the default), one enhanced packet block per record."""
+    def block(btype, body):
+        body += b"\0" * (-len(body) % 4)
+        n = 12 + len(body)
+        return struct.pack("<II", btype, n) + body + struct.pack("<I", n)
+    out = [block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)),
+           block(0x00000001, struct.pack("<HHI", 1, 0, snaplen))]
+    for ts, fr in recs:
+        out.append(block(0x00000006, struct.pack("<IIIII", 0, ts >> 32, ts & 0xFFFFFFFF, len(fr),
+                                                 len(fr)) + fr))
+    return b"".join(out)
+
+
 @pytest.fixture(scope="module")
 def capture(tmp_path_factory):
     d = tmp_path_factory.mktemp("files")
     recs = records()
     files = {"native": pcap_bytes(recs), "swapped": pcap_bytes(recs, ">"),
-             "nano": pcap_bytes(recs, nano=True)}
+             "nano": pcap_bytes(recs, nano=True), "pcapng": pcapng_bytes(recs)}
     paths = {}
     for name, data in files.items():
         paths[name] = d / f"{name}.pcap"
@@ -102,7 +117,7 @@ def test_every_read_path_gives_the_same_analysis(capture, mode):
     piped = sniff("-r", "-", *mode, stdin=paths["native"].read_bytes())
     assert piped.returncode == 0, piped.stderr
     assert piped.stdout == direct.stdout
-    for other in ("swapped", "nano"):
+    for other in ("swapped", "nano", "pcapng"):
         r = sniff("-r", paths[other], *mode)
         assert r.returncode == 0, r.stderr
         assert r.stdout == direct.stdout, other
