@@ -85,6 +85,21 @@ def main():
     # rand: no vector has one, so build the reference's graph from stand-in classes.
     for seed in rand_seeds():
         put('fuzz_unpickle', seed)
+    # Protocols 0-3 (text opcodes, GLOBAL, copyreg._reconstructor): every 25th request and
+    # answer re-pickled through the student-style classes (tests/student), as students'
+    # programs may send them.
+    sys.path.insert(0, os.path.join(ROOT, 'tests', 'student'))
+    import pickle
+    import api
+    with open(os.path.join(VEC, 'legacy-expressions.jsonl')) as f:
+        for i, line in enumerate(f):
+            if i % 25:
+                continue
+            v = json.loads(line)
+            for hexp in (v['request']['payload'], v['steps']['payload']):
+                obj = api.loads(bytes.fromhex(hexp))
+                for proto in range(4):
+                    put('fuzz_unpickle', pickle.dumps(obj, protocol=proto))
     # Hostile seeds: a GLOBAL/INST pickle, a billion-laughs list, a huge FRAME claim.
     put('fuzz_unpickle', b"cos\nsystem\n(S'ls'\ntR.")
     put('fuzz_unpickle', b'\x80\x04]\x94(h\x00h\x00h\x00e]\x94(h\x01h\x01e.')

@@ -2,7 +2,10 @@
  *
  * The encoder writes exactly the bytes CPython 3.11's pickle.dumps writes for the reference's
  * object graphs. The decoder is a non-executing stack machine over an allowlist of opcodes,
- * globals and object shapes: nothing from a payload is ever called. Everything is I/O-free. */
+ * globals and object shapes: nothing from a payload is ever called. Like the reference's
+ * pickle.loads it reads every protocol, 0 to 5, as CPython's picklers write them (text
+ * opcodes, GLOBAL with Python 2 module names, copyreg._reconstructor), since students'
+ * programs may send pickle.dumps(x, protocol=N). Everything is I/O-free. */
 #ifndef CALC_PICKLE_H
 #define CALC_PICKLE_H
 #include <stddef.h>

@@ -2,8 +2,11 @@
  * shares with the response decoder (pickle_py.c).
  *
  * The machine runs CPython's unpickling opcodes over a 256-entry allowlist table, but it never
- * imports, looks up or calls anything: STACK_GLOBAL yields a (module, name) pair, NEWOBJ and
- * REDUCE record the class or callable and its arguments, BUILD records the state. In request
+ * imports, looks up or calls anything: STACK_GLOBAL and GLOBAL yield a (module, name) pair,
+ * NEWOBJ and REDUCE record the class or callable and its arguments, BUILD records the state.
+ * Protocols 0-3 are read too (text arguments, GLOBAL with Python 2 module names mapped as
+ * CPython's fix_imports maps them, copyreg._reconstructor(cls, object, None) taken as NEWOBJ
+ * of cls); see "protocols 0-3" below. In request
  * mode a global outside the allowlist (pkl_globals) is refused on sight. Every length, index
  * and count read from the payload is checked against the remaining input and a named limit
  * (pickle_internal.h) before anything is allocated.
@@ -22,6 +25,9 @@
  * NamedConstant: any name (a str of at most 64 bytes) with a float value is accepted, since
  * students' clients may send constants of their own; PI, TAU and E re-encode as the shared
  * singletons. */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "calc/alloc.h"
@@ -60,6 +66,8 @@ const pkl_global pkl_globals[PKG_COUNT] = {
   [PKG_B_POW] = {"builtins", "pow"},
   [PKG_RANDOM] = {"random", "Random"},
   [PKG_GETATTR] = {"builtins", "getattr"},
+  [PKG_RECONSTRUCTOR] = {"copyreg", "_reconstructor"},
+  [PKG_OBJECT] = {"builtins", "object"},
 };
 
 /* Opcode allowlist: bit 1 = allowed in requests, bit 2 = allowed in responses. Everything
@@ -78,8 +86,10 @@ static const uint8_t pkl_optab[256] = {
   [PKL_BININT] = RQ | RS, [PKL_LONG1] = RQ | RS, [PKL_LONG4] = RQ | RS,
   [PKL_BINFLOAT] = RQ | RS, [PKL_NEWTRUE] = RQ | RS, [PKL_NEWFALSE] = RQ | RS,
   [PKL_NONE] = RQ | RS, [PKL_STOP] = RQ | RS,
-  [PKL_BINPUT] = RS, [PKL_LONG_BINPUT] = RS, [PKL_SHORT_BINBYTES] = RS, [PKL_BINBYTES] = RS,
-  [PKL_POP] = RS, [PKL_POP_MARK] = RS,
+  [PKL_BINPUT] = RQ | RS, [PKL_LONG_BINPUT] = RQ | RS, [PKL_GLOBAL] = RQ | RS,
+  [PKL_INT] = RQ | RS, [PKL_LONG] = RQ | RS, [PKL_FLOAT] = RQ | RS, [PKL_UNICODE] = RQ | RS,
+  [PKL_PUT] = RQ | RS, [PKL_GET] = RQ | RS, [PKL_DICT] = RQ | RS, [PKL_LIST] = RQ | RS,
+  [PKL_SHORT_BINBYTES] = RS, [PKL_BINBYTES] = RS, [PKL_POP] = RS, [PKL_POP_MARK] = RS,
 };
 
 /* Values come from slabs of PKL_SLAB: a request makes about a hundred values, and one
@@ -103,6 +113,7 @@ struct pkl_vm {
   size_t nmarks, capmarks;
   pkl_val **memo;
   size_t capmemo, memo_len; /* memo_len: entries set, as CPython's unpickler counts them */
+  int proto;               /* from PROTO; 0 without one (protocols 0 and 1) */
   int nomem;
 };
 
@@ -123,15 +134,16 @@ static int rd_le(pkl_vm *vm, int n, uint64_t *v) {
   return 0;
 }
 
-/* Grows *arr (elements of size sz) so it holds at least want, without passing limit. */
-static int grow(void **arr, size_t *cap, size_t want, size_t sz, size_t limit) {
+/* Grows *arr (elements of size sz) so it holds at least want, without passing limit. -1 past
+ * the limit (a hostile input), -1 with vm->nomem set when memory ran out (a MemoryError). */
+static int grow(pkl_vm *vm, void **arr, size_t *cap, size_t want, size_t sz, size_t limit) {
   if (want <= *cap) return 0;
   if (want > limit) return -1;
   size_t c = *cap ? *cap : 16;
   while (c < want) c *= 2;
   if (c > limit) c = limit;
   void *n = calc_realloc(*arr, c * sz);
-  if (!n) return -1;
+  if (!n) return vm->nomem = 1, -1;
   *arr = n;
   *cap = c;
   return 0;
@@ -180,17 +192,15 @@ void pkl_vm_free(pkl_vm *vm) {
 }
 
 static int item_add(pkl_vm *vm, pkl_val *c, pkl_val *x) {
-  if (grow((void **)&c->items, &c->cap, c->n + 1, sizeof *c->items, PKL_MAX_VALUES * 2) < 0) {
-    vm->nomem = 1;
+  if (grow(vm, (void **)&c->items, &c->cap, c->n + 1, sizeof *c->items, PKL_MAX_VALUES * 2) < 0)
     return -1;
-  }
   c->items[c->n++] = x;
   return 0;
 }
 
 static int push(pkl_vm *vm, pkl_val *v) {
   if (!v) return -1;
-  if (grow((void **)&vm->stack, &vm->capstack, vm->sp + 1, sizeof *vm->stack, PKL_MAX_STACK) < 0)
+  if (grow(vm, (void **)&vm->stack, &vm->capstack, vm->sp + 1, sizeof *vm->stack, PKL_MAX_STACK) < 0)
     return -1;
   vm->stack[vm->sp++] = v;
   return 0;
@@ -313,7 +323,7 @@ static int dict_set(pkl_vm *vm, pkl_val *d, pkl_val *k, pkl_val *v) {
 static int memo_put(pkl_vm *vm, uint64_t idx, pkl_val *v) {
   if (!v || idx >= PKL_MAX_MEMO) return -1;
   size_t old = vm->capmemo;
-  if (grow((void **)&vm->memo, &vm->capmemo, (size_t)idx + 1, sizeof *vm->memo, PKL_MAX_MEMO) < 0)
+  if (grow(vm, (void **)&vm->memo, &vm->capmemo, (size_t)idx + 1, sizeof *vm->memo, PKL_MAX_MEMO) < 0)
     return -1;
   if (vm->capmemo > old) memset(vm->memo + old, 0, (vm->capmemo - old) * sizeof *vm->memo);
   if (!vm->memo[idx]) vm->memo_len++;
@@ -323,6 +333,193 @@ static int memo_put(pkl_vm *vm, uint64_t idx, pkl_val *v) {
 
 static pkl_val *memo_get(const pkl_vm *vm, uint64_t idx) {
   return idx < vm->capmemo ? vm->memo[idx] : NULL;
+}
+
+/* ---- protocols 0-3: text arguments and GLOBAL ----
+ * CPython's unpickler accepts every protocol, so a student's program may send protocol 0-3
+ * pickles (pickle.dumps(x, 2), or an old habit). What their picklers write is accepted here;
+ * odd spellings CPython's own picklers never produce (hex or octal INT, whitespace,
+ * underscores) are refused like any malformed pickle. */
+
+/* The text up to the next newline, at most max bytes; -1 when there is none in reach. */
+static int rd_line(pkl_vm *vm, size_t max, const uint8_t **line, size_t *n) {
+  size_t avail = (size_t)(vm->end - vm->p);
+  if (avail > max + 1) avail = max + 1;
+  const uint8_t *nl = memchr(vm->p, '\n', avail);
+  if (!nl) return -1;
+  *line = vm->p;
+  *n = (size_t)(nl - vm->p);
+  vm->p = nl + 1;
+  return 0;
+}
+
+/* CPython 3.11 refuses to convert a decimal text of more than 4300 digits (and so would the
+ * reference's unpickler); it is also far inside CALC_MAX_INT_BITS. */
+#define PKL_MAX_TEXT_DIGITS 4300u
+
+/* A decimal integer as repr(int) writes it: an optional sign, then 0s only or no leading 0. */
+static bool decimal_ok(const uint8_t *s, size_t n) {
+  size_t i = n > 0 && (s[0] == '-' || s[0] == '+') ? 1 : 0;
+  if (i == n || n - i > PKL_MAX_TEXT_DIGITS) return false;
+  bool zeros = true;
+  for (size_t j = i; j < n; j++) {
+    if (s[j] < '0' || s[j] > '9') return false;
+    if (s[j] != '0') zeros = false;
+  }
+  return zeros || s[i] != '0';
+}
+
+static pkl_val *text_int(pkl_vm *vm, const uint8_t *s, size_t n) {
+  if (!decimal_ok(s, n)) return NULL;
+  char tmp[PKL_MAX_TEXT_DIGITS + 2];
+  size_t i = s[0] == '+' ? 1 : 0;  /* GMP takes '-' but not '+' */
+  memcpy(tmp, s + i, n - i);
+  tmp[n - i] = '\0';
+  pkl_val *v = val_new(vm, PKV_INT);
+  if (v && mpz_set_str(v->z, tmp, 10) != 0) return NULL;
+  return v;
+}
+
+/* FLOAT: what PyOS_string_to_double reads whole: decimal, inf, infinity, nan; no leading
+ * space, no hex, overflow refused (CPython raises OverflowError), underflow allowed. */
+static pkl_val *text_float(pkl_vm *vm, const uint8_t *s, size_t n) {
+  char tmp[64];
+  if (n == 0 || n >= sizeof tmp) return NULL;
+  for (size_t i = 0; i < n; i++) {
+    uint8_t c = s[i];
+    if (!((c >= '0' && c <= '9') || c == '.' || c == '-' || c == '+' || c == 'e' || c == 'E' ||
+          strchr("infatyINFATY", c) != NULL) || c == 0)
+      return NULL;
+  }
+  memcpy(tmp, s, n);
+  tmp[n] = '\0';
+  char *end;
+  errno = 0;
+  double d = strtod(tmp, &end);
+  if (end != tmp + n || (errno == ERANGE && (d == HUGE_VAL || d == -HUGE_VAL))) return NULL;
+  pkl_val *v = val_new(vm, PKV_FLOAT);
+  if (v) v->f = d;
+  return v;
+}
+
+static int hexval(uint8_t c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+static size_t utf8_put(char *o, uint32_t cp) {
+  if (cp < 0x80) { o[0] = (char)cp; return 1; }
+  if (cp < 0x800) { o[0] = (char)(0xc0 | cp >> 6); o[1] = (char)(0x80 | (cp & 0x3f)); return 2; }
+  if (cp < 0x10000) {
+    o[0] = (char)(0xe0 | cp >> 12); o[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+    o[2] = (char)(0x80 | (cp & 0x3f));
+    return 3;
+  }
+  o[0] = (char)(0xf0 | cp >> 18); o[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+  o[2] = (char)(0x80 | ((cp >> 6) & 0x3f)); o[3] = (char)(0x80 | (cp & 0x3f));
+  return 4;
+}
+
+/* UNICODE: the 'raw-unicode-escape' codec, into UTF-8. Bytes are code points 0-255; a
+ * backslash run of odd length followed by u or U ends in an escape of exactly 4 or 8 hex
+ * digits (up to U+10FFFF), other backslashes are themselves. The output is at most twice the
+ * input (a byte above 0x7f becomes two; an escape of 6 or 10 bytes at most four). */
+static pkl_val *text_unicode(pkl_vm *vm, const uint8_t *s, size_t n) {
+  pkl_val *v = val_new(vm, PKV_STR);
+  if (!v) return NULL;
+  char *o = calc_malloc(2 * n + 1);
+  if (!o) {
+    vm->nomem = 1;
+    return NULL;
+  }
+  v->s = o;  /* owned by the value from here on, also on refusal */
+  size_t len = 0, i = 0;
+  while (i < n) {
+    if (s[i] != '\\') {
+      len += utf8_put(o + len, s[i++]);
+      continue;
+    }
+    size_t run = 0;
+    while (i + run < n && s[i + run] == '\\') run++;
+    bool esc = (run & 1) && i + run < n && (s[i + run] == 'u' || s[i + run] == 'U');
+    for (size_t k = 0; k < run - (esc ? 1 : 0); k++) o[len++] = '\\';
+    i += run;
+    if (!esc) continue;
+    size_t digits = s[i] == 'u' ? 4 : 8;
+    i++;
+    if (n - i < digits) return NULL;
+    uint32_t cp = 0;
+    for (size_t k = 0; k < digits; k++) {
+      int h = hexval(s[i + k]);
+      if (h < 0) return NULL;
+      cp = cp << 4 | (uint32_t)h;
+    }
+    if (cp > 0x10ffff) return NULL;
+    i += digits;
+    len += utf8_put(o + len, cp);
+  }
+  o[len] = '\0';
+  v->len = len;
+  return v;
+}
+
+/* A memo index as text (PUT, GET): decimal digits only. */
+static int text_index(const uint8_t *s, size_t n, uint64_t *idx) {
+  if (n == 0 || n > 10) return -1;
+  uint64_t x = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (s[i] < '0' || s[i] > '9') return -1;
+    x = x * 10 + (uint64_t)(s[i] - '0');
+  }
+  *idx = x;
+  return 0;
+}
+
+/* Python 2 module names that CPython's unpickler maps for protocols 0-2 (fix_imports,
+ * _compat_pickle.IMPORT_MAPPING), for the globals a request or response can name. */
+static const char *py3_module(const char *m, int proto) {
+  if (proto >= 3) return m;
+  if (!strcmp(m, "__builtin__") || !strcmp(m, "exceptions")) return "builtins";
+  if (!strcmp(m, "copy_reg")) return "copyreg";
+  return m;
+}
+
+/* Pushes the global module.name (STACK_GLOBAL, GLOBAL); refused in request mode when it is
+ * not in the allowlist. */
+static int push_global(pkl_vm *vm, const char *module, const char *name) {
+  int gid = global_lookup(module, name);
+  if (vm->mode == PKL_MODE_REQUEST && gid < 0) return -1;
+  pkl_val *v = val_new(vm, PKV_GLOBAL);
+  if (!v) return -1;
+  v->global_id = gid;
+  v->s = calc_strdup(module);
+  v->name = calc_strdup(name);
+  if (!v->s || !v->name) return vm->nomem = 1, -1;
+  return push(vm, v);
+}
+
+/* GLOBAL: "module\nname\n", each valid UTF-8 without NUL, at most 256 bytes. */
+static int load_global_text(pkl_vm *vm) {
+  const uint8_t *m, *nm;
+  size_t mn, nn;
+  if (rd_line(vm, 256, &m, &mn) < 0 || rd_line(vm, 256, &nm, &nn) < 0) return -1;
+  if (memchr(m, 0, mn) || memchr(nm, 0, nn) || !utf8_ok(m, mn) || !utf8_ok(nm, nn)) return -1;
+  char module[257], name[257];
+  memcpy(module, m, mn);
+  module[mn] = '\0';
+  memcpy(name, nm, nn);
+  name[nn] = '\0';
+  return push_global(vm, py3_module(module, vm->proto), name);
+}
+
+/* copyreg._reconstructor(cls, object, None), protocols 0 and 1's way to make an instance:
+ * object.__new__(cls), the same as NEWOBJ with no arguments. */
+static bool is_reconstruct(const pkl_val *f, const pkl_val *args) {
+  return f->global_id == PKG_RECONSTRUCTOR && args->n == 3 && args->items[0]->kind == PKV_GLOBAL &&
+         args->items[1]->kind == PKV_GLOBAL && args->items[1]->global_id == PKG_OBJECT &&
+         args->items[2]->kind == PKV_NONE;
 }
 
 /* One opcode. 1 = STOP reached, 0 = go on, -1 = refuse. */
@@ -336,6 +533,7 @@ static int step(pkl_vm *vm, pkl_val **result) {
   switch (op) {
   case PKL_PROTO:
     if (rd_le(vm, 1, &u) < 0 || u > 5) return -1;
+    vm->proto = (int)u;
     return 0;
   case PKL_FRAME:
     /* The frame must be wholly present; opcodes inside are read like any other. */
@@ -371,15 +569,9 @@ static int step(pkl_vm *vm, pkl_val **result) {
     b = pop(vm);
     a = pop(vm);
     if (!is_str(a) || !is_str(b)) return -1;
-    int gid = global_lookup(a->s, b->s);
-    if (vm->mode == PKL_MODE_REQUEST && gid < 0) return -1;
-    v = val_new(vm, PKV_GLOBAL);
-    if (!v) return -1;
-    v->global_id = gid;
-    v->s = calc_strdup(a->s);
-    v->name = calc_strdup(b->s);
-    if (!v->s || !v->name) return vm->nomem = 1, -1;
-    return push(vm, v);
+    return push_global(vm, a->s, b->s);
+  case PKL_GLOBAL:
+    return load_global_text(vm);
   case PKL_EMPTY_TUPLE:
     return push(vm, val_new(vm, PKV_TUPLE));
   case PKL_TUPLE1:
@@ -395,7 +587,7 @@ static int step(pkl_vm *vm, pkl_val **result) {
     return push(vm, v);
   }
   case PKL_MARK:
-    if (grow((void **)&vm->marks, &vm->capmarks, vm->nmarks + 1, sizeof *vm->marks, PKL_MAX_STACK) < 0)
+    if (grow(vm, (void **)&vm->marks, &vm->capmarks, vm->nmarks + 1, sizeof *vm->marks, PKL_MAX_STACK) < 0)
       return -1;
     vm->marks[vm->nmarks++] = vm->sp;
     return 0;
@@ -435,6 +627,17 @@ static int step(pkl_vm *vm, pkl_val **result) {
     b = pop(vm);
     a = pop(vm);
     if (!a || !b || a->kind != PKV_GLOBAL || b->kind != PKV_TUPLE) return -1;
+    if (is_reconstruct(a, b)) {
+      a = b->items[0];
+      if (vm->mode == PKL_MODE_REQUEST && (a->global_id < PKG_CONSTANT || a->global_id > PKG_FUNCTION))
+        return -1;
+      v = val_new(vm, PKV_OBJ);
+      pkl_val *none = val_new(vm, PKV_TUPLE);
+      if (!v || !none) return -1;
+      v->cls = a;
+      v->args = none;
+      return push(vm, v);
+    }
     if (vm->mode == PKL_MODE_REQUEST && a->global_id != PKG_ASSOC && a->global_id != PKG_RANDOM &&
         a->global_id != PKG_GETATTR)
       return -1;
@@ -522,6 +725,53 @@ static int step(pkl_vm *vm, pkl_val **result) {
     return push(vm, v);
   case PKL_NONE:
     return push(vm, val_new(vm, PKV_NONE));
+  case PKL_INT:
+  case PKL_LONG:
+  case PKL_FLOAT:
+  case PKL_UNICODE:
+  case PKL_PUT:
+  case PKL_GET: {
+    const uint8_t *line;
+    size_t n;
+    size_t max = op == PKL_UNICODE ? (size_t)(vm->end - vm->p) : PKL_MAX_TEXT_DIGITS + 2;
+    if (rd_line(vm, max, &line, &n) < 0) return -1;
+    switch (op) {
+    case PKL_INT:
+      if (n == 2 && line[0] == '0' && (line[1] == '0' || line[1] == '1')) {  /* True, False */
+        v = val_new(vm, PKV_BOOL);
+        if (!v) return -1;
+        v->b = line[1] == '1';
+        return push(vm, v);
+      }
+      return push(vm, text_int(vm, line, n));
+    case PKL_LONG:
+      return push(vm, text_int(vm, line, n && line[n - 1] == 'L' ? n - 1 : n));
+    case PKL_FLOAT:
+      return push(vm, text_float(vm, line, n));
+    case PKL_UNICODE:
+      return push(vm, text_unicode(vm, line, n));
+    case PKL_PUT:
+      return text_index(line, n, &u) < 0 ? -1 : memo_put(vm, u, top(vm));
+    default: /* PKL_GET */
+      return text_index(line, n, &u) < 0 ? -1 : push(vm, memo_get(vm, u));
+    }
+  }
+  case PKL_DICT:
+    if (pop_mark(vm, &k) < 0 || (vm->sp - k) % 2) return -1;
+    v = val_new(vm, PKV_DICT);
+    if (!v) return -1;
+    for (size_t i = k; i < vm->sp; i += 2)
+      if (dict_set(vm, v, vm->stack[i], vm->stack[i + 1]) < 0) return -1;
+    vm->sp = k;
+    return push(vm, v);
+  case PKL_LIST:
+    if (pop_mark(vm, &k) < 0) return -1;
+    v = val_new(vm, PKV_LIST);
+    if (!v) return -1;
+    for (size_t i = k; i < vm->sp; i++)
+      if (item_add(vm, v, vm->stack[i]) < 0) return -1;
+    vm->sp = k;
+    return push(vm, v);
   case PKL_STOP:
     v = pop(vm);
     if (!v) return -1;

@@ -20,7 +20,10 @@ enum {
   PKL_BINFLOAT = 'G', PKL_BINBYTES = 'B', PKL_SHORT_BINBYTES = 'C',
   PKL_PROTO = 0x80, PKL_NEWOBJ = 0x81, PKL_TUPLE1 = 0x85, PKL_TUPLE2 = 0x86, PKL_TUPLE3 = 0x87,
   PKL_NEWTRUE = 0x88, PKL_NEWFALSE = 0x89, PKL_LONG1 = 0x8a, PKL_LONG4 = 0x8b,
-  PKL_SHORT_BINUNICODE = 0x8c, PKL_MEMOIZE = 0x94, PKL_FRAME = 0x95
+  PKL_SHORT_BINUNICODE = 0x8c, PKL_MEMOIZE = 0x94, PKL_FRAME = 0x95,
+  /* protocols 0 and 1 (text arguments ended by a newline), and GLOBAL up to protocol 3 */
+  PKL_GLOBAL = 'c', PKL_INT = 'I', PKL_LONG = 'L', PKL_FLOAT = 'F', PKL_UNICODE = 'V',
+  PKL_PUT = 'p', PKL_GET = 'g', PKL_DICT = 'd', PKL_LIST = 'l'
 };
 
 /* CPython's framer (pickle.py _Framer): a frame is committed at the first object boundary
@@ -103,6 +106,8 @@ typedef enum {
   PKG_OP_POS,
   PKG_MATH_SIN, PKG_MATH_COS, PKG_MATH_TAN, PKG_MATH_SQRT, PKG_MATH_LOG,
   PKG_B_MAX, PKG_B_MIN, PKG_B_POW, PKG_RANDOM, PKG_GETATTR,
+  /* protocols 0 and 1 make instances with copyreg._reconstructor(cls, object, None) */
+  PKG_RECONSTRUCTOR, PKG_OBJECT,
   PKG_COUNT
 } pkl_global_id;
 

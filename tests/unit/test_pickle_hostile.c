@@ -225,13 +225,62 @@ static void test_refused_opcodes(void **state) {
   pb_op(&b, 'o'); /* OBJ */
   pb_op(&b, '.');
   expect_400_pb(&b, MSG_DESER);
-  static const uint8_t others[] = {'P', 'Q', 0x82, 0x83, 0x84, 0x92, 'I', 'L', 'F', 'S', 'V', 'g', 'p', 'd',
+  /* (GET/PUT of an unset slot or an empty stack, DICT/LIST/TUPLE without MARK included) */
+  static const uint8_t others[] = {'P', 'Q', 0x82, 0x83, 0x84, 0x92, 'S', 'g', 'p', 'd',
                                    'l', 't' + 0 /* TUPLE without MARK */, '2', 0x8d, 0x8e, 0x8f, 0x90, 0x91,
                                    0x96, 0x97, 0x98, 0xff, 0x00};
   for (size_t i = 0; i < sizeof others; i++) {
     uint8_t p[8] = {0x80, 0x04, others[i], '0', '\n', '.', '.', '.'};
     expect_400(p, sizeof p, MSG_DESER);
   }
+}
+
+/* Protocols 0-3 (text arguments, GLOBAL, copyreg._reconstructor): what CPython's picklers
+ * write is read (a well-formed non-expression gets the reference's 'not an Expression2');
+ * anything else, and every global outside the allowlist, is refused before use. */
+static void expect_text(const char *p, const char *msg) { expect_400((const uint8_t *)p, strlen(p), msg); }
+
+static void test_old_protocols(void **state) {
+  (void)state;
+  /* well formed, not an expression */
+  expect_text("I0\n.", MSG_NOTEXPR);
+  expect_text("I01\n.", MSG_NOTEXPR);
+  expect_text("I-12345\n.", MSG_NOTEXPR);
+  expect_text("L123456789012345678901234567890L\n.", MSG_NOTEXPR);
+  expect_text("F-1.5e+300\n.", MSG_NOTEXPR);
+  expect_text("Finf\n.", MSG_NOTEXPR);
+  expect_text("Vabc\\u00e9\\U0001f600\n.", MSG_NOTEXPR);
+  expect_text("(I1\nI2\nl.", MSG_NOTEXPR);
+  expect_text("(Va\nI1\nd.", MSG_NOTEXPR);
+  expect_text("I5\np0\ng0\n.", MSG_NOTEXPR);    /* PUT, GET */
+  expect_text("c__builtin__\nobject\n.", MSG_NOTEXPR);
+  /* malformed arguments: CPython's picklers never write these */
+  const char *bad[] = {
+      "I0x10\n.", "I 5\n.", "I010\n.", "I1_0\n.", "I\n.", "I5.", "I+\n.", "I5\x00\n.",
+      "L12LL\n.", "Lx\n.", "F0x1p3\n.", "F1e500\n.", "F nan\n.", "Fnan(1)\n.", "F1_0\n.", "F\n.",
+      "Vabc.", "V\\u12\n.", "V\\u12zz\n.", "V\\U00110000\n.", "V\\U0001F60\n.",
+      "g5\n.", "I1\np-1\n.", "I1\np99999999999\n.", "I1\np\n.", "I1\ng0\n.",
+      "(I1\nd.", "I1\nI2\nd.", "c__builtin__\n.", "cos\nsystem\n.", "cposix\nsystem\n.",
+      "ccopy_reg\n_reconstructor\n(cos\nsystem\nc__builtin__\nobject\nNtR.",
+      "ccopy_reg\n_reconstructor\n(ccalculator\nConstant\nc__builtin__\nmax\nNtR.",
+      "ccalculator\nConst\x00ant\n.",
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) expect_text(bad[i], MSG_DESER);
+  /* 4300 digits are read, 4301 are refused (CPython 3.11's int() limit) */
+  static char big[4400];
+  for (int digits = 4300; digits <= 4301; digits++) {
+    big[0] = 'L';
+    memset(big + 1, '7', (size_t)digits);
+    memcpy(big + 1 + digits, "\n.", 3);
+    expect_400((const uint8_t *)big, (size_t)digits + 3, digits == 4300 ? MSG_NOTEXPR : MSG_DESER);
+  }
+  /* GLOBAL lines are bounded (256 bytes), as is every text argument */
+  static char longname[600];
+  memset(longname, 'a', sizeof longname);
+  longname[0] = 'c';
+  longname[300] = '\n';
+  memcpy(longname + 400, "\nN.", 4);
+  expect_400((const uint8_t *)longname, 404, MSG_DESER);
 }
 
 /* Lengths and indexes claiming more than there is. */
@@ -661,6 +710,40 @@ static long codec_run(const calc_buf *req, const uint8_t *resp, size_t resp_n) {
   return nallocs;
 }
 
+/* A protocol-0 request (text opcodes, GLOBAL, copyreg._reconstructor, PUT/GET), made by
+ * pickle.dumps(parse('max(-1.5 % 7, 2 ** 70, PI)'), protocol=0) with tests/student. */
+static const char proto0_req[] =
+    "ccopy_reg\n_reconstructor\np0\n(ccalculator\nFunctionCallExpr\np1\nc__builtin__\nobjec"
+    "t\np2\nNtp3\nRp4\n(dp5\nVfunction\np6\ng0\n(ccalculator\nFunction\np7\ng2\nNtp8\nRp9\n"
+    "(dp10\nVname\np11\nVmax\np12\nsg6\nc__builtin__\nmax\np13\nsbsVargs\np14\n(lp15\ng0\n("
+    "ccalculator\nBinaryExpr\np16\ng2\nNtp17\nRp18\n(dp19\nVleft_operand\np20\ng0\n(ccalcul"
+    "ator\nUnaryExpr\np21\ng2\nNtp22\nRp23\n(dp24\nVoperator\np25\ng0\n(ccalculator\nUnaryO"
+    "perator\np26\ng2\nNtp27\nRp28\n(dp29\nVsymbol\np30\nV-\np31\nsg6\nc_operator\nneg\np32"
+    "\nsbsVoperand\np33\ng0\n(ccalculator\nConstant\np34\ng2\nNtp35\nRp36\n(dp37\nVvalue\np"
+    "38\nF1.5\nsbsbsg25\ng0\n(ccalculator\nBinaryOperator\np39\ng2\nNtp40\nRp41\n(dp42\ng30"
+    "\nV%\np43\nsg6\nc_operator\nmod\np44\nsVassociativity\np45\nccalculator\nAssociativity"
+    "\np46\n(I0\ntp47\nRp48\nsbsVright_operand\np49\ng0\n(g34\ng2\nNtp50\nRp51\n(dp52\ng38"
+    "\nI7\nsbsbag0\n(g16\ng2\nNtp53\nRp54\n(dp55\ng20\ng0\n(g34\ng2\nNtp56\nRp57\n(dp58\ng3"
+    "8\nI2\nsbsg25\ng0\n(g39\ng2\nNtp59\nRp60\n(dp61\ng30\nV**\np62\nsg6\nc_operator\npow\n"
+    "p63\nsg45\ng46\n(I1\ntp64\nRp65\nsbsg49\ng0\n(g34\ng2\nNtp66\nRp67\n(dp68\ng38\nI70\ns"
+    "bsbag0\n(ccalculator\nNamedConstant\np69\ng2\nNtp70\nRp71\n(dp72\ng11\nVPI\np73\nsg38"
+    "\nF3.141592653589793\nsbasb.";
+
+/* Each allocation of decoding the protocol-0 request failed once: a clean refusal each time. */
+static long old_protocol_run(void) {
+  nallocs = 0;
+  calc_tree t;
+  calc_exc e;
+  if (calc_unpickle_request((const uint8_t *)proto0_req, sizeof proto0_req - 1, &t, &e) == 0) {
+    assert_non_null(t.root);
+    calc_tree_free(&t);
+  } else {
+    assert_null(t.root);
+    assert_string_equal(e.type, "MemoryError");
+  }
+  return nallocs;
+}
+
 static void test_failmalloc(void **state) {
   (void)state;
   calc_buf req;
@@ -676,9 +759,13 @@ static void test_failmalloc(void **state) {
   long total = codec_run(&req, resp, sizeof resp);
   for (fail_at = 0; fail_at < total; fail_at++) codec_run(&req, resp, sizeof resp);
   fail_at = -1;
+  long total0 = old_protocol_run();
+  for (fail_at = 0; fail_at < total0; fail_at++) old_protocol_run();
+  fail_at = -1;
   calc_set_allocator(NULL);
   calc_buf_free(&req);
-  printf("failmalloc: %ld allocations, each failed once\n", total);
+  printf("failmalloc: %ld allocations, each failed once (and %ld of a protocol-0 request)\n", total, total0);
+  assert_true(total0 > 10);
   assert_true(total > 10);
 }
 
@@ -689,6 +776,7 @@ int main(void) {
     cmocka_unit_test(test_getattr),
     cmocka_unit_test(test_nested_reduce_build),
     cmocka_unit_test(test_refused_opcodes),
+    cmocka_unit_test(test_old_protocols),
     cmocka_unit_test(test_lengths),
     cmocka_unit_test(test_billion_laughs),
     cmocka_unit_test(test_deep),
