@@ -522,6 +522,18 @@ static bool is_reconstruct(const pkl_val *f, const pkl_val *args) {
          args->items[2]->kind == PKV_NONE;
 }
 
+/* TUPLE, LIST: a container of the items above the innermost MARK, which it pops. */
+static pkl_val *from_mark(pkl_vm *vm, pkl_kind kind) {
+  size_t k;
+  if (pop_mark(vm, &k) < 0) return NULL;
+  pkl_val *v = val_new(vm, kind);
+  if (!v) return NULL;
+  for (size_t i = k; i < vm->sp; i++)
+    if (item_add(vm, v, vm->stack[i]) < 0) return NULL;
+  vm->sp = k;
+  return v;
+}
+
 /* One opcode. 1 = STOP reached, 0 = go on, -1 = refuse. */
 static int step(pkl_vm *vm, pkl_val **result) {
   uint64_t u;
@@ -592,13 +604,7 @@ static int step(pkl_vm *vm, pkl_val **result) {
     vm->marks[vm->nmarks++] = vm->sp;
     return 0;
   case PKL_TUPLE:
-    if (pop_mark(vm, &k) < 0) return -1;
-    v = val_new(vm, PKV_TUPLE);
-    if (!v) return -1;
-    for (size_t i = k; i < vm->sp; i++)
-      if (item_add(vm, v, vm->stack[i]) < 0) return -1;
-    vm->sp = k;
-    return push(vm, v);
+    return push(vm, from_mark(vm, PKV_TUPLE));
   case PKL_POP_MARK:
     if (pop_mark(vm, &k) < 0) return -1;
     vm->sp = k;
@@ -765,13 +771,7 @@ static int step(pkl_vm *vm, pkl_val **result) {
     vm->sp = k;
     return push(vm, v);
   case PKL_LIST:
-    if (pop_mark(vm, &k) < 0) return -1;
-    v = val_new(vm, PKV_LIST);
-    if (!v) return -1;
-    for (size_t i = k; i < vm->sp; i++)
-      if (item_add(vm, v, vm->stack[i]) < 0) return -1;
-    vm->sp = k;
-    return push(vm, v);
+    return push(vm, from_mark(vm, PKV_LIST));
   case PKL_STOP:
     v = pop(vm);
     if (!v) return -1;

@@ -12,7 +12,8 @@ import threading
 
 import pytest
 
-from calcproc import REPO, client, client_body, exchange, load_vectors, procs, request_bytes  # noqa: F401
+from calcproc import (REPO, client, client_body, exchange, load_vectors, procs,  # noqa: F401
+                      recv_message, request_bytes)
 
 sys.path.insert(0, str(REPO / "tests" / "student"))
 import api  # noqa: E402  (the student's safe unpickler and message helpers)
@@ -53,12 +54,7 @@ def serve_once_each(answers):
             for answer in answers:
                 c, _ = ls.accept()
                 with c:
-                    buf = b""
-                    while len(buf) < 12 or len(buf) < struct.unpack("!H", buf[4:6])[0]:
-                        d = c.recv(65536)
-                        if not d:
-                            break
-                        buf += d
+                    recv_message(c)
                     c.sendall(answer)
     t = threading.Thread(target=run, daemon=True)
     t.start()
