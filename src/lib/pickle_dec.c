@@ -102,10 +102,20 @@ struct pkl_slab {
   pkl_val v[PKL_SLAB];
 };
 
+/* The values' text (str and bytes data, global names) comes from a bump arena for the same
+ * reason, freed with the VM; a text longer than a chunk gets a chunk of its own. */
+#define PKL_CHUNK 4096u
+struct pkl_chunk {
+  struct pkl_chunk *next;
+  size_t used, cap;
+  char data[];
+};
+
 struct pkl_vm {
   pkl_mode mode;
   const uint8_t *p, *end;  /* the unread input */
   struct pkl_slab *slabs;  /* every value made, newest slab first */
+  struct pkl_chunk *text;  /* the values' text, newest chunk first */
   size_t nall;
   pkl_val **stack;
   size_t sp, capstack;
@@ -170,11 +180,40 @@ static pkl_val *val_new(pkl_vm *vm, pkl_kind k) {
   return v;
 }
 
-/* Releases what a value owns (the value itself belongs to its slab). */
+/* n bytes of text space, freed with the VM; NULL (and nomem) when memory ran out. */
+static char *text_alloc(pkl_vm *vm, size_t n) {
+  struct pkl_chunk *c = vm->text;
+  if (!c || c->cap - c->used < n) {
+    size_t cap = n > PKL_CHUNK ? n : PKL_CHUNK;
+    if (!(c = calc_malloc(sizeof *c + cap))) {
+      vm->nomem = 1;
+      return NULL;
+    }
+    c->used = 0;
+    c->cap = cap;
+    if (cap > PKL_CHUNK && vm->text) {  /* a big one: keep filling the current chunk */
+      c->next = vm->text->next;
+      vm->text->next = c;
+    } else {
+      c->next = vm->text;
+      vm->text = c;
+    }
+  }
+  char *p = c->data + c->used;
+  c->used += n;
+  return p;
+}
+
+static char *text_dup(pkl_vm *vm, const char *s) {
+  size_t n = strlen(s) + 1;
+  char *p = text_alloc(vm, n);
+  if (p) memcpy(p, s, n);
+  return p;
+}
+
+/* Releases what a value owns (the value itself belongs to its slab, its text to the arena). */
 static void val_release(pkl_val *v) {
   if (v->kind == PKV_INT) mpz_clear(v->z);
-  calc_free(v->s);
-  calc_free(v->name);
   calc_free(v->items);
 }
 
@@ -184,6 +223,10 @@ void pkl_vm_free(pkl_vm *vm) {
     next = sl->next;
     for (size_t i = 0; i < sl->n; i++) val_release(&sl->v[i]);
     calc_free(sl);
+  }
+  for (struct pkl_chunk *c = vm->text, *next; c; c = next) {
+    next = c->next;
+    calc_free(c);
   }
   calc_free(vm->stack);
   calc_free(vm->marks);
@@ -258,11 +301,7 @@ static pkl_val *make_bytes(pkl_vm *vm, pkl_kind k, size_t n) {
   if (k == PKV_STR && !utf8_ok(vm->p, n)) return NULL;
   pkl_val *v = val_new(vm, k);
   if (!v) return NULL;
-  v->s = calc_malloc(n + 1);
-  if (!v->s) {
-    vm->nomem = 1;
-    return NULL;
-  }
+  if (!(v->s = text_alloc(vm, n + 1))) return NULL;
   memcpy(v->s, vm->p, n);
   v->s[n] = 0;
   v->len = n;
@@ -429,12 +468,9 @@ static size_t utf8_put(char *o, uint32_t cp) {
 static pkl_val *text_unicode(pkl_vm *vm, const uint8_t *s, size_t n) {
   pkl_val *v = val_new(vm, PKV_STR);
   if (!v) return NULL;
-  char *o = calc_malloc(2 * n + 1);
-  if (!o) {
-    vm->nomem = 1;
-    return NULL;
-  }
-  v->s = o;  /* owned by the value from here on, also on refusal */
+  char *o = text_alloc(vm, 2 * n + 1);
+  if (!o) return NULL;
+  v->s = o;
   size_t len = 0, i = 0;
   while (i < n) {
     if (s[i] != '\\') {
@@ -486,17 +522,21 @@ static const char *py3_module(const char *m, int proto) {
   return m;
 }
 
+/* Longest module or global name taken (GLOBAL reads at most this much per line): each global
+ * keeps its own copy of both, so a long memoized str named by every STACK_GLOBAL of a hostile
+ * response would otherwise multiply memory by thousands. */
+#define PKL_MAX_GLOBAL_NAME 256u
+
 /* Pushes the global module.name (STACK_GLOBAL, GLOBAL); refused in request mode when it is
  * not in the allowlist. */
 static int push_global(pkl_vm *vm, const char *module, const char *name) {
+  if (strlen(module) > PKL_MAX_GLOBAL_NAME || strlen(name) > PKL_MAX_GLOBAL_NAME) return -1;
   int gid = global_lookup(module, name);
   if (vm->mode == PKL_MODE_REQUEST && gid < 0) return -1;
   pkl_val *v = val_new(vm, PKV_GLOBAL);
   if (!v) return -1;
   v->global_id = gid;
-  v->s = calc_strdup(module);
-  v->name = calc_strdup(name);
-  if (!v->s || !v->name) return vm->nomem = 1, -1;
+  if (!(v->s = text_dup(vm, module)) || !(v->name = text_dup(vm, name))) return -1;
   return push(vm, v);
 }
 
@@ -504,9 +544,10 @@ static int push_global(pkl_vm *vm, const char *module, const char *name) {
 static int load_global_text(pkl_vm *vm) {
   const uint8_t *m, *nm;
   size_t mn, nn;
-  if (rd_line(vm, 256, &m, &mn) < 0 || rd_line(vm, 256, &nm, &nn) < 0) return -1;
+  if (rd_line(vm, PKL_MAX_GLOBAL_NAME, &m, &mn) < 0 || rd_line(vm, PKL_MAX_GLOBAL_NAME, &nm, &nn) < 0)
+    return -1;
   if (memchr(m, 0, mn) || memchr(nm, 0, nn) || !utf8_ok(m, mn) || !utf8_ok(nm, nn)) return -1;
-  char module[257], name[257];
+  char module[PKL_MAX_GLOBAL_NAME + 1], name[PKL_MAX_GLOBAL_NAME + 1];
   memcpy(module, m, mn);
   module[mn] = '\0';
   memcpy(name, nm, nn);

@@ -18,6 +18,7 @@
 #include "calc/limits.h"
 #include "calc/pickle.h"
 #include "calc/rng.h"
+#include "pickle_internal.h"
 
 #define MSG_DESER "Received data could not be deserialized"
 #define MSG_NOTEXPR "Received data is not an Expression2"
@@ -421,6 +422,28 @@ static void test_billion_laughs(void **state) {
   calc_exc e;
   assert_int_equal(calc_unpickle_response(b.d, b.n, &o, &e), -1);
   assert_null(o);
+  free(b.d);
+
+  /* A 40 KB str memoized once and named as the module of 2000 STACK_GLOBALs in a response:
+   * each global would copy it (80 MB from 52 KB); names over 256 bytes are refused at once. */
+  pb_begin(&b);
+  pb_u32(&b, 'X', 40000);
+  char *name = malloc(40000);
+  memset(name, 'm', 40000);
+  pb_put(&b, name, 40000);
+  free(name);
+  pb_op(&b, 0x94);
+  pb_op(&b, '(');
+  for (int i = 0; i < 2000; i++) {  /* BINGET 0, SHORT_BINUNICODE 'x', STACK_GLOBAL */
+    static const uint8_t g[] = {'h', 0, 0x8c, 1, 'x', 0x93};
+    pb_put(&b, g, sizeof g);
+  }
+  pb_op(&b, 'l');
+  pb_op(&b, '.');
+  pkl_vm *vm;
+  pkl_val *top;
+  assert_int_equal(pkl_run(b.d, b.n, PKL_MODE_RESPONSE, &vm, &top), PKL_ERR_NOT_PICKLE);
+  pkl_vm_free(vm);
   free(b.d);
 
   /* One big int Constant shared 10 times through the memo: its bytes count each time. */
