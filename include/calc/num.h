@@ -34,6 +34,15 @@ int calc_num_set_decimal(calc_num *n, const char *s, size_t len);
 
 /* Python's str() of the number appended to out: "42", "-0.0", "1e+16", "inf", "nan". */
 int calc_num_str(const calc_num *n, calc_buf *out);
+/* CPython 3.11 refuses str() of an int of more than 4300 decimal digits
+ * (sys.get_int_max_str_digits()) with this ValueError: the reference server fails so at a
+ * step that would print one, and the reference client when it prints such a result. */
+#define CALC_PY_INT_MAX_STR_DIGITS 4300
+#define CALC_PY_INT_STR_LIMIT_MSG                                                            \
+  "Exceeds the limit (4300 digits) for integer string conversion; use "                     \
+  "sys.set_int_max_str_digits() to increase the limit"
+/* Whether str(n) would hit that limit (an int of more than 4300 digits). */
+bool calc_num_str_too_long(const calc_num *n);
 /* Python's repr(float): shortest round-trip text. buf must hold 32 bytes. Returns length. */
 int calc_float_repr(double f, char *buf);
 

@@ -51,25 +51,11 @@ static bool charge(eval_ctx *c, size_t n) {
   return true;
 }
 
-/* CPython 3.11 refuses str() of an int with more than 4300 decimal digits
- * (sys.get_int_max_str_digits()), so the reference server fails with this ValueError at the
- * first step that would print one. Without steps nothing is printed and big ints pass. */
-#define PY_INT_MAX_STR_DIGITS 4300
-
-static bool int_too_long_for_str(const calc_num *n) {
-  if (n->is_float || mpz_sizeinbase(n->z, 10) <= PY_INT_MAX_STR_DIGITS) return false;
-  /* sizeinbase may overshoot by one: compare with 10**4300 exactly. */
-  mpz_t limit;
-  mpz_init(limit);
-  mpz_ui_pow_ui(limit, 10, PY_INT_MAX_STR_DIGITS);
-  bool over = mpz_cmpabs(n->z, limit) >= 0;
-  mpz_clear(limit);
-  return over;
-}
-
+/* A step that would print an int of more than 4300 digits fails as the reference's does
+ * (calc/num.h); without steps nothing is printed and big ints pass. */
 static bool tree_has_long_int(const calc_expr *e) {
   switch (e->kind) {
-    case CALC_EXPR_CONST: return int_too_long_for_str(&e->u.num);
+    case CALC_EXPR_CONST: return calc_num_str_too_long(&e->u.num);
     case CALC_EXPR_NAMED: return false;
     case CALC_EXPR_BINARY: return tree_has_long_int(e->u.bin.left) || tree_has_long_int(e->u.bin.right);
     case CALC_EXPR_UNARY: return tree_has_long_int(e->u.un.operand);
@@ -82,9 +68,7 @@ static bool tree_has_long_int(const calc_expr *e) {
 }
 
 static int int_str_limit_error(eval_ctx *c) {
-  return calc_exc_set(c->exc, "ValueError",
-                      "Exceeds the limit (%d digits) for integer string conversion; "
-                      "use sys.set_int_max_str_digits() to increase the limit", PY_INT_MAX_STR_DIGITS);
+  return calc_exc_set(c->exc, "ValueError", "%s", CALC_PY_INT_STR_LIMIT_MSG);
 }
 
 /* Records stringify(copy) as one step, unless the budget is already exhausted. */
@@ -206,7 +190,7 @@ int calc_eval(const calc_tree *t, calc_num *result, calc_strlist *steps, calc_ex
   if (rc < 0 || !c.copy) return rc;
 
   /* The last step is str(result). */
-  if (!c.steps_over && int_too_long_for_str(result)) return int_str_limit_error(&c);
+  if (!c.steps_over && calc_num_str_too_long(result)) return int_str_limit_error(&c);
   calc_buf b;
   calc_buf_init(&b, 0);
   if (calc_num_str(result, &b) < 0 || b.failed) {

@@ -64,6 +64,17 @@ int calc_num_set_decimal(calc_num *n, const char *s, size_t len) {
   return 0;
 }
 
+bool calc_num_str_too_long(const calc_num *n) {
+  if (n->is_float || mpz_sizeinbase(n->z, 10) <= CALC_PY_INT_MAX_STR_DIGITS) return false;
+  /* sizeinbase may overshoot by one: compare with 10**4300 exactly. */
+  mpz_t limit;
+  mpz_init(limit);
+  mpz_ui_pow_ui(limit, 10, CALC_PY_INT_MAX_STR_DIGITS);
+  bool over = mpz_cmpabs(n->z, limit) >= 0;
+  mpz_clear(limit);
+  return over;
+}
+
 int calc_num_str(const calc_num *n, calc_buf *out) {
   if (n->is_float) {
     char tmp[32];

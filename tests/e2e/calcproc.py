@@ -8,6 +8,7 @@ import signal
 import socket
 import struct
 import subprocess
+import threading
 import time
 
 from conftest import REPO, VECTORS, build_dir
@@ -159,6 +160,26 @@ def exchange(port, data, half_close=False, timeout=10):
         if half_close:
             s.shutdown(socket.SHUT_WR)
         return recv_message(s, timeout)
+
+
+def serve_once_each(answers):
+    """A stand-in server: for each connection in turn, read one request and send the next
+    prepared answer (bytes), then close. Returns (port, thread)."""
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(8)
+    port = ls.getsockname()[1]
+
+    def run():
+        with ls:
+            for answer in answers:
+                c, _ = ls.accept()
+                with c:
+                    recv_message(c)
+                    c.sendall(answer)
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return port, t
 
 
 def load_vectors(name="legacy-expressions.jsonl", quirks=False):

@@ -5,15 +5,13 @@ the reference's protocol-4 request, and calc-client must print such an answer ex
 protocol-4 one. The objects are made by the student-style Python implementation (tests/student),
 which reproduces the reference's protocol-4 bytes."""
 import pickle
-import socket
 import struct
 import sys
-import threading
 
 import pytest
 
 from calcproc import (REPO, client, client_body, exchange, load_vectors, procs,  # noqa: F401
-                      recv_message, request_bytes)
+                      request_bytes, serve_once_each)
 
 sys.path.insert(0, str(REPO / "tests" / "student"))
 import api  # noqa: E402  (the student's safe unpickler and message helpers)
@@ -39,26 +37,6 @@ def test_server_answers_old_protocol_requests_like_protocol_4(procs, protocol):
             bad.append((v["name"], v["input"][:60], got[12:80]))
     print(f"protocol {protocol}: {len(vectors) - len(bad)}/{len(vectors)} vectors answered as protocol 4")
     assert not bad, bad[:5]
-
-
-def serve_once_each(answers):
-    """A stand-in for a student's server: for each connection, read one request and send the
-    next prepared answer. Returns (port, thread)."""
-    ls = socket.socket()
-    ls.bind(("127.0.0.1", 0))
-    ls.listen(8)
-    port = ls.getsockname()[1]
-
-    def run():
-        with ls:
-            for answer in answers:
-                c, _ = ls.accept()
-                with c:
-                    recv_message(c)
-                    c.sendall(answer)
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return port, t
 
 
 def answer(payload, status=200, steps=True):

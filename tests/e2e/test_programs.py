@@ -345,3 +345,27 @@ def test_ten_thousand_concurrent_connections(procs):
         for s in socks:
             s.close()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_client_result_int_over_4300_digits_fails_like_the_reference():
+    """With steps off the server sends a huge int result as it is (steps on, it refuses one,
+    as the reference server does); the reference client's print(f"Result: {result}") then
+    raises CPython 3.11's int-to-str ValueError. calc-client prints what the student-style
+    Python client prints: 4300 digits are a result, 4301 an unexpected error (exit 2)."""
+    import pickle
+    from calcproc import serve_once_each
+
+    def answer(n):
+        p = pickle.dumps((n, []))
+        return struct.pack("!LHHHxx", 0, 12 + len(p), (1 << 12) | 200, 65535) + p
+
+    for n, rc in ((10 ** 4300 - 1, 0), (10 ** 4300, 2), (-(10 ** 5000), 2)):
+        outs = []
+        for student in (False, True):
+            port, t = serve_once_each([answer(n)])
+            r = client(port, "1 + 1", "--no-steps", student=student)
+            t.join(timeout=10)
+            outs.append((r.returncode, r.stdout.replace(f"127.0.0.1:{port}", "server")))
+        assert outs[0] == outs[1], (n if n < 10 else "big", outs[0][1][-300:], outs[1][1][-300:])
+        assert outs[0][0] == rc
+    assert "Unexpected error: Exceeds the limit (4300 digits) for integer string conversion" in outs[0][1]

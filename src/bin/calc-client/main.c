@@ -176,7 +176,13 @@ static int report(const options *o, const calc_header *h, const uint8_t *payload
   calc_buf_init(&text, 0);
   int status;
   const char *kind;
-  if (h->status == 200 && decoded && valid_result(obj)) {
+  if (h->status == 200 && decoded && valid_result(obj) && obj->items[0]->kind == CALC_PY_INT &&
+      calc_num_str_too_long(&obj->items[0]->num)) {
+    /* The reference client's print(f"Result: {result}") raises CPython's ValueError here. */
+    calc_buf_puts(&text, CALC_PY_INT_STR_LIMIT_MSG);
+    kind = "unexpected";
+    status = 2;
+  } else if (h->status == 200 && decoded && valid_result(obj)) {
     calc_pyobj_str(obj->items[0], &text);
     kind = "result";
     status = 0;
