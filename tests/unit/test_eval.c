@@ -15,6 +15,7 @@
 #include "calc/eval.h"
 #include "calc/limits.h"
 #include "calc/parse.h"
+#include "helpers/failmalloc.h"
 
 #define END NULL
 
@@ -210,23 +211,6 @@ static void test_rand_shares_state(void **state) {
   calc_tree_free(&t);
 }
 
-static long fail_countdown = -1;
-static void *fm_malloc(size_t n, void *ud) {
-  (void)ud;
-  if (fail_countdown == 0) return NULL;
-  if (fail_countdown > 0) fail_countdown--;
-  return malloc(n);
-}
-static void *fm_realloc(void *p, size_t n, void *ud) {
-  (void)ud;
-  if (fail_countdown == 0) return NULL;
-  if (fail_countdown > 0) fail_countdown--;
-  return realloc(p, n);
-}
-static void fm_free(void *p, void *ud) {
-  (void)ud;
-  free(p);
-}
 
 /* Failing each allocation in turn: a MemoryError or the right answer, never a crash or leak. */
 static void test_failed_allocations(void **state) {
@@ -235,7 +219,6 @@ static void test_failed_allocations(void **state) {
   calc_tree t;
   calc_parse_error err;
   assert_int_equal(calc_parse(in, strlen(in), &t, &err), 0);
-  const calc_allocator fm = {fm_malloc, fm_realloc, fm_free, NULL};
   int ok = 0;
   for (long i = 0; i < 2000 && !ok; i++) {
     calc_num r;
@@ -243,8 +226,8 @@ static void test_failed_allocations(void **state) {
     calc_strlist steps;
     calc_strlist_init(&steps);
     calc_exc exc;
-    fail_countdown = i;
-    calc_set_allocator(&fm);
+    failmalloc_arm(i);
+    calc_set_allocator(&failmalloc);
     int rc = calc_eval(&t, &r, &steps, &exc);
     calc_set_allocator(NULL);
     if (rc == 0) {
@@ -256,7 +239,7 @@ static void test_failed_allocations(void **state) {
     calc_strlist_free(&steps);
     calc_num_clear(&r);
   }
-  fail_countdown = -1;
+  failmalloc_arm(-1);
   assert_true(ok);
   calc_tree_free(&t);
 }

@@ -13,6 +13,7 @@
 #include "calc/alloc.h"
 #include "calc/limits.h"
 #include "calc/parse.h"
+#include "helpers/failmalloc.h"
 
 /* Compact prefix form of a tree: (+ 1 (* 2 3)), (neg 7), PI, 2.5f, (max 1 2). */
 static void sexpr(const calc_expr *e, calc_buf *o) {
@@ -273,33 +274,15 @@ static void test_every_prefix(void **state) {
 }
 
 /* nghttp2's failmalloc: fail the i-th allocation for every i; no crash, no leak (ASan). */
-static long fail_countdown = -1;
-static void *fm_malloc(size_t n, void *ud) {
-  (void)ud;
-  if (fail_countdown == 0) return NULL;
-  if (fail_countdown > 0) fail_countdown--;
-  return malloc(n);
-}
-static void *fm_realloc(void *p, size_t n, void *ud) {
-  (void)ud;
-  if (fail_countdown == 0) return NULL;
-  if (fail_countdown > 0) fail_countdown--;
-  return realloc(p, n);
-}
-static void fm_free(void *p, void *ud) {
-  (void)ud;
-  free(p);
-}
 
 static void test_failed_allocations(void **state) {
   (void)state;
   /* GMP keeps libc malloc here (calc_alloc_init not called): it cannot fail gracefully. */
-  const calc_allocator fm = {fm_malloc, fm_realloc, fm_free, NULL};
   const char *text = "max(1, 2 * PI, -3, sin(4) ** 2, rand(1, 2)) + 1.5";
   int ok = 0;
   for (long i = 0; i < 1000 && !ok; i++) {
-    fail_countdown = i;
-    calc_set_allocator(&fm);
+    failmalloc_arm(i);
+    calc_set_allocator(&failmalloc);
     calc_tree t;
     calc_parse_error err;
     int rc = calc_parse(text, strlen(text), &t, &err);
@@ -311,7 +294,7 @@ static void test_failed_allocations(void **state) {
       assert_null(t.root);
     }
   }
-  fail_countdown = -1;
+  failmalloc_arm(-1);
   assert_true(ok);
 }
 

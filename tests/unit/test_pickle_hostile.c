@@ -18,6 +18,7 @@
 #include "calc/limits.h"
 #include "calc/pickle.h"
 #include "calc/rng.h"
+#include "helpers/failmalloc.h"
 #include "pickle_internal.h"
 
 #define MSG_DESER "Received data could not be deserialized"
@@ -683,24 +684,10 @@ static void test_corruption(void **state) {
 /* ---- fail each allocation (nghttp2's failmalloc): counted first, then the i-th fails ----
  * GMP aborts on a failed allocation, so this binary leaves GMP on libc's allocator (no
  * calc_alloc_init) and the hook sees libcalc's own allocations only. */
-static long fail_at = -1, nallocs = 0;
-static void *fm_malloc(size_t n, void *ud) {
-  (void)ud;
-  return nallocs++ == fail_at ? NULL : malloc(n);
-}
-static void *fm_realloc(void *p, size_t n, void *ud) {
-  (void)ud;
-  return nallocs++ == fail_at ? NULL : realloc(p, n);
-}
-static void fm_free(void *p, void *ud) {
-  (void)ud;
-  free(p);
-}
-static const calc_allocator fm = {fm_malloc, fm_realloc, fm_free, NULL};
 
 /* One run of every codec entry point on the payloads; returns how many allocations it made. */
 static long codec_run(const calc_buf *req, const uint8_t *resp, size_t resp_n) {
-  nallocs = 0;
+  failmalloc_count = 0;
   calc_tree t;
   calc_exc e;
   if (calc_unpickle_request(req->data, req->len, &t, &e) == 0) {
@@ -730,7 +717,7 @@ static long codec_run(const calc_buf *req, const uint8_t *resp, size_t resp_n) {
   calc_pickle_exception(&x, &b);
   calc_pickle_proxy_error("CalculatorServerError", "refused", &b);
   calc_buf_free(&b);
-  return nallocs;
+  return failmalloc_count;
 }
 
 /* A protocol-0 request (text opcodes, GLOBAL, copyreg._reconstructor, PUT/GET), made by
@@ -754,7 +741,7 @@ static const char proto0_req[] =
 
 /* Each allocation of decoding the protocol-0 request failed once: a clean refusal each time. */
 static long old_protocol_run(void) {
-  nallocs = 0;
+  failmalloc_count = 0;
   calc_tree t;
   calc_exc e;
   if (calc_unpickle_request((const uint8_t *)proto0_req, sizeof proto0_req - 1, &t, &e) == 0) {
@@ -764,7 +751,7 @@ static long old_protocol_run(void) {
     assert_null(t.root);
     assert_string_equal(e.type, "MemoryError");
   }
-  return nallocs;
+  return failmalloc_count;
 }
 
 static void test_failmalloc(void **state) {
@@ -777,14 +764,14 @@ static void test_failmalloc(void **state) {
                                  0x8c, 0x04, 'i', 't', '\'', 's', 0x65, 0x8c, 0x08, 'b', 'u', 'i', 'l', 't',
                                  'i', 'n', 's', 0x8c, 0x07, 'O', 'S', 'E', 'r', 'r', 'o', 'r', 0x93, 0x4b,
                                  0x02, 0x8c, 0x01, 'x', 0x86, 0x52, 0x87, 0x2e};
-  calc_set_allocator(&fm);
-  fail_at = -1;
+  calc_set_allocator(&failmalloc);
+  failmalloc_fail_at = -1;
   long total = codec_run(&req, resp, sizeof resp);
-  for (fail_at = 0; fail_at < total; fail_at++) codec_run(&req, resp, sizeof resp);
-  fail_at = -1;
+  for (failmalloc_fail_at = 0; failmalloc_fail_at < total; failmalloc_fail_at++) codec_run(&req, resp, sizeof resp);
+  failmalloc_fail_at = -1;
   long total0 = old_protocol_run();
-  for (fail_at = 0; fail_at < total0; fail_at++) old_protocol_run();
-  fail_at = -1;
+  for (failmalloc_fail_at = 0; failmalloc_fail_at < total0; failmalloc_fail_at++) old_protocol_run();
+  failmalloc_fail_at = -1;
   calc_set_allocator(NULL);
   calc_buf_free(&req);
   printf("failmalloc: %ld allocations, each failed once (and %ld of a protocol-0 request)\n", total, total0);

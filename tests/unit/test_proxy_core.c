@@ -13,6 +13,7 @@
 #include "calc/pickle.h"
 #include "calc/proxy.h"
 #include "calc/server.h"
+#include "helpers/testmsg.h"
 
 /* The reference proxy's refused answer, from legacy-protocol.jsonl (time stamp 0). */
 static size_t refused_vector(uint8_t *out, size_t cap) {
@@ -54,16 +55,8 @@ static void test_refused_answer_is_the_reference_bytes(void **state) {
 
 /* A framed request for expr (steps on, max-age cc) built into buf, m pointing into it. */
 static void request(const char *expr, uint16_t cc, calc_buf *buf, calc_msg *m) {
-  calc_tree t = {0};
-  calc_parse_error err;
-  assert_int_equal(calc_parse(expr, strlen(expr), &t, &err), 0);
-  calc_buf p;
-  calc_buf_init(&p, 0);
-  assert_int_equal(calc_pickle_request(&t, &p), 0);
   calc_buf_reset(buf);
-  assert_int_equal(calc_message_build(buf, 7, true, 0, true, true, cc, p.data, p.len), 0);
-  calc_buf_free(&p);
-  calc_tree_free(&t);
+  testmsg_request(expr, 7, true, true, cc, buf);
   assert_int_equal(calc_frame_parse(buf->data, buf->len, &m->h), (ssize_t)buf->len);
   m->raw = buf->data;
   m->raw_len = buf->len;

@@ -10,20 +10,13 @@
 #include "calc/parse.h"
 #include "calc/pickle.h"
 #include "calc/server.h"
+#include "helpers/testmsg.h"
 
 static const calc_server_opts defaults = {.cache_control = 65535};
 
 /* Builds a framed request for `expr` into out. */
 static void build_request(const char *expr, bool steps, bool is_request, calc_buf *out) {
-  calc_tree t = {0};
-  calc_parse_error err;
-  assert_int_equal(calc_parse(expr, strlen(expr), &t, &err), 0);
-  calc_buf p;
-  calc_buf_init(&p, 0);
-  assert_int_equal(calc_pickle_request(&t, &p), 0);
-  assert_int_equal(calc_message_build(out, 1234, is_request, 0, true, steps, 65535, p.data, p.len), 0);
-  calc_buf_free(&p);
-  calc_tree_free(&t);
+  testmsg_request(expr, 1234, is_request, steps, 65535, out);
 }
 
 /* Frames the one whole message in req into m. */

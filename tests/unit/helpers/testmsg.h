@@ -1,0 +1,15 @@
+/* testmsg.h: framed calculator messages for the server and proxy core tests. */
+#ifndef TESTMSG_H
+#define TESTMSG_H
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "calc/buf.h"
+
+/* Appends to out the message carrying the request pickle of expr (parsed by calc_parse):
+ * time stamp t, the request flag as given (false makes it look like a response), cache on,
+ * steps as given, max-age cc. */
+void testmsg_request(const char *expr, uint32_t t, bool is_request, bool steps, uint16_t cc,
+                     calc_buf *out);
+
+#endif
