@@ -46,6 +46,18 @@ static int int_true_div(calc_num *out, const mpz_t a, const mpz_t b, calc_exc *e
   return 0;
 }
 
+/* Stores the int r (which it clears) as out, unless it is over CALC_MAX_INT_BITS. */
+static int set_int_result(calc_num *out, mpz_t r, calc_exc *exc) {
+  int rc = num_check_bits(r, exc);
+  if (rc == 0) {
+    out->is_float = false;
+    out->f = 0.0;
+    mpz_swap(out->z, r);
+  }
+  mpz_clear(r);
+  return rc;
+}
+
 /* int ** int with a non-negative exponent; size predicted first. */
 static int int_pow(calc_num *out, const mpz_t a, const mpz_t b, calc_exc *exc) {
   /* 0, 1 and -1 stay small whatever the exponent. */
@@ -70,15 +82,7 @@ static int int_pow(calc_num *out, const mpz_t a, const mpz_t b, calc_exc *exc) {
   mpz_t r;
   mpz_init(r);
   mpz_pow_ui(r, a, e);
-  if (num_check_bits(r, exc) != 0) {
-    mpz_clear(r);
-    return -1;
-  }
-  out->is_float = false;
-  out->f = 0.0;
-  mpz_swap(out->z, r);
-  mpz_clear(r);
-  return 0;
+  return set_int_result(out, r, exc);
 }
 
 static int int_binop(calc_binop op, calc_num *out, const mpz_t a, const mpz_t b, calc_exc *exc) {
@@ -122,15 +126,7 @@ static int int_binop(calc_binop op, calc_num *out, const mpz_t a, const mpz_t b,
     case CALC_BIN_MOD: mpz_fdiv_r(r, a, b); break;  /* floored: sign of the divisor */
     default: break;
   }
-  if (num_check_bits(r, exc) != 0) {
-    mpz_clear(r);
-    return -1;
-  }
-  out->is_float = false;
-  out->f = 0.0;
-  mpz_swap(out->z, r);
-  mpz_clear(r);
-  return 0;
+  return set_int_result(out, r, exc);
 }
 
 /* ---- float operations ----------------------------------------------------------------- */
