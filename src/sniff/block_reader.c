@@ -77,10 +77,11 @@ block_reader *block_reader_start(int fd, off_t from, size_t size, size_t head, b
   br->size = size;
   br->head = head;
   br->next_off = from;
-  /* The buffers' pages are touched by every block; as with the analysis' arrays, huge pages
-   * spare a fault per 4 KiB page (sniff_array.h). */
+  /* Read ahead, the buffers' pages are touched by every block; as with the analysis' arrays,
+   * huge pages spare a fault per 4 KiB page (sniff_array.h). Read in this thread (small
+   * files), only the pages used are touched, so plain lazily mapped memory is cheaper. */
   br->mem_len = SLOTS * (head + size);
-  if ((br->mem = sniff_reserve(br->mem_len)) && sniff_commit(br->mem, 0, br->mem_len) == 0) {
+  if (threaded && (br->mem = sniff_reserve(br->mem_len)) && sniff_commit(br->mem, 0, br->mem_len) == 0) {
     br->mem_mapped = true;
   } else {
     sniff_unreserve(br->mem, br->mem_len);
