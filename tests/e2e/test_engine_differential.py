@@ -16,17 +16,15 @@ Each expression is also evaluated with steps on: same answer, and the last step 
 (or the steps limit's ValueError).
 """
 import builtins
-import json
 import math
 import operator
 import os
 import random
-import subprocess
 import sys
 
 import pytest
 
-from conftest import build_exe
+from enginedrv import run_driver, strict
 
 SEED = int(os.environ.get("CALC_DIFF_SEED", "20261127"))
 COUNT = int(os.environ.get("CALC_DIFF_N", "12000"))
@@ -215,29 +213,6 @@ def expect(t):
     except Exception as e:  # noqa: BLE001 - Python's own exception is the expected answer
         return {"exc_type": type(e).__name__, "exc_args": list(e.args)}
     return {"result_type": type(v).__name__, "result": repr(v) if isinstance(v, float) else str(v)}
-
-
-def strict(x):
-    if isinstance(x, bool):
-        return ("bool", x)
-    if isinstance(x, int):
-        return ("int", x)
-    if isinstance(x, float):
-        return ("float", repr(x))
-    if isinstance(x, dict):
-        return {k: strict(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [strict(v) for v in x]
-    return x
-
-
-def run_driver(lines, *args):
-    exe = build_exe("engine_driver")
-    out = subprocess.run([str(exe), *args], input="".join(s + "\n" for s in lines), capture_output=True,
-                         text=True, timeout=600, check=True)
-    rows = [json.loads(line) for line in out.stdout.splitlines()]
-    assert len(rows) == len(lines)
-    return rows
 
 
 @pytest.fixture(scope="module")

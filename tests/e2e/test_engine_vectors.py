@@ -11,11 +11,11 @@ and builtins exception classes are accepted, nothing else is instantiated.
 import io
 import json
 import pickle
-import subprocess
 
 import pytest
 
-from conftest import VECTORS, build_exe
+from conftest import VECTORS
+from enginedrv import run_driver, strict
 
 VECTOR_FILE = VECTORS / "legacy-expressions.jsonl"
 ALL = [json.loads(line) for line in VECTOR_FILE.read_text().splitlines() if line.strip()]
@@ -35,30 +35,6 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 def decode(payload_hex):
     return _RestrictedUnpickler(io.BytesIO(bytes.fromhex(payload_hex))).load()
-
-
-def strict(x):
-    """Makes 2 and 2.0 (and True) compare unequal, recursively."""
-    if isinstance(x, bool):
-        return ("bool", x)
-    if isinstance(x, int):
-        return ("int", x)
-    if isinstance(x, float):
-        return ("float", repr(x))
-    if isinstance(x, dict):
-        return {k: strict(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [strict(v) for v in x]
-    return x
-
-
-def run_driver(lines, *args):
-    exe = build_exe("engine_driver")
-    text = "".join(line + "\n" for line in lines)
-    out = subprocess.run([str(exe), *args], input=text, capture_output=True, text=True, timeout=120, check=True)
-    rows = [json.loads(line) for line in out.stdout.splitlines()]
-    assert len(rows) == len(lines)
-    return rows
 
 
 @pytest.fixture(scope="module")
