@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """fuzz/make_corpus.py: seed corpora for fuzz_unpickle and fuzz_frame from the reference's
-vectors (../shared/vectors): every request and response payload, the protocol vectors, and a
+vectors (captures/vectors): every request and response payload, the protocol vectors, and a
 few hand-made hostile payloads. Run from the repository root; rewrites fuzz/corpus/<target>/."""
 import hashlib
 import json
@@ -9,7 +9,7 @@ import shutil
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VEC = os.environ.get('CALC_VECTORS', os.path.join(ROOT, '..', 'shared', 'vectors'))
+VEC = os.environ.get('CALC_VECTORS', os.path.join(ROOT, 'captures', 'vectors'))
 
 
 def put(target, data):

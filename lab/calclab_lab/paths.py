@@ -1,4 +1,4 @@
-"""Where things are: the checkout, its build directory, the shared spec and vectors."""
+"""Where things are: the checkout, its build directory, the golden captures and vectors."""
 import os
 import shutil
 
@@ -9,17 +9,9 @@ CAPTURES = os.path.join(ROOT, "captures")
 PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else "python3"
 
 
-def _shared():
-    env = os.environ.get("CALCLAB_SHARED")
-    if env:
-        return env
-    for cand in (os.path.join(os.path.dirname(ROOT), "shared"), os.path.join(ROOT, "shared"), "/work/shared"):
-        if os.path.isdir(os.path.join(cand, "vectors")):
-            return cand
-    return os.path.join(os.path.dirname(ROOT), "shared")
-
-
-SHARED = _shared()
+# The reference's recorded wire behaviour (request/response vectors) ships with the checkout
+# next to the golden captures; $CALCLAB_VECTORS names another copy explicitly.
+VECTORS = os.environ.get("CALCLAB_VECTORS") or os.path.join(CAPTURES, "vectors")
 
 
 def sniff():

@@ -103,5 +103,5 @@ GRADABLE = ["3.1", "3.2", "3.3"]
 
 def protocol_vectors():
     import json
-    with open(os.path.join(paths.SHARED, "vectors", "legacy-protocol.jsonl")) as f:
+    with open(os.path.join(paths.VECTORS, "legacy-protocol.jsonl")) as f:
         return [v for v in map(json.loads, f) if v["kind"] == "server" and v["response"]]

@@ -21,7 +21,7 @@ build=${1:-$root/build}
 rounds=${2:-4000}
 sniff=$build/calc-sniff
 loop=$build/pcap_readloop
-vectors=${CALC_VECTORS:-$root/../shared/vectors}
+vectors=${CALC_VECTORS:-$root/captures/vectors}
 for b in "$sniff" "$loop"; do
   [ -x "$b" ] || { echo "sniff_bench: $b not built (cmake --build $build --target calc-sniff pcap_readloop)" >&2; exit 2; }
 done

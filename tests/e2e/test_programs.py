@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from conftest import REPO
 from calcproc import (VECTORS, client, client_body, exchange, free_port, load_vectors, procs,  # noqa: F401
                       recv_message, recv_messages, request_bytes, exe)
 
@@ -21,12 +22,12 @@ def vector_by_name(name):
 
 
 def test_check_vectors_tool_both_sides():
-    """The shared black-box conformance tool: 700/700 server side, 350/350 client side."""
-    env = dict(os.environ, SERVER=exe("calc-server"), CLIENT=exe("calc-client"))
-    tool = str(VECTORS.parent / "tools" / "check_vectors.py")
-    for side, want in (("server", None), ("client", None)):
-        r = subprocess.run(["/usr/bin/python3", tool, str(VECTORS / "legacy-expressions.jsonl"), "--side", side],
-                           capture_output=True, text=True, timeout=600, env=env)
+    """The black-box conformance tool: 700/700 server side, 350/350 client side."""
+    tool = str(REPO / "tests" / "tools" / "check_vectors.py")
+    for side in ("server", "client"):
+        r = subprocess.run(["/usr/bin/python3", tool, str(VECTORS / "legacy-expressions.jsonl"), "--side", side,
+                            "--server", exe("calc-server"), "--client", exe("calc-client")],
+                           capture_output=True, text=True, timeout=600)
         last = r.stdout.strip().splitlines()[-1]
         got, total = last.split()[0].split("/")
         assert r.returncode == 0 and got == total, r.stdout[-3000:]

@@ -15,11 +15,12 @@ import time
 
 import pytest
 
+from conftest import VECTORS as VECTORS_DIR
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STUDENT = os.path.join(ROOT, "tests", "student")
-SHARED = os.environ.get("CALCLAB_SHARED", os.path.join(os.path.dirname(ROOT), "shared"))
-VECTORS = os.path.join(SHARED, "vectors", "legacy-expressions.jsonl")
-PROTOCOL = os.path.join(SHARED, "vectors", "legacy-protocol.jsonl")
+VECTORS = os.path.join(VECTORS_DIR, "legacy-expressions.jsonl")
+PROTOCOL = os.path.join(VECTORS_DIR, "legacy-protocol.jsonl")
 PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 
 sys.path.insert(0, STUDENT)

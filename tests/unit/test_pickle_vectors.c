@@ -1,5 +1,5 @@
 /* test_pickle_vectors.c: the payload codec against the reference's own vectors
- * ($CALC_VECTORS/legacy-expressions.jsonl and legacy-protocol.jsonl).
+ * (captures/vectors/legacy-expressions.jsonl and legacy-protocol.jsonl, or $CALC_VECTORS).
  *
  * For every vector (quirk ones counted apart):
  *   request.payload -> calc_unpickle_request -> calc_pickle_request == the same bytes;
@@ -22,6 +22,7 @@
 #include "calc/eval.h"
 #include "calc/parse.h"
 #include "calc/pickle.h"
+#include "helpers/vectors.h"
 
 /* The evaluator lands in src/lib/eval.c; its checks run once that file exists. */
 #if defined(__has_include)
@@ -33,10 +34,8 @@
 /* ---- a tiny JSON field extraction: one object per line, payloads are hex strings ---- */
 
 static char *read_file(const char *name, size_t *len) {
-  const char *dir = getenv("CALC_VECTORS");
   char path[1024];
-  snprintf(path, sizeof path, "%s/%s", dir ? dir : "../shared/vectors", name);
-  FILE *f = fopen(path, "rb");
+  FILE *f = fopen(test_vectors_path(name, path, sizeof path), "rb");
   if (!f) return NULL;
   fseek(f, 0, SEEK_END);
   long n = ftell(f);

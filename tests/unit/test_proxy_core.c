@@ -14,13 +14,12 @@
 #include "calc/proxy.h"
 #include "calc/server.h"
 #include "helpers/testmsg.h"
+#include "helpers/vectors.h"
 
 /* The reference proxy's refused answer, from legacy-protocol.jsonl (time stamp 0). */
 static size_t refused_vector(uint8_t *out, size_t cap) {
-  const char *dir = getenv("CALC_VECTORS");
-  char path[512];
-  snprintf(path, sizeof path, "%s/legacy-protocol.jsonl", dir ? dir : "../shared/vectors");
-  FILE *f = fopen(path, "r");
+  char path[1024];
+  FILE *f = fopen(test_vectors_path("legacy-protocol.jsonl", path, sizeof path), "r");
   assert_non_null(f);
   char line[8192];
   size_t n = 0;
