@@ -1,0 +1,90 @@
+"""Grade one submission with lab/grade (the class-grading logic) under a time limit, and read back
+its entry of grades.json and its text report.  Shared by Gradescope's run_autograder and the GitHub
+Classroom script, so both grade exactly as `lab/grade SUBMISSION --out DIR` does."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+LAB = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else "python3"
+STDERR_TAIL = 2000
+
+
+class GradingFailed(Exception):
+    """lab/grade produced no usable grade: the message is the reason to show."""
+
+
+class Graded:
+    def __init__(self, entry, out_dir, elapsed, feedback, log):
+        self.entry = entry            # the submission's entry of grades.json
+        self.out_dir = out_dir        # lab/grade's --out: grades.json, grades.csv, <id>/
+        self.elapsed = elapsed        # seconds
+        self.feedback = feedback      # the text report (sequence diagrams, checks), "" if none
+        self.log = log                # lab/grade's own stdout+stderr
+
+    @property
+    def feedback_dir(self):
+        return os.path.join(self.out_dir, str(self.entry.get("id", "")))
+
+
+def grade_command(submission, out_dir, roles=None, scenarios=None):
+    cmd = [PY, os.path.join(LAB, "grade"), submission, "--out", out_dir]
+    if roles:
+        cmd += ["--roles", ",".join(roles)]
+    if scenarios:
+        cmd += ["--scenarios", ",".join(scenarios)]
+    return cmd
+
+
+def _signal_group(pgid, sig):
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def grade(submission, out_dir, roles=None, scenarios=None, time_limit=600.0):
+    """Run lab/grade; return Graded, or raise GradingFailed with the reason."""
+    t0 = time.time()
+    cmd = grade_command(submission, out_dir, roles, scenarios)
+    os.makedirs(out_dir, exist_ok=True)
+    log_path = os.path.join(out_dir, "lab-grade.log")
+    with open(log_path, "w+b") as log:
+        try:
+            p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+        except OSError as e:
+            raise GradingFailed(f"cannot start lab/grade: {e}")
+        try:
+            rc = p.wait(timeout=time_limit)
+        except subprocess.TimeoutExpired:
+            # its programs are in its session: stop them all, then say so
+            _signal_group(p.pid, signal.SIGTERM)
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                _signal_group(p.pid, signal.SIGKILL)
+                p.wait()
+            raise GradingFailed(f"grading took longer than its limit of {time_limit:g} s and was stopped")
+        log.seek(0)
+        text = log.read().decode("utf-8", "replace")
+    elapsed = time.time() - t0
+    path = os.path.join(out_dir, "grades.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            grades = json.load(f)
+        entry = grades["submissions"][0]
+        if not isinstance(entry, dict):
+            raise TypeError("submission entry is not an object")
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
+        tail = text[-STDERR_TAIL:].strip()
+        raise GradingFailed(f"lab/grade exited with status {rc} and left no usable grades.json ({e})"
+                            + (f"; its last output:\n{tail}" if tail else ""))
+    feedback = ""
+    fpath = os.path.join(out_dir, str(entry.get("id", "")), "feedback.txt")
+    if os.path.isfile(fpath):
+        with open(fpath, encoding="utf-8", errors="replace") as f:
+            feedback = f.read()
+    return Graded(entry, out_dir, elapsed, feedback, text)

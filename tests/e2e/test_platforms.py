@@ -1,0 +1,274 @@
+"""calclab on grading platforms: Gradescope's autograder bundle and GitHub Classroom's grading step.
+
+- the converter from a grades.json entry to results.json, on a hand-written entry that follows
+  lab/grade's documented schema (input of these unit tests only): the published fields and
+  types, points per role adding up to the score, failed items' details, visibility rules that
+  split checks off without leaking their details;
+- lab/gradescope-bundle: git-tracked files only, setup.sh and run_autograder at the root,
+  executables kept executable, the same bytes for the same commit and options;
+- run_autograder writes a valid results.json with score 0 and the reason when grading fails."""
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LAB = os.path.join(ROOT, "lab")
+PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+
+sys.path.insert(0, LAB)
+from gradescope import results  # noqa: E402
+
+# Nothing here uses the build under test: the simulated platform builds its own copy.
+pytestmark = pytest.mark.build_independent
+
+
+# ---------------------------------------------------------------- a hand-written grades.json entry
+def _item(ok, role, detail, conn=1):
+    return {"passed": ok, "role": role, "detail": detail, "conn": conn, "packets": [], "time": None}
+
+
+def _check(name, role, score, max_score, items):
+    return {"name": name, "role": role, "score": score, "max_score": max_score,
+            "passed": score == max_score, "items": items}
+
+
+TEARDOWN_DETAIL = "conn 1: the server sent the first FIN; the reference's client closes first"
+CACHE_DETAIL = "request 2 (E1 again): the proxy opened upstream connection 2; the reference answers from its cache"
+RST_DETAIL = "conn 3: the proxy reset the connection (RST); the reference closes with FIN"
+
+
+def sample_entry():
+    scenarios = [
+        {"scenario": "3.1", "passed": False, "isolation": "netns (private lo), uid 65534", "checks": [
+            _check("handshake", "server", 1, 1, [_item(True, "server", "conn 1: SYN, SYN/ACK, ACK")]),
+            _check("teardown", "server", 0.5, 1, [_item(True, "server", "conn 2: client FIN first", 2),
+                                                  _item(False, "server", TEARDOWN_DETAIL)]),
+            # the client is calclab's here: its checks carry no student points
+            _check("client-result", "client", 2, 2, [_item(True, "client", "E1 printed as the reference")]),
+        ]},
+        {"scenario": "3.2", "passed": False, "isolation": "netns (private lo), uid 65534", "checks": [
+            _check("cache-hit-no-upstream", "proxy", 0, 2, [_item(False, "proxy", CACHE_DETAIL, 2)]),
+            _check("upstream-connections", "proxy", 2, 2, [_item(True, "proxy", "2 upstream connections")]),
+            _check("rst", "proxy", 0, 1, [_item(False, "proxy", RST_DETAIL, 3)]),
+            _check("response-size", "server", 1, 1, [_item(True, "server", "172 bytes as the reference")]),
+        ]},
+        {"scenario": "3.3", "passed": True, "isolation": "netns (private lo), uid 65534", "checks": [
+            _check("refused-answer", "proxy", 2, 2, [_item(True, "proxy", "170-byte refused answer")]),
+            _check("ordering", "server", 1, 1, [_item(True, "server", "answers in request order")]),
+        ]},
+    ]
+    roles = {}
+    for s in scenarios:
+        for c in s["checks"]:
+            if c["role"] in ("server", "proxy"):
+                r = roles.setdefault(c["role"], {"score": 0, "max_score": 0})
+                r["score"] += c["score"]
+                r["max_score"] += c["max_score"]
+    return {"id": "alice", "score": sum(r["score"] for r in roles.values()),
+            "max_score": sum(r["max_score"] for r in roles.values()), "roles": roles, "status": "graded",
+            "scenarios": scenarios}
+
+
+FEEDBACK = ("scenario 3.1\n      ms  client        server        wire\n"
+            "     0.0                                client 1 -> server [SYN]\n")
+
+
+def by_name(res):
+    return {t["name"]: t for t in res["tests"]}
+
+
+def test_results_follow_the_published_fields_and_types():
+    e = sample_entry()
+    res = results.from_entry(e, 12.3, FEEDBACK)
+    assert results.problems(res) == []
+    assert json.loads(json.dumps(res)) == res
+    assert res["score"] == e["score"] == 7.5 and res["execution_time"] == 13
+    t = by_name(res)
+    assert list(t) == ["server", "proxy"]          # graded roles only, calclab's client has no test
+    assert (t["server"]["score"], t["server"]["max_score"]) == (3.5, 4)
+    assert (t["proxy"]["score"], t["proxy"]["max_score"]) == (4, 7)
+    assert all(x["status"] == "failed" and x["visibility"] == "visible" for x in t.values())
+    assert TEARDOWN_DETAIL in t["server"]["output"] and "conn 2: client FIN first" not in t["server"]["output"]
+    assert CACHE_DETAIL in t["proxy"]["output"] and RST_DETAIL in t["proxy"]["output"]
+    assert "FAIL 3.2 cache-hit-no-upstream" in t["proxy"]["output"]
+    assert "ok   3.3 refused-answer" in t["proxy"]["output"]
+    assert sum(x["score"] for x in res["tests"]) == res["score"]
+    # the top level: the totals, the isolation said plainly, the text diagrams as a code block
+    assert "7.5/11" in res["output"] and "isolation: netns (private lo), uid 65534" in res["output"]
+    assert res["output_format"] == "md" and "```\n" + FEEDBACK.strip() + "\n```" in res["output"]
+
+
+def test_full_marks_pass_and_missing_isolation_is_said():
+    e = sample_entry()
+    for s in e["scenarios"]:
+        del s["isolation"]
+        for c in s["checks"]:
+            c["score"], c["passed"] = c["max_score"], True
+            for it in c["items"]:
+                it["passed"] = True
+    for r in e["roles"].values():
+        r["score"] = r["max_score"]
+    e["score"] = e["max_score"]
+    res = results.from_entry(e, 1, "")
+    assert results.problems(res) == []
+    assert all(t["status"] == "passed" for t in res["tests"]) and res["score"] == 11
+    assert "isolation: none (the grader recorded no sandbox)" in res["output"]
+
+
+def test_visibility_rules_split_checks_off_per_role_without_leaking_them():
+    e = sample_entry()
+    rules = [results.parse_rule("3.2/rst=after_published"), results.parse_rule("3.2")]
+    res = results.from_entry(e, 5, FEEDBACK, rules)
+    assert results.problems(res) == []
+    t = by_name(res)
+    assert set(t) == {"server", "proxy", "server: further checks (shown after the due date)",
+                      "proxy: further checks (shown after the due date)",
+                      "proxy: further checks (shown once grades are published)",
+                      "report: sequence diagrams and every check"}
+    later = t["proxy: further checks (shown after the due date)"]
+    assert later["visibility"] == "after_due_date" and (later["score"], later["max_score"]) == (2, 4)
+    assert CACHE_DETAIL in later["output"]
+    pub = t["proxy: further checks (shown once grades are published)"]
+    assert pub["visibility"] == "after_published" and RST_DETAIL in pub["output"] and pub["max_score"] == 1
+    assert (t["proxy"]["score"], t["proxy"]["max_score"]) == (2, 2)
+    assert CACHE_DETAIL not in t["proxy"]["output"] and RST_DETAIL not in t["proxy"]["output"]
+    assert t["server"]["visibility"] == "visible" and TEARDOWN_DETAIL in t["server"]["output"]
+    # the points still add up to lab/grade's score; the visible summary names no hidden result
+    assert sum(x["score"] for x in res["tests"]) == res["score"] == e["score"]
+    assert CACHE_DETAIL not in res["output"] and FEEDBACK.strip() not in res["output"]
+    assert "7.5/11" not in res["output"] and "after the due date" in res["output"]
+    rep = t["report: sequence diagrams and every check"]
+    assert rep["visibility"] == "after_published" and rep["max_score"] == 0 and FEEDBACK.strip() in rep["output"]
+
+
+def test_assignment_level_visibility_and_rule_syntax():
+    res = results.from_entry(sample_entry(), 1, FEEDBACK, [results.parse_rule("handshake=visible")],
+                             default="after_due_date")
+    assert results.problems(res) == [] and res["visibility"] == "after_due_date"
+    t = by_name(res)
+    assert t["server"]["visibility"] == "after_due_date"
+    assert t["server: further checks (shown now)"]["visibility"] == "visible"
+    assert results.parse_rule("*/client-*") == ("*/client-*", "after_due_date")
+    for bad in ("=hidden", "3.1=soon"):
+        with pytest.raises(ValueError):
+            results.parse_rule(bad)
+
+
+def test_ungradable_submissions_get_a_valid_zero():
+    e = {"id": "bob", "score": 0, "max_score": 0, "roles": {}, "status": "no role files found", "scenarios": []}
+    res = results.from_entry(e, 0.2, "")
+    assert results.problems(res) == [] and res["score"] == 0
+    assert [(t["name"], t["status"]) for t in res["tests"]] == [("submission", "failed")]
+    assert "no role files found" in res["tests"][0]["output"]
+    e = {"id": "carol", "score": 0, "max_score": 10, "roles": {"server": {"score": 0, "max_score": 10}},
+         "status": "server.py: SyntaxError at line 3", "scenarios": []}
+    res = results.from_entry(e, 0.2, "")
+    assert results.problems(res) == []
+    assert res["tests"][0]["status"] == "failed" and "SyntaxError" in res["tests"][0]["output"]
+    res = results.failure("lab/grade exited with status 2", 3.2)
+    assert results.problems(res) == [] and res["score"] == 0 and "status 2" in res["output"]
+
+
+def test_problems_name_what_departs_from_the_specification():
+    good = results.from_entry(sample_entry(), 1, FEEDBACK)
+    cases = [({"score": True}, "bool"), ({"visibility": "later"}, "visibility"), ({"scores": 1}, "unknown"),
+             ({"execution_time": "5"}, "execution_time"), ({"output_format": "pdf"}, "output_format")]
+    for change, word in cases:
+        bad = dict(good, **change)
+        assert any(word in p for p in results.problems(bad)), change
+    bad = dict(good, tests=[dict(good["tests"][0], status="ok", max_score=None)])
+    assert len(results.problems(bad)) == 2
+    nosc = {k: v for k, v in good.items() if k != "score"}
+    nosc["tests"] = [{k: v for k, v in t.items() if k != "score"} for t in good["tests"]]
+    assert any("no top-level score" in p for p in results.problems(nosc))
+    assert results.problems([]) == ["results.json is not a JSON object"]
+
+
+# ---------------------------------------------------------------- the bundle
+def bundle(path, *options):
+    r = subprocess.run([PY, os.path.join(LAB, "gradescope-bundle"), "--out", str(path), *options],
+                       capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return path
+
+
+def tracked():
+    out = subprocess.run(["git", "-C", ROOT, "ls-files", "-z"], capture_output=True, check=True).stdout
+    return {p.decode() for p in out.split(b"\0") if p and os.path.isfile(os.path.join(ROOT, p.decode()))}
+
+
+def test_bundle_holds_the_tracked_sources_and_gradescopes_two_scripts(tmp_path):
+    z = bundle(tmp_path / "a.zip", "--roles", "server,proxy", "--scenarios", "3.1,3.2",
+               "--hide", "3.2=after_published", "--visibility", "visible")
+    with zipfile.ZipFile(z) as f:
+        names = f.namelist()
+        infos = {i.filename: i for i in f.infolist()}
+        cfg = json.loads(f.read("lab/gradescope/config.json"))
+        root_setup = f.read("setup.sh")
+    assert names[:2] == ["setup.sh", "run_autograder"]
+    assert set(names) == tracked() | {"setup.sh", "run_autograder", "lab/gradescope/config.json"}
+    assert not [n for n in names if n.startswith(("build", "grade-out")) or "__pycache__" in n]
+    for exe in ("setup.sh", "run_autograder", "lab/grade", "ci/deps", "lab/gradescope/install-grader"):
+        assert (infos[exe].external_attr >> 16) & stat.S_IXUSR, exe
+    assert not (infos["README.md"].external_attr >> 16) & stat.S_IXUSR
+    assert b"lab/gradescope/install-grader" in root_setup
+    assert cfg == {"roles": ["server", "proxy"], "scenarios": ["3.1", "3.2"], "visibility": "visible",
+                   "hide": ["3.2=after_published"], "stdout_visibility": "hidden", "time_limit": 600.0}
+    again = bundle(tmp_path / "b.zip", "--roles", "server,proxy", "--scenarios", "3.1,3.2",
+                   "--hide", "3.2=after_published", "--visibility", "visible")
+    assert z.read_bytes() == again.read_bytes()
+
+
+def test_bundle_refuses_unknown_options(tmp_path):
+    for opts in (["--roles", "browser"], ["--scenarios", "9.9"], ["--hide", "3.1=soon"]):
+        r = subprocess.run([PY, os.path.join(LAB, "gradescope-bundle"), "--out", str(tmp_path / "x.zip"), *opts],
+                           capture_output=True, text=True, timeout=60, cwd=ROOT)
+        assert r.returncode == 2 and "lab/gradescope-bundle:" in r.stderr, opts
+        assert not (tmp_path / "x.zip").exists()
+
+
+# ---------------------------------------------------------------- Gradescope's /autograder, simulated
+def gradescope_root(tmp_path, zip_path):
+    """/autograder as Gradescope lays it out: source/ (the zip unpacked), run_autograder copied out of
+    it, submission/ and results/."""
+    root = tmp_path / "autograder"
+    (root / "source").mkdir(parents=True)
+    subprocess.run(["unzip", "-q", str(zip_path), "-d", str(root / "source")], check=True)
+    shutil.copy2(root / "source" / "run_autograder", root / "run_autograder")
+    (root / "submission").mkdir()
+    (root / "results").mkdir()
+    return root
+
+
+def platform_env(root):
+    env = {k: v for k, v in os.environ.items() if k not in ("CALC_BUILD_DIR", "CALCLAB_BUILD")}
+    env["CALCLAB_AUTOGRADER_ROOT"] = str(root)
+    return env
+
+
+def run_autograder(root, timeout=900):
+    r = subprocess.run([str(root / "run_autograder")], cwd=root, env=platform_env(root), capture_output=True,
+                       text=True, timeout=timeout)
+    assert r.returncode == 0, r.stdout + r.stderr
+    with open(root / "results" / "results.json") as f:
+        res = json.load(f)
+    assert results.problems(res) == [], res
+    return res, r
+
+
+def test_grading_that_cannot_run_still_gives_a_valid_zero(tmp_path):
+    root = gradescope_root(tmp_path, bundle(tmp_path / "a.zip"))
+    (root / "submission").rmdir()   # lab/grade then has nothing to grade and says so
+    res, _ = run_autograder(root, timeout=120)
+    assert res["score"] == 0 and res["tests"][0]["status"] == "failed"
+    assert "could not grade" in res["output"] and "lab/grade exited with status" in res["output"]
+    # Python itself broken: the shell part still leaves a valid result
+    os.remove(root / "source" / "lab" / "gradescope" / "autograder.py")
+    res, _ = run_autograder(root, timeout=60)
+    assert res["score"] == 0 and "before writing results" in res["output"]
