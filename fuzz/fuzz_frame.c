@@ -14,7 +14,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   data++;
   size--;
   calc_framer f;
-  calc_framer_init(&f);
+  calc_framer_init(&f, 0);
   size_t off = 0, fed = 0;
   int dead = 0;
   while (fed < size && !dead) {

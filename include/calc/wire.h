@@ -52,28 +52,34 @@ ssize_t calc_header_decode(const uint8_t *buf, size_t len, calc_header *h);
  * caller can quote it). Never reads past buf[len). */
 ssize_t calc_frame_parse(const uint8_t *buf, size_t len, calc_header *h);
 
-/* An incremental framer: feed bytes as they arrive, take whole messages out. */
+/* An incremental framer: feed bytes as they arrive, take whole messages out.
+ *
+ * Framing costs time linear in the bytes: a message taken out only advances an offset, and the
+ * bytes not yet taken are moved to the front once per feed, never once per message (moving the
+ * rest after every message made a burst of N pipelined messages cost N times its size). */
 typedef struct calc_framer {
-  calc_buf in;        /* unconsumed bytes */
-  size_t skip;        /* bytes of the previous message still to drop on the next call */
+  calc_buf in;        /* received bytes; those before `off` have been handed out */
+  size_t off;         /* start of the first byte not yet handed out */
 } calc_framer;
 
 typedef struct calc_msg {
   calc_header h;
-  const uint8_t *payload;   /* points into the framer; valid until the next framer call */
+  const uint8_t *payload;   /* points into the framer; valid until the next calc_framer_feed */
   size_t payload_len;
   const uint8_t *raw;       /* header + payload as received */
   size_t raw_len;
 } calc_msg;
 
-void calc_framer_init(calc_framer *f);
+/* limit bounds the bytes buffered (0 = unbounded): a feed past it fails. */
+void calc_framer_init(calc_framer *f, size_t limit);
 void calc_framer_free(calc_framer *f);
-/* Appends bytes. 0, or -1 if memory is exhausted. */
+/* Appends bytes. 0, or -1 if memory is exhausted or the limit would be passed (nothing added). */
 int calc_framer_feed(calc_framer *f, const void *data, size_t len);
 /* 1: a message is in *m; 0: need more bytes; -1: invalid total length (*m's header filled,
  * the stream cannot be resynchronised and should be answered and closed). */
 int calc_framer_next(calc_framer *f, calc_msg *m);
-/* Bytes buffered that do not form a whole message yet. */
+/* Bytes buffered that do not form a whole message yet, and where they start. */
 size_t calc_framer_pending(const calc_framer *f);
+const uint8_t *calc_framer_rest(const calc_framer *f);
 
 #endif

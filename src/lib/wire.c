@@ -55,37 +55,41 @@ ssize_t calc_frame_parse(const uint8_t *buf, size_t len, calc_header *h) {
   return h->total_len;
 }
 
-void calc_framer_init(calc_framer *f) {
-  calc_buf_init(&f->in, 0);
-  f->skip = 0;
+void calc_framer_init(calc_framer *f, size_t limit) {
+  calc_buf_init(&f->in, limit);
+  f->off = 0;
 }
 
 void calc_framer_free(calc_framer *f) { calc_buf_free(&f->in); }
 
-/* The previous message handed out stays valid until the next call; drop it now. */
-static void framer_drop_previous(calc_framer *f) {
-  if (f->skip) {
-    calc_buf_consume(&f->in, f->skip);
-    f->skip = 0;
-  }
-}
-
 int calc_framer_feed(calc_framer *f, const void *data, size_t len) {
-  framer_drop_previous(f);
-  return calc_buf_append(&f->in, data, len);
+  if (f->off) {
+    /* Messages already handed out become invalid here, so their bytes can go: one move of the
+     * unframed rest per feed. */
+    calc_buf_consume(&f->in, f->off);
+    f->off = 0;
+  }
+  if (calc_buf_append(&f->in, data, len) < 0) {
+    f->in.failed = 0; /* nothing was added: the framer stays usable */
+    return -1;
+  }
+  return 0;
 }
 
 int calc_framer_next(calc_framer *f, calc_msg *m) {
-  framer_drop_previous(f);
-  ssize_t n = calc_frame_parse(f->in.data, f->in.len, &m->h);
+  if (f->off == f->in.len) return 0;
+  const uint8_t *rest = f->in.data + f->off;
+  ssize_t n = calc_frame_parse(rest, f->in.len - f->off, &m->h);
   if (n == -2) return 0;
   if (n == -1) return -1;
-  m->raw = f->in.data;
+  m->raw = rest;
   m->raw_len = (size_t)n;
-  m->payload = f->in.data + CALC_HEADER_SIZE;
+  m->payload = rest + CALC_HEADER_SIZE;
   m->payload_len = (size_t)n - CALC_HEADER_SIZE;
-  f->skip = (size_t)n;
+  f->off += (size_t)n;
   return 1;
 }
 
-size_t calc_framer_pending(const calc_framer *f) { return f->in.len - f->skip; }
+size_t calc_framer_pending(const calc_framer *f) { return f->in.len - f->off; }
+
+const uint8_t *calc_framer_rest(const calc_framer *f) { return f->in.data + f->off; }

@@ -100,3 +100,19 @@ int sock_parse_port(const char *s) {
   if (errno || end == s || *end || v < 0 || v > 65535) return -1;
   return (int)v;
 }
+
+ssize_t sock_recv(int fd, void *buf, size_t len) {
+  for (;;) {
+    ssize_t n = recv(fd, buf, len, 0);
+    if (n >= 0 || errno != EINTR) return n;
+  }
+}
+
+ssize_t sock_send(int fd, const void *buf, size_t len) {
+  for (;;) {
+    ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+    if (n >= 0) return n;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+    if (errno != EINTR) return -1;
+  }
+}

@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 typedef struct sock_addr {
   struct sockaddr_storage ss;
@@ -20,6 +21,11 @@ int sock_set_nonblock(int fd);
 /* Accepts one pending connection (non-blocking, close-on-exec), retrying interrupted and
  * aborted ones, and formats its peer. Returns the fd, or -1 with errno (EAGAIN: none left). */
 int sock_accept(int listen_fd, char *peer, size_t peersize);
+/* One recv / send on a non-blocking socket, retrying interruptions. recv: bytes read, 0 at the
+ * peer's FIN, -1 with errno (EAGAIN: nothing now). send: bytes taken (0 when the socket is
+ * full), -1 with errno on an error. */
+ssize_t sock_recv(int fd, void *buf, size_t len);
+ssize_t sock_send(int fd, const void *buf, size_t len);
 /* "127.0.0.1:64031" or "[::1]:64031". */
 void sock_format(const struct sockaddr *sa, char *buf, size_t size);
 /* Parses a port number 0..65535 strictly; -1 on bad text. */

@@ -7,17 +7,15 @@
 
 void stream_init(stream *s) {
   s->w.fd = -1;
-  calc_framer_init(&s->in);
+  calc_framer_init(&s->in, 0);
   calc_buf_init(&s->out, 0);
   s->out_off = 0;
   s->eof = false;
-  s->last_ms = 0;
-  s->list = NULL;
-  s->prev = s->next = NULL;
+  s->idle = (idle_node){.owner = NULL};
 }
 
 void stream_free(stream *s) {
-  idle_remove(s);
+  idle_remove(&s->idle);
   calc_framer_free(&s->in);
   calc_buf_free(&s->out);
 }
@@ -88,30 +86,4 @@ int stream_flush(loop *l, stream *s) {
   calc_buf_reset(&s->out);
   s->out_off = 0;
   return want_write(l, s, false);
-}
-
-void idle_remove(stream *s) {
-  idle_list *list = s->list;
-  if (!list) return;
-  if (s->prev) s->prev->next = s->next; else list->head = s->next;
-  if (s->next) s->next->prev = s->prev; else list->tail = s->prev;
-  s->prev = s->next = NULL;
-  s->list = NULL;
-  list->count--;
-}
-
-void idle_touch(idle_list *list, stream *s, uint64_t now_ms) {
-  idle_remove(s);
-  s->last_ms = now_ms;
-  s->list = list;
-  s->prev = list->tail;
-  s->next = NULL;
-  if (list->tail) list->tail->next = s; else list->head = s;
-  list->tail = s;
-  list->count++;
-}
-
-stream *idle_expired(idle_list *list, uint64_t now_ms, uint64_t timeout_ms) {
-  stream *s = list->head;
-  return (s && s->last_ms + timeout_ms <= now_ms) ? s : NULL;
 }

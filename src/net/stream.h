@@ -5,8 +5,7 @@
  * segment per message (protocol.md section 1); a partial send queues the rest and asks for
  * EPOLLOUT only while bytes wait (style.md checklist item 5).
  *
- * Streams sit on an idle list ordered by last activity: with one timeout per list, moving a
- * stream to the tail on activity keeps the list sorted, so expiry is O(1) per check. */
+ * A stream sits on an idle list (idle.h) through its idle node, whose owner is the stream's. */
 #ifndef CALC_NET_STREAM_H
 #define CALC_NET_STREAM_H
 #include <stdbool.h>
@@ -15,24 +14,17 @@
 
 #include "calc/buf.h"
 #include "calc/wire.h"
+#include "idle.h"
 #include "loop.h"
 
-typedef struct stream stream;
-typedef struct idle_list {
-  stream *head, *tail;
-  size_t count;
-} idle_list;
-
-struct stream {
+typedef struct stream {
   watcher w;
   calc_framer in;
   calc_buf out;
   size_t out_off;
   bool eof;             /* the peer closed its side */
-  uint64_t last_ms;
-  idle_list *list;
-  stream *prev, *next;
-};
+  idle_node idle;
+} stream;
 
 void stream_init(stream *s);
 void stream_free(stream *s);   /* buffers only; the fd is closed with loop_close */
@@ -45,10 +37,5 @@ int stream_send(loop *l, stream *s, const uint8_t *msg, size_t len);
 /* On EPOLLOUT: writes queued bytes. 0 or -1. */
 int stream_flush(loop *l, stream *s);
 bool stream_pending_output(const stream *s);
-
-void idle_touch(idle_list *list, stream *s, uint64_t now_ms); /* (re)append at the tail */
-void idle_remove(stream *s);
-/* The stream idle longest if its last activity is older than now - timeout, else NULL. */
-stream *idle_expired(idle_list *list, uint64_t now_ms, uint64_t timeout_ms);
 
 #endif

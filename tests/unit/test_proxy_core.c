@@ -56,24 +56,12 @@ static void test_refused_answer_is_the_reference_bytes(void **state) {
 static void request(const char *expr, uint16_t cc, calc_buf *buf, calc_msg *m) {
   calc_buf_reset(buf);
   testmsg_request(expr, 7, true, true, cc, buf);
-  assert_int_equal(calc_frame_parse(buf->data, buf->len, &m->h), (ssize_t)buf->len);
-  m->raw = buf->data;
-  m->raw_len = buf->len;
-  m->payload = buf->data + 12;
-  m->payload_len = buf->len - 12;
+  testmsg_frame(buf, m);
 }
 
 /* What the server would answer to the forwarded bytes. */
 static void server_answer(const calc_buf *forwarded, uint32_t now, calc_buf *resp) {
-  calc_msg fm;
-  assert_int_equal(calc_frame_parse(forwarded->data, forwarded->len, &fm.h), (ssize_t)forwarded->len);
-  fm.raw = forwarded->data;
-  fm.raw_len = forwarded->len;
-  fm.payload = forwarded->data + 12;
-  fm.payload_len = forwarded->len - 12;
-  calc_answer_info info;
-  const calc_server_opts o = {.cache_control = 65535};
-  assert_int_equal(calc_server_answer(&o, &fm, now, resp, &info), 0);
+  testmsg_server_answer(forwarded, now, resp);
 }
 
 /* Scenario 3.2 as decisions: E1 miss (forwarded, same payload), E1 hit (stored bytes), E2 miss;

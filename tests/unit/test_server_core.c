@@ -19,20 +19,12 @@ static void build_request(const char *expr, bool steps, bool is_request, calc_bu
   testmsg_request(expr, 1234, is_request, steps, 65535, out);
 }
 
-/* Frames the one whole message in req into m. */
-static void frame(const calc_buf *req, calc_msg *m) {
-  assert_int_equal(calc_frame_parse(req->data, req->len, &m->h), (ssize_t)req->len);
-  m->raw = req->data;
-  m->raw_len = req->len;
-  m->payload = req->data + 12;
-  m->payload_len = req->len - 12;
-}
 
 /* Frames `req`, answers it, and decodes the answer's header into h. */
 static void answer(const calc_server_opts *o, const calc_buf *req, calc_buf *resp, calc_header *h,
                    calc_answer_info *info) {
   calc_msg m;
-  frame(req, &m);
+  testmsg_frame(req, &m);
   assert_int_equal(calc_server_answer(o, &m, 99, resp, info), 0);
   assert_int_equal(calc_frame_parse(resp->data, resp->len, h), (ssize_t)resp->len);
 }
@@ -151,7 +143,7 @@ static void test_answer_memo(void **state) {
   calc_buf_init(&plain, 0);
   build_request("(sin(max(2, 3 * 4, 5, 6 * ((7 * 8) / 9), 10 / 11)) / 12) * 13", true, true, &req);
   calc_msg m;
-  frame(&req, &m);
+  testmsg_frame(&req, &m);
   calc_answer_info info, info2;
   assert_int_equal(calc_server_answer_memo(&defaults, memo, &m, 100, &first, &info), 0);
   assert_true(info.deterministic);
@@ -165,7 +157,7 @@ static void test_answer_memo(void **state) {
   /* rand: each answer draws from the request's own generator state; never remembered. */
   calc_buf_reset(&req);
   build_request("rand(0, 1)", false, true, &req);
-  frame(&req, &m);
+  testmsg_frame(&req, &m);
   calc_buf_reset(&first);
   assert_int_equal(calc_server_answer_memo(&defaults, memo, &m, 100, &first, &info), 0);
   assert_false(info.deterministic);

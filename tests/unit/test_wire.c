@@ -115,7 +115,7 @@ static size_t build_stream(uint8_t *out, int count) {
 /* Feeds the stream in chunks of `chunk` bytes and checks every message comes out whole. */
 static void run_framer(const uint8_t *stream, size_t len, size_t chunk, int count) {
   calc_framer f;
-  calc_framer_init(&f);
+  calc_framer_init(&f, 0);
   int seen = 0;
   for (size_t off = 0; off < len; off += chunk) {
     size_t n = len - off < chunk ? len - off : chunk;
@@ -148,7 +148,7 @@ static void test_framer_whole_bytewise_and_chunks(void **state) {
 static void test_framer_rejects_short_total_length(void **state) {
   (void)state;
   calc_framer f;
-  calc_framer_init(&f);
+  calc_framer_init(&f, 0);
   const uint8_t bad[12] = {0, 0, 0, 0, 0, 5, 0x04, 0, 0, 0, 0, 0};
   calc_framer_feed(&f, bad, sizeof bad);
   calc_msg m;

@@ -38,13 +38,13 @@ typedef enum { CLIENT_IDLE, CLIENT_CONNECTING, CLIENT_WAITING } client_state;
 typedef struct client client;
 
 typedef struct upstream {
-  stream s;            /* first member: idle-list entries cast back to upstream */
+  stream s;
   client *owner;
   uint64_t id;
 } upstream;
 
 struct client {
-  stream s;            /* first member */
+  stream s;
   uint64_t id;
   char peer[64];
   client_state state;
@@ -93,7 +93,7 @@ static void upstream_close(client *c, const char *reason) {
   if (!u) return;
   c->up = NULL;
   loop_close(L, &u->s.w);
-  idle_remove(&u->s);
+  idle_remove(&u->s.idle);
   log_rec r;
   log_begin(&r, "upstream_closed", c->id, c->peer);
   log_int(&r, "upstream", (long long)u->id);
@@ -106,7 +106,7 @@ static void client_close(client *c, const char *reason) {
   if (c->s.w.fd < 0) return;
   upstream_close(c, "client gone");
   loop_close(L, &c->s.w);
-  idle_remove(&c->s);
+  idle_remove(&c->s.idle);
   nclients--;
   log_rec r;
   log_begin(&r, "closed", c->id, c->peer);
@@ -219,7 +219,7 @@ static void on_upstream_event(loop *l, watcher *w, uint32_t events) {
       upstream_fail(c, "CalculatorServerError", "Cannot send the request to the server");
       return;
     }
-    idle_touch(&upstream_idle, &u->s, loop_now_ms());
+    idle_touch(&upstream_idle, &u->s.idle, loop_now_ms());
     return;
   }
   if (events & EPOLLOUT) {
@@ -235,7 +235,7 @@ static void on_upstream_event(loop *l, watcher *w, uint32_t events) {
                     errno == ECONNRESET ? "Connection reset by server" : strerror(errno));
       return;
     }
-    idle_touch(&upstream_idle, &u->s, loop_now_ms());
+    idle_touch(&upstream_idle, &u->s.idle, loop_now_ms());
     calc_msg m;
     int f = calc_framer_next(&u->s.in, &m);
     if (f == 1) {
@@ -275,12 +275,13 @@ static void start_upstream(client *c) {
     return;
   }
   stream_init(&u->s);
+  u->s.idle.owner = u;
   u->owner = c;
   u->id = ++next_id;
   c->up = u;
   c->state = CLIENT_CONNECTING;
   loop_add(L, &u->s.w, fd, EPOLLOUT, on_upstream_event, u);
-  idle_touch(&upstream_idle, &u->s, loop_now_ms());
+  idle_touch(&upstream_idle, &u->s.idle, loop_now_ms());
   log_rec r;
   log_begin(&r, "upstream_connect", c->id, c->peer);
   log_int(&r, "upstream", (long long)u->id);
@@ -355,7 +356,7 @@ static void on_client_event(loop *l, watcher *w, uint32_t events) {
       client_close(c, errno == ECONNRESET ? "reset by peer" : strerror(errno));
       return;
     }
-    idle_touch(&client_idle, &c->s, loop_now_ms());
+    idle_touch(&client_idle, &c->s.idle, loop_now_ms());
     if (c->s.eof && c->state != CLIENT_IDLE && calc_framer_pending(&c->s.in) == 0) {
       /* Half-close while waiting for the server: still answer (the reference client never
        * does this, but a script with shutdown(SHUT_WR) may). Stop reading. */
@@ -394,6 +395,7 @@ static void on_accept(loop *l, watcher *w, uint32_t events) {
       continue;
     }
     stream_init(&c->s);
+    c->s.idle.owner = c;
     calc_buf_init(&c->req_payload, 0);
     calc_buf_init(&c->forward, 0);
     c->id = ++next_id;
@@ -404,7 +406,7 @@ static void on_accept(loop *l, watcher *w, uint32_t events) {
       continue;
     }
     nclients++;
-    idle_touch(&client_idle, &c->s, loop_now_ms());
+    idle_touch(&client_idle, &c->s.idle, loop_now_ms());
     log_rec r;
     log_begin(&r, "accepted", c->id, c->peer);
     log_end(&r, "{%s} Connection established", c->peer);
@@ -413,18 +415,18 @@ static void on_accept(loop *l, watcher *w, uint32_t events) {
 
 static void expire_timeouts(void) {
   uint64_t now = loop_now_ms();
-  stream *s;
-  while ((s = idle_expired(&upstream_idle, now, (uint64_t)cfg.upstream_timeout_ms)) != NULL) {
-    client *c = ((upstream *)s)->owner;
+  idle_node *n;
+  while ((n = idle_expired(&upstream_idle, now, (uint64_t)cfg.upstream_timeout_ms)) != NULL) {
+    client *c = ((upstream *)n->owner)->owner;
     char msg[120];
     snprintf(msg, sizeof msg, "No response from server within %ld s", cfg.upstream_timeout_ms / 1000);
-    idle_touch(&client_idle, &c->s, now);
+    idle_touch(&client_idle, &c->s.idle, now);
     upstream_fail(c, "CalculatorServerError", msg);
   }
-  while ((s = idle_expired(&client_idle, now, (uint64_t)cfg.idle_timeout_ms)) != NULL) {
-    client *c = (client *)s;
+  while ((n = idle_expired(&client_idle, now, (uint64_t)cfg.idle_timeout_ms)) != NULL) {
+    client *c = n->owner;
     if (c->state != CLIENT_IDLE) { /* waiting on the server: its own timeout applies */
-      idle_touch(&client_idle, s, now);
+      idle_touch(&client_idle, n, now);
       continue;
     }
     log_rec r;
@@ -534,10 +536,10 @@ int main(int argc, char **argv) {
       stopping = true;
       deadline = loop_now_ms() + (uint64_t)cfg.upstream_timeout_ms + 1000;
       loop_close(L, &listener);
-      for (stream *s = client_idle.head, *next; s; s = next) {
-        next = s->next;
-        client *c = (client *)s;
-        if (c->state == CLIENT_IDLE && !stream_pending_output(s)) client_close(c, "shutdown");
+      for (idle_node *n = client_idle.head, *next; n; n = next) {
+        next = n->next;
+        client *c = n->owner;
+        if (c->state == CLIENT_IDLE && !stream_pending_output(&c->s)) client_close(c, "shutdown");
       }
     }
     if (stopping && (nclients == 0 || loop_now_ms() > deadline)) break;

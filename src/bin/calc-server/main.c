@@ -2,8 +2,8 @@
  *
  * One epoll loop per thread (--threads N share the port with SO_REUSEPORT), non-blocking
  * sockets, requests framed by total length and answered in order, one write per response.
- * A connection is served until the peer closes it; then the server closes (the client's FIN
- * leads the teardown, as the report's captures show). */
+ * What to answer and when to close is decided by calc_conn (calc/conn.h), one per connection;
+ * this file only moves bytes between sockets and those machines and keeps the timers. */
 #include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
@@ -15,17 +15,19 @@
 #include <unistd.h>
 
 #include "calc/alloc.h"
+#include "calc/conn.h"
 #include "calc/server.h"
 #include "log.h"
 #include "loop.h"
 #include "sock.h"
-#include "stream.h"
+#include "idle.h"
 #include "util.h"
 
 typedef struct config {
   const char *host;
   int port;
   calc_server_opts answer;
+  calc_conn_limits limits;
   int threads;
   long max_connections;
   long idle_timeout_ms;
@@ -35,11 +37,12 @@ typedef struct config {
 typedef struct worker worker;
 
 typedef struct conn {
-  stream s;
+  watcher w;
+  idle_node idle;
+  calc_conn *cc;       /* every decision about this connection */
   worker *wk;
   uint64_t id;
   char peer[64];
-  bool closing;    /* answered a framing error: no more requests, close once flushed */
 } conn;
 
 struct worker {
@@ -49,8 +52,8 @@ struct worker {
   idle_list idle;
   size_t nconns;
   long max_conns;       /* this loop's share of --max-connections */
-  calc_answer_memo *memo; /* this loop's memo of answers (no locks: one per thread) */
-  calc_buf scratch;       /* answers are built here: one buffer per loop, grown once */
+  calc_conn_config conn_cfg; /* with this loop's memo of answers (no locks: one per thread) */
+  uint8_t rbuf[65536];  /* every read of this loop lands here first */
   pthread_t thread;
   int index;
 };
@@ -66,17 +69,19 @@ static uint64_t next_conn_id(void) {
   return id;
 }
 
+static uint32_t now_s(void) { return (uint32_t)time(NULL); }
+
 static void conn_free(void *p) {
   conn *c = p;
-  stream_free(&c->s);
+  calc_conn_free(c->cc);
   free(c);
 }
 
 static void conn_close(conn *c, const char *reason) {
   worker *wk = c->wk;
-  if (c->s.w.fd < 0) return;
-  loop_close(wk->l, &c->s.w);
-  idle_remove(&c->s);
+  if (c->w.fd < 0) return;
+  loop_close(wk->l, &c->w);
+  idle_remove(&c->idle);
   wk->nconns--;
   log_rec r;
   log_begin(&r, "closed", c->id, c->peer);
@@ -93,104 +98,109 @@ static void log_error(conn *c, const char *what) {
   log_end(&r, "%s%s%s%s", c ? "{" : "", c ? c->peer : "", c ? "} " : "", what);
 }
 
-/* Sends one answer built by calc_server_answer*, logging it like the reference. */
-static void conn_answer(conn *c, calc_buf *resp, const calc_answer_info *info) {
+/* The machine's callbacks: the reference's log lines for each request and answer. */
+static void log_request(void *user, const calc_msg *m) {
+  conn *c = user;
+  log_rec r;
+  log_begin(&r, "request", c->id, c->peer);
+  log_int(&r, "bytes", (long long)m->raw_len);
+  log_bool(&r, "steps", m->h.steps);
+  log_bool(&r, "cache", m->h.cache);
+  log_int(&r, "cache_control", m->h.cache_control);
+  if (m->h.reserved) log_int(&r, "reserved_bits", m->h.reserved);
+  log_end(&r, "{%s} Got request of length %zu bytes", c->peer, m->raw_len);
+}
+
+static void log_bad_length(void *user, size_t buffered, unsigned total_len) {
+  conn *c = user;
+  log_rec r;
+  log_begin(&r, "request", c->id, c->peer);
+  log_int(&r, "bytes", (long long)buffered);
+  log_int(&r, "total_length", total_len);
+  log_bool(&r, "valid", false);
+  log_end(&r, "{%s} Got request with invalid total length %u", c->peer, total_len);
+}
+
+static void log_answer(void *user, size_t len, const calc_answer_info *info) {
+  conn *c = user;
   log_rec r;
   log_begin(&r, "response", c->id, c->peer);
-  log_int(&r, "bytes", (long long)resp->len);
+  log_int(&r, "bytes", (long long)len);
   log_int(&r, "status", info->status);
   log_bool(&r, "steps", info->steps);
   if (info->status != 200) {
     log_str(&r, "error_type", info->error_type);
     log_str(&r, "error", info->error_msg);
   }
-  log_end(&r, "{%s} Sending response of length %zu bytes", c->peer, resp->len);
-  if (stream_send(c->wk->l, &c->s, resp->data, resp->len) < 0) {
-    log_error(c, strerror(errno));
-    conn_close(c, "send failed");
+  log_end(&r, "{%s} Sending response of length %zu bytes", c->peer, len);
+}
+
+static const char *close_reason(calc_err why) {
+  switch (why) {
+    case CALC_ERR_CLOSED: return "peer closed";
+    case CALC_ERR_INVALID: return "framing error";
+    case CALC_ERR_TIMEOUT: return "idle timeout";
+    default: return calc_strerror(why);
   }
 }
 
-static uint32_t now_s(void) { return (uint32_t)time(NULL); }
-
-/* Answers every whole message buffered on c. */
-static void conn_process(conn *c) {
-  calc_buf *resp = &c->wk->scratch;
-  calc_answer_info info;
-  calc_msg m;
-  int rc;
-  while (!c->closing && c->s.w.fd >= 0 && (rc = calc_framer_next(&c->s.in, &m)) != 0) {
-    calc_buf_reset(resp);
-    if (rc < 0) {
-      /* A total length under 12 cannot be resynchronised: answer and close. */
-      log_rec r;
-      log_begin(&r, "request", c->id, c->peer);
-      log_int(&r, "bytes", (long long)calc_framer_pending(&c->s.in));
-      log_int(&r, "total_length", m.h.total_len);
-      log_bool(&r, "valid", false);
-      log_end(&r, "{%s} Got request with invalid total length %u", c->peer, m.h.total_len);
-      calc_server_answer_bad_length(&c->wk->cfg->answer, m.h.total_len, now_s(), resp, &info);
-      c->closing = true;
-    } else {
-      log_rec r;
-      log_begin(&r, "request", c->id, c->peer);
-      log_int(&r, "bytes", (long long)m.raw_len);
-      log_bool(&r, "steps", m.h.steps);
-      log_bool(&r, "cache", m.h.cache);
-      log_int(&r, "cache_control", m.h.cache_control);
-      if (m.h.reserved) log_int(&r, "reserved_bits", m.h.reserved);
-      log_end(&r, "{%s} Got request of length %zu bytes", c->peer, m.raw_len);
-      if (calc_server_answer_memo(&c->wk->cfg->answer, c->wk->memo, &m, now_s(), resp, &info) < 0) {
-        log_error(c, "out of memory while answering");
-        conn_close(c, "out of memory");
-        break;
-      }
-    }
-    conn_answer(c, resp, &info);
-  }
-}
-
-/* The peer closed its side: answer bytes that never formed a message, then close. */
-static void conn_finish(conn *c) {
-  size_t pending = calc_framer_pending(&c->s.in);
-  if (pending && !c->closing) {
-    calc_buf resp;
-    calc_buf_init(&resp, 0);
-    calc_answer_info info;
-    calc_header h = {0};
-    const uint8_t *rest = c->s.in.in.data + c->s.in.skip;
-    unsigned claimed = calc_header_decode(rest, pending, &h) > 0 ? h.total_len : 0;
-    calc_server_answer_truncated(&c->wk->cfg->answer, pending, claimed, now_s(), &resp, &info);
-    conn_answer(c, &resp, &info);
-    calc_buf_free(&resp);
-  }
-  c->closing = true;
-  if (c->s.w.fd >= 0 && !stream_pending_output(&c->s)) conn_close(c, "peer closed");
-}
-
-static void on_conn_event(loop *l, watcher *w, uint32_t events) {
-  conn *c = w->owner;
-  if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-    int rc = stream_read(&c->s);
-    if (rc < 0) {
-      conn_close(c, errno == ECONNRESET ? "reset by peer" : strerror(errno));
+/* Carries out what the machine asks: one send per answer, then the watch for the next event. */
+static void conn_drive(conn *c) {
+  calc_conn_action a;
+  for (;;) {
+    calc_conn_next(c->cc, &a);
+    if (a.kind == CALC_CONN_WAIT) break;
+    if (a.kind == CALC_CONN_CLOSE) {
+      if (a.why == CALC_ERR_NOMEM) log_error(c, "out of memory while answering");
+      conn_close(c, close_reason(a.why));
       return;
     }
-    idle_touch(&c->wk->idle, &c->s, loop_now_ms());
-    conn_process(c);
-    if (c->s.w.fd < 0) return;
-    if (c->s.eof) {
-      conn_finish(c);
-      return;
-    }
-  }
-  if (events & EPOLLOUT) {
-    if (stream_flush(l, &c->s) < 0) {
+    ssize_t n = sock_send(c->w.fd, a.data, a.len);
+    if (n < 0) {
+      log_error(c, strerror(errno));
       conn_close(c, "send failed");
       return;
     }
-    if (c->closing && !stream_pending_output(&c->s)) conn_close(c, c->s.eof ? "peer closed" : "framing error");
+    calc_conn_sent(c->cc, (size_t)n, now_s());
   }
+  uint32_t mask = (calc_conn_wants_read(c->cc) ? EPOLLIN : 0u) | (calc_conn_wants_write(c->cc) ? EPOLLOUT : 0u);
+  loop_set(c->wk->l, &c->w, mask);
+}
+
+/* Reads what the socket holds, as far as the machine has room for it. 0, or -1 with errno. */
+static int conn_read(conn *c) {
+  size_t room;
+  while ((room = calc_conn_read_room(c->cc)) > 0) {
+    size_t want = room < sizeof c->wk->rbuf ? room : sizeof c->wk->rbuf;
+    ssize_t n = sock_recv(c->w.fd, c->wk->rbuf, want);
+    if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+    if (n == 0) {
+      calc_conn_peer_closed(c->cc, now_s());
+      return 0;
+    }
+    idle_touch(&c->wk->idle, &c->idle, loop_now_ms());
+    calc_conn_received(c->cc, c->wk->rbuf, (size_t)n, now_s());
+    if ((size_t)n < want) return 0; /* drained: save a syscall */
+  }
+  return 0;
+}
+
+static void on_conn_event(loop *l, watcher *w, uint32_t events) {
+  (void)l;
+  conn *c = w->owner;
+  if (events & EPOLLOUT) calc_conn_writable(c->cc);
+  if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+    if (calc_conn_read_room(c->cc) == 0 && (events & (EPOLLHUP | EPOLLERR))) {
+      /* Not reading (its answers wait unread, or it closed) and the peer is gone. */
+      conn_close(c, events & EPOLLERR ? "reset by peer" : "peer closed");
+      return;
+    }
+    if (conn_read(c) < 0) {
+      conn_close(c, errno == ECONNRESET ? "reset by peer" : strerror(errno));
+      return;
+    }
+  }
+  conn_drive(c);
 }
 
 static void on_accept(loop *l, watcher *w, uint32_t events) {
@@ -210,21 +220,23 @@ static void on_accept(loop *l, watcher *w, uint32_t events) {
       continue;
     }
     conn *c = calloc(1, sizeof *c);
-    if (!c) {
+    if (!c || !(c->cc = calc_conn_new(&wk->conn_cfg, c))) {
+      free(c);
       close(fd);
       continue;
     }
-    stream_init(&c->s);
+    c->w.fd = -1;
+    c->idle.owner = c;
     c->wk = wk;
     c->id = next_conn_id();
     memcpy(c->peer, peer, sizeof peer);
-    if (loop_add(l, &c->s.w, fd, EPOLLIN, on_conn_event, c) < 0) {
+    if (loop_add(l, &c->w, fd, EPOLLIN, on_conn_event, c) < 0) {
       close(fd);
       conn_free(c);
       continue;
     }
     wk->nconns++;
-    idle_touch(&wk->idle, &c->s, loop_now_ms());
+    idle_touch(&wk->idle, &c->idle, loop_now_ms());
     log_rec r;
     log_begin(&r, "accepted", c->id, c->peer);
     log_end(&r, "Connection established with %s", c->peer);
@@ -232,20 +244,17 @@ static void on_accept(loop *l, watcher *w, uint32_t events) {
 }
 
 static void expire_idle(worker *wk) {
-  stream *s;
+  idle_node *n;
   uint64_t now = loop_now_ms();
-  while ((s = idle_expired(&wk->idle, now, (uint64_t)wk->cfg->idle_timeout_ms)) != NULL) {
-    conn *c = (conn *)s; /* stream is the first member of conn */
+  while ((n = idle_expired(&wk->idle, now, (uint64_t)wk->cfg->idle_timeout_ms)) != NULL) {
+    conn *c = n->owner;
     log_rec r;
     log_begin(&r, "timeout", c->id, c->peer);
-    log_int(&r, "pending_bytes", (long long)calc_framer_pending(&c->s.in));
+    log_int(&r, "pending_bytes", (long long)calc_conn_pending_input(c->cc));
     log_end(&r, "{%s} Idle for %ld ms, closing", c->peer, wk->cfg->idle_timeout_ms);
-    if (calc_framer_pending(&c->s.in) && !c->closing) {
-      conn_finish(c); /* answers the stalled partial message */
-      if (c->s.w.fd >= 0) conn_close(c, "idle timeout");
-    } else {
-      conn_close(c, "idle timeout");
-    }
+    calc_conn_timed_out(c->cc, now_s()); /* answers a stalled partial message */
+    conn_drive(c);
+    conn_close(c, "idle timeout");
   }
 }
 
@@ -261,11 +270,11 @@ static void *worker_run(void *arg) {
       stopping = true;
       stop_deadline = loop_now_ms() + 5000;
       loop_close(wk->l, &wk->listener);
-      for (stream *s = wk->idle.head, *next; s; s = next) {
-        next = s->next;
+      for (idle_node *n = wk->idle.head, *next; n; n = next) {
+        next = n->next;
+        conn *c = n->owner;
         /* A request still arriving is in flight too: only truly idle connections go now. */
-        if (!stream_pending_output(s) && calc_framer_pending(&((conn *)s)->s.in) == 0)
-          conn_close((conn *)s, "shutdown");
+        if (!calc_conn_pending_output(c->cc) && !calc_conn_pending_input(c->cc)) conn_close(c, "shutdown");
       }
     }
     if (stopping && (wk->nconns == 0 || loop_now_ms() > stop_deadline)) break;
@@ -287,6 +296,13 @@ static void usage(FILE *f) {
           "      --idle-timeout S     close a connection silent for S seconds (default 30)\n"
           "      --memo-bytes N       remember answers to repeated requests, up to N bytes per\n"
           "                           thread (default 16777216; 0 turns the memo off)\n"
+          "      --max-input-bytes N  per connection, requests received and not yet answered are\n"
+          "                           held up to N bytes; past it the connection is not read\n"
+          "                           (default 262144, at least 65535)\n"
+          "      --max-output-bytes N per connection, answers wait unread up to N bytes; past it\n"
+          "                           no more are made until the client reads (default 262144,\n"
+          "                           at least 65535). A connection holds at most\n"
+          "                           input + 2 x output + 65535 bytes of buffers\n"
           "      --log-format FMT     human (the reference's lines, default) or json (JSON Lines)\n"
           "  -q, --quiet              log errors only\n"
           "  -h, --help               show this help\n");
@@ -295,16 +311,18 @@ static void usage(FILE *f) {
 int main(int argc, char **argv) {
   config cfg = {.host = "127.0.0.1", .port = 9999, .answer = {.cache_control = 65535},
                 .threads = 1, .max_connections = 10000, .idle_timeout_ms = 30000,
-                .memo_bytes = 16u << 20};
+                .memo_bytes = 16u << 20,
+                .limits = {CALC_CONN_DEFAULT_MAX_INPUT, CALC_CONN_DEFAULT_MAX_OUTPUT}};
   log_format fmt = LOG_HUMAN;
   bool quiet = false;
-  enum { OPT_CC = 256, OPT_NOCACHE, OPT_THREADS, OPT_MAXCONN, OPT_IDLE, OPT_LOGFMT, OPT_MEMO };
+  enum { OPT_CC = 256, OPT_NOCACHE, OPT_THREADS, OPT_MAXCONN, OPT_IDLE, OPT_LOGFMT, OPT_MEMO, OPT_MAXIN, OPT_MAXOUT };
   static const struct option opts[] = {
       {"host", required_argument, 0, 'H'},        {"port", required_argument, 0, 'p'},
       {"cache-control", required_argument, 0, OPT_CC}, {"no-cache", no_argument, 0, OPT_NOCACHE},
       {"threads", required_argument, 0, OPT_THREADS}, {"max-connections", required_argument, 0, OPT_MAXCONN},
       {"idle-timeout", required_argument, 0, OPT_IDLE}, {"log-format", required_argument, 0, OPT_LOGFMT},
       {"memo-bytes", required_argument, 0, OPT_MEMO},
+      {"max-input-bytes", required_argument, 0, OPT_MAXIN}, {"max-output-bytes", required_argument, 0, OPT_MAXOUT},
       {"quiet", no_argument, 0, 'q'},             {"help", no_argument, 0, 'h'},
       {0, 0, 0, 0}};
   int o;
@@ -323,6 +341,8 @@ int main(int argc, char **argv) {
         else { fprintf(stderr, "calc-server: --log-format is human or json\n"); return 2; }
         break;
       case OPT_MEMO: cfg.memo_bytes = (size_t)util_parse_long("calc-server", "--memo-bytes", optarg, 0, 1L << 40); break;
+      case OPT_MAXIN: cfg.limits.max_input = (size_t)util_parse_long("calc-server", "--max-input-bytes", optarg, CALC_MAX_MESSAGE, 1L << 30); break;
+      case OPT_MAXOUT: cfg.limits.max_output = (size_t)util_parse_long("calc-server", "--max-output-bytes", optarg, CALC_MAX_MESSAGE, 1L << 30); break;
       case 'q': quiet = true; break;
       case 'h': usage(stdout); return 0;
       default: usage(stderr); return 2;
@@ -352,8 +372,9 @@ int main(int argc, char **argv) {
     wk->cfg = wcfg;
     wk->index = i;
     wk->max_conns = per_worker;
-    calc_buf_init(&wk->scratch, 0);
-    if (cfg.memo_bytes && !(wk->memo = calc_answer_memo_new(cfg.memo_bytes))) {
+    wk->conn_cfg = (calc_conn_config){.answer = cfg.answer, .limits = cfg.limits,
+                                      .cb = {log_request, log_bad_length, log_answer}};
+    if (cfg.memo_bytes && !(wk->conn_cfg.memo = calc_answer_memo_new(cfg.memo_bytes))) {
       fprintf(stderr, "calc-server: out of memory\n");
       return 1;
     }
@@ -376,8 +397,7 @@ int main(int argc, char **argv) {
   for (int i = 1; i < cfg.threads; i++) pthread_join(workers[i].thread, NULL);
   for (int i = 0; i < cfg.threads; i++) {
     loop_free(workers[i].l);
-    calc_answer_memo_free(workers[i].memo);
-    calc_buf_free(&workers[i].scratch);
+    calc_answer_memo_free(workers[i].conn_cfg.memo);
   }
   free(workers);
   log_begin(&r, "stopped", 0, NULL);

@@ -24,3 +24,19 @@ void testmsg_request(const char *expr, uint32_t t, bool is_request, bool steps, 
   calc_buf_free(&p);
   calc_tree_free(&tree);
 }
+
+void testmsg_frame(const calc_buf *buf, calc_msg *m) {
+  assert_int_equal(calc_frame_parse(buf->data, buf->len, &m->h), (ssize_t)buf->len);
+  m->raw = buf->data;
+  m->raw_len = buf->len;
+  m->payload = buf->data + CALC_HEADER_SIZE;
+  m->payload_len = buf->len - CALC_HEADER_SIZE;
+}
+
+void testmsg_server_answer(const calc_buf *req, uint32_t now, calc_buf *out) {
+  static const calc_server_opts o = {.cache_control = 65535};
+  calc_msg m;
+  testmsg_frame(req, &m);
+  calc_answer_info info;
+  assert_int_equal(calc_server_answer(&o, &m, now, out, &info), 0);
+}

@@ -1,0 +1,25 @@
+/* calc/err.h: the library's one error vocabulary.
+ *
+ * Every libcalc failure that a caller must tell apart is one of these values. They are library
+ * errors, distinct from the protocol's statuses (200/400/500): calc_err_status maps an error to
+ * the answer the reference gives for it. The numbers are stable (JSON Lines logs carry them):
+ * new values go at the end, none is ever renumbered. */
+#ifndef CALC_ERR_H
+#define CALC_ERR_H
+
+typedef enum calc_err {
+  CALC_OK = 0,
+  CALC_ERR_NOMEM = 1,      /* an allocation failed: transient, never remembered as an answer */
+  CALC_ERR_TRUNCATED = 2,  /* the input ended before a whole message or pickle */
+  CALC_ERR_INVALID = 3,    /* malformed input: a bad total length, a pickle that is no request */
+  CALC_ERR_LIMIT = 4,      /* the input passes one of the limits in calc/limits.h */
+  CALC_ERR_REFUSED = 5,    /* the upstream server refused the connection */
+  CALC_ERR_TIMEOUT = 6,    /* a peer stayed silent past its timeout */
+  CALC_ERR_RESET = 7,      /* a peer reset the connection */
+  CALC_ERR_CLOSED = 8,     /* a peer closed its side (the normal end of a connection) */
+} calc_err;
+
+/* A short English description of e; never NULL. */
+const char *calc_strerror(calc_err e);
+
+#endif

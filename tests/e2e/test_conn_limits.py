@@ -1,0 +1,89 @@
+"""calc-server's per-connection buffer caps, over loopback.
+
+A client that pipelines requests without reading its answers must not grow the server: once
+its unread answers reach --max-output-bytes the server stops answering it, once its unanswered
+requests reach --max-input-bytes it stops reading it (the kernel's socket buffers then stop the
+sender), and a connection never holds more than input + 2 x output + 65535 bytes of buffers
+(calc/conn.h). Meanwhile other clients are served as usual."""
+import socket
+import struct
+import time
+
+from calcproc import procs, recv_message, request_bytes  # noqa: F401
+from test_programs import vector_by_name
+
+MAX_IN = 262144
+MAX_OUT = 262144
+CAP = MAX_IN + 2 * MAX_OUT + 65535      # the documented bound of one connection's buffers
+SLACK = 2 << 20                          # allocator arenas and the one memo entry
+FLOOD = 100 * 1000 * 1000
+
+
+def rss_bytes(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_pipelining_100mb_without_reading_stays_within_the_cap(procs):
+    server, port = procs.server("--max-input-bytes", str(MAX_IN), "--max-output-bytes", str(MAX_OUT))
+    v = vector_by_name("seed-1")
+    req = request_bytes(bytes.fromhex(v["request"]["payload"]))
+    want = bytes.fromhex(v["steps"]["payload"])
+    with socket.create_connection(("127.0.0.1", port)) as s:   # warm up: memo entry, arenas
+        s.sendall(req)
+        assert recv_message(s)[12:] == want
+    base = rss_bytes(server.pid)
+
+    flood = socket.create_connection(("127.0.0.1", port))
+    flood.setblocking(False)
+    burst = req * 1000
+    sent, last_progress, start, peak = 0, time.time(), time.time(), base
+    # Bounded in bytes (100 MB) and in time: the sender stalls once the server stops reading it.
+    while sent < FLOOD and time.time() - last_progress < 2 and time.time() - start < 30:
+        try:
+            n = flood.send(burst[sent % len(burst):])
+            sent += n
+            last_progress = time.time()
+        except BlockingIOError:
+            time.sleep(0.01)
+        peak = max(peak, rss_bytes(server.pid))
+    time.sleep(0.3)
+    peak = max(peak, rss_bytes(server.pid))
+
+    # Another client is answered while the flooder's answers wait unread.
+    t0 = time.time()
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(req)
+        assert recv_message(s, timeout=5)[12:] == want
+    latency = time.time() - t0
+    print(f"flooder sent {sent / 1e6:.1f} MB before the server stopped reading it; server RSS "
+          f"{base / 2**20:.1f} -> peak {peak / 2**20:.1f} MiB (cap {CAP / 2**20:.2f} MiB per connection); "
+          f"another client answered in {latency * 1000:.1f} ms")
+    assert sent < FLOOD, "the server kept reading a client that does not read"
+    assert peak - base <= CAP + SLACK
+
+    # Once the flooder reads, every request it got through is answered, in order.
+    flood.setblocking(True)
+    flood.shutdown(socket.SHUT_WR)
+    flood.settimeout(10)
+    got = bytearray()
+    while True:   # everything up to the server's FIN
+        chunk = flood.recv(1 << 20)
+        if not chunk:
+            break
+        got += chunk
+    answers, off = [], 0
+    while off + 12 <= len(got):
+        n = struct.unpack("!H", got[off + 4:off + 6])[0]
+        answers.append(bytes(got[off:off + n]))
+        off += n
+    whole = sent // len(req)
+    assert len(answers) == whole + (1 if sent % len(req) else 0) and off == len(got)
+    assert all(a[12:] == want for a in answers[:whole])
+    if sent % len(req):   # a partial last request gets the reference's "too short" 500
+        assert b"Error while unpacking request" in answers[-1]
+    flood.close()
+    assert server.poll() is None
