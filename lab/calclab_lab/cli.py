@@ -5,7 +5,7 @@ import subprocess
 import sys
 import time
 
-from . import paths, procs, report, runner
+from . import classgrade, paths, procs, report, runner
 from .scenarios import GRADABLE, SCENARIOS
 
 TEMPLATE_HELP = ("command templates with {host} {port} {server_host} {server_port} {expr} {example} "
@@ -81,7 +81,19 @@ def scenario_main(argv=None):
 
 def grade_main(argv=None):
     ap = argparse.ArgumentParser(prog="lab/grade", description="Grade an implementation on the report's "
-                                 "scenarios with named checks and partial credit. " + TEMPLATE_HELP)
+                                 "scenarios with named checks and partial credit: a student's hand-in "
+                                 "(SUBMISSION, a folder or .zip), a class folder of them (--class), or "
+                                 "programs given by command templates. " + TEMPLATE_HELP)
+    ap.add_argument("submission", nargs="?", metavar="SUBMISSION",
+                    help="a hand-in folder or .zip with server.py, proxy.py, client.py (any case, a few levels down)")
+    ap.add_argument("--class", dest="class_dir", metavar="DIR", help="grade every folder and .zip in DIR")
+    ap.add_argument("--roles", help="which of a hand-in's roles are graded (comma-separated, default all found); "
+                                    "calclab's programs play the others")
+    ap.add_argument("--jobs", type=int, default=None,
+                    help=f"hand-ins graded at once with --class (default {classgrade.default_jobs()} here)")
+    ap.add_argument("--resume", action="store_true", help="with --class: grade only what OUT does not have yet")
+    ap.add_argument("--client-stdin", metavar="TEXT", help="standard input of a hand-in's client, with the "
+                    "templates' placeholders and \\n for a newline, e.g. '{example}\\nstop\\n'")
     ap.add_argument("--scenarios", default=",".join(GRADABLE), help="comma-separated (default 3.1,3.2,3.3)")
     _add_common(ap)
     ap.add_argument("--format", choices=["text", "json", "junit", "gradescope"], default="text")
@@ -98,6 +110,8 @@ def grade_main(argv=None):
     if bad or not names:
         print(f"lab/grade: unknown scenario(s) {bad} (known: {', '.join(SCENARIOS)})", file=sys.stderr)
         return 2
+    if a.submission or a.class_dir:
+        return _grade_handins(a, names)
     t = runner.templates_for(a.impl, a.server, a.proxy, a.client)
     missing = _check_programs(t, sorted({r for n in names for r in SCENARIOS[n].roles} | {"client"}))
     if missing:
@@ -128,6 +142,81 @@ def grade_main(argv=None):
         print(report.summary_text(res))
     print(f"score {score:g}/{max_score}; {a.format} written to {path}")
     return 0 if all(c.passed for r in results for c in r.checks) and not any(r.errors for r in results) else 1
+
+
+def _unescape(text):
+    """The backslash escapes a shell user types for --client-stdin: \\n, \\t and \\\\."""
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in "nt\\":
+            out.append({"n": "\n", "t": "\t", "\\": "\\"}[text[i + 1]])
+            i += 2
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+class _Progress:
+    """done/total, elapsed and an estimate on one redrawn line on a terminal; a plain line per
+    finished hand-in otherwise (logs, CI)."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream, self.tty, self.t0 = stream, stream.isatty(), time.time()
+
+    def __call__(self, done, total, entry):
+        el = time.time() - self.t0
+        if self.tty:
+            eta = el / done * (total - done) if done else 0
+            bar = "#" * int(30 * done / max(total, 1))
+            self.stream.write(f"\r[{bar:<30}] {done}/{total} elapsed {el:5.0f}s eta {eta:5.0f}s")
+            if done == total:
+                self.stream.write("\n")
+        elif entry is not None:
+            self.stream.write(f"[{done}/{total}] {entry['id']}: {entry['score']:g}/{entry['max_score']:g} "
+                              f"{entry['status']} ({el:.0f}s)\n")
+        self.stream.flush()
+
+
+def _grade_handins(a, names):
+    """lab/grade SUBMISSION / --class DIR: grades.json, grades.csv, index.html and a feedback folder
+    per hand-in under --out."""
+    roles = [r.strip() for r in a.roles.split(",") if r.strip()] if a.roles else None
+    if roles and any(r not in ("server", "proxy", "client") for r in roles):
+        print(f"lab/grade: --roles takes server, proxy, client (got {a.roles})", file=sys.stderr)
+        return 2
+    if a.submission and a.class_dir:
+        print("lab/grade: give SUBMISSION or --class DIR, not both", file=sys.stderr)
+        return 2
+    missing = _check_programs(runner.templates_for("c"), ["server", "proxy", "client"])
+    if missing:
+        print(f"lab/grade: calclab's programs are not built: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    kw = dict(roles=roles, scenarios=names, timeout=a.timeout, use_sniff=not a.no_sniff, golden_dir=a.golden_dir,
+              client_stdin=_unescape(a.client_stdin) if a.client_stdin is not None else None)
+    try:
+        if a.class_dir:
+            if not os.path.isdir(a.class_dir):
+                print(f"lab/grade: {a.class_dir}: not a folder", file=sys.stderr)
+                return 2
+            entries = classgrade.grade_class(a.class_dir, a.out, jobs=a.jobs, resume=a.resume,
+                                             progress=_Progress(), **kw)
+        else:
+            if not os.path.exists(a.submission):
+                print(f"lab/grade: {a.submission}: no such folder or zip", file=sys.stderr)
+                return 2
+            os.makedirs(a.out, exist_ok=True)
+            entries = [classgrade.grade_submission(a.submission, a.out, ports_base=a.ports_base, **kw)]
+            classgrade.write_outputs(a.out, entries)
+    except runner.LabError as e:
+        print(f"lab/grade: {e}", file=sys.stderr)
+        return 2
+    finally:
+        procs.stop_all()
+    for e in entries if a.submission else []:
+        print(open(os.path.join(a.out, classgrade.feedback_dirname(e["id"]), "feedback.txt")).read().split("\n\n")[0])
+    print(f"{len(entries)} submission(s) graded; grades.json, grades.csv and index.html in {a.out}")
+    return 0 if all(e["status"] == "graded" and e["score"] == e["max_score"] for e in entries) or a.class_dir else 1
 
 
 def _stale(build_dir):

@@ -1,0 +1,258 @@
+"""Grading hand-ins: one submission (a folder or a .zip) on the report's scenarios, or a whole
+class folder of them, several at once.
+
+grade_submission() is the unit: it copies the hand-in, finds its role files, plays each scenario
+with the student's programs in the graded roles and calclab's in the others, adapts the scenario
+to what the student's client really sent, and writes the student's feedback folder.  It returns
+the submission's entry of grades.json (gradebook.py); grade_class() runs it over a folder in
+worker processes (each play stops every program it started, so plays never share a process)."""
+import concurrent.futures as cf
+import json
+import multiprocessing
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+from . import adapt, feedback, gradebook, paths, procs, runner
+from .scenarios import GRADABLE, SCENARIOS
+from .submission import ROLES, Submission, SubmissionError, submission_id
+
+PORT_LO, PORT_HI = 20000, 32000       # below the kernel's ephemeral range: no client socket takes them
+PORTS_PER_WORKER = 400
+
+
+def feedback_dirname(sub_id):
+    """A folder name for the student's feedback: the id with anything but [A-Za-z0-9._-] replaced."""
+    safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in sub_id).lstrip(".")
+    return safe or "_"
+
+
+_worker_slot = 0
+_next_port = 0
+
+
+def _ports_base():
+    """A free (proxy, server) port pair from this worker's own range, so that workers never race
+    for the same pair."""
+    global _next_port
+    lo = PORT_LO + _worker_slot * PORTS_PER_WORKER % (PORT_HI - PORT_LO)
+    for _ in range(PORTS_PER_WORKER // 2):
+        base = lo + _next_port
+        _next_port = (_next_port + 2) % PORTS_PER_WORKER
+        if not procs.listening(base) and not procs.listening(base + 1):
+            try:
+                return procs.free_port_pair(lo=base, hi=base + 1)
+            except RuntimeError:
+                continue
+    return procs.free_port_pair(lo=PORT_LO, hi=PORT_HI)
+
+
+def _last_line(text):
+    lines = [l.strip() for l in text.splitlines() if l.strip()]
+    return lines[-1][:200] if lines else "no output"
+
+
+def _start_failures(runs, graded):
+    """role -> why its program never got going, when it did not in any scenario: a server or proxy
+    that never listened, a client that never connected and exited with an error every time."""
+    out = {}
+    for role in ("server", "proxy"):
+        if role not in graded:
+            continue
+        mine = [r for r in runs if role in r.scenario.roles]
+        if mine and all(any(e.startswith(f"{role}: ") and ("not listening" in e or "cannot start" in e)
+                            for e in r.errors) for r in mine):
+            p = mine[0].procs.get(role)
+            out[role] = _last_line(p.output()) if p else "cannot start"
+    if "client" in graded and runs:
+        quiet = True
+        for r in runs:
+            front = r.ports["proxy"] if r.scenario.uses_proxy else r.ports["server"]
+            if any(c.server_port == front for c in r.conns) or any(c["rc"] in (0, None) for c in r.clients):
+                quiet = False
+        if quiet:
+            out["client"] = _last_line(runs[0].clients[0]["stdout"]) if runs[0].clients else "no client run"
+    return out
+
+
+def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=None, timeout=15.0,
+                     use_sniff=True, golden_dir=None, ports_base=None):
+    """Grade one hand-in; its feedback goes to out_dir/<id>/.  `roles`: which of the submission's
+    roles are graded (default: every role file found); the others are played by calclab's programs.
+    `client_stdin`: text fed to the student's client, with the templates' placeholders
+    ({example} {expr} ...).  Returns the submission's grades.json entry."""
+    sub_id = submission_id(path)
+    fdir = os.path.join(out_dir, feedback_dirname(sub_id))
+    if os.path.exists(fdir):
+        shutil.rmtree(fdir)
+    os.makedirs(fdir)
+    scenarios = list(scenarios or GRADABLE)
+    wanted = list(roles or ROLES)
+    work = tempfile.mkdtemp(prefix="calclab-sub-")
+    t0 = time.time()
+    runs = []
+    try:
+        try:
+            sub = Submission(path, work)
+        except (SubmissionError, OSError) as e:
+            return _finish(fdir, gradebook.entry(sub_id, f"not graded: {e}"), runs)
+        files = {r: sub.rel(r) for r in sub.files}
+        if not sub.files:
+            return _finish(fdir, gradebook.entry(sub_id, "no role files (server.py, proxy.py, client.py) found"), runs)
+        graded = [r for r in ROLES if r in sub.files and r in wanted]
+        if not graded:
+            return _finish(fdir, gradebook.entry(sub_id, f"none of {', '.join(f'{r}.py' for r in wanted)} found",
+                                                 files=files), runs)
+        bad = [f"{sub.rel(r)} {sub.errors[r]}" for r in graded if r in sub.errors]
+        if bad:
+            return _finish(fdir, gradebook.entry(sub_id, f"syntax error (Python {_py_version()}): " + "; ".join(bad),
+                                                 graded=graded, files=files), runs)
+        templates = runner.templates_for("c")
+        for r in graded:
+            templates[r] = sub.template(r, client_stdin)
+        scn_entries = []
+        for name in scenarios:
+            wd = os.path.join(fdir, name)
+            golden = os.path.join(golden_dir or paths.CAPTURES, f"{name}.pcap")
+            res = runner.play(name, templates, ports_base=ports_base or _ports_base(), workdir=wd, timeout=timeout,
+                              golden=golden, use_sniff=use_sniff)
+            sent = adapt.adapt(res, golden_dir=golden_dir, timeout=timeout, use_sniff=use_sniff,
+                               ports_base=_ports_base) if "client" in graded else None
+            runs.append(res)
+            scn_entries.append(_scenario_entry(res, graded, sent))
+        failed = _start_failures(runs, graded)
+        status = "graded"
+        if failed:
+            status = "; ".join(f"{files[r]} does not start: {why}" for r, why in failed.items())
+        e = gradebook.entry(sub_id, status, scn_entries, graded=graded, files=files,
+                            duration=round(time.time() - t0, 3))
+        return _finish(fdir, e, runs)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _py_version():
+    return "3.11" if paths.PY == "/usr/bin/python3" else sys.version.split()[0]
+
+
+def _scenario_entry(res, graded, sent):
+    front = "proxy" if res.scenario.uses_proxy else "server"
+    down = {role for role in ("server", "proxy")
+            if any(e.startswith(f"{role}: ") and ("not listening" in e or "cannot start" in e) for e in res.errors)}
+    d = res.to_dict()
+    checks = gradebook.role_checks(res.name, d["checks"], graded, front, down)
+    out = {"scenario": res.name, "passed": bool(checks) and all(c["passed"] for c in checks),
+           "checks": checks, "errors": res.errors,
+           "calc_sniff": (res.sniff or {}).get("status"), "golden": res.golden}
+    if sent is not None:
+        out["client_requests"] = sent
+    return out
+
+
+def _finish(fdir, e, runs):
+    feedback.write(fdir, e, runs)
+    with open(os.path.join(fdir, "entry.json"), "w") as f:
+        json.dump(e, f, indent=1)
+    return e
+
+
+# ---------------------------------------------------------------- a class
+def class_entries(class_dir):
+    """The hand-ins of a class folder: every folder and every .zip, by name."""
+    out = []
+    for name in sorted(os.listdir(class_dir)):
+        p = os.path.join(class_dir, name)
+        if name.startswith(".") or os.path.islink(p):
+            continue
+        if os.path.isdir(p) or (os.path.isfile(p) and name.lower().endswith(".zip")):
+            out.append(p)
+    return out
+
+
+def default_jobs():
+    """Plays spend most of their time waiting (program starts, the scenario's pauses), so a few
+    per core keep both cores busy without slowing any program enough to change a verdict."""
+    return max(1, min(8, 3 * (os.cpu_count() or 1)))
+
+
+def _init_worker(counter):
+    global _worker_slot
+    with counter.get_lock():
+        _worker_slot = counter.value
+        counter.value += 1
+    procs.install_signal_handlers()
+
+
+def _grade_one(args):
+    path, out_dir, kw = args
+    try:
+        return grade_submission(path, out_dir, **kw)
+    except runner.LabError as e:
+        return gradebook.entry(submission_id(path), f"not graded: the lab could not run: {e}")
+    finally:
+        procs.stop_all()
+
+
+def load_done(out_dir, path):
+    """The entry of a submission graded by an earlier run into out_dir, or None."""
+    p = os.path.join(out_dir, feedback_dirname(submission_id(path)), "entry.json")
+    try:
+        with open(p) as f:
+            e = json.load(f)
+        return e if e.get("id") == submission_id(path) else None
+    except (OSError, ValueError):
+        return None
+
+
+def grade_class(class_dir, out_dir, jobs=None, resume=False, progress=None, **kw):
+    """Grade every hand-in of class_dir into out_dir; returns the entries in class order.
+    `progress(done, total, entry)` is called as each one finishes."""
+    os.makedirs(out_dir, exist_ok=True)
+    subs = class_entries(class_dir)
+    ids = [submission_id(p) for p in subs]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise runner.LabError(f"several entries share an id: {', '.join(dup)} (a folder and a zip of one name?)")
+    results = {}
+    todo = []
+    for p in subs:
+        e = load_done(out_dir, p) if resume else None
+        if e is not None:
+            results[p] = e
+        else:
+            todo.append(p)
+    total = len(subs)
+    if progress:
+        progress(len(results), total, None)
+    jobs = jobs or default_jobs()
+    if jobs == 1 or len(todo) <= 1:
+        for p in todo:
+            results[p] = _grade_one((p, out_dir, kw))
+            if progress:
+                progress(len(results), total, results[p])
+    else:
+        counter = multiprocessing.get_context("fork").Value("i", 0)
+        with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork"),
+                                    initializer=_init_worker, initargs=(counter,)) as pool:
+            futs = {pool.submit(_grade_one, (p, out_dir, kw)): p for p in todo}
+            for f in cf.as_completed(futs):
+                p = futs[f]
+                try:
+                    results[p] = f.result()
+                except Exception as ex:  # a worker died: the submission gets a row saying so
+                    results[p] = gradebook.entry(submission_id(p), f"not graded: grader error {ex!r}")
+                if progress:
+                    progress(len(results), total, results[p])
+    entries = [results[p] for p in subs]
+    write_outputs(out_dir, entries)
+    return entries
+
+
+def write_outputs(out_dir, entries):
+    from . import classindex
+    gradebook.write_json(os.path.join(out_dir, "grades.json"), entries)
+    gradebook.write_csv(os.path.join(out_dir, "grades.csv"), entries)
+    classindex.write(os.path.join(out_dir, "index.html"), entries,
+                     {e["id"]: feedback_dirname(e["id"]) for e in entries})

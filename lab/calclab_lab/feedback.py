@@ -1,0 +1,111 @@
+"""A student's feedback folder: index.html (status, points per role, per scenario the sequence
+diagram and the checks), feedback.txt (the same as text, with each scenario's timeline), and the
+clients' outputs next to the captures and program logs the runs left in each scenario folder."""
+import html
+import os
+
+from . import report
+
+ROLES = ("server", "proxy", "client")
+
+
+def _points(e):
+    parts = [f"{r} {v['score']:g}/{v['max_score']:g}" for r, v in e["roles"].items()]
+    return f"{e['score']:g}/{e['max_score']:g}" + (f" ({', '.join(parts)})" if parts else "")
+
+
+def _sent_text(s):
+    out = []
+    for run in s.get("client_requests", []):
+        ex = ", ".join(run["expressions"]) or "nothing"
+        out.append(f"client run {run['run']}: {run['connections']} connection(s), sent {ex}")
+    return out
+
+
+def text(e, runs):
+    lines = [f"submission {e['id']}: {e['status']}", f"points: {_points(e)}"]
+    for role, f in sorted(e.get("files", {}).items()):
+        lines.append(f"  {role}: {f}")
+    by_name = {r.name: r for r in runs}
+    for s in e["scenarios"]:
+        lines.append("")
+        lines.append(f"== scenario {s['scenario']}: {'PASS' if s['passed'] else 'FAIL'}")
+        if s.get("adapted"):
+            lines.append(f"   (adapted to the requests the client sent: {s['adapted']})")
+        lines += ["   " + l for l in _sent_text(s)]
+        for err in s.get("errors", []):
+            lines.append(f"   ERROR {err}")
+        for c in s["checks"]:
+            lines.append(f"   {'PASS' if c['passed'] else 'FAIL'} {c['role']:<6} {c['name']:<22} "
+                         f"{c['score']:g}/{c['max_score']:g}")
+            for it in c["items"]:
+                if not it["passed"]:
+                    lines.append(f"          - {it.get('detail', '')}")
+        res = by_name.get(s["scenario"])
+        if res is not None:
+            lines.append("")
+            lines.append(report.timeline(res, width=40))
+    return "\n".join(lines) + "\n"
+
+
+def _client_outputs(fdir, res):
+    d = os.path.join(fdir, res.name)
+    os.makedirs(d, exist_ok=True)
+    for c in res.clients:
+        with open(os.path.join(d, f"client-{c['index'] + 1}.txt"), "w") as f:
+            f.write(f"$ {' '.join(c['argv'])}\n(exit {c['rc']})\n{c['stdout']}")
+
+
+def page(e, runs):
+    by_name = {r.name: r for r in runs}
+    body = [f"<h1>{html.escape(e['id'])}</h1>",
+            f'<p class="status {"pass" if e["status"] == "graded" else "fail"}">status: {html.escape(e["status"])}</p>',
+            f"<p>points: {html.escape(_points(e))}</p>"]
+    if e.get("files"):
+        body.append("<p>files: " + ", ".join(f"{html.escape(r)}: <code>{html.escape(f)}</code>"
+                                              for r, f in sorted(e["files"].items())) + "</p>")
+    for s in e["scenarios"]:
+        verdict = "PASS" if s["passed"] else "FAIL"
+        body.append(f'<section><h2>Scenario {html.escape(s["scenario"])} '
+                    f'<span class="{verdict.lower()}">{verdict}</span></h2>')
+        if s.get("adapted"):
+            body.append(f"<p>Adapted to the requests the client sent: {html.escape(s['adapted'])}</p>")
+        sent = _sent_text(s)
+        if sent:
+            body.append("<ul>" + "".join(f"<li>{html.escape(l)}</li>" for l in sent) + "</ul>")
+        for err in s.get("errors", []):
+            body.append(f'<p class="fail">{html.escape(err)}</p>')
+        res = by_name.get(s["scenario"])
+        if res is not None:
+            body.append(report.sequence_svg(res))
+        body.append("<table><tr><th>role</th><th>check</th><th>score</th><th>details</th></tr>")
+        for c in s["checks"]:
+            body.append(f'<tr class="{"pass" if c["passed"] else "fail"}"><td>{c["role"]}</td>'
+                        f'<td>{html.escape(c["name"])}</td><td>{c["score"]:g}/{c["max_score"]:g}</td><td>'
+                        + "<br>".join(("" if it["passed"] else "FAIL ") + html.escape(it.get("detail", ""))
+                                      for it in c["items"]) + "</td></tr>")
+        body.append("</table>")
+        if res is not None:
+            for role, p in res.procs.items():
+                body.append(f"<details><summary>{role} output</summary><pre>{html.escape(p.output())}</pre></details>")
+            for c in res.clients:
+                body.append(f"<details><summary>client {c['index'] + 1} output</summary>"
+                            f"<pre>{html.escape(c['stdout'])}</pre></details>")
+        body.append("</section>")
+    return f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>calclab: {html.escape(e['id'])}</title>
+<style>body{{font-family:sans-serif;margin:1em}} .pass{{color:#080}} .fail{{color:#b00}}
+table{{border-collapse:collapse;margin:1em 0}} td,th{{border:1px solid #ccc;padding:2px 6px;font-size:12px;vertical-align:top}}
+section{{margin-bottom:2em}} pre{{font-size:11px;background:#f6f6f6;padding:4px}}</style></head>
+<body>{''.join(body)}</body></html>
+"""
+
+
+def write(fdir, e, runs):
+    os.makedirs(fdir, exist_ok=True)
+    for res in runs:
+        _client_outputs(fdir, res)
+    with open(os.path.join(fdir, "feedback.txt"), "w") as f:
+        f.write(text(e, runs))
+    with open(os.path.join(fdir, "index.html"), "w") as f:
+        f.write(page(e, runs))

@@ -1,0 +1,170 @@
+"""From scenario results to gradebook entries: points per role, the class's grades.json and
+grades.csv (the schema is in docs/grades.md).
+
+Every check item belongs to one role, the program whose behaviour it is about (the one at fault
+when it fails).  Items carry it as item["role"]; an item without one gets it from the check's
+name and what its detail says about the connection it looked at.  Only the roles a submission
+wrote and is graded on score: items of a role played by calclab's own programs are left out of
+both the score and the maximum, so a wrong answer from our program never costs the student."""
+import csv
+import json
+import os
+import re
+
+ROLES = ("server", "proxy", "client")
+PROXY_CHECKS = {"upstream-connections", "cache-hit-no-upstream", "ordering", "refused-answer"}
+
+
+def _segments(detail):
+    """(request segments, response segments) named by a segmentation item's detail."""
+    m = re.search(r"request in (\d+) segment", detail)
+    return int(m.group(1)) if m else 1
+
+
+def derive_role(name, detail, front, down=()):
+    """The role an item is about when it does not say: from the check's name, and for the
+    per-connection checks from whether the item is about the client's connection (client and
+    `front`, the program it talks to) or the proxy's upstream one (proxy and server).  `down`:
+    roles whose program never listened in this run (a missing connection is theirs)."""
+    d = detail.lower()
+    if name.startswith("client-"):
+        return "client"
+    if name in PROXY_CHECKS:
+        return "proxy"
+    if name == "malformed-answer":
+        return "server"
+    for role in ROLES:
+        if name.startswith(role + "-"):
+            return role
+    if "no connection in the capture" in d:
+        return front if front in down else "client"
+    upstream = "upstream" in d
+    if name == "connections":
+        return front if front in down else "client"
+    if name == "handshake":
+        return "server" if upstream else front
+    if name == "request-size":
+        return "proxy" if upstream else "client"
+    if name == "response-size":
+        return "server" if upstream else front
+    if name == "segmentation":
+        if upstream:
+            return "proxy" if _segments(d) != 1 else "server"
+        return "client" if _segments(d) != 1 else front
+    if name == "teardown":
+        if upstream:
+            return "server" if "led by the server" in d else "proxy"
+        return front if "the other side" in d else "client"
+    if name == "rst":
+        if upstream:
+            return "proxy"
+        return front if "the other side" in d else "client"
+    return front
+
+
+def item_passed(item):
+    return bool(item.get("passed", item.get("ok", False)))
+
+
+def role_checks(scenario, checks, graded, front, down=()):
+    """The scenario's checks split by role: one entry per (check, role) with items of a graded
+    role, scored as that role's share of the check's points (items of other roles are left out)."""
+    out = []
+    for c in checks:
+        items = []
+        for it in c.get("items", []):
+            role = it.get("role") if it.get("role") in ROLES else derive_role(c["name"], it.get("detail", ""),
+                                                                               front, down)
+            items.append(dict(it, role=role, passed=item_passed(it)))
+        counted = [it for it in items if it["role"] in graded]
+        if not counted:
+            continue
+        points = float(c.get("max_score", c.get("max_points", 1)))
+        for role in ROLES:
+            mine = [it for it in counted if it["role"] == role]
+            if not mine:
+                continue
+            share = points / len(counted)
+            out.append({"name": c["name"], "role": role,
+                        "score": round(share * sum(it["passed"] for it in mine), 3),
+                        "max_score": round(share * len(mine), 3),
+                        "passed": all(it["passed"] for it in mine), "items": mine})
+    return out
+
+
+def totals(scenarios, graded):
+    roles = {r: {"score": 0.0, "max_score": 0.0} for r in graded}
+    for s in scenarios:
+        for c in s["checks"]:
+            if c["role"] in roles:
+                roles[c["role"]]["score"] += c["score"]
+                roles[c["role"]]["max_score"] += c["max_score"]
+    for v in roles.values():
+        v["score"], v["max_score"] = round(v["score"], 3), round(v["max_score"], 3)
+    return (round(sum(v["score"] for v in roles.values()), 3),
+            round(sum(v["max_score"] for v in roles.values()), 3), roles)
+
+
+def entry(sub_id, status, scenarios=(), graded=(), files=None, **extra):
+    """One submission of grades.json.  An ungradeable one (status not 'graded') scores zero
+    but keeps the maximum of what it would have been graded on, when known."""
+    scenarios = list(scenarios)
+    score, max_score, roles = totals(scenarios, graded)
+    if status != "graded":
+        score = 0.0
+        for v in roles.values():
+            v["score"] = 0.0
+    e = {"id": sub_id, "score": score, "max_score": max_score, "roles": roles, "status": status,
+         "files": files or {}, "scenarios": scenarios}
+    e.update(extra)
+    return e
+
+
+def check_columns(entries):
+    """The gradebook's per-check columns, 'SCENARIO ROLE CHECK', in the order first seen."""
+    cols = []
+    for e in entries:
+        for s in e["scenarios"]:
+            for c in s["checks"]:
+                k = f"{s['scenario']} {c['role']} {c['name']}"
+                if k not in cols:
+                    cols.append(k)
+    return cols
+
+
+def _num(x):
+    return f"{x:g}"
+
+
+def write_csv(path, entries):
+    cols = check_columns(entries)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["submission", "score", "max_score", "server", "proxy", "client", "status"] + cols)
+        for e in entries:
+            by = {f"{s['scenario']} {c['role']} {c['name']}": c for s in e["scenarios"] for c in s["checks"]}
+            row = [e["id"], _num(e["score"]), _num(e["max_score"])]
+            row += [_num(e["roles"][r]["score"]) if r in e["roles"] else "" for r in ROLES]
+            row.append(e["status"])
+            row += [_num(by[k]["score"] if e["status"] == "graded" else 0) if k in by else "" for k in cols]
+            w.writerow(row)
+
+
+def write_json(path, entries):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump({"submissions": entries}, f, indent=1)
+    os.replace(tmp, path)
+
+
+def verdicts(entries):
+    """What must not depend on how many submissions ran at once: per submission its status,
+    points and every check item's pass/fail."""
+    out = {}
+    for e in entries:
+        out[e["id"]] = {"status": e["status"], "score": e["score"], "max_score": e["max_score"],
+                        "roles": e["roles"],
+                        "checks": sorted((s["scenario"], c["role"], c["name"], c["score"],
+                                          tuple(it["passed"] for it in c["items"]))
+                                         for s in e["scenarios"] for c in s["checks"])}
+    return out
