@@ -1,0 +1,416 @@
+"""The Wireshark dissector lab/wireshark/calc.lua, cross-checked against calc-sniff.
+
+tshark with the dissector and `calc-sniff --json` must find the same messages in the same
+captures: sizes, header fields, expressions, results and errors, message by message. The
+captures: every golden capture, a live run of our programs on free loopback ports (captured by
+calc-sniff), two goldens converted to DLT_NULL (the report's Windows captures), crafted
+captures with messages split over several segments and several messages in one segment (the
+framing fuzz corpus replayed in its chunk sizes, plus hand-made cases), and the pickle
+decoder's fuzz corpus wrapped into requests and responses: hostile payloads that must give no
+Lua error and, where calc-sniff decodes them, the same text.
+
+The tshark runs are batched in one module fixture, two at a time (tshark takes about a second
+to start)."""
+import concurrent.futures
+import datetime
+import json
+import os
+import pathlib
+import re
+import shutil
+import struct
+import subprocess
+import time
+
+import pytest
+
+from calcproc import Procs, client, exe, free_port
+from conftest import REPO
+
+LUA = REPO / "lab" / "wireshark" / "calc.lua"
+CAPTURES = REPO / "captures"
+FUZZ = REPO / "fuzz" / "corpus"
+# Debian's tshark package (ci/deps installs it); a missing tshark fails the tests.
+TSHARK = shutil.which("tshark") or "tshark"
+# calc-sniff keeps at most 4096 bytes of decoded text per message (docs/sniff.md, Limits).
+SNIFF_TEXT_MAX = 4096
+
+
+# ---- crafting captures: a stdlib pcap writer (Ethernet or DLT_NULL, IPv4, TCP)
+
+DLT_NULL, DLT_EN10MB = 0, 1
+LO = bytes([127, 0, 0, 1])
+SYN, FIN, PSH_ACK, ACK, SYN_ACK, FIN_ACK = 0x02, 0x01, 0x18, 0x10, 0x12, 0x11
+# IPv4's 16-bit total length leaves 65495 bytes of TCP payload per segment.
+MAX_SEGMENT = 65495
+
+
+def checksum(data):
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+class Pcap:
+    """Packets of TCP connections on loopback, written as a pcap file of one link type."""
+
+    def __init__(self, linktype=DLT_EN10MB):
+        self.linktype = linktype
+        self.records = []
+        self.t = 1_700_000_000.0
+
+    def packet(self, sport, dport, seq, ack, flags, data=b""):
+        tcp = struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, 0x50, flags,
+                          65483, 0, 0) + data
+        pseudo = LO + LO + struct.pack("!BBH", 0, 6, len(tcp))
+        tcp = tcp[:16] + struct.pack("!H", checksum(pseudo + tcp)) + tcp[18:]
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0x4000, 64, 6, 0, LO, LO)
+        ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
+        link = struct.pack("<I", 2) if self.linktype == DLT_NULL else b"\0" * 12 + b"\x08\x00"
+        self.t += 0.0001
+        self.records.append((self.t, link + ip + tcp))
+
+    def write(self, path):
+        with open(path, "wb") as f:
+            f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, self.linktype))
+            for t, frame in self.records:
+                sec, usec = int(t), int(round((t - int(t)) * 1e6))
+                f.write(struct.pack("<IIII", sec, usec, len(frame), len(frame)) + frame)
+
+
+class Conn:
+    """One TCP connection: handshake, data in chosen segment sizes either way, FIN teardown."""
+
+    def __init__(self, cap, cport, sport):
+        self.cap, self.ports = cap, {"c": (cport, sport), "s": (sport, cport)}
+        self.seq = {"c": 1000, "s": 5000}
+        cap.packet(cport, sport, 999, 0, SYN)
+        cap.packet(sport, cport, 4999, 1000, SYN_ACK)
+        cap.packet(cport, sport, 1000, 5000, ACK)
+
+    def send(self, side, data, sizes=None):
+        """Sends data from side "c" or "s" in segments of the given sizes (cycled), else whole."""
+        other = "s" if side == "c" else "c"
+        i, k = 0, 0
+        while i < len(data):
+            n = sizes[k % len(sizes)] if sizes else len(data)
+            n = min(n, MAX_SEGMENT, len(data) - i)
+            self.cap.packet(*self.ports[side], self.seq[side], self.seq[other], PSH_ACK, data[i:i + n])
+            self.seq[side] += n
+            i, k = i + n, k + 1
+
+    def close(self):
+        self.cap.packet(*self.ports["c"], self.seq["c"], self.seq["s"], FIN_ACK)
+        self.cap.packet(*self.ports["s"], self.seq["s"], self.seq["c"] + 1, FIN_ACK)
+        self.cap.packet(*self.ports["c"], self.seq["c"] + 1, self.seq["s"] + 1, ACK)
+
+
+def message(payload, request=True, status=200, cache=True, steps=True, cc=65535, t=0x638F6089, total=None):
+    flags = (cache << 12) | (steps << 11) | (request << 10) | (0 if request else status)
+    return struct.pack("!IHHHH", t, 12 + len(payload) if total is None else total, flags, cc, 0) + payload
+
+
+def golden_payloads():
+    """The messages of captures/3.3.pcap, in capture order: each is one segment's data."""
+    data = (CAPTURES / "3.3.pcap").read_bytes()
+    out, off = [], 24
+    while off < len(data):
+        caplen = struct.unpack("<I", data[off + 8:off + 12])[0]
+        frame = data[off + 16:off + 16 + caplen]
+        off += 16 + caplen
+        payload = frame[14 + 20 + (frame[14 + 20 + 12] >> 4) * 4:]
+        if len(payload) >= 12:
+            out.append(payload)
+    return out
+
+
+def to_dlt_null(src, dst):
+    """Rewrites an Ethernet IPv4 capture as DLT_NULL (BSD loopback, as Windows' Npcap writes)."""
+    data = src.read_bytes()
+    magic, vmaj, vmin, zone, sig, snap, link = struct.unpack("<IHHiIII", data[:24])
+    assert magic == 0xA1B2C3D4 and link == DLT_EN10MB
+    out = [struct.pack("<IHHiIII", magic, vmaj, vmin, zone, sig, snap, DLT_NULL)]
+    off = 24
+    while off < len(data):
+        sec, usec, caplen, wirelen = struct.unpack("<IIII", data[off:off + 16])
+        frame = data[off + 16:off + 16 + caplen]
+        off += 16 + caplen
+        assert frame[12:14] == b"\x08\x00"
+        body = struct.pack("<I", 2) + frame[14:]
+        out.append(struct.pack("<IIII", sec, usec, len(body), wirelen - 10) + body)
+    dst.write_bytes(b"".join(out))
+
+
+def craft_segments(path):
+    """Split and merged messages: hand-made cases, then every stream of the framing fuzz corpus
+    replayed in the chunk sizes its first byte gives (fuzz/fuzz_frame.c)."""
+    cap = Pcap()
+    msgs = golden_payloads()
+    req, resp = msgs[0], msgs[1]
+    port = 40000
+    c = Conn(cap, port, 9999)          # one request in 3 segments (its header split too), answer in 2
+    c.send("c", req, [5, 300])
+    c.send("s", resp, [400])
+    c.close()
+    c = Conn(cap, port + 1, 9999)      # 2.5 requests in one segment, then the rest; 3 answers in one
+    c.send("c", req + req + req, [2 * len(req) + 100])
+    c.send("s", resp * 3)
+    c.close()
+    c = Conn(cap, port + 2, 9998)      # a good message, then a total length below 12: framing stops
+    c.send("c", req + message(b"", total=5) + req)
+    c.close()
+    for i, f in enumerate(sorted((FUZZ / "fuzz_frame").iterdir())):
+        data = f.read_bytes()
+        if len(data) < 2:
+            continue
+        c = Conn(cap, port + 10 + i, 9999)
+        c.send("c", data[1:], [data[0] % 37 + 1])
+        c.close()
+    cap.write(path)
+
+
+def craft_hostile(path):
+    """Every payload of the pickle decoder's fuzz corpus as a request on one connection and as a
+    200 response on another (payloads too big for one message are cut to fit)."""
+    cap = Pcap()
+    payloads = [f.read_bytes()[:65535 - 12] for f in sorted((FUZZ / "fuzz_unpickle").iterdir())]
+    c = Conn(cap, 41000, 9999)
+    for p in payloads:
+        c.send("c", message(p))
+    c.close()
+    c = Conn(cap, 41001, 9999)
+    for p in payloads:
+        c.send("s", message(p, request=False))
+    c.close()
+    cap.write(path)
+    return len(payloads)
+
+
+def live_capture(tmp, path):
+    """Our server, proxy and client on free loopback ports, captured by calc-sniff: results,
+    steps, 400 errors, a big int, rand's 4 KB request and the proxy's refused answer."""
+    procs = Procs(tmp)
+    try:
+        _, sport = procs.server()
+        _, pport = procs.proxy(sport)
+        _, dead_pport = procs.proxy(free_port())
+        ready = tmp / "ready"
+        sniff = subprocess.Popen([exe("calc-sniff"), "-i", "lo", "-p", f"{sport},{pport},{dead_pport}",
+                                  "--duration", "20", "--ready-file", str(ready), "-w", str(path), "--stats"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.time() + 10
+        while not ready.exists():
+            assert time.time() < deadline and sniff.poll() is None, "calc-sniff never became ready"
+            time.sleep(0.02)
+        for port, expr, extra in [(sport, "max(2, 3) + 3", ()), (pport, "1 / 0", ()),
+                                  (pport, "2 ** 200 - 7 % 3", ()), (sport, "sqrt(-1)", ("--no-steps",)),
+                                  (pport, "rand(1, 2) * 0", ()), (sport, "-(-(1 + 2) * -((-4)))", ()),
+                                  (sport, "pi * 1e300 * 1e10 - tau / 3", ()), (dead_pport, "1 + 1", ())]:
+            client(port, expr, *extra)
+        time.sleep(0.2)
+        sniff.send_signal(2)
+        sniff.wait(timeout=15)
+    finally:
+        procs.stop_all()
+    return [str(p) for p in (sport, pport, dead_pport)]
+
+
+# ---- the two decoders
+
+def run_tshark(path, *opts):
+    """tshark with the dissector: per calculator message (PDU), its frame, stream, source port,
+    header fields and texts. Fails on any Lua error."""
+    r = subprocess.run([TSHARK, "-X", f"lua_script:{LUA}", *opts, "-r", str(path), "-T", "json",
+                        "--no-duplicate-keys", "-J", "frame tcp calc"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    for out in (r.stdout, r.stderr):
+        assert "Lua Error" not in out and "Lua: Error" not in out, out[:2000]
+    msgs = []
+    for pkt in json.loads(r.stdout):
+        layers = pkt["_source"]["layers"]
+        pdus = layers.get("calc")
+        if pdus is None:
+            continue
+        for p in pdus if isinstance(pdus, list) else [pdus]:
+            msgs.append({"frame": int(layers["frame"]["frame.number"]),
+                         "stream": int(layers["tcp"]["tcp.stream"]), "sport": int(layers["tcp"]["tcp.srcport"]),
+                         **p})
+    return msgs
+
+
+def tshark_time(text):
+    """calc.time as tshark prints an absolute UTC time ('Dec  6, 2022 15:32:25.000000000 UTC')."""
+    text = re.sub(r"\s+", " ", re.sub(r"\.\d+ UTC$", "", text))
+    dt = datetime.datetime.strptime(text, "%b %d, %Y %H:%M:%S").replace(tzinfo=datetime.timezone.utc)
+    return int(dt.timestamp())
+
+
+def experts(tree):
+    """The calc expert infos anywhere in one PDU's JSON tree: {expert name: message}."""
+    found = {}
+    if isinstance(tree, list):
+        for x in tree:
+            found.update(experts(x))
+    elif isinstance(tree, dict):
+        for k, v in tree.items():
+            if k.startswith("calc.") and "_ws.expert.message" in tree:
+                found[k] = tree["_ws.expert.message"]
+            found.update(experts(v))
+    return found
+
+
+def tshark_view(p):
+    """One tshark PDU reduced to what calc-sniff's JSON says about a message."""
+    fl = p.get("calc.flags_tree", {})
+    ex = experts(p)
+    if "calc.expression" in p:
+        text = p["calc.expression"]
+    elif "calc.result" in p:
+        text = p["calc.result"]
+    elif "calc.error.type" in p:
+        text = f'{p["calc.error.type"]}: {p["calc.error.message"]}'
+    elif "calc.undecodable" in ex:
+        text = ex["calc.undecodable"].replace("Undecodable", "undecodable", 1)
+    else:
+        text = None
+    return {"size": int(p["calc.length"]), "time": tshark_time(p["calc.time"]),
+            "request": fl.get("calc.flags.request") == "1", "cache": fl.get("calc.flags.cache") == "1",
+            "steps": fl.get("calc.flags.steps") == "1", "reserved": int(fl.get("calc.flags.reserved", "0"), 16),
+            "status": int(p["calc.status"]), "cache_control": int(p["calc.cache_control"]), "text": text,
+            "malformed": "calc.undecodable" in ex or "calc.bad_length" in ex}
+
+
+def run_sniff(path):
+    r = subprocess.run([exe("calc-sniff"), "-r", str(path), "--json"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    recs = [json.loads(line) for line in r.stdout.splitlines()]
+    return {"conns": {c["id"]: c for c in recs if c["type"] == "conn"},
+            "msgs": [m for m in recs if m["type"] == "msg" and (m["complete"] or m["malformed"])]}
+
+
+def sniff_view(m):
+    h = m["header"]
+    text = m.get("expression", m.get("result"))
+    return {"size": m["size"], "time": h["time"], "request": h["request"], "cache": h["cache"],
+            "steps": h["steps"], "reserved": h["reserved"], "status": h["status"],
+            "cache_control": h["cache_control"], "text": text, "malformed": m["malformed"]}
+
+
+def jobs(tmp):
+    """(name, path, tshark options) of every capture the cross-check reads."""
+    out = [(p.stem, p, ()) for p in sorted(CAPTURES.glob("*.pcap"))]
+    for name in ("3.2", "3.3"):
+        dst = tmp / f"{name}-dlt-null.pcap"
+        to_dlt_null(CAPTURES / f"{name}.pcap", dst)
+        out.append((f"{name}-dlt-null", dst, ()))
+    craft_segments(tmp / "segments.pcap")
+    out.append(("segments", tmp / "segments.pcap", ()))
+    craft_hostile(tmp / "hostile.pcap")
+    out.append(("hostile", tmp / "hostile.pcap", ()))
+    ports = live_capture(tmp, tmp / "live.pcap")
+    # The live run's ports: one through the dissector's port preference, the others by Decode As.
+    out.append(("live", tmp / "live.pcap", ("-o", f"calc.ports:{ports[0]}", "-d", f"tcp.port=={ports[1]},calc",
+                                           "-d", f"tcp.port=={ports[2]},calc")))
+    return out
+
+
+@pytest.fixture(scope="module")
+def decoded(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("wireshark")
+    todo = jobs(tmp)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        ts = {name: pool.submit(run_tshark, path, *opts) for name, path, opts in todo}
+        sn = {name: pool.submit(run_sniff, path) for name, path, _ in todo}
+        return {name: (ts[name].result(), sn[name].result(), path) for name, path, _ in todo}
+
+
+NAMES = [p.stem for p in sorted(CAPTURES.glob("*.pcap"))] + ["3.2-dlt-null", "3.3-dlt-null", "segments",
+                                                              "hostile", "live"]
+
+
+def texts_agree(ours, sniff):
+    """calc-sniff's text is cut at its 4096-byte limit (a printout it could not finish is
+    empty): there the dissector's text must begin with it."""
+    if sniff is None or len(sniff.encode()) < SNIFF_TEXT_MAX - 64:
+        return ours == sniff
+    return ours is not None and ours.startswith(sniff)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_same_messages_as_calc_sniff(decoded, name):
+    tshark_msgs, sniff, _ = decoded[name]
+    smsgs = sniff["msgs"]
+    assert len(tshark_msgs) == len(smsgs), f"{name}: tshark {len(tshark_msgs)} messages, calc-sniff {len(smsgs)}"
+    assert smsgs, f"{name}: no messages"
+    pairing = {}
+    for i, (t, s) in enumerate(zip(tshark_msgs, smsgs)):
+        tv, sv = tshark_view(t), sniff_view(s)
+        where = f"{name} message {i + 1} (frame {t['frame']}, conn {s['conn']} {s['dir']} #{s['index']})"
+        # the same connection and direction, message for message
+        key = (t["stream"], t["sport"])
+        assert pairing.setdefault(key, (s["conn"], s["dir"])) == (s["conn"], s["dir"]), where
+        st, ss = tv.pop("text"), sv.pop("text")
+        assert tv == sv, where
+        assert texts_agree(st, ss), f"{where}: tshark {st!r}\ncalc-sniff {ss!r}"
+    assert len(set(pairing.values())) == len(pairing)
+
+
+def test_split_and_merged_segments_are_covered(decoded):
+    """The crafted capture really holds messages in several segments and segments with several
+    messages, and the message cut short by a bad total length is marked, not decoded."""
+    tshark_msgs, sniff, _ = decoded["segments"]
+    assert sum(m["nsegments"] > 1 for m in sniff["msgs"]) >= 50
+    assert sum(m["shares_segment"] for m in sniff["msgs"]) >= 50
+    frames = [m["frame"] for m in tshark_msgs]
+    assert max(frames.count(f) for f in frames) >= 3
+    bad = [m for m in tshark_msgs if "calc.bad_length" in experts(m)]
+    assert bad and all(int(m["calc.length"]) < 12 for m in bad)
+
+
+def test_hostile_payloads_decode_safely(decoded):
+    """The fuzz corpus through the dissector: every payload is a message with a text or an
+    expert info, none ran anything (the dissector has no evaluator to run: the corpus's
+    os.system pickle is refused like libcalc refuses it)."""
+    tshark_msgs, sniff, path = decoded["hostile"]
+    n = len(list((FUZZ / "fuzz_unpickle").iterdir()))
+    assert len(tshark_msgs) == 2 * n
+    views = [tshark_view(m) for m in tshark_msgs]
+    assert all(v["text"] is not None for v in views)
+    undecodable = sum(v["malformed"] for v in views)
+    assert 0 < undecodable < len(views)
+    system = next(i for i, f in enumerate(sorted((FUZZ / "fuzz_unpickle").iterdir()))
+                  if f.read_bytes() == b"cos\nsystem\n(S'ls'\ntR.")
+    assert views[system]["text"] == "undecodable request: Received data could not be deserialized"
+
+
+def test_info_column_reads_like_calc_sniff_notes(decoded):
+    """The Info column of a golden capture: calc-sniff's note for each message, capitalised."""
+    _, _, path = decoded["3.3"]
+    r = subprocess.run([TSHARK, "-X", f"lua_script:{LUA}", "-r", str(path), "-Y", "calc", "-T", "fields",
+                        "-e", "_ws.col.Info"], capture_output=True, text=True, timeout=120)
+    infos = r.stdout.splitlines()
+    sn = subprocess.run([exe("calc-sniff"), "-r", str(path)], capture_output=True, text=True, timeout=60).stdout
+    notes = re.findall(r"\| ((?:request|response) \d+ B: [^;\n]*)", sn)
+    assert infos and [i[0].lower() + i[1:] for i in infos] == notes
+
+
+def test_live_run_has_results_errors_and_the_refusal(decoded):
+    views = [tshark_view(m) for m in decoded["live"][0]]
+    assert {v["status"] for v in views if not v["request"]} == {200, 400, 500}
+    assert "ZeroDivisionError: division by zero" in [v["text"] for v in views]
+    assert any(v["request"] and v["size"] > 4000 and v["text"].startswith("rand(") for v in views)
+
+
+def test_install_puts_the_dissector_where_tshark_loads_it(tmp_path):
+    """lab/wireshark/install into a fresh HOME: tshark then decodes a golden capture unasked."""
+    env = {**os.environ, "HOME": str(tmp_path)}
+    r = subprocess.run([str(LUA.parent / "install")], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / ".local" / "lib" / "wireshark" / "plugins" / "calc.lua").read_bytes() == LUA.read_bytes()
+    r = subprocess.run([TSHARK, "-r", str(CAPTURES / "3.1.pcap"), "-Y", "calc.result", "-T", "fields",
+                        "-e", "calc.result"], env=env, capture_output=True, text=True, timeout=120)
+    assert r.stdout.split() == ["-0.38748277824137206", "-0.38748277824137206", "6"]
