@@ -112,6 +112,7 @@ typedef struct sniff_msg {
   uint8_t dir;              /* 0 originator -> responder, 1 back */
   uint32_t index;           /* 1-based per direction */
   uint64_t ts_first, ts_last; /* first and last byte's segment */
+  uint64_t pkt_first, pkt_last; /* ... and their frame numbers (an->pkts when fed) */
   calc_header h;
   uint32_t size;            /* total length from the header */
   uint32_t nseg;            /* segments that carried bytes of it */
@@ -138,6 +139,7 @@ typedef struct sniff_dir {
   bool syn, fin, rst, have_next;
   uint32_t isn, next, fin_seq;
   uint64_t syn_ts, fin_ts, rst_ts;
+  uint64_t syn_pkt, fin_pkt, rst_pkt;   /* frame numbers of the first SYN, FIN and RST */
   uint64_t pkts, bytes;                 /* bytes: reassembled stream bytes (holes included) */
   uint64_t retrans_pkts, overlap_bytes, ooo_pkts, gap_bytes, trunc_bytes, bogus_pkts;
   struct sniff_reorder *ro;             /* out-of-order segments, allocated on first need */
@@ -159,6 +161,7 @@ typedef struct sniff_conn {
   uint16_t port[2];         /* [0] originator (client), [1] responder */
   sniff_dir d[2];
   uint64_t ts_first, ts_last;
+  uint64_t pkt_first, pkt_last;  /* frame numbers of the first and last packet */
   bool syn, synack, established, midstream, port_reused;
   uint32_t syn_retries;
   int first_fin;            /* -1, 0, 1 */
@@ -220,6 +223,18 @@ void sniff_finish(sniff_an *an);
 static inline sniff_conn *sniff_conn_get(const sniff_an *an, uint32_t id) {
   return id && id <= an->nconns ? &an->conns[id - 1] : NULL;
 }
+/* The connection of p, the segment just fed (NULL: not tracked), its direction, and its Seq
+ * and Ack relative to the ISNs as Wireshark shows them (0 for the SYN, 1 for the first data
+ * byte; raw while an ISN is unknown). */
+static inline const sniff_conn *sniff_fed(const sniff_an *an, const sniff_pkt *p, int *dir,
+                                          uint32_t *seq, uint32_t *ack) {
+  const sniff_conn *c = sniff_conn_get(an, an->last_conn);
+  if (!c) return NULL;
+  *dir = an->last_dir;
+  *seq = c->d[*dir].have_next ? p->seq - c->d[*dir].isn : p->seq;
+  *ack = c->d[!*dir].have_next ? p->ack - c->d[!*dir].isn : p->ack;
+  return c;
+}
 /* Zeek's conn_state for c ("S0", "SF", "REJ", ...). */
 const char *sniff_conn_state(const sniff_conn *c);
 /* Connection has data loss (gaps, snaplen cuts) that makes sizes or segmentation unsure. */
@@ -235,9 +250,53 @@ void sniff_json_str(calc_buf *b, const char *s);
 void sniff_trace(const sniff_an *an, calc_buf *out);
 
 typedef enum { SNIFF_VERDICT_PASS = 0, SNIFF_VERDICT_FAIL = 1, SNIFF_VERDICT_INCONCLUSIVE = 3 } sniff_verdict;
-/* Compares a capture against a golden capture under scenarios.md's tolerance rules.
- * Each difference is appended to out as one line "FAIL <check>: <what>". Returns the number
- * of differences. */
+
+/* The named checks of a verification, in report order (docs/sniff.md, "Checks"). */
+typedef enum {
+  SNIFF_CK_CONNECTIONS, SNIFF_CK_HANDSHAKE, SNIFF_CK_REQUEST_SIZE, SNIFF_CK_RESPONSE_SIZE,
+  SNIFF_CK_SEGMENTATION, SNIFF_CK_TEARDOWN, SNIFF_CK_RST, SNIFF_CK_UPSTREAM,
+  SNIFF_CK_CACHE_HIT, SNIFF_CK_REFUSED, SNIFF_CK_ORDERING, SNIFF_CK_COUNT
+} sniff_check;
+const char *sniff_check_name(sniff_check k);
+
+/* The program an item is about (the one at fault when it fails). */
+typedef enum { SNIFF_PARTY_CLIENT, SNIFF_PARTY_PROXY, SNIFF_PARTY_SERVER } sniff_party;
+const char *sniff_party_name(sniff_party p);
+/* Which program sent direction dir of connection c. */
+sniff_party sniff_conn_party(const sniff_conn *c, int dir);
+
+#define SNIFF_ITEM_PKTS 8
+/* One thing a check looked at: a connection, a message, a request's upstream connections. */
+typedef struct sniff_item {
+  uint8_t check;            /* sniff_check */
+  uint8_t party;            /* sniff_party */
+  bool passed;
+  uint32_t conn;            /* the capture's connection id, 0 when the capture has none */
+  uint32_t npkts;
+  uint64_t pkts[SNIFF_ITEM_PKTS];  /* the capture's frame numbers it is about */
+  uint64_t ts;              /* the capture's time stamp of the first of them, 0 none */
+  uint32_t detail;          /* offset of its one-line text in the report's text */
+} sniff_item;
+
+typedef struct sniff_report {
+  sniff_item *items;
+  uint32_t n, cap;
+  uint32_t failed;          /* items that failed */
+  calc_buf text;            /* the items' details, each NUL-terminated */
+  uint64_t ts_base;         /* the capture's first time stamp: item times are relative to it */
+  bool oom;
+} sniff_report;
+void sniff_report_init(sniff_report *r);
+void sniff_report_free(sniff_report *r);
+static inline const char *sniff_item_detail(const sniff_report *r, const sniff_item *it) {
+  return (const char *)r->text.data + it->detail;
+}
+
+/* Compares a capture against a golden capture under scenarios.md's tolerance rules and records
+ * every item each check looked at, passed or failed. Returns the number of failed items. */
+uint32_t sniff_verify(const sniff_an *golden, const sniff_an *cap, sniff_report *rep);
+/* The same, with each failed item appended to out as one line "FAIL <check>: <detail>".
+ * Returns the number of failed items. */
 uint32_t sniff_compare(const sniff_an *golden, const sniff_an *cap, calc_buf *out);
 
 #endif

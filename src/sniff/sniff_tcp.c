@@ -296,6 +296,7 @@ static sniff_conn *conn_new(sniff_an *an, const sniff_pkt *p, bool orig_is_src, 
   c->port[o] = p->sport;
   c->port[!o] = p->dport;
   c->ts_first = c->ts_last = p->ts_usec;
+  c->pkt_first = c->pkt_last = an->pkts;
   c->first_fin = c->first_rst = -1;
   c->pending_req = c->last_req = -1;
   for (int i = 0; i < 2; i++) {
@@ -573,6 +574,7 @@ static void framer_feed(sniff_an *an, sniff_conn *c, int dir, const uint8_t *dat
       m->dir = (uint8_t)dir;
       m->index = ++d->nmsgs;
       m->ts_first = m->ts_last = ts;
+      m->pkt_first = an->pkts;
       m->shares_segment = *mid;
       d->cur_msg = (int32_t)an->nmsgs++;
       d->hdr_have = d->msg_have = d->msg_total = 0;
@@ -581,6 +583,7 @@ static void framer_feed(sniff_an *an, sniff_conn *c, int dir, const uint8_t *dat
     }
     sniff_msg *m = &an->msgs[d->cur_msg];
     m->ts_last = ts;
+    m->pkt_last = an->pkts;
     size_t take;
     if (d->hdr_have < CALC_HEADER_SIZE) {
       take = CALC_HEADER_SIZE - d->hdr_have;
@@ -813,6 +816,7 @@ int sniff_feed(sniff_an *an, const sniff_pkt *p) {
   an->last_conn = c->id;
   an->last_dir = (uint8_t)dir;
   c->ts_last = p->ts_usec;
+  c->pkt_last = an->pkts;
   d->pkts++;
   if (c->first_fin >= 0) c->teardown_pkts++;
   if (syn) {
@@ -823,6 +827,7 @@ int sniff_feed(sniff_an *an, const sniff_pkt *p) {
       d->next = p->seq + 1;
       d->have_next = true;
       d->syn_ts = p->ts_usec;
+      d->syn_pkt = an->pkts;
     }
     if (!ack && dir == 0) c->syn = true;
     if (ack && dir == 1) c->synack = true;
@@ -841,6 +846,7 @@ int sniff_feed(sniff_an *an, const sniff_pkt *p) {
     if (!d->fin) {
       d->fin = true;
       d->fin_ts = p->ts_usec;
+      d->fin_pkt = an->pkts;
       d->fin_seq = p->seq + (uint32_t)p->payload_len + (syn ? 1u : 0u);
       if (!d->have_next) {
         d->have_next = true;
@@ -863,6 +869,7 @@ int sniff_feed(sniff_an *an, const sniff_pkt *p) {
     if (!d->rst) {
       d->rst = true;
       d->rst_ts = p->ts_usec;
+      d->rst_pkt = an->pkts;
     }
     if (c->first_rst < 0) {
       c->first_rst = dir;

@@ -1,300 +1,346 @@
-/* sniff_verify.c: an analysis reduced to the behaviour scenarios.md judges, printed as the
- * --trace text and compared against a golden analysis.
+/* sniff_verify.c: a capture judged against a golden capture, check by check.
  *
- * Kept: downstream connections (client->server, client->proxy) in the order their first
- * packet appeared, with handshake, teardown class, message sizes and segmentation; for each
- * request on a client->proxy connection, the upstream connections it caused, each reduced the
- * same way, and whether the proxy closed them before it started the response.
- * Dropped (scenarios.md "What varies"): ports, sequence numbers, time stamps, windows, options,
- * 3- vs 4-segment teardowns, SYN retry counts, interleaving of different connections. */
-#include "sniff.h"
-
+ * Both analyses are reduced (sniff_reduce.h); downstream connections are paired by behaviour,
+ * then every paired connection, message and upstream connection is compared under
+ * scenarios.md's tolerance rules. Each comparison is an item of a named check, passed or
+ * failed, with the program it is about (the one at fault when it fails), the capture's
+ * connection, frame numbers and time, and one line of text saying what was seen and what the
+ * reference does instead. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "calc/alloc.h"
+#include "sniff_reduce.h"
 
-typedef struct red {
-  const sniff_an *an;
-  uint32_t *mstart, *midx;  /* messages of conn id k: midx[mstart[k-1] .. mstart[k]) */
-  uint32_t *ustart, *uidx;  /* upstream conns of conn id k, same layout */
-  bool ok;
-} red;
+static const char *const check_names[SNIFF_CK_COUNT] = {
+    "connections", "handshake", "request-size", "response-size", "segmentation", "teardown",
+    "rst", "upstream-connections", "cache-hit-no-upstream", "refused-answer", "ordering"};
 
-/* Counting sort of n items by key (1..nkeys) into start/idx. */
-static bool bucket(uint32_t nkeys, uint32_t n, uint32_t (*key)(const sniff_an *, uint32_t),
-                   const sniff_an *an, uint32_t **start, uint32_t **idx) {
-  *start = calc_calloc((size_t)nkeys + 2, sizeof **start);
-  *idx = calc_calloc((size_t)n + 1, sizeof **idx);
-  if (!*start || !*idx) return false;
-  for (uint32_t i = 0; i < n; i++) {
-    uint32_t k = key(an, i);
-    if (k) (*start)[k]++;
-  }
-  uint32_t sum = 0;
-  for (uint32_t k = 0; k <= nkeys + 1; k++) {
-    uint32_t v = (*start)[k];
-    (*start)[k] = sum;
-    sum += v;
-  }
-  /* start[k] now is the first slot of key k (keys are 1-based: slot of key k is start[k]). */
-  uint32_t *fill = calc_calloc((size_t)nkeys + 1, sizeof *fill);
-  if (!fill) return false;
-  for (uint32_t i = 0; i < n; i++) {
-    uint32_t k = key(an, i);
-    if (k) (*idx)[(*start)[k] + fill[k]++] = i;
-  }
-  calc_free(fill);
-  return true;
+const char *sniff_check_name(sniff_check k) {
+  return (unsigned)k < SNIFF_CK_COUNT ? check_names[k] : "?";
 }
-static uint32_t msg_key(const sniff_an *an, uint32_t i) { return an->msgs[i].conn; }
-static uint32_t up_key(const sniff_an *an, uint32_t i) { return an->conns[i].parent; }
 
-static void red_init(red *r, const sniff_an *an) {
+const char *sniff_party_name(sniff_party p) {
+  switch (p) {
+    case SNIFF_PARTY_CLIENT: return "client";
+    case SNIFF_PARTY_PROXY: return "proxy";
+    case SNIFF_PARTY_SERVER: return "server";
+  }
+  return "?";
+}
+
+sniff_party sniff_conn_party(const sniff_conn *c, int dir) {
+  switch (c->role) {
+    case SNIFF_ROLE_CLIENT_PROXY: return dir ? SNIFF_PARTY_PROXY : SNIFF_PARTY_CLIENT;
+    case SNIFF_ROLE_PROXY_SERVER: return dir ? SNIFF_PARTY_SERVER : SNIFF_PARTY_PROXY;
+    default: return dir ? SNIFF_PARTY_SERVER : SNIFF_PARTY_CLIENT;
+  }
+}
+
+void sniff_report_init(sniff_report *r) {
   memset(r, 0, sizeof *r);
-  r->an = an;
-  r->ok = bucket(an->nconns, an->nmsgs, msg_key, an, &r->mstart, &r->midx) &&
-          bucket(an->nconns, an->nconns, up_key, an, &r->ustart, &r->uidx);
-}
-static void red_free(red *r) {
-  calc_free(r->mstart); calc_free(r->midx); calc_free(r->ustart); calc_free(r->uidx);
+  calc_buf_init(&r->text, 0);
 }
 
-/* Messages of connection id in one direction, in order, up to max. */
-static uint32_t conn_msgs(const red *r, uint32_t id, int dir, const sniff_msg **out, uint32_t max) {
-  uint32_t n = 0;
-  for (uint32_t i = r->mstart[id]; i < r->mstart[id + 1]; i++) {
-    const sniff_msg *m = &r->an->msgs[r->midx[i]];
-    if (m->dir != dir) continue;
-    if (n < max) out[n] = m;
-    n++;
-  }
-  return n;
-}
-/* Upstream connections of conn id caused by its request req_index, in order. */
-static uint32_t upstreams(const red *r, uint32_t id, uint32_t req_index, const sniff_conn **out,
-                          uint32_t max) {
-  uint32_t n = 0;
-  for (uint32_t i = r->ustart[id]; i < r->ustart[id + 1]; i++) {
-    const sniff_conn *c = &r->an->conns[r->uidx[i]];
-    if (c->parent_req != req_index) continue;
-    if (n < max) out[n] = c;
-    n++;
-  }
-  return n;
-}
-static bool downstream(const sniff_conn *c) {
-  return c->role == SNIFF_ROLE_CLIENT_SERVER || c->role == SNIFF_ROLE_CLIENT_PROXY;
-}
-static bool single_segment(const sniff_msg *m) { return m->nseg == 1 && !m->shares_segment; }
-
-/* When the proxy was done with an upstream connection: its FIN, a RST, or the refusal. */
-static uint64_t upstream_done_ts(const sniff_conn *u) {
-  uint64_t t = UINT64_MAX;
-  if (u->d[0].fin) t = u->d[0].fin_ts;
-  if (u->d[0].rst && u->d[0].rst_ts < t) t = u->d[0].rst_ts;
-  if (u->d[1].rst && u->d[1].rst_ts < t) t = u->d[1].rst_ts;
-  return t;
+void sniff_report_free(sniff_report *r) {
+  calc_free(r->items);
+  calc_buf_free(&r->text);
+  memset(r, 0, sizeof *r);
 }
 
-#define MAXM 64
-#define MAXU 16
-
-/* The trace text is built once per connection per analysis (verify matches connections by
- * it), so it is appended piece by piece rather than through calc_buf_printf. */
-static void put_u(calc_buf *out, uint32_t v) {
-  char tmp[10], *q = tmp + sizeof tmp;
-  do {
-    *--q = (char)('0' + v % 10);
-    v /= 10;
-  } while (v);
-  calc_buf_append(out, q, (size_t)(tmp + sizeof tmp - q));
-}
-
-static void trace_msg(calc_buf *out, const char *ind, const char *kind, const sniff_msg *m) {
-  /* "%s%s %u %u B segments=%u" */
-  calc_buf_puts(out, ind);
-  calc_buf_puts(out, kind);
-  calc_buf_putc(out, ' ');
-  put_u(out, m->index);
-  calc_buf_putc(out, ' ');
-  put_u(out, m->size);
-  calc_buf_puts(out, " B segments=");
-  put_u(out, m->nseg);
-  if (m->nseg > 1) {
-    calc_buf_puts(out, " (");
-    for (uint32_t i = 0; i < m->nseg && i < SNIFF_MSG_SEGS; i++) {
-      if (i) calc_buf_putc(out, '+');
-      put_u(out, m->segs[i]);
-    }
-    calc_buf_puts(out, m->nseg > SNIFF_MSG_SEGS ? "+...)" : ")");
-  }
-  if (m->shares_segment) calc_buf_puts(out, " shared-segment");
-  if (!m->complete) calc_buf_puts(out, " incomplete");
-  if (m->hole) calc_buf_puts(out, " bytes-missing");
-  if (m->malformed) calc_buf_puts(out, " malformed");
-  if (!m->h.is_request && m->h.status) {
-    calc_buf_puts(out, " status=");
-    put_u(out, m->h.status);
-  }
-  calc_buf_putc(out, '\n');
-}
-
-static void trace_conn(const red *r, const sniff_conn *c, const char *ind, calc_buf *out) {
-  sniff_end e = sniff_conn_end(c);
-  calc_buf_puts(out, sniff_role_name(c->role));
-  calc_buf_putc(out, ' ');
-  calc_buf_puts(out, e == SNIFF_END_REFUSED ? "" : c->established ? "handshake " : "no-handshake ");
-  calc_buf_puts(out, e == SNIFF_END_REFUSED ? "refused" : sniff_end_name(e));
-  calc_buf_putc(out, '\n');
-  const sniff_msg *req[MAXM], *resp[MAXM];
-  uint32_t nq = conn_msgs(r, c->id, 0, req, MAXM), np = conn_msgs(r, c->id, 1, resp, MAXM);
-  /* ind + 2 and ind + 4 spaces (cut at 31 bytes, as snprintf into 32 did) */
-  char ind2[32], ind3[32];
-  size_t il = strlen(ind);
-  size_t l2 = il + 2 < sizeof ind2 ? il + 2 : sizeof ind2 - 1;
-  size_t l3 = il + 4 < sizeof ind3 ? il + 4 : sizeof ind3 - 1;
-  memcpy(ind2, ind, il < l2 ? il : l2);
-  memset(ind2 + (il < l2 ? il : l2), ' ', l2 - (il < l2 ? il : l2));
-  ind2[l2] = 0;
-  memcpy(ind3, ind, il < l3 ? il : l3);
-  memset(ind3 + (il < l3 ? il : l3), ' ', l3 - (il < l3 ? il : l3));
-  ind3[l3] = 0;
-  for (uint32_t i = 0; i < nq || i < np; i++) {
-    if (i >= MAXM) {
-      calc_buf_printf(out, "%s... %u requests, %u responses\n", ind2, nq, np);
-      break;
-    }
-    if (i < nq) {
-      trace_msg(out, ind2, "request", req[i]);
-      if (c->role == SNIFF_ROLE_CLIENT_PROXY) {
-        const sniff_conn *u[MAXU];
-        uint32_t nu = upstreams(r, c->id, req[i]->index, u, MAXU);
-        if (!nu) {
-          calc_buf_puts(out, ind3);
-          calc_buf_puts(out, "no upstream connection\n");
-        }
-        for (uint32_t k = 0; k < nu && k < MAXU; k++) {
-          calc_buf_puts(out, ind3);
-          calc_buf_puts(out, "upstream ");
-          trace_conn(r, u[k], ind3, out);
-          if (i < np) {
-            calc_buf_puts(out, ind3);
-            calc_buf_puts(out, "  closed before response: ");
-            calc_buf_puts(out, upstream_done_ts(u[k]) <= resp[i]->ts_first ? "yes\n" : "no\n");
-          }
-        }
-      }
-    }
-    if (i < np) trace_msg(out, ind2, "response", resp[i]);
-  }
-}
-
-void sniff_trace(const sniff_an *an, calc_buf *out) {
-  red r;
-  red_init(&r, an);
-  if (!r.ok) {
-    calc_buf_puts(out, "# out of memory\n");
-    red_free(&r);
-    return;
-  }
-  calc_buf_puts(out, "# calc-sniff trace 1\n");
-  uint32_t k = 0;
-  for (uint32_t i = 0; i < an->nconns; i++) {
-    const sniff_conn *c = &an->conns[i];
-    if (!downstream(c)) continue;
-    calc_buf_puts(out, "conn ");  /* trace_conn continues this line */
-    put_u(out, ++k);
-    calc_buf_putc(out, ' ');
-    trace_conn(&r, c, "", out);
-  }
-  red_free(&r);
-}
-
-/* ---- comparison ---- */
 typedef struct cmp {
-  calc_buf *out;
-  uint32_t n;
-  const red *g, *c;
+  sniff_report *rep;
+  const sniff_red *g, *c;
 } cmp;
 
-static void diff(cmp *x, const char *check, const char *where, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void diff(cmp *x, const char *check, const char *where, const char *fmt, ...) {
-  char tmp[400];
+/* An item being written: its text grows with say(), its packets with at(). */
+typedef struct pend {
+  sniff_item it;
+  size_t len;
+  char text[512];
+} pend;
+
+static void begin(pend *p, sniff_check k, bool ok, sniff_party who, const sniff_conn *c) {
+  memset(&p->it, 0, sizeof p->it);
+  p->it.check = (uint8_t)k;
+  p->it.passed = ok;
+  p->it.party = (uint8_t)who;
+  p->it.conn = c ? c->id : 0;
+  p->len = 0;
+  p->text[0] = 0;
+}
+
+static void say(pend *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(pend *p, const char *fmt, ...) {
+  if (p->len >= sizeof p->text - 1) return;
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(tmp, sizeof tmp, fmt, ap);
+  int n = vsnprintf(p->text + p->len, sizeof p->text - p->len, fmt, ap);
   va_end(ap);
-  calc_buf_printf(x->out, "FAIL %s: %s: %s\n", check, where, tmp);
-  x->n++;
+  if (n > 0) p->len += (size_t)n;
+  if (p->len > sizeof p->text - 1) p->len = sizeof p->text - 1;
+}
+
+/* The item is about frame pkt (0: none) seen at ts. */
+static void at(pend *p, uint64_t pkt, uint64_t ts) {
+  if (!pkt || p->it.npkts == SNIFF_ITEM_PKTS) return;
+  for (uint32_t i = 0; i < p->it.npkts; i++)
+    if (p->it.pkts[i] == pkt) return;
+  if (!p->it.npkts || ts < p->it.ts) p->it.ts = ts;
+  p->it.pkts[p->it.npkts++] = pkt;
+}
+
+static int cmp_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return (x > y) - (x < y);
+}
+
+/* Ends the item's text with where on the wire it is ("packets 4, 5 at 0.000123 s") and adds
+ * it to the report. */
+static void emit(cmp *x, pend *p) {
+  sniff_report *r = x->rep;
+  if (r->oom) return;
+  if (p->it.npkts) {
+    qsort(p->it.pkts, p->it.npkts, sizeof p->it.pkts[0], cmp_u64);
+    say(p, " (packet%s ", p->it.npkts == 1 ? "" : "s");
+    for (uint32_t i = 0; i < p->it.npkts; i++) say(p, "%s%llu", i ? ", " : "", (unsigned long long)p->it.pkts[i]);
+    uint64_t rel = p->it.ts >= r->ts_base ? p->it.ts - r->ts_base : 0;
+    say(p, " at %llu.%06llu s)", (unsigned long long)(rel / 1000000u), (unsigned long long)(rel % 1000000u));
+  }
+  if (r->n == r->cap) {
+    uint32_t cap = r->cap ? r->cap * 2 : 64;
+    sniff_item *items = calc_realloc(r->items, (size_t)cap * sizeof *items);
+    if (!items) {
+      r->oom = true;
+      return;
+    }
+    r->items = items;
+    r->cap = cap;
+  }
+  p->it.detail = (uint32_t)r->text.len;
+  if (calc_buf_append(&r->text, p->text, p->len) < 0 || calc_buf_putc(&r->text, 0) < 0) {
+    r->oom = true;
+    return;
+  }
+  r->items[r->n++] = p->it;
+  if (!p->it.passed) r->failed++;
 }
 
 static bool end_is_rst(sniff_end e) { return e == SNIFF_END_RST_CLIENT || e == SNIFF_END_RST_SERVER; }
 
-static void cmp_msgs(cmp *x, const char *where, const char *kind, const char *check,
-                     const sniff_msg **g, uint32_t ng, const sniff_msg **c, uint32_t nc) {
-  if (ng != nc)
-    diff(x, check, where, "%u %s%s expected, %u seen", ng, kind, ng == 1 ? "" : "s", nc);
-  for (uint32_t i = 0; i < ng && i < nc && i < MAXM; i++) {
-    if (g[i]->size != c[i]->size)
-      diff(x, check, where, "%s %u: %u B expected, %u B seen", kind, i + 1, g[i]->size, c[i]->size);
-    else if (single_segment(g[i]) && !single_segment(c[i]))
-      diff(x, "segmentation", where, "%s %u (%u B): one segment expected, %u seen%s", kind, i + 1,
-           c[i]->size, c[i]->nseg, c[i]->shares_segment ? " (shared with another message)" : "");
-    if (g[i]->complete && !c[i]->complete)
-      diff(x, check, where, "%s %u: incomplete (%u B announced)", kind, i + 1, c[i]->size);
+/* "12+552" for a message's segments. */
+static void say_segs(pend *p, const sniff_msg *m) {
+  if (m->nseg == 1) {
+    say(p, "one segment");
+  } else {
+    say(p, "%u segments (", m->nseg);
+    for (uint32_t i = 0; i < m->nseg && i < SNIFF_MSG_SEGS; i++) say(p, "%s%u", i ? "+" : "", m->segs[i]);
+    say(p, m->nseg > SNIFF_MSG_SEGS ? "+...)" : ")");
   }
+  if (m->shares_segment) say(p, " shared with another message");
+}
+
+static bool same_split(const sniff_msg *g, const sniff_msg *c) {
+  if (sniff_msg_single(g)) return sniff_msg_single(c);
+  if (g->nseg != c->nseg || g->shares_segment != c->shares_segment) return false;
+  for (uint32_t i = 0; i < g->nseg && i < SNIFF_MSG_SEGS; i++)
+    if (g->segs[i] != c->segs[i]) return false;
+  return true;
+}
+
+static void msg_at(pend *p, const sniff_msg *m) {
+  at(p, m->pkt_first, m->ts_first);
+  at(p, m->pkt_last, m->ts_last);
+}
+
+/* Requests (dir 0) or responses (dir 1) of a paired connection, one by one. */
+static void cmp_msgs(cmp *x, const char *where, int dir, const sniff_conn *cc, const sniff_msg **g,
+                     uint32_t ng, const sniff_msg **c, uint32_t nc) {
+  const char *kind = dir ? "response" : "request";
+  sniff_check k = dir ? SNIFF_CK_RESPONSE_SIZE : SNIFF_CK_REQUEST_SIZE;
+  sniff_party who = sniff_conn_party(cc, dir);
+  pend p;
+  for (uint32_t i = 0; (i < ng || i < nc) && i < MAXM; i++) {
+    if (i >= nc) {
+      begin(&p, k, false, who, cc);
+      say(&p, "%s: %s %u not seen (%u %s%s in all); the reference sends %u B here", where, kind, i + 1,
+          nc, kind, nc == 1 ? "" : "s", g[i]->size);
+      emit(x, &p);
+      continue;
+    }
+    if (i >= ng) {
+      begin(&p, k, false, who, cc);
+      say(&p, "%s: an extra %s %u of %u B; the reference sends %u %s%s here", where, kind, i + 1,
+          c[i]->size, ng, kind, ng == 1 ? "" : "s");
+      msg_at(&p, c[i]);
+      emit(x, &p);
+      continue;
+    }
+    bool size_ok = g[i]->size == c[i]->size, whole = !g[i]->complete || c[i]->complete;
+    begin(&p, k, size_ok && whole, who, cc);
+    if (!size_ok)
+      say(&p, "%s: %s %u of %u B seen; the reference's is %u B", where, kind, i + 1, c[i]->size, g[i]->size);
+    else if (!whole)
+      say(&p, "%s: %s %u announces %u B but not all of them came; the reference's arrives whole", where,
+          kind, i + 1, c[i]->size);
+    else
+      say(&p, "%s: %s %u of %u B, as in the reference", where, kind, i + 1, c[i]->size);
+    msg_at(&p, c[i]);
+    emit(x, &p);
+    if (!size_ok) continue;
+    bool split_ok = same_split(g[i], c[i]);
+    begin(&p, SNIFF_CK_SEGMENTATION, split_ok, who, cc);
+    say(&p, "%s: %s %u (%u B) in ", where, kind, i + 1, c[i]->size);
+    say_segs(&p, c[i]);
+    if (split_ok) {
+      say(&p, ", as in the reference");
+    } else {
+      say(&p, "; the reference sends it in ");
+      say_segs(&p, g[i]);
+      if (sniff_msg_single(g[i])) say(&p, " of its own");
+    }
+    msg_at(&p, c[i]);
+    emit(x, &p);
+  }
+}
+
+static void cmp_conn(cmp *x, const sniff_conn *g, const sniff_conn *c, const char *where);
+
+/* The upstream connections each request of a client->proxy connection caused. */
+static void cmp_upstream(cmp *x, const sniff_conn *g, const sniff_conn *c, const char *where,
+                         const sniff_msg **gq, uint32_t ngq, const sniff_msg **cq, uint32_t ncq,
+                         const sniff_msg **gp, uint32_t ngp, const sniff_msg **cp, uint32_t ncp) {
+  pend p;
+  for (uint32_t i = 0; i < ngq && i < ncq && i < MAXM; i++) {
+    const sniff_conn *gu[MAXU], *cu[MAXU];
+    uint32_t ngu = sniff_red_upstreams(x->g, g->id, gq[i]->index, gu, MAXU);
+    uint32_t ncu = sniff_red_upstreams(x->c, c->id, cq[i]->index, cu, MAXU);
+    char w[200];
+    snprintf(w, sizeof w, "%s request %u", where, i + 1);
+    begin(&p, ngu ? SNIFF_CK_UPSTREAM : SNIFF_CK_CACHE_HIT, ngu == ncu, SNIFF_PARTY_PROXY, c);
+    if (!ngu && !ncu) {
+      say(&p, "%s: answered without an upstream connection (a cache hit), as in the reference", w);
+      at(&p, cq[i]->pkt_last, cq[i]->ts_last);
+      if (i < ncp) at(&p, cp[i]->pkt_first, cp[i]->ts_first);
+    } else {
+      if (!ncu) say(&p, "%s: answered without an upstream connection", w);
+      else say(&p, "%s: %u upstream connection%s (#", w, ncu, ncu == 1 ? "" : "s");
+      for (uint32_t k = 0; k < ncu && k < MAXU; k++) {
+        say(&p, "%s%u", k ? ", #" : "", cu[k]->id);
+        at(&p, cu[k]->pkt_first, cu[k]->ts_first);
+      }
+      if (ncu) say(&p, ")");
+      if (ngu == ncu) say(&p, ", as in the reference");
+      else if (!ngu) say(&p, "; the reference answers it from its cache without contacting the server");
+      else say(&p, "; the reference opens %u", ngu);
+      if (!ncu) at(&p, cq[i]->pkt_last, cq[i]->ts_last);
+    }
+    emit(x, &p);
+    for (uint32_t k = 0; k < ngu && k < ncu && k < MAXU; k++) {
+      char wu[260];
+      snprintf(wu, sizeof wu, "%s upstream %u (#%u)", w, k + 1, cu[k]->id);
+      cmp_conn(x, gu[k], cu[k], wu);
+      if (i >= ngp || i >= ncp || sniff_upstream_done(gu[k], NULL) > gp[i]->ts_first) continue;
+      /* the reference was done with the upstream connection before it answered */
+      uint64_t done_pkt = 0, done = sniff_upstream_done(cu[k], &done_pkt);
+      begin(&p, SNIFF_CK_ORDERING, done <= cp[i]->ts_first, SNIFF_PARTY_PROXY, c);
+      if (done <= cp[i]->ts_first)
+        say(&p, "%s: the proxy was done with it before answering its client, as in the reference", wu);
+      else
+        say(&p, "%s: the proxy answered its client before it was done with the upstream connection%s; "
+                "the reference closes it first", wu, done == UINT64_MAX ? " (never closed)" : "");
+      if (done_pkt) at(&p, done_pkt, done);
+      at(&p, cp[i]->pkt_first, cp[i]->ts_first);
+      emit(x, &p);
+    }
+  }
+}
+
+/* Sides that sent a RST: bit 0 the originator, bit 1 the responder. */
+static int rst_sides(const sniff_conn *c) { return (c->d[0].rst ? 1 : 0) | (c->d[1].rst ? 2 : 0); }
+
+static void cmp_end(cmp *x, const sniff_conn *g, const sniff_conn *c, const char *where) {
+  sniff_end ge = sniff_conn_end(g), ce = sniff_conn_end(c);
+  /* the side that leads the reference's teardown, and the capture's */
+  int glead = ge == SNIFF_END_FIN_CLIENT || ge == SNIFF_END_RST_CLIENT ? 0 : 1;
+  int clead = ce == SNIFF_END_FIN_CLIENT || ce == SNIFF_END_RST_CLIENT ? 0 : 1;
+  const char *gname = sniff_party_name(sniff_conn_party(c, glead));
+  const char *cname = sniff_party_name(sniff_conn_party(c, clead));
+  pend p;
+  /* Any RST counts, also one after a FIN (a peer that answers the other's FIN with RST). */
+  int grs = rst_sides(g), crs = rst_sides(c);
+  int extra = crs & ~grs, lacking = grs & ~crs;
+  int side = extra ? (extra & 1 ? 0 : 1) : lacking ? (lacking & 1 ? 0 : 1) : crs ? (crs & 1 ? 0 : 1) : glead;
+  begin(&p, SNIFF_CK_RST, grs == crs, sniff_conn_party(c, side), c);
+  if (crs) {
+    if (crs == 3) say(&p, "%s: both sides reset the connection (RST)", where);
+    else say(&p, "%s: the %s reset the connection (RST)", where, sniff_party_name(sniff_conn_party(c, side)));
+    const sniff_dir *d = &c->d[crs & 1 ? 0 : 1];
+    if (c->first_fin >= 0 && c->d[c->first_fin].fin_ts < d->rst_ts)
+      say(&p, " after the %s's FIN", sniff_party_name(sniff_conn_party(c, c->first_fin)));
+    for (int k = 0; k < 2; k++)
+      if (c->d[k].rst) at(&p, c->d[k].rst_pkt, c->d[k].rst_ts);
+  } else {
+    say(&p, "%s: no RST", where);
+  }
+  if (grs == crs) say(&p, ", as in the reference");
+  else if (lacking) say(&p, "; in the reference the %s resets it", sniff_party_name(sniff_conn_party(c, side)));
+  else if (ge == SNIFF_END_OPEN) say(&p, "; the reference leaves it open");
+  else say(&p, "; the reference closes it with FIN, the %s first", gname);
+  if (!crs && lacking) {
+    if (c->d[0].fin) at(&p, c->d[0].fin_pkt, c->d[0].fin_ts);
+    if (c->d[1].fin) at(&p, c->d[1].fin_pkt, c->d[1].fin_ts);
+  }
+  emit(x, &p);
+  if (end_is_rst(ge) || end_is_rst(ce)) return;  /* reset before any FIN: the rst check speaks */
+  bool ok = ge == ce;
+  begin(&p, SNIFF_CK_TEARDOWN, ok, sniff_conn_party(c, ce == SNIFF_END_OPEN ? glead : clead), c);
+  if (ce == SNIFF_END_OPEN) {
+    say(&p, "%s: no FIN seen (left open)", where);
+    at(&p, c->pkt_last, c->ts_last);
+  } else {
+    say(&p, "%s: the %s sent the first FIN", where, cname);
+    at(&p, c->d[clead].fin_pkt, c->d[clead].fin_ts);
+  }
+  if (ok) say(&p, ", as in the reference");
+  else if (ge == SNIFF_END_OPEN) say(&p, "; the reference leaves it open");
+  else say(&p, "; in the reference the %s closes first", gname);
+  emit(x, &p);
 }
 
 static void cmp_conn(cmp *x, const sniff_conn *g, const sniff_conn *c, const char *where) {
   sniff_end ge = sniff_conn_end(g), ce = sniff_conn_end(c);
-  if ((ge == SNIFF_END_REFUSED) != (ce == SNIFF_END_REFUSED)) {
-    diff(x, "refused-answer", where, "%s expected, %s seen",
-         ge == SNIFF_END_REFUSED ? "SYN answered by RST" : "an accepted connection",
-         ce == SNIFF_END_REFUSED ? "SYN answered by RST" : "an accepted connection");
+  bool grf = ge == SNIFF_END_REFUSED, crf = ce == SNIFF_END_REFUSED;
+  pend p;
+  if (grf || crf) {
+    begin(&p, SNIFF_CK_REFUSED, grf == crf, SNIFF_PARTY_SERVER, c);
+    if (crf) say(&p, "%s: the SYN was answered by RST (nobody listening)", where);
+    else say(&p, "%s: the connection was accepted", where);
+    if (grf == crf) say(&p, ", as in the reference");
+    else if (grf) say(&p, "; in the reference the server is down and the SYN is answered by RST");
+    else say(&p, "; the reference accepts it");
+    at(&p, c->d[0].syn_pkt, c->d[0].syn_ts);
+    at(&p, c->d[1].syn_pkt, c->d[1].syn_ts);
+    at(&p, c->d[1].rst_pkt, c->d[1].rst_ts);
+    emit(x, &p);
     return;
   }
-  if (ge == SNIFF_END_REFUSED) return;
-  if (g->established != c->established)
-    diff(x, "handshake", where, "3-way handshake %s expected, %s", g->established ? "" : "absence",
-         c->established ? "seen" : "not seen");
+  begin(&p, SNIFF_CK_HANDSHAKE, g->established == c->established, sniff_conn_party(c, 0), c);
+  say(&p, "%s: 3-way handshake %s", where, c->established ? "seen" : "not seen");
+  if (g->established == c->established) say(&p, ", as in the reference");
+  else say(&p, g->established ? "; the reference's connection opens with one" : "; the reference has none");
+  at(&p, c->d[0].syn_pkt, c->d[0].syn_ts);
+  at(&p, c->d[1].syn_pkt, c->d[1].syn_ts);
+  emit(x, &p);
   const sniff_msg *gq[MAXM], *cq[MAXM], *gp[MAXM], *cp[MAXM];
-  uint32_t ngq = conn_msgs(x->g, g->id, 0, gq, MAXM), ncq = conn_msgs(x->c, c->id, 0, cq, MAXM);
-  uint32_t ngp = conn_msgs(x->g, g->id, 1, gp, MAXM), ncp = conn_msgs(x->c, c->id, 1, cp, MAXM);
-  cmp_msgs(x, where, "request", "request-size", gq, ngq, cq, ncq);
-  if (g->role == SNIFF_ROLE_CLIENT_PROXY) {
-    for (uint32_t i = 0; i < ngq && i < ncq && i < MAXM; i++) {
-      const sniff_conn *gu[MAXU], *cu[MAXU];
-      uint32_t ngu = upstreams(x->g, g->id, gq[i]->index, gu, MAXU);
-      uint32_t ncu = upstreams(x->c, c->id, cq[i]->index, cu, MAXU);
-      char w[160];
-      snprintf(w, sizeof w, "%s request %u", where, i + 1);
-      if (ngu == 0 && ncu > 0)
-        diff(x, "cache-hit-no-upstream", w,
-             "a cache hit with no upstream connection expected, %u upstream connection%s seen", ncu,
-             ncu == 1 ? "" : "s");
-      else if (ngu != ncu)
-        diff(x, "upstream-connections", w, "%u upstream connection%s expected, %u seen", ngu,
-             ngu == 1 ? "" : "s", ncu);
-      for (uint32_t k = 0; k < ngu && k < ncu && k < MAXU; k++) {
-        char wu[200];
-        snprintf(wu, sizeof wu, "%s upstream %u", w, k + 1);
-        cmp_conn(x, gu[k], cu[k], wu);
-        if (i < ngp && i < ncp && upstream_done_ts(gu[k]) <= gp[i]->ts_first &&
-            upstream_done_ts(cu[k]) > cp[i]->ts_first)
-          diff(x, "ordering", wu, "the proxy answered its client before closing the upstream connection");
-      }
-    }
-  }
-  cmp_msgs(x, where, "response", "response-size", gp, ngp, cp, ncp);
-  if (ge != ce) {
-    if (end_is_rst(ge) || end_is_rst(ce))
-      diff(x, "rst", where, "teardown %s expected, %s seen", sniff_end_name(ge), sniff_end_name(ce));
-    else
-      diff(x, "teardown", where, "teardown %s expected, %s seen", sniff_end_name(ge), sniff_end_name(ce));
-  }
+  uint32_t ngq = sniff_red_msgs(x->g, g->id, 0, gq, MAXM), ncq = sniff_red_msgs(x->c, c->id, 0, cq, MAXM);
+  uint32_t ngp = sniff_red_msgs(x->g, g->id, 1, gp, MAXM), ncp = sniff_red_msgs(x->c, c->id, 1, cp, MAXM);
+  cmp_msgs(x, where, 0, c, gq, ngq, cq, ncq);
+  if (g->role == SNIFF_ROLE_CLIENT_PROXY) cmp_upstream(x, g, c, where, gq, ngq, cq, ncq, gp, ngp, cp, ncp);
+  cmp_msgs(x, where, 1, c, gp, ngp, cp, ncp);
+  cmp_end(x, g, c, where);
 }
 
 /* Downstream connections of an analysis, each with its reduced text (its signature). */
@@ -305,7 +351,7 @@ typedef struct dlist {
   int32_t *match;   /* index into the other list, -1 */
 } dlist;
 
-static bool dlist_build(dlist *l, const red *r) {
+static bool dlist_build(dlist *l, const sniff_red *r) {
   memset(l, 0, sizeof *l);
   const sniff_an *an = r->an;
   l->c = calc_calloc((size_t)an->nconns + 1, sizeof *l->c);
@@ -314,16 +360,19 @@ static bool dlist_build(dlist *l, const red *r) {
   if (!l->c || !l->sig || !l->match) return false;
   calc_buf b;
   calc_buf_init(&b, 0);
-  for (uint32_t i = 0; i < an->nconns; i++) {
-    if (!downstream(&an->conns[i])) continue;
+  bool ok = true;
+  for (uint32_t i = 0; i < an->nconns && ok; i++) {
+    if (!sniff_downstream(&an->conns[i])) continue;
     calc_buf_reset(&b);
-    trace_conn(r, &an->conns[i], "", &b);
+    sniff_trace_conn(r, &an->conns[i], "", &b);
     l->c[l->n] = &an->conns[i];
     l->match[l->n] = -1;
-    l->sig[l->n++] = calc_strndup(b.data ? (const char *)b.data : "", b.len);
+    l->sig[l->n] = calc_strndup(b.data ? (const char *)b.data : "", b.len);
+    ok = l->sig[l->n++] != NULL;
   }
+  ok = ok && !b.failed;
   calc_buf_free(&b);
-  return !b.failed;
+  return ok;
 }
 
 static void dlist_free(dlist *l) {
@@ -339,72 +388,118 @@ static void dlist_free(dlist *l) {
  * 2. the rest are paired in order and compared check by check; leftovers are missing/extra;
  * 3. ordering: two golden connections one after the other in time (the first ended before the
  *    second began: the scenario's script forced that order) must keep their order. */
-uint32_t sniff_compare(const sniff_an *golden, const sniff_an *capture, calc_buf *out) {
-  red g, c;
-  red_init(&g, golden);
-  red_init(&c, capture);
-  cmp x = {out, 0, &g, &c};
-  dlist G, C;
-  memset(&G, 0, sizeof G);
-  memset(&C, 0, sizeof C);
-  if (!g.ok || !c.ok || !dlist_build(&G, &g) || !dlist_build(&C, &c)) {
-    calc_buf_puts(out, "FAIL internal: out of memory\n");
-    x.n++;
-    goto done;
-  }
-  for (uint32_t i = 0; i < G.n; i++) {
-    if (i < C.n && C.match[i] < 0 && !strcmp(G.sig[i], C.sig[i])) {
-      G.match[i] = (int32_t)i;
-      C.match[i] = (int32_t)i;
+static void pair(dlist *G, dlist *C) {
+  for (uint32_t i = 0; i < G->n; i++) {
+    if (i < C->n && C->match[i] < 0 && !strcmp(G->sig[i], C->sig[i])) {
+      G->match[i] = (int32_t)i;
+      C->match[i] = (int32_t)i;
       continue;
     }
-    for (uint32_t j = 0; j < C.n; j++)
-      if (C.match[j] < 0 && !strcmp(G.sig[i], C.sig[j])) {
-        G.match[i] = (int32_t)j;
-        C.match[j] = (int32_t)i;
+    for (uint32_t j = 0; j < C->n; j++)
+      if (C->match[j] < 0 && !strcmp(G->sig[i], C->sig[j])) {
+        G->match[i] = (int32_t)j;
+        C->match[j] = (int32_t)i;
         break;
       }
   }
   uint32_t j = 0;
-  for (uint32_t i = 0; i < G.n; i++) {
-    if (G.match[i] >= 0) continue;
-    while (j < C.n && C.match[j] >= 0) j++;
+  for (uint32_t i = 0; i < G->n; i++) {
+    if (G->match[i] >= 0) continue;
+    while (j < C->n && C->match[j] >= 0) j++;
+    if (j >= C->n) break;
+    G->match[i] = (int32_t)j;
+    C->match[j] = (int32_t)i;
+  }
+}
+
+static void compare_lists(cmp *x, const dlist *G, const dlist *C) {
+  pend p;
+  for (uint32_t i = 0; i < G->n; i++) {
+    const sniff_conn *g = G->c[i];
+    if (G->match[i] < 0) {
+      begin(&p, SNIFF_CK_CONNECTIONS, false, SNIFF_PARTY_CLIENT, NULL);
+      say(&p, "connection %u (%s): not in the capture; the reference has a %s connection here", i + 1,
+          sniff_role_name(g->role), sniff_role_name(g->role));
+      emit(x, &p);
+      continue;
+    }
+    const sniff_conn *c = C->c[G->match[i]];
+    begin(&p, SNIFF_CK_CONNECTIONS, true, SNIFF_PARTY_CLIENT, c);
+    say(&p, "connection %u (%s): the capture's #%u", i + 1, sniff_role_name(g->role), c->id);
+    at(&p, c->pkt_first, c->ts_first);
+    emit(x, &p);
+    if (g->role != c->role) {
+      begin(&p, SNIFF_CK_ORDERING, false, SNIFF_PARTY_CLIENT, c);
+      say(&p, "connection %u (#%u): a %s connection seen; the reference has a %s connection here", i + 1,
+          c->id, sniff_role_name(c->role), sniff_role_name(g->role));
+      at(&p, c->pkt_first, c->ts_first);
+      emit(x, &p);
+      continue;
+    }
     char w[96];
-    if (j >= C.n) {
-      snprintf(w, sizeof w, "connection %u", i + 1);
-      diff(&x, "handshake", w, "missing %s connection", sniff_role_name(G.c[i]->role));
-      continue;
-    }
-    G.match[i] = (int32_t)j;
-    C.match[j] = (int32_t)i;
-    if (G.c[i]->role != C.c[j]->role) {
-      snprintf(w, sizeof w, "connection %u", i + 1);
-      diff(&x, "ordering", w, "%s expected, %s seen", sniff_role_name(G.c[i]->role),
-           sniff_role_name(C.c[j]->role));
-      continue;
-    }
-    snprintf(w, sizeof w, "connection %u (%s)", i + 1, sniff_role_name(G.c[i]->role));
-    cmp_conn(&x, G.c[i], C.c[j], w);
+    snprintf(w, sizeof w, "connection %u (%s, #%u)", i + 1, sniff_role_name(g->role), c->id);
+    cmp_conn(x, g, c, w);
   }
-  for (j = 0; j < C.n; j++)
-    if (C.match[j] < 0) {
-      char w[64];
-      snprintf(w, sizeof w, "connection %u of the capture", j + 1);
-      diff(&x, "handshake", w, "extra %s connection", sniff_role_name(C.c[j]->role));
-    }
-  for (uint32_t i = 0; i + 1 < G.n; i++) {
-    if (G.match[i] < 0 || G.match[i + 1] < 0) continue;
-    if (G.c[i]->ts_last >= G.c[i + 1]->ts_first) continue;  /* overlapping: any order */
-    if (C.c[G.match[i]]->ts_first > C.c[G.match[i + 1]]->ts_first) {
-      char w[64];
-      snprintf(w, sizeof w, "connections %u and %u", i + 1, i + 2);
-      diff(&x, "ordering", w, "one after the other in the golden, in the other order in the capture");
-    }
+  for (uint32_t j = 0; j < C->n; j++) {
+    if (C->match[j] >= 0) continue;
+    const sniff_conn *c = C->c[j];
+    begin(&p, SNIFF_CK_CONNECTIONS, false, SNIFF_PARTY_CLIENT, c);
+    say(&p, "the capture's #%u (%s): an extra connection; the reference has %u connection%s of clients",
+        c->id, sniff_role_name(c->role), G->n, G->n == 1 ? "" : "s");
+    at(&p, c->pkt_first, c->ts_first);
+    emit(x, &p);
   }
-done:
+  for (uint32_t i = 0; i + 1 < G->n; i++) {
+    if (G->match[i] < 0 || G->match[i + 1] < 0) continue;
+    if (G->c[i]->ts_last >= G->c[i + 1]->ts_first) continue;  /* overlapping: any order */
+    const sniff_conn *a = C->c[G->match[i]], *b = C->c[G->match[i + 1]];
+    bool ok = a->ts_first <= b->ts_first;
+    begin(&p, SNIFF_CK_ORDERING, ok, SNIFF_PARTY_CLIENT, b);
+    if (ok)
+      say(&p, "connections %u and %u (#%u, #%u): one after the other, as in the reference", i + 1, i + 2,
+          a->id, b->id);
+    else
+      say(&p, "connections %u and %u: #%u began before #%u; in the reference connection %u ends before %u "
+              "begins", i + 1, i + 2, b->id, a->id, i + 1, i + 2);
+    at(&p, a->pkt_first, a->ts_first);
+    at(&p, b->pkt_first, b->ts_first);
+    emit(x, &p);
+  }
+}
+
+uint32_t sniff_verify(const sniff_an *golden, const sniff_an *capture, sniff_report *rep) {
+  sniff_red g, c;
+  sniff_red_init(&g, golden);
+  sniff_red_init(&c, capture);
+  rep->ts_base = capture->ts_first;
+  cmp x = {rep, &g, &c};
+  dlist G, C;
+  memset(&G, 0, sizeof G);
+  memset(&C, 0, sizeof C);
+  if (g.ok && c.ok && dlist_build(&G, &g) && dlist_build(&C, &c)) {
+    pair(&G, &C);
+    compare_lists(&x, &G, &C);
+  } else {
+    rep->oom = true;
+  }
   dlist_free(&G);
   dlist_free(&C);
-  red_free(&g);
-  red_free(&c);
-  return x.n;
+  sniff_red_free(&g);
+  sniff_red_free(&c);
+  if (rep->oom) rep->failed++;
+  return rep->failed;
+}
+
+uint32_t sniff_compare(const sniff_an *golden, const sniff_an *capture, calc_buf *out) {
+  sniff_report rep;
+  sniff_report_init(&rep);
+  uint32_t n = sniff_verify(golden, capture, &rep);
+  for (uint32_t i = 0; i < rep.n; i++) {
+    const sniff_item *it = &rep.items[i];
+    if (it->passed) continue;
+    calc_buf_printf(out, "FAIL %s: %s\n", sniff_check_name((sniff_check)it->check), sniff_item_detail(&rep, it));
+  }
+  if (rep.oom) calc_buf_puts(out, "FAIL internal: out of memory\n");
+  sniff_report_free(&rep);
+  return n;
 }

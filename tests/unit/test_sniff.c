@@ -436,38 +436,66 @@ static void test_gap_and_snaplen(void **state) {
 }
 
 /* ---- scenario 3.2 and verify ---- */
-typedef enum { P_GOOD, P_NO_CACHE, P_ANSWER_BEFORE_CLOSE, P_SPLIT_RESPONSE } proxy_kind;
+/* How the crafted proxy (or its peers) differ from the reference in scenario 3.2. */
+typedef enum {
+  P_GOOD, P_NO_CACHE, P_ANSWER_BEFORE_CLOSE, P_SPLIT_RESPONSE, P_SPLIT_OTHER, P_PROXY_RESETS,
+  P_CLIENT_RESETS, P_PROXY_CLOSES_FIRST, P_SERVER_RESETS_UPSTREAM, P_SERVER_CLOSES_UPSTREAM,
+  P_TWO_UPSTREAM, P_NO_UPSTREAM, P_PROXY_RESETS_AFTER_FIN
+} proxy_kind;
+
+static void upstream_exchange(pcapw *w, uint16_t uport, uint16_t req, uint16_t resp, proxy_kind k,
+                              bool server_leads) {
+  pw_conn u;
+  pw_conn_init(&u, w, uport, 9999, uport * 17u, uport * 19u);
+  pw_handshake(&u);
+  pw_msg(M, req, true, 0);
+  pw_send(&u, 0, M, req);
+  pw_msg(M, resp, false, 200);
+  pw_send(&u, 1, M, resp);
+  if (k == P_SERVER_RESETS_UPSTREAM) pw_rst(&u, 1);
+  else pw_fin(&u, server_leads || k == P_SERVER_CLOSES_UPSTREAM ? 1 : 0, true);
+}
 
 static void proxy_request(pcapw *w, uint16_t cport, uint16_t uport, uint16_t req, uint16_t resp,
                           bool upstream, proxy_kind k, bool server_leads_upstream) {
-  pw_conn d, u;
+  pw_conn d;
   pw_conn_init(&d, w, cport, 9998, cport * 11u, cport * 13u);
   pw_handshake(&d);
   pw_msg(M, req, true, 0);
   pw_send(&d, 0, M, req);
-  if (upstream) {
+  if (upstream && k == P_ANSWER_BEFORE_CLOSE) {
+    pw_conn u;
     pw_conn_init(&u, w, uport, 9999, uport * 17u, uport * 19u);
     pw_handshake(&u);
     pw_send(&u, 0, M, req);
     pw_msg(M, resp, false, 200);
     pw_send(&u, 1, M, resp);
-    if (k == P_ANSWER_BEFORE_CLOSE) {
-      pw_send(&d, 1, M, resp);
-      pw_fin(&u, 0, false);
-    } else {
-      pw_fin(&u, server_leads_upstream ? 1 : 0, true);
-    }
+    pw_send(&d, 1, M, resp);
+    pw_fin(&u, 0, false);
+  } else if (upstream && k != P_NO_UPSTREAM) {
+    upstream_exchange(w, uport, req, resp, k, server_leads_upstream);
+    if (k == P_TWO_UPSTREAM) upstream_exchange(w, (uint16_t)(uport + 10000), req, resp, k, false);
   }
   pw_msg(M, resp, false, 200);
-  if (k == P_SPLIT_RESPONSE) {
-    pw_send_at(&d, 1, 0, M, resp / 2u);
-    pw_send_at(&d, 1, resp / 2u, M + resp / 2u, (uint32_t)resp - resp / 2u);
+  if (k == P_SPLIT_RESPONSE || k == P_SPLIT_OTHER) {
+    uint32_t cut = k == P_SPLIT_RESPONSE ? resp / 2u : 12u;
+    pw_send_at(&d, 1, 0, M, cut);
+    pw_send_at(&d, 1, cut, M + cut, (uint32_t)resp - cut);
     pw_advance(&d, 1, resp);
     pw_ack(&d, 0);
   } else if (!(upstream && k == P_ANSWER_BEFORE_CLOSE)) {
     pw_send(&d, 1, M, resp);
   }
-  pw_fin(&d, 0, false);
+  if (k == P_PROXY_RESETS) {
+    pw_rst(&d, 1);
+  } else if (k == P_CLIENT_RESETS) {
+    pw_rst(&d, 0);
+  } else if (k == P_PROXY_RESETS_AFTER_FIN) {
+    pw_fin_only(&d, 0);  /* the client closes first, as it should; the proxy answers with RST */
+    pw_rst(&d, 1);
+  } else {
+    pw_fin(&d, k == P_PROXY_CLOSES_FIRST ? 1 : 0, false);
+  }
 }
 
 static void scenario_3_2(const char *path, proxy_kind k, uint16_t base) {
@@ -479,11 +507,16 @@ static void scenario_3_2(const char *path, proxy_kind k, uint16_t base) {
   pcapw_close(&w);
 }
 
+/* Golden g and capture c analysed. */
+static void analyze_pair(const char *g, const char *c, sniff_an *ga, sniff_an *ca) {
+  sniff_opts o = quiet();
+  assert_int_equal(pcapw_analyze(g, ga, &o), 0);
+  assert_int_equal(pcapw_analyze(c, ca, &o), 0);
+}
+
 static uint32_t verify_files(const char *g, const char *c, calc_buf *out) {
   sniff_an ga, ca;
-  sniff_opts o = quiet();
-  assert_int_equal(pcapw_analyze(g, &ga, &o), 0);
-  assert_int_equal(pcapw_analyze(c, &ca, &o), 0);
+  analyze_pair(g, c, &ga, &ca);
   calc_buf_reset(out);
   uint32_t n = sniff_compare(&ga, &ca, out);
   sniff_an_free(&ga);
@@ -594,7 +627,7 @@ static void test_verify_3_1_teardown_and_sizes(void **state) {
    * is the extra connection */
   assert_int_equal(verify_files(g, c, &out), 2);
   assert_non_null(strstr((char *)out.data, "FAIL teardown: connection 2"));
-  assert_non_null(strstr((char *)out.data, "FAIL handshake: connection 3 of the capture: extra"));
+  assert_non_null(strstr((char *)out.data, "FAIL connections: the capture's #3 (client->server): an extra connection"));
   /* a missing response and a request in two segments */
   assert_int_equal(pcapw_open(&w, c, SNIFF_DLT_EN10MB, 0), 0);
   pw_exchange(&w, 40001, 9999, 687, 564);
@@ -608,7 +641,7 @@ static void test_verify_3_1_teardown_and_sizes(void **state) {
   pcapw_close(&w);
   assert_int_equal(verify_files(g, c, &out), 2);
   assert_non_null(strstr((char *)out.data, "FAIL segmentation: connection 2"));
-  assert_non_null(strstr((char *)out.data, "FAIL response-size: connection 2 (client->server): 1 response expected, 0 seen"));
+  assert_non_null(strstr((char *)out.data, "FAIL response-size: connection 2 (client->server, #2): response 1 not seen (0 responses in all); the reference sends 564 B here"));
   /* E2 before E1: the script's order is broken */
   assert_int_equal(pcapw_open(&w, c, SNIFF_DLT_EN10MB, 0), 0);
   pw_exchange(&w, 40001, 9999, 687, 564);
@@ -618,6 +651,86 @@ static void test_verify_3_1_teardown_and_sizes(void **state) {
   assert_int_equal(verify_files(g, c, &out), 1);
   assert_non_null(strstr((char *)out.data, "FAIL ordering: connections 2 and 3"));
   calc_buf_free(&out);
+  unlink(g);
+  unlink(c);
+}
+
+/* The report of verifying capture c against golden g. */
+static void report_files(const char *g, const char *c, sniff_report *rep) {
+  sniff_an ga, ca;
+  analyze_pair(g, c, &ga, &ca);
+  sniff_report_init(rep);
+  sniff_verify(&ga, &ca, rep);
+  sniff_an_free(&ga);
+  sniff_an_free(&ca);
+}
+
+/* Failed items of the report: all of check k, all about party who, each naming a connection and
+ * packets; returns how many. */
+static uint32_t failed_as(const sniff_report *rep, sniff_check k, sniff_party who) {
+  uint32_t n = 0;
+  for (uint32_t i = 0; i < rep->n; i++) {
+    const sniff_item *it = &rep->items[i];
+    if (it->passed) continue;
+    assert_string_equal(sniff_check_name((sniff_check)it->check), sniff_check_name(k));
+    assert_string_equal(sniff_party_name((sniff_party)it->party), sniff_party_name(who));
+    assert_true(it->conn > 0);
+    assert_true(it->npkts > 0 && it->pkts[0] > 0);
+    assert_non_null(strstr(sniff_item_detail(rep, it), "the reference"));
+    n++;
+  }
+  assert_int_equal(n, rep->failed);
+  return n;
+}
+
+/* Every difference from the golden fails the check that names it, with the program at fault. */
+static void test_verify_every_difference(void **state) {
+  (void)state;
+  const char *g = pcapw_tmp("gall"), *c = pcapw_tmp("call");
+  static const struct {
+    proxy_kind k;
+    sniff_check check;
+    sniff_party who;
+    uint32_t failed;
+  } cases[] = {
+      {P_PROXY_RESETS, SNIFF_CK_RST, SNIFF_PARTY_PROXY, 3},
+      {P_PROXY_RESETS_AFTER_FIN, SNIFF_CK_RST, SNIFF_PARTY_PROXY, 3},
+      {P_CLIENT_RESETS, SNIFF_CK_RST, SNIFF_PARTY_CLIENT, 3},
+      {P_PROXY_CLOSES_FIRST, SNIFF_CK_TEARDOWN, SNIFF_PARTY_PROXY, 3},
+      {P_SERVER_RESETS_UPSTREAM, SNIFF_CK_RST, SNIFF_PARTY_SERVER, 2},
+      {P_SERVER_CLOSES_UPSTREAM, SNIFF_CK_TEARDOWN, SNIFF_PARTY_SERVER, 2},
+      {P_TWO_UPSTREAM, SNIFF_CK_UPSTREAM, SNIFF_PARTY_PROXY, 2},
+      {P_NO_UPSTREAM, SNIFF_CK_UPSTREAM, SNIFF_PARTY_PROXY, 2},
+      {P_NO_CACHE, SNIFF_CK_CACHE_HIT, SNIFF_PARTY_PROXY, 1},
+      {P_SPLIT_RESPONSE, SNIFF_CK_SEGMENTATION, SNIFF_PARTY_PROXY, 3},
+  };
+  scenario_3_2(g, P_GOOD, 49893);
+  sniff_report rep;
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    scenario_3_2(c, cases[i].k, 60000);
+    report_files(g, c, &rep);
+    assert_int_equal(failed_as(&rep, cases[i].check, cases[i].who), cases[i].failed);
+    /* the items that pass are reported too, each with its program */
+    assert_true(rep.n > rep.failed);
+    sniff_report_free(&rep);
+  }
+  /* a golden whose responses come in two segments: another split fails, the same one passes */
+  scenario_3_2(g, P_SPLIT_RESPONSE, 49893);
+  scenario_3_2(c, P_SPLIT_OTHER, 60000);
+  report_files(g, c, &rep);
+  assert_int_equal(failed_as(&rep, SNIFF_CK_SEGMENTATION, SNIFF_PARTY_PROXY), 3);
+  assert_non_null(strstr(sniff_item_detail(&rep, &rep.items[0]), "connection 1"));
+  sniff_report_free(&rep);
+  scenario_3_2(c, P_SPLIT_RESPONSE, 60000);
+  report_files(g, c, &rep);
+  assert_int_equal(rep.failed, 0);
+  /* every check scenario 3.2 involves has items */
+  for (int k = 0; k < SNIFF_CK_COUNT; k++) {
+    bool seen = false;
+    for (uint32_t i = 0; i < rep.n; i++) seen |= rep.items[i].check == k;
+    assert_true(seen || k == SNIFF_CK_REFUSED);
+  }
+  sniff_report_free(&rep);
   unlink(g);
   unlink(c);
 }
@@ -792,6 +905,7 @@ int main(void) {
       cmocka_unit_test(test_reorder_headers_only),
       cmocka_unit_test(test_verify_3_2),
       cmocka_unit_test(test_verify_3_1_teardown_and_sizes),
+      cmocka_unit_test(test_verify_every_difference),
       cmocka_unit_test(test_verify_3_3),
       cmocka_unit_test(test_verify_concurrent),
       cmocka_unit_test(test_untrusted_text),

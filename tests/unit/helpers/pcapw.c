@@ -153,6 +153,11 @@ void pw_fin(pw_conn *c, int side, bool four) {
   pw_ack(c, side);
 }
 
+void pw_fin_only(pw_conn *c, int side) {
+  seg(c, side, c->next[side], c->next[!side], SNIFF_TH_FIN | SNIFF_TH_ACK, NULL, 0);
+  c->next[side]++;
+}
+
 void pw_rst(pw_conn *c, int side) {
   seg(c, side, c->next[side], c->next[!side], SNIFF_TH_RST | SNIFF_TH_ACK, NULL, 0);
 }

@@ -52,6 +52,8 @@ void pw_ack(pw_conn *c, int side);
 /* FIN teardown led by `side`: 3 segments (merged ACK+FIN) or 4. */
 void pw_fin(pw_conn *c, int side, bool four);
 void pw_rst(pw_conn *c, int side);
+/* One FIN from `side` (the peer answers as the caller decides). */
+void pw_fin_only(pw_conn *c, int side);
 /* SYN answered by RST, `attempts` times with the same ISN. */
 void pw_refused(pw_conn *c, int attempts);
 

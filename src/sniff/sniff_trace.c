@@ -1,0 +1,202 @@
+/* sniff_trace.c: an analysis reduced to the behaviour scenarios.md judges (sniff_reduce.h),
+ * printed as the --trace text; sniff_verify.c compares two reductions.
+ *
+ * Kept: downstream connections (client->server, client->proxy) in the order their first
+ * packet appeared, with handshake, teardown class, message sizes and segmentation; for each
+ * request on a client->proxy connection, the upstream connections it caused, each reduced the
+ * same way, and whether the proxy closed them before it started the response.
+ * Dropped (scenarios.md "What varies"): ports, sequence numbers, time stamps, windows, options,
+ * 3- vs 4-segment teardowns, SYN retry counts, interleaving of different connections. */
+#include "sniff_reduce.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "calc/alloc.h"
+
+/* Counting sort of n items by key (1..nkeys) into start/idx. */
+static bool bucket(uint32_t nkeys, uint32_t n, uint32_t (*key)(const sniff_an *, uint32_t),
+                   const sniff_an *an, uint32_t **start, uint32_t **idx) {
+  *start = calc_calloc((size_t)nkeys + 2, sizeof **start);
+  *idx = calc_calloc((size_t)n + 1, sizeof **idx);
+  if (!*start || !*idx) return false;
+  for (uint32_t i = 0; i < n; i++) {
+    uint32_t k = key(an, i);
+    if (k) (*start)[k]++;
+  }
+  uint32_t sum = 0;
+  for (uint32_t k = 0; k <= nkeys + 1; k++) {
+    uint32_t v = (*start)[k];
+    (*start)[k] = sum;
+    sum += v;
+  }
+  /* start[k] now is the first slot of key k (keys are 1-based: slot of key k is start[k]). */
+  uint32_t *fill = calc_calloc((size_t)nkeys + 1, sizeof *fill);
+  if (!fill) return false;
+  for (uint32_t i = 0; i < n; i++) {
+    uint32_t k = key(an, i);
+    if (k) (*idx)[(*start)[k] + fill[k]++] = i;
+  }
+  calc_free(fill);
+  return true;
+}
+static uint32_t msg_key(const sniff_an *an, uint32_t i) { return an->msgs[i].conn; }
+static uint32_t up_key(const sniff_an *an, uint32_t i) { return an->conns[i].parent; }
+
+void sniff_red_init(sniff_red *r, const sniff_an *an) {
+  memset(r, 0, sizeof *r);
+  r->an = an;
+  r->ok = bucket(an->nconns, an->nmsgs, msg_key, an, &r->mstart, &r->midx) &&
+          bucket(an->nconns, an->nconns, up_key, an, &r->ustart, &r->uidx);
+}
+void sniff_red_free(sniff_red *r) {
+  calc_free(r->mstart); calc_free(r->midx); calc_free(r->ustart); calc_free(r->uidx);
+}
+
+uint32_t sniff_red_msgs(const sniff_red *r, uint32_t id, int dir, const sniff_msg **out, uint32_t max) {
+  uint32_t n = 0;
+  for (uint32_t i = r->mstart[id]; i < r->mstart[id + 1]; i++) {
+    const sniff_msg *m = &r->an->msgs[r->midx[i]];
+    if (m->dir != dir) continue;
+    if (n < max) out[n] = m;
+    n++;
+  }
+  return n;
+}
+uint32_t sniff_red_upstreams(const sniff_red *r, uint32_t id, uint32_t req_index, const sniff_conn **out,
+                          uint32_t max) {
+  uint32_t n = 0;
+  for (uint32_t i = r->ustart[id]; i < r->ustart[id + 1]; i++) {
+    const sniff_conn *c = &r->an->conns[r->uidx[i]];
+    if (c->parent_req != req_index) continue;
+    if (n < max) out[n] = c;
+    n++;
+  }
+  return n;
+}
+bool sniff_downstream(const sniff_conn *c) {
+  return c->role == SNIFF_ROLE_CLIENT_SERVER || c->role == SNIFF_ROLE_CLIENT_PROXY;
+}
+bool sniff_msg_single(const sniff_msg *m) { return m->nseg == 1 && !m->shares_segment; }
+
+uint64_t sniff_upstream_done(const sniff_conn *u, uint64_t *pkt) {
+  uint64_t t = UINT64_MAX, n = 0;
+  if (u->d[0].fin) t = u->d[0].fin_ts, n = u->d[0].fin_pkt;
+  if (u->d[0].rst && u->d[0].rst_ts < t) t = u->d[0].rst_ts, n = u->d[0].rst_pkt;
+  if (u->d[1].rst && u->d[1].rst_ts < t) t = u->d[1].rst_ts, n = u->d[1].rst_pkt;
+  if (pkt) *pkt = n;
+  return t;
+}
+
+/* The trace text is built once per connection per analysis (verify matches connections by
+ * it), so it is appended piece by piece rather than through calc_buf_printf. */
+static void put_u(calc_buf *out, uint32_t v) {
+  char tmp[10], *q = tmp + sizeof tmp;
+  do {
+    *--q = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  calc_buf_append(out, q, (size_t)(tmp + sizeof tmp - q));
+}
+
+static void trace_msg(calc_buf *out, const char *ind, const char *kind, const sniff_msg *m) {
+  /* "%s%s %u %u B segments=%u" */
+  calc_buf_puts(out, ind);
+  calc_buf_puts(out, kind);
+  calc_buf_putc(out, ' ');
+  put_u(out, m->index);
+  calc_buf_putc(out, ' ');
+  put_u(out, m->size);
+  calc_buf_puts(out, " B segments=");
+  put_u(out, m->nseg);
+  if (m->nseg > 1) {
+    calc_buf_puts(out, " (");
+    for (uint32_t i = 0; i < m->nseg && i < SNIFF_MSG_SEGS; i++) {
+      if (i) calc_buf_putc(out, '+');
+      put_u(out, m->segs[i]);
+    }
+    calc_buf_puts(out, m->nseg > SNIFF_MSG_SEGS ? "+...)" : ")");
+  }
+  if (m->shares_segment) calc_buf_puts(out, " shared-segment");
+  if (!m->complete) calc_buf_puts(out, " incomplete");
+  if (m->hole) calc_buf_puts(out, " bytes-missing");
+  if (m->malformed) calc_buf_puts(out, " malformed");
+  if (!m->h.is_request && m->h.status) {
+    calc_buf_puts(out, " status=");
+    put_u(out, m->h.status);
+  }
+  calc_buf_putc(out, '\n');
+}
+
+void sniff_trace_conn(const sniff_red *r, const sniff_conn *c, const char *ind, calc_buf *out) {
+  sniff_end e = sniff_conn_end(c);
+  calc_buf_puts(out, sniff_role_name(c->role));
+  calc_buf_putc(out, ' ');
+  calc_buf_puts(out, e == SNIFF_END_REFUSED ? "" : c->established ? "handshake " : "no-handshake ");
+  calc_buf_puts(out, e == SNIFF_END_REFUSED ? "refused" : sniff_end_name(e));
+  calc_buf_putc(out, '\n');
+  const sniff_msg *req[MAXM], *resp[MAXM];
+  uint32_t nq = sniff_red_msgs(r, c->id, 0, req, MAXM), np = sniff_red_msgs(r, c->id, 1, resp, MAXM);
+  /* ind + 2 and ind + 4 spaces (cut at 31 bytes, as snprintf into 32 did) */
+  char ind2[32], ind3[32];
+  size_t il = strlen(ind);
+  size_t l2 = il + 2 < sizeof ind2 ? il + 2 : sizeof ind2 - 1;
+  size_t l3 = il + 4 < sizeof ind3 ? il + 4 : sizeof ind3 - 1;
+  memcpy(ind2, ind, il < l2 ? il : l2);
+  memset(ind2 + (il < l2 ? il : l2), ' ', l2 - (il < l2 ? il : l2));
+  ind2[l2] = 0;
+  memcpy(ind3, ind, il < l3 ? il : l3);
+  memset(ind3 + (il < l3 ? il : l3), ' ', l3 - (il < l3 ? il : l3));
+  ind3[l3] = 0;
+  for (uint32_t i = 0; i < nq || i < np; i++) {
+    if (i >= MAXM) {
+      calc_buf_printf(out, "%s... %u requests, %u responses\n", ind2, nq, np);
+      break;
+    }
+    if (i < nq) {
+      trace_msg(out, ind2, "request", req[i]);
+      if (c->role == SNIFF_ROLE_CLIENT_PROXY) {
+        const sniff_conn *u[MAXU];
+        uint32_t nu = sniff_red_upstreams(r, c->id, req[i]->index, u, MAXU);
+        if (!nu) {
+          calc_buf_puts(out, ind3);
+          calc_buf_puts(out, "no upstream connection\n");
+        }
+        for (uint32_t k = 0; k < nu && k < MAXU; k++) {
+          calc_buf_puts(out, ind3);
+          calc_buf_puts(out, "upstream ");
+          sniff_trace_conn(r, u[k], ind3, out);
+          if (i < np) {
+            calc_buf_puts(out, ind3);
+            calc_buf_puts(out, "  closed before response: ");
+            calc_buf_puts(out, sniff_upstream_done(u[k], NULL) <= resp[i]->ts_first ? "yes\n" : "no\n");
+          }
+        }
+      }
+    }
+    if (i < np) trace_msg(out, ind2, "response", resp[i]);
+  }
+}
+
+void sniff_trace(const sniff_an *an, calc_buf *out) {
+  sniff_red r;
+  sniff_red_init(&r, an);
+  if (!r.ok) {
+    calc_buf_puts(out, "# out of memory\n");
+    sniff_red_free(&r);
+    return;
+  }
+  calc_buf_puts(out, "# calc-sniff trace 1\n");
+  uint32_t k = 0;
+  for (uint32_t i = 0; i < an->nconns; i++) {
+    const sniff_conn *c = &an->conns[i];
+    if (!sniff_downstream(c)) continue;
+    calc_buf_puts(out, "conn ");  /* sniff_trace_conn continues this line */
+    put_u(out, ++k);
+    calc_buf_putc(out, ' ');
+    sniff_trace_conn(&r, c, "", out);
+  }
+  sniff_red_free(&r);
+}
+
