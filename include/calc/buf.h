@@ -4,11 +4,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+enum { CALC_BUF_NOMEM = 1, CALC_BUF_OVER_LIMIT = 2 };
+
 typedef struct calc_buf {
   uint8_t *data;
   size_t len, cap;
   size_t limit;   /* 0 = unlimited; appends that would pass it fail */
-  int failed;     /* sticky: set once an append failed (no memory or over limit) */
+  int failed;     /* sticky: set once an append failed: CALC_BUF_NOMEM or CALC_BUF_OVER_LIMIT */
 } calc_buf;
 
 void calc_buf_init(calc_buf *b, size_t limit);

@@ -43,6 +43,9 @@ calc_cache_outcome calc_cache_lookup(calc_cache *c, const calc_header *req, cons
 bool calc_cache_offer(calc_cache *c, const calc_header *req, const uint8_t *payload, size_t len,
                       const uint8_t *resp, size_t resp_len, uint32_t now, calc_cache_times *t);
 
+/* The remaining times of response resp (at least a whole header) for request req at `now`. */
+void calc_cache_times_for(const calc_header *req, const uint8_t *resp, uint32_t now, calc_cache_times *t);
+
 size_t calc_cache_count(const calc_cache *c);
 size_t calc_cache_bytes(const calc_cache *c);
 size_t calc_cache_evictions(const calc_cache *c);

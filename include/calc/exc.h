@@ -8,6 +8,8 @@
 #define CALC_EXC_H
 #include <stdbool.h>
 
+#include "calc/err.h"
+
 #define CALC_EXC_MSG_MAX 256
 
 typedef struct calc_exc {
@@ -15,11 +17,15 @@ typedef struct calc_exc {
   bool has_errno;           /* args are (errnum, msg) instead of (msg,) */
   int errnum;
   char msg[CALC_EXC_MSG_MAX];
+  calc_err err;             /* CALC_ERR_NOMEM for a MemoryError from a failed allocation (an
+                               answer never to remember), CALC_OK otherwise */
 } calc_exc;
 
 /* Fills `e` (printf-style message); always returns -1 so callers can `return calc_exc_set(...)`. */
 int calc_exc_set(calc_exc *e, const char *type, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* MemoryError(msg) for an allocation that failed; always returns -1. */
+int calc_exc_nomem(calc_exc *e, const char *msg);
 int calc_exc_set_errno(calc_exc *e, const char *type, int errnum, const char *msg);
 /* Python's str(e) into buf (truncating): "msg" or "(N, 'msg')". */
 void calc_exc_str(const calc_exc *e, char *buf, unsigned long size);

@@ -6,6 +6,7 @@
  * own failures with calc_proxy_error. All of it runs in tests without sockets. */
 #ifndef CALC_PROXY_H
 #define CALC_PROXY_H
+#include <stdbool.h>
 #include <stdint.h>
 #include "calc/buf.h"
 #include "calc/cache.h"
@@ -29,6 +30,13 @@ typedef struct calc_proxy_decision {
  * 0, or -1 when memory is exhausted. */
 int calc_proxy_on_request(calc_cache *cache, const calc_msg *m, uint32_t now, calc_buf *out,
                           calc_proxy_decision *d);
+
+/* Offers the server's response resp to request (req, payload) to the cache, as calc_cache_offer
+ * does, except that an answer the server gave for lack of memory (a 400 MemoryError) is never
+ * stored: the same request may well succeed once memory is back. t gets the response's times.
+ * Returns true if stored. */
+bool calc_proxy_on_response(calc_cache *cache, const calc_header *req, const uint8_t *payload, size_t len,
+                            const uint8_t *resp, size_t resp_len, uint32_t now, calc_cache_times *t);
 
 /* The proxy's own 500 answer appended to out: api.CalculatorServerError('Internal proxy error',
  * api.<inner_cls>(inner_msg)) with C clear and max-age 0 (170 bytes for the refused case).

@@ -26,7 +26,7 @@ void calc_buf_reset(calc_buf *b) {
 int calc_buf_reserve(calc_buf *b, size_t extra) {
   if (b->failed) return -1;
   if (extra > SIZE_MAX / 2 - b->len || (b->limit && b->len + extra > b->limit)) {
-    b->failed = 1;
+    b->failed = CALC_BUF_OVER_LIMIT;
     return -1;
   }
   size_t need = b->len + extra;
@@ -36,7 +36,7 @@ int calc_buf_reserve(calc_buf *b, size_t extra) {
   if (b->limit && cap > b->limit) cap = b->limit;
   uint8_t *d = calc_realloc(b->data, cap);
   if (!d) {
-    b->failed = 1;
+    b->failed = CALC_BUF_NOMEM;
     return -1;
   }
   b->data = d;

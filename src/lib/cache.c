@@ -123,7 +123,7 @@ static double remaining(uint16_t max_age, double age) {
   return max_age == CALC_CACHE_FOREVER ? INFINITY : (double)max_age - age;
 }
 
-static void times_for(const calc_header *req, const uint8_t *resp, uint32_t now, calc_cache_times *t) {
+void calc_cache_times_for(const calc_header *req, const uint8_t *resp, uint32_t now, calc_cache_times *t) {
   calc_header rh;
   calc_header_decode(resp, CALC_HEADER_SIZE, &rh);
   /* Whole seconds by the server's clock; a response from the future counts as age 0. */
@@ -140,7 +140,7 @@ calc_cache_outcome calc_cache_lookup(calc_cache *c, const calc_header *req, cons
   entry **slot = find_slot(c, h, payload, len, req->steps);
   if (!*slot) return CALC_CACHE_MISS;
   entry *e = *slot;
-  times_for(req, e->resp, now, t);
+  calc_cache_times_for(req, e->resp, now, t);
   if (t->server_remaining > 0 && t->client_remaining > 0) {
     lru_unlink(c, e);
     lru_push_newest(c, e);
@@ -173,7 +173,7 @@ bool calc_cache_offer(calc_cache *c, const calc_header *req, const uint8_t *payl
   if (resp_len < CALC_HEADER_SIZE) return false;
   calc_header rh;
   calc_header_decode(resp, resp_len, &rh);
-  times_for(req, resp, now, t);
+  calc_cache_times_for(req, resp, now, t);
   if (!req->cache || !rh.cache || !(t->server_remaining > 0) || !(t->client_remaining > 0)) return false;
   size_t cost = len + 1 + resp_len + ENTRY_OVERHEAD;
   if (cost > c->max_bytes) return false;

@@ -37,7 +37,7 @@ typedef struct {
   calc_exc *exc;
 } eval_ctx;
 
-static int oom(eval_ctx *c) { return calc_exc_set(c->exc, "MemoryError", "out of memory"); }
+static int oom(eval_ctx *c) { return calc_exc_nomem(c->exc, "out of memory"); }
 
 /* Charges n bytes of step text to the budget; false when it does not fit. */
 static bool charge(eval_ctx *c, size_t n) {
@@ -79,8 +79,10 @@ static int snapshot(eval_ctx *c) {
   calc_buf_init(&b, 0);
   size_t cap = c->budget > STEP_OVERHEAD ? c->budget - STEP_OVERHEAD : 0;
   if (cap == 0 || calc_expr_print_limited(c->copy, &b, cap) < 0) {
-    /* Over the budget (or out of memory while printing, which the budget bounds anyway). */
+    bool nomem = b.failed == CALC_BUF_NOMEM;
     calc_buf_free(&b);
+    if (nomem) return oom(c);
+    /* Over the budget: no more steps are recorded. */
     c->steps_over = true;
     c->budget = 0;
     return 0;

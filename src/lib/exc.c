@@ -9,10 +9,17 @@ int calc_exc_set(calc_exc *e, const char *type, const char *fmt, ...) {
   snprintf(e->type, sizeof e->type, "%s", type);
   e->has_errno = false;
   e->errnum = 0;
+  e->err = CALC_OK;
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(e->msg, sizeof e->msg, fmt, ap);
   va_end(ap);
+  return -1;
+}
+
+int calc_exc_nomem(calc_exc *e, const char *msg) {
+  calc_exc_set(e, "MemoryError", "%s", msg);
+  e->err = CALC_ERR_NOMEM;
   return -1;
 }
 

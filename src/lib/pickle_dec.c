@@ -1067,7 +1067,7 @@ int calc_unpickle_request(const uint8_t *p, size_t n, calc_tree *t, calc_exc *ex
   if (st != PKL_OK) {
     pkl_vm_free(vm);
     if (st == PKL_ERR_EMPTY) return calc_exc_set(exc, "ValueError", PKL_MSG_NOTEXPR);
-    if (st == PKL_ERR_NOMEM) return calc_exc_set(exc, "MemoryError", "%s", "");
+    if (st == PKL_ERR_NOMEM) return calc_exc_nomem(exc, "");
     return calc_exc_set(exc, "ValueError", PKL_MSG_DESER);
   }
   pkl_conv c = {t, NULL, 0, 0, 0};
@@ -1078,7 +1078,7 @@ int calc_unpickle_request(const uint8_t *p, size_t n, calc_tree *t, calc_exc *ex
   switch (c.err) {
   case 2: return calc_exc_set(exc, "ValueError", "Expression too deeply nested (limit %d levels)", CALC_MAX_DEPTH);
   case 3: return calc_exc_set(exc, "ValueError", "Expression too large (limit %d nodes)", CALC_MAX_NODES);
-  case 4: return calc_exc_set(exc, "MemoryError", "%s", "");
+  case 4: return calc_exc_nomem(exc, "");
   default: return calc_exc_set(exc, "ValueError", PKL_MSG_NOTEXPR);
   }
 }

@@ -169,7 +169,7 @@ int calc_unpickle_response(const uint8_t *p, size_t n, calc_pyobj **out, calc_ex
   pkl_status st = pkl_run(p, n, PKL_MODE_RESPONSE, &vm, &top);
   if (st != PKL_OK) {
     pkl_vm_free(vm);
-    if (st == PKL_ERR_NOMEM) return calc_exc_set(exc, "MemoryError", "%s", "");
+    if (st == PKL_ERR_NOMEM) return calc_exc_nomem(exc, "");
     return calc_exc_set(exc, "ValueError", "%s",
                         st == PKL_ERR_EMPTY ? "empty response payload" : "response payload could not be deserialized");
   }

@@ -89,7 +89,8 @@ int calc_server_answer(const calc_server_opts *o, const calc_msg *m, uint32_t no
   }
   calc_tree t = {0};
   if (calc_unpickle_request(m->payload, m->payload_len, &t, &e) < 0) {
-    info->deterministic = true; /* refusing the same bytes again gives the same answer */
+    /* Refusing the same bytes again gives the same answer; running out of memory may not. */
+    info->deterministic = e.err != CALC_ERR_NOMEM;
     return respond_exc(o, now, 400, &e, out, info);
   }
   info->deterministic = t.rng == NULL;
@@ -100,6 +101,7 @@ int calc_server_answer(const calc_server_opts *o, const calc_msg *m, uint32_t no
   calc_strlist_init(&steps);
   int rc;
   if (calc_eval(&t, &result, m->h.steps ? &steps : NULL, &e) < 0) {
+    if (e.err == CALC_ERR_NOMEM) info->deterministic = false;
     rc = respond_exc(o, now, 400, &e, out, info);
   } else {
     calc_buf p;
@@ -110,6 +112,11 @@ int calc_server_answer(const calc_server_opts *o, const calc_msg *m, uint32_t no
     if (guess <= CALC_MAX_PAYLOAD) calc_buf_reserve(&p, guess);
     if (calc_pickle_result(&result, &steps, &p) == 0) {
       rc = respond(o, now, 200, steps.n > 0, &p, out, info);
+    } else if (p.failed != CALC_BUF_OVER_LIMIT) {
+      /* Memory ran out while encoding: say so, as the evaluation would have. */
+      info->deterministic = false;
+      calc_exc_nomem(&e, "");
+      rc = respond_exc(o, now, 400, &e, out, info);
     } else {
       /* The result does not fit one message (a huge int with its steps). */
       calc_exc_set(&e, "ValueError", "response too large for one message (over %u bytes): calclab limit",

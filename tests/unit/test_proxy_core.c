@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -113,10 +114,44 @@ static void test_scenario_3_2_decisions(void **state) {
   calc_cache_free(cache);
 }
 
+/* The proxy stores a server's 400 like any answer, except one given for lack of memory. */
+static void test_out_of_memory_answer_is_not_cached(void **state) {
+  (void)state;
+  calc_cache *cache = calc_cache_new(1 << 20);
+  calc_buf req, resp, payload;
+  calc_buf_init(&req, 0);
+  calc_buf_init(&resp, 0);
+  calc_buf_init(&payload, 0);
+  calc_msg m;
+  request("1 / 0", 65535, &req, &m);
+  const char *types[] = {"MemoryError", "ZeroDivisionError"};
+  for (int k = 0; k < 2; k++) {
+    calc_exc e;
+    calc_exc_set(&e, types[k], "%s", k ? "division by zero" : "");
+    calc_buf_reset(&payload);
+    calc_buf_reset(&resp);
+    assert_int_equal(calc_pickle_exception(&e, &payload), 0);
+    assert_int_equal(calc_message_build(&resp, 50, false, 400, true, false, 65535, payload.data, payload.len), 0);
+    calc_cache_times t;
+    bool stored = calc_proxy_on_response(cache, &m.h, m.payload, m.payload_len, resp.data, resp.len, 60, &t);
+    assert_true(stored == (k == 1));
+    assert_true(isinf(t.server_remaining) && isinf(t.client_remaining));
+    const uint8_t *hit;
+    size_t hit_len;
+    assert_int_equal(calc_cache_lookup(cache, &m.h, m.payload, m.payload_len, 61, &hit, &hit_len, &t),
+                     k == 1 ? CALC_CACHE_HIT : CALC_CACHE_MISS);
+  }
+  calc_cache_free(cache);
+  calc_buf_free(&req);
+  calc_buf_free(&resp);
+  calc_buf_free(&payload);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_refused_answer_is_the_reference_bytes),
       cmocka_unit_test(test_scenario_3_2_decisions),
+      cmocka_unit_test(test_out_of_memory_answer_is_not_cached),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,6 +10,7 @@
 #include "calc/parse.h"
 #include "calc/pickle.h"
 #include "calc/server.h"
+#include "helpers/failmalloc.h"
 #include "helpers/testmsg.h"
 
 static const calc_server_opts defaults = {.cache_control = 65535};
@@ -168,6 +169,51 @@ static void test_answer_memo(void **state) {
   calc_buf_free(&plain);
 }
 
+/* An answer that failed for lack of memory (400 MemoryError) is not remembered: once memory
+ * is back the same request is computed afresh. Each allocation of the answer is failed once. */
+static void test_out_of_memory_answer_is_recomputed(void **state) {
+  (void)state;
+  calc_buf req, right;
+  calc_buf_init(&req, 0);
+  calc_buf_init(&right, 0);
+  build_request("(sin(max(2, 3 * 4, 5, 6 * ((7 * 8) / 9), 10 / 11)) / 12) * 13", true, true, &req);
+  calc_msg m;
+  testmsg_frame(&req, &m);
+  calc_answer_info info;
+  assert_int_equal(calc_server_answer(&defaults, &m, 100, &right, &info), 0);
+  long memory_errors = 0;
+  bool whole = false;
+  for (long i = 0; i < 5000 && !whole; i++) {
+    calc_answer_memo *memo = calc_answer_memo_new(1 << 20);
+    calc_buf first, again;
+    calc_buf_init(&first, 0);
+    calc_buf_init(&again, 0);
+    assert_int_equal(calc_buf_reserve(&first, 4096), 0);
+    failmalloc_arm(i);
+    calc_set_allocator(&failmalloc);
+    int rc = calc_server_answer_memo(&defaults, memo, &m, 100, &first, &info);
+    calc_set_allocator(NULL);
+    whole = failmalloc_count <= i;
+    if (rc == 0 && info.status == 400) {
+      assert_string_equal(info.error_type, "MemoryError");
+      assert_false(info.deterministic);
+      memory_errors++;
+    }
+    /* Memory is back: the same request gets the right answer, from the memo or computed. */
+    assert_int_equal(calc_server_answer_memo(&defaults, memo, &m, 100, &again, &info), 0);
+    assert_int_equal(again.len, right.len);
+    assert_memory_equal(again.data, right.data, right.len);
+    calc_buf_free(&first);
+    calc_buf_free(&again);
+    calc_answer_memo_free(memo);
+  }
+  failmalloc_arm(-1);
+  assert_true(whole);
+  assert_true(memory_errors > 10); /* decoding and evaluation each ran out of memory */
+  calc_buf_free(&req);
+  calc_buf_free(&right);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_e2_with_and_without_steps),
@@ -176,6 +222,7 @@ int main(void) {
       cmocka_unit_test(test_framing_errors),
       cmocka_unit_test(test_limits_answer_400_quickly),
       cmocka_unit_test(test_answer_memo),
+      cmocka_unit_test(test_out_of_memory_answer_is_recomputed),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -176,7 +176,7 @@ static void upstream_got_response(client *c, const calc_msg *m) {
   upstream_close(c, "response received");
   c->state = CLIENT_IDLE;
   calc_cache_times t;
-  bool stored = calc_cache_offer(cache, &c->req, c->req_payload.data, c->req_payload.len, resp.data,
+  bool stored = calc_proxy_on_response(cache, &c->req, c->req_payload.data, c->req_payload.len, resp.data,
                                  resp.len, now_s(), &t);
   log_cache(c, stored ? "miss_cached" : "miss_not_cached",
             stored ? "Cache miss, response cached" : "Cache miss, response not cached", &t);
