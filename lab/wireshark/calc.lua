@@ -172,10 +172,20 @@ local function reads_back(d, e, x)
   return tonumber(d:sub(1, 1) .. "." .. d:sub(2) .. "e" .. e) == x
 end
 
--- The shortest digits that read back as x > 0 (Python's repr): the 15-digit rounding stripped
--- of trailing zeros when it reads back (at most one decimal of 15 or fewer digits does), else
--- the nearest 16-digit decimal or one of its neighbours, else the 17 digits.
+local DBL_MIN = 2.2250738585072014e-308
+
+-- The shortest digits that read back as x > 0 (Python's repr). For a normal double the
+-- 15-digit rounding stripped of trailing zeros when it reads back (15-digit decimals are
+-- spaced wider than the interval that reads back as x, so at most one of 15 or fewer digits
+-- does), else the nearest 16-digit decimal or one of its neighbours, else the 17 digits.
+-- Subnormals have fewer significant bits: their lengths are tried one by one.
 local function shortest_digits(x)
+  if x < DBL_MIN then
+    for p = 1, 17 do
+      local d, e = parse_e(string.format("%." .. (p - 1) .. "e", x))
+      if reads_back(d, e, x) then return d, e end
+    end
+  end
   local d, e = parse_e(string.format("%.14e", x))
   if reads_back(d, e, x) then return d, e end
   d, e = parse_e(string.format("%.15e", x))
@@ -250,27 +260,30 @@ local function int_from_le(s, i, n)
   return { k = "int", mag = mag, neg = neg, bits = bits }
 end
 
--- Decimal text of a magnitude (little-endian bytes): base 10^7 limbs, two bytes at a time.
+-- Decimal text of a magnitude (little-endian bytes): base 10^7 limbs, fed three bytes at a
+-- time (a limb times 2^24 plus a carry stays below 2^53, exact in a double).
 local function mag_decimal(mag)
   local limbs, nl = { 0 }, 1
   local j = #mag
   while j >= 1 do
-    local chunk, mult
-    if j >= 2 then
-      chunk, mult, j = mag[j] * 256 + mag[j - 1], 65536, j - 2
-    else
-      chunk, mult, j = mag[j], 256, j - 1
+    local chunk, mult = 0, 1
+    for _ = 1, 3 do
+      if j >= 1 then
+        chunk, mult, j = chunk * 256 + mag[j], mult * 256, j - 1
+      end
     end
     local carry = chunk
     for i = 1, nl do
       local v = limbs[i] * mult + carry
-      carry = math.floor(v / 1e7)
-      limbs[i] = v - carry * 1e7
+      local r = v % 1e7
+      limbs[i] = r
+      carry = (v - r) / 1e7
     end
     while carry > 0 do
+      local r = carry % 1e7
       nl = nl + 1
-      limbs[nl] = carry % 1e7
-      carry = math.floor(carry / 1e7)
+      limbs[nl] = r
+      carry = (carry - r) / 1e7
     end
   end
   local parts = { string.format("%.0f", limbs[nl]) }

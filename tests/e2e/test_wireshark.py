@@ -17,9 +17,12 @@ import json
 import os
 import pathlib
 import re
+import pickle
+import random
 import shutil
 import struct
 import subprocess
+import sys
 import time
 
 import pytest
@@ -32,6 +35,7 @@ CAPTURES = REPO / "captures"
 FUZZ = REPO / "fuzz" / "corpus"
 # Debian's tshark package (ci/deps installs it); a missing tshark fails the tests.
 TSHARK = shutil.which("tshark") or "tshark"
+MSG_DESER = "Received data could not be deserialized"
 # calc-sniff keeps at most 4096 bytes of decoded text per message (docs/sniff.md, Limits).
 SNIFF_TEXT_MAX = 4096
 
@@ -162,6 +166,10 @@ def craft_segments(path):
     c = Conn(cap, port + 2, 9998)      # a good message, then a total length below 12: framing stops
     c.send("c", req + message(b"", total=5) + req)
     c.close()
+    c = Conn(cap, port + 3, 9999)      # header-only messages: an empty request, an empty 400 answer
+    c.send("c", message(b""))
+    c.send("s", message(b"", request=False, status=400))
+    c.close()
     for i, f in enumerate(sorted((FUZZ / "fuzz_frame").iterdir())):
         data = f.read_bytes()
         if len(data) < 2:
@@ -172,11 +180,103 @@ def craft_segments(path):
     cap.write(path)
 
 
-def craft_hostile(path):
-    """Every payload of the pickle decoder's fuzz corpus as a request on one connection and as a
-    200 response on another (payloads too big for one message are cut to fit)."""
+def student_calculator():
+    """tests/student's calculator module: the reference's classes, singletons and stringify()."""
+    sys.path.insert(0, str(REPO / "tests" / "student"))
+    try:
+        import calculator
+    finally:
+        sys.path.pop(0)
+    return calculator
+
+
+def extreme_requests():
+    """(tree, pickle) of requests at libcalc's limits: nesting of 200 levels (accepted) and
+    201 (refused), a 1024-leaf tree printed to more than calc-sniff's 4096 bytes, numbers that
+    print in every float notation, big ints, and the bracket quirk."""
+    c = student_calculator()
+    out = []
+    for depth in (200, 201):
+        e = c.Constant(1)
+        for _ in range(depth):
+            e = c.UnaryExpr(c.NEG, e)
+        out.append(e)
+    leaves = [c.Constant(i * 7919) for i in range(1024)]
+    while len(leaves) > 1:
+        leaves = [c.BinaryExpr(leaves[i], (c.ADD, c.MUL, c.POW, c.MOD)[i % 4], leaves[i + 1])
+                  for i in range(0, len(leaves), 2)]
+    out.append(leaves[0])
+    nums = [1e16, 1e15, 1e-5, 1e-4, 0.1, -0.0, 5e-324, 1.7976931348623157e308, float("inf"),
+            float("nan"), 2.0 ** 0.5, 123456789012345.6, 10 ** 4000, -(2 ** 5000), 2 ** 70, -(2 ** 53)]
+    out.append(c.FunctionCallExpr(c.MAX, *[c.Constant(x) for x in nums], c.PI, c.TAU, c.E))
+    out.append(c.parse("-(-(1 + 2) * -(( - 4)))"))
+    out.append(c.parse("2 ** 3 ** -(4 - +5) % sqrt(log(9, 3)) / (((7)))"))
+    return [(e, pickle.dumps(e)) for e in out]
+
+
+def extreme_responses():
+    """Responses at the printers' corners: a result text past calc-sniff's 4096 bytes, complex
+    results, the OSError family, KeyError, nested errors, control and non-ASCII characters,
+    nesting of 200 levels (accepted) and 201 (refused)."""
+    deep = {}
+    for depth in (199, 200):
+        x = []
+        for _ in range(depth):
+            x = [x]
+        deep[depth] = x
+    objs = [([(10 ** 4299 + i) * (-1) ** i for i in range(12)], []), (1 + 2j, []), (complex(0, -0.0), ["x"]),
+            (complex(-0.0, float("nan")), []), ConnectionRefusedError(111, "Connection refused"),
+            OSError(2, "No such file", "/x", None, "/y"), KeyError("k'ey"), ValueError(),
+            ZeroDivisionError("a", 1, None, True, b"\x00'\"", {"k": (1,)}),
+            ("a\x01b\u2028c\U0001f600 '\"\\", ["step 1", "2"]), deep[199], deep[200]]
+    return [pickle.dumps(o) for o in objs] + [pickle.dumps((x, [])) for x in random_float_lists()]
+
+
+def random_float_lists():
+    """Doubles from random bit patterns (subnormals, huge, tiny, negative; no NaN, whose repr
+    hides its bits), 100 per list: the dissector's repr(float) against Python's."""
+    rng = random.Random(15)
+    lists = []
+    for _ in range(20):
+        xs = []
+        while len(xs) < 100:
+            x = struct.unpack("<d", struct.pack("<Q", rng.getrandbits(64) >> rng.choice((0, 0, 1, 8, 12))))[0]
+            if x == x:
+                xs.append(x)
+        lists.append(xs)
+    return lists
+
+
+class RunsACommand:
+    """Pickles as a call of command(arg): a real unpickler would run it."""
+
+    def __init__(self, command, arg):
+        self.command, self.arg = command, arg
+
+    def __reduce__(self):
+        return self.command, (self.arg,)
+
+
+def would_execute(marker):
+    """Pickles that make CPython's unpickler create `marker` (os.system, eval, exec), protocol
+    0 and 4: the dissector must refuse or merely record them."""
+    cmd = f"touch {marker}"
+    py = f"__import__('os').system({cmd!r})"
+    out = [f"cos\nsystem\n(S'{cmd}'\ntR.".encode()]
+    for fn, arg in ((os.system, cmd), (eval, py), (exec, py)):
+        for proto in (0, 4):
+            out.append(pickle.dumps(RunsACommand(fn, arg), protocol=proto))
+    return out
+
+
+def craft_hostile(path, marker):
+    """Every payload of the pickle decoder's fuzz corpus, the extreme requests and responses
+    and the would-be-executing pickles, each as a request on one connection and as a 200
+    response on another (payloads too big for one message are cut to fit). Returns the
+    number of payloads."""
     cap = Pcap()
     payloads = [f.read_bytes()[:65535 - 12] for f in sorted((FUZZ / "fuzz_unpickle").iterdir())]
+    payloads += [p for _, p in extreme_requests()] + extreme_responses() + would_execute(marker)
     c = Conn(cap, 41000, 9999)
     for p in payloads:
         c.send("c", message(p))
@@ -287,7 +387,8 @@ def tshark_view(p):
 def run_sniff(path):
     r = subprocess.run([exe("calc-sniff"), "-r", str(path), "--json"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    recs = [json.loads(line) for line in r.stdout.splitlines()]
+    # JSON Lines: split at \n only (str.splitlines() also splits inside texts holding U+2028)
+    recs = [json.loads(line) for line in r.stdout.split("\n") if line]
     return {"conns": {c["id"]: c for c in recs if c["type"] == "conn"},
             "msgs": [m for m in recs if m["type"] == "msg" and (m["complete"] or m["malformed"])]}
 
@@ -309,7 +410,7 @@ def jobs(tmp):
         out.append((f"{name}-dlt-null", dst, ()))
     craft_segments(tmp / "segments.pcap")
     out.append(("segments", tmp / "segments.pcap", ()))
-    craft_hostile(tmp / "hostile.pcap")
+    craft_hostile(tmp / "hostile.pcap", tmp / "EXECUTED")
     out.append(("hostile", tmp / "hostile.pcap", ()))
     ports = live_capture(tmp, tmp / "live.pcap")
     # The live run's ports: one through the dissector's port preference, the others by Decode As.
@@ -333,11 +434,11 @@ NAMES = [p.stem for p in sorted(CAPTURES.glob("*.pcap"))] + ["3.2-dlt-null", "3.
 
 
 def texts_agree(ours, sniff):
-    """calc-sniff's text is cut at its 4096-byte limit (a printout it could not finish is
-    empty): there the dissector's text must begin with it."""
-    if sniff is None or len(sniff.encode()) < SNIFF_TEXT_MAX - 64:
-        return ours == sniff
-    return ours is not None and ours.startswith(sniff)
+    """calc-sniff keeps 4096 bytes of text at most, and an expression it cannot print whole is
+    empty: where the dissector's text is that long, calc-sniff's must begin it."""
+    if ours is not None and sniff is not None and len(ours.encode()) > SNIFF_TEXT_MAX - 64:
+        return ours.startswith(sniff)
+    return ours == sniff
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -372,19 +473,39 @@ def test_split_and_merged_segments_are_covered(decoded):
 
 
 def test_hostile_payloads_decode_safely(decoded):
-    """The fuzz corpus through the dissector: every payload is a message with a text or an
-    expert info, none ran anything (the dissector has no evaluator to run: the corpus's
-    os.system pickle is refused like libcalc refuses it)."""
+    """The fuzz corpus and the crafted payloads through the dissector: each is a message with a
+    text or an expert info, and the pickles that would run a command ran nothing (the
+    dissector records calls and never makes one)."""
     tshark_msgs, sniff, path = decoded["hostile"]
-    n = len(list((FUZZ / "fuzz_unpickle").iterdir()))
+    marker = path.parent / "EXECUTED"
+    n = craft_hostile(path.parent / "again.pcap", marker)
     assert len(tshark_msgs) == 2 * n
+    assert not marker.exists()
     views = [tshark_view(m) for m in tshark_msgs]
     assert all(v["text"] is not None for v in views)
     undecodable = sum(v["malformed"] for v in views)
     assert 0 < undecodable < len(views)
-    system = next(i for i, f in enumerate(sorted((FUZZ / "fuzz_unpickle").iterdir()))
-                  if f.read_bytes() == b"cos\nsystem\n(S'ls'\ntR.")
-    assert views[system]["text"] == "undecodable request: Received data could not be deserialized"
+    requests = [v["text"] for v in views if v["request"]]
+    assert requests[-len(would_execute(marker)):] == ["undecodable request: " + MSG_DESER] * len(would_execute(marker))
+
+
+def test_extreme_requests_print_as_the_reference_does(decoded):
+    """The crafted requests against the student implementation's stringify() (a third printer):
+    200 levels of nesting (201 refused), the 4 KB+ printout, every float notation, big ints,
+    the bracket quirk."""
+    c = student_calculator()
+    first = len(list((FUZZ / "fuzz_unpickle").iterdir()))
+    texts = [v["text"] for v in map(tshark_view, decoded["hostile"][0]) if v["request"]]
+    for i, (tree, _) in enumerate(extreme_requests()):
+        want = c.stringify(tree) if i != 1 else "undecodable request: Expression too deeply nested (limit 200 levels)"
+        assert texts[first + i] == want, f"extreme request {i}"
+
+
+def test_floats_print_as_python_repr(decoded):
+    """Python itself is the oracle for repr(float): 2000 doubles of every magnitude."""
+    results = [v["text"] for v in map(tshark_view, decoded["hostile"][0]) if not v["request"]]
+    floats = random_float_lists()
+    assert results[-len(floats) - len(would_execute("M")):-len(would_execute("M"))] == [str(x) for x in floats]
 
 
 def test_info_column_reads_like_calc_sniff_notes(decoded):
