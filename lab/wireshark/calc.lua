@@ -95,6 +95,10 @@ local MAX_PYBYTES = 16 * 1048576
 local MAX_PYDEPTH = 200
 local MAX_PRINT_DIGITS = 4300  -- ints printed in full up to CPython's str() limit
 local TEXT_MAX = 65536         -- bytes of one decoded text shown
+-- Bytes of an expression printed with all its brackets: a 64 KiB payload prints to less than
+-- 200 KiB (2.5 digits per int byte, 2 brackets per node), so this is never reached; the
+-- printout is cut to TEXT_MAX only once its brackets are removed.
+local BRACKETED_MAX = 1048576
 local NOTE_MAX = 48            -- calc-sniff's note abbreviation (47 bytes and NUL)
 
 local MSG_DESER = "Received data could not be deserialized"
@@ -102,14 +106,15 @@ local MSG_NOTEXPR = "Received data is not an Expression2"
 
 -- ---------------------------------------------------------------- text output with a cap
 
--- Pieces of one text, with its byte count; writes past TEXT_MAX are dropped and remembered.
-local function outbuf()
-  return { n = 0, len = 0, cut = false }
+-- Pieces of one text, with its byte count; writes past limit (default TEXT_MAX) are dropped
+-- and remembered.
+local function outbuf(limit)
+  return { n = 0, len = 0, cut = false, limit = limit or TEXT_MAX }
 end
 
 local function put(o, s)
   if o.cut then return end
-  if o.len + #s > TEXT_MAX then
+  if o.len + #s > o.limit then
     o.cut = true
     return
   end
@@ -1055,11 +1060,18 @@ local function remove_brackets(s)
   return table.concat(out)
 end
 
+-- The printout, cut to TEXT_MAX bytes at a character boundary, and whether it was shortened
+-- (cut, or an int too long to print).
 local function expr_text(e)
-  local o = outbuf()
+  local o = outbuf(BRACKETED_MAX)
   print_full(e, o)
-  if o.cut then return nil end
-  return remove_brackets(outstr(o)), o.numcut
+  local text = remove_brackets(outstr(o))
+  if #text <= TEXT_MAX and not o.cut then return text, o.numcut end
+  local stop = math.min(#text, TEXT_MAX)
+  while stop > 0 and stop < #text and text:byte(stop + 1) >= 0x80 and text:byte(stop + 1) < 0xc0 do
+    stop = stop - 1
+  end
+  return text:sub(1, stop), true
 end
 
 -- ---------------------------------------------------------------- responses: Python objects
@@ -1345,9 +1357,8 @@ local function decode_request(s)
     if c.err == "size" then return { error = "Expression too large (limit 20000 nodes)", proto = proto } end
     return { error = MSG_NOTEXPR, proto = proto }
   end
-  local text, numcut = expr_text(tree)
-  if not text then return { expression = "", cut = true, proto = proto } end
-  return { expression = text, cut = numcut, proto = proto }
+  local text, cut = expr_text(tree)
+  return { expression = text, cut = cut, proto = proto }
 end
 
 -- A response payload: { result, steps } (a result tuple), { etype, emsg } (an exception),
