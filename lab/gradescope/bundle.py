@@ -97,6 +97,7 @@ def config_from(a):
         rules.append(r)
     return {"roles": _names(a.roles, results.ROLES, "role(s)") if a.roles else None,
             "scenarios": _names(a.scenarios, list(SCENARIOS), "scenario(s)") if a.scenarios else None,
+            "client_stdin": a.client_stdin,
             "visibility": a.visibility, "hide": rules, "stdout_visibility": a.stdout_visibility,
             "time_limit": a.time_limit}
 
@@ -111,6 +112,8 @@ def main(argv=None):
     ap.add_argument("--roles", help="comma-separated roles graded from the submission (server,proxy,client; "
                                     "default: every role file found); calclab's programs play the others")
     ap.add_argument("--scenarios", help="comma-separated scenarios (default: lab/grade's, 3.1,3.2,3.3)")
+    ap.add_argument("--client-stdin", metavar="TEXT",
+                    help="standard input of the student's client, as lab/grade --client-stdin (e.g. '{example}\\nstop\\n')")
     ap.add_argument("--visibility", choices=results.VISIBILITIES, default="visible",
                     help="when students see the tests (Gradescope's assignment-level visibility; default visible)")
     ap.add_argument("--hide", action="append", default=[], metavar="PATTERN[=VISIBILITY]",

@@ -7,6 +7,8 @@ import signal
 import subprocess
 import time
 
+from calclab_lab.classgrade import feedback_dirname
+
 LAB = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else "python3"
 STDERR_TAIL = 2000
@@ -26,15 +28,17 @@ class Graded:
 
     @property
     def feedback_dir(self):
-        return os.path.join(self.out_dir, str(self.entry.get("id", "")))
+        return os.path.join(self.out_dir, feedback_dirname(str(self.entry.get("id", ""))))
 
 
-def grade_command(submission, out_dir, roles=None, scenarios=None):
+def grade_command(submission, out_dir, roles=None, scenarios=None, client_stdin=None):
     cmd = [PY, os.path.join(LAB, "grade"), submission, "--out", out_dir]
     if roles:
         cmd += ["--roles", ",".join(roles)]
     if scenarios:
         cmd += ["--scenarios", ",".join(scenarios)]
+    if client_stdin is not None:
+        cmd += ["--client-stdin", client_stdin]
     return cmd
 
 
@@ -45,10 +49,10 @@ def _signal_group(pgid, sig):
         pass
 
 
-def grade(submission, out_dir, roles=None, scenarios=None, time_limit=600.0):
+def grade(submission, out_dir, roles=None, scenarios=None, client_stdin=None, time_limit=600.0):
     """Run lab/grade; return Graded, or raise GradingFailed with the reason."""
     t0 = time.time()
-    cmd = grade_command(submission, out_dir, roles, scenarios)
+    cmd = grade_command(submission, out_dir, roles, scenarios, client_stdin)
     os.makedirs(out_dir, exist_ok=True)
     log_path = os.path.join(out_dir, "lab-grade.log")
     with open(log_path, "w+b") as log:
@@ -82,9 +86,9 @@ def grade(submission, out_dir, roles=None, scenarios=None, time_limit=600.0):
         tail = text[-STDERR_TAIL:].strip()
         raise GradingFailed(f"lab/grade exited with status {rc} and left no usable grades.json ({e})"
                             + (f"; its last output:\n{tail}" if tail else ""))
-    feedback = ""
-    fpath = os.path.join(out_dir, str(entry.get("id", "")), "feedback.txt")
+    g = Graded(entry, out_dir, elapsed, "", text)
+    fpath = os.path.join(g.feedback_dir, "feedback.txt")
     if os.path.isfile(fpath):
         with open(fpath, encoding="utf-8", errors="replace") as f:
-            feedback = f.read()
-    return Graded(entry, out_dir, elapsed, feedback, text)
+            g.feedback = f.read()
+    return g

@@ -6,7 +6,11 @@
   split checks off without leaking their details;
 - lab/gradescope-bundle: git-tracked files only, setup.sh and run_autograder at the root,
   executables kept executable, the same bytes for the same commit and options;
-- run_autograder writes a valid results.json with score 0 and the reason when grading fails."""
+- run_autograder writes a valid results.json with score 0 and the reason when grading fails;
+- a simulated Gradescope run: /autograder laid out in a temporary root (CALCLAB_AUTOGRADER_ROOT),
+  setup.sh run, run_autograder on a student-style hand-in and on one with a broken proxy: valid
+  results.json with lab/grade's score and points per role, the broken one lower with the failed
+  check named; lab/classroom/grade-repo gives the same scores and names the same failed checks."""
 import json
 import os
 import shutil
@@ -218,7 +222,7 @@ def test_bundle_holds_the_tracked_sources_and_gradescopes_two_scripts(tmp_path):
         assert (infos[exe].external_attr >> 16) & stat.S_IXUSR, exe
     assert not (infos["README.md"].external_attr >> 16) & stat.S_IXUSR
     assert b"lab/gradescope/install-grader" in root_setup
-    assert cfg == {"roles": ["server", "proxy"], "scenarios": ["3.1", "3.2"], "visibility": "visible",
+    assert cfg == {"roles": ["server", "proxy"], "scenarios": ["3.1", "3.2"], "client_stdin": None, "visibility": "visible",
                    "hide": ["3.2=after_published"], "stdout_visibility": "hidden", "time_limit": 600.0}
     again = bundle(tmp_path / "b.zip", "--roles", "server,proxy", "--scenarios", "3.1,3.2",
                    "--hide", "3.2=after_published", "--visibility", "visible")
@@ -272,3 +276,113 @@ def test_grading_that_cannot_run_still_gives_a_valid_zero(tmp_path):
     os.remove(root / "source" / "lab" / "gradescope" / "autograder.py")
     res, _ = run_autograder(root, timeout=60)
     assert res["score"] == 0 and "before writing results" in res["output"]
+
+
+# ---------------------------------------------------------------- a whole platform run on real hand-ins
+STUDENT = os.path.join(ROOT, "tests", "student")
+
+
+def _student(name):
+    with open(os.path.join(STUDENT, name)) as f:
+        return f.read()
+
+
+def _edit(text, old, new):
+    assert old in text, old
+    return text.replace(old, new)
+
+
+def handin(folder, broken=False):
+    """A student-style hand-in: the skeleton's server.py, proxy.py and client.py (the client
+    hard-codes E1, as the skeleton's does) next to the course's api.py and calculator.py.
+    Broken: its proxy never stores an answer, so the repeated request goes upstream again."""
+    if os.path.exists(folder):
+        shutil.rmtree(folder)
+    os.makedirs(folder)
+    proxy = _student("calc_proxy.py")
+    if broken:
+        proxy = _edit(proxy, "            CACHE[key] = resp\n", "            CACHE.pop(key, None)\n")
+    client = _edit(_student("calc_client.py"), "else a.expression\n",
+                   "else (a.expression or calculator.EXAMPLES[1])\n")
+    files = {"server.py": _student("calc_server.py"), "proxy.py": proxy, "client.py": client,
+             "api.py": _student("api.py"), "calculator.py": _student("calculator.py")}
+    for name, text in files.items():
+        with open(os.path.join(folder, name), "w") as f:
+            f.write(text)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    """/autograder after Gradescope built the image: the bundle unpacked, setup.sh run (its apt step
+    is ci/deps --grading, instant where the packages are present, as on this machine)."""
+    tmp = tmp_path_factory.mktemp("gradescope")
+    root = gradescope_root(tmp, bundle(tmp / "autograder.zip"))
+    r = subprocess.run(["bash", str(root / "source" / "setup.sh")], cwd=root / "source", env=platform_env(root),
+                       capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for prog in ("calc-server", "calc-proxy", "calc-client", "calc-sniff"):
+        assert os.access(root / "source" / "build" / prog, os.X_OK), prog
+    return root
+
+
+def grade_directly(sub, out):
+    r = subprocess.run([PY, os.path.join(LAB, "grade"), str(sub), "--out", str(out)], capture_output=True,
+                       text=True, timeout=900, cwd=ROOT)
+    assert r.returncode in (0, 1), r.stdout + r.stderr
+    with open(out / "grades.json") as f:
+        return json.load(f)["submissions"][0]
+
+
+def grade_repo(repo, out, summary):
+    r = subprocess.run([PY, os.path.join(LAB, "classroom", "grade-repo"), str(repo), "--out", str(out),
+                        "--summary", str(summary)], capture_output=True, text=True, timeout=900, cwd=ROOT,
+                       env={k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"})
+    with open(out / "grades.json") as f:
+        return r, json.load(f)["submissions"][0], summary.read_text()
+
+
+def platform_run(root, tmp_path, name, broken):
+    """One hand-in graded three ways: Gradescope's run_autograder, lab/grade itself, grade-repo."""
+    handin(root / "submission", broken)
+    res, run = run_autograder(root)
+    assert "run_autograder: score" in run.stdout
+    direct = grade_directly(handin(tmp_path / name, broken), tmp_path / f"{name}-out")
+    assert direct["status"] == "graded", direct["status"]
+    r, e, summary = grade_repo(handin(tmp_path / f"{name}-repo", broken), tmp_path / f"{name}-feedback",
+                               tmp_path / f"{name}-summary.md")
+    assert os.path.isfile(tmp_path / f"{name}-feedback" / f"{name}-repo" / "index.html")
+    return res, direct, (r, e, summary)
+
+
+def test_gradescope_and_classroom_grade_handins_as_lab_grade_does(platform, tmp_path):
+    results_of = {}
+    for name, broken in (("student", False), ("broken", True)):
+        res, direct, (r, e, summary) = platform_run(platform, tmp_path, name, broken)
+        results_of[name] = res
+        # Gradescope: lab/grade's score, and its points per role as tests
+        assert res["score"] == pytest.approx(direct["score"]), (name, res["score"], direct["score"])
+        t = by_name(res)
+        assert set(t) == {"server", "proxy", "client"}
+        for role, test in t.items():
+            assert (test["score"], test["max_score"]) == pytest.approx(
+                (direct["roles"][role]["score"], direct["roles"][role]["max_score"])), (name, role)
+            assert test["status"] == ("passed" if test["score"] == test["max_score"] else "failed")
+        assert sum(x["max_score"] for x in res["tests"]) == pytest.approx(direct["max_score"])
+        assert "isolation: " in res["output"] and "== scenario 3.1" in res["output"]
+        # GitHub Classroom: the same score, the job fails below full marks
+        assert e["score"] == pytest.approx(res["score"]), (name, e["score"], res["score"])
+        assert f"## calclab: {e['score']:g}/{e['max_score']:g} points" in summary
+        assert r.returncode == (0 if e["score"] == e["max_score"] else 1), r.stdout + r.stderr
+        for test in res["tests"]:
+            for line in test["output"].splitlines():
+                if line.startswith("FAIL "):   # every failed check Gradescope shows, the summary names too
+                    scn, check = line.split()[1:3]
+                    assert f"**{scn} {check}** ({test['name']})" in summary, (name, line)
+    good, bad = results_of["student"], results_of["broken"]
+    assert bad["score"] < good["score"]
+    # the broken proxy loses the cache check, named with what was seen
+    proxy = by_name(bad)["proxy"]
+    assert proxy["status"] == "failed" and "FAIL 3.2 cache-hit-no-upstream" in proxy["output"]
+    assert "FAIL 3.2 cache-hit-no-upstream" not in by_name(good)["proxy"]["output"]
+    assert proxy["score"] < by_name(good)["proxy"]["score"]
