@@ -9,16 +9,17 @@ framing fuzz corpus replayed in its chunk sizes, plus hand-made cases), and the 
 decoder's fuzz corpus wrapped into requests and responses: hostile payloads that must give no
 Lua error and, where calc-sniff decodes them, the same text.
 
-The tshark runs are batched in one module fixture, two at a time (tshark takes about a second
-to start)."""
+tshark prints `-T json --no-duplicate-keys`, not `-T fields`: with several messages in one
+segment, -T fields joins each field's values across the frame, and a message without an
+expression would shift the others' texts; JSON keeps one object per message. The tshark runs
+are batched in one module fixture, two at a time (tshark takes about a second to start)."""
 import concurrent.futures
 import datetime
 import json
 import os
-import pathlib
-import re
 import pickle
 import random
+import re
 import shutil
 import struct
 import subprocess
@@ -153,7 +154,8 @@ def craft_segments(path):
     replayed in the chunk sizes its first byte gives (fuzz/fuzz_frame.c)."""
     cap = Pcap()
     msgs = golden_payloads()
-    req, resp = msgs[0], msgs[1]
+    req = next(m for m in msgs if m[6] & 0x04)         # the T bit: a request
+    resp = next(m for m in msgs if not m[6] & 0x04)
     port = 40000
     c = Conn(cap, port, 9999)          # one request in 3 segments (its header split too), answer in 2
     c.send("c", req, [5, 300])
