@@ -843,7 +843,8 @@ local function binop_of(o)
   local a = attrs(o, "calculator.BinaryOperator", { "symbol", "function", "associativity" })
   if not a then return nil end
   for _, bop in ipairs(BINOPS) do
-    if is_str(a[1]) and a[1].s == bop.sym and is_global(a[2], bop.fn) and assoc_value(a[3]) == (bop.right and 1 or 0) then
+    local assoc = bop.right and 1 or 0
+    if is_str(a[1]) and a[1].s == bop.sym and is_global(a[2], bop.fn) and assoc_value(a[3]) == assoc then
       return bop.sym
     end
   end
@@ -1420,19 +1421,91 @@ local function direction_key(pinfo)
   return tostring(st and st.value or "?") .. "/" .. tostring(pinfo.src_port)
 end
 
-function calc.init()
-  unframed_since = {}
+-- ---- segments per message, for the Info column's "in K segments" (as calc-sniff notes it)
+--
+-- TCP hands the dissector a message only once it is whole, and Lua sees neither the segments
+-- it was made of nor the segments in between. So a TCP tap frames every direction's bytes on
+-- its own (header, total length, payload), segment by segment after each frame's dissection:
+-- when a message completes in frame F, the tap's state from the frames before F says how many
+-- segments the message already had. The count is kept per frame for later re-dissections.
+local f_srcport, f_seq, f_len, f_hdr_len = Field.new("tcp.srcport"), Field.new("tcp.seq"), Field.new("tcp.len"),
+                                           Field.new("tcp.hdr_len")
+local framing = {}             -- direction key -> { expect, have, total, header, segs } or false (lost)
+local first_msg_segments = {}  -- "frame/direction" -> segments of the first message completing there
+
+-- Feeds one segment's bytes (data, starting at sequence number seq) to the direction's framer.
+local function count_segment(key, seq, data)
+  local st = framing[key]
+  if st == false then return end
+  if st == nil then
+    st = { expect = seq, have = 0, header = "", segs = 0 }
+    framing[key] = st
+  end
+  if seq + #data <= st.expect then return end              -- a retransmission
+  if seq > st.expect then framing[key] = false; return end -- a gap: message boundaries are lost
+  data = data:sub(st.expect - seq + 1)
+  st.expect = st.expect + #data
+  if st.have > 0 then st.segs = st.segs + 1 end
+  local i = 1
+  while i <= #data do
+    if st.have == 0 then st.segs, st.header = 1, "" end
+    local take
+    if st.have < HEADER_SIZE then
+      take = math.min(HEADER_SIZE - st.have, #data - i + 1)
+      st.header = st.header .. data:sub(i, i + take - 1)
+    else
+      take = math.min(st.total - st.have, #data - i + 1)
+    end
+    st.have, i = st.have + take, i + take
+    if st.have == HEADER_SIZE then
+      st.total = st.header:byte(5) * 256 + st.header:byte(6)
+      if st.total < HEADER_SIZE then framing[key] = false; return end
+    end
+    if st.have >= HEADER_SIZE and st.have == st.total then st.have = 0 end
+  end
 end
 
-local pdus_in_frame = 0
+local segment_tap = Listener.new("tcp", "tcp.len > 0")
 
-local function set_info(pinfo, text)
-  pdus_in_frame = pdus_in_frame + 1
-  if pdus_in_frame == 1 then
+function segment_tap.packet(pinfo, tvb)
+  local port, seq, len, hdr_len = f_srcport(), f_seq(), f_len(), f_hdr_len()
+  if not (port and seq and len and hdr_len) or port.offset + hdr_len.value + len.value > tvb:len() then return end
+  count_segment(direction_key(pinfo), seq.value, tvb:raw(port.offset + hdr_len.value, len.value))
+end
+
+-- Segments of a message completing in this frame: only the frame's first message of a
+-- direction can have started earlier; its count is what the tap saw before this frame, plus one.
+local function message_segments(pinfo, first)
+  local key = pinfo.number .. "/" .. direction_key(pinfo)
+  if not pinfo.visited and first then
+    local st = framing[direction_key(pinfo)]
+    first_msg_segments[key] = st and st.have > 0 and st.segs + 1 or 1
+  end
+  return first and first_msg_segments[key] or 1
+end
+
+function calc.init()
+  unframed_since = {}
+  framing = {}
+  first_msg_segments = {}
+end
+
+-- A segment's messages share its Info column, joined by "; ". TCP may call the dissector more
+-- than once for one frame (a reassembled message, then the rest of the segment), so the first
+-- message of a frame is recognised by the column: it no longer holds what we last wrote there.
+local info_frame, info_text = nil, nil
+
+local function first_in_frame(pinfo)
+  return not (info_frame == pinfo.number and tostring(pinfo.cols.info) == info_text)
+end
+
+local function set_info(pinfo, text, first)
+  if first then
     pinfo.cols.info:set(text)
   else
     pinfo.cols.info:append("; " .. text)
   end
+  info_frame, info_text = pinfo.number, tostring(pinfo.cols.info)
 end
 
 local function add_text(tree, field, range, text, cut)
@@ -1442,6 +1515,7 @@ local function add_text(tree, field, range, text, cut)
 end
 
 local function dissect_message(tvb, pinfo, root)
+  local first = first_in_frame(pinfo)
   pinfo.cols.protocol:set("CALC")
   local total = tvb:len()
   local size = tvb(4, 2):uint()
@@ -1464,13 +1538,15 @@ local function dissect_message(tvb, pinfo, root)
   if size < HEADER_SIZE then
     len_item:add_proto_expert_info(ex.bad_length, "Total length " .. size .. " is below the 12-byte header: " ..
                                    "the rest of this direction cannot be framed")
-    set_info(pinfo, "malformed " .. kind:lower() .. ": total length " .. size)
+    set_info(pinfo, "Malformed " .. kind:lower() .. ": total length " .. size, first)
     return total
   end
   tree:add(f.payload_length, tvb(4, 2), size - HEADER_SIZE):set_generated()
   local body = tvb:raw(HEADER_SIZE, size - HEADER_SIZE)
   local brange = size > HEADER_SIZE and tvb(HEADER_SIZE, size - HEADER_SIZE) or tvb(4, 2)
   local info = kind .. " " .. size .. " B"
+  local nseg = message_segments(pinfo, first)
+  if nseg > 1 then info = info .. " in " .. nseg .. " segments" end
   if is_request then
     local d = decode_request(body)
     if d.proto then tree:add(f.pickle_protocol, brange, d.proto):set_generated() end
@@ -1479,7 +1555,7 @@ local function dissect_message(tvb, pinfo, root)
       info = info .. ": " .. abbrev(d.expression)
     else
       tree:add_proto_expert_info(ex.undecodable, "Undecodable request: " .. d.error)
-      info = info .. ": undecodable request: " .. abbrev(d.error)
+      info = info .. ": " .. abbrev("undecodable request: " .. d.error)
     end
   else
     local d = decode_response(body, status)
@@ -1507,7 +1583,7 @@ local function dissect_message(tvb, pinfo, root)
       info = info .. ": " .. abbrev(text)
     end
   end
-  set_info(pinfo, info)
+  set_info(pinfo, info, first)
   return total
 end
 
@@ -1521,11 +1597,10 @@ local function message_length(tvb, pinfo, offset)
 end
 
 function calc.dissector(tvb, pinfo, tree)
-  pdus_in_frame = 0
   local since = unframed_since[direction_key(pinfo)]
   if since and pinfo.number > since then
     pinfo.cols.protocol:set("CALC")
-    pinfo.cols.info:set("unframed data: the stream's framing broke in frame " .. since)
+    pinfo.cols.info:set("Unframed data: the stream's framing broke in frame " .. since)
     local item = tree:add(calc, tvb(), "Calculator protocol, unframed data")
     item:add_proto_expert_info(ex.unframed, "A total length below 12 in frame " .. since ..
                                " broke the framing of this direction")
