@@ -69,8 +69,8 @@ def _start_failures(runs, graded):
     if "client" in graded and runs:
         quiet = True
         for r in runs:
-            front = r.ports["proxy"] if r.scenario.uses_proxy else r.ports["server"]
-            if any(c.server_port == front for c in r.conns) or any(c["rc"] in (0, None) for c in r.clients):
+            if any(c.get("role") in ("client->proxy", "client->server") for c in r.records("conn")) \
+                    or any(c["rc"] in (0, None) for c in r.clients):
                 quiet = False
         if quiet:
             out["client"] = _last_line(runs[0].clients[0]["stdout"]) if runs[0].clients else "no client run"

@@ -11,7 +11,7 @@ import threading
 import time
 
 from . import checks as checks_mod
-from . import paths, pcap, procs, sniff
+from . import paths, procs, sniff
 from .scenarios import EXAMPLES, SCENARIOS, Client, Raw, Sleep, Stop, protocol_vectors
 
 HOST = "127.0.0.1"
@@ -56,17 +56,16 @@ class RunResult:
     def __init__(self, name):
         self.name = name
         self.scenario = SCENARIOS[name]
-        self.checks = []
+        self.checks = []           # checks.Check: calc-sniff's wire checks, then the lab's own
         self.clients = []          # dicts: exchange index, argv, stdout, rc, t0, t1
         self.procs = {}            # role -> Proc (logs)
         self.events = []           # (t, role, text) for the timeline
-        self.conns = []
-        self.segments = []
         self.ports = {}
         self.pcap = None
-        self.golden = None         # "pass" / "fail: ..." / "missing"
-        self.sniff = None          # dict from sniff.verify: status, lines
-        self.sniff_json = []       # calc-sniff --json records of the capture (when built)
+        self.golden = None         # the golden capture the run was verified against
+        self.sniff = None          # calc-sniff's verdict: status, reason, checks (sniff.verify)
+        self.sniff_json = []       # calc-sniff's records of the capture (pkt, conn, msg, summary)
+        self.golden_json = []      # ... and of the golden
         self.errors = []           # things that went wrong with the programs (not the lab)
         self.duration = 0.0
 
@@ -76,23 +75,23 @@ class RunResult:
 
     @property
     def passed(self):
-        ok = self.lab_passed
-        if self.golden is not None and self.golden.startswith("fail"):
-            ok = False
-        if self.sniff and self.sniff["status"] == "fail":
-            ok = False
-        return ok
+        """One verdict: every check passes, and calc-sniff judged the capture (pass)."""
+        return self.lab_passed and (self.sniff is None or self.sniff["status"] == "pass")
+
+    def records(self, kind):
+        return [r for r in self.sniff_json if r.get("type") == kind]
 
     def to_dict(self):
         return {
             "scenario": self.name, "title": self.scenario.title, "passed": self.passed,
-            "ports": self.ports, "pcap": self.pcap, "golden": self.golden, "calc_sniff": self.sniff,
+            "ports": self.ports, "pcap": self.pcap, "golden": self.golden,
+            "calc_sniff": None if self.sniff is None else
+            {"status": self.sniff["status"], "reason": self.sniff.get("reason")},
             "errors": self.errors, "duration": round(self.duration, 3),
             "checks": [c.to_dict() for c in self.checks],
-            "clients": [{k: v for k, v in c.items() if k != "exchange"} for c in self.clients],
+            "clients": [{k: v for k, v in c.items() if k not in ("exchange", "lines")} for c in self.clients],
             "logs": {role: [l for _, l in p.lines] for role, p in self.procs.items()},
-            "connections": [c.summary() for c in self.conns],
-            "segments": [s.to_dict() for s in self.segments],
+            "connections": self.records("conn"),
         }
 
 
@@ -180,8 +179,7 @@ def play(name, templates, ports_base=9998, workdir=None, timeout=15.0, golden=No
             if "proxy" in res.procs and not procs.wait_port(HOST, ports["proxy"], res.procs["proxy"], timeout):
                 res.errors.append(f"proxy: not listening on {ports['proxy']} within {timeout}s")
         # 2. the capture
-        cap = sniff.Capture(res.pcap, [ports["proxy"], ports["server"]], golden=golden if scn.golden else None,
-                            use_sniff=use_sniff)
+        cap = sniff.Capture(res.pcap, [ports["proxy"], ports["server"]], use_sniff=use_sniff)
         cap.start()
         say(f"capturing with {cap.tool} into {res.pcap}")
         # 3. the actions
@@ -231,35 +229,33 @@ def play(name, templates, ports_base=9998, workdir=None, timeout=15.0, golden=No
         procs.stop_all()
     res.duration = time.time() - t_start
     # 4. analysis
-    try:
-        res.segments = [s for s in pcap.read_pcap(res.pcap) if s.sport in ports.values() or s.dport in ports.values()]
-    except (OSError, ValueError) as e:
-        res.errors.append(f"capture unreadable: {e}")
-        res.segments = []
-    res.conns = pcap.connections(res.segments)
-    res.sniff_json = sniff.describe(res.pcap, ports) if use_sniff else []
-    if capture_only:
-        return res
-    res.checks = checks_mod.evaluate(scn, res.conns, ports, res.clients, getattr(res, "raw", None))
-    if golden and scn.golden:
-        res.golden = compare_golden(scn, res, golden)
-        res.sniff = cap.verify(golden) if use_sniff else {"status": "skipped", "lines": []}
+    if not capture_only:
+        judge(res, golden if scn.golden else None)
     return res
 
 
-def compare_golden(scn, res, golden):
-    if not os.path.exists(golden):
-        return "missing"
-    gports = {"proxy": 9998, "server": 9999}
+def judge(res, golden):
+    """The run's verdict: calc-sniff's reading of the capture (the timeline's and the sequence
+    diagram's records), its checks against the golden, and the lab's own checks of what only it
+    sees (the clients' outputs, the bad requests it sent, the programs' troubles)."""
     try:
-        gsegs = [s for s in pcap.read_pcap(golden) if s.sport in gports.values() or s.dport in gports.values()]
-    except (OSError, ValueError) as e:
-        return f"fail: golden unreadable: {e}"
-    want = checks_mod.shape(scn, pcap.connections(gsegs), gports)
-    got = checks_mod.shape(scn, res.conns, res.ports)
-    if sorted(want, key=repr) == sorted(got, key=repr) and len(want) == len(got):
-        return "pass"
-    extra = [x for x in got if x not in want]
-    lacking = [x for x in want if x not in got]
-    diff = [f"not in the golden: {x}" for x in extra[:2]] + [f"missing from the run: {x}" for x in lacking[:2]]
-    return f"fail: {len(got)} connections vs {len(want)} in the golden; " + "; ".join(diff[:3])
+        res.sniff_json = sniff.records(res.pcap, res.ports)
+    except sniff.SniffError as e:
+        raise LabError(str(e))
+    found = []
+    if golden is not None:
+        res.golden = golden
+        res.sniff = sniff.verify(res.pcap, golden, res.ports)
+        if res.sniff["status"] in ("usage", "missing-golden"):
+            raise LabError(f"calc-sniff cannot verify the run: {res.sniff.get('reason')}")
+        if res.sniff["status"] == "inconclusive":
+            res.errors.append(f"calc-sniff: the capture is inconclusive: {res.sniff.get('reason')}")
+        found += checks_mod.from_sniff(res.sniff["checks"])
+        res.golden_json = sniff.describe(golden, sniff.DEFAULT_PORTS)
+    raw = getattr(res, "raw", None)
+    if raw is not None:
+        found += checks_mod.malformed_checks(raw, res.records("conn"))
+    else:
+        found += checks_mod.client_checks(res.scenario.exchanges, res.clients)
+    found += checks_mod.program_checks(res.errors)
+    res.checks = checks_mod.ordered(found)

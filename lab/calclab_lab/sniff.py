@@ -1,10 +1,13 @@
-"""Capturing a run and having calc-sniff verify it.
+"""Capturing a run, and calc-sniff's reading and verdict of the capture.
 
-The capture file is written by tcpdump (`-i lo -U -w FILE`, filtered on the run's two ports so
-that parallel runs on other ports do not mix in).  When build/calc-sniff exists it verifies the
-capture against the golden (`calc-sniff verify --golden G -r CAPTURE`: exit 0 pass, 1 fail,
-2 usage, 3 inconclusive; failure lines name the check).  Without calc-sniff the verdict is
-'unavailable' and only the lab's own checks (checks.py) speak."""
+calc-sniff is the lab's only analyser.  During a run `calc-sniff -i lo -w FILE` (or tcpdump
+when asked) captures the run's two ports; afterwards
+  - `calc-sniff -r FILE --json --packets` gives the records the timeline and the sequence
+    diagram are drawn from (one per segment, connection and message), and
+  - `calc-sniff verify --json --golden G -r FILE` gives the verdict: one record per named check
+    with its items (passed, role, detail, conn, packets, time) and a verdict record
+(docs/sniff.md).  Goldens are recorded on 9998/9999; a run on other ports tells calc-sniff both."""
+import json
 import os
 import re
 import subprocess
@@ -12,40 +15,92 @@ import time
 
 from . import paths, procs
 
-CHECK_NAMES = ["handshake", "request-size", "response-size", "segmentation", "teardown", "rst",
-               "upstream-connections", "cache-hit-no-upstream", "refused-answer", "ordering"]
-
-
 DEFAULT_PORTS = {"proxy": 9998, "server": 9999}
 
 
-def _golden_for(golden, ports, tmpdir):
-    """The golden as calc-sniff must see it for a run on `ports` (goldens are made on 9998/9999)."""
-    if ports == DEFAULT_PORTS:
-        return golden
-    from . import pcap
-    out = os.path.join(tmpdir, "golden-retargeted.pcap")
-    pcap.retarget(golden, out, {DEFAULT_PORTS["proxy"]: ports["proxy"], DEFAULT_PORTS["server"]: ports["server"]})
+class SniffError(Exception):
+    """calc-sniff is missing or could not read a capture."""
+
+
+def _tool():
+    tool = paths.sniff()
+    if not tool:
+        raise SniffError(f"calc-sniff is not built in {paths.BUILD}: the lab's verdict comes from it "
+                         "(build first: cmake -S . -B build && cmake --build build)")
+    return tool
+
+
+def _port_args(ports):
+    return ["-p", f"{ports['proxy']},{ports['server']}",
+            "--server-port", str(ports["server"]), "--proxy-port", str(ports["proxy"])]
+
+
+def _json_lines(text):
+    out = []
+    for line in text.splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
     return out
 
 
-class Capture:
-    """Live capture of one run into `path`.  With calc-sniff built: `calc-sniff verify --golden G
-    -i lo --duration .. --ready-file R -w path` (or plain `calc-sniff -i lo -w path` without a
-    golden), stopped by SIGINT after the scenario, which makes it verify and exit; the scenario
-    starts only once R exists (calc-sniff writes it when the filtered capture is active).  Without
-    calc-sniff: tcpdump, and the verdict is 'unavailable'."""
+def records(capture, ports=None):
+    """calc-sniff's reading of a capture: its pkt, conn, msg and summary records."""
+    ports = ports or DEFAULT_PORTS
+    try:
+        r = subprocess.run([_tool(), "-r", capture, "--json", "--packets"] + _port_args(ports),
+                           capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise SniffError(f"calc-sniff could not read {capture}: {e}")
+    if r.returncode != 0:
+        raise SniffError(r.stderr.strip() or f"calc-sniff -r {capture}: exit {r.returncode}")
+    return _json_lines(r.stdout)
 
-    def __init__(self, path, ports, iface="lo", golden=None, use_sniff=True):
+
+def describe(capture, ports):
+    """The capture's records, or [] when calc-sniff cannot read it."""
+    try:
+        return records(capture, ports)
+    except SniffError:
+        return []
+
+
+STATUS = {0: "pass", 1: "fail", 2: "usage", 3: "inconclusive"}
+
+
+def verify(capture, golden, ports=None):
+    """calc-sniff's verdict on a capture: {"status": pass|fail|inconclusive|usage|missing-golden,
+    "reason": text or None, "checks": [check records: name, passed, items]}."""
+    ports = ports or DEFAULT_PORTS
+    if not os.path.exists(golden):
+        return {"status": "missing-golden", "reason": f"no golden capture {golden}", "checks": []}
+    argv = [_tool(), "verify", "--json", "--golden", golden, "-r", capture] + _port_args(ports) + \
+        ["--golden-server-port", str(DEFAULT_PORTS["server"]), "--golden-proxy-port", str(DEFAULT_PORTS["proxy"])]
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return {"status": "inconclusive", "reason": f"calc-sniff verify did not finish: {e}", "checks": []}
+    recs = _json_lines(r.stdout)
+    verdict = next((x for x in recs if x.get("type") == "verdict"), {})
+    status = STATUS.get(r.returncode, f"exit {r.returncode}")
+    reason = verdict.get("reason") or (r.stderr.strip().splitlines() or [None])[-1] if status != "pass" else None
+    return {"status": status, "reason": reason, "checks": [x for x in recs if x.get("type") == "check"]}
+
+
+class Capture:
+    """Live capture of one run into `path`: `calc-sniff --stats -i lo -w path` on the run's two
+    ports (or tcpdump with use_sniff False, or when calc-sniff is not built), stopped by SIGINT
+    after the scenario.  The scenario starts only once the capture is active (calc-sniff's
+    --ready-file; tcpdump's banner and file header).  `drops`: packets the kernel dropped."""
+
+    def __init__(self, path, ports, iface="lo", use_sniff=True, **_):
         self.path = path
         self.ports = {"proxy": ports[0], "server": ports[1]} if isinstance(ports, (list, tuple)) else dict(ports)
         self.iface = iface
-        self.golden = golden if golden and os.path.exists(golden) else None
-        self.golden_missing = bool(golden) and not self.golden
         self.use_sniff = use_sniff and paths.sniff() is not None
         self.proc = None
         self.tool = "calc-sniff" if self.use_sniff else "tcpdump"
-        self.result = None
         self.drops = 0
 
     def _fail(self, msg):
@@ -57,18 +112,12 @@ class Capture:
     def start(self, timeout=10.0):
         if os.path.exists(self.path):
             os.unlink(self.path)
-        plist = f"{self.ports['proxy']},{self.ports['server']}"
         if self.use_sniff:
             ready = self.path + ".ready"
             if os.path.exists(ready):
                 os.unlink(ready)
-            common = ["-i", self.iface, "--duration", "900", "--ready-file", ready, "-w", self.path, "-p", plist,
-                      "--server-port", str(self.ports["server"]), "--proxy-port", str(self.ports["proxy"])]
-            if self.golden:
-                g = _golden_for(self.golden, self.ports, os.path.dirname(self.path))
-                argv = [paths.sniff(), "verify", "--golden", g] + common
-            else:
-                argv = [paths.sniff(), "--summary"] + common
+            argv = [paths.sniff(), "--stats", "-i", self.iface, "--duration", "900", "--ready-file", ready,
+                    "-w", self.path] + _port_args(self.ports)
             self.proc = procs.Proc("capture", argv, self.path + ".log")
             done = lambda: os.path.exists(ready)  # noqa: E731
         else:
@@ -96,68 +145,11 @@ class Capture:
             return
         time.sleep(0.2)
         try:
-            os.killpg(self.proc.pid, 2)  # SIGINT: stop capturing, flush, (verify), exit
+            os.killpg(self.proc.pid, 2)  # SIGINT: stop capturing, flush, exit
         except ProcessLookupError:
             pass
-        rc = self.proc.wait(60)
-        if rc is None:
+        if self.proc.wait(60) is None:
             self.proc.stop()
         lines = [l for _, l in self.proc.lines]
         self.drops = sum(int(m.group(1)) for l in lines for m in [re.search(r"(\d+) (?:packets )?dropped by kernel", l)] if m)
-        if self.use_sniff and self.golden:
-            self.result = _verdict(rc, lines)
         self.proc = None
-
-    def verify(self, golden):
-        if self.result is not None:
-            return self.result
-        if self.golden_missing or not os.path.exists(golden):
-            return {"status": "missing-golden", "lines": [f"no golden capture {golden}"], "checks": []}
-        return verify(self.path, golden, self.ports)
-
-
-def _verdict(rc, lines):
-    status = {0: "pass", 1: "fail", 2: "usage", 3: "inconclusive"}.get(rc, f"exit {rc}")
-    failed = sorted({n for l in lines for n in CHECK_NAMES if re.search(rf"\b{re.escape(n)}\b", l)}) \
-        if status == "fail" else []
-    return {"status": status, "lines": lines, "checks": failed}
-
-
-def verify(capture, golden, ports=None):
-    """calc-sniff's verdict on a capture file: dict(status=pass|fail|inconclusive|usage|unavailable|missing-golden,
-    lines=[...], checks=[names of failed checks])."""
-    tool = paths.sniff()
-    if not tool:
-        return {"status": "unavailable", "lines": ["calc-sniff is not built: verification unavailable"], "checks": []}
-    if not os.path.exists(golden):
-        return {"status": "missing-golden", "lines": [f"no golden capture {golden}"], "checks": []}
-    try:
-        ports = ports or DEFAULT_PORTS
-        g = _golden_for(golden, ports, os.path.dirname(os.path.abspath(capture)))
-        r = subprocess.run([tool, "verify", "--golden", g, "-r", capture, "-p", f"{ports['proxy']},{ports['server']}",
-                            "--server-port", str(ports["server"]), "--proxy-port", str(ports["proxy"])],
-                           capture_output=True, text=True, timeout=60)
-    except subprocess.TimeoutExpired:
-        return {"status": "inconclusive", "lines": ["calc-sniff verify timed out"], "checks": []}
-    return _verdict(r.returncode, (r.stdout + r.stderr).splitlines())
-
-
-def describe(capture, ports):
-    """calc-sniff's reading of a capture (--json: one record per connection and per message), or []."""
-    tool = paths.sniff()
-    if not tool or not os.path.exists(capture):
-        return []
-    try:
-        r = subprocess.run([tool, "-r", capture, "--json", "-p", f"{ports['proxy']},{ports['server']}",
-                            "--server-port", str(ports["server"]), "--proxy-port", str(ports["proxy"])],
-                           capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    import json
-    out = []
-    for line in r.stdout.splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            continue
-    return out

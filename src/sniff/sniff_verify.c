@@ -15,7 +15,7 @@
 #include "sniff_reduce.h"
 
 static const char *const check_names[SNIFF_CK_COUNT] = {
-    "connections", "handshake", "request-size", "response-size", "segmentation", "teardown",
+    "connections", "handshake", "request-size", "request-header", "response-size", "segmentation", "teardown",
     "rst", "upstream-connections", "cache-hit-no-upstream", "refused-answer", "ordering"};
 
 const char *sniff_check_name(sniff_check k) {
@@ -155,14 +155,38 @@ static void msg_at(pend *p, const sniff_msg *m) {
   at(p, m->pkt_last, m->ts_last);
 }
 
-/* Requests (dir 0) or responses (dir 1) of a paired connection, one by one. */
+/* The request asks for what the golden's asks: same size, same steps and cache flags. */
+static bool same_request(const sniff_msg *g, const sniff_msg *c) {
+  return g->size == c->size && g->h.steps == c->h.steps && g->h.cache == c->h.cache;
+}
+
+/* request-header: the steps and cache flags of each request of the same size. */
+static void cmp_request_flags(cmp *x, const char *where, const sniff_conn *cc, const sniff_msg *g,
+                              const sniff_msg *c, uint32_t i) {
+  pend p;
+  bool ok = g->h.steps == c->h.steps && g->h.cache == c->h.cache;
+  begin(&p, SNIFF_CK_REQUEST_HEADER, ok, sniff_conn_party(cc, 0), cc);
+  say(&p, "%s: request %u asks %s steps, %s the cache", where, i + 1, c->h.steps ? "with" : "without",
+      c->h.cache ? "with" : "without");
+  if (ok) say(&p, ", as in the reference");
+  else say(&p, "; the reference's asks %s steps, %s the cache", g->h.steps ? "with" : "without",
+           g->h.cache ? "with" : "without");
+  at(&p, c->pkt_first, c->ts_first);
+  emit(x, &p);
+}
+
+/* Requests (dir 0) or responses (dir 1) of a paired connection, one by one. For responses,
+ * gq/cq are the requests: a response to a request that asked for something else than the
+ * golden's is about the program that asked (its size follows from the question). */
 static void cmp_msgs(cmp *x, const char *where, int dir, const sniff_conn *cc, const sniff_msg **g,
-                     uint32_t ng, const sniff_msg **c, uint32_t nc) {
+                     uint32_t ng, const sniff_msg **c, uint32_t nc, const sniff_msg **gq, uint32_t ngq,
+                     const sniff_msg **cq, uint32_t ncq) {
   const char *kind = dir ? "response" : "request";
   sniff_check k = dir ? SNIFF_CK_RESPONSE_SIZE : SNIFF_CK_REQUEST_SIZE;
-  sniff_party who = sniff_conn_party(cc, dir);
   pend p;
   for (uint32_t i = 0; (i < ng || i < nc) && i < MAXM; i++) {
+    bool asked_otherwise = dir && i < ngq && i < ncq && !same_request(gq[i], cq[i]);
+    sniff_party who = sniff_conn_party(cc, asked_otherwise ? 0 : dir);
     if (i >= nc) {
       begin(&p, k, false, who, cc);
       say(&p, "%s: %s %u not seen (%u %s%s in all); the reference sends %u B here", where, kind, i + 1,
@@ -187,9 +211,12 @@ static void cmp_msgs(cmp *x, const char *where, int dir, const sniff_conn *cc, c
           kind, i + 1, c[i]->size);
     else
       say(&p, "%s: %s %u of %u B, as in the reference", where, kind, i + 1, c[i]->size);
+    if (asked_otherwise) say(&p, " (the request asked for something else)");
     msg_at(&p, c[i]);
     emit(x, &p);
+    if (!dir && size_ok) cmp_request_flags(x, where, cc, g[i], c[i], i);
     if (!size_ok) continue;
+    who = sniff_conn_party(cc, dir);  /* a message's split is its sender's */
     bool split_ok = same_split(g[i], c[i]);
     begin(&p, SNIFF_CK_SEGMENTATION, split_ok, who, cc);
     say(&p, "%s: %s %u (%u B) in ", where, kind, i + 1, c[i]->size);
@@ -315,7 +342,7 @@ static void cmp_conn(cmp *x, const sniff_conn *g, const sniff_conn *c, const cha
   bool grf = ge == SNIFF_END_REFUSED, crf = ce == SNIFF_END_REFUSED;
   pend p;
   if (grf || crf) {
-    begin(&p, SNIFF_CK_REFUSED, grf == crf, SNIFF_PARTY_SERVER, c);
+    begin(&p, SNIFF_CK_REFUSED, grf == crf, sniff_conn_party(c, 1), c);
     if (crf) say(&p, "%s: the SYN was answered by RST (nobody listening)", where);
     else say(&p, "%s: the connection was accepted", where);
     if (grf == crf) say(&p, ", as in the reference");
@@ -337,9 +364,9 @@ static void cmp_conn(cmp *x, const sniff_conn *g, const sniff_conn *c, const cha
   const sniff_msg *gq[MAXM], *cq[MAXM], *gp[MAXM], *cp[MAXM];
   uint32_t ngq = sniff_red_msgs(x->g, g->id, 0, gq, MAXM), ncq = sniff_red_msgs(x->c, c->id, 0, cq, MAXM);
   uint32_t ngp = sniff_red_msgs(x->g, g->id, 1, gp, MAXM), ncp = sniff_red_msgs(x->c, c->id, 1, cp, MAXM);
-  cmp_msgs(x, where, 0, c, gq, ngq, cq, ncq);
+  cmp_msgs(x, where, 0, c, gq, ngq, cq, ncq, NULL, 0, NULL, 0);
   if (g->role == SNIFF_ROLE_CLIENT_PROXY) cmp_upstream(x, g, c, where, gq, ngq, cq, ncq, gp, ngp, cp, ncp);
-  cmp_msgs(x, where, 1, c, gp, ngp, cp, ncp);
+  cmp_msgs(x, where, 1, c, gp, ngp, cp, ncp, gq, ngq, cq, ncq);
   cmp_end(x, g, c, where);
 }
 

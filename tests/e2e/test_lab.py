@@ -9,6 +9,7 @@
   (this one fails, never skips, when calc-sniff or a golden is missing)."""
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -122,6 +123,39 @@ BROKEN = {
         calc_proxy.handle = handle
         calc_proxy.main()
     """,
+    "server_resets": """
+        import socket, struct, calc_server, api
+        def handle(conn, addr):
+            data = api.recv_message(conn)
+            if data:
+                conn.sendall(calc_server.process(data))
+            api.recv_message(conn)    # the client's FIN ...
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()              # ... answered by RST instead of FIN
+        calc_server.handle = handle
+        calc_server.main()
+    """,
+    "proxy_closes_first": """
+        import calc_proxy, api
+        def handle(conn, addr):
+            data = api.recv_message(conn)
+            if data:
+                conn.sendall(calc_proxy.process(data, f"{addr[0]}:{addr[1]}"))
+            conn.close()          # the proxy's FIN leads the teardown with its client
+        calc_proxy.handle = handle
+        calc_proxy.main()
+    """,
+    "proxy_asks_server_on_hit": """
+        import calc_proxy, api
+        answer = calc_proxy.process
+        def process(data, peer):
+            h = api.Header.unpack(data)
+            if (data[api.HEADER_LEN:h.length], h.steps) in calc_proxy.CACHE:
+                calc_proxy.ask_server(data)   # contacts the server although the answer is cached
+            return answer(data, peer)
+        calc_proxy.process = process
+        calc_proxy.main()
+    """,
 }
 
 
@@ -131,11 +165,30 @@ def broken(tmp_path, name):
     return str(p)
 
 
+def sniff_verdict(run_dict):
+    """calc-sniff verify --json of a graded run's capture against its golden: check name -> record."""
+    sniff = os.path.join(BUILD, "calc-sniff")
+    ports = run_dict["ports"]
+    r = run([sniff, "verify", "--json", "--golden", run_dict["golden"], "-r", run_dict["pcap"],
+             "-p", f"{ports['proxy']},{ports['server']}", "--server-port", str(ports["server"]),
+             "--proxy-port", str(ports["proxy"]), "--golden-server-port", "9999", "--golden-proxy-port", "9998"])
+    recs = [json.loads(l) for l in r.stdout.splitlines()]
+    return {x["name"]: x for x in recs if x["type"] == "check"}, recs[-1]
+
+
+def failed_roles(check):
+    return {it["role"] for it in check["items"] if not it["passed"]}
+
+
 @pytest.mark.parametrize("what,role,scn,check", [
     ("proxy_never_caches", "proxy", "3.2", "cache-hit-no-upstream"),
+    ("proxy_asks_server_on_hit", "proxy", "3.2", "cache-hit-no-upstream"),
     ("server_closes_first", "server", "3.1", "teardown"),
+    ("proxy_closes_first", "proxy", "3.2", "teardown"),
     ("server_split_writes", "server", "3.1", "segmentation"),
     ("proxy_resets", "proxy", "3.2", "rst"),
+    ("proxy_resets", "proxy", "3.3", "rst"),
+    ("server_resets", "server", "3.1", "rst"),
 ])
 @student_only
 def test_broken_implementation_fails_named_check(tmp_path, what, role, scn, check):
@@ -145,11 +198,20 @@ def test_broken_implementation_fails_named_check(tmp_path, what, role, scn, chec
     out = tmp_path / "out"
     r = grade(out, "--impl", "student", "--scenarios", scn, f"--{role}", tmpl)
     assert r.returncode == 1, r.stdout[-3000:] + r.stderr
-    checks, _ = checks_of(out)
+    checks, g = checks_of(out)
     assert not checks[(scn, check)]["passed"], checks[(scn, check)]
     assert checks[(scn, check)]["score"] < checks[(scn, check)]["max_score"]
+    # the role at fault is the broken program's, on every failed item of every check
+    for (_, name), c in checks.items():
+        assert failed_roles(c) <= {role}, (name, c)
     # the named check is the one that catches it; the results still count for something
     assert checks[(scn, "client-result")]["passed"] or what == "proxy_resets"
+    # calc-sniff verify on the same capture says the same: the same failed checks, the same role
+    sniffed, verdict = sniff_verdict(g["scenarios"][0])
+    assert verdict["verdict"] == "fail"
+    assert failed_roles(sniffed[check]) == {role}
+    wire_failed = {n for (_, n), c in checks.items() if not c["passed"] and not n.startswith(("client-", "programs"))}
+    assert wire_failed == {n for n, c in sniffed.items() if not c["passed"]}
 
 
 @student_only
@@ -158,11 +220,37 @@ def test_client_without_steps_fails_steps_check(tmp_path):
     out = tmp_path / "out"
     r = grade(out, "--impl", "student", "--scenarios", "3.1", "--client", tmpl)
     assert r.returncode == 1
-    checks, _ = checks_of(out)
+    checks, g = checks_of(out)
     assert not checks[("3.1", "client-steps")]["passed"]
+    assert not checks[("3.1", "request-header")]["passed"]
     assert not checks[("3.1", "response-size")]["passed"]
     assert checks[("3.1", "client-result")]["passed"]
     assert checks[("3.1", "request-size")]["passed"]  # same payload, only the S flag differs
+    # the client asked for another answer: every failed item is the client's
+    for (_, name), c in checks.items():
+        assert failed_roles(c) <= {"client"}, (name, c)
+    sniffed, _ = sniff_verdict(g["scenarios"][0])
+    assert failed_roles(sniffed["response-size"]) == {"client"}
+
+
+# What no report may contain: Python's reprs of tuples, lists, dicts or objects, and tracebacks.
+PYTHON_REPR = re.compile(r"\(\s*'[^']*',|\[\s*'[^']*',|\{'[^']*':|Traceback \(most recent|object at 0x|<class '|"
+                         r"\b(?:None|True|False)\)|dict_\w+\(")
+
+
+@student_only
+def test_reports_have_no_python_reprs(tmp_path):
+    prog = broken(tmp_path, "proxy_closes_first")
+    tmpl = f"{PY} {prog} -ph {{host}} -pp {{port}} -sh {{server_host}} -sp {{server_port}}"
+    for fmt, name in (("text", "grade.txt"), ("json", "grade.json"), ("junit", "junit.xml"),
+                      ("gradescope", "results.json")):
+        out = tmp_path / fmt
+        r = grade(out, "--impl", "student", "--scenarios", "3.2", "--proxy", tmpl, "--html", str(out / "run.html"),
+                  fmt=fmt)
+        assert r.returncode == 1, r.stdout[-2000:] + r.stderr
+        for text in ((out / name).read_text(), r.stdout, r.stderr, (out / "run.html").read_text()):
+            bad = PYTHON_REPR.search(text)
+            assert bad is None, f"{fmt}: {text[max(0, bad.start() - 200):bad.end() + 200]}"
 
 
 @student_only
@@ -289,8 +377,7 @@ def test_fresh_run_verifies_against_committed_golden(name):
     assert have_c(), f"our programs are not built in {BUILD}"
     r = scenario(name)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-1000:]
-    assert "golden capture: pass" in r.stdout
-    assert "calc-sniff verify: pass" in r.stdout
+    assert f"verified by calc-sniff against {golden}: pass" in r.stdout
 
 
 @student_only
@@ -389,21 +476,63 @@ def test_sequence_diagram_renders_in_headless_chromium(tmp_path):
             f"arrow {a.get('data-from')} -> {a.get('data-to')} not drawn at ({xm}, {y})"
 
 
-def test_pcap_reader_and_retarget_on_a_golden(tmp_path):
-    from calclab_lab import checks, pcap
+def _screenshot(tmp_path, svg, chromium):
+    """svg rendered alone by headless Chromium: (width, height, rows, bytes per pixel)."""
+    root = ET.fromstring(svg)
+    W, H = int(root.get("width")), int(root.get("height"))
+    bare = tmp_path / "svg.html"
+    bare.write_text(f'<!DOCTYPE html><html><body style="margin:0;background:#fff">{svg}</body></html>')
+    shot = tmp_path / "shot.png"
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    "--force-device-scale-factor=1", f"--window-size={W},{H}", f"--screenshot={shot}",
+                    bare.as_uri()], capture_output=True, timeout=120)
+    assert shot.exists(), "chromium wrote no screenshot"
+    return _png_pixels(str(shot))
+
+
+@student_only
+def test_failing_packet_marked_in_headless_chromium(tmp_path):
+    import shutil
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "Debian's chromium is not installed (ci/deps installs it)"
+    prog = broken(tmp_path, "proxy_resets")
+    page = tmp_path / "run.html"
+    r = scenario("3.2", "--impl", "student", "--html", str(page),
+                 "--proxy", f"{PY} {prog} -ph {{host}} -pp {{port}} -sh {{server_host}} -sp {{server_port}}")
+    assert r.returncode == 1, r.stdout[-3000:]
+    doc = page.read_text()
+    svgs = [doc[m.start():doc.index("</svg>", m.start()) + 6] for m in re.finditer("<svg", doc)]
+    assert len(svgs) == 2, "the run's diagram and the golden's, side by side"
+    run_svg, golden_svg = (ET.fromstring(x) for x in svgs)
+    assert "golden" in golden_svg.get("class") and not [e for e in golden_svg.iter() if e.get("class") == "fail-mark"]
+    marks = [e for e in run_svg.iter() if e.get("class") == "fail-mark"]
+    failed = [e for e in run_svg.iter() if e.get("class") == "arrow fail"]
+    assert marks and {m.get("data-no") for m in marks} == {a.get("data-no") for a in failed}
+    # the marked packets are the proxy's RSTs, each saying which check failed
+    for a in failed:
+        assert "RST" in a.get("data-flags") and a.get("data-from") == "proxy", a.attrib
+        assert "FAIL rst: " in a.find("{http://www.w3.org/2000/svg}title").text
+    w, h, rows, bpp = _screenshot(tmp_path, svgs[0], chromium)
+    for m in marks:
+        x, y = int(float(m.get("x"))), int(float(m.get("y")))
+        edge = [rows[yy][xx * bpp:xx * bpp + 3] for yy in range(y - 1, y + 2) for xx in range(x + 4, x + 40)
+                if 0 <= yy < h and 0 <= xx < w]
+        assert any(p[0] > 200 and p[1] < 90 and p[2] < 90 for p in edge), f"packet {m.get('data-no')} not marked"
+
+
+def test_golden_read_by_calc_sniff():
+    from calclab_lab import sniff
     golden = os.path.join(ROOT, "captures", "3.2.pcap")
     assert os.path.exists(golden), "no golden capture: run captures/regenerate"
-    segs = pcap.read_pcap(golden)
-    conns = pcap.connections(segs)
-    assert len(conns) == 5
-    shape = checks.shape(SCENARIOS["3.2"], conns, {"proxy": 9998, "server": 9999})
-    clients = [s for s in shape if s[0] == "client"]
-    assert [c[3] for c in clients] == [(687,), (687,), (376,)] and [c[4] for c in clients] == [(564,), (564,), (60,)]
-    out = tmp_path / "moved.pcap"
-    pcap.retarget(golden, str(out), {9998: 40000, 9999: 40001})
-    moved = pcap.connections(pcap.read_pcap(str(out)))
-    assert {c.server_port for c in moved} == {40000, 40001}
-    assert checks.shape(SCENARIOS["3.2"], moved, {"proxy": 40000, "server": 40001}) == shape
+    recs = sniff.records(golden)
+    conns = [r for r in recs if r["type"] == "conn"]
+    assert [c["role"] for c in conns].count("client->proxy") == 3 and len(conns) == 5
+    sizes = [(m["conn"], m["kind"], m["size"]) for m in recs if m["type"] == "msg"]
+    clients = [c["id"] for c in conns if c["role"] == "client->proxy"]
+    assert [s for c, k, s in sizes if c in clients and k == "request"] == [687, 687, 376]
+    assert [s for c, k, s in sizes if c in clients and k == "response"] == [564, 564, 60]
+    pkts = [r for r in recs if r["type"] == "pkt"]
+    assert [p["no"] for p in pkts] == list(range(1, len(pkts) + 1))
 
 
 @pytest.mark.parametrize("impl", ["student", "c"])
