@@ -4,12 +4,22 @@ hard-codes one), so a scenario is judged against what the requests it really sen
 After the run, calc-sniff's reading of the capture gives each request's expression; each client
 run's requests are those on the connections it opened.  Where they differ from the scenario's,
 the scenario is rewritten with them (the kinds follow the reference proxy's cache rule: a request
-seen before is a hit, a new one a miss, or refused once the server is down) and the run's checks
-are evaluated against that."""
+seen before is a hit, a new one a miss, or refused once the server is down), the rewritten
+scenario is played by calclab's own programs (byte-exact drop-ins for the reference) into a fresh
+capture, and the student's run is judged against that: the lab's checks with the sizes and
+printouts it shows, calc-sniff's verify with it as the golden.
+
+A client run that opens several connections or sends several requests on one connection is
+reported by the check client-one-connection-per-request; its first request stands for the run."""
+import hashlib
+import os
+import tempfile
+import threading
 import time
 
 from . import checks as checks_mod
-from . import sniff
+from . import pcap, procs, runner, sniff
+from .scenarios import EXAMPLES, SCENARIOS, SIZES, Client, Scenario, Sleep, Stop, calculator, expected_prints
 
 CLIENT_CONN_ROLES = ("client->server", "client->proxy")
 
@@ -39,6 +49,187 @@ def client_requests(res):
     return out
 
 
-def adapt(res, **_):
-    """The requests each client run sent (for the report); the checks stay the scenario's."""
-    return client_requests(res)
+
+REUSE_CHECK = "client-one-connection-per-request"
+
+_keys_lock = threading.Lock()
+
+
+def _canonical(text):
+    """The expression as calculator.py prints it, or None when it does not parse or evaluate (such
+    a request cannot stand for an exchange: its expected answer is unknown)."""
+    try:
+        tree = calculator.parse(text)
+        calculator.calculate(tree, True)
+        return str(tree)
+    except Exception:
+        return None
+
+
+def example_key(text):
+    """The EXAMPLES key of an expression a client sent: 1 or 2 for the report's examples, else the
+    expression itself (registered once per process, so that the scenario machinery can use it)."""
+    canon = _canonical(text)
+    if canon is None:
+        return None
+    with _keys_lock:
+        for k, v in list(EXAMPLES.items()):
+            if _canonical(v) == canon:
+                return k
+        EXAMPLES[canon] = canon
+        return canon
+
+
+def label(key):
+    """How the report names an exchange's expression: E1, E2, or the expression in quotes."""
+    return f"E{key}" if isinstance(key, int) else f"'{key}'"
+
+
+def cache_kinds(scn, keys):
+    """The exchange kinds the reference gives to requests `keys` played in `scn`'s actions: direct
+    without a proxy; through it a request seen (and cached) before is a hit unless the client asks
+    max-age 0, a new one a miss while the server runs and refused once it is stopped."""
+    kinds, seen, server_up, i = [], set(), True, 0
+    for a in scn.actions:
+        if isinstance(a, Stop) and a.role == "server":
+            server_up = False
+        elif isinstance(a, Sleep) and a.seconds > scn.server_cache_control:
+            seen.clear()
+        elif isinstance(a, Client):
+            for k in keys[i:i + a.count]:
+                if not scn.uses_proxy:
+                    kinds.append("direct")
+                elif k in seen and a.max_age != 0:
+                    kinds.append("hit")
+                elif server_up:
+                    kinds.append("miss")
+                    seen.add(k)
+                else:
+                    kinds.append("refused")
+            i += a.count
+    return kinds
+
+
+def adapted_scenario(scn, keys):
+    """`scn` with its clients sending `keys`, registered in SCENARIOS under a name of its own."""
+    kinds = cache_kinds(scn, keys)
+    digest = hashlib.sha1(repr((scn.name, keys)).encode()).hexdigest()[:10]
+    name = f"{scn.name}~{digest}"
+    if name in SCENARIOS:
+        return SCENARIOS[name]
+    actions, i = [], 0
+    for a in scn.actions:
+        if isinstance(a, Client):
+            if a.count == 1:
+                actions.append(Client(keys[i], kinds[i], max_age=a.max_age))
+            else:
+                actions.append(Client(keys[i], kinds[i], max_age=a.max_age, count=a.count))
+                # the clients started at once ask the same expression (checked by the caller)
+            i += a.count
+        else:
+            actions.append(a)
+    title = f"{scn.title}, as the client sent it: " + ", ".join(f"{label(k)} ({kd})" for k, kd in zip(keys, kinds))
+    out = Scenario(name, title, scn.roles, actions, server_cache_control=scn.server_cache_control, golden=False)
+    with _keys_lock:
+        SCENARIOS.setdefault(name, out)
+    return SCENARIOS[name]
+
+
+_replays = {}
+_replays_lock = threading.Lock()
+
+
+def replay(adapted, timeout, ports_base, use_sniff):
+    """Play `adapted` with calclab's programs once per process; records the sizes of the exchanges
+    whose expressions are new and returns (RunResult, capture retargeted to 9998/9999) or
+    (RunResult, None) when the replay does not pass its own checks (then nothing is concluded)."""
+    with _replays_lock:
+        if adapted.name in _replays:
+            return _replays[adapted.name]
+    wd = tempfile.mkdtemp(prefix="calclab-replay-")
+    res = runner.play(adapted.name, runner.templates_for("c"), ports_base=ports_base(), workdir=wd,
+                      timeout=timeout, golden=None, use_sniff=use_sniff, capture_only=True)
+    front = res.ports["proxy"] if adapted.uses_proxy else res.ports["server"]
+    conns = sorted((c for c in res.conns if c.server_port == front), key=lambda c: c.start)
+    for e, c in zip(adapted.exchanges, conns):
+        if e.example not in SIZES and e.kind != "refused":
+            SIZES[e.example] = (sum(s.plen for s in c.data("a")), sum(s.plen for s in c.data("b")))
+    res.checks = checks_mod.evaluate(adapted, res.conns, res.ports, res.clients)
+    golden = None
+    if res.lab_passed and len(conns) == len(adapted.exchanges):
+        golden = os.path.join(wd, "golden.pcap")
+        pcap.retarget(res.pcap, golden, {res.ports["proxy"]: sniff.DEFAULT_PORTS["proxy"],
+                                          res.ports["server"]: sniff.DEFAULT_PORTS["server"]})
+    with _replays_lock:
+        _replays[adapted.name] = (res, golden)
+    return res, golden
+
+
+def _reuse_check(sent):
+    ck = checks_mod.Check(REUSE_CHECK, points=1)
+    for run in sent:
+        n, per = run["connections"], run["requests_per_connection"]
+        ok = n == 1 and per == [1]
+        if ok:
+            detail = f"client run {run['run']}: one request on one connection"
+        elif n == 0:
+            detail = f"client run {run['run']}: no connection"
+        elif n == 1:
+            detail = (f"client run {run['run']}: {per[0]} requests on one connection (reused), "
+                      "the reference client opens one connection per request")
+        else:
+            detail = f"client run {run['run']}: {n} connections with {sum(per)} requests, expected one request on one"
+        ck.add(ok, detail)
+    return ck
+
+
+def exchange_output(clients):
+    """The client records with each run's output cut after its last 'Connection closed' line: what
+    an interactive client prints after the exchange (its menu's next prompt) is not part of it."""
+    out = []
+    for rec in clients:
+        lines = rec["stdout"].splitlines(keepends=True)
+        ends = [i for i, l in enumerate(lines) if l.rstrip().endswith("} Connection closed")]
+        out.append(dict(rec, stdout="".join(lines[:ends[-1] + 1]) if ends else rec["stdout"]))
+    return out
+
+
+def _reevaluate(res, scn):
+    """The lab's checks of `res` judged against `scn` on the clients' exchange output; checks
+    that the lab's evaluation does not make (added by other parts of the run) are kept."""
+    fresh = checks_mod.evaluate(scn, res.conns, res.ports, exchange_output(res.clients))
+    names = {c.name for c in fresh} | set(checks_mod.POINTS)
+    res.checks = fresh + [c for c in res.checks if c.name not in names]
+
+
+def adapt(res, timeout=15.0, use_sniff=True, ports_base=None, **_):
+    """Re-judge `res` (a run with the student's client) on the requests it sent.  Returns
+    {"runs": what each client run sent, "adapted": the rewritten exchanges or None}."""
+    sent = client_requests(res)
+    scn = res.scenario
+    own = [e.example for e in scn.exchanges]
+    keys = []
+    for e, run in zip(scn.exchanges, sent):
+        k = example_key(run["expressions"][0]) if run["expressions"] else None
+        keys.append(e.example if k is None else k)
+    grouped_ok, i = True, 0
+    for a in scn.actions:
+        if isinstance(a, Client):
+            grouped_ok &= len(set(keys[i:i + a.count])) == 1
+            i += a.count
+    adapted = None
+    if keys != own and grouped_ok and len(keys) == len(own) and scn.golden:
+        new = adapted_scenario(scn, keys)
+        rep, golden = replay(new, timeout, ports_base or procs.free_port_pair, use_sniff)
+        if golden is not None:
+            res.scenario = new
+            res.golden = runner.compare_golden(new, res, golden)
+            if use_sniff:
+                res.sniff = sniff.verify(res.pcap, golden, res.ports)
+            adapted = ", ".join(f"request {n + 1}: {label(k)} ({e.kind})" for n, (k, e) in enumerate(zip(keys, new.exchanges)))
+        else:
+            res.errors.append("the scenario could not be adapted to the requests the client sent: calclab's "
+                              "replay of them did not pass its own checks")
+    _reevaluate(res, res.scenario)
+    res.checks.append(_reuse_check(sent))
+    return {"runs": sent, "adapted": adapted}

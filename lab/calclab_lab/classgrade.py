@@ -142,12 +142,14 @@ def _scenario_entry(res, graded, sent):
     down = {role for role in ("server", "proxy")
             if any(e.startswith(f"{role}: ") and ("not listening" in e or "cannot start" in e) for e in res.errors)}
     d = res.to_dict()
-    checks = gradebook.role_checks(res.name, d["checks"], graded, front, down)
+    deviations = [r["run"] for r in sent["runs"] if r["requests_per_connection"] != [1]] if sent else []
+    checks = gradebook.role_checks(res.name, d["checks"], graded, front, down, deviations)
     out = {"scenario": res.name, "passed": bool(checks) and all(c["passed"] for c in checks),
            "checks": checks, "errors": res.errors,
            "calc_sniff": (res.sniff or {}).get("status"), "golden": res.golden}
     if sent is not None:
-        out["client_requests"] = sent
+        out["client_requests"] = sent["runs"]
+        out["adapted"] = sent["adapted"]
     return out
 
 

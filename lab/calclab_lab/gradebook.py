@@ -66,15 +66,67 @@ def item_passed(item):
     return bool(item.get("passed", item.get("ok", False)))
 
 
-def role_checks(scenario, checks, graded, front, down=()):
+def _request_tag(detail):
+    m = re.match(r"(request \d+) \(", detail)
+    return m.group(1) if m else None
+
+
+def _wrong_answers(checks):
+    """The requests whose answer reached the client with the wrong size: what the client printed
+    for them is not the client's fault."""
+    out = set()
+    for c in checks:
+        if c["name"] == "response-size":
+            for it in c.get("items", []):
+                d = it.get("detail", "")
+                if not item_passed(it) and "upstream" not in d and "no connection" not in d:
+                    out.add(_request_tag(d))
+    return out
+
+
+def _reset_by_front(checks):
+    """The requests whose client connection the server or proxy reset."""
+    out = set()
+    for c in checks:
+        if c["name"] == "rst":
+            for it in c.get("items", []):
+                d = it.get("detail", "")
+                if not item_passed(it) and "upstream" not in d and "the other side" in d:
+                    out.add(_request_tag(d))
+    return out
+
+
+def role_checks(scenario, checks, graded, front, down=(), client_deviations=()):
     """The scenario's checks split by role: one entry per (check, role) with items of a graded
-    role, scored as that role's share of the check's points (items of other roles are left out)."""
+    role, scored as that role's share of the check's points (items of other roles are left out).
+    `client_deviations`: request numbers whose client run did not send one request on one
+    connection; what fails about those exchanges (sizes, upstream counts) follows from the
+    client's doing."""
     out = []
+    wrong = _wrong_answers(checks)
+    deviant = {f"request {n}" for n in client_deviations}
+    reset = _reset_by_front(checks)
     for c in checks:
         items = []
         for it in c.get("items", []):
-            role = it.get("role") if it.get("role") in ROLES else derive_role(c["name"], it.get("detail", ""),
-                                                                               front, down)
+            tag = _request_tag(it.get("detail", ""))
+            if (c["name"] == "teardown" and "role" not in it and tag in reset
+                    and "upstream" not in it.get("detail", "")):
+                # a connection the other side reset has no orderly teardown, whoever sent a FIN
+                # first: which of the FIN and the RST leaves first is a race, the reset is not
+                items.append(dict(it, role=front, passed=False,
+                                  detail=it.get("detail", "") + f"; the {front} reset the connection"))
+                continue
+            if it.get("role") in ROLES:
+                role = it["role"]
+            elif deviant and not item_passed(it) and (_request_tag(it.get("detail", "")) in deviant or (
+                    c["name"] == "upstream-connections" and _request_tag(it.get("detail", "")) is None)):
+                role = "client"
+            elif (c["name"] in ("client-result", "client-steps") and not item_passed(it)
+                  and _request_tag(it.get("detail", "")) in wrong):
+                role = front
+            else:
+                role = derive_role(c["name"], it.get("detail", ""), front, down)
             items.append(dict(it, role=role, passed=item_passed(it)))
         counted = [it for it in items if it["role"] in graded]
         if not counted:

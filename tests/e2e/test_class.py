@@ -29,6 +29,46 @@ sys.exit(calc_client.main())
 """
 
 
+# An interactive menu client: which example to send is read from stdin until 'stop'.
+CLIENT_MENU = """
+import sys
+import calc_client
+host, port = sys.argv[sys.argv.index("-H") + 1], sys.argv[sys.argv.index("-p") + 1]
+while True:
+    choice = input("Example (1 or 2), or stop: ").strip()
+    if choice == "stop":
+        break
+    sys.argv = [sys.argv[0], "-H", host, "-p", port, "--example", choice]
+    calc_client.main()
+"""
+
+# A client that keeps one connection for both examples.
+CLIENT_ONE_CONNECTION = """
+import pickle, socket, sys
+import api, calculator
+host, port = sys.argv[sys.argv.index("-H") + 1], int(sys.argv[sys.argv.index("-p") + 1])
+sock = socket.create_connection((host, port))
+print(f"{{{host}:{port}}} Connection established")
+for text in (calculator.E1, calculator.E2):
+    req = api.pack_message(api.Header(True), pickle.dumps(calculator.parse(text)))
+    print(f"{{{host}:{port}}} Sending request of length {len(req)} bytes")
+    sock.sendall(req)
+    data = api.recv_message(sock, first_wait=30)
+    print(f"{{{host}:{port}}} Got response of length {len(data)} bytes")
+    result, steps = api.loads(data[api.HEADER_LEN:])
+    print(f"Result: {result}")
+sock.close()
+print(f"{{{host}:{port}}} Connection closed")
+"""
+
+CLIENT_OWN_EXPRESSION = """
+import sys
+import calc_client
+sys.argv += ["--", "(2 + 3) * 4 - 1"]
+sys.exit(calc_client.main())
+"""
+
+
 def read(name):
     with open(os.path.join(STUDENT, name), "rb") as f:
         return f.read()
@@ -172,3 +212,149 @@ def test_client_requests_are_reported(tmp_path):
     sent = e["scenarios"][0]["client_requests"]
     assert [len(r["expressions"]) for r in sent] == [1, 1, 1]
     assert all(r["expressions"][0].startswith("(sin(max(2") for r in sent)
+
+
+def test_hard_coded_client_is_graded_on_what_it_sends(tmp_path):
+    """A client sending its own expression three times: 3.2 and 3.3 become miss, hit, hit (a request
+    seen before is a hit), judged against calclab's replay of the same requests: full marks."""
+    top = make_handin(str(tmp_path / "dave"), client=CLIENT_OWN_EXPRESSION)
+    out = tmp_path / "out"
+    r = grade(top, "--out", out, "--roles", "client")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    e = grades(out)["dave"]
+    assert full_marks(e, "client"), e["roles"]
+    by = {s["scenario"]: s for s in e["scenarios"]}
+    assert "(miss)" in by["3.3"]["adapted"] and "(refused)" not in by["3.3"]["adapted"]
+    assert by["3.3"]["adapted"].count("(hit)") == 2
+    assert all(x == ["((2 + 3) * 4) - 1"] for s in by.values() for x in
+               [r["expressions"] for r in s["client_requests"]])
+    assert by["3.2"]["golden"] == "pass"
+
+
+
+# ---------------------------------------------------------------- a class
+def broken_program(name):
+    """A broken implementation of tests/e2e/test_lab.py as the hand-in's role file."""
+    import textwrap
+    from test_lab import BROKEN
+    return textwrap.dedent(BROKEN[name]).encode()
+
+
+BROKEN_ROLES = {"proxy_never_caches": ("proxy", "cache-hit-no-upstream"),
+                "server_closes_first": ("server", "teardown"),
+                "server_split_writes": ("server", "segmentation"),
+                "proxy_resets": ("proxy", "rst")}
+
+
+def build_class(top):
+    """The class folder and what each hand-in must get: id -> (status start, roles with full
+    marks, {role: failing check} for roles that lose points)."""
+    os.makedirs(top)
+    want = {}
+    full = ("server", "proxy", "client")
+    make_handin(os.path.join(top, "plain"))
+    want["plain"] = ("graded", full, {})
+    make_handin(os.path.join(top, "nested", "Assignment2", "src"), upper=True)
+    want["nested"] = ("graded", full, {})
+    make_handin(os.path.join(top, "crlf"), crlf=True)
+    want["crlf"] = ("graded", full, {})
+    zip_folder(make_handin(os.path.join(str(top) + "-tmp", "z")), os.path.join(top, "zipped.zip"), prefix="zipped")
+    want["zipped"] = ("graded", full, {})
+    port9997 = make_handin(os.path.join(top, "port9997"))
+    for f in ("server.py", "proxy.py", "calc_client.py"):
+        p = os.path.join(port9997, f)
+        with open(p) as fh:
+            text = fh.read()
+        with open(p, "w") as fh:
+            fh.write(text.replace("default=9999", "default=api.SERVER_PORT"))
+    with open(os.path.join(port9997, "api.py"), "a") as fh:
+        fh.write("\nSERVER_PORT = 9997\n")
+    want["port9997"] = ("graded", full, {})
+    for name, (role, check) in BROKEN_ROLES.items():
+        d = make_handin(os.path.join(top, name))
+        with open(os.path.join(d, f"calc_{role}.py"), "wb") as f:
+            f.write(read(f"calc_{role}.py"))
+        with open(os.path.join(d, f"{role}.py"), "wb") as f:
+            f.write(broken_program(name))
+        want[name] = ("graded", (), {role: check})
+    make_handin(os.path.join(top, "menu"), client=CLIENT_MENU)
+    want["menu"] = ("graded", full, {})
+    make_handin(os.path.join(top, "own-expression"), client=CLIENT_OWN_EXPRESSION)
+    want["own-expression"] = ("graded", full, {})
+    make_handin(os.path.join(top, "one-connection"), client=CLIENT_ONE_CONNECTION)
+    want["one-connection"] = ("graded", ("server", "proxy"), {"client": "client-one-connection-per-request"})
+    bad = make_handin(os.path.join(top, "syntax-error"))
+    with open(os.path.join(bad, "proxy.py"), "a") as f:
+        f.write("\ndef broken(:\n    pass\n")
+    want["syntax-error"] = ("syntax error", (), {})
+    crash = make_handin(os.path.join(top, "crash-at-start"))
+    with open(os.path.join(crash, "server.py"), "r+") as f:
+        text = f.read()
+        f.seek(0)
+        f.write("import numpy_is_not_installed_here\n" + text)
+    want["crash-at-start"] = ("server.py does not start", (), {})
+    os.makedirs(os.path.join(top, "empty"))
+    want["empty"] = ("no role files", (), {})
+    return want
+
+
+def check_class(out, want):
+    got = grades(out)
+    assert sorted(got) == sorted(want)
+    problems = []
+    for sid, (status, full, losing) in want.items():
+        e = got[sid]
+        if not e["status"].startswith(status):
+            problems.append(f"{sid}: status {e['status']!r}, expected {status!r}")
+            continue
+        if status != "graded":
+            if e["score"] != 0:
+                problems.append(f"{sid}: {e['score']} points while not graded")
+            continue
+        for role in full:
+            if not full_marks(e, role):
+                problems.append(f"{sid}: {role} {e['roles'][role]}, expected full marks")
+        for role, check in losing.items():
+            v = e["roles"][role]
+            failed = {c["name"] for s in e["scenarios"] for c in s["checks"] if c["role"] == role and not c["passed"]}
+            if not v["score"] < v["max_score"] or check not in failed:
+                problems.append(f"{sid}: {role} {v}, failed {sorted(failed)}, expected {check} to fail")
+    assert not problems, "\n".join(problems)
+    return got
+
+
+def test_class_grades_every_handin_with_its_per_role_points(tmp_path):
+    klass = tmp_path / "class"
+    want = build_class(str(klass))
+    out = tmp_path / "out"
+    r = grade("--class", klass, "--out", out, "--client-stdin", r"{example}\nstop\n")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert r.stderr.count("\n") >= len(want), "a plain progress line per submission when not on a terminal"
+    got = check_class(out, want)
+    one = next(s for s in got["one-connection"]["scenarios"] if s["scenario"] == "3.1")
+    assert [x["requests_per_connection"] for x in one["client_requests"]] == [[2], [2], [2]]
+    with open(out / "grades.csv") as f:
+        rows = f.read().splitlines()
+    assert len(rows) == len(want) + 1
+    for sid in want:
+        assert (out / sid / "index.html").exists() and (out / sid / "feedback.txt").exists()
+
+    # the same class one at a time: the same verdicts
+    out1 = tmp_path / "out1"
+    r = grade("--class", klass, "--out", out1, "--jobs", "1", "--client-stdin", r"{example}\nstop\n")
+    assert r.returncode == 0, r.stderr[-3000:]
+    from calclab_lab import gradebook
+    with open(out / "grades.json") as a, open(out1 / "grades.json") as b:
+        va = gradebook.verdicts(json.load(a)["submissions"])
+        vb = gradebook.verdicts(json.load(b)["submissions"])
+    assert va == vb
+
+    # --resume grades only what is missing
+    import shutil
+    shutil.rmtree(out1 / "menu")
+    r = grade("--class", klass, "--out", out1, "--resume", "--client-stdin", r"{example}\nstop\n")
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = [l for l in r.stderr.splitlines() if l.startswith("[")]
+    assert len(lines) == 1 and "menu:" in lines[0], r.stderr
+    with open(out1 / "grades.json") as b:
+        assert gradebook.verdicts(json.load(b)["submissions"]) == va
