@@ -10,6 +10,7 @@ import concurrent.futures as cf
 import json
 import multiprocessing
 import os
+import random
 import shutil
 import sys
 import tempfile
@@ -29,17 +30,28 @@ def feedback_dirname(sub_id):
     return safe or "_"
 
 
-_worker_slot = 0
+_block = None          # this process's block of port pairs (a multiple of PORTS_PER_WORKER)
 _next_port = 0
 
 
+def _pick_block(index=None):
+    """Take port block `index` (mod the blocks there are), or a random one: independent graders
+    (other courses' runs, tests) then rarely meet in the same block."""
+    global _block, _next_port
+    blocks = (PORT_HI - PORT_LO) // PORTS_PER_WORKER
+    rng = random.Random(os.getpid() ^ time.time_ns())
+    _block = PORT_LO + (rng.randrange(blocks) if index is None else index % blocks) * PORTS_PER_WORKER
+    _next_port = rng.randrange(0, PORTS_PER_WORKER, 2)
+
+
 def _ports_base():
-    """A free (proxy, server) port pair from this worker's own range, so that workers never race
-    for the same pair."""
+    """A free (proxy, server) port pair from this process's own block, so that the workers of a
+    class never race for the same pair."""
     global _next_port
-    lo = PORT_LO + _worker_slot * PORTS_PER_WORKER % (PORT_HI - PORT_LO)
+    if _block is None:
+        _pick_block()
     for _ in range(PORTS_PER_WORKER // 2):
-        base = lo + _next_port
+        base = _block + _next_port
         _next_port = (_next_port + 2) % PORTS_PER_WORKER
         if not procs.listening(base) and not procs.listening(base + 1):
             try:
@@ -179,11 +191,11 @@ def default_jobs():
     return max(1, min(8, 3 * (os.cpu_count() or 1)))
 
 
-def _init_worker(counter):
-    global _worker_slot
+def _init_worker(counter, first_block):
     with counter.get_lock():
-        _worker_slot = counter.value
+        slot = counter.value
         counter.value += 1
+    _pick_block(first_block + slot)
     procs.install_signal_handlers()
 
 
@@ -237,7 +249,8 @@ def grade_class(class_dir, out_dir, jobs=None, resume=False, progress=None, **kw
     else:
         counter = multiprocessing.get_context("fork").Value("i", 0)
         with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork"),
-                                    initializer=_init_worker, initargs=(counter,)) as pool:
+                                    initializer=_init_worker,
+                                    initargs=(counter, random.randrange(1 << 16))) as pool:
             futs = {pool.submit(_grade_one, (p, out_dir, kw)): p for p in todo}
             for f in cf.as_completed(futs):
                 p = futs[f]

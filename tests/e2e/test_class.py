@@ -323,6 +323,23 @@ def check_class(out, want):
     return got
 
 
+# server_closes_first closes right after answering: whether its FIN or its peer's (the client's,
+# the proxy's upstream) leaves first is a race in the program itself (two runs one at a time
+# differ too), so its teardown items are left out of the comparison, with the totals they move.
+RACY = {"server_closes_first": {(scn, "teardown") for scn in ("3.1", "3.2", "3.3")}}
+
+
+def stable(verdicts):
+    out = {}
+    for sid, v in verdicts.items():
+        racy = RACY.get(sid, set())
+        v = dict(v, checks=[c for c in v["checks"] if (c[0], c[2]) not in racy])
+        if racy:
+            del v["score"], v["max_score"], v["roles"]
+        out[sid] = v
+    return out
+
+
 def test_class_grades_every_handin_with_its_per_role_points(tmp_path):
     klass = tmp_path / "class"
     want = build_class(str(klass))
@@ -345,8 +362,8 @@ def test_class_grades_every_handin_with_its_per_role_points(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     from calclab_lab import gradebook
     with open(out / "grades.json") as a, open(out1 / "grades.json") as b:
-        va = gradebook.verdicts(json.load(a)["submissions"])
-        vb = gradebook.verdicts(json.load(b)["submissions"])
+        va = stable(gradebook.verdicts(json.load(a)["submissions"]))
+        vb = stable(gradebook.verdicts(json.load(b)["submissions"]))
     assert va == vb
 
     # --resume grades only what is missing
@@ -357,4 +374,4 @@ def test_class_grades_every_handin_with_its_per_role_points(tmp_path):
     lines = [l for l in r.stderr.splitlines() if l.startswith("[")]
     assert len(lines) == 1 and "menu:" in lines[0], r.stderr
     with open(out1 / "grades.json") as b:
-        assert gradebook.verdicts(json.load(b)["submissions"]) == va
+        assert stable(gradebook.verdicts(json.load(b)["submissions"])) == va
