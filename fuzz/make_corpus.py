@@ -59,6 +59,14 @@ def rand_seeds():
     return out
 
 
+def shared_tuple_key(levels):
+    """{t: 1} with t = (u, u, u), u = (v, v, v), ... levels deep, every level one memo entry."""
+    p = b'\x80\x04)\x94'
+    for i in range(levels):
+        p += (b'h' + bytes([i])) * 3 + b'\x87\x94'
+    return p + b'}\x94h' + bytes([levels]) + b'K\x01s.'
+
+
 def main():
     for t in ('fuzz_unpickle', 'fuzz_frame'):
         shutil.rmtree(os.path.join(ROOT, 'fuzz', 'corpus', t), ignore_errors=True)
@@ -100,10 +108,12 @@ def main():
                 obj = api.loads(bytes.fromhex(hexp))
                 for proto in range(4):
                     put('fuzz_unpickle', pickle.dumps(obj, protocol=proto))
-    # Hostile seeds: a GLOBAL/INST pickle, a billion-laughs list, a huge FRAME claim.
+    # Hostile seeds: a GLOBAL/INST pickle, a billion-laughs list, a huge FRAME claim, a dict
+    # key of 40 levels of t = (t, t, t) shared through the memo (3^40 paths).
     put('fuzz_unpickle', b"cos\nsystem\n(S'ls'\ntR.")
     put('fuzz_unpickle', b'\x80\x04]\x94(h\x00h\x00h\x00e]\x94(h\x01h\x01e.')
     put('fuzz_unpickle', b'\x80\x04\x95\xff\xff\xff\xff\x00\x00\x00\x00K\x01.')
+    put('fuzz_unpickle', shared_tuple_key(40))
     # Frames: first byte is the chunk size; then one, two and three messages back to back,
     # a partial one, and a bad total length.
     for i, m in enumerate(msgs[:60]):

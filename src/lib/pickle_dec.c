@@ -337,17 +337,27 @@ static int global_lookup(const char *module, const char *name) {
 
 static bool is_str(const pkl_val *v) { return v && v->kind == PKV_STR && strlen(v->s) == v->len; }
 
-static bool hashable(const pkl_val *v, unsigned depth) {
-  if (v->kind == PKV_LIST || v->kind == PKV_DICT || depth > PKL_MAX_HASH_DEPTH) return false;
+/* A dict key must be hashable: no list or dict inside. Memo sharing makes a tuple a DAG whose
+ * paths multiply (40 levels of t = (t, t, t) are 3^40 paths in 330 bytes; CPython's own
+ * unpickler would hash them forever), so the walk is bounded by the values it visits as well
+ * as by depth, and a key past either bound is refused. */
+static bool hashable_walk(const pkl_val *v, unsigned depth, size_t *budget) {
+  if (v->kind == PKV_LIST || v->kind == PKV_DICT || depth > PKL_MAX_HASH_DEPTH || *budget == 0) return false;
+  --*budget;
   if (v->kind == PKV_TUPLE)
     for (size_t i = 0; i < v->n; i++)
-      if (!hashable(v->items[i], depth + 1)) return false;
+      if (!hashable_walk(v->items[i], depth + 1, budget)) return false;
   return true;
+}
+
+static bool hashable(const pkl_val *v) {
+  size_t budget = PKL_MAX_HASH_VALUES;
+  return hashable_walk(v, 0, &budget);
 }
 
 /* d[k] = v: a str key already present is replaced, as a dict would. */
 static int dict_set(pkl_vm *vm, pkl_val *d, pkl_val *k, pkl_val *v) {
-  if (!hashable(k, 0) || d->n / 2 >= PKL_MAX_DICT_ITEMS) return -1;
+  if (!hashable(k) || d->n / 2 >= PKL_MAX_DICT_ITEMS) return -1;
   if (k->kind == PKV_STR)
     for (size_t i = 0; i + 1 < d->n; i += 2)
       if (d->items[i]->kind == PKV_STR && d->items[i]->len == k->len &&

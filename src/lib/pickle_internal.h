@@ -52,6 +52,7 @@ enum {
 #define PKL_MAX_PYBYTES (16u << 20) /* str/bytes/int bytes copied into one response's objects */
 #define PKL_MAX_DICT_ITEMS 1024u /* key/value pairs in one dict (requests use at most 3) */
 #define PKL_MAX_HASH_DEPTH 64u   /* nesting of a tuple used as a dict key */
+#define PKL_MAX_HASH_VALUES 4096u /* values one dict key's hashability check may visit */
 /* Int bytes copied into one request tree: a real payload holds at most CALC_MAX_PAYLOAD bytes
  * of them (the reference never shares a Constant); memo sharing must not multiply them. */
 #define PKL_MAX_TREE_INT_BYTES CALC_MAX_PAYLOAD

@@ -502,6 +502,42 @@ static void test_billion_laughs(void **state) {
 }
 
 /* Deep nesting: unary minus 10000 deep, and 60000 nested empty lists. */
+/* {t: 1} where t = (u, u, u), u = (v, v, v), ... levels deep through the memo: a few hundred
+ * bytes, 3^levels paths. */
+static void shared_tuple_key(pb *b, uint32_t levels) {
+  pb_begin(b);
+  pb_op(b, ')');
+  pb_op(b, 0x94);
+  for (uint32_t i = 0; i < levels; i++) {
+    for (int k = 0; k < 3; k++) pb_u32(b, 'j', i);
+    pb_op(b, 0x87); /* TUPLE3 */
+    pb_op(b, 0x94);
+  }
+  pb_op(b, '}');
+  pb_u32(b, 'j', levels);
+  pb_op(b, 'K');
+  pb_op(b, 1);
+  pb_op(b, 's');
+  pb_op(b, '.');
+}
+
+static void test_shared_tuple_key(void **state) {
+  (void)state;
+  pb b;
+  /* 40 levels: refused at once by both decoders (its hashability check is bounded). */
+  shared_tuple_key(&b, 40);
+  expect_400_pb(&b, MSG_DESER);
+  /* 5 levels (364 values to visit) is an ordinary key: the response decoder takes the dict. */
+  shared_tuple_key(&b, 5);
+  calc_pyobj *o = NULL;
+  calc_exc e;
+  memset(&e, 0, sizeof e);
+  assert_int_equal(calc_unpickle_response(b.d, b.n, &o, &e), 0);
+  assert_int_equal(o->kind, CALC_PY_DICT);
+  calc_pyobj_free(o);
+  free(b.d);
+}
+
 static void test_deep(void **state) {
   (void)state;
   pb b;
@@ -789,6 +825,7 @@ int main(void) {
     cmocka_unit_test(test_old_protocols),
     cmocka_unit_test(test_lengths),
     cmocka_unit_test(test_billion_laughs),
+    cmocka_unit_test(test_shared_tuple_key),
     cmocka_unit_test(test_deep),
     cmocka_unit_test(test_truncation),
     cmocka_unit_test(test_corruption),
