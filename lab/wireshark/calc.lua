@@ -82,6 +82,7 @@ local MAX_STACK = 65536        -- stack entries, marks
 local MAX_MEMO = 65536         -- memo index
 local MAX_DICT_ITEMS = 1024    -- pairs in one dict
 local MAX_HASH_DEPTH = 64      -- nesting of a tuple used as a dict key
+local MAX_HASH_VALUES = 4096   -- values one dict key's hashability check may visit
 local MAX_GLOBAL_NAME = 256    -- bytes of a global's module or name
 local MAX_TEXT_DIGITS = 4300   -- digits of a text INT/LONG (CPython's own limit)
 local MAX_INT_BITS = 100000    -- bits of any int
@@ -443,26 +444,32 @@ end
 
 local function is_str(v) return v ~= nil and v.k == "str" and not v.s:find("\0", 1, true) end
 
-local function hashable(v, depth)
-  if v.k == "list" or v.k == "dict" or depth > MAX_HASH_DEPTH then return false end
+-- A dict key must be hashable: no list or dict inside. Memo sharing makes a tuple a DAG whose
+-- paths multiply (40 levels of t = (t, t, t) are 3^40 paths), so the walk is bounded by the
+-- values it visits as well as by depth; a key past either bound is refused.
+local function hashable(v, depth, budget)
+  if v.k == "list" or v.k == "dict" or depth > MAX_HASH_DEPTH or budget.left == 0 then return false end
+  budget.left = budget.left - 1
   if v.k == "tuple" then
     for i = 1, v.n do
-      if not hashable(v.items[i], depth + 1) then return false end
+      if not hashable(v.items[i], depth + 1, budget) then return false end
     end
   end
   return true
 end
 
--- d[k] = v; a str key already present is replaced, as a dict would.
+-- d[k] = v; a str key already present is replaced, as a dict would. d.index: str key ->
+-- its item position, so a dict of many keys costs no scan per key.
 local function dict_set(d, k, v)
-  if not hashable(k, 0) or d.n / 2 >= MAX_DICT_ITEMS then refuse() end
+  if not hashable(k, 0, { left = MAX_HASH_VALUES }) or d.n / 2 >= MAX_DICT_ITEMS then refuse() end
   if k.k == "str" then
-    for i = 1, d.n - 1, 2 do
-      if d.items[i].k == "str" and d.items[i].s == k.s then
-        d.items[i + 1] = v
-        return
-      end
+    d.index = d.index or {}
+    local at = d.index[k.s]
+    if at then
+      d.items[at + 1] = v
+      return
     end
+    d.index[k.s] = d.n + 1
   end
   add_item(d, k)
   add_item(d, v)
