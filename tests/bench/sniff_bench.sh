@@ -11,14 +11,19 @@
 # CALLGRIND=1 (and valgrind installed) the instruction counts of the loop and of the full
 # analysis are printed too: on a shared machine they are the repeatable measure.
 #
-# usage: tests/bench/sniff_bench.sh [BUILD_DIR] [EXCHANGES]
+# A second capture of many short one-request connections (issue 11: full analysis at least 50x
+# faster than tshark, --json at most 3x the bare loop) is timed the same way.
+#
+# usage: tests/bench/sniff_bench.sh [BUILD_DIR] [EXCHANGES] [CONNS]
 #   BUILD_DIR  holds calc-sniff and pcap_readloop (default: build); use a release build
 #   EXCHANGES  rounds of scenario 3.2 traffic to craft (default 4000: ~200,000 packets)
+#   CONNS      one-request connections of the second capture (default 57042: 570,420 packets)
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 build=${1:-$root/build}
 rounds=${2:-4000}
+conns=${3:-57042}
 sniff=$build/calc-sniff
 loop=$build/pcap_readloop
 vectors=${CALC_VECTORS:-$root/captures/vectors}
@@ -29,66 +34,12 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT INT TERM
 cap=$tmp/bench.pcap
 
-# Craft the capture: each round is scenario 3.2 (E1 miss, E1 hit, E2 miss) with the real
-# payloads from the vectors, on fresh ports, Linux-loopback style (EN10MB, 3-segment teardown).
-python3 - "$cap" "$rounds" "$vectors/legacy-expressions.jsonl" <<'PY'
-import json, struct, sys
-out, rounds, vec = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-V = {}
-for l in open(vec):
-    d = json.loads(l)
-    if d['name'] in ('seed-1', 'seed-2'): V[d['name']] = d
-def msg(h, flags):
-    p = bytes.fromhex(h)
-    return struct.pack('>IHHHH', 0x638f6089, 12 + len(p), flags, 65535, 0) + p
-E1 = (msg(V['seed-1']['request']['payload'], 0x1c00), msg(V['seed-1']['steps']['payload'], 0x18c8))
-E2 = (msg(V['seed-2']['request']['payload'], 0x1c00), msg(V['seed-2']['steps']['payload'], 0x18c8))
-f = open(out, 'wb')
-f.write(struct.pack('<IHHiIII', 0xa1b2c3d4, 2, 4, 0, 0, 262144, 1))
-t = [1670340000 * 1000000]
-n = [0]
-ETH = b'\0' * 12 + b'\x08\x00'
-LO = bytes([127, 0, 0, 1])
-def seg(sp, dp, seq, ack, fl, data=b''):
-    t[0] += 7
-    ip = struct.pack('>BBHHHBBH4s4s', 0x45, 0, 40 + len(data), 0, 0x4000, 64, 6, 0, LO, LO)
-    tcp = struct.pack('>HHIIBBHHH', sp, dp, seq & 0xffffffff, ack & 0xffffffff, 0x50, fl, 65483, 0, 0)
-    fr = ETH + ip + tcp + data
-    f.write(struct.pack('<IIII', t[0] // 1000000, t[0] % 1000000, len(fr), len(fr)) + fr)
-    n[0] += 1
-S, A, P, F = 2, 16, 8, 1
-class C:
-    def __init__(s, cp, sp, k):
-        s.cp, s.sp = cp, sp
-        s.n = [(k * 2654435761) & 0xffffffff, (k * 40503 + 7) & 0xffffffff]
-    def hs(s):
-        seg(s.cp, s.sp, s.n[0], 0, S); seg(s.sp, s.cp, s.n[1], s.n[0] + 1, S | A)
-        s.n = [s.n[0] + 1, s.n[1] + 1]; seg(s.cp, s.sp, s.n[0], s.n[1], A)
-    def send(s, side, data):
-        a, b = (s.cp, s.sp) if side == 0 else (s.sp, s.cp)
-        seg(a, b, s.n[side], s.n[1 - side], P | A, data); s.n[side] += len(data)
-        seg(b, a, s.n[1 - side], s.n[side], A)
-    def fin(s):
-        seg(s.cp, s.sp, s.n[0], s.n[1], F | A); s.n[0] += 1
-        seg(s.sp, s.cp, s.n[1], s.n[0], F | A); s.n[1] += 1
-        seg(s.cp, s.sp, s.n[0], s.n[1], A)
-k = 0
-port = 20000
-def nextport():
-    global port
-    port = 20000 + (port - 20000 + 1) % 40000
-    return port
-for r in range(rounds):
-    for e, hit in ((E1, False), (E1, True), (E2, False)):
-        k += 1
-        d = C(nextport(), 9998, k); d.hs(); d.send(0, e[0])
-        if not hit:
-            k += 1
-            u = C(nextport(), 9999, k); u.hs(); u.send(0, e[0]); u.send(1, e[1]); u.fin()
-        d.send(1, e[1]); d.fin()
-f.close()
-print(f"crafted {n[0]} packets ({rounds} rounds of scenario 3.2)", file=sys.stderr)
-PY
+# Craft the captures (tests/bench/craft_capture.py, real payloads from the vectors): ROUNDS x
+# scenario 3.2, and CONNS short connections of one request each (E1 answered by a canned server:
+# 10 segments per connection), the load of many short connections.
+python3 "$here/craft_capture.py" "$cap" "$vectors/legacy-expressions.jsonl" 3.2 "$rounds"
+many=$tmp/many.pcap
+python3 "$here/craft_capture.py" "$many" "$vectors/legacy-expressions.jsonl" one "$conns"
 
 # best() prints "WALL CPU": the best of 5 runs of "$@" (output discarded) in wall-clock seconds
 # and in CPU seconds (user+system of the child, from getrusage): the machine is shared, and CPU
@@ -143,3 +94,24 @@ if [ "${CALLGRIND:-0}" = 1 ] && command -v valgrind >/dev/null 2>&1; then
   i_loop=$(ir "$loop" "$cap"); i_full=$(ir "$sniff" -r "$cap"); i_sum=$(ir "$sniff" -r "$cap" --stats)
   echo "instructions (callgrind): bare loop $i_loop, full analysis $i_full ($(ratio $i_full $i_loop)x), --stats $i_sum ($(ratio $i_sum $i_loop)x)"
 fi
+
+# The capture of many short connections: full analysis against tshark, --json against the loop.
+pkts=$("$loop" "$many" | awk '{print $1}')
+set -- $(best "$loop" "$many"); w_loop=$1; c_loop=$2
+set -- $(best "$sniff" -r "$many"); w_full=$1; c_full=$2
+set -- $(best "$sniff" -r "$many" --json); w_json=$1; c_json=$2
+echo
+echo "capture of $conns one-request connections: $pkts packets (best of 5 runs; wall and CPU seconds)"
+printf '%-44s %7s s wall %7s s cpu\n' "bare libpcap read loop (pcap_readloop)" "$w_loop" "$c_loop"
+printf '%-44s %7s s wall %7s s cpu  %sx / %sx the bare loop\n' "calc-sniff -r FILE >/dev/null (full analysis)" "$w_full" "$c_full" "$(ratio $w_full $w_loop)" "$(ratio $c_full $c_loop)"
+printf '%-44s %7s s wall %7s s cpu  %sx / %sx the bare loop\n' "calc-sniff --json" "$w_json" "$c_json" "$(ratio $w_json $w_loop)" "$(ratio $c_json $c_loop)"
+tgt_json=$(echo "$w_json $w_loop" | awk '{print ($1 / $2 <= 3) ? "met" : "NOT met"}')
+if command -v tshark >/dev/null 2>&1; then
+  set -- $(best tshark -r "$many" -q -z conv,tcp); w_ts=$1; c_ts=$2
+  printf '%-44s %7s s wall %7s s cpu\n' "tshark -r FILE -q -z conv,tcp" "$w_ts" "$c_ts"
+  echo "calc-sniff's full analysis is $(ratio $w_ts $w_full)x faster than tshark (wall), $(ratio $c_ts $c_full)x (cpu)"
+  tgt_ts=$(echo "$w_ts $w_full" | awk '{print ($1 / $2 >= 50) ? "met" : "NOT met"}')
+else
+  tgt_ts="not measured (no tshark)"
+fi
+echo "issue 11 targets (wall): full analysis at least 50x faster than tshark: $tgt_ts; --json at most 3x the bare loop: $tgt_json"

@@ -95,6 +95,14 @@ static inline char *put_u64_right(char *w, uint64_t v, size_t width) {
   }
   return put_u64(w, v);
 }
+/* frac (below 1,000,000) as exactly six digits, leading zeros kept. */
+static inline char *put_frac6(char *w, uint32_t frac) {
+  memcpy(w + 4, digit_pairs + (frac % 100) * 2, 2);
+  frac /= 100;
+  memcpy(w + 2, digit_pairs + (frac % 100) * 2, 2);
+  memcpy(w, digit_pairs + (frac / 100) * 2, 2);
+  return w + 6;
+}
 static inline char *put_u64_left(char *w, uint64_t v, size_t width) {
   char *e = put_u64(w, v);
   while ((size_t)(e - w) < width) *e++ = ' ';

@@ -104,12 +104,7 @@ void print_packet(run *r, const sniff_pkt *p) {
      * is within half a unit of the sixth decimal of rel/1e6 below 2^52 */
     w = put_u64_right(w, rel / 1000000u, 4);
     *w++ = '.';
-    uint32_t frac = (uint32_t)(rel % 1000000u);
-    memcpy(w + 4, digit_pairs + (frac % 100) * 2, 2);
-    frac /= 100;
-    memcpy(w + 2, digit_pairs + (frac % 100) * 2, 2);
-    memcpy(w, digit_pairs + (frac / 100) * 2, 2);
-    w += 6;
+    w = put_frac6(w, (uint32_t)(rel % 1000000u));
   } else {  /* time stamps going backwards: the unsigned difference, as before */
     w += snprintf(w, 64, "%11.6f", (double)rel / 1e6);
   }
