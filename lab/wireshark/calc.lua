@@ -1521,16 +1521,53 @@ local function add_text(tree, field, range, text, cut)
   return item
 end
 
+-- The request's payload in the tree; returns the Info text for it.
+local function show_request(tree, range, body)
+  local d = decode_request(body)
+  if d.proto then tree:add(f.pickle_protocol, range, d.proto):set_generated() end
+  if d.expression then
+    add_text(tree, f.expression, range, d.expression, d.cut)
+    return abbrev(d.expression)
+  end
+  tree:add_proto_expert_info(ex.undecodable, "Undecodable request: " .. d.error)
+  return abbrev("undecodable request: " .. d.error)
+end
+
+-- The response's payload in the tree; returns the Info text for it.
+local function show_response(tree, range, body, status)
+  local d = decode_response(body, status)
+  if d.proto then tree:add(f.pickle_protocol, range, d.proto):set_generated() end
+  local text
+  if d.error then
+    tree:add_proto_expert_info(ex.undecodable, "Undecodable response: " .. d.error)
+    text = "undecodable response: " .. d.error
+  elseif d.etype then
+    tree:add(f.error_type, range, d.etype)
+    add_text(tree, f.error_message, range, d.emsg, d.cut)
+    text = d.etype .. ": " .. d.emsg
+  else
+    add_text(tree, f.result, range, d.result, d.cut)
+    text = d.result
+  end
+  if d.steps then
+    local steps = tree:add(f.steps_count, range, #d.steps)
+    steps:set_generated()
+    for i, step in ipairs(d.steps) do steps:add(f.steps, range, step):set_text("Step " .. i .. ": " .. step) end
+  end
+  if status == 200 then return abbrev(text) end
+  tree:add_proto_expert_info(ex.error_answer, "Status " .. status .. ": " .. abbrev(text))
+  return "status " .. status .. " " .. abbrev(text)
+end
+
+-- One whole message (dissect_tcp_pdus hands over exactly its bytes).
 local function dissect_message(tvb, pinfo, root)
   local first = first_in_frame(pinfo)
   pinfo.cols.protocol:set("CALC")
-  local total = tvb:len()
   local size = tvb(4, 2):uint()
   local flags = tvb(6, 2):uint()
   local is_request = math.floor(flags / 0x400) % 2 == 1
-  local status = flags % 0x400
   local kind = is_request and "Request" or "Response"
-  local tree = root:add(calc, tvb(), "Calculator " .. kind:lower() .. ", " .. size .. " B")
+  local tree = root:add(calc, tvb())
   tree:add(f.time, tvb(0, 4))
   local len_item = tree:add(f.length, tvb(4, 2))
   local flags_item = tree:add(f.flags, tvb(6, 2))
@@ -1542,56 +1579,22 @@ local function dissect_message(tvb, pinfo, root)
   tree:add(f.cache_control, tvb(8, 2))
   tree:add(f.padding, tvb(10, 2))
   if flags >= 0x2000 then flags_item:add_proto_expert_info(ex.reserved) end
+  local info
   if size < HEADER_SIZE then
     len_item:add_proto_expert_info(ex.bad_length, "Total length " .. size .. " is below the 12-byte header: " ..
                                    "the rest of this direction cannot be framed")
-    set_info(pinfo, "Malformed " .. kind:lower() .. ": total length " .. size, first)
-    return total
-  end
-  tree:add(f.payload_length, tvb(4, 2), size - HEADER_SIZE):set_generated()
-  local body = tvb:raw(HEADER_SIZE, size - HEADER_SIZE)
-  local brange = size > HEADER_SIZE and tvb(HEADER_SIZE, size - HEADER_SIZE) or tvb(4, 2)
-  local info = kind .. " " .. size .. " B"
-  local nseg = message_segments(pinfo, first)
-  if nseg > 1 then info = info .. " in " .. nseg .. " segments" end
-  if is_request then
-    local d = decode_request(body)
-    if d.proto then tree:add(f.pickle_protocol, brange, d.proto):set_generated() end
-    if d.expression then
-      add_text(tree, f.expression, brange, d.expression, d.cut)
-      info = info .. ": " .. abbrev(d.expression)
-    else
-      tree:add_proto_expert_info(ex.undecodable, "Undecodable request: " .. d.error)
-      info = info .. ": " .. abbrev("undecodable request: " .. d.error)
-    end
+    info = "Malformed " .. kind:lower() .. ": total length " .. size
   else
-    local d = decode_response(body, status)
-    if d.proto then tree:add(f.pickle_protocol, brange, d.proto):set_generated() end
-    local text
-    if d.error then
-      tree:add_proto_expert_info(ex.undecodable, "Undecodable response: " .. d.error)
-      text = "undecodable response: " .. d.error
-    elseif d.etype then
-      tree:add(f.error_type, brange, d.etype)
-      add_text(tree, f.error_message, brange, d.emsg, d.cut)
-      text = d.etype .. ": " .. d.emsg
-    else
-      add_text(tree, f.result, brange, d.result, d.cut)
-      text = d.result
-    end
-    if d.steps then
-      tree:add(f.steps_count, brange, #d.steps):set_generated()
-      for _, s in ipairs(d.steps) do tree:add(f.steps, brange, s) end
-    end
-    if status ~= 200 then
-      tree:add_proto_expert_info(ex.error_answer, "Status " .. status .. ": " .. abbrev(text))
-      info = info .. ": status " .. status .. " " .. abbrev(text)
-    else
-      info = info .. ": " .. abbrev(text)
-    end
+    tree:add(f.payload_length, tvb(4, 2), size - HEADER_SIZE):set_generated()
+    local body = tvb:raw(HEADER_SIZE, size - HEADER_SIZE)
+    local range = size > HEADER_SIZE and tvb(HEADER_SIZE, size - HEADER_SIZE) or tvb(4, 2)
+    local nseg = message_segments(pinfo, first)
+    info = kind .. " " .. size .. " B" .. (nseg > 1 and " in " .. nseg .. " segments" or "") .. ": " ..
+           (is_request and show_request(tree, range, body) or show_response(tree, range, body, flags % 0x400))
   end
+  tree:set_text("Calculator protocol: " .. info)
   set_info(pinfo, info, first)
-  return total
+  return tvb:len()
 end
 
 -- The PDU length from the header's total length; a length below the header takes the rest of

@@ -5,9 +5,11 @@ captures: sizes, header fields, expressions, results and errors, message by mess
 captures: every golden capture, a live run of our programs on free loopback ports (captured by
 calc-sniff), two goldens converted to DLT_NULL (the report's Windows captures), crafted
 captures with messages split over several segments and several messages in one segment (the
-framing fuzz corpus replayed in its chunk sizes, plus hand-made cases), and the pickle
-decoder's fuzz corpus wrapped into requests and responses: hostile payloads that must give no
-Lua error and, where calc-sniff decodes them, the same text.
+framing fuzz corpus replayed in its chunk sizes, plus hand-made cases), the reference's own
+exchanges (captures/vectors, also checked against the reference's printed expressions and
+client output, steps included), and the pickle decoder's fuzz corpus wrapped into requests and
+responses: hostile payloads that must give no Lua error and, where calc-sniff decodes them,
+the same text.
 
 tshark prints `-T json --no-duplicate-keys`, not `-T fields`: with several messages in one
 segment, -T fields joins each field's values across the frame, and a message without an
@@ -29,7 +31,7 @@ import time
 import pytest
 
 from calcproc import Procs, client, exe, free_port
-from conftest import REPO
+from conftest import REPO, VECTORS
 
 LUA = REPO / "lab" / "wireshark" / "calc.lua"
 CAPTURES = REPO / "captures"
@@ -179,6 +181,25 @@ def craft_segments(path):
         c = Conn(cap, port + 10 + i, 9999)
         c.send("c", data[1:], [data[0] % 37 + 1])
         c.close()
+    cap.write(path)
+
+
+def reference_vectors():
+    return [json.loads(line) for line in open(VECTORS / "legacy-expressions.jsonl")]
+
+
+def craft_vectors(path):
+    """The reference's own exchanges (captures/vectors): each request, then its answer with
+    steps and its answer without, on one connection."""
+    cap = Pcap()
+    c = Conn(cap, 43000, 9999)
+    for v in reference_vectors():
+        c.send("c", message(bytes.fromhex(v["request"]["payload"])))
+        for k in ("steps", "nosteps"):
+            a = v[k]
+            c.send("s", message(bytes.fromhex(a["payload"]), request=False, status=a["status"], cache=a["cache"],
+                                steps=a["show_steps"], cc=a["cache_control"]))
+    c.close()
     cap.write(path)
 
 
@@ -412,6 +433,8 @@ def jobs(tmp):
         out.append((f"{name}-dlt-null", dst, ()))
     craft_segments(tmp / "segments.pcap")
     out.append(("segments", tmp / "segments.pcap", ()))
+    craft_vectors(tmp / "vectors.pcap")
+    out.append(("vectors", tmp / "vectors.pcap", ()))
     craft_hostile(tmp / "hostile.pcap", tmp / "EXECUTED")
     out.append(("hostile", tmp / "hostile.pcap", ()))
     ports = live_capture(tmp, tmp / "live.pcap")
@@ -432,7 +455,7 @@ def decoded(tmp_path_factory):
 
 
 NAMES = [p.stem for p in sorted(CAPTURES.glob("*.pcap"))] + ["3.2-dlt-null", "3.3-dlt-null", "segments",
-                                                              "hostile", "live"]
+                                                              "vectors", "hostile", "live"]
 
 
 def texts_agree(ours, sniff):
@@ -489,6 +512,32 @@ def test_hostile_payloads_decode_safely(decoded):
     assert 0 < undecodable < len(views)
     requests = [v["text"] for v in views if v["request"]]
     assert requests[-len(would_execute(marker)):] == ["undecodable request: " + MSG_DESER] * len(would_execute(marker))
+
+
+def client_prints(p):
+    """What the reference client prints for a response (protocol.md 4), from the dissector's
+    fields: the result and its steps, or the error."""
+    if "calc.error.message" in p:
+        return f'Got error: {p["calc.error.message"]}\n'
+    out = f'Result: {p["calc.result"]}\n'
+    steps = p.get("calc.steps.count_tree", {}).get("calc.steps", [])
+    steps = [steps] if isinstance(steps, str) else steps
+    if steps:
+        out += f"Steps:\n{steps[0]} = {steps[1]}\n" + "".join(f'{" " * len(steps[0])} = {x}\n' for x in steps[2:])
+    return out
+
+
+def test_reference_vectors(decoded):
+    """Against the reference itself: every vector's expression as it printed it, and its
+    client's output (result, steps, errors) rebuilt from the dissector's fields. The two
+    quirk vectors (a complex result, protocol.md 2.2) make the reference client fail on what
+    it received, which no field shows: their answers are checked by calc-sniff only."""
+    msgs = iter(decoded["vectors"][0])
+    for v in reference_vectors():
+        assert next(msgs)["calc.expression"] == v["text"], v["name"]
+        for k in ("steps", "nosteps"):
+            answer = next(msgs)
+            assert v.get("quirk") or client_prints(answer) == v[k]["client_prints"], (v["name"], k)
 
 
 def test_extreme_requests_print_as_the_reference_does(decoded):
