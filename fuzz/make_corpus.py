@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""fuzz/make_corpus.py: seed corpora for fuzz_unpickle and fuzz_frame from the reference's
-vectors (captures/vectors): every request and response payload, the protocol vectors, and a
-few hand-made hostile payloads. Run from the repository root; rewrites fuzz/corpus/<target>/."""
+"""fuzz/make_corpus.py: seed corpora for fuzz_unpickle, fuzz_frame, fuzz_conn and
+fuzz_proxy_conn from the reference's vectors (captures/vectors): every request and response
+payload, the protocol vectors, a few hand-made hostile payloads, and event scripts for the
+connection machines. Run from the repository root; rewrites fuzz/corpus/<target>/."""
 import hashlib
 import json
 import os
@@ -67,10 +68,37 @@ def shared_tuple_key(levels):
     return p + b'}\x94h' + bytes([levels]) + b'K\x01s.'
 
 
+TARGETS = ('fuzz_unpickle', 'fuzz_frame', 'fuzz_conn', 'fuzz_proxy_conn')
+
+
+def feed(op, data):
+    """A script op carrying bytes: the op, a 2-byte length, the bytes."""
+    return bytes([op]) + len(data).to_bytes(2, 'big') + data
+
+
+def conn_scripts(pairs):
+    """Event scripts (see fuzz/fuzz_conn.c, fuzz/fuzz_proxy_conn.c): whole, pipelined, split
+    and truncated requests with the peer reading, not reading, then closing; for the proxy,
+    each request with its server answer, refused, reset and garbage upstreams."""
+    # fuzz_conn ops: 0 receive, 1 drive, 2 partial drive, 3 writable, 4 FIN, 5 timeout.
+    for req, ans in pairs[:20]:
+        put('fuzz_conn', feed(0, req) + b'\x01' + feed(0, req * 3) + b'\x01\x04\x01')
+        put('fuzz_conn', feed(0, req[:7]) + feed(0, req[7:]) + b'\x08\x03\x01' + feed(0, req[:30]) + b'\x04\x01')
+        put('fuzz_conn', feed(0, req * 90)[:65000] + b'\x05\x01')
+        # fuzz_proxy_conn ops: 0 client bytes, 1 server bytes, 2 connected, 3 server FIN,
+        # 4 upstream error (op // 12 % 10 is the calc_err), 5 client FIN, 6 timeout, 7 drive,
+        # 8 partial drive, 9/10 writable, 11 drive nothing.
+        miss = feed(0, req) + b'\x07\x02\x07' + feed(1, ans) + b'\x07'
+        put('fuzz_proxy_conn', miss + feed(0, req) + b'\x07\x05\x07')
+        put('fuzz_proxy_conn', feed(0, req) + b'\x07' + bytes([4 + 12 * 5]) + b'\x07\x05\x07')
+        put('fuzz_proxy_conn', feed(0, req + req[:40]) + b'\x07\x02\x07' + feed(1, ans[:20]) + b'\x03\x07\x05\x07')
+        put('fuzz_proxy_conn', feed(0, req) + b'\x07\x02\x07' + feed(1, b'\0\0\0\0\0\x03garbage') + b'\x07')
+
+
 def main():
-    for t in ('fuzz_unpickle', 'fuzz_frame'):
+    for t in TARGETS:
         shutil.rmtree(os.path.join(ROOT, 'fuzz', 'corpus', t), ignore_errors=True)
-    msgs = []
+    msgs, pairs = [], []
     with open(os.path.join(VEC, 'legacy-expressions.jsonl')) as f:
         for line in f:
             v = json.loads(line)
@@ -81,6 +109,7 @@ def main():
                 p = bytes.fromhex(v[k]['payload'])
                 put('fuzz_unpickle', p)
                 msgs.append(header(len(p), 0x1000 | v[k]['status']) + p)
+            pairs.append((msgs[-3], msgs[-2]))   # a request and its answer with steps
     with open(os.path.join(VEC, 'legacy-protocol.jsonl')) as f:
         for line in f:
             v = json.loads(line)
@@ -121,7 +150,8 @@ def main():
         if i + 2 < len(msgs):
             put('fuzz_frame', bytes([(i * 7) % 37]) + m + msgs[i + 1] + msgs[i + 2][:20])
     put('fuzz_frame', b'\x05' + header(0, 0x0400)[:4] + b'\x00\x05' + b'\x04\x00\x00\x00\x00\x00')
-    print('corpus:', {t: len(os.listdir(os.path.join(ROOT, 'fuzz', 'corpus', t))) for t in ('fuzz_unpickle', 'fuzz_frame')})
+    conn_scripts(pairs)
+    print('corpus:', {t: len(os.listdir(os.path.join(ROOT, 'fuzz', 'corpus', t))) for t in TARGETS})
 
 
 if __name__ == '__main__':

@@ -17,6 +17,7 @@ typedef enum calc_err {
   CALC_ERR_TIMEOUT = 6,    /* a peer stayed silent past its timeout */
   CALC_ERR_RESET = 7,      /* a peer reset the connection */
   CALC_ERR_CLOSED = 8,     /* a peer closed its side (the normal end of a connection) */
+  CALC_ERR_SYSTEM = 9,     /* a system call failed (errno says why) */
 } calc_err;
 
 /* A short English description of e; never NULL. */

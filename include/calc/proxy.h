@@ -1,9 +1,10 @@
-/* calc/proxy.h: the caching proxy's decisions, with no I/O (protocol.md sections 5 and 6).
+/* calc/proxy.h: the caching proxy's per-request decisions, with no I/O (protocol.md sections
+ * 5 and 6).
  *
- * calc-proxy's event loop only moves bytes: for each framed client request it asks
- * calc_proxy_on_request what to do (answer from the cache, or forward upstream on a new
- * connection), offers the upstream's answer to the cache with calc_cache_offer, and builds its
- * own failures with calc_proxy_error. All of it runs in tests without sockets. */
+ * For each framed client request calc_proxy_on_request says what to do (answer from the cache,
+ * or forward upstream on a new connection); calc_proxy_on_response offers the upstream's answer
+ * to the cache; calc_proxy_error builds the proxy's own failures. calc_proxy_conn
+ * (calc/proxy_conn.h) runs a whole client connection on them. */
 #ifndef CALC_PROXY_H
 #define CALC_PROXY_H
 #include <stdbool.h>

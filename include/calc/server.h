@@ -1,8 +1,7 @@
 /* calc/server.h: what the calculator server answers to one message, with no I/O.
  *
- * The event loop frames bytes with calc_framer and hands each message here; the answer is
- * one whole response message (header + payload) to send with one write. Connection and
- * protocol logic are thereby testable without sockets (style.md checklist item 6). */
+ * calc_conn (calc/conn.h) frames a connection's bytes and hands each message here; the answer
+ * is one whole response message (header + payload) to send with one write. */
 #ifndef CALC_SERVER_H
 #define CALC_SERVER_H
 #include <stdbool.h>

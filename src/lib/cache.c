@@ -97,7 +97,7 @@ static entry **find_slot(calc_cache *c, uint64_t h, const uint8_t *payload, size
   for (; *slot; slot = &(*slot)->chain) {
     entry *e = *slot;
     if (e->hash == h && e->key_len == len + 1 && e->key[len] == (uint8_t)steps &&
-        memcmp(e->key, payload, len) == 0)
+        (len == 0 || memcmp(e->key, payload, len) == 0))
       return slot;
   }
   return slot;
@@ -190,7 +190,7 @@ bool calc_cache_offer(calc_cache *c, const calc_header *req, const uint8_t *payl
     entry_free(e);
     return false;
   }
-  memcpy(e->key, payload, len);
+  if (len) memcpy(e->key, payload, len); /* an empty payload may come as NULL */
   e->key[len] = (uint8_t)req->steps;
   memcpy(e->resp, resp, resp_len);
   e->key_len = len + 1;

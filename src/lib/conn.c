@@ -2,19 +2,17 @@
 #include "calc/conn.h"
 
 #include "calc/alloc.h"
+#include "msgq_internal.h"
 
 struct calc_conn {
   const calc_conn_config *cfg;
   void *user;
   calc_framer in;
-  calc_buf out;        /* answers; out.data[out_off..len) are not sent yet */
-  size_t out_off;
-  size_t msg_end;      /* end of the message being sent (0: none begun) */
+  msgq out;            /* answers not sent yet */
   size_t max_input, max_output;
   bool eof;            /* the peer closed its side */
   bool done;           /* no more requests are answered: CLOSE once the output is out */
   bool close_now;      /* CLOSE without waiting for the peer to read the rest */
-  bool blocked;        /* the socket took less than it was offered */
   calc_err why;        /* the reason of the CLOSE to come, once done */
 };
 
@@ -28,10 +26,7 @@ calc_conn *calc_conn_new(const calc_conn_config *cfg, void *user) {
   c->max_input = at_least_a_message(cfg->limits.max_input);
   c->max_output = at_least_a_message(cfg->limits.max_output);
   calc_framer_init(&c->in, c->max_input);
-  /* The sent front of the queue is dropped once it is at least as long as the unsent rest
-   * (so each byte is moved at most once), and an answer is only made while less than
-   * max_output waits: the buffer never needs more than this. */
-  calc_buf_init(&c->out, 2 * c->max_output + CALC_MAX_MESSAGE);
+  msgq_init(&c->out, c->max_output); /* answers are only made while less than max_output waits */
   c->why = CALC_OK;
   return c;
 }
@@ -39,13 +34,13 @@ calc_conn *calc_conn_new(const calc_conn_config *cfg, void *user) {
 void calc_conn_free(calc_conn *c) {
   if (!c) return;
   calc_framer_free(&c->in);
-  calc_buf_free(&c->out);
+  msgq_free(&c->out);
   calc_free(c);
 }
 
 size_t calc_conn_pending_input(const calc_conn *c) { return calc_framer_pending(&c->in); }
 
-size_t calc_conn_pending_output(const calc_conn *c) { return c->out.len - c->out_off; }
+size_t calc_conn_pending_output(const calc_conn *c) { return msgq_pending(&c->out); }
 
 static void finish(calc_conn *c, calc_err why, bool now) {
   if (!c->done) c->why = why;
@@ -53,23 +48,14 @@ static void finish(calc_conn *c, calc_err why, bool now) {
   c->close_now = c->close_now || now;
 }
 
-/* Makes room at the front of the output queue when its sent part is at least the unsent one. */
-static void compact_output(calc_conn *c) {
-  if (c->out_off == 0 || c->out_off < calc_conn_pending_output(c)) return;
-  calc_buf_consume(&c->out, c->out_off);
-  c->msg_end = c->msg_end > c->out_off ? c->msg_end - c->out_off : 0;
-  c->out_off = 0;
-}
-
 /* An answer that could not be built leaves nothing behind in the queue. */
 static void answer_failed(calc_conn *c, size_t at) {
-  c->out.len = at;
-  c->out.failed = 0;
+  msgq_undo(&c->out, at);
   finish(c, CALC_ERR_NOMEM, true);
 }
 
 static void answered(calc_conn *c, size_t at, const calc_answer_info *info) {
-  if (c->cfg->cb.on_answer) c->cfg->cb.on_answer(c->user, c->out.len - at, info);
+  if (c->cfg->cb.on_answer) c->cfg->cb.on_answer(c->user, c->out.buf.len - at, info);
 }
 
 /* The reference's "too short" 500 for bytes that never became a whole message. */
@@ -77,10 +63,10 @@ static void answer_truncated(calc_conn *c, uint32_t now) {
   size_t pending = calc_framer_pending(&c->in);
   calc_header h = {0};
   unsigned claimed = calc_header_decode(calc_framer_rest(&c->in), pending, &h) > 0 ? h.total_len : 0;
-  compact_output(c);
-  size_t at = c->out.len;
+  calc_buf *out = msgq_tail(&c->out);
+  size_t at = out->len;
   calc_answer_info info = {0};
-  if (calc_server_answer_truncated(&c->cfg->answer, pending, claimed, now, &c->out, &info) < 0) {
+  if (calc_server_answer_truncated(&c->cfg->answer, pending, claimed, now, out, &info) < 0) {
     answer_failed(c, at);
     return;
   }
@@ -94,19 +80,19 @@ static void answer_buffered(calc_conn *c, uint32_t now) {
     calc_msg m;
     rc = calc_framer_next(&c->in, &m);
     if (rc == 0) break;
-    compact_output(c);
-    size_t at = c->out.len;
+    calc_buf *out = msgq_tail(&c->out);
+    size_t at = out->len;
     calc_answer_info info = {0};
     int built;
     if (rc < 0) {
       /* A total length under 12 cannot be resynchronised: answer, then close. */
       if (c->cfg->cb.on_bad_length)
         c->cfg->cb.on_bad_length(c->user, calc_framer_pending(&c->in), m.h.total_len);
-      built = calc_server_answer_bad_length(&c->cfg->answer, m.h.total_len, now, &c->out, &info);
+      built = calc_server_answer_bad_length(&c->cfg->answer, m.h.total_len, now, out, &info);
       finish(c, CALC_ERR_INVALID, false);
     } else {
       if (c->cfg->cb.on_request) c->cfg->cb.on_request(c->user, &m);
-      built = calc_server_answer_memo(&c->cfg->answer, c->cfg->memo, &m, now, &c->out, &info);
+      built = calc_server_answer_memo(&c->cfg->answer, c->cfg->memo, &m, now, out, &info);
     }
     if (built < 0) {
       answer_failed(c, at);
@@ -129,7 +115,7 @@ size_t calc_conn_read_room(const calc_conn *c) {
 
 bool calc_conn_wants_read(const calc_conn *c) { return calc_conn_read_room(c) > 0; }
 
-bool calc_conn_wants_write(const calc_conn *c) { return c->blocked && calc_conn_pending_output(c) > 0; }
+bool calc_conn_wants_write(const calc_conn *c) { return msgq_wants_write(&c->out); }
 
 void calc_conn_received(calc_conn *c, const uint8_t *data, size_t len, uint32_t now) {
   if (c->done || c->eof || len == 0) return;
@@ -159,36 +145,18 @@ void calc_conn_timed_out(calc_conn *c, uint32_t now) {
 }
 
 void calc_conn_sent(calc_conn *c, size_t n, uint32_t now) {
-  size_t offered = (c->msg_end > c->out_off ? c->msg_end : c->out.len) - c->out_off;
-  if (n > offered) n = offered;
-  c->out_off += n;
-  if (n < offered) c->blocked = true;
-  if (c->out_off == c->out.len) {
-    calc_buf_reset(&c->out);
-    c->out_off = c->msg_end = 0;
-  }
+  msgq_sent(&c->out, n);
   answer_buffered(c, now); /* the peer read: held-back requests may be answered now */
 }
 
-void calc_conn_writable(calc_conn *c) { c->blocked = false; }
-
-/* Where the message starting at off ends: every queued answer is one whole message. */
-static size_t message_end(const calc_conn *c, size_t off) {
-  calc_header h;
-  size_t left = c->out.len - off;
-  if (calc_frame_parse(c->out.data + off, left, &h) < 0) return c->out.len;
-  return off + h.total_len;
-}
+void calc_conn_writable(calc_conn *c) { msgq_writable(&c->out); }
 
 void calc_conn_next(calc_conn *c, calc_conn_action *a) {
   a->data = NULL;
   a->len = 0;
   a->why = CALC_OK;
-  if (calc_conn_pending_output(c) && !c->blocked) {
-    if (c->msg_end <= c->out_off) c->msg_end = message_end(c, c->out_off);
+  if (msgq_next(&c->out, &a->data, &a->len)) {
     a->kind = CALC_CONN_SEND;
-    a->data = c->out.data + c->out_off;
-    a->len = c->msg_end - c->out_off;
     return;
   }
   if (c->done && (c->close_now || calc_conn_pending_output(c) == 0)) {

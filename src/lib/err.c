@@ -13,6 +13,7 @@ const char *calc_strerror(calc_err e) {
     case CALC_ERR_TIMEOUT: return "timed out";
     case CALC_ERR_RESET: return "connection reset";
     case CALC_ERR_CLOSED: return "peer closed";
+    case CALC_ERR_SYSTEM: return "system call failed";
   }
   return "unknown error";
 }

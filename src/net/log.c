@@ -141,3 +141,14 @@ void log_end(log_rec *r, const char *human_fmt, ...) {
   ssize_t w = write(fd, line, n);
   (void)w;
 }
+
+void log_request(uint64_t conn_id, const char *peer, const calc_msg *m) {
+  log_rec r;
+  log_begin(&r, "request", conn_id, peer);
+  log_int(&r, "bytes", (long long)m->raw_len);
+  log_bool(&r, "steps", m->h.steps);
+  log_bool(&r, "cache", m->h.cache);
+  log_int(&r, "cache_control", m->h.cache_control);
+  if (m->h.reserved) log_int(&r, "reserved_bits", m->h.reserved);
+  log_end(&r, "{%s} Got request of length %zu bytes", peer, m->raw_len);
+}

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "calc/wire.h"
+
 typedef enum { LOG_HUMAN, LOG_JSON } log_format;
 
 /* Set once at start-up. quiet: only errors (benchmarks). */
@@ -28,7 +30,8 @@ typedef struct log_rec {
 
 void log_begin(log_rec *r, const char *event, uint64_t conn_id, const char *peer);
 void log_str(log_rec *r, const char *key, const char *value);
-/* Quotes at most 64 bytes of untrusted input, escaped (style.md checklist item 8). */
+/* Quotes at most 64 bytes of untrusted input, escaped: a log line never carries more of what a
+ * peer sent, nor its control bytes. */
 void log_untrusted(log_rec *r, const char *key, const void *data, size_t len);
 void log_int(log_rec *r, const char *key, long long value);
 void log_num(log_rec *r, const char *key, double value); /* inf -> "inf" string */
@@ -36,6 +39,8 @@ void log_bool(log_rec *r, const char *key, bool value);
 void log_mark_error(log_rec *r);
 /* The record for a connection closed at once because --max-connections was reached. */
 void log_refused(const char *peer, long max_connections);
+/* The record of a framed request: "{peer} Got request of length N bytes". */
+void log_request(uint64_t conn_id, const char *peer, const calc_msg *m);
 /* Emits the record: the human line (printf-style) or the JSON object. */
 void log_end(log_rec *r, const char *human_fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -1,10 +1,9 @@
 /* calc-proxy: the caching proxy, drop-in for the course's Python reference.
  *
- * One epoll loop. Per client connection, one request at a time: a cache hit is answered from
- * the cache with the stored bytes; a miss opens a NEW upstream connection (non-blocking
- * connect), forwards the request, reads the whole response, CLOSES the upstream connection and
- * only then writes the answer to the client (protocol.md section 6: the captures show the
- * proxy's upstream FIN before its reply, and calc-sniff checks that order). */
+ * One epoll loop. What to answer, when to open and close the upstream connection (a NEW one
+ * per miss, closed before the client gets its answer: protocol.md section 6) and when to close
+ * the client is decided by calc_proxy_conn (calc/proxy_conn.h), one per client; this file only
+ * moves bytes between the sockets and those machines and keeps the timers. */
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -17,66 +16,55 @@
 
 #include "calc/alloc.h"
 #include "calc/cache.h"
-#include "calc/proxy.h"
+#include "calc/proxy_conn.h"
+#include "idle.h"
 #include "log.h"
 #include "loop.h"
 #include "sock.h"
-#include "stream.h"
 #include "util.h"
-
-#define REFUSED_MSG CALC_PROXY_REFUSED_MSG
 
 typedef struct config {
   const char *proxy_host, *server_host;
   int proxy_port, server_port;
   size_t cache_max_bytes;
+  calc_conn_limits limits;
   long upstream_timeout_ms, idle_timeout_ms, max_connections;
 } config;
-
-typedef enum { CLIENT_IDLE, CLIENT_CONNECTING, CLIENT_WAITING } client_state;
 
 typedef struct client client;
 
 typedef struct upstream {
-  stream s;
+  watcher w;
+  idle_node idle;
   client *owner;
   uint64_t id;
+  bool connecting;
 } upstream;
 
 struct client {
-  stream s;
+  watcher w;
+  idle_node idle;
+  calc_proxy_conn *pc;   /* every decision about this client and its upstream exchanges */
+  upstream *up;
   uint64_t id;
   char peer[64];
-  client_state state;
-  bool closing;        /* answered a framing error: close once flushed */
-  upstream *up;
-  calc_header req;     /* the request being served (normalised) */
-  calc_buf req_payload;
-  calc_buf forward;    /* that request as re-packed for the server */
 };
 
 static config cfg;
 static loop *L;
 static sock_addr server_addr;
-static calc_cache *cache;
+static calc_proxy_config proxy_cfg;
 static idle_list client_idle, upstream_idle;
 static size_t nclients;
 static uint64_t next_id;
+static uint8_t rbuf[65536];  /* every read lands here first */
 
 static uint32_t now_s(void) { return (uint32_t)time(NULL); }
 
 static void client_free(void *p) {
   client *c = p;
-  stream_free(&c->s);
-  calc_buf_free(&c->req_payload);
-  calc_buf_free(&c->forward);
+  calc_proxy_conn_free(c->pc);
   free(c);
-}
-
-static void upstream_free(void *p) {
-  upstream *u = p;
-  stream_free(&u->s);
-  free(u);
 }
 
 static void log_error(uint64_t id, const char *peer, const char *what) {
@@ -87,64 +75,23 @@ static void log_error(uint64_t id, const char *peer, const char *what) {
   log_end(&r, "{%s} %s", peer ? peer : "proxy", what);
 }
 
-/* Closes the upstream connection: our FIN goes first, before the client gets its answer. */
-static void upstream_close(client *c, const char *reason) {
-  upstream *u = c->up;
-  if (!u) return;
-  c->up = NULL;
-  loop_close(L, &u->s.w);
-  idle_remove(&u->s.idle);
+/* The machine's callbacks: the log lines. */
+static void on_request(void *user, const calc_msg *m) {
+  client *c = user;
+  log_request(c->id, c->peer, m);
+}
+
+static void log_upstream_closed(void *user, const char *reason) {
+  client *c = user;
   log_rec r;
   log_begin(&r, "upstream_closed", c->id, c->peer);
-  log_int(&r, "upstream", (long long)u->id);
+  log_int(&r, "upstream", c->up ? (long long)c->up->id : 0);
   log_str(&r, "reason", reason);
   log_end(&r, "{%s} Closed connection to server (%s)", c->peer, reason);
-  loop_defer_free(L, u, upstream_free);
 }
 
-static void client_close(client *c, const char *reason) {
-  if (c->s.w.fd < 0) return;
-  upstream_close(c, "client gone");
-  loop_close(L, &c->s.w);
-  idle_remove(&c->s.idle);
-  nclients--;
-  log_rec r;
-  log_begin(&r, "closed", c->id, c->peer);
-  log_str(&r, "reason", reason);
-  log_end(&r, "{%s} Connection closed", c->peer);
-  loop_defer_free(L, c, client_free);
-}
-
-static void client_send(client *c, const uint8_t *msg, size_t len, int status) {
-  log_rec r;
-  log_begin(&r, "response", c->id, c->peer);
-  log_int(&r, "bytes", (long long)len);
-  log_int(&r, "status", status);
-  log_end(&r, "{%s} Sending response of length %zu bytes", c->peer, len);
-  if (stream_send(L, &c->s, msg, len) < 0) {
-    log_error(c->id, c->peer, strerror(errno));
-    client_close(c, "send failed");
-  }
-}
-
-/* The proxy's own 500: CalculatorServerError('Internal proxy error', <inner>), C clear, max-age 0. */
-static void client_send_proxy_error(client *c, const char *inner_cls, const char *inner_msg) {
-  calc_buf m;
-  calc_buf_init(&m, 0);
-  if (calc_proxy_error(inner_cls, inner_msg, now_s(), &m) == 0) {
-    log_rec r;
-    log_begin(&r, "proxy_error", c->id, c->peer);
-    log_str(&r, "error_type", inner_cls);
-    log_str(&r, "error", inner_msg);
-    log_end(&r, "{%s} Internal proxy error: %s", c->peer, inner_msg);
-    client_send(c, m.data, m.len, 500);
-  } else {
-    client_close(c, "out of memory");
-  }
-  calc_buf_free(&m);
-}
-
-static void log_cache(client *c, const char *outcome, const char *text, const calc_cache_times *t) {
+static void log_cache(void *user, const char *outcome, const char *text, const calc_cache_times *t) {
+  client *c = user;
   log_rec r;
   log_begin(&r, "cache", c->id, c->peer);
   log_str(&r, "outcome", outcome);
@@ -154,134 +101,85 @@ static void log_cache(client *c, const char *outcome, const char *text, const ca
           t->server_remaining, t->client_remaining);
 }
 
-static void client_process(client *c);
-
-/* The upstream failed: answer the client with the proxy's error, then serve what is queued. */
-static void upstream_fail(client *c, const char *inner_cls, const char *msg) {
-  upstream_close(c, msg);
-  c->state = CLIENT_IDLE;
-  client_send_proxy_error(c, inner_cls, msg);
-  if (c->s.w.fd >= 0) client_process(c);
+static void log_proxy_error(void *user, const char *inner_cls, const char *msg) {
+  client *c = user;
+  log_rec r;
+  log_begin(&r, "proxy_error", c->id, c->peer);
+  log_str(&r, "error_type", inner_cls);
+  log_str(&r, "error", msg);
+  log_end(&r, "{%s} Internal proxy error: %s", c->peer, msg);
 }
 
-static void upstream_got_response(client *c, const calc_msg *m) {
-  /* Copy before closing: the message points into the upstream's framer. */
-  calc_buf resp;
-  calc_buf_init(&resp, 0);
-  if (calc_buf_append(&resp, m->raw, m->raw_len) < 0) {
-    calc_buf_free(&resp);
-    upstream_fail(c, "CalculatorServerError", "out of memory");
-    return;
-  }
-  upstream_close(c, "response received");
-  c->state = CLIENT_IDLE;
-  calc_cache_times t;
-  bool stored = calc_proxy_on_response(cache, &c->req, c->req_payload.data, c->req_payload.len, resp.data,
-                                 resp.len, now_s(), &t);
-  log_cache(c, stored ? "miss_cached" : "miss_not_cached",
-            stored ? "Cache miss, response cached" : "Cache miss, response not cached", &t);
-  client_send(c, resp.data, resp.len, m->h.status);
-  calc_buf_free(&resp);
-  if (c->s.w.fd >= 0) client_process(c);
+static void log_answer(void *user, size_t len, unsigned status) {
+  client *c = user;
+  log_rec r;
+  log_begin(&r, "response", c->id, c->peer);
+  log_int(&r, "bytes", (long long)len);
+  log_int(&r, "status", status);
+  log_end(&r, "{%s} Sending response of length %zu bytes", c->peer, len);
 }
 
-static void on_upstream_event(loop *l, watcher *w, uint32_t events) {
-  upstream *u = w->owner;
-  client *c = u->owner;
-  if (c->state == CLIENT_CONNECTING) {
-    int err = 0;
-    socklen_t sl = sizeof err;
-    getsockopt(w->fd, SOL_SOCKET, SO_ERROR, &err, &sl);
-    if (err == ECONNREFUSED) {
-      log_rec r;
-      log_begin(&r, "upstream_refused", c->id, c->peer);
-      log_int(&r, "upstream", (long long)u->id);
-      log_end(&r, "{%s} Connection refused by server", c->peer);
-      upstream_fail(c, "CalculatorServerError", REFUSED_MSG);
-      return;
-    }
-    if (err) {
-      char msg[200];
-      snprintf(msg, sizeof msg, "Cannot connect to server: %s", strerror(err));
-      upstream_fail(c, "CalculatorServerError", msg);
-      return;
-    }
-    if (!(events & EPOLLOUT)) return;
-    /* Connected: forward the request as calc_proxy_on_request re-packed it. */
-    log_rec r;
-    log_begin(&r, "upstream_connected", c->id, c->peer);
-    log_int(&r, "upstream", (long long)u->id);
-    log_int(&r, "bytes", (long long)c->forward.len);
-    log_end(&r, "{%s} Forwarding request of length %zu bytes to the server", c->peer, c->forward.len);
-    c->state = CLIENT_WAITING;
-    loop_set(l, w, EPOLLIN);
-    if (stream_send(l, &u->s, c->forward.data, c->forward.len) < 0) {
-      upstream_fail(c, "CalculatorServerError", "Cannot send the request to the server");
-      return;
-    }
-    idle_touch(&upstream_idle, &u->s.idle, loop_now_ms());
-    return;
+static void upstream_free(void *p) { free(p); }
+
+static void upstream_close(client *c) {
+  upstream *u = c->up;
+  if (!u) return;
+  c->up = NULL;
+  loop_close(L, &u->w);
+  idle_remove(&u->idle);
+  loop_defer_free(L, u, upstream_free);
+}
+
+static void client_close(client *c, const char *reason) {
+  if (c->w.fd < 0) return;
+  if (c->up) {
+    log_upstream_closed(c, "client gone");
+    upstream_close(c);
   }
-  if (events & EPOLLOUT) {
-    if (stream_flush(l, &u->s) < 0) {
-      upstream_fail(c, "CalculatorServerError", "Connection reset by server");
-      return;
-    }
-  }
-  if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-    int rc = stream_read(&u->s);
-    if (rc < 0) {
-      upstream_fail(c, "CalculatorServerError",
-                    errno == ECONNRESET ? "Connection reset by server" : strerror(errno));
-      return;
-    }
-    idle_touch(&upstream_idle, &u->s.idle, loop_now_ms());
-    calc_msg m;
-    int f = calc_framer_next(&u->s.in, &m);
-    if (f == 1) {
-      upstream_got_response(c, &m);
-      return;
-    }
-    if (f < 0) {
-      char msg[120];
-      snprintf(msg, sizeof msg, "Invalid response from server: total length %u", m.h.total_len);
-      upstream_fail(c, "CalculatorServerError", msg);
-      return;
-    }
-    if (u->s.eof) {
-      char msg[160];
-      snprintf(msg, sizeof msg, "Connection closed by server after %zu bytes, before a whole response",
-               calc_framer_pending(&u->s.in));
-      upstream_fail(c, "CalculatorServerError", msg);
-    }
+  loop_close(L, &c->w);
+  idle_remove(&c->idle);
+  nclients--;
+  log_rec r;
+  log_begin(&r, "closed", c->id, c->peer);
+  log_str(&r, "reason", reason);
+  log_end(&r, "{%s} Connection closed", c->peer);
+  loop_defer_free(L, c, client_free);
+}
+
+static const char *close_reason(calc_err why) {
+  switch (why) {
+    case CALC_ERR_CLOSED: return "peer closed";
+    case CALC_ERR_INVALID: return "framing error";
+    case CALC_ERR_TIMEOUT: return "idle timeout";
+    default: return calc_strerror(why);
   }
 }
+
+static calc_err upstream_errno(int err) {
+  return err == ECONNREFUSED ? CALC_ERR_REFUSED : err == ECONNRESET || err == EPIPE ? CALC_ERR_RESET : CALC_ERR_SYSTEM;
+}
+
+static void on_upstream_event(loop *l, watcher *w, uint32_t events);
 
 static void start_upstream(client *c) {
   int fd = sock_connect_nonblock(&server_addr);
   if (fd < 0) {
-    if (errno == ECONNREFUSED) upstream_fail(c, "CalculatorServerError", REFUSED_MSG);
-    else {
-      char msg[200];
-      snprintf(msg, sizeof msg, "Cannot connect to server: %s", strerror(errno));
-      upstream_fail(c, "CalculatorServerError", msg);
-    }
+    calc_proxy_conn_upstream_error(c->pc, upstream_errno(errno), strerror(errno), now_s());
     return;
   }
   upstream *u = calloc(1, sizeof *u);
   if (!u) {
     close(fd);
-    upstream_fail(c, "CalculatorServerError", "out of memory");
+    calc_proxy_conn_upstream_error(c->pc, CALC_ERR_NOMEM, NULL, now_s());
     return;
   }
-  stream_init(&u->s);
-  u->s.idle.owner = u;
   u->owner = c;
   u->id = ++next_id;
+  u->connecting = true;
+  u->idle.owner = u;
   c->up = u;
-  c->state = CLIENT_CONNECTING;
-  loop_add(L, &u->s.w, fd, EPOLLOUT, on_upstream_event, u);
-  idle_touch(&upstream_idle, &u->s.idle, loop_now_ms());
+  loop_add(L, &u->w, fd, EPOLLOUT, on_upstream_event, u);
+  idle_touch(&upstream_idle, &u->idle, loop_now_ms());
   log_rec r;
   log_begin(&r, "upstream_connect", c->id, c->peer);
   log_int(&r, "upstream", (long long)u->id);
@@ -290,88 +188,128 @@ static void start_upstream(client *c) {
   log_end(&r, "{%s} Connecting to server %s:%d", c->peer, cfg.server_host, cfg.server_port);
 }
 
-static void handle_request(client *c, const calc_msg *m) {
-  log_rec r;
-  log_begin(&r, "request", c->id, c->peer);
-  log_int(&r, "bytes", (long long)m->raw_len);
-  log_bool(&r, "steps", m->h.steps);
-  log_bool(&r, "cache", m->h.cache);
-  log_int(&r, "cache_control", m->h.cache_control);
-  log_end(&r, "{%s} Got request of length %zu bytes", c->peer, m->raw_len);
-
-  calc_proxy_decision d;
-  calc_buf_reset(&c->forward);
-  if (calc_proxy_on_request(cache, m, now_s(), &c->forward, &d) < 0) {
-    client_close(c, "out of memory");
-    return;
+/* Carries out what the machine asks, then watches both sockets for what it waits for. */
+static void client_drive(client *c) {
+  calc_proxy_conn_action a;
+  for (;;) {
+    calc_proxy_conn_next(c->pc, &a);
+    if (a.kind == CALC_PROXY_WAIT) break;
+    switch (a.kind) {
+      case CALC_PROXY_CLOSE_UPSTREAM: upstream_close(c); break;
+      case CALC_PROXY_OPEN_UPSTREAM: start_upstream(c); break;
+      case CALC_PROXY_SEND_CLIENT: {
+        ssize_t n = sock_send(c->w.fd, a.data, a.len);
+        if (n < 0) {
+          log_error(c->id, c->peer, strerror(errno));
+          client_close(c, "send failed");
+          return;
+        }
+        calc_proxy_conn_client_sent(c->pc, (size_t)n, now_s());
+        break;
+      }
+      case CALC_PROXY_SEND_UPSTREAM: {
+        ssize_t n = c->up ? sock_send(c->up->w.fd, a.data, a.len) : -1;
+        if (n < 0) calc_proxy_conn_upstream_error(c->pc, upstream_errno(errno), strerror(errno), now_s());
+        else calc_proxy_conn_upstream_sent(c->pc, (size_t)n);
+        break;
+      }
+      case CALC_PROXY_CLOSE_CLIENT:
+        if (a.why == CALC_ERR_NOMEM) log_error(c->id, c->peer, "out of memory");
+        client_close(c, close_reason(a.why));
+        return;
+      case CALC_PROXY_WAIT: break;
+    }
   }
-  if (d.action == CALC_PROXY_ANSWER) {
-    log_cache(c, "hit", "Cache hit", &d.times);
-    calc_header sh;
-    calc_header_decode(c->forward.data, c->forward.len, &sh);
-    client_send(c, c->forward.data, c->forward.len, sh.status);
-    return;
-  }
-  if (d.outcome == CALC_CACHE_STALE) log_cache(c, "stale", "Cache miss, stale response", &d.times);
-  c->req = m->h;
-  calc_buf_reset(&c->req_payload);
-  if (calc_buf_append(&c->req_payload, m->payload, m->payload_len) < 0) {
-    client_close(c, "out of memory");
-    return;
-  }
-  start_upstream(c);
+  uint32_t mask = (calc_proxy_conn_client_read_room(c->pc) ? EPOLLIN : 0u) |
+                  (calc_proxy_conn_client_wants_write(c->pc) ? EPOLLOUT : 0u);
+  loop_set(L, &c->w, mask);
+  upstream *u = c->up;
+  if (u && !u->connecting)
+    loop_set(L, &u->w, (calc_proxy_conn_upstream_read_room(c->pc) ? EPOLLIN : 0u) |
+                           (calc_proxy_conn_upstream_wants_write(c->pc) ? EPOLLOUT : 0u));
 }
 
-/* Serves buffered requests one at a time: stops while an upstream exchange is in flight. */
-static void client_process(client *c) {
-  calc_msg m;
-  int rc;
-  while (c->s.w.fd >= 0 && c->state == CLIENT_IDLE && !c->closing && (rc = calc_framer_next(&c->s.in, &m)) != 0) {
-    if (rc < 0) {
-      char msg[160];
-      snprintf(msg, sizeof msg, "Invalid total length: %u (must be between 12 and 65536 bytes inclusive)", m.h.total_len);
-      c->closing = true;
-      client_send_proxy_error(c, "CalculatorClientError", msg);
-      break;
+static void on_upstream_event(loop *l, watcher *w, uint32_t events) {
+  (void)l;
+  upstream *u = w->owner;
+  client *c = u->owner;
+  if (u->connecting) {
+    int err = 0;
+    socklen_t sl = sizeof err;
+    getsockopt(w->fd, SOL_SOCKET, SO_ERROR, &err, &sl);
+    if (err == ECONNREFUSED) {
+      log_rec r;
+      log_begin(&r, "upstream_refused", c->id, c->peer);
+      log_int(&r, "upstream", (long long)u->id);
+      log_end(&r, "{%s} Connection refused by server", c->peer);
     }
-    handle_request(c, &m);
-  }
-  if (c->s.w.fd >= 0 && c->state == CLIENT_IDLE && (c->s.eof || c->closing) && !stream_pending_output(&c->s)) {
-    if (c->s.eof && calc_framer_pending(&c->s.in) && !c->closing) {
-      char msg[160];
-      snprintf(msg, sizeof msg, "The data is too short (%zu bytes) to be a whole request", calc_framer_pending(&c->s.in));
-      c->closing = true;
-      client_send_proxy_error(c, "CalculatorClientError", msg);
-      if (c->s.w.fd >= 0 && stream_pending_output(&c->s)) return;
+    if (err) {
+      calc_proxy_conn_upstream_error(c->pc, upstream_errno(err), strerror(err), now_s());
+    } else {
+      if (!(events & EPOLLOUT)) return;
+      u->connecting = false;
+      log_rec r;
+      log_begin(&r, "upstream_connected", c->id, c->peer);
+      log_int(&r, "upstream", (long long)u->id);
+      log_int(&r, "bytes", (long long)calc_proxy_conn_forward_len(c->pc));
+      log_end(&r, "{%s} Forwarding request of length %zu bytes to the server", c->peer,
+              calc_proxy_conn_forward_len(c->pc));
+      calc_proxy_conn_upstream_connected(c->pc);
+      idle_touch(&upstream_idle, &u->idle, loop_now_ms());
     }
-    client_close(c, c->s.eof ? "peer closed" : "framing error");
+    client_drive(c);
+    return;
   }
+  if (events & EPOLLOUT) calc_proxy_conn_upstream_writable(c->pc);
+  if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+    size_t room;
+    while (c->up == u && (room = calc_proxy_conn_upstream_read_room(c->pc)) > 0) {
+      ssize_t n = sock_recv(w->fd, rbuf, room < sizeof rbuf ? room : sizeof rbuf);
+      if (n < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+          calc_proxy_conn_upstream_error(c->pc, upstream_errno(errno), strerror(errno), now_s());
+        break;
+      }
+      idle_touch(&upstream_idle, &u->idle, loop_now_ms());
+      if (n == 0) {
+        calc_proxy_conn_upstream_closed(c->pc, now_s());
+        break;
+      }
+      calc_proxy_conn_upstream_received(c->pc, rbuf, (size_t)n, now_s());
+    }
+  }
+  client_drive(c);
 }
 
 static void on_client_event(loop *l, watcher *w, uint32_t events) {
+  (void)l;
   client *c = w->owner;
+  if (events & EPOLLOUT) calc_proxy_conn_client_writable(c->pc);
   if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-    int rc = stream_read(&c->s);
-    if (rc < 0) {
-      client_close(c, errno == ECONNRESET ? "reset by peer" : strerror(errno));
+    size_t room = calc_proxy_conn_client_read_room(c->pc);
+    if (room == 0 && (events & (EPOLLHUP | EPOLLERR))) {
+      /* Not reading (its answers wait unread, or it closed) and the client is gone. */
+      client_close(c, events & EPOLLERR ? "reset by peer" : "peer closed");
       return;
     }
-    idle_touch(&client_idle, &c->s.idle, loop_now_ms());
-    if (c->s.eof && c->state != CLIENT_IDLE && calc_framer_pending(&c->s.in) == 0) {
-      /* Half-close while waiting for the server: still answer (the reference client never
-       * does this, but a script with shutdown(SHUT_WR) may). Stop reading. */
-      loop_set(l, w, w->mask & ~(uint32_t)EPOLLIN);
+    while ((room = calc_proxy_conn_client_read_room(c->pc)) > 0) {
+      size_t want = room < sizeof rbuf ? room : sizeof rbuf;
+      ssize_t n = sock_recv(w->fd, rbuf, want);
+      if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+        client_close(c, errno == ECONNRESET ? "reset by peer" : strerror(errno));
+        return;
+      }
+      if (n == 0) {
+        calc_proxy_conn_client_closed(c->pc, now_s());
+        break;
+      }
+      idle_touch(&client_idle, &c->idle, loop_now_ms());
+      calc_proxy_conn_client_received(c->pc, rbuf, (size_t)n, now_s());
+      if ((size_t)n < want) break; /* drained: save a syscall */
     }
-    client_process(c);
-    if (c->s.w.fd < 0) return;
   }
-  if (events & EPOLLOUT) {
-    if (stream_flush(l, &c->s) < 0) {
-      client_close(c, "send failed");
-      return;
-    }
-    client_process(c);
-  }
+  client_drive(c);
 }
 
 static void on_accept(loop *l, watcher *w, uint32_t events) {
@@ -390,23 +328,22 @@ static void on_accept(loop *l, watcher *w, uint32_t events) {
       continue;
     }
     client *c = calloc(1, sizeof *c);
-    if (!c) {
+    if (!c || !(c->pc = calc_proxy_conn_new(&proxy_cfg, c))) {
+      free(c);
       close(fd);
       continue;
     }
-    stream_init(&c->s);
-    c->s.idle.owner = c;
-    calc_buf_init(&c->req_payload, 0);
-    calc_buf_init(&c->forward, 0);
+    c->w.fd = -1;
+    c->idle.owner = c;
     c->id = ++next_id;
     memcpy(c->peer, peer, sizeof peer);
-    if (loop_add(l, &c->s.w, fd, EPOLLIN, on_client_event, c) < 0) {
+    if (loop_add(l, &c->w, fd, EPOLLIN, on_client_event, c) < 0) {
       close(fd);
       client_free(c);
       continue;
     }
     nclients++;
-    idle_touch(&client_idle, &c->s.idle, loop_now_ms());
+    idle_touch(&client_idle, &c->idle, loop_now_ms());
     log_rec r;
     log_begin(&r, "accepted", c->id, c->peer);
     log_end(&r, "{%s} Connection established", c->peer);
@@ -418,22 +355,23 @@ static void expire_timeouts(void) {
   idle_node *n;
   while ((n = idle_expired(&upstream_idle, now, (uint64_t)cfg.upstream_timeout_ms)) != NULL) {
     client *c = ((upstream *)n->owner)->owner;
-    char msg[120];
-    snprintf(msg, sizeof msg, "No response from server within %ld s", cfg.upstream_timeout_ms / 1000);
-    idle_touch(&client_idle, &c->s.idle, now);
-    upstream_fail(c, "CalculatorServerError", msg);
+    idle_remove(n);
+    idle_touch(&client_idle, &c->idle, now);
+    calc_proxy_conn_upstream_error(c->pc, CALC_ERR_TIMEOUT, NULL, now_s());
+    client_drive(c);
   }
   while ((n = idle_expired(&client_idle, now, (uint64_t)cfg.idle_timeout_ms)) != NULL) {
     client *c = n->owner;
-    if (c->state != CLIENT_IDLE) { /* waiting on the server: its own timeout applies */
+    if (calc_proxy_conn_upstream_busy(c->pc)) { /* waiting on the server: its own timeout applies */
       idle_touch(&client_idle, n, now);
       continue;
     }
     log_rec r;
     log_begin(&r, "timeout", c->id, c->peer);
-    log_int(&r, "pending_bytes", (long long)calc_framer_pending(&c->s.in));
+    log_int(&r, "pending_bytes", (long long)calc_proxy_conn_pending_input(c->pc));
     log_end(&r, "{%s} Idle for %ld s, closing", c->peer, cfg.idle_timeout_ms / 1000);
-    client_close(c, "idle timeout");
+    calc_proxy_conn_client_timed_out(c->pc);
+    client_drive(c);
   }
 }
 
@@ -449,6 +387,10 @@ static void usage(FILE *f) {
           "      --upstream-timeout S  give up on the server after S seconds (default 10)\n"
           "      --idle-timeout S      close a silent client after S seconds (default 30)\n"
           "      --max-connections N   client connections beyond this are closed (default 10000)\n"
+          "      --max-input-bytes N   per client, requests waiting are held up to N bytes; past\n"
+          "                            it the client is not read (default 262144, at least 65535)\n"
+          "      --max-output-bytes N  per client, answers wait unread up to N bytes; past it no\n"
+          "                            more are made until it reads (default 262144)\n"
           "      --log-format FMT      human (default) or json (JSON Lines, docs/logging.md)\n"
           "  -q, --quiet               log errors only\n"
           "  -h, --help                show this help\n");
@@ -457,10 +399,11 @@ static void usage(FILE *f) {
 int main(int argc, char **argv) {
   cfg = (config){.proxy_host = "127.0.0.1", .proxy_port = 9998, .server_host = "127.0.0.1",
                  .server_port = 9999, .cache_max_bytes = 64u << 20, .upstream_timeout_ms = 10000,
-                 .idle_timeout_ms = 30000, .max_connections = 10000};
+                 .idle_timeout_ms = 30000, .max_connections = 10000,
+                 .limits = {CALC_CONN_DEFAULT_MAX_INPUT, CALC_CONN_DEFAULT_MAX_OUTPUT}};
   log_format fmt = LOG_HUMAN;
   bool quiet = false;
-  enum { OPT_PH = 256, OPT_PP, OPT_SH, OPT_SP, OPT_CMB, OPT_UT, OPT_IT, OPT_MC, OPT_LF };
+  enum { OPT_PH = 256, OPT_PP, OPT_SH, OPT_SP, OPT_CMB, OPT_UT, OPT_IT, OPT_MC, OPT_LF, OPT_MAXIN, OPT_MAXOUT };
   /* getopt_long_only: the reference's single-dash long flags (-ph, -pp, -sh, -sp) work as is. */
   static const struct option opts[] = {
       {"ph", required_argument, 0, OPT_PH},          {"proxy_host", required_argument, 0, OPT_PH},
@@ -471,7 +414,8 @@ int main(int argc, char **argv) {
       {"server_port", required_argument, 0, OPT_SP}, {"server-port", required_argument, 0, OPT_SP},
       {"cache-max-bytes", required_argument, 0, OPT_CMB}, {"upstream-timeout", required_argument, 0, OPT_UT},
       {"idle-timeout", required_argument, 0, OPT_IT}, {"max-connections", required_argument, 0, OPT_MC},
-      {"log-format", required_argument, 0, OPT_LF},  {"quiet", no_argument, 0, 'q'},
+      {"log-format", required_argument, 0, OPT_LF},  {"max-input-bytes", required_argument, 0, OPT_MAXIN},
+      {"max-output-bytes", required_argument, 0, OPT_MAXOUT},  {"quiet", no_argument, 0, 'q'},
       {"help", no_argument, 0, 'h'},                 {0, 0, 0, 0}};
   int o;
   while ((o = getopt_long_only(argc, argv, "qh", opts, NULL)) != -1) {
@@ -489,6 +433,8 @@ int main(int argc, char **argv) {
         else if (strcmp(optarg, "human") == 0) fmt = LOG_HUMAN;
         else { fprintf(stderr, "calc-proxy: --log-format is human or json\n"); return 2; }
         break;
+      case OPT_MAXIN: cfg.limits.max_input = (size_t)util_parse_long("calc-proxy", "--max-input-bytes", optarg, CALC_MAX_MESSAGE, 1L << 30); break;
+      case OPT_MAXOUT: cfg.limits.max_output = (size_t)util_parse_long("calc-proxy", "--max-output-bytes", optarg, CALC_MAX_MESSAGE, 1L << 30); break;
       case 'q': quiet = true; break;
       case 'h': usage(stdout); return 0;
       default: usage(stderr); return 2;
@@ -509,10 +455,13 @@ int main(int argc, char **argv) {
     fprintf(stderr, "calc-proxy: %s\n", msg);
     return 2;
   }
-  cache = calc_cache_new(cfg.cache_max_bytes);
+  proxy_cfg = (calc_proxy_config){
+      .cache = calc_cache_new(cfg.cache_max_bytes), .limits = cfg.limits,
+      .upstream_timeout_s = cfg.upstream_timeout_ms / 1000,
+      .cb = {on_request, log_upstream_closed, log_cache, log_proxy_error, log_answer}};
   L = loop_new();
   int lfd = sock_listen(&listen_addr, false, 4096);
-  if (!cache || !L || lfd < 0) {
+  if (!proxy_cfg.cache || !L || lfd < 0) {
     fprintf(stderr, "calc-proxy: cannot listen on %s:%d: %s\n", cfg.proxy_host, cfg.proxy_port, strerror(errno));
     return 2;
   }
@@ -539,13 +488,14 @@ int main(int argc, char **argv) {
       for (idle_node *n = client_idle.head, *next; n; n = next) {
         next = n->next;
         client *c = n->owner;
-        if (c->state == CLIENT_IDLE && !stream_pending_output(&c->s)) client_close(c, "shutdown");
+        if (!calc_proxy_conn_upstream_busy(c->pc) && !calc_proxy_conn_pending_output(c->pc))
+          client_close(c, "shutdown");
       }
     }
     if (stopping && (nclients == 0 || loop_now_ms() > deadline)) break;
   }
   loop_free(L);
-  calc_cache_free(cache);
+  calc_cache_free(proxy_cfg.cache);
   log_begin(&r, "stopped", 0, NULL);
   log_end(&r, "Proxy stopped");
   return 0;

@@ -99,16 +99,9 @@ static void log_error(conn *c, const char *what) {
 }
 
 /* The machine's callbacks: the reference's log lines for each request and answer. */
-static void log_request(void *user, const calc_msg *m) {
+static void on_request(void *user, const calc_msg *m) {
   conn *c = user;
-  log_rec r;
-  log_begin(&r, "request", c->id, c->peer);
-  log_int(&r, "bytes", (long long)m->raw_len);
-  log_bool(&r, "steps", m->h.steps);
-  log_bool(&r, "cache", m->h.cache);
-  log_int(&r, "cache_control", m->h.cache_control);
-  if (m->h.reserved) log_int(&r, "reserved_bits", m->h.reserved);
-  log_end(&r, "{%s} Got request of length %zu bytes", c->peer, m->raw_len);
+  log_request(c->id, c->peer, m);
 }
 
 static void log_bad_length(void *user, size_t buffered, unsigned total_len) {
@@ -373,7 +366,7 @@ int main(int argc, char **argv) {
     wk->index = i;
     wk->max_conns = per_worker;
     wk->conn_cfg = (calc_conn_config){.answer = cfg.answer, .limits = cfg.limits,
-                                      .cb = {log_request, log_bad_length, log_answer}};
+                                      .cb = {on_request, log_bad_length, log_answer}};
     if (cfg.memo_bytes && !(wk->conn_cfg.memo = calc_answer_memo_new(cfg.memo_bytes))) {
       fprintf(stderr, "calc-server: out of memory\n");
       return 1;
