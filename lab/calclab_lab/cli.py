@@ -5,7 +5,7 @@ import subprocess
 import sys
 import time
 
-from . import classgrade, paths, procs, report, runner
+from . import classgrade, paths, procs, report, runner, sandbox
 from .scenarios import GRADABLE, SCENARIOS
 
 TEMPLATE_HELP = ("command templates with {host} {port} {server_host} {server_port} {expr} {example} "
@@ -24,6 +24,7 @@ def _add_common(ap):
     ap.add_argument("--timeout", type=float, default=15.0, help="seconds per program (start, each client)")
     ap.add_argument("--html", metavar="FILE", help="write the sequence diagram of the run")
     ap.add_argument("--workdir", help="where captures and logs go (default: a new temporary directory)")
+    sandbox.Limits.add_arguments(ap)
 
 
 def _check_programs(templates, roles):
@@ -60,7 +61,8 @@ def scenario_main(argv=None):
     try:
         res = runner.play(a.name, t, ports_base=a.ports_base or 9998, workdir=a.workdir, timeout=a.timeout,
                           golden=None if a.capture_only else golden, use_sniff=not a.no_sniff,
-                          capture_only=a.capture_only, verbose=lambda m: print(f"[lab] {m}", flush=True))
+                          capture_only=a.capture_only, verbose=lambda m: print(f"[lab] {m}", flush=True),
+                          limits=sandbox.Limits.from_args(a))
     except runner.LabError as e:
         print(f"lab/scenario: {e}", file=sys.stderr)
         return 2
@@ -126,7 +128,8 @@ def grade_main(argv=None):
             base = a.ports_base or procs.free_port_pair()
             wd = os.path.join(a.workdir, n) if a.workdir else None
             res = runner.play(n, t, ports_base=base, workdir=wd, timeout=a.timeout,
-                              golden=os.path.join(a.golden_dir, f"{n}.pcap"), use_sniff=not a.no_sniff)
+                              golden=os.path.join(a.golden_dir, f"{n}.pcap"), use_sniff=not a.no_sniff,
+                              limits=sandbox.Limits.from_args(a))
             results.append(res)
     except runner.LabError as e:
         print(f"lab/grade: {e}", file=sys.stderr)

@@ -1,5 +1,6 @@
-"""Programs under test: each in its own process group, its output time-stamped line by line,
-all of them stopped however the run ends (stop_all from finally blocks and signal handlers)."""
+"""Programs under test: each in its own process group, its output time-stamped line by line and
+capped, all of them stopped however the run ends (stop_all from finally blocks and signal
+handlers)."""
 import os
 import signal
 import socket
@@ -12,11 +13,13 @@ _LOCK = threading.Lock()
 
 
 class Proc:
-    def __init__(self, role, argv, log_path=None, env=None, cwd=None):
+    def __init__(self, role, argv, log_path=None, env=None, cwd=None, max_output=None):
         self.role = role
         self.argv = argv
         self.lines = []            # (time, text)
         self.log_path = log_path
+        self.max_output = max_output   # bytes kept; a program printing more is killed
+        self.capped = False
         self.started = time.time()
         self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   stdin=subprocess.DEVNULL, start_new_session=True, env=env, cwd=cwd)
@@ -27,8 +30,15 @@ class Proc:
 
     def _read(self):
         logf = open(self.log_path, "a") if self.log_path else None
+        kept = 0
         try:
-            for raw in iter(self.p.stdout.readline, b""):
+            for raw in iter(lambda: self.p.stdout.readline(65536), b""):
+                if self.capped:
+                    continue  # draining what was written before the kill
+                kept += len(raw)
+                if self.max_output is not None and kept > self.max_output:
+                    self._cap()
+                    raw = b"[calclab: output cut at %d bytes, program killed]\n" % self.max_output
                 line = raw.decode("utf-8", "replace").rstrip("\n")
                 self.lines.append((time.time(), line))
                 if logf:
@@ -37,6 +47,13 @@ class Proc:
         finally:
             if logf:
                 logf.close()
+
+    def _cap(self):
+        self.capped = True
+        try:
+            os.killpg(self.p.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
     @property
     def pid(self):
@@ -88,10 +105,12 @@ def _forget(proc):
             _LIVE.remove(proc)
 
 
-def stop_all():
-    with _LOCK:
-        procs = list(_LIVE)
-    for proc in reversed(procs):
+def stop_all(procs=None):
+    """Stop `procs` (default: every Proc of this process), the last started first."""
+    if procs is None:
+        with _LOCK:
+            procs = list(_LIVE)
+    for proc in reversed(list(procs)):
         try:
             proc.stop(grace=1.0)
         except Exception:
@@ -117,11 +136,12 @@ def port_open(host, port):
         return False
 
 
-def listening(port):
-    """Whether some socket listens on TCP `port`, read from /proc/net/tcp{,6}: no probe connection,
-    so nothing shows up in a capture or in the program's log."""
+def listening(port, net_dir="/proc/net"):
+    """Whether some socket listens on TCP `port`, read from NET_DIR/tcp{,6} (/proc/PID/net for the
+    network namespace of process PID): no probe connection, so nothing shows up in a capture or
+    in the program's log."""
     found = False
-    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+    for name in (f"{net_dir}/tcp", f"{net_dir}/tcp6"):
         try:
             with open(name) as f:
                 next(f)
@@ -134,22 +154,22 @@ def listening(port):
     return found
 
 
-def wait_port(host, port, proc=None, timeout=10.0):
+def wait_port(host, port, proc=None, timeout=10.0, net_dir="/proc/net"):
     """True once something listens on port; False on timeout or when proc exits first."""
     end = time.time() + timeout
     while time.time() < end:
         if proc is not None and not proc.alive():
             return False
-        if listening(port):
+        if listening(port, net_dir):
             return True
         time.sleep(0.05)
     return False
 
 
-def wait_port_closed(host, port, timeout=5.0):
+def wait_port_closed(host, port, timeout=5.0, net_dir="/proc/net"):
     end = time.time() + timeout
     while time.time() < end:
-        if not listening(port):
+        if not listening(port, net_dir):
             return True
         time.sleep(0.05)
     return False

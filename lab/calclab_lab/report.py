@@ -99,7 +99,8 @@ def _item_line(c, it):
 
 def summary_text(res):
     out = [f"scenario {res.name}: {res.scenario.title}",
-           f"ports: proxy {res.ports.get('proxy')}, server {res.ports.get('server')}; capture {res.pcap}"]
+           f"ports: proxy {res.ports.get('proxy')}, server {res.ports.get('server')}; capture {res.pcap}",
+           f"isolation: {res.isolation}"]
     if res.golden:
         out.append(f"verified by calc-sniff against {res.golden}: {res.sniff['status']}"
                    + (f" ({res.sniff['reason']})" if res.sniff.get("reason") else ""))
@@ -283,8 +284,10 @@ def write_grade(out_dir, fmt, results, execution_time):
     if fmt == "gradescope":
         path = os.path.join(out_dir, "results.json")
         with open(path, "w") as f:
+            isolation = "; ".join(sorted({f"isolation: {r.isolation}" for r in results}))
             json.dump({"score": score, "execution_time": round(execution_time, 3), "output":
-                       f"calclab grade: {score:g}/{max_score} points", "visibility": "visible", "tests": tests},
+                       f"calclab grade: {score:g}/{max_score} points; {isolation}", "visibility": "visible",
+                       "tests": tests},
                       f, indent=2)
     elif fmt == "json":
         path = os.path.join(out_dir, "grade.json")
@@ -317,6 +320,7 @@ def write_grade(out_dir, fmt, results, execution_time):
             lines.append(f"{'PASS' if t['status'] == 'passed' else 'FAIL'} {t['name']:<32} {t['score']:g}/{t['max_score']}")
             if t["status"] != "passed":
                 lines += ["     " + l for l in t["output"].splitlines() if l.startswith("FAIL")][:5]
+        lines += [f"isolation {r.name}: {r.isolation}" for r in results]
         lines.append(f"TOTAL {score:g}/{max_score}")
         with open(path, "w") as f:
             f.write("\n".join(lines) + "\n")

@@ -11,7 +11,7 @@ import threading
 import time
 
 from . import checks as checks_mod
-from . import paths, procs, sniff
+from . import paths, procs, sandbox, sniff
 from .scenarios import EXAMPLES, SCENARIOS, Client, Raw, Sleep, Stop, protocol_vectors
 
 HOST = "127.0.0.1"
@@ -68,6 +68,10 @@ class RunResult:
         self.golden_json = []      # ... and of the golden
         self.errors = []           # things that went wrong with the programs (not the lab)
         self.duration = 0.0
+        self.isolation = None      # what confined the run (sandbox.Sandbox.isolation)
+        self.limits = {}           # the programs' limits (sandbox.Limits)
+        self.started = []          # every Proc of this run, servers and clients, in start order
+        self.expired = False       # the run's wall-clock limit struck
 
     @property
     def lab_passed(self):
@@ -84,7 +88,8 @@ class RunResult:
     def to_dict(self):
         return {
             "scenario": self.name, "title": self.scenario.title, "passed": self.passed,
-            "ports": self.ports, "pcap": self.pcap, "golden": self.golden,
+            "ports": self.ports, "isolation": self.isolation, "limits": self.limits, "pcap": self.pcap,
+            "golden": self.golden,
             "calc_sniff": None if self.sniff is None else
             {"status": self.sniff["status"], "reason": self.sniff.get("reason")},
             "errors": self.errors, "duration": round(self.duration, 3),
@@ -95,17 +100,63 @@ class RunResult:
         }
 
 
-def _run_client(res, i, exchange, template, ports, timeout, host=HOST):
+def _start_program(res, box, role, argv, log_path=None):
+    """Start one program under test confined by the run's sandbox; None when it cannot start."""
+    if res.expired:
+        res.errors.append(f"{role}: not started: the run's wall-clock limit struck")
+        return None
+    wrapped, env, cwd = box.program(argv)
+    try:
+        p = procs.Proc(role, wrapped, log_path, env=env, cwd=cwd, max_output=box.limits.output_kib * 1024)
+    except OSError as e:
+        res.errors.append(f"{role}: cannot start: {e}")
+        return None
+    p.argv = argv  # the reports show the program's own command line
+    res.started.append(p)
+    return p
+
+
+def _arm_wall_clock(res, box):
+    """A timer that stops every program of the run when the run exceeds its wall-clock limit."""
+    def expire():
+        res.expired = True
+        res.errors.append(f"scenario killed: wall-clock limit {box.limits.wall_seconds} s")
+        procs.stop_all(res.started)
+    t = threading.Timer(box.limits.wall_seconds, expire)
+    t.daemon = True
+    t.start()
+    return t
+
+
+def _note_early_exits(res, scn):
+    """A server or proxy that is gone before the lab stops it (and was not to be stopped) is an
+    error of the run, with its last words: 'proxy: exited (1) before the end: OSError: ...'."""
+    stopped = {a.role for a in scn.actions if isinstance(a, Stop)}
+    for role, p in res.procs.items():
+        if role not in stopped and not p.alive():
+            last = [l for _, l in p.lines if l.strip()][-1:] or ["no output"]
+            res.errors.append(f"{role}: exited ({p.p.returncode}) before the end of the scenario: {last[0][:200]}")
+
+
+def _record_limits(res, box):
+    """Each program that ended on one of its limits is an error of the run ('server killed:
+    memory limit 512 MiB'), which the verdict makes a failing item of the programs check."""
+    for p in res.started:
+        why = box.limit_hit(p.role.rstrip("0123456789"), p.p.returncode, "".join(l + "\n" for _, l in p.lines),
+                            p.capped)
+        if why and why not in res.errors:
+            res.errors.append(why)
+
+
+def _run_client(res, box, i, exchange, template, ports, timeout, host=HOST):
     port = ports[exchange.front]
     argv = expand(template, port=port, expr=EXAMPLES[exchange.example], example=exchange.example,
                   max_age=exchange.max_age, server_host=host, server_port=ports["server"])
     rec = {"index": i, "exchange": exchange, "kind": exchange.kind, "argv": argv, "stdout": "", "rc": None,
            "t0": time.time()}
-    try:
-        p = procs.Proc(f"client{i + 1}", argv)
-    except OSError as e:
-        rec.update(stdout="", rc=None, error=f"cannot start client: {e}", t1=time.time())
-        res.errors.append(f"client {i + 1}: cannot start: {e}")
+    p = _start_program(res, box, f"client{i + 1}", argv)
+    if p is None:
+        rec.update(stdout="", rc=None, error=f"client {i + 1} did not start", t1=time.time())
         return rec
     rc = p.wait(timeout)
     rec.update(stdout=p.output(), rc=rc, t1=time.time(), lines=list(p.lines))
@@ -114,13 +165,13 @@ def _run_client(res, i, exchange, template, ports, timeout, host=HOST):
     return rec
 
 
-def _raw_malformed(port, timeout=5.0):
+def _raw_malformed(box, port, timeout=5.0):
     out = []
     for v in protocol_vectors():
         req = bytes.fromhex(v["request"])
         got = b""
         try:
-            with socket.create_connection((HOST, port), timeout=timeout) as s:
+            with box.connect(HOST, port, timeout) as s:
                 s.sendall(req)
                 if len(req) < 12:
                     s.shutdown(socket.SHUT_WR)
@@ -139,47 +190,59 @@ def _raw_malformed(port, timeout=5.0):
     return out
 
 
-def play(name, templates, ports_base=9998, workdir=None, timeout=15.0, golden=None, use_sniff=True,
-         capture_only=False, verbose=None):
-    """Run scenario `name`; returns a RunResult.  Raises LabError when the lab itself cannot run."""
+def _open_sandbox(res, scn, limits, expose, ports_base):
+    """The run's sandbox and ports: 9998/9999 in its own namespace, else ports_base and the next
+    one (free ones when None), which must be free."""
+    box = sandbox.Sandbox(limits, expose).open()
+    res.isolation = box.isolation
+    res.limits = box.limits.to_dict()
+    res.ports = ports = box.ports(ports_base)
+    for role in scn.roles:
+        if procs.listening(ports[role], box.net_dir):
+            box.close()
+            raise LabError(f"port {ports[role]} ({role}) is already in use: pick another --ports-base")
+    return box, ports
+
+
+def play(name, templates, ports_base=None, workdir=None, timeout=15.0, golden=None, use_sniff=True,
+         capture_only=False, verbose=None, limits=None, expose=()):
+    """Run scenario `name`; returns a RunResult.  Raises LabError when the lab itself cannot run.
+    The run is confined by a sandbox.Sandbox with `limits` (sandbox.Limits); `expose` names extra
+    paths its programs may read (a submission folder)."""
     if name not in SCENARIOS:
         raise LabError(f"unknown scenario {name!r} (known: {', '.join(SCENARIOS)})")
     scn = SCENARIOS[name]
     res = RunResult(name)
     t_start = time.time()
-    ports = {"proxy": ports_base, "server": ports_base + 1}
-    res.ports = ports
-    for role in scn.roles:
-        if procs.listening(ports[role]):
-            raise LabError(f"port {ports[role]} ({role}) is already in use: pick another --ports-base")
+    box, ports = _open_sandbox(res, scn, limits, expose, ports_base)
     workdir = workdir or tempfile.mkdtemp(prefix=f"calclab-{name}-")
     os.makedirs(workdir, exist_ok=True)
     res.pcap = os.path.join(workdir, f"{name}.pcap")
     say = verbose or (lambda *_: None)
+    say(f"isolation: {res.isolation}")
     cap = None
+    wall = _arm_wall_clock(res, box)
     try:
         # 1. the programs, each in its own process group, each waited for on its port
         if "server" in scn.roles:
             argv = expand(templates["server"], port=ports["server"], cache_control=scn.server_cache_control,
                           server_host=HOST, server_port=ports["server"])
             say(f"starting server: {shlex.join(argv)}")
-            try:
-                res.procs["server"] = procs.Proc("server", argv, os.path.join(workdir, "server.log"))
-            except OSError as e:
-                res.errors.append(f"server: cannot start: {e}")
-            if "server" in res.procs and not procs.wait_port(HOST, ports["server"], res.procs["server"], timeout):
+            p = _start_program(res, box, "server", argv, os.path.join(workdir, "server.log"))
+            if p is not None:
+                res.procs["server"] = p
+            if p is not None and not procs.wait_port(HOST, ports["server"], p, timeout, box.net_dir):
                 res.errors.append(f"server: not listening on {ports['server']} within {timeout}s")
         if "proxy" in scn.roles:
             argv = expand(templates["proxy"], port=ports["proxy"], server_host=HOST, server_port=ports["server"])
             say(f"starting proxy: {shlex.join(argv)}")
-            try:
-                res.procs["proxy"] = procs.Proc("proxy", argv, os.path.join(workdir, "proxy.log"))
-            except OSError as e:
-                res.errors.append(f"proxy: cannot start: {e}")
-            if "proxy" in res.procs and not procs.wait_port(HOST, ports["proxy"], res.procs["proxy"], timeout):
+            p = _start_program(res, box, "proxy", argv, os.path.join(workdir, "proxy.log"))
+            if p is not None:
+                res.procs["proxy"] = p
+            if p is not None and not procs.wait_port(HOST, ports["proxy"], p, timeout, box.net_dir):
                 res.errors.append(f"proxy: not listening on {ports['proxy']} within {timeout}s")
         # 2. the capture
-        cap = sniff.Capture(res.pcap, [ports["proxy"], ports["server"]], use_sniff=use_sniff)
+        cap = sniff.Capture(res.pcap, [ports["proxy"], ports["server"]], use_sniff=use_sniff, wrap=box.trusted)
         cap.start()
         say(f"capturing with {cap.tool} into {res.pcap}")
         # 3. the actions
@@ -188,14 +251,14 @@ def play(name, templates, ports_base=9998, workdir=None, timeout=15.0, golden=No
             if isinstance(a, Client):
                 if a.count == 1:
                     say(f"client {i + 1}: E{a.example} -> {a.front} ({a.kind})")
-                    res.clients.append(_run_client(res, i, a, templates["client"], ports, timeout))
+                    res.clients.append(_run_client(res, box, i, a, templates["client"], ports, timeout))
                 else:
                     say(f"clients {i + 1}..{i + a.count}: E{a.example} -> {a.front} ({a.kind}), all at once")
                     recs = [None] * a.count
                     ths = []
                     for k in range(a.count):
                         def go(k=k):
-                            recs[k] = _run_client(res, i + k, a, templates["client"], ports, timeout)
+                            recs[k] = _run_client(res, box, i + k, a, templates["client"], ports, timeout)
                         ths.append(threading.Thread(target=go))
                     for th in ths:
                         th.start()
@@ -210,28 +273,38 @@ def play(name, templates, ports_base=9998, workdir=None, timeout=15.0, golden=No
                 if p is not None:
                     res.events.append((time.time(), "lab", f"stopping the {a.role}"))
                     p.stop()
-                    procs.wait_port_closed(HOST, ports[a.role])
+                    procs.wait_port_closed(HOST, ports[a.role], net_dir=box.net_dir)
             elif isinstance(a, Sleep):
                 say(f"waiting {a.seconds}s")
                 res.events.append((time.time(), "lab", f"waiting {a.seconds}s"))
                 time.sleep(a.seconds)
             elif isinstance(a, Raw):
-                res.raw = _raw_malformed(ports["server"], timeout=min(timeout, 5.0))
+                res.raw = _raw_malformed(box, ports["server"], timeout=min(timeout, 5.0))
         time.sleep(0.3)
     finally:
         if cap is not None:
             cap.stop()
             if cap.drops:
                 res.errors.append(f"the capture lost {cap.drops} packets (kernel drops): the run is inconclusive")
-        for role in ("proxy", "server"):
-            if role in res.procs:
-                res.procs[role].stop()
-        procs.stop_all()
+        _end_run(res, scn, box, wall)
     res.duration = time.time() - t_start
+    _record_limits(res, box)
     # 4. analysis
     if not capture_only:
         judge(res, golden if scn.golden else None)
     return res
+
+
+def _end_run(res, scn, box, wall):
+    """Stop this run's programs (not other runs'), then its namespace."""
+    wall.cancel()
+    if not res.expired:
+        _note_early_exits(res, scn)
+    for role in ("proxy", "server"):
+        if role in res.procs:
+            res.procs[role].stop()
+    procs.stop_all(res.started)
+    box.close()
 
 
 def judge(res, golden):

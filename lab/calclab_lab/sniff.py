@@ -94,8 +94,9 @@ class Capture:
     after the scenario.  The scenario starts only once the capture is active (calc-sniff's
     --ready-file; tcpdump's banner and file header).  `drops`: packets the kernel dropped."""
 
-    def __init__(self, path, ports, iface="lo", use_sniff=True, **_):
+    def __init__(self, path, ports, iface="lo", use_sniff=True, wrap=list, **_):
         self.path = path
+        self.wrap = wrap  # puts the capture into the run's network namespace (sandbox.Sandbox.trusted)
         self.ports = {"proxy": ports[0], "server": ports[1]} if isinstance(ports, (list, tuple)) else dict(ports)
         self.iface = iface
         self.use_sniff = use_sniff and paths.sniff() is not None
@@ -118,15 +119,16 @@ class Capture:
                 os.unlink(ready)
             argv = [paths.sniff(), "--stats", "-i", self.iface, "--duration", "900", "--ready-file", ready,
                     "-w", self.path] + _port_args(self.ports)
-            self.proc = procs.Proc("capture", argv, self.path + ".log")
+            self.proc = procs.Proc("capture", self.wrap(argv), self.path + ".log")
             done = lambda: os.path.exists(ready)  # noqa: E731
         else:
             tcpdump = paths.tcpdump()
             if not tcpdump:
                 self._fail("neither calc-sniff nor tcpdump is available (build, or run ci/deps)")
             filt = "tcp and (" + " or ".join(f"port {p}" for p in self.ports.values()) + ")"
-            self.proc = procs.Proc("capture", [tcpdump, "-i", self.iface, "--immediate-mode", "-U", "-n", "-s", "0",
-                                               "-B", "16384", "-w", self.path, filt], self.path + ".log")
+            self.proc = procs.Proc("capture", self.wrap([tcpdump, "-i", self.iface, "--immediate-mode", "-U", "-n",
+                                                         "-s", "0", "-B", "16384", "-w", self.path, filt]),
+                                   self.path + ".log")
             # tcpdump writes the file header and its banner once the capture is active
             done = lambda: (os.path.exists(self.path) and os.path.getsize(self.path) >= 24  # noqa: E731
                             and any("listening on" in l for _, l in self.proc.lines))

@@ -1,0 +1,43 @@
+"""The process that keeps one run's network namespace alive (started by sandbox.py as
+`unshare --net [--user --map-root-user] -- python3 -I -S netns_holder.py FD`).
+
+It brings the namespace's lo up, says "ready" on the control socket FD, then hands out TCP
+sockets created inside the namespace (the lab connects with them to the programs under test;
+a socket keeps the namespace it was made in).  It exits when the lab closes the control socket
+or dies, and with it the namespace, once the run's programs are gone too.  Stdlib only."""
+import fcntl
+import socket
+import struct
+import sys
+
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+IFREQ = "16sh22x"  # struct ifreq: the name, then ifr_flags in the 24-byte union
+
+
+def bring_lo_up():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        got = fcntl.ioctl(s, SIOCGIFFLAGS, struct.pack(IFREQ, b"lo", 0))
+        flags = struct.unpack(IFREQ, got)[1]
+        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack(IFREQ, b"lo", flags | IFF_UP))
+
+
+def main():
+    ctl = socket.socket(fileno=int(sys.argv[1]))
+    bring_lo_up()
+    ctl.sendall(b"ready\n")
+    while True:
+        try:
+            request = ctl.recv(64)
+        except OSError:
+            break
+        if not request:
+            break
+        family = socket.AF_INET6 if request.startswith(b"tcp6") else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            socket.send_fds(ctl, [b"s"], [s.fileno()])
+
+
+if __name__ == "__main__":
+    main()

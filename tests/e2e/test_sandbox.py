@@ -1,0 +1,353 @@
+"""The lab's sandbox (docs/sandbox.md) against hostile submissions written here.
+
+Each hostile program wraps the student-style implementation (tests/student) and first does its
+mischief: read a secret of the grader's, write outside its scratch, kill what it sees, leave a
+daemon, allocate past its memory limit, fork hundreds of processes, print without end, squat
+the proxy's port. Each run is graded fail with a clear reason (or pass where the protocol part
+is right), the secret appears in no output, nothing outside changes, nothing survives, and a
+run going on at the same time stays correct. Then: gradings 8 at a time give the verdicts they
+get one at a time; lab/grade works for a non-root user the test creates."""
+import hashlib
+import json
+import os
+import pathlib
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+LAB = ROOT / "lab"
+STUDENT = ROOT / "tests" / "student"
+PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+sys.path.insert(0, str(LAB))
+from calclab_lab import runner, sandbox  # noqa: E402
+from test_lab import BROKEN, BROKEN_CASES, broken, have_c  # noqa: E402
+
+MODE, WHY_NOT = sandbox._probe()
+needs_namespaces = pytest.mark.skipif(MODE is None, reason=f"the kernel refuses namespaces here: {WHY_NOT}")
+student_only = pytest.mark.build_independent
+SECRET = "calclab-grader-secret-" + hashlib.sha256(os.urandom(16)).hexdigest()[:16]
+SERVER_ARGS = "-H {host} -p {port} --cache-control {cache_control}"
+
+
+def hostile(tmp_path, name, body):
+    """A server that runs `body` first, then the student-style server; in a folder of its own."""
+    d = tmp_path / f"sub-{name}"
+    d.mkdir(mode=0o755)
+    prog = d / "server.py"
+    prog.write_text(f"import sys\nsys.path.insert(0, {str(STUDENT)!r})\n" + textwrap.dedent(body) +
+                    "\nimport calc_server\ncalc_server.main()\n")
+    return f"{PY} {prog} {SERVER_ARGS}"
+
+
+def play(name, tmp_path, server=None, proxy=None, limits=None, tag="run"):
+    work = tmp_path / f"{tag}-{name}"
+    t = runner.templates_for("student", server=server, proxy=proxy)
+    return runner.play(name, t, workdir=str(work), timeout=10, use_sniff=False, limits=limits)
+
+
+def everything(res):
+    """All the run's output and reports, as the grader keeps them."""
+    return json.dumps(res.to_dict()) + "".join(p.output() for p in res.started)
+
+
+def with_bystander(tmp_path, fn):
+    """Run fn() while an ordinary 3.2 run goes on; returns fn's result and asserts the bystander's
+    run passed."""
+    out = {}
+    th = threading.Thread(target=lambda: out.update(res=play("3.2", tmp_path, tag="bystander")))
+    th.start()
+    try:
+        got = fn()
+    finally:
+        th.join(120)
+    assert out["res"].passed, everything(out["res"])[-3000:]
+    return got
+
+
+def assert_none_left(marker):
+    """No process whose command line has `marker` is left once the run is over."""
+    time.sleep(0.5)
+    ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    assert [l for l in ps.splitlines() if marker in l and "ps -eo" not in l] == []
+
+
+# ---------------------------------------------------------------- hostile submissions
+@needs_namespaces
+@student_only
+def test_secret_of_the_grader_is_in_no_output(tmp_path, monkeypatch):
+    grader = tmp_path / "grader"
+    grader.mkdir()
+    (grader / "secret.txt").write_text(SECRET)
+    monkeypatch.setenv("CALCLAB_TEST_SECRET", SECRET)
+    tmpl = hostile(tmp_path, "secret", f"""
+        import os
+        for path in [{str(grader / 'secret.txt')!r}, {str(ROOT / 'captures' / '3.1.pcap')!r}, "/proc/1/environ"]:
+            try:
+                print("READ", path, open(path, "rb").read()[:200], flush=True)
+            except OSError as e:
+                print("DENIED", path, e, flush=True)
+        print("ENV", dict(os.environ), flush=True)
+        for top in ["/", {str(tmp_path)!r}]:
+            for d, dirs, files in os.walk(top):
+                if d == "/":
+                    dirs[:] = [x for x in dirs if x not in ("usr", "proc", "sys", "dev")]
+                for f in files:
+                    try:
+                        if b"calclab-grader" b"-secret-" in open(os.path.join(d, f), "rb").read(1 << 20):
+                            print("FOUND", os.path.join(d, f), flush=True)
+                    except OSError:
+                        pass
+                if d.count("/") > 6:
+                    dirs[:] = []
+    """)
+    res = play("3.1", tmp_path, server=tmpl)
+    out = res.procs["server"].output()
+    assert "DENIED " + str(grader / "secret.txt") in out and "FOUND" not in out, out[-2000:]
+    assert "DENIED " + str(ROOT / "captures" / "3.1.pcap") in out
+    assert SECRET not in everything(res)
+    assert res.passed, res.errors  # the protocol part is right
+
+
+@needs_namespaces
+@student_only
+def test_writes_outside_scratch_change_nothing(tmp_path):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (out_dir / "grade.json").write_text('{"score": 0}')
+    before_captures = {p.name: p.read_bytes() for p in (ROOT / "captures").glob("*.pcap")}
+    targets = [out_dir / "grade.json", out_dir / "forged.json", ROOT / "captures" / "3.1.pcap",
+               tmp_path / "sub-writer" / "server.py", tmp_path / "planted", pathlib.Path("/etc/calclab-planted")]
+    tmpl = hostile(tmp_path, "writer", f"""
+        import os
+        for path in {[str(t) for t in targets]!r}:
+            try:
+                with open(path, "w") as f:
+                    f.write('{{"score": 100}}')
+                print("WROTE", path, flush=True)
+            except OSError as e:
+                print("REFUSED", path, e, flush=True)
+        with open("/tmp/scratch-ok", "w") as f:
+            f.write("scratch is writable")
+        print("SCRATCH", open("/tmp/scratch-ok").read(), os.getcwd(), flush=True)
+    """)
+    res = play("3.1", tmp_path, server=tmpl)
+    out = res.procs["server"].output()
+    assert "WROTE" not in out and out.count("REFUSED") == len(targets), out[-2000:]
+    assert "SCRATCH scratch is writable /tmp" in out
+    assert (out_dir / "grade.json").read_text() == '{"score": 0}' and sorted(os.listdir(out_dir)) == ["grade.json"]
+    assert {p.name: p.read_bytes() for p in (ROOT / "captures").glob("*.pcap")} == before_captures
+    assert not (tmp_path / "planted").exists() and not os.path.exists("/etc/calclab-planted")
+    assert "calc_server.main()" in (tmp_path / "sub-writer" / "server.py").read_text()
+    assert res.passed, res.errors
+
+
+@needs_namespaces
+@student_only
+def test_killing_everything_it_sees_hurts_only_itself(tmp_path):
+    tmpl = hostile(tmp_path, "killer", """
+        import os, signal
+        seen = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()]
+        print("SEES", sorted(seen), flush=True)
+        for pid in seen:
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                try:
+                    os.kill(pid, sig)
+                except OSError as e:
+                    print("KILL", pid, e, flush=True)
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except OSError as e:
+            print("KILL -1", e, flush=True)
+    """)
+    res = with_bystander(tmp_path, lambda: play("3.2", tmp_path, server=tmpl))
+    out = res.procs["server"].output()
+    assert "SEES [1]" in out, out[-2000:]  # only bwrap's init of its own pid namespace
+    assert res.passed, res.errors
+
+
+@needs_namespaces
+@student_only
+def test_daemon_left_behind_does_not_survive_the_run(tmp_path):
+    marker = f"calclab_daemon_{os.getpid()}"
+    tmpl = hostile(tmp_path, "daemon", f"""
+        import os, subprocess, sys
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                subprocess.Popen([sys.executable, "-X", {marker!r}, "-c", "import time; time.sleep(300)"],
+                                 start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            os._exit(0)
+    """)
+    res = play("3.1", tmp_path, server=tmpl)
+    assert res.passed, res.errors
+    assert_none_left(marker)
+
+
+@needs_namespaces
+@student_only
+def test_memory_past_the_limit_is_a_clear_failure(tmp_path):
+    tmpl = hostile(tmp_path, "hog", """
+        hog = []
+        while True:
+            hog.append(bytearray(64 << 20))
+    """)
+    res = with_bystander(tmp_path, lambda: play("3.1", tmp_path, server=tmpl))
+    assert not res.passed
+    assert "server killed: memory limit 512 MiB" in res.errors
+    programs = [c for c in res.checks if c.name == "programs"]
+    assert programs and {"passed": False, "role": "server", "detail": "server killed: memory limit 512 MiB"}.items() \
+        <= [it for it in programs[0].failures() if "memory" in it["detail"]][0].items()
+
+
+@needs_namespaces
+@student_only
+def test_hundreds_of_processes_stop_at_the_process_limit(tmp_path):
+    marker = f"calclab_forker_{os.getpid()}"
+    tmpl = hostile(tmp_path, "forker", f"""
+        import os, time
+        for i in range(300):
+            if os.fork() == 0:
+                os.execv("/usr/bin/python3", ["python3", "-X", {marker!r}, "-c", "import time; time.sleep(300)"])
+    """)
+    res = with_bystander(tmp_path, lambda: play("3.1", tmp_path, server=tmpl))
+    assert not res.passed
+    assert "server killed: process limit 64" in res.errors, res.errors
+    assert_none_left(marker)
+
+
+@needs_namespaces
+@student_only
+def test_endless_output_is_cut_and_costs_the_grader_nothing(tmp_path):
+    tmpl = hostile(tmp_path, "printer", """
+        import sys
+        line = "spam " * 200 + "\\n"
+        while True:
+            sys.stdout.write(line)
+    """)
+    small = sandbox.Limits(output_kib=256)
+    t0 = time.time()
+    res = with_bystander(tmp_path, lambda: play("3.1", tmp_path, server=tmpl, limits=small))
+    assert time.time() - t0 < 60
+    assert not res.passed
+    assert "server killed: output limit 256 KiB" in res.errors, res.errors
+    kept = sum(len(l) + 1 for _, l in res.procs["server"].lines)
+    assert kept < 256 * 1024 + 70000
+    assert os.path.getsize(tmp_path / "run-3.1" / "server.log") < 256 * 1024 + 70000
+
+
+@needs_namespaces
+@student_only
+def test_squatting_the_proxy_port_affects_only_its_own_run(tmp_path):
+    tmpl = hostile(tmp_path, "squatter", """
+        import socket
+        squat = socket.socket()
+        squat.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squat.bind(("127.0.0.1", 9998))   # the proxy's port, before the proxy starts
+        squat.listen()
+        print("SQUATTING 9998", flush=True)
+    """)
+    res = with_bystander(tmp_path, lambda: play("3.2", tmp_path, server=tmpl))
+    assert not res.passed
+    proxy_errors = [e for e in res.errors if e.startswith("proxy: exited")]
+    assert proxy_errors and "Address already in use" in proxy_errors[0], res.errors
+
+
+# ---------------------------------------------------------------- parallel gradings
+def _verdict(res):
+    return res.passed, sorted(c.name for c in res.checks if not c.passed), \
+        sorted(e.split(":")[0] for e in res.errors)
+
+
+@needs_namespaces
+def test_eight_at_a_time_give_the_verdicts_of_one_at_a_time(tmp_path):
+    jobs = [("student", n, {}) for n in ("3.1", "3.2", "3.3")]
+    if have_c():
+        jobs += [("c", n, {}) for n in ("3.1", "3.2", "3.3")]
+    for what, role, scn, _check in BROKEN_CASES:
+        prog = broken(tmp_path, what)
+        tmpl = {"server": f"{PY} {prog} -H {{host}} -p {{port}}",
+                "proxy": f"{PY} {prog} -ph {{host}} -pp {{port}} -sh {{server_host}} -sp {{server_port}}"}[role]
+        jobs.append(("student", scn, {role: tmpl}))
+    assert len(jobs) >= 8 and {c[0] for c in BROKEN_CASES} == set(BROKEN)
+
+    def grade(i, job, tag):
+        impl, scn, roles = job
+        t = runner.templates_for(impl, **roles)
+        res = runner.play(scn, t, workdir=str(tmp_path / f"{tag}-{i}"), timeout=10, use_sniff=have_c(),
+                          golden=str(ROOT / "captures" / f"{scn}.pcap"))
+        return _verdict(res)
+
+    t0 = time.time()
+    alone = [grade(i, j, "alone") for i, j in enumerate(jobs)]
+    t_alone = time.time() - t0
+    assert sum(v[0] for v in alone) == len(jobs) - len(BROKEN_CASES), alone
+    for rep in range(3):
+        t0 = time.time()
+        with ThreadPoolExecutor(8) as ex:
+            together = list(ex.map(lambda ij: grade(ij[0], ij[1], f"par{rep}"), enumerate(jobs)))
+        print(f"{len(jobs)} gradings: one at a time {t_alone:.1f} s, 8 at a time {time.time() - t0:.1f} s")
+        assert together == alone
+
+
+# ---------------------------------------------------------------- rootless
+def _test_user():
+    name = "calclab-sbx"
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name], check=True)
+        return pwd.getpwnam(name)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="creating a test user needs root")
+def test_lab_grade_works_for_a_non_root_user():
+    if not shutil.which("useradd"):
+        pytest.skip("no useradd on this system")
+    user = _test_user()
+    as_user = ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups", "--"]
+    probe = subprocess.run(as_user + ["unshare", "--user", "--map-root-user", "--net", "true"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"the kernel refuses unprivileged user namespaces: {probe.stderr.strip()}")
+    readable = subprocess.run(as_user + ["test", "-r", str(LAB / "calclab_lab" / "runner.py")])
+    assert readable.returncode == 0, f"{ROOT} is not readable by other users"
+    out = pathlib.Path(tempfile.mkdtemp(prefix="calclab-rootless-"))
+    try:
+        os.chown(out, user.pw_uid, user.pw_gid)
+        impl = ["--impl", "c"] if have_c() else ["--impl", "student", "--no-sniff"]
+        r = subprocess.run(as_user + [PY, str(LAB / "grade"), *impl, "--out", str(out / "g"), "--format", "json"],
+                           capture_output=True, text=True, timeout=300, cwd="/",
+                           env={"PATH": "/usr/bin:/bin", "HOME": str(out),
+                                "CALC_BUILD_DIR": os.environ.get("CALC_BUILD_DIR", str(ROOT / "build"))})
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+        g = json.loads((out / "g" / "grade.json").read_text())
+        assert g["score"] == g["max_score"]
+        for s in g["scenarios"]:
+            assert s["isolation"].startswith("netns (rootless)"), s["isolation"]
+            assert s["ports"] == {"proxy": 9998, "server": 9999}
+            if have_c():
+                assert s["calc_sniff"]["status"] == "pass"  # live capture in the namespace, no sudo
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- fallback
+@student_only
+def test_without_namespaces_the_reports_say_isolation_none(tmp_path):
+    env = dict(os.environ, CALCLAB_ISOLATION="none")
+    r = subprocess.run([PY, str(LAB / "grade"), "--impl", "student", "--scenarios", "3.1", "--no-sniff",
+                        "--out", str(tmp_path / "g"), "--format", "json"], capture_output=True, text=True,
+                       timeout=120, env=env, cwd=ROOT)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr
+    assert "isolation: none (disabled by CALCLAB_ISOLATION=none)" in r.stderr
+    s = json.loads((tmp_path / "g" / "grade.json").read_text())["scenarios"][0]
+    assert s["isolation"].startswith("none: ") and s["ports"]["proxy"] != 9998
