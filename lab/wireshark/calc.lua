@@ -1472,12 +1472,25 @@ local function count_segment(key, seq, data)
   end
 end
 
-local segment_tap = Listener.new("tcp", "tcp.len > 0")
-
-function segment_tap.packet(pinfo, tvb)
+local function tap_segment(pinfo, tvb)
   local port, seq, len, hdr_len = f_srcport(), f_seq(), f_len(), f_hdr_len()
   if not (port and seq and len and hdr_len) or port.offset + hdr_len.value + len.value > tvb:len() then return end
   count_segment(direction_key(pinfo), seq.value, tvb:raw(port.offset + hdr_len.value, len.value))
+end
+
+-- The tap sees only the segments of the preference's ports: on all TCP traffic it cost about
+-- 15 us a packet (20,600 packets of other traffic, tshark CPU: 0.15 s alone, 0.7-0.8 s with the
+-- dissector and an unfiltered tap, 0.4-0.5 s with the port filter). Ports added by Decode As
+-- get no segment counts.
+local segment_tap = nil
+
+local function start_segment_tap(ports)
+  if segment_tap then segment_tap:remove() end
+  segment_tap = nil
+  if not ports:match("%d") then return end
+  local set = ports:gsub("-", "..")
+  segment_tap = Listener.new("tcp", "tcp.len > 0 && tcp.port in {" .. set .. "}")
+  segment_tap.packet = tap_segment
 end
 
 -- Segments of a message completing in this frame: only the frame's first message of a
@@ -1629,6 +1642,7 @@ local function register_ports()
   if registered_ports then tcp_port:remove(registered_ports, calc) end
   registered_ports = calc.prefs.ports
   tcp_port:add(registered_ports, calc)
+  start_segment_tap(registered_ports)
 end
 
 function calc.prefs_changed()
