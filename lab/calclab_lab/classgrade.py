@@ -90,11 +90,12 @@ def _start_failures(runs, graded):
 
 
 def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=None, timeout=15.0,
-                     use_sniff=True, golden_dir=None, ports_base=None):
+                     use_sniff=True, golden_dir=None, ports_base=None, limits=None):
     """Grade one hand-in; its feedback goes to out_dir/<id>/.  `roles`: which of the submission's
     roles are graded (default: every role file found); the others are played by calclab's programs.
     `client_stdin`: text fed to the student's client, with the templates' placeholders
-    ({example} {expr} ...).  Returns the submission's grades.json entry."""
+    ({example} {expr} ...).  `limits`: the programs' sandbox.Limits (default: its defaults).
+    Returns the submission's grades.json entry."""
     sub_id = submission_id(path)
     fdir = os.path.join(out_dir, feedback_dirname(sub_id))
     if os.path.exists(fdir):
@@ -129,7 +130,7 @@ def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=Non
             wd = os.path.join(fdir, name)
             golden = os.path.join(golden_dir or paths.CAPTURES, f"{name}.pcap")
             res = runner.play(name, templates, ports_base=ports_base or _ports_base(), workdir=wd, timeout=timeout,
-                              golden=golden, use_sniff=use_sniff)
+                              golden=golden, use_sniff=use_sniff, limits=limits)
             sent = adapt.adapt(res, golden_dir=golden_dir, timeout=timeout, use_sniff=use_sniff,
                                ports_base=_ports_base) if "client" in graded else None
             runs.append(res)

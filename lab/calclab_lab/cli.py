@@ -197,6 +197,7 @@ def _grade_handins(a, names):
         print(f"lab/grade: calclab's programs are not built: {', '.join(missing)}", file=sys.stderr)
         return 2
     kw = dict(roles=roles, scenarios=names, timeout=a.timeout, use_sniff=not a.no_sniff, golden_dir=a.golden_dir,
+              limits=sandbox.Limits.from_args(a),
               client_stdin=_unescape(a.client_stdin) if a.client_stdin is not None else None)
     try:
         if a.class_dir:

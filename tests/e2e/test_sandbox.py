@@ -125,6 +125,7 @@ def test_writes_outside_scratch_change_nothing(tmp_path):
     (out_dir / "grade.json").write_text('{"score": 0}')
     before_captures = {p.name: p.read_bytes() for p in (ROOT / "captures").glob("*.pcap")}
     targets = [out_dir / "grade.json", out_dir / "forged.json", ROOT / "captures" / "3.1.pcap",
+               tmp_path / "run-3.1" / "server.log", tmp_path / "run-3.1" / "3.1.pcap",
                tmp_path / "sub-writer" / "server.py", tmp_path / "planted", pathlib.Path("/etc/calclab-planted")]
     tmpl = hostile(tmp_path, "writer", f"""
         import os
@@ -259,6 +260,33 @@ def test_squatting_the_proxy_port_affects_only_its_own_run(tmp_path):
     assert not res.passed
     proxy_errors = [e for e in res.errors if e.startswith("proxy: exited")]
     assert proxy_errors and "Address already in use" in proxy_errors[0], res.errors
+
+
+@needs_namespaces
+@student_only
+def test_a_hand_in_cannot_change_its_own_grade(tmp_path):
+    from calclab_lab import classgrade
+    out = tmp_path / "grades"
+    hand_in = tmp_path / "alice"
+    hand_in.mkdir()
+    for f in ("api.py", "calculator.py"):
+        shutil.copy(STUDENT / f, hand_in / f)
+    forged = json.dumps({"id": "alice", "score": 1000, "status": "graded"})
+    (hand_in / "server.py").write_text(textwrap.dedent(f"""
+        import os
+        for path in {[str(out / "grades.json"), str(out / "alice" / "entry.json"), str(out / "forged.json")]!r}:
+            try:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "w") as fh:
+                    fh.write({forged!r})
+                print("WROTE (its own scratch at most)", path, flush=True)
+            except OSError as e:
+                print("REFUSED", path, e, flush=True)
+    """) + (STUDENT / "calc_server.py").read_text())
+    entry = classgrade.grade_submission(str(hand_in), str(out), roles=["server"], scenarios=["3.1"])
+    assert entry["status"] == "graded" and entry["score"] == entry["max_score"] > 0, entry
+    assert not (out / "forged.json").exists()
+    assert not any(forged in p.read_text(errors="replace") for p in out.rglob("*") if p.is_file())
 
 
 # ---------------------------------------------------------------- parallel gradings
