@@ -247,6 +247,35 @@ def test_endless_output_is_cut_and_costs_the_grader_nothing(tmp_path):
 
 @needs_namespaces
 @student_only
+@pytest.mark.parametrize("what,body,limits,reason", [
+    ("spinner", "while True:\n    pass\n", sandbox.Limits(cpu_seconds=1), "server killed: CPU time limit 1 s"),
+    ("filler", "with open('/tmp/big', 'wb') as f:\n    while True:\n        f.write(bytes(1 << 20))\n",
+     sandbox.Limits(file_size_mib=8), "server killed: file size limit 8 MiB"),
+    ("opener", "fds = [open('/dev/null') for _ in range(1000)]\n", sandbox.Limits(open_files=32),
+     "server killed: open files limit 32"),
+])
+def test_cpu_file_size_and_open_files_limits(tmp_path, what, body, limits, reason):
+    res = play("3.1", tmp_path, server=hostile(tmp_path, what, body), limits=limits)
+    assert not res.passed and reason in res.errors, res.errors
+
+
+@needs_namespaces
+@student_only
+def test_a_run_past_its_wall_clock_is_stopped(tmp_path):
+    tmpl = hostile(tmp_path, "sleeper", """
+        import calc_server, time
+        def handle(conn, addr):
+            time.sleep(300)      # accepts, never answers
+        calc_server.handle = handle
+    """)
+    t0 = time.time()
+    res = play("3.1", tmp_path, server=tmpl, limits=sandbox.Limits(wall_seconds=3))
+    assert time.time() - t0 < 9  # a client alone would wait 10 s
+    assert not res.passed and "scenario killed: wall-clock limit 3 s" in res.errors, res.errors
+
+
+@needs_namespaces
+@student_only
 def test_squatting_the_proxy_port_affects_only_its_own_run(tmp_path):
     tmpl = hostile(tmp_path, "squatter", """
         import socket
