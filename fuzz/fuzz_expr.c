@@ -1,5 +1,4 @@
-/* fuzz_expr: the infix parser, printer and evaluator on arbitrary bytes (style.md: ten-line
- * fuzzers). Seed it with the vectors' inputs:
+/* fuzz_expr: the infix parser, printer and evaluator on arbitrary bytes. Seed it with the vectors' inputs:
  *   jq -r .input captures/vectors/legacy-expressions.jsonl | split -l 1 - corpus/expr-
  * Checks: no crash, leak or UB (ASan/UBSan); a parsed tree prints and evaluates, with and
  * without steps, to the same result or exception class. */

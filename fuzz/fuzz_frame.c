@@ -1,5 +1,5 @@
-/* fuzz_frame: calc_frame_parse and the incremental framer on arbitrary byte streams
- * (style.md: ten-line fuzzers). Seeds: fuzz/corpus/fuzz_frame (fuzz/make_corpus.py).
+/* fuzz_frame: calc_frame_parse and the incremental framer on arbitrary byte streams.
+ * Seeds: fuzz/corpus/fuzz_frame (fuzz/make_corpus.py).
  * Checks: no crash, leak or UB; feeding the stream in chunks (sizes taken from the input)
  * yields exactly the messages calc_frame_parse finds in the whole buffer, in order. */
 #include <stdint.h>

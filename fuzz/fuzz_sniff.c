@@ -1,5 +1,5 @@
 /* fuzz_sniff.c: libFuzzer target over calc-sniff's packet decoding, TCP reassembly, message
- * framing and the verify reduction (issue 5 item 6).
+ * framing and the verify reduction.
  *
  * Input: byte 0 picks the link type; then records of [2-byte length][frame bytes]. Frames are
  * fed in order with increasing time stamps; the analysis is then finished, traced and compared

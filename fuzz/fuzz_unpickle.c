@@ -1,4 +1,4 @@
-/* fuzz_unpickle: both payload decoders on arbitrary bytes (style.md: ten-line fuzzers).
+/* fuzz_unpickle: both payload decoders on arbitrary bytes.
  * Seeds: fuzz/corpus/fuzz_unpickle (fuzz/make_corpus.py, from the vectors).
  * Checks: no crash, leak or UB (ASan/UBSan); an accepted request re-encodes, and that encoding
  * decodes and re-encodes to the same bytes; an accepted response prints with str() and repr(). */

@@ -1,5 +1,6 @@
 /* calc/limits.h: every limit the kit enforces and the reference lacks, in one place.
- * Each is checked before allocation or recursion (style.md checklist item 3). */
+ * Each is checked before allocation or recursion, so a hostile input is refused before it
+ * costs memory or stack. */
 #ifndef CALC_LIMITS_H
 #define CALC_LIMITS_H
 

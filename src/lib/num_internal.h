@@ -1,5 +1,5 @@
 /* num_internal.h: helpers shared by num.c, num_ops.c and num_func.c (not public API).
- * Prefix num_ for library-internal functions (style.md: module prefixes inside). */
+ * The num_ prefix marks functions shared inside the library and nowhere else. */
 #ifndef CALC_NUM_INTERNAL_H
 #define CALC_NUM_INTERNAL_H
 #include "calc/num.h"

@@ -100,7 +100,8 @@ static size_t token_len(const parser *p, size_t pos) {
   return 1;
 }
 
-/* "unexpected X at column N", quoting the offending token safely (style.md: quote bad input). */
+/* "unexpected X at column N", quoting the offending token safely: what a user typed is shown
+ * escaped and cut short, never raw. */
 static int fail_unexpected(parser *p) {
   skip_space(p);
   if (p->pos >= p->len) return fail_at(p, p->len, "unexpected end of input");

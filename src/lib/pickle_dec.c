@@ -1,18 +1,6 @@
-/* pickle_dec.c: the request decoder (protocol.md 2.1) and the non-executing pickle machine it
- * shares with the response decoder (pickle_py.c).
- *
- * The machine runs CPython's unpickling opcodes over a 256-entry allowlist table, but it never
- * imports, looks up or calls anything: STACK_GLOBAL and GLOBAL yield a (module, name) pair,
- * NEWOBJ and REDUCE record the class or callable and its arguments, BUILD records the state.
- * Protocols 0-3 are read too (text arguments, GLOBAL with Python 2 module names mapped as
- * CPython's fix_imports maps them, copyreg._reconstructor(cls, object, None) taken as NEWOBJ
- * of cls); see "protocols 0-3" below. In request
- * mode a global outside the allowlist (pkl_globals) is refused on sight. Every length, index
- * and count read from the payload is checked against the remaining input and a named limit
- * (pickle_internal.h) before anything is allocated.
- *
- * The request decoder then checks the recorded graph against the reference's object model:
- * exact class, exact attribute set, operator/function pairs matching the singletons.
+/* pickle_dec.c: the request decoder (protocol.md 2.1): runs the pickle machine
+ * (pickle_vm.c) in request mode, then checks the recorded graph against the reference's object
+ * model: exact class, exact attribute set, operator/function pairs matching the singletons.
  *
  * Error messages (all ValueError, status 400):
  *   'Received data could not be deserialized'  malformed or truncated pickle, refused opcode,
@@ -21,833 +9,22 @@
  *   'Received data is not an Expression2'      an empty payload, or a well-formed pickle of
  *       allowed globals that is not an expression of the reference's shape;
  *   calclab limits: 'Expression too deeply nested (limit 200 levels)',
- *       'Expression too large (limit 20000 nodes)'.
+ *       'Expression too large (limit 20000 nodes)';
+ *   MemoryError when memory runs out (never remembered as an answer).
  * NamedConstant: any name (a str of at most 64 bytes) with a float value is accepted, since
  * students' clients may send constants of their own; PI, TAU and E re-encode as the shared
  * singletons. */
-#include <errno.h>
-#include <math.h>
-#include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "calc/alloc.h"
+#include "calc/err.h"
 #include "calc/pickle.h"
 #include "pickle_internal.h"
 
 #define PKL_MSG_DESER "Received data could not be deserialized"
 #define PKL_MSG_NOTEXPR "Received data is not an Expression2"
 #define PKL_MAX_NAMED_LEN 64u
-
-const pkl_global pkl_globals[PKG_COUNT] = {
-  [PKG_CONSTANT] = {"calculator", "Constant"},
-  [PKG_NAMED] = {"calculator", "NamedConstant"},
-  [PKG_BINEXPR] = {"calculator", "BinaryExpr"},
-  [PKG_UNEXPR] = {"calculator", "UnaryExpr"},
-  [PKG_CALLEXPR] = {"calculator", "FunctionCallExpr"},
-  [PKG_BINOP] = {"calculator", "BinaryOperator"},
-  [PKG_UNOP] = {"calculator", "UnaryOperator"},
-  [PKG_FUNCTION] = {"calculator", "Function"},
-  [PKG_ASSOC] = {"calculator", "Associativity"},
-  [PKG_OP_ADD] = {"_operator", "add"},
-  [PKG_OP_SUB] = {"_operator", "sub"},
-  [PKG_OP_MUL] = {"_operator", "mul"},
-  [PKG_OP_TRUEDIV] = {"_operator", "truediv"},
-  [PKG_OP_MOD] = {"_operator", "mod"},
-  [PKG_OP_POW] = {"_operator", "pow"},
-  [PKG_OP_NEG] = {"_operator", "neg"},
-  [PKG_OP_POS] = {"_operator", "pos"},
-  [PKG_MATH_SIN] = {"math", "sin"},
-  [PKG_MATH_COS] = {"math", "cos"},
-  [PKG_MATH_TAN] = {"math", "tan"},
-  [PKG_MATH_SQRT] = {"math", "sqrt"},
-  [PKG_MATH_LOG] = {"math", "log"},
-  [PKG_B_MAX] = {"builtins", "max"},
-  [PKG_B_MIN] = {"builtins", "min"},
-  [PKG_B_POW] = {"builtins", "pow"},
-  [PKG_RANDOM] = {"random", "Random"},
-  [PKG_GETATTR] = {"builtins", "getattr"},
-  [PKG_RECONSTRUCTOR] = {"copyreg", "_reconstructor"},
-  [PKG_OBJECT] = {"builtins", "object"},
-};
-
-/* Opcode allowlist: bit 1 = allowed in requests, bit 2 = allowed in responses. Everything
- * else (INST, OBJ, GLOBAL, PERSID, EXT*, NEWOBJ_EX, the text opcodes, ...) is refused. */
-#define RQ 1
-#define RS 2
-static const uint8_t pkl_optab[256] = {
-  [PKL_PROTO] = RQ | RS, [PKL_FRAME] = RQ | RS, [PKL_SHORT_BINUNICODE] = RQ | RS,
-  [PKL_BINUNICODE] = RQ | RS, [PKL_MEMOIZE] = RQ | RS, [PKL_BINGET] = RQ | RS,
-  [PKL_LONG_BINGET] = RQ | RS, [0x93] = RQ | RS /* STACK_GLOBAL */, [PKL_EMPTY_TUPLE] = RQ | RS,
-  [PKL_TUPLE1] = RQ | RS, [PKL_TUPLE2] = RQ | RS, [PKL_TUPLE3] = RQ | RS, [PKL_MARK] = RQ | RS,
-  [PKL_TUPLE] = RQ | RS, [PKL_NEWOBJ] = RQ | RS, [PKL_REDUCE] = RQ | RS,
-  [PKL_EMPTY_DICT] = RQ | RS, [PKL_SETITEM] = RQ | RS, [PKL_SETITEMS] = RQ | RS,
-  [PKL_EMPTY_LIST] = RQ | RS, [PKL_APPEND] = RQ | RS, [PKL_APPENDS] = RQ | RS,
-  [PKL_BUILD] = RQ | RS, [PKL_BININT1] = RQ | RS, [PKL_BININT2] = RQ | RS,
-  [PKL_BININT] = RQ | RS, [PKL_LONG1] = RQ | RS, [PKL_LONG4] = RQ | RS,
-  [PKL_BINFLOAT] = RQ | RS, [PKL_NEWTRUE] = RQ | RS, [PKL_NEWFALSE] = RQ | RS,
-  [PKL_NONE] = RQ | RS, [PKL_STOP] = RQ | RS,
-  [PKL_BINPUT] = RQ | RS, [PKL_LONG_BINPUT] = RQ | RS, [PKL_GLOBAL] = RQ | RS,
-  [PKL_INT] = RQ | RS, [PKL_LONG] = RQ | RS, [PKL_FLOAT] = RQ | RS, [PKL_UNICODE] = RQ | RS,
-  [PKL_PUT] = RQ | RS, [PKL_GET] = RQ | RS, [PKL_DICT] = RQ | RS, [PKL_LIST] = RQ | RS,
-  [PKL_SHORT_BINBYTES] = RS, [PKL_BINBYTES] = RS, [PKL_POP] = RS, [PKL_POP_MARK] = RS,
-};
-
-/* Values come from slabs of PKL_SLAB: a request makes about a hundred values, and one
- * allocation each was a tenth of the server's time without its memo. Values never move
- * (the stack, memo and containers point at them) and are freed all at once with the VM. */
-#define PKL_SLAB 64
-struct pkl_slab {
-  struct pkl_slab *next;
-  size_t n;
-  pkl_val v[PKL_SLAB];
-};
-
-/* The values' text (str and bytes data, global names) comes from a bump arena for the same
- * reason, freed with the VM; a text longer than a chunk gets a chunk of its own. */
-#define PKL_CHUNK 4096u
-struct pkl_chunk {
-  struct pkl_chunk *next;
-  size_t used, cap;
-  char data[];
-};
-
-struct pkl_vm {
-  pkl_mode mode;
-  const uint8_t *p, *end;  /* the unread input */
-  struct pkl_slab *slabs;  /* every value made, newest slab first */
-  struct pkl_chunk *text;  /* the values' text, newest chunk first */
-  size_t nall;
-  pkl_val **stack;
-  size_t sp, capstack;
-  size_t *marks;
-  size_t nmarks, capmarks;
-  pkl_val **memo;
-  size_t capmemo, memo_len; /* memo_len: entries set, as CPython's unpickler counts them */
-  int proto;               /* from PROTO; 0 without one (protocols 0 and 1) */
-  int nomem;
-};
-
-/* ---- bounds-checked reading: every wire byte goes through need() ---- */
-static int need(const pkl_vm *vm, size_t n) { return n <= (size_t)(vm->end - vm->p); }
-
-static uint64_t get_le(const uint8_t *p, int n) {
-  uint64_t v = 0;
-  for (int i = n - 1; i >= 0; i--) v = (v << 8) | p[i];
-  return v;
-}
-
-/* Reads an n-byte little-endian unsigned field; -1 when the input is shorter. */
-static int rd_le(pkl_vm *vm, int n, uint64_t *v) {
-  if (!need(vm, (size_t)n)) return -1;
-  *v = get_le(vm->p, n);
-  vm->p += n;
-  return 0;
-}
-
-/* Grows *arr (elements of size sz) so it holds at least want, without passing limit. -1 past
- * the limit (a hostile input), -1 with vm->nomem set when memory ran out (a MemoryError). */
-static int grow(pkl_vm *vm, void **arr, size_t *cap, size_t want, size_t sz, size_t limit) {
-  if (want <= *cap) return 0;
-  if (want > limit) return -1;
-  size_t c = *cap ? *cap : 16;
-  while (c < want) c *= 2;
-  if (c > limit) c = limit;
-  void *n = calc_realloc(*arr, c * sz);
-  if (!n) return vm->nomem = 1, -1;
-  *arr = n;
-  *cap = c;
-  return 0;
-}
-
-static pkl_val *val_new(pkl_vm *vm, pkl_kind k) {
-  if (vm->nall >= PKL_MAX_VALUES) return NULL;
-  struct pkl_slab *sl = vm->slabs;
-  if (!sl || sl->n == PKL_SLAB) {
-    if (!(sl = calc_malloc(sizeof *sl))) {
-      vm->nomem = 1;
-      return NULL;
-    }
-    sl->next = vm->slabs;
-    sl->n = 0;
-    vm->slabs = sl;
-  }
-  pkl_val *v = &sl->v[sl->n++];
-  memset(v, 0, sizeof *v);
-  v->kind = k;
-  v->global_id = -1;
-  if (k == PKV_INT) mpz_init(v->z);
-  vm->nall++;
-  return v;
-}
-
-/* n bytes of text space, freed with the VM; NULL (and nomem) when memory ran out. */
-static char *text_alloc(pkl_vm *vm, size_t n) {
-  struct pkl_chunk *c = vm->text;
-  if (!c || c->cap - c->used < n) {
-    size_t cap = n > PKL_CHUNK ? n : PKL_CHUNK;
-    if (!(c = calc_malloc(sizeof *c + cap))) {
-      vm->nomem = 1;
-      return NULL;
-    }
-    c->used = 0;
-    c->cap = cap;
-    if (cap > PKL_CHUNK && vm->text) {  /* a big one: keep filling the current chunk */
-      c->next = vm->text->next;
-      vm->text->next = c;
-    } else {
-      c->next = vm->text;
-      vm->text = c;
-    }
-  }
-  char *p = c->data + c->used;
-  c->used += n;
-  return p;
-}
-
-static char *text_dup(pkl_vm *vm, const char *s) {
-  size_t n = strlen(s) + 1;
-  char *p = text_alloc(vm, n);
-  if (p) memcpy(p, s, n);
-  return p;
-}
-
-/* Releases what a value owns (the value itself belongs to its slab, its text to the arena). */
-static void val_release(pkl_val *v) {
-  if (v->kind == PKV_INT) mpz_clear(v->z);
-  calc_free(v->items);
-}
-
-void pkl_vm_free(pkl_vm *vm) {
-  if (!vm) return;
-  for (struct pkl_slab *sl = vm->slabs, *next; sl; sl = next) {
-    next = sl->next;
-    for (size_t i = 0; i < sl->n; i++) val_release(&sl->v[i]);
-    calc_free(sl);
-  }
-  for (struct pkl_chunk *c = vm->text, *next; c; c = next) {
-    next = c->next;
-    calc_free(c);
-  }
-  calc_free(vm->stack);
-  calc_free(vm->marks);
-  calc_free(vm->memo);
-  calc_free(vm);
-}
-
-static int item_add(pkl_vm *vm, pkl_val *c, pkl_val *x) {
-  if (grow(vm, (void **)&c->items, &c->cap, c->n + 1, sizeof *c->items, PKL_MAX_VALUES * 2) < 0)
-    return -1;
-  c->items[c->n++] = x;
-  return 0;
-}
-
-static int push(pkl_vm *vm, pkl_val *v) {
-  if (!v) return -1;
-  if (grow(vm, (void **)&vm->stack, &vm->capstack, vm->sp + 1, sizeof *vm->stack, PKL_MAX_STACK) < 0)
-    return -1;
-  vm->stack[vm->sp++] = v;
-  return 0;
-}
-
-/* The stack's fence is the innermost MARK: like CPython, a pop never crosses it. */
-static size_t fence(const pkl_vm *vm) { return vm->nmarks ? vm->marks[vm->nmarks - 1] : 0; }
-
-static pkl_val *pop(pkl_vm *vm) { return vm->sp > fence(vm) ? vm->stack[--vm->sp] : NULL; }
-static pkl_val *top(const pkl_vm *vm) { return vm->sp > fence(vm) ? vm->stack[vm->sp - 1] : NULL; }
-
-/* Pops the innermost MARK: its items are stack[*k .. sp). -1 without a MARK. */
-static int pop_mark(pkl_vm *vm, size_t *k) {
-  if (!vm->nmarks) return -1;
-  *k = vm->marks[--vm->nmarks];
-  return 0;
-}
-
-/* UTF-8 as CPython decodes pickled str ('surrogatepass': encoded surrogates allowed). */
-static int utf8_ok(const uint8_t *s, size_t n) {
-  size_t i = 0;
-  while (i < n) {
-    uint8_t c = s[i];
-    size_t k;
-    uint32_t cp;
-    if (c < 0x80) {
-      i++;
-      continue;
-    } else if ((c & 0xe0) == 0xc0) {
-      k = 1;
-      cp = c & 0x1f;
-    } else if ((c & 0xf0) == 0xe0) {
-      k = 2;
-      cp = c & 0x0f;
-    } else if ((c & 0xf8) == 0xf0) {
-      k = 3;
-      cp = c & 0x07;
-    } else {
-      return 0;
-    }
-    if (k > n - i - 1) return 0;
-    for (size_t j = 1; j <= k; j++) {
-      if ((s[i + j] & 0xc0) != 0x80) return 0;
-      cp = (cp << 6) | (s[i + j] & 0x3f);
-    }
-    if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) || (k == 3 && (cp < 0x10000 || cp > 0x10ffff)))
-      return 0;
-    i += k + 1;
-  }
-  return 1;
-}
-
-static pkl_val *make_bytes(pkl_vm *vm, pkl_kind k, size_t n) {
-  if (!need(vm, n)) return NULL;  /* the length is checked against the input first */
-  if (k == PKV_STR && !utf8_ok(vm->p, n)) return NULL;
-  pkl_val *v = val_new(vm, k);
-  if (!v) return NULL;
-  if (!(v->s = text_alloc(vm, n + 1))) return NULL;
-  memcpy(v->s, vm->p, n);
-  v->s[n] = 0;
-  v->len = n;
-  vm->p += n;
-  return v;
-}
-
-/* LONG1/LONG4 payload: little-endian two's complement; bounded by CALC_MAX_INT_BITS first. */
-static pkl_val *make_long(pkl_vm *vm, size_t n) {
-  if (!need(vm, n) || n > CALC_MAX_INT_BITS / 8 + 1) return NULL;
-  pkl_val *v = val_new(vm, PKV_INT);
-  if (!v) return NULL;
-  if (n) {
-    mpz_import(v->z, n, -1, 1, 0, 0, vm->p);
-    if (vm->p[n - 1] & 0x80) {
-      mpz_t t;
-      mpz_init(t);
-      mpz_ui_pow_ui(t, 2, 8 * n);
-      mpz_sub(v->z, v->z, t);
-      mpz_clear(t);
-    }
-    if (mpz_sizeinbase(v->z, 2) > CALC_MAX_INT_BITS) return NULL;
-  }
-  vm->p += n;
-  return v;
-}
-
-static int global_lookup(const char *module, const char *name) {
-  for (int i = 0; i < PKG_COUNT; i++)
-    if (strcmp(pkl_globals[i].module, module) == 0 && strcmp(pkl_globals[i].name, name) == 0) return i;
-  return -1;
-}
-
-static bool is_str(const pkl_val *v) { return v && v->kind == PKV_STR && strlen(v->s) == v->len; }
-
-/* A dict key must be hashable: no list or dict inside. Memo sharing makes a tuple a DAG whose
- * paths multiply (40 levels of t = (t, t, t) are 3^40 paths in 330 bytes; CPython's own
- * unpickler would hash them forever), so the walk is bounded by the values it visits as well
- * as by depth, and a key past either bound is refused. */
-static bool hashable_walk(const pkl_val *v, unsigned depth, size_t *budget) {
-  if (v->kind == PKV_LIST || v->kind == PKV_DICT || depth > PKL_MAX_HASH_DEPTH || *budget == 0) return false;
-  --*budget;
-  if (v->kind == PKV_TUPLE)
-    for (size_t i = 0; i < v->n; i++)
-      if (!hashable_walk(v->items[i], depth + 1, budget)) return false;
-  return true;
-}
-
-static bool hashable(const pkl_val *v) {
-  size_t budget = PKL_MAX_HASH_VALUES;
-  return hashable_walk(v, 0, &budget);
-}
-
-/* d[k] = v: a str key already present is replaced, as a dict would. */
-static int dict_set(pkl_vm *vm, pkl_val *d, pkl_val *k, pkl_val *v) {
-  if (!hashable(k) || d->n / 2 >= PKL_MAX_DICT_ITEMS) return -1;
-  if (k->kind == PKV_STR)
-    for (size_t i = 0; i + 1 < d->n; i += 2)
-      if (d->items[i]->kind == PKV_STR && d->items[i]->len == k->len &&
-          memcmp(d->items[i]->s, k->s, k->len) == 0) {
-        d->items[i + 1] = v;
-        return 0;
-      }
-  if (item_add(vm, d, k) < 0) return -1;
-  return item_add(vm, d, v);
-}
-
-static int memo_put(pkl_vm *vm, uint64_t idx, pkl_val *v) {
-  if (!v || idx >= PKL_MAX_MEMO) return -1;
-  size_t old = vm->capmemo;
-  if (grow(vm, (void **)&vm->memo, &vm->capmemo, (size_t)idx + 1, sizeof *vm->memo, PKL_MAX_MEMO) < 0)
-    return -1;
-  if (vm->capmemo > old) memset(vm->memo + old, 0, (vm->capmemo - old) * sizeof *vm->memo);
-  if (!vm->memo[idx]) vm->memo_len++;
-  vm->memo[idx] = v;
-  return 0;
-}
-
-static pkl_val *memo_get(const pkl_vm *vm, uint64_t idx) {
-  return idx < vm->capmemo ? vm->memo[idx] : NULL;
-}
-
-/* ---- protocols 0-3: text arguments and GLOBAL ----
- * CPython's unpickler accepts every protocol, so a student's program may send protocol 0-3
- * pickles (pickle.dumps(x, 2), or an old habit). What their picklers write is accepted here;
- * odd spellings CPython's own picklers never produce (hex or octal INT, whitespace,
- * underscores) are refused like any malformed pickle. */
-
-/* The text up to the next newline, at most max bytes; -1 when there is none in reach. */
-static int rd_line(pkl_vm *vm, size_t max, const uint8_t **line, size_t *n) {
-  size_t avail = (size_t)(vm->end - vm->p);
-  if (avail > max + 1) avail = max + 1;
-  const uint8_t *nl = memchr(vm->p, '\n', avail);
-  if (!nl) return -1;
-  *line = vm->p;
-  *n = (size_t)(nl - vm->p);
-  vm->p = nl + 1;
-  return 0;
-}
-
-/* CPython 3.11 refuses to convert a decimal text of more than 4300 digits (and so would the
- * reference's unpickler); it is also far inside CALC_MAX_INT_BITS. */
-#define PKL_MAX_TEXT_DIGITS 4300u
-
-/* A decimal integer as repr(int) writes it: an optional sign, then 0s only or no leading 0. */
-static bool decimal_ok(const uint8_t *s, size_t n) {
-  size_t i = n > 0 && (s[0] == '-' || s[0] == '+') ? 1 : 0;
-  if (i == n || n - i > PKL_MAX_TEXT_DIGITS) return false;
-  bool zeros = true;
-  for (size_t j = i; j < n; j++) {
-    if (s[j] < '0' || s[j] > '9') return false;
-    if (s[j] != '0') zeros = false;
-  }
-  return zeros || s[i] != '0';
-}
-
-static pkl_val *text_int(pkl_vm *vm, const uint8_t *s, size_t n) {
-  if (!decimal_ok(s, n)) return NULL;
-  char tmp[PKL_MAX_TEXT_DIGITS + 2];
-  size_t i = s[0] == '+' ? 1 : 0;  /* GMP takes '-' but not '+' */
-  memcpy(tmp, s + i, n - i);
-  tmp[n - i] = '\0';
-  pkl_val *v = val_new(vm, PKV_INT);
-  if (v && mpz_set_str(v->z, tmp, 10) != 0) return NULL;
-  return v;
-}
-
-/* FLOAT: what PyOS_string_to_double reads whole: decimal, inf, infinity, nan; no leading
- * space, no hex, overflow refused (CPython raises OverflowError), underflow allowed. */
-static pkl_val *text_float(pkl_vm *vm, const uint8_t *s, size_t n) {
-  char tmp[64];
-  if (n == 0 || n >= sizeof tmp) return NULL;
-  for (size_t i = 0; i < n; i++) {
-    uint8_t c = s[i];
-    if (!((c >= '0' && c <= '9') || c == '.' || c == '-' || c == '+' || c == 'e' || c == 'E' ||
-          strchr("infatyINFATY", c) != NULL) || c == 0)
-      return NULL;
-  }
-  memcpy(tmp, s, n);
-  tmp[n] = '\0';
-  char *end;
-  errno = 0;
-  double d = strtod(tmp, &end);
-  if (end != tmp + n || (errno == ERANGE && (d == HUGE_VAL || d == -HUGE_VAL))) return NULL;
-  pkl_val *v = val_new(vm, PKV_FLOAT);
-  if (v) v->f = d;
-  return v;
-}
-
-static int hexval(uint8_t c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-static size_t utf8_put(char *o, uint32_t cp) {
-  if (cp < 0x80) { o[0] = (char)cp; return 1; }
-  if (cp < 0x800) { o[0] = (char)(0xc0 | cp >> 6); o[1] = (char)(0x80 | (cp & 0x3f)); return 2; }
-  if (cp < 0x10000) {
-    o[0] = (char)(0xe0 | cp >> 12); o[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-    o[2] = (char)(0x80 | (cp & 0x3f));
-    return 3;
-  }
-  o[0] = (char)(0xf0 | cp >> 18); o[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-  o[2] = (char)(0x80 | ((cp >> 6) & 0x3f)); o[3] = (char)(0x80 | (cp & 0x3f));
-  return 4;
-}
-
-/* UNICODE: the 'raw-unicode-escape' codec, into UTF-8. Bytes are code points 0-255; a
- * backslash run of odd length followed by u or U ends in an escape of exactly 4 or 8 hex
- * digits (up to U+10FFFF), other backslashes are themselves. The output is at most twice the
- * input (a byte above 0x7f becomes two; an escape of 6 or 10 bytes at most four). */
-static pkl_val *text_unicode(pkl_vm *vm, const uint8_t *s, size_t n) {
-  pkl_val *v = val_new(vm, PKV_STR);
-  if (!v) return NULL;
-  char *o = text_alloc(vm, 2 * n + 1);
-  if (!o) return NULL;
-  v->s = o;
-  size_t len = 0, i = 0;
-  while (i < n) {
-    if (s[i] != '\\') {
-      len += utf8_put(o + len, s[i++]);
-      continue;
-    }
-    size_t run = 0;
-    while (i + run < n && s[i + run] == '\\') run++;
-    bool esc = (run & 1) && i + run < n && (s[i + run] == 'u' || s[i + run] == 'U');
-    for (size_t k = 0; k < run - (esc ? 1 : 0); k++) o[len++] = '\\';
-    i += run;
-    if (!esc) continue;
-    size_t digits = s[i] == 'u' ? 4 : 8;
-    i++;
-    if (n - i < digits) return NULL;
-    uint32_t cp = 0;
-    for (size_t k = 0; k < digits; k++) {
-      int h = hexval(s[i + k]);
-      if (h < 0) return NULL;
-      cp = cp << 4 | (uint32_t)h;
-    }
-    if (cp > 0x10ffff) return NULL;
-    i += digits;
-    len += utf8_put(o + len, cp);
-  }
-  o[len] = '\0';
-  v->len = len;
-  return v;
-}
-
-/* A memo index as text (PUT, GET): decimal digits only. */
-static int text_index(const uint8_t *s, size_t n, uint64_t *idx) {
-  if (n == 0 || n > 10) return -1;
-  uint64_t x = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (s[i] < '0' || s[i] > '9') return -1;
-    x = x * 10 + (uint64_t)(s[i] - '0');
-  }
-  *idx = x;
-  return 0;
-}
-
-/* Python 2 module names that CPython's unpickler maps for protocols 0-2 (fix_imports,
- * _compat_pickle.IMPORT_MAPPING), for the globals a request or response can name. */
-static const char *py3_module(const char *m, int proto) {
-  if (proto >= 3) return m;
-  if (!strcmp(m, "__builtin__") || !strcmp(m, "exceptions")) return "builtins";
-  if (!strcmp(m, "copy_reg")) return "copyreg";
-  return m;
-}
-
-/* Longest module or global name taken (GLOBAL reads at most this much per line): each global
- * keeps its own copy of both, so a long memoized str named by every STACK_GLOBAL of a hostile
- * response would otherwise multiply memory by thousands. */
-#define PKL_MAX_GLOBAL_NAME 256u
-
-/* Pushes the global module.name (STACK_GLOBAL, GLOBAL); refused in request mode when it is
- * not in the allowlist. */
-static int push_global(pkl_vm *vm, const char *module, const char *name) {
-  if (strlen(module) > PKL_MAX_GLOBAL_NAME || strlen(name) > PKL_MAX_GLOBAL_NAME) return -1;
-  int gid = global_lookup(module, name);
-  if (vm->mode == PKL_MODE_REQUEST && gid < 0) return -1;
-  pkl_val *v = val_new(vm, PKV_GLOBAL);
-  if (!v) return -1;
-  v->global_id = gid;
-  if (!(v->s = text_dup(vm, module)) || !(v->name = text_dup(vm, name))) return -1;
-  return push(vm, v);
-}
-
-/* GLOBAL: "module\nname\n", each valid UTF-8 without NUL, at most 256 bytes. */
-static int load_global_text(pkl_vm *vm) {
-  const uint8_t *m, *nm;
-  size_t mn, nn;
-  if (rd_line(vm, PKL_MAX_GLOBAL_NAME, &m, &mn) < 0 || rd_line(vm, PKL_MAX_GLOBAL_NAME, &nm, &nn) < 0)
-    return -1;
-  if (memchr(m, 0, mn) || memchr(nm, 0, nn) || !utf8_ok(m, mn) || !utf8_ok(nm, nn)) return -1;
-  char module[PKL_MAX_GLOBAL_NAME + 1], name[PKL_MAX_GLOBAL_NAME + 1];
-  memcpy(module, m, mn);
-  module[mn] = '\0';
-  memcpy(name, nm, nn);
-  name[nn] = '\0';
-  return push_global(vm, py3_module(module, vm->proto), name);
-}
-
-/* copyreg._reconstructor(cls, object, None), protocols 0 and 1's way to make an instance:
- * object.__new__(cls), the same as NEWOBJ with no arguments. */
-static bool is_reconstruct(const pkl_val *f, const pkl_val *args) {
-  return f->global_id == PKG_RECONSTRUCTOR && args->n == 3 && args->items[0]->kind == PKV_GLOBAL &&
-         args->items[1]->kind == PKV_GLOBAL && args->items[1]->global_id == PKG_OBJECT &&
-         args->items[2]->kind == PKV_NONE;
-}
-
-/* TUPLE, LIST: a container of the items above the innermost MARK, which it pops. */
-static pkl_val *from_mark(pkl_vm *vm, pkl_kind kind) {
-  size_t k;
-  if (pop_mark(vm, &k) < 0) return NULL;
-  pkl_val *v = val_new(vm, kind);
-  if (!v) return NULL;
-  for (size_t i = k; i < vm->sp; i++)
-    if (item_add(vm, v, vm->stack[i]) < 0) return NULL;
-  vm->sp = k;
-  return v;
-}
-
-/* One opcode. 1 = STOP reached, 0 = go on, -1 = refuse. */
-static int step(pkl_vm *vm, pkl_val **result) {
-  uint64_t u;
-  pkl_val *v, *a, *b;
-  size_t k;
-  if (!need(vm, 1)) return -1;
-  uint8_t op = *vm->p++;
-  if (!(pkl_optab[op] & (vm->mode == PKL_MODE_REQUEST ? RQ : RS))) return -1;
-  switch (op) {
-  case PKL_PROTO:
-    if (rd_le(vm, 1, &u) < 0 || u > 5) return -1;
-    vm->proto = (int)u;
-    return 0;
-  case PKL_FRAME:
-    /* The frame must be wholly present; opcodes inside are read like any other. */
-    if (rd_le(vm, 8, &u) < 0 || u > (uint64_t)(vm->end - vm->p)) return -1;
-    return 0;
-  case PKL_SHORT_BINUNICODE:
-    if (rd_le(vm, 1, &u) < 0) return -1;
-    return push(vm, make_bytes(vm, PKV_STR, (size_t)u));
-  case PKL_BINUNICODE:
-    if (rd_le(vm, 4, &u) < 0) return -1;
-    return push(vm, make_bytes(vm, PKV_STR, (size_t)u));
-  case PKL_SHORT_BINBYTES:
-    if (rd_le(vm, 1, &u) < 0) return -1;
-    return push(vm, make_bytes(vm, PKV_BYTES, (size_t)u));
-  case PKL_BINBYTES:
-    if (rd_le(vm, 4, &u) < 0) return -1;
-    return push(vm, make_bytes(vm, PKV_BYTES, (size_t)u));
-  case PKL_MEMOIZE:
-    return memo_put(vm, vm->memo_len, top(vm));
-  case PKL_BINPUT:
-    if (rd_le(vm, 1, &u) < 0) return -1;
-    return memo_put(vm, u, top(vm));
-  case PKL_LONG_BINPUT:
-    if (rd_le(vm, 4, &u) < 0) return -1;
-    return memo_put(vm, u, top(vm));
-  case PKL_BINGET:
-    if (rd_le(vm, 1, &u) < 0) return -1;
-    return push(vm, memo_get(vm, u));
-  case PKL_LONG_BINGET:
-    if (rd_le(vm, 4, &u) < 0) return -1;
-    return push(vm, memo_get(vm, u));
-  case 0x93: /* STACK_GLOBAL: recorded, never imported */
-    b = pop(vm);
-    a = pop(vm);
-    if (!is_str(a) || !is_str(b)) return -1;
-    return push_global(vm, a->s, b->s);
-  case PKL_GLOBAL:
-    return load_global_text(vm);
-  case PKL_EMPTY_TUPLE:
-    return push(vm, val_new(vm, PKV_TUPLE));
-  case PKL_TUPLE1:
-  case PKL_TUPLE2:
-  case PKL_TUPLE3: {
-    size_t n = (size_t)(op - PKL_TUPLE1 + 1);
-    if (vm->sp < fence(vm) + n) return -1;
-    v = val_new(vm, PKV_TUPLE);
-    if (!v) return -1;
-    for (size_t i = vm->sp - n; i < vm->sp; i++)
-      if (item_add(vm, v, vm->stack[i]) < 0) return -1;
-    vm->sp -= n;
-    return push(vm, v);
-  }
-  case PKL_MARK:
-    if (grow(vm, (void **)&vm->marks, &vm->capmarks, vm->nmarks + 1, sizeof *vm->marks, PKL_MAX_STACK) < 0)
-      return -1;
-    vm->marks[vm->nmarks++] = vm->sp;
-    return 0;
-  case PKL_TUPLE:
-    return push(vm, from_mark(vm, PKV_TUPLE));
-  case PKL_POP_MARK:
-    if (pop_mark(vm, &k) < 0) return -1;
-    vm->sp = k;
-    return 0;
-  case PKL_POP:
-    if (vm->sp > fence(vm))
-      vm->sp--;
-    else if (pop_mark(vm, &k) < 0)
-      return -1;
-    return 0;
-  case PKL_NEWOBJ:
-    /* cls.__new__(cls, *args): only recorded. Requests: calculator classes with (). */
-    b = pop(vm);
-    a = pop(vm);
-    if (!a || !b || a->kind != PKV_GLOBAL || b->kind != PKV_TUPLE) return -1;
-    if (vm->mode == PKL_MODE_REQUEST && (a->global_id < PKG_CONSTANT || a->global_id > PKG_FUNCTION || b->n))
-      return -1;
-    v = val_new(vm, PKV_OBJ);
-    if (!v) return -1;
-    v->cls = a;
-    v->args = b;
-    return push(vm, v);
-  case PKL_REDUCE:
-    /* callable(*args): only recorded, NEVER called. Requests: Associativity(n),
-     * random.Random() and builtins.getattr(...), whose shapes are checked later. */
-    b = pop(vm);
-    a = pop(vm);
-    if (!a || !b || a->kind != PKV_GLOBAL || b->kind != PKV_TUPLE) return -1;
-    if (is_reconstruct(a, b)) {
-      a = b->items[0];
-      if (vm->mode == PKL_MODE_REQUEST && (a->global_id < PKG_CONSTANT || a->global_id > PKG_FUNCTION))
-        return -1;
-      v = val_new(vm, PKV_OBJ);
-      pkl_val *none = val_new(vm, PKV_TUPLE);
-      if (!v || !none) return -1;
-      v->cls = a;
-      v->args = none;
-      return push(vm, v);
-    }
-    if (vm->mode == PKL_MODE_REQUEST && a->global_id != PKG_ASSOC && a->global_id != PKG_RANDOM &&
-        a->global_id != PKG_GETATTR)
-      return -1;
-    v = val_new(vm, PKV_CALL);
-    if (!v) return -1;
-    v->cls = a;
-    v->args = b;
-    return push(vm, v);
-  case PKL_BUILD:
-    b = pop(vm);
-    a = top(vm);
-    if (!a || !b || (a->kind != PKV_OBJ && a->kind != PKV_CALL) || a->has_state) return -1;
-    if (vm->mode == PKL_MODE_REQUEST) {
-      if (a->kind == PKV_OBJ && b->kind != PKV_DICT) return -1;
-      if (a->kind == PKV_CALL && (a->cls->global_id != PKG_RANDOM || b->kind != PKV_TUPLE)) return -1;
-    }
-    a->state = b;
-    a->has_state = true;
-    return 0;
-  case PKL_EMPTY_DICT:
-    return push(vm, val_new(vm, PKV_DICT));
-  case PKL_SETITEM:
-    b = pop(vm);
-    a = pop(vm);
-    v = top(vm);
-    if (!a || !b || !v || v->kind != PKV_DICT) return -1;
-    return dict_set(vm, v, a, b);
-  case PKL_SETITEMS:
-    if (pop_mark(vm, &k) < 0 || k <= fence(vm)) return -1;
-    v = vm->stack[k - 1]; /* the dict under the MARK */
-    if (v->kind != PKV_DICT || (vm->sp - k) % 2) return -1;
-    for (size_t i = k; i < vm->sp; i += 2)
-      if (dict_set(vm, v, vm->stack[i], vm->stack[i + 1]) < 0) return -1;
-    vm->sp = k;
-    return 0;
-  case PKL_EMPTY_LIST:
-    return push(vm, val_new(vm, PKV_LIST));
-  case PKL_APPEND:
-    b = pop(vm);
-    v = top(vm);
-    if (!b || !v || v->kind != PKV_LIST) return -1;
-    return item_add(vm, v, b);
-  case PKL_APPENDS:
-    if (pop_mark(vm, &k) < 0 || k <= fence(vm)) return -1;
-    v = vm->stack[k - 1]; /* the list under the MARK */
-    if (v->kind != PKV_LIST) return -1;
-    for (size_t i = k; i < vm->sp; i++)
-      if (item_add(vm, v, vm->stack[i]) < 0) return -1;
-    vm->sp = k;
-    return 0;
-  case PKL_BININT1:
-  case PKL_BININT2:
-  case PKL_BININT: {
-    int n = op == PKL_BININT1 ? 1 : op == PKL_BININT2 ? 2 : 4;
-    if (rd_le(vm, n, &u) < 0) return -1;
-    v = val_new(vm, PKV_INT);
-    if (!v) return -1;
-    if (n == 4)
-      mpz_set_si(v->z, (long)(int32_t)(uint32_t)u);
-    else
-      mpz_set_ui(v->z, (unsigned long)u);
-    return push(vm, v);
-  }
-  case PKL_LONG1:
-    if (rd_le(vm, 1, &u) < 0) return -1;
-    return push(vm, make_long(vm, (size_t)u));
-  case PKL_LONG4:
-    if (rd_le(vm, 4, &u) < 0 || (u & 0x80000000u)) return -1;
-    return push(vm, make_long(vm, (size_t)u));
-  case PKL_BINFLOAT: {
-    if (!need(vm, 8)) return -1;
-    uint64_t bits = 0;
-    for (int i = 0; i < 8; i++) bits = (bits << 8) | vm->p[i];
-    vm->p += 8;
-    v = val_new(vm, PKV_FLOAT);
-    if (!v) return -1;
-    memcpy(&v->f, &bits, 8);
-    return push(vm, v);
-  }
-  case PKL_NEWTRUE:
-  case PKL_NEWFALSE:
-    v = val_new(vm, PKV_BOOL);
-    if (!v) return -1;
-    v->b = op == PKL_NEWTRUE;
-    return push(vm, v);
-  case PKL_NONE:
-    return push(vm, val_new(vm, PKV_NONE));
-  case PKL_INT:
-  case PKL_LONG:
-  case PKL_FLOAT:
-  case PKL_UNICODE:
-  case PKL_PUT:
-  case PKL_GET: {
-    const uint8_t *line;
-    size_t n;
-    size_t max = op == PKL_UNICODE ? (size_t)(vm->end - vm->p) : PKL_MAX_TEXT_DIGITS + 2;
-    if (rd_line(vm, max, &line, &n) < 0) return -1;
-    switch (op) {
-    case PKL_INT:
-      if (n == 2 && line[0] == '0' && (line[1] == '0' || line[1] == '1')) {  /* True, False */
-        v = val_new(vm, PKV_BOOL);
-        if (!v) return -1;
-        v->b = line[1] == '1';
-        return push(vm, v);
-      }
-      return push(vm, text_int(vm, line, n));
-    case PKL_LONG:
-      return push(vm, text_int(vm, line, n && line[n - 1] == 'L' ? n - 1 : n));
-    case PKL_FLOAT:
-      return push(vm, text_float(vm, line, n));
-    case PKL_UNICODE:
-      return push(vm, text_unicode(vm, line, n));
-    case PKL_PUT:
-      return text_index(line, n, &u) < 0 ? -1 : memo_put(vm, u, top(vm));
-    default: /* PKL_GET */
-      return text_index(line, n, &u) < 0 ? -1 : push(vm, memo_get(vm, u));
-    }
-  }
-  case PKL_DICT:
-    if (pop_mark(vm, &k) < 0 || (vm->sp - k) % 2) return -1;
-    v = val_new(vm, PKV_DICT);
-    if (!v) return -1;
-    for (size_t i = k; i < vm->sp; i += 2)
-      if (dict_set(vm, v, vm->stack[i], vm->stack[i + 1]) < 0) return -1;
-    vm->sp = k;
-    return push(vm, v);
-  case PKL_LIST:
-    return push(vm, from_mark(vm, PKV_LIST));
-  case PKL_STOP:
-    v = pop(vm);
-    if (!v) return -1;
-    *result = v;
-    return 1;
-  }
-  return -1;
-}
-
-pkl_status pkl_run(const uint8_t *p, size_t n, pkl_mode mode, pkl_vm **out, pkl_val **result) {
-  *result = NULL;
-  pkl_vm *vm = calc_calloc(1, sizeof *vm);
-  *out = vm;
-  if (!vm) return PKL_ERR_NOMEM;
-  if (n == 0) return PKL_ERR_EMPTY;
-  if (n > PKL_MAX_INPUT) return PKL_ERR_NOT_PICKLE;
-  vm->mode = mode;
-  vm->p = p;
-  vm->end = p + n;
-  for (;;) {
-    int r = step(vm, result);
-    if (r == 1) return PKL_OK;
-    if (r < 0) return vm->nomem ? PKL_ERR_NOMEM : PKL_ERR_NOT_PICKLE;
-  }
-}
 
 /* ---- the request's object model ---- */
 
@@ -856,7 +33,9 @@ typedef struct {
   const pkl_val *rng_src;  /* the random.Random all rand functions must share */
   size_t nodes;
   size_t int_bytes;        /* bytes of int data copied into the tree */
-  int err;                 /* 0, or which message: 1 not an expression, 2 depth, 3 size, 4 memory */
+  calc_err err;            /* CALC_OK, or CALC_ERR_INVALID (not an expression), CALC_ERR_LIMIT
+                              (too_deep says which limit) or CALC_ERR_NOMEM */
+  bool too_deep;
 } pkl_conv;
 
 /* The object's attributes, checked to be exactly `names` (any order, each once). Fills out[]. */
@@ -868,7 +47,7 @@ static int attrs(const pkl_val *o, int cls, const char *const *names, size_t n, 
   for (size_t i = 0; i < d->n; i += 2) {
     const pkl_val *key = d->items[i];
     size_t j;
-    if (!is_str(key)) return -1;
+    if (!pkl_is_str(key)) return -1;
     for (j = 0; j < n; j++)
       if (strcmp(key->s, names[j]) == 0) break;
     if (j == n || out[j]) return -1;
@@ -877,7 +56,7 @@ static int attrs(const pkl_val *o, int cls, const char *const *names, size_t n, 
   return 0;
 }
 
-static bool str_is(const pkl_val *v, const char *s) { return is_str(v) && strcmp(v->s, s) == 0; }
+static bool str_is(const pkl_val *v, const char *s) { return pkl_is_str(v) && strcmp(v->s, s) == 0; }
 static bool global_is(const pkl_val *v, int id) { return v && v->kind == PKV_GLOBAL && v->global_id == id; }
 
 static const char *const binop_sym[] = {"+", "-", "*", "/", "%", "**"};
@@ -933,7 +112,7 @@ static int rand_method(pkl_conv *c, const pkl_val *m) {
   if (g->kind != PKV_NONE && g->kind != PKV_FLOAT) return -1;
   calc_rng *rng = calc_calloc(1, sizeof *rng);
   if (!rng) {
-    c->err = 4;
+    c->err = CALC_ERR_NOMEM;
     return -1;
   }
   for (size_t i = 0; i <= CALC_MT_N; i++) {
@@ -970,15 +149,16 @@ static int fn_of(pkl_conv *c, const pkl_val *o) {
 static calc_expr *conv(pkl_conv *c, const pkl_val *o, int depth) {
   if (c->err) return NULL;
   if (depth > CALC_MAX_DEPTH) {
-    c->err = 2;
+    c->err = CALC_ERR_LIMIT;
+    c->too_deep = true;
     return NULL;
   }
   if (++c->nodes > CALC_MAX_NODES) {
-    c->err = 3;
+    c->err = CALC_ERR_LIMIT;
     return NULL;
   }
   if (!o || o->kind != PKV_OBJ) {
-    c->err = 1;
+    c->err = CALC_ERR_INVALID;
     return NULL;
   }
   const pkl_val *a[3];
@@ -992,7 +172,7 @@ static calc_expr *conv(pkl_conv *c, const pkl_val *o, int depth) {
     } else if (a[0]->kind == PKV_INT) {
       c->int_bytes += mpz_size(a[0]->z) * sizeof(mp_limb_t);
       if (c->int_bytes > PKL_MAX_TREE_INT_BYTES) {
-        c->err = 3;
+        c->err = CALC_ERR_LIMIT;
         return NULL;
       }
       calc_num n;
@@ -1003,16 +183,16 @@ static calc_expr *conv(pkl_conv *c, const pkl_val *o, int depth) {
     } else {
       break;
     }
-    if (!e) c->err = 4;
+    if (!e) c->err = CALC_ERR_NOMEM;
     return e;
   }
   case PKG_NAMED: {
     static const char *const names[] = {"name", "value"};
-    if (attrs(o, PKG_NAMED, names, 2, a) < 0 || !is_str(a[0]) || a[0]->len > PKL_MAX_NAMED_LEN ||
+    if (attrs(o, PKG_NAMED, names, 2, a) < 0 || !pkl_is_str(a[0]) || a[0]->len > PKL_MAX_NAMED_LEN ||
         a[1]->kind != PKV_FLOAT)
       break;
     e = calc_expr_named(a[0]->s, a[1]->f);
-    if (!e) c->err = 4;
+    if (!e) c->err = CALC_ERR_NOMEM;
     return e;
   }
   case PKG_BINEXPR: {
@@ -1023,7 +203,7 @@ static calc_expr *conv(pkl_conv *c, const pkl_val *o, int depth) {
     calc_expr *l = conv(c, a[0], depth + 1);
     calc_expr *r = l ? conv(c, a[2], depth + 1) : NULL;
     e = calc_expr_binary((calc_binop)op, l, r);
-    if (!e && !c->err) c->err = 4;
+    if (!e && !c->err) c->err = CALC_ERR_NOMEM;
     return e;
   }
   case PKG_UNEXPR: {
@@ -1032,7 +212,7 @@ static calc_expr *conv(pkl_conv *c, const pkl_val *o, int depth) {
     int op = unop_of(a[0]);
     if (op < 0) break;
     e = calc_expr_unary((calc_unop)op, conv(c, a[1], depth + 1));
-    if (!e && !c->err) c->err = 4;
+    if (!e && !c->err) c->err = CALC_ERR_NOMEM;
     return e;
   }
   case PKG_CALLEXPR: {
@@ -1042,12 +222,12 @@ static calc_expr *conv(pkl_conv *c, const pkl_val *o, int depth) {
     if (fn < 0 || a[1]->kind != PKV_LIST) break;
     size_t n = a[1]->n;
     if (n > CALC_MAX_ARGS) {
-      c->err = 3;
+      c->err = CALC_ERR_LIMIT;
       return NULL;
     }
     calc_expr **args = calc_calloc(n ? n : 1, sizeof *args);
     if (!args) {
-      c->err = 4;
+      c->err = CALC_ERR_NOMEM;
       return NULL;
     }
     for (size_t i = 0; i < n; i++) {
@@ -1059,13 +239,13 @@ static calc_expr *conv(pkl_conv *c, const pkl_val *o, int depth) {
       }
     }
     e = calc_expr_call((calc_fn)fn, args, n);
-    if (!e) c->err = 4;
+    if (!e) c->err = CALC_ERR_NOMEM;
     return e;
   }
   default:
     break;
   }
-  if (!c->err) c->err = 1;
+  if (!c->err) c->err = CALC_ERR_INVALID;
   return NULL;
 }
 
@@ -1080,15 +260,15 @@ int calc_unpickle_request(const uint8_t *p, size_t n, calc_tree *t, calc_exc *ex
     if (st == PKL_ERR_NOMEM) return calc_exc_nomem(exc, "");
     return calc_exc_set(exc, "ValueError", PKL_MSG_DESER);
   }
-  pkl_conv c = {t, NULL, 0, 0, 0};
+  pkl_conv c = {.t = t, .err = CALC_OK};
   t->root = conv(&c, top_v, 0);
   pkl_vm_free(vm);
   if (t->root && !c.err) return 0;
   calc_tree_free(t);
-  switch (c.err) {
-  case 2: return calc_exc_set(exc, "ValueError", "Expression too deeply nested (limit %d levels)", CALC_MAX_DEPTH);
-  case 3: return calc_exc_set(exc, "ValueError", "Expression too large (limit %d nodes)", CALC_MAX_NODES);
-  case 4: return calc_exc_nomem(exc, "");
-  default: return calc_exc_set(exc, "ValueError", PKL_MSG_NOTEXPR);
-  }
+  if (c.err == CALC_ERR_NOMEM) return calc_exc_nomem(exc, "");
+  if (c.err == CALC_ERR_LIMIT && c.too_deep)
+    return calc_exc_set(exc, "ValueError", "Expression too deeply nested (limit %d levels)", CALC_MAX_DEPTH);
+  if (c.err == CALC_ERR_LIMIT)
+    return calc_exc_set(exc, "ValueError", "Expression too large (limit %d nodes)", CALC_MAX_NODES);
+  return calc_exc_set(exc, "ValueError", PKL_MSG_NOTEXPR);
 }

@@ -58,7 +58,7 @@ enum {
 #define PKL_MAX_TREE_INT_BYTES CALC_MAX_PAYLOAD
 #define PKL_MAX_PYDEPTH 200u     /* nesting of a response object */
 
-/* ---- the non-executing virtual machine shared by both decoders (pickle_dec.c) ---- */
+/* ---- the non-executing virtual machine shared by both decoders (pickle_vm.c) ---- */
 typedef enum {
   PKV_NONE, PKV_BOOL, PKV_INT, PKV_FLOAT, PKV_STR, PKV_BYTES, PKV_TUPLE, PKV_LIST, PKV_DICT,
   PKV_GLOBAL,  /* module.name, never looked up */
@@ -98,8 +98,10 @@ typedef enum {
  * globals of the request allowlist are accepted (global_id >= 0). */
 pkl_status pkl_run(const uint8_t *p, size_t n, pkl_mode mode, pkl_vm **vm, pkl_val **top);
 void pkl_vm_free(pkl_vm *vm);
+/* A str value without NUL bytes inside (one that can be compared as a C string). */
+bool pkl_is_str(const pkl_val *v);
 
-/* Request allowlist of globals (pickle_dec.c), indexes are global_id. */
+/* Request allowlist of globals (pickle_vm.c), indexes are global_id. */
 typedef enum {
   PKG_CONSTANT, PKG_NAMED, PKG_BINEXPR, PKG_UNEXPR, PKG_CALLEXPR, PKG_BINOP, PKG_UNOP,
   PKG_FUNCTION, PKG_ASSOC,

@@ -1,7 +1,7 @@
 /* pickle_py.c: the response decoder (protocol.md 2.2) and Python's str()/repr() of what it
  * decodes, for the client's output (protocol.md 4).
  *
- * The pickle machine (pickle_dec.c, response mode) records any global and any REDUCE without
+ * The pickle machine (pickle_vm.c, response mode) records any global and any REDUCE without
  * calling it. Here a REDUCE of builtins.complex(re, im) becomes a complex number and every other
  * REDUCE (or NEWOBJ) of a class becomes an exception object of that class with those args:
  * a response holds a result tuple or an exception, so nothing else needs a meaning. Memo

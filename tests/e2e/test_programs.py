@@ -1,4 +1,4 @@
-"""End-to-end tests of calc-server, calc-proxy and calc-client over loopback (issue 4)."""
+"""End-to-end tests of calc-server, calc-proxy and calc-client over loopback."""
 import os
 import signal
 import socket
@@ -323,7 +323,7 @@ def test_sigterm_finishes_in_flight_and_exits_zero(procs):
 
 
 def test_ten_thousand_concurrent_connections(procs):
-    """10,000 connections open at once, every one answered correctly (issue 4)."""
+    """10,000 connections open at once, every one answered correctly."""
     import resource
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     need = 10000 + 200

@@ -24,13 +24,6 @@
 #include "calc/pickle.h"
 #include "helpers/vectors.h"
 
-/* The evaluator lands in src/lib/eval.c; its checks run once that file exists. */
-#if defined(__has_include)
-#if __has_include("../../src/lib/eval.c")
-#define HAVE_EVAL 1
-#endif
-#endif
-
 /* ---- a tiny JSON field extraction: one object per line, payloads are hex strings ---- */
 
 static char *read_file(const char *name, size_t *len) {
@@ -237,7 +230,6 @@ static void test_parse_encode(void **state) {
   assert_int_equal(bad, 0);
 }
 
-#ifdef HAVE_EVAL
 /* One evaluation: the payload the reference's server answers. */
 static int eval_payload(const calc_tree *t, int steps, calc_buf *out, int *status) {
   calc_num res;
@@ -290,7 +282,6 @@ static void test_eval_encode(void **state) {
   printf("eval -> response: %zu/%zu non-quirk payloads byte-exact\n", ok, ok + bad);
   assert_int_equal(bad, 0);
 }
-#endif
 
 /* The client's view: str(result) / str(exception) as client_prints shows it. */
 static void test_response_decode(void **state) {
@@ -766,9 +757,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_request_roundtrip),
     cmocka_unit_test(test_parse_encode),
-#ifdef HAVE_EVAL
     cmocka_unit_test(test_eval_encode),
-#endif
     cmocka_unit_test(test_response_decode),
     cmocka_unit_test(test_repr),
     cmocka_unit_test(test_repr_table),

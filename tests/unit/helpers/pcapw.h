@@ -1,4 +1,4 @@
-/* pcapw.h: a small pcap writer for tests that craft their own captures (calc-sniff, issue 5).
+/* pcapw.h: a small pcap writer for tests that craft their own captures (calc-sniff).
  *
  * pcapw writes classic little-endian pcap files (microsecond stamps) with one TCP segment per
  * record over IPv4, wrapped in the link header of the chosen DLT (EN10MB, NULL, LINUX_SLL,
