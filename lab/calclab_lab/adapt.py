@@ -6,8 +6,8 @@ run's requests are those on the connections it opened.  Where they differ from t
 the scenario is rewritten with them (the kinds follow the reference proxy's cache rule: a request
 seen before is a hit, a new one a miss, or refused once the server is down), the rewritten
 scenario is played by calclab's own programs (byte-exact drop-ins for the reference) into a fresh
-capture, and the student's run is judged against that: the lab's checks with the sizes and
-printouts it shows, calc-sniff's verify with it as the golden.
+capture, and the student's run is judged against that: calc-sniff verifies it with that capture
+as the golden, the lab's client checks expect the printouts of those expressions.
 
 A client run that opens several connections or sends several requests on one connection is
 reported by the check client-one-connection-per-request; its first request stands for the run."""
@@ -18,8 +18,8 @@ import threading
 import time
 
 from . import checks as checks_mod
-from . import pcap, procs, runner, sniff
-from .scenarios import EXAMPLES, SCENARIOS, SIZES, Client, Scenario, Sleep, Stop, calculator, expected_prints
+from . import procs, runner
+from .scenarios import EXAMPLES, SCENARIOS, Client, Scenario, Sleep, Stop, calculator
 
 CLIENT_CONN_ROLES = ("client->server", "client->proxy")
 
@@ -27,12 +27,11 @@ CLIENT_CONN_ROLES = ("client->server", "client->proxy")
 def client_requests(res):
     """Per client run: the connections it opened to the front and the expressions of the requests
     on them, from calc-sniff's --json records of the capture."""
-    records = res.sniff_json or sniff.describe(res.pcap, res.ports)
-    conns = sorted((r for r in records if r.get("type") == "conn" and r.get("role") in CLIENT_CONN_ROLES),
+    conns = sorted((r for r in res.records("conn") if r.get("role") in CLIENT_CONN_ROLES),
                    key=lambda r: r["ts_first"])
     msgs = {}
-    for m in records:
-        if m.get("type") == "msg" and m.get("kind") == "request":
+    for m in res.records("msg"):
+        if m.get("kind") == "request":
             msgs.setdefault(m["conn"], []).append(m)
     out = []
     for rec in res.clients:
@@ -45,7 +44,7 @@ def client_requests(res):
             per_conn.append(len(reqs))
             exprs += [m.get("expression") or "(unreadable request)" for m in reqs]
         out.append({"run": rec["index"] + 1, "connections": len(mine), "requests_per_connection": per_conn,
-                    "expressions": exprs})
+                    "expressions": exprs, "conns": [c["id"] for c in mine]})
     return out
 
 
@@ -139,30 +138,26 @@ _replays = {}
 _replays_lock = threading.Lock()
 
 
-def replay(adapted, timeout, ports_base, use_sniff):
-    """Play `adapted` with calclab's programs once per process; records the sizes of the exchanges
-    whose expressions are new and returns (RunResult, capture retargeted to 9998/9999) or
-    (RunResult, None) when the replay does not pass its own checks (then nothing is concluded)."""
+def replay(adapted, timeout, ports_base, use_sniff, replay_dir=None):
+    """Play `adapted` with calclab's programs, once per process.  Returns (capture, its ports) to
+    judge a student's run against, or None when the replay does not pass the lab's own checks of
+    it (the clients' printouts): then nothing can be concluded from it."""
     with _replays_lock:
         if adapted.name in _replays:
             return _replays[adapted.name]
-    wd = tempfile.mkdtemp(prefix="calclab-replay-")
+    if replay_dir:
+        wd = os.path.join(replay_dir, f"{adapted.name}-{os.getpid()}")
+    else:
+        wd = tempfile.mkdtemp(prefix="calclab-replay-")
     res = runner.play(adapted.name, runner.templates_for("c"), ports_base=ports_base(), workdir=wd,
                       timeout=timeout, golden=None, use_sniff=use_sniff, capture_only=True)
-    front = res.ports["proxy"] if adapted.uses_proxy else res.ports["server"]
-    conns = sorted((c for c in res.conns if c.server_port == front), key=lambda c: c.start)
-    for e, c in zip(adapted.exchanges, conns):
-        if e.example not in SIZES and e.kind != "refused":
-            SIZES[e.example] = (sum(s.plen for s in c.data("a")), sum(s.plen for s in c.data("b")))
-    res.checks = checks_mod.evaluate(adapted, res.conns, res.ports, res.clients)
-    golden = None
-    if res.lab_passed and len(conns) == len(adapted.exchanges):
-        golden = os.path.join(wd, "golden.pcap")
-        pcap.retarget(res.pcap, golden, {res.ports["proxy"]: sniff.DEFAULT_PORTS["proxy"],
-                                          res.ports["server"]: sniff.DEFAULT_PORTS["server"]})
+    runner.judge(res, None)
+    front = "client->proxy" if adapted.uses_proxy else "client->server"
+    ok = res.lab_passed and len([c for c in res.records("conn") if c.get("role") == front]) == len(adapted.exchanges)
+    out = (res.pcap, dict(res.ports)) if ok else None
     with _replays_lock:
-        _replays[adapted.name] = (res, golden)
-    return res, golden
+        _replays[adapted.name] = out
+    return out
 
 
 def _reuse_check(sent):
@@ -179,7 +174,7 @@ def _reuse_check(sent):
                       "the reference client opens one connection per request")
         else:
             detail = f"client run {run['run']}: {n} connections with {sum(per)} requests, expected one request on one"
-        ck.add(ok, detail)
+        ck.add(ok, "client", detail, conn=run["conns"][0] if run["conns"] else None)
     return ck
 
 
@@ -194,15 +189,17 @@ def exchange_output(clients):
     return out
 
 
-def _reevaluate(res, scn):
-    """The lab's checks of `res` judged against `scn` on the clients' exchange output; checks
-    that the lab's evaluation does not make (added by other parts of the run) are kept."""
-    fresh = checks_mod.evaluate(scn, res.conns, res.ports, exchange_output(res.clients))
-    names = {c.name for c in fresh} | set(checks_mod.POINTS)
-    res.checks = fresh + [c for c in res.checks if c.name not in names]
+def _rejudge(res, golden, golden_ports):
+    """Judge `res` again (against `golden`) on the clients' exchange output."""
+    shown = res.clients
+    res.clients = exchange_output(shown)
+    try:
+        runner.judge(res, golden, golden_ports=golden_ports)
+    finally:
+        res.clients = shown
 
 
-def adapt(res, timeout=15.0, use_sniff=True, ports_base=None, **_):
+def adapt(res, timeout=15.0, use_sniff=True, ports_base=None, replay_dir=None):
     """Re-judge `res` (a run with the student's client) on the requests it sent.  Returns
     {"runs": what each client run sent, "adapted": the rewritten exchanges or None}."""
     sent = client_requests(res)
@@ -218,18 +215,17 @@ def adapt(res, timeout=15.0, use_sniff=True, ports_base=None, **_):
             grouped_ok &= len(set(keys[i:i + a.count])) == 1
             i += a.count
     adapted = None
+    golden, golden_ports = res.golden, None
     if keys != own and grouped_ok and len(keys) == len(own) and scn.golden:
         new = adapted_scenario(scn, keys)
-        rep, golden = replay(new, timeout, ports_base or procs.free_port_pair, use_sniff)
-        if golden is not None:
+        got = replay(new, timeout, ports_base or procs.free_port_pair, use_sniff, replay_dir)
+        if got is not None:
             res.scenario = new
-            res.golden = runner.compare_golden(new, res, golden)
-            if use_sniff:
-                res.sniff = sniff.verify(res.pcap, golden, res.ports)
+            golden, golden_ports = got
             adapted = ", ".join(f"request {n + 1}: {label(k)} ({e.kind})" for n, (k, e) in enumerate(zip(keys, new.exchanges)))
         else:
             res.errors.append("the scenario could not be adapted to the requests the client sent: calclab's "
                               "replay of them did not pass its own checks")
-    _reevaluate(res, res.scenario)
+    _rejudge(res, golden, golden_ports)
     res.checks.append(_reuse_check(sent))
     return {"runs": sent, "adapted": adapted}

@@ -131,10 +131,10 @@ def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=Non
             golden = os.path.join(golden_dir or paths.CAPTURES, f"{name}.pcap")
             res = runner.play(name, templates, ports_base=ports_base or _ports_base(), workdir=wd, timeout=timeout,
                               golden=golden, use_sniff=use_sniff, limits=limits)
-            sent = adapt.adapt(res, golden_dir=golden_dir, timeout=timeout, use_sniff=use_sniff,
-                               ports_base=_ports_base) if "client" in graded else None
+            sent = adapt.adapt(res, timeout=timeout, use_sniff=use_sniff, ports_base=_ports_base,
+                               replay_dir=os.path.join(out_dir, ".replays")) if "client" in graded else None
             runs.append(res)
-            scn_entries.append(_scenario_entry(res, graded, sent))
+            scn_entries.append(_scenario_entry(res, graded, sent, out_dir))
         failed = _start_failures(runs, graded)
         status = "graded"
         if failed:
@@ -150,16 +150,18 @@ def _py_version():
     return "3.11" if paths.PY == "/usr/bin/python3" else sys.version.split()[0]
 
 
-def _scenario_entry(res, graded, sent):
+def _scenario_entry(res, graded, sent, out_dir):
     front = "proxy" if res.scenario.uses_proxy else "server"
     down = {role for role in ("server", "proxy")
             if any(e.startswith(f"{role}: ") and ("not listening" in e or "cannot start" in e) for e in res.errors)}
     d = res.to_dict()
-    deviations = [r["run"] for r in sent["runs"] if r["requests_per_connection"] != [1]] if sent else []
-    checks = gradebook.role_checks(res.name, d["checks"], graded, front, down, deviations)
+    deviant = {c for r in (sent["runs"] if sent else []) if r["requests_per_connection"] != [1] for c in r["conns"]}
+    deviant |= {c["id"] for c in res.records("conn") if (c.get("upstream_of") or {}).get("conn") in deviant}
+    checks = gradebook.role_checks(res.name, d["checks"], graded, front, down, deviant)
     out = {"scenario": res.name, "passed": bool(checks) and all(c["passed"] for c in checks),
            "checks": checks, "errors": res.errors,
-           "calc_sniff": (res.sniff or {}).get("status"), "golden": res.golden}
+           "calc_sniff": (res.sniff or {}).get("status"),
+           "golden": os.path.relpath(res.golden, out_dir) if res.golden else None}
     if sent is not None:
         out["client_requests"] = sent["runs"]
         out["adapted"] = sent["adapted"]

@@ -96,20 +96,24 @@ def _reset_by_front(checks):
     return out
 
 
-def role_checks(scenario, checks, graded, front, down=(), client_deviations=()):
+def role_checks(scenario, checks, graded, front, down=(), client_conns=()):
     """The scenario's checks split by role: one entry per (check, role) with items of a graded
     role, scored as that role's share of the check's points (items of other roles are left out).
-    `client_deviations`: request numbers whose client run did not send one request on one
-    connection; what fails about those exchanges (sizes, upstream counts) follows from the
-    client's doing."""
+    `client_conns`: connections (calc-sniff ids, upstream ones included) of client runs that did
+    not send one request on one connection; what fails about them (sizes, upstream counts)
+    follows from the client's doing."""
     out = []
     wrong = _wrong_answers(checks)
-    deviant = {f"request {n}" for n in client_deviations}
+    deviant = set(client_conns)
     reset = _reset_by_front(checks)
     for c in checks:
         items = []
         for it in c.get("items", []):
             tag = _request_tag(it.get("detail", ""))
+            if deviant and not item_passed(it) and (it.get("conn") in deviant or (
+                    c["name"] == "upstream-connections" and it.get("conn") is None)):
+                items.append(dict(it, role="client", passed=False))
+                continue
             if (c["name"] == "teardown" and "role" not in it and tag in reset
                     and "upstream" not in it.get("detail", "")):
                 # a connection the other side reset has no orderly teardown, whoever sent a FIN
@@ -119,9 +123,6 @@ def role_checks(scenario, checks, graded, front, down=(), client_deviations=()):
                 continue
             if it.get("role") in ROLES:
                 role = it["role"]
-            elif deviant and not item_passed(it) and (_request_tag(it.get("detail", "")) in deviant or (
-                    c["name"] == "upstream-connections" and _request_tag(it.get("detail", "")) is None)):
-                role = "client"
             elif (c["name"] in ("client-result", "client-steps") and not item_passed(it)
                   and _request_tag(it.get("detail", "")) in wrong):
                 role = front

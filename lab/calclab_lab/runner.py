@@ -307,10 +307,11 @@ def _end_run(res, scn, box, wall):
     box.close()
 
 
-def judge(res, golden):
+def judge(res, golden, golden_ports=None):
     """The run's verdict: calc-sniff's reading of the capture (the timeline's and the sequence
-    diagram's records), its checks against the golden, and the lab's own checks of what only it
-    sees (the clients' outputs, the bad requests it sent, the programs' troubles)."""
+    diagram's records), its checks against the golden (recorded on golden_ports, default
+    9998/9999), and the lab's own checks of what only it sees (the clients' outputs, the bad
+    requests it sent, the programs' troubles)."""
     try:
         res.sniff_json = sniff.records(res.pcap, res.ports)
     except sniff.SniffError as e:
@@ -318,13 +319,13 @@ def judge(res, golden):
     found = []
     if golden is not None:
         res.golden = golden
-        res.sniff = sniff.verify(res.pcap, golden, res.ports)
+        res.sniff = sniff.verify(res.pcap, golden, res.ports, golden_ports=golden_ports)
         if res.sniff["status"] in ("usage", "missing-golden"):
             raise LabError(f"calc-sniff cannot verify the run: {res.sniff.get('reason')}")
         if res.sniff["status"] == "inconclusive":
             res.errors.append(f"calc-sniff: the capture is inconclusive: {res.sniff.get('reason')}")
         found += checks_mod.from_sniff(res.sniff["checks"])
-        res.golden_json = sniff.describe(golden, sniff.DEFAULT_PORTS)
+        res.golden_json = sniff.describe(golden, golden_ports or sniff.DEFAULT_PORTS)
     raw = getattr(res, "raw", None)
     if raw is not None:
         found += checks_mod.malformed_checks(raw, res.records("conn"))

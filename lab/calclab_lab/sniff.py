@@ -69,14 +69,16 @@ def describe(capture, ports):
 STATUS = {0: "pass", 1: "fail", 2: "usage", 3: "inconclusive"}
 
 
-def verify(capture, golden, ports=None):
+def verify(capture, golden, ports=None, golden_ports=None):
     """calc-sniff's verdict on a capture: {"status": pass|fail|inconclusive|usage|missing-golden,
-    "reason": text or None, "checks": [check records: name, passed, items]}."""
+    "reason": text or None, "checks": [check records: name, passed, items]}.  The golden was
+    recorded on golden_ports (default 9998/9999)."""
     ports = ports or DEFAULT_PORTS
+    golden_ports = golden_ports or DEFAULT_PORTS
     if not os.path.exists(golden):
         return {"status": "missing-golden", "reason": f"no golden capture {golden}", "checks": []}
     argv = [_tool(), "verify", "--json", "--golden", golden, "-r", capture] + _port_args(ports) + \
-        ["--golden-server-port", str(DEFAULT_PORTS["server"]), "--golden-proxy-port", str(DEFAULT_PORTS["proxy"])]
+        ["--golden-server-port", str(golden_ports["server"]), "--golden-proxy-port", str(golden_ports["proxy"])]
     try:
         r = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired) as e:
