@@ -18,9 +18,24 @@ typedef enum calc_err {
   CALC_ERR_RESET = 7,      /* a peer reset the connection */
   CALC_ERR_CLOSED = 8,     /* a peer closed its side (the normal end of a connection) */
   CALC_ERR_SYSTEM = 9,     /* a system call failed (errno says why) */
+  CALC_ERR_FRAMING = 10,   /* a header's total length is under 12: the stream cannot be framed */
+  CALC_ERR_BAD_UPSTREAM = 11, /* the upstream server sent something that is no response */
 } calc_err;
 
 /* A short English description of e; never NULL. */
 const char *calc_strerror(calc_err e);
+
+/* What the reference answers when e happens while serving a peer: the exception class it
+ * raises and the response status. CALC_OK: no exception (NULL), 200. Evaluation exceptions
+ * that Python itself raises (ZeroDivisionError, ...) carry CALC_OK and their own class.
+ *   CALC_ERR_NOMEM                       MemoryError, 400
+ *   CALC_ERR_INVALID, CALC_ERR_LIMIT     ValueError, 400 (a payload refused or over a limit)
+ *   CALC_ERR_TRUNCATED, CALC_ERR_FRAMING CalculatorClientError, 500 (bytes that are no message)
+ *   the connection errors                CalculatorServerError, 500 (the proxy's upstream) */
+typedef struct calc_err_answer {
+  const char *exc_class;
+  unsigned status;
+} calc_err_answer;
+calc_err_answer calc_err_reference(calc_err e);
 
 #endif

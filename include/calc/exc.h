@@ -17,13 +17,15 @@ typedef struct calc_exc {
   bool has_errno;           /* args are (errnum, msg) instead of (msg,) */
   int errnum;
   char msg[CALC_EXC_MSG_MAX];
-  calc_err err;             /* CALC_ERR_NOMEM for a MemoryError from a failed allocation (an
-                               answer never to remember), CALC_OK otherwise */
+  calc_err err;             /* the library error behind it (CALC_ERR_NOMEM: an answer never to
+                               remember); CALC_OK for an exception Python itself raises */
 } calc_exc;
 
 /* Fills `e` (printf-style message); always returns -1 so callers can `return calc_exc_set(...)`. */
 int calc_exc_set(calc_exc *e, const char *type, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* An exception for a library error: the class calc_err_reference gives for err; -1. */
+int calc_exc_set_err(calc_exc *e, calc_err err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* MemoryError(msg) for an allocation that failed; always returns -1. */
 int calc_exc_nomem(calc_exc *e, const char *msg);
 int calc_exc_set_errno(calc_exc *e, const char *type, int errnum, const char *msg);

@@ -33,7 +33,8 @@ typedef struct calc_proxy_callbacks {
   /* A cache decision: outcome "hit", "stale", "miss_cached" or "miss_not_cached", with the
    * reference's log text ("Cache hit", ...) and the entry's remaining times. */
   void (*on_cache)(void *user, const char *outcome, const char *text, const calc_cache_times *t);
-  /* The proxy answers with its own 500: CalculatorServerError('Internal proxy error', <cls>(msg)). */
+  /* The proxy answers with its own 500: CalculatorServerError('Internal proxy error', <cls>(msg)),
+   * cls the reference's class for the error (calc_err_reference). */
   void (*on_proxy_error)(void *user, const char *inner_cls, const char *msg);
   /* An answer of len bytes with that status was queued for the client. */
   void (*on_answer)(void *user, size_t len, unsigned status);
@@ -88,8 +89,9 @@ void calc_proxy_conn_upstream_closed(calc_proxy_conn *c, uint32_t now);  /* the 
 void calc_proxy_conn_upstream_sent(calc_proxy_conn *c, size_t n);
 void calc_proxy_conn_upstream_writable(calc_proxy_conn *c);
 /* The upstream connection failed: CALC_ERR_REFUSED (the server refused it: the reference's
- * answer), CALC_ERR_RESET, CALC_ERR_TIMEOUT (no answer within upstream_timeout_s), or any other
- * value with detail (the system's words, e.g. strerror) quoted in the answer. */
+ * answer), CALC_ERR_RESET, CALC_ERR_TIMEOUT (no answer within upstream_timeout_s),
+ * CALC_ERR_NOMEM, or CALC_ERR_SYSTEM (any other value counts as it) with detail (the system's
+ * words, e.g. strerror) quoted in the answer. */
 void calc_proxy_conn_upstream_error(calc_proxy_conn *c, calc_err err, const char *detail, uint32_t now);
 
 /* What to do next: call until WAIT (or CLOSE_CLIENT). */

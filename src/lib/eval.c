@@ -110,8 +110,8 @@ static int replace_by_value(eval_ctx *c, calc_expr **slot, const calc_num *v) {
 /* Evaluates e into out (initialised). m is the same node in the copy when steps are on. */
 static int eval_node(eval_ctx *c, const calc_expr *e, calc_expr *m, int depth, calc_num *out) {
   if (depth > CALC_MAX_DEPTH)
-    return calc_exc_set(c->exc, "ValueError",
-                        "expression nested too deeply (over %d levels): calclab limit", CALC_MAX_DEPTH);
+    return calc_exc_set_err(c->exc, CALC_ERR_LIMIT, "expression nested too deeply (over %d levels): calclab limit",
+                            CALC_MAX_DEPTH);
   switch (e->kind) {
     case CALC_EXPR_CONST:
       calc_num_copy(out, &e->u.num);
@@ -169,7 +169,7 @@ static int eval_node(eval_ctx *c, const calc_expr *e, calc_expr *m, int depth, c
       return rc;
     }
   }
-  return calc_exc_set(c->exc, "ValueError", "unknown expression node");
+  return calc_exc_set_err(c->exc, CALC_ERR_INVALID, "unknown expression node");
 }
 
 /* Pickled size of the result in the response tuple (BINFLOAT, or the widest int opcode). */
@@ -181,7 +181,7 @@ static size_t result_pickle_size(const calc_num *r) {
 int calc_eval(const calc_tree *t, calc_num *result, calc_strlist *steps, calc_exc *exc) {
   eval_ctx c = {.steps = steps, .budget = CALC_MAX_STEPS_BYTES - STEPS_FIXED_OVERHEAD, .rng = t->rng,
                 .exc = exc};
-  if (!t->root) return calc_exc_set(exc, "ValueError", "empty expression");
+  if (!t->root) return calc_exc_set_err(exc, CALC_ERR_INVALID, "empty expression");
   bool leaf = t->root->kind == CALC_EXPR_CONST || t->root->kind == CALC_EXPR_NAMED;
   if (steps && !leaf) {
     c.copy = calc_expr_clone(t->root);
@@ -211,7 +211,7 @@ int calc_eval(const calc_tree *t, calc_num *result, calc_strlist *steps, calc_ex
   }
   calc_buf_free(&b);
   if (c.steps_over)
-    return calc_exc_set(exc, "ValueError", "steps too large for one message (over %u bytes): calclab limit",
-                        (unsigned)CALC_MAX_STEPS_BYTES);
+    return calc_exc_set_err(exc, CALC_ERR_LIMIT, "steps too large for one message (over %u bytes): calclab limit",
+                            (unsigned)CALC_MAX_STEPS_BYTES);
   return 0;
 }

@@ -17,11 +17,18 @@ int calc_exc_set(calc_exc *e, const char *type, const char *fmt, ...) {
   return -1;
 }
 
-int calc_exc_nomem(calc_exc *e, const char *msg) {
-  calc_exc_set(e, "MemoryError", "%s", msg);
-  e->err = CALC_ERR_NOMEM;
+int calc_exc_set_err(calc_exc *e, calc_err err, const char *fmt, ...) {
+  const char *cls = calc_err_reference(err).exc_class;
+  calc_exc_set(e, cls ? cls : "ValueError", "%s", "");
+  e->err = err;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+  va_end(ap);
   return -1;
 }
+
+int calc_exc_nomem(calc_exc *e, const char *msg) { return calc_exc_set_err(e, CALC_ERR_NOMEM, "%s", msg); }
 
 int calc_exc_set_errno(calc_exc *e, const char *type, int errnum, const char *msg) {
   calc_exc_set(e, type, "%s", msg);

@@ -91,8 +91,11 @@ int calc_num_str(const calc_num *n, calc_buf *out) {
 }
 
 int num_err_too_big(calc_exc *exc) {
-  return calc_exc_set(exc, "OverflowError", "integer result too large (over %u bits): calclab limit",
-                      (unsigned)CALC_MAX_INT_BITS);
+  /* Over a limit, but raised as Python raises its own integer overflows. */
+  calc_exc_set(exc, "OverflowError", "integer result too large (over %u bits): calclab limit",
+               (unsigned)CALC_MAX_INT_BITS);
+  exc->err = CALC_ERR_LIMIT;
+  return -1;
 }
 
 int num_check_bits(const mpz_t z, calc_exc *exc) {

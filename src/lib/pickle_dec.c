@@ -256,9 +256,9 @@ int calc_unpickle_request(const uint8_t *p, size_t n, calc_tree *t, calc_exc *ex
   pkl_status st = pkl_run(p, n, PKL_MODE_REQUEST, &vm, &top_v);
   if (st != PKL_OK) {
     pkl_vm_free(vm);
-    if (st == PKL_ERR_EMPTY) return calc_exc_set(exc, "ValueError", PKL_MSG_NOTEXPR);
+    if (st == PKL_ERR_EMPTY) return calc_exc_set_err(exc, CALC_ERR_INVALID, PKL_MSG_NOTEXPR);
     if (st == PKL_ERR_NOMEM) return calc_exc_nomem(exc, "");
-    return calc_exc_set(exc, "ValueError", PKL_MSG_DESER);
+    return calc_exc_set_err(exc, CALC_ERR_INVALID, PKL_MSG_DESER);
   }
   pkl_conv c = {.t = t, .err = CALC_OK};
   t->root = conv(&c, top_v, 0);
@@ -267,8 +267,8 @@ int calc_unpickle_request(const uint8_t *p, size_t n, calc_tree *t, calc_exc *ex
   calc_tree_free(t);
   if (c.err == CALC_ERR_NOMEM) return calc_exc_nomem(exc, "");
   if (c.err == CALC_ERR_LIMIT && c.too_deep)
-    return calc_exc_set(exc, "ValueError", "Expression too deeply nested (limit %d levels)", CALC_MAX_DEPTH);
+    return calc_exc_set_err(exc, CALC_ERR_LIMIT, "Expression too deeply nested (limit %d levels)", CALC_MAX_DEPTH);
   if (c.err == CALC_ERR_LIMIT)
-    return calc_exc_set(exc, "ValueError", "Expression too large (limit %d nodes)", CALC_MAX_NODES);
-  return calc_exc_set(exc, "ValueError", PKL_MSG_NOTEXPR);
+    return calc_exc_set_err(exc, CALC_ERR_LIMIT, "Expression too large (limit %d nodes)", CALC_MAX_NODES);
+  return calc_exc_set_err(exc, CALC_ERR_INVALID, PKL_MSG_NOTEXPR);
 }

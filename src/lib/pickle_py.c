@@ -170,14 +170,14 @@ int calc_unpickle_response(const uint8_t *p, size_t n, calc_pyobj **out, calc_ex
   if (st != PKL_OK) {
     pkl_vm_free(vm);
     if (st == PKL_ERR_NOMEM) return calc_exc_nomem(exc, "");
-    return calc_exc_set(exc, "ValueError", "%s",
+    return calc_exc_set_err(exc, CALC_ERR_INVALID, "%s",
                         st == PKL_ERR_EMPTY ? "empty response payload" : "response payload could not be deserialized");
   }
   pkl_pyconv c = {0, 0, NULL};
   *out = py_conv(&c, top, 0);
   pkl_vm_free(vm);
   if (*out) return 0;
-  return calc_exc_set(exc, "ValueError", "response payload could not be decoded: %s", c.why ? c.why : "?");
+  return calc_exc_set_err(exc, CALC_ERR_INVALID, "response payload could not be decoded: %s", c.why ? c.why : "?");
 }
 
 /* ---- printing, as Python's str() and repr() ---- */

@@ -93,8 +93,10 @@ static void answer(calc_proxy_conn *c, const uint8_t *msg, size_t len, unsigned 
   if (c->cfg->cb.on_answer) c->cfg->cb.on_answer(c->user, len, status);
 }
 
-/* The proxy's own 500: CalculatorServerError('Internal proxy error', <inner_cls>(msg)). */
-static void proxy_error(calc_proxy_conn *c, const char *inner_cls, const char *msg, uint32_t now) {
+/* The proxy's own 500: CalculatorServerError('Internal proxy error', <inner>(msg)), the inner
+ * class the reference's for err. */
+static void proxy_error(calc_proxy_conn *c, calc_err err, const char *msg, uint32_t now) {
+  const char *inner_cls = calc_err_reference(err).exc_class;
   if (c->cfg->cb.on_proxy_error) c->cfg->cb.on_proxy_error(c->user, inner_cls, msg);
   calc_buf *out = msgq_tail(&c->out);
   size_t at = out->len;
@@ -153,7 +155,7 @@ static void serve_client(calc_proxy_conn *c, uint32_t now) {
       char msg[160];
       snprintf(msg, sizeof msg, "Invalid total length: %u (must be between 12 and 65536 bytes inclusive)",
                m.h.total_len);
-      proxy_error(c, "CalculatorClientError", msg, now);
+      proxy_error(c, CALC_ERR_FRAMING, msg, now);
       finish(c, CALC_ERR_INVALID, false);
       return;
     }
@@ -164,16 +166,16 @@ static void serve_client(calc_proxy_conn *c, uint32_t now) {
     if (pending) {
       char msg[160];
       snprintf(msg, sizeof msg, "The data is too short (%zu bytes) to be a whole request", pending);
-      proxy_error(c, "CalculatorClientError", msg, now);
+      proxy_error(c, CALC_ERR_TRUNCATED, msg, now);
     }
     finish(c, CALC_ERR_CLOSED, false);
   }
 }
 
 /* The exchange failed: close upstream, answer the proxy's 500, serve what is queued. */
-static void upstream_fail(calc_proxy_conn *c, const char *msg, uint32_t now) {
+static void upstream_fail(calc_proxy_conn *c, calc_err err, const char *msg, uint32_t now) {
   upstream_end(c, msg);
-  proxy_error(c, "CalculatorServerError", msg, now);
+  proxy_error(c, err, msg, now);
   serve_client(c, now);
 }
 
@@ -230,7 +232,7 @@ void calc_proxy_conn_upstream_connected(calc_proxy_conn *c) {
 void calc_proxy_conn_upstream_received(calc_proxy_conn *c, const uint8_t *data, size_t len, uint32_t now) {
   if (c->up != UP_EXCHANGING || len == 0) return;
   if (len > calc_proxy_conn_upstream_read_room(c) || calc_framer_feed(&c->up_in, data, len) < 0) {
-    upstream_fail(c, "out of memory", now);
+    upstream_fail(c, CALC_ERR_NOMEM, "out of memory", now);
     return;
   }
   calc_msg m;
@@ -240,7 +242,7 @@ void calc_proxy_conn_upstream_received(calc_proxy_conn *c, const uint8_t *data, 
   } else if (rc < 0) {
     char msg[120];
     snprintf(msg, sizeof msg, "Invalid response from server: total length %u", m.h.total_len);
-    upstream_fail(c, msg, now);
+    upstream_fail(c, CALC_ERR_BAD_UPSTREAM, msg, now);
   }
 }
 
@@ -249,7 +251,7 @@ void calc_proxy_conn_upstream_closed(calc_proxy_conn *c, uint32_t now) {
   char msg[160];
   snprintf(msg, sizeof msg, "Connection closed by server after %zu bytes, before a whole response",
            calc_framer_pending(&c->up_in));
-  upstream_fail(c, msg, now);
+  upstream_fail(c, CALC_ERR_CLOSED, msg, now);
 }
 
 void calc_proxy_conn_upstream_sent(calc_proxy_conn *c, size_t n) { msgq_sent(&c->fwd, n); }
@@ -258,6 +260,8 @@ void calc_proxy_conn_upstream_writable(calc_proxy_conn *c) { msgq_writable(&c->f
 
 void calc_proxy_conn_upstream_error(calc_proxy_conn *c, calc_err err, const char *detail, uint32_t now) {
   if (c->up == UP_NONE) return;
+  if (err != CALC_ERR_REFUSED && err != CALC_ERR_RESET && err != CALC_ERR_TIMEOUT && err != CALC_ERR_NOMEM)
+    err = CALC_ERR_SYSTEM; /* whatever else went wrong with the upstream socket */
   char msg[200];
   if (err == CALC_ERR_REFUSED)
     snprintf(msg, sizeof msg, "%s", CALC_PROXY_REFUSED_MSG);
@@ -269,7 +273,7 @@ void calc_proxy_conn_upstream_error(calc_proxy_conn *c, calc_err err, const char
     snprintf(msg, sizeof msg, "Cannot connect to server: %s", detail ? detail : calc_strerror(err));
   else
     snprintf(msg, sizeof msg, "%s", detail ? detail : calc_strerror(err));
-  upstream_fail(c, msg, now);
+  upstream_fail(c, err, msg, now);
 }
 
 void calc_proxy_conn_next(calc_proxy_conn *c, calc_proxy_conn_action *a) {

@@ -32,8 +32,11 @@ static int respond(const calc_server_opts *o, uint32_t now, uint16_t status, boo
                             payload->data, payload->len);
 }
 
-static int respond_exc(const calc_server_opts *o, uint32_t now, uint16_t status, const calc_exc *e,
-                       calc_buf *out, calc_answer_info *info) {
+/* A 400 with the exception: Python's own exceptions and the library's errors alike (their
+ * status from calc_err_reference). */
+static int respond_exc(const calc_server_opts *o, uint32_t now, const calc_exc *e, calc_buf *out,
+                       calc_answer_info *info) {
+  uint16_t status = e->err == CALC_OK ? 400 : (uint16_t)calc_err_reference(e->err).status;
   calc_buf p;
   calc_buf_init(&p, CALC_MAX_PAYLOAD);
   snprintf(info->error_type, sizeof info->error_type, "%s", e->type);
@@ -44,14 +47,17 @@ static int respond_exc(const calc_server_opts *o, uint32_t now, uint16_t status,
   return rc;
 }
 
-static int respond_client_error(const calc_server_opts *o, uint32_t now, const char *msg,
+/* Bytes that are no message (err: CALC_ERR_FRAMING or CALC_ERR_TRUNCATED): the reference's
+ * api.CalculatorClientError('Error while unpacking request: ...'), a 500. */
+static int respond_client_error(const calc_server_opts *o, uint32_t now, calc_err err, const char *msg,
                                 calc_buf *out, calc_answer_info *info) {
+  calc_err_answer a = calc_err_reference(err);
   calc_buf p;
   calc_buf_init(&p, CALC_MAX_PAYLOAD);
-  snprintf(info->error_type, sizeof info->error_type, "CalculatorClientError");
+  snprintf(info->error_type, sizeof info->error_type, "%s", a.exc_class);
   snprintf(info->error_msg, sizeof info->error_msg, "%s", msg);
-  int rc = calc_pickle_api_error("CalculatorClientError", msg, &p);
-  if (rc == 0) rc = respond(o, now, 500, false, &p, out, info);
+  int rc = calc_pickle_api_error(a.exc_class, msg, &p);
+  if (rc == 0) rc = respond(o, now, (uint16_t)a.status, false, &p, out, info);
   calc_buf_free(&p);
   return rc;
 }
@@ -62,7 +68,7 @@ int calc_server_answer_bad_length(const calc_server_opts *o, unsigned total_len,
   snprintf(msg, sizeof msg,
            "Error while unpacking request: Invalid total length: %u (must be between 12 and 65536 bytes inclusive)",
            total_len);
-  return respond_client_error(o, now, msg, out, info);
+  return respond_client_error(o, now, CALC_ERR_FRAMING, msg, out, info);
 }
 
 int calc_server_answer_truncated(const calc_server_opts *o, size_t short_len, unsigned claimed,
@@ -76,7 +82,7 @@ int calc_server_answer_truncated(const calc_server_opts *o, size_t short_len, un
     snprintf(msg, sizeof msg,
              "Error while unpacking request: The connection ended after %zu of the %u bytes the header announced",
              short_len, claimed);
-  return respond_client_error(o, now, msg, out, info);
+  return respond_client_error(o, now, CALC_ERR_TRUNCATED, msg, out, info);
 }
 
 int calc_server_answer(const calc_server_opts *o, const calc_msg *m, uint32_t now, calc_buf *out,
@@ -85,13 +91,13 @@ int calc_server_answer(const calc_server_opts *o, const calc_msg *m, uint32_t no
   calc_exc e;
   if (!m->h.is_request) {
     calc_exc_set(&e, "TypeError", "Received a response instead of a request");
-    return respond_exc(o, now, 400, &e, out, info);
+    return respond_exc(o, now, &e, out, info);
   }
   calc_tree t = {0};
   if (calc_unpickle_request(m->payload, m->payload_len, &t, &e) < 0) {
     /* Refusing the same bytes again gives the same answer; running out of memory may not. */
     info->deterministic = e.err != CALC_ERR_NOMEM;
-    return respond_exc(o, now, 400, &e, out, info);
+    return respond_exc(o, now, &e, out, info);
   }
   info->deterministic = t.rng == NULL;
 
@@ -102,7 +108,7 @@ int calc_server_answer(const calc_server_opts *o, const calc_msg *m, uint32_t no
   int rc;
   if (calc_eval(&t, &result, m->h.steps ? &steps : NULL, &e) < 0) {
     if (e.err == CALC_ERR_NOMEM) info->deterministic = false;
-    rc = respond_exc(o, now, 400, &e, out, info);
+    rc = respond_exc(o, now, &e, out, info);
   } else {
     calc_buf p;
     calc_buf_init(&p, CALC_MAX_PAYLOAD);
@@ -116,12 +122,12 @@ int calc_server_answer(const calc_server_opts *o, const calc_msg *m, uint32_t no
       /* Memory ran out while encoding: say so, as the evaluation would have. */
       info->deterministic = false;
       calc_exc_nomem(&e, "");
-      rc = respond_exc(o, now, 400, &e, out, info);
+      rc = respond_exc(o, now, &e, out, info);
     } else {
       /* The result does not fit one message (a huge int with its steps). */
-      calc_exc_set(&e, "ValueError", "response too large for one message (over %u bytes): calclab limit",
-                   CALC_MAX_MESSAGE);
-      rc = respond_exc(o, now, 400, &e, out, info);
+      calc_exc_set_err(&e, CALC_ERR_LIMIT, "response too large for one message (over %u bytes): calclab limit",
+                       CALC_MAX_MESSAGE);
+      rc = respond_exc(o, now, &e, out, info);
     }
     calc_buf_free(&p);
   }
