@@ -27,6 +27,43 @@ def rss_bytes(pid):
     raise AssertionError("no VmRSS")
 
 
+def flood_without_reading(port, req, pid):
+    """Pipelines up to 100 MB of req on one connection that never reads, bounded in bytes and
+    in time (the sender stalls once the target stops reading it). Returns the socket, the bytes
+    sent and the target's peak RSS while it went on."""
+    flood = socket.create_connection(("127.0.0.1", port))
+    flood.setblocking(False)
+    burst = req * 1000
+    sent, last_progress, start, peak = 0, time.time(), time.time(), rss_bytes(pid)
+    while sent < FLOOD and time.time() - last_progress < 2 and time.time() - start < 30:
+        try:
+            sent += flood.send(burst[sent % len(burst):])
+            last_progress = time.time()
+        except BlockingIOError:
+            time.sleep(0.01)
+        peak = max(peak, rss_bytes(pid))
+    time.sleep(0.3)
+    return flood, sent, max(peak, rss_bytes(pid))
+
+
+def read_all_answers(sock):
+    """Every message up to the peer's FIN, and the number of bytes left over."""
+    sock.setblocking(True)
+    sock.settimeout(10)
+    got = bytearray()
+    while True:
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            break
+        got += chunk
+    answers, off = [], 0
+    while off + 12 <= len(got):
+        n = struct.unpack("!H", got[off + 4:off + 6])[0]
+        answers.append(bytes(got[off:off + n]))
+        off += n
+    return answers, len(got) - off
+
+
 def test_pipelining_100mb_without_reading_stays_within_the_cap(procs):
     server, port = procs.server("--max-input-bytes", str(MAX_IN), "--max-output-bytes", str(MAX_OUT))
     v = vector_by_name("seed-1")
@@ -36,22 +73,7 @@ def test_pipelining_100mb_without_reading_stays_within_the_cap(procs):
         s.sendall(req)
         assert recv_message(s)[12:] == want
     base = rss_bytes(server.pid)
-
-    flood = socket.create_connection(("127.0.0.1", port))
-    flood.setblocking(False)
-    burst = req * 1000
-    sent, last_progress, start, peak = 0, time.time(), time.time(), base
-    # Bounded in bytes (100 MB) and in time: the sender stalls once the server stops reading it.
-    while sent < FLOOD and time.time() - last_progress < 2 and time.time() - start < 30:
-        try:
-            n = flood.send(burst[sent % len(burst):])
-            sent += n
-            last_progress = time.time()
-        except BlockingIOError:
-            time.sleep(0.01)
-        peak = max(peak, rss_bytes(server.pid))
-    time.sleep(0.3)
-    peak = max(peak, rss_bytes(server.pid))
+    flood, sent, peak = flood_without_reading(port, req, server.pid)
 
     # Another client is answered while the flooder's answers wait unread.
     t0 = time.time()
@@ -66,24 +88,39 @@ def test_pipelining_100mb_without_reading_stays_within_the_cap(procs):
     assert peak - base <= CAP + SLACK
 
     # Once the flooder reads, every request it got through is answered, in order.
-    flood.setblocking(True)
     flood.shutdown(socket.SHUT_WR)
-    flood.settimeout(10)
-    got = bytearray()
-    while True:   # everything up to the server's FIN
-        chunk = flood.recv(1 << 20)
-        if not chunk:
-            break
-        got += chunk
-    answers, off = [], 0
-    while off + 12 <= len(got):
-        n = struct.unpack("!H", got[off + 4:off + 6])[0]
-        answers.append(bytes(got[off:off + n]))
-        off += n
+    answers, left = read_all_answers(flood)
     whole = sent // len(req)
-    assert len(answers) == whole + (1 if sent % len(req) else 0) and off == len(got)
+    assert len(answers) == whole + (1 if sent % len(req) else 0) and left == 0
     assert all(a[12:] == want for a in answers[:whole])
     if sent % len(req):   # a partial last request gets the reference's "too short" 500
         assert b"Error while unpacking request" in answers[-1]
     flood.close()
     assert server.poll() is None
+
+
+def test_proxy_hits_pipelined_without_reading_stay_within_the_cap(procs):
+    """The same against calc-proxy answering cache hits: its client side is capped alike."""
+    _, sport = procs.server()
+    proxy, pport = procs.proxy(sport, "--max-input-bytes", str(MAX_IN), "--max-output-bytes", str(MAX_OUT))
+    v = vector_by_name("seed-1")
+    req = request_bytes(bytes.fromhex(v["request"]["payload"]))
+    want = bytes.fromhex(v["steps"]["payload"])
+    with socket.create_connection(("127.0.0.1", pport)) as s:   # the miss that fills the cache
+        s.sendall(req)
+        assert recv_message(s)[12:] == want
+    base = rss_bytes(proxy.pid)
+    flood, sent, peak = flood_without_reading(pport, req, proxy.pid)
+    with socket.create_connection(("127.0.0.1", pport)) as s:
+        s.sendall(req)
+        assert recv_message(s, timeout=5)[12:] == want
+    print(f"flooder sent {sent / 1e6:.1f} MB; proxy RSS {base / 2**20:.1f} -> peak {peak / 2**20:.1f} MiB")
+    assert sent < FLOOD, "the proxy kept reading a client that does not read"
+    assert peak - base <= CAP + SLACK
+    flood.shutdown(socket.SHUT_WR)
+    answers, left = read_all_answers(flood)
+    whole = sent // len(req)
+    assert len(answers) == whole + (1 if sent % len(req) else 0) and left == 0
+    assert all(a[12:] == want for a in answers[:whole])
+    flood.close()
+    assert proxy.poll() is None

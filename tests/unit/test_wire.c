@@ -157,6 +157,29 @@ static void test_framer_rejects_short_total_length(void **state) {
   calc_framer_free(&f);
 }
 
+/* A bounded framer refuses a feed that would pass its limit, keeps what it has, and takes
+ * bytes again once messages were taken out. */
+static void test_framer_limit(void **state) {
+  (void)state;
+  static uint8_t stream[3 * 320];
+  size_t len = build_stream(stream, 3); /* payloads 0, 37, 74: 12, 49 and 86 bytes */
+  calc_framer f;
+  calc_framer_init(&f, 100);
+  assert_int_equal(calc_framer_feed(&f, stream, 61), 0);
+  assert_int_equal(calc_framer_feed(&f, stream + 61, 86), -1); /* 147 > 100: nothing added */
+  assert_int_equal(calc_framer_pending(&f), 61);
+  calc_msg m;
+  assert_int_equal(calc_framer_next(&f, &m), 1);
+  assert_int_equal(calc_framer_next(&f, &m), 1);
+  assert_int_equal(calc_framer_next(&f, &m), 0);
+  assert_int_equal(calc_framer_feed(&f, stream + 61, 86), 0); /* the two taken out made room */
+  assert_int_equal(calc_framer_next(&f, &m), 1);
+  assert_int_equal(m.raw_len, 86);
+  assert_int_equal(calc_framer_pending(&f), 0);
+  assert_int_equal(len, 147);
+  calc_framer_free(&f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_decode_seed_request),
@@ -169,6 +192,7 @@ int main(void) {
       cmocka_unit_test(test_frame_bad_total_length),
       cmocka_unit_test(test_framer_whole_bytewise_and_chunks),
       cmocka_unit_test(test_framer_rejects_short_total_length),
+      cmocka_unit_test(test_framer_limit),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
