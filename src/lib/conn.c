@@ -13,6 +13,7 @@ struct calc_conn {
   bool eof;            /* the peer closed its side */
   bool done;           /* no more requests are answered: CLOSE once the output is out */
   bool close_now;      /* CLOSE without waiting for the peer to read the rest */
+  bool held_back;      /* requests wait for the peer to read answers (max_output reached) */
   calc_err why;        /* the reason of the CLOSE to come, once done */
 };
 
@@ -100,6 +101,7 @@ static void answer_buffered(calc_conn *c, uint32_t now) {
     }
     answered(c, at, &info);
   }
+  c->held_back = !c->done && rc != 0 && calc_conn_pending_output(c) >= c->max_output;
   if (c->eof && !c->done && rc == 0) {
     /* Everything whole is answered and the peer sends no more. */
     if (calc_framer_pending(&c->in)) answer_truncated(c, now);
@@ -146,7 +148,7 @@ void calc_conn_timed_out(calc_conn *c, uint32_t now) {
 
 void calc_conn_sent(calc_conn *c, size_t n, uint32_t now) {
   msgq_sent(&c->out, n);
-  answer_buffered(c, now); /* the peer read: held-back requests may be answered now */
+  if (c->held_back) answer_buffered(c, now); /* the peer read: their turn may have come */
 }
 
 void calc_conn_writable(calc_conn *c) { msgq_writable(&c->out); }

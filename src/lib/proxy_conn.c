@@ -22,6 +22,7 @@ struct calc_proxy_conn {
   msgq out;                /* answers for the client */
   size_t max_input, max_output;
   bool eof, done, close_now;
+  bool held_back;          /* requests wait for the client to read answers (max_output reached) */
   calc_err why;
   /* The request in flight and its upstream connection. */
   upstream_state up;
@@ -161,6 +162,7 @@ static void serve_client(calc_proxy_conn *c, uint32_t now) {
     }
     handle_request(c, &m, now);
   }
+  c->held_back = !c->done && c->up == UP_NONE && rc != 0 && msgq_pending(&c->out) >= c->max_output;
   if (c->eof && !c->done && c->up == UP_NONE && rc == 0) {
     size_t pending = calc_framer_pending(&c->in);
     if (pending) {
@@ -220,7 +222,7 @@ void calc_proxy_conn_client_timed_out(calc_proxy_conn *c) {
 
 void calc_proxy_conn_client_sent(calc_proxy_conn *c, size_t n, uint32_t now) {
   msgq_sent(&c->out, n);
-  serve_client(c, now);
+  if (c->held_back) serve_client(c, now); /* the client read: their turn may have come */
 }
 
 void calc_proxy_conn_client_writable(calc_proxy_conn *c) { msgq_writable(&c->out); }
