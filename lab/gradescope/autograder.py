@@ -15,7 +15,7 @@ from gradescope import grading, results  # noqa: E402
 ROOT_ENV = "CALCLAB_AUTOGRADER_ROOT"
 CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "config.json")
 DEFAULTS = {"roles": None, "scenarios": None, "client_stdin": None, "visibility": "visible", "hide": [],
-            "stdout_visibility": "hidden", "time_limit": 600}
+            "stdout_visibility": "hidden", "time_limit": 480}
 
 
 def load_config(path=CONFIG):

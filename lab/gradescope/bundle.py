@@ -122,9 +122,9 @@ def main(argv=None):
                          "repeatable, the first match wins")
     ap.add_argument("--stdout-visibility", choices=results.VISIBILITIES, default="hidden",
                     help="when students see run_autograder's stdout (lab/grade's log; default hidden)")
-    ap.add_argument("--time-limit", type=float, default=600.0,
+    ap.add_argument("--time-limit", type=float, default=480.0,
                     help="seconds lab/grade may take per submission before results say it was stopped "
-                         "(keep it below the assignment's Gradescope timeout; default 600)")
+                         "(keep it below the assignment's autograder timeout, so the result says why; default 480)")
     try:
         a = ap.parse_args(argv)
     except SystemExit as e:

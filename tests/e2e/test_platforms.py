@@ -223,7 +223,7 @@ def test_bundle_holds_the_tracked_sources_and_gradescopes_two_scripts(tmp_path):
     assert not (infos["README.md"].external_attr >> 16) & stat.S_IXUSR
     assert b"lab/gradescope/install-grader" in root_setup
     assert cfg == {"roles": ["server", "proxy"], "scenarios": ["3.1", "3.2"], "client_stdin": None, "visibility": "visible",
-                   "hide": ["3.2=after_published"], "stdout_visibility": "hidden", "time_limit": 600.0}
+                   "hide": ["3.2=after_published"], "stdout_visibility": "hidden", "time_limit": 480.0}
     again = bundle(tmp_path / "b.zip", "--roles", "server,proxy", "--scenarios", "3.1,3.2",
                    "--hide", "3.2=after_published", "--visibility", "visible")
     assert z.read_bytes() == again.read_bytes()
@@ -386,3 +386,50 @@ def test_gradescope_and_classroom_grade_handins_as_lab_grade_does(platform, tmp_
     assert proxy["status"] == "failed" and "FAIL 3.2 cache-hit-no-upstream" in proxy["output"]
     assert "FAIL 3.2 cache-hit-no-upstream" not in by_name(good)["proxy"]["output"]
     assert proxy["score"] < by_name(good)["proxy"]["score"]
+
+
+def test_classroom_workflow_only_calls_the_tested_scripts():
+    """calclab.yml: each `run:` is one call of a script of this checkout tested here; the artifact is
+    the folder grade-repo writes."""
+    with open(os.path.join(LAB, "classroom", "calclab.yml")) as f:
+        lines = f.read().splitlines()
+    runs = [l.split("run:", 1)[1].strip() for l in lines if l.strip().startswith("run:")]
+    assert runs == ["calclab/lab/gradescope/install-grader",
+                    "sudo --preserve-env=GITHUB_STEP_SUMMARY,GITHUB_ACTIONS /usr/bin/python3 "
+                    "calclab/lab/classroom/grade-repo submission --out calclab-feedback"]
+    for script in ("lab/gradescope/install-grader", "lab/classroom/grade-repo"):
+        assert os.access(os.path.join(ROOT, script), os.X_OK), script
+    paths = [l.split(":", 1)[1].strip() for l in lines if l.strip().startswith("path:")]
+    assert paths == ["submission", "calclab", "calclab-feedback"]
+    uses = [l.split("uses:", 1)[1].strip() for l in lines if "uses:" in l]
+    assert uses == ["actions/checkout@v4", "actions/checkout@v4", "actions/upload-artifact@v4"]
+    assert any(l.strip() == "if: always()" for l in lines)   # the feedback is uploaded when the job fails too
+
+
+def _processes_under(path):
+    found = []
+    for pid in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode("utf-8", "replace")
+        except OSError:
+            continue
+        if str(path) in cmd:
+            found.append(f"{pid}: {cmd}")
+    return found
+
+
+def test_grading_past_its_time_limit_is_stopped_and_said(platform):
+    root = platform
+    cfg_path = root / "source" / "lab" / "gradescope" / "config.json"
+    saved = cfg_path.read_text()
+    try:
+        cfg = json.loads(saved)
+        cfg["time_limit"] = 2
+        cfg_path.write_text(json.dumps(cfg))
+        handin(root / "submission")
+        res, _ = run_autograder(root, timeout=120)
+    finally:
+        cfg_path.write_text(saved)
+    assert res["score"] == 0 and "longer than its limit of 2 s and was stopped" in res["output"]
+    assert _processes_under(root) == []   # lab/grade and the programs it started are gone
