@@ -342,6 +342,16 @@ def grade_repo(repo, out, summary):
         return r, json.load(f)["submissions"][0], summary.read_text()
 
 
+def differing_checks(a, b):
+    """The checks two gradings of the same hand-in scored differently: what a mismatch is about."""
+    def table(e):
+        return {(s["scenario"], c["role"], c["name"]): (c["score"], [it["detail"] for it in c["items"]
+                                                                    if not it["passed"]])
+                for s in e["scenarios"] for c in s["checks"]}
+    ta, tb = table(a), table(b)
+    return {k: (ta.get(k), tb.get(k)) for k in sorted(set(ta) | set(tb)) if (ta.get(k) or [None])[0] != (tb.get(k) or [None])[0]}
+
+
 def platform_run(root, tmp_path, name, broken):
     """One hand-in graded three ways: Gradescope's run_autograder, lab/grade itself, grade-repo."""
     handin(root / "submission", broken)
@@ -361,7 +371,9 @@ def test_gradescope_and_classroom_grade_handins_as_lab_grade_does(platform, tmp_
         res, direct, (r, e, summary) = platform_run(platform, tmp_path, name, broken)
         results_of[name] = res
         # Gradescope: lab/grade's score, and its points per role as tests
-        assert res["score"] == pytest.approx(direct["score"]), (name, res["score"], direct["score"])
+        with open(platform / "calclab-out" / "grades.json") as f:
+            graded_there = json.load(f)["submissions"][0]
+        assert res["score"] == pytest.approx(direct["score"]), (name, differing_checks(graded_there, direct))
         t = by_name(res)
         assert set(t) == {"server", "proxy", "client"}
         for role, test in t.items():
@@ -371,7 +383,7 @@ def test_gradescope_and_classroom_grade_handins_as_lab_grade_does(platform, tmp_
         assert sum(x["max_score"] for x in res["tests"]) == pytest.approx(direct["max_score"])
         assert "isolation: " in res["output"] and "== scenario 3.1" in res["output"]
         # GitHub Classroom: the same score, the job fails below full marks
-        assert e["score"] == pytest.approx(res["score"]), (name, e["score"], res["score"])
+        assert e["score"] == pytest.approx(res["score"]), (name, differing_checks(e, graded_there))
         assert f"## calclab: {e['score']:g}/{e['max_score']:g} points" in summary
         assert r.returncode == (0 if e["score"] == e["max_score"] else 1), r.stdout + r.stderr
         for test in res["tests"]:
