@@ -159,7 +159,7 @@ def _scenario_entry(res, graded, sent, out_dir):
     deviant |= {c["id"] for c in res.records("conn") if (c.get("upstream_of") or {}).get("conn") in deviant}
     checks = gradebook.role_checks(res.name, d["checks"], graded, front, down, deviant)
     out = {"scenario": res.name, "passed": bool(checks) and all(c["passed"] for c in checks),
-           "checks": checks, "errors": res.errors,
+           "checks": checks, "errors": res.errors, "isolation": res.isolation,
            "calc_sniff": (res.sniff or {}).get("status"),
            "golden": os.path.relpath(res.golden, out_dir) if res.golden else None}
     if sent is not None:

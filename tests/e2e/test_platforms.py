@@ -381,7 +381,11 @@ def test_gradescope_and_classroom_grade_handins_as_lab_grade_does(platform, tmp_
                 (direct["roles"][role]["score"], direct["roles"][role]["max_score"])), (name, role)
             assert test["status"] == ("passed" if test["score"] == test["max_score"] else "failed")
         assert sum(x["max_score"] for x in res["tests"]) == pytest.approx(direct["max_score"])
-        assert "isolation: " in res["output"] and "== scenario 3.1" in res["output"]
+        # what confined the programs, as lab/grade recorded it for each scenario, said plainly
+        isolation = [s["isolation"] for s in graded_there["scenarios"]]
+        assert isolation and all(isolation)
+        assert f"isolation: {isolation[0]}" in res["output"] and all(i in res["output"] for i in isolation)
+        assert "== scenario 3.1" in res["output"]
         # GitHub Classroom: the same score, the job fails below full marks
         assert e["score"] == pytest.approx(res["score"]), (name, differing_checks(e, graded_there))
         assert f"## calclab: {e['score']:g}/{e['max_score']:g} points" in summary
