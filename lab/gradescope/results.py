@@ -126,6 +126,15 @@ def role_tests(entry, rules=(), default="visible"):
 
 
 # ---------------------------------------------------------------- the whole results.json
+MD_SPECIAL = set("\\`*_[]<>|~&")
+
+
+def md_text(text):
+    """Text (a status or detail quoting a student's program, say) shown as itself in Markdown:
+    on one line, with every character Markdown or HTML would act on escaped."""
+    return "".join("\\" + ch if ch in MD_SPECIAL else ch for ch in " ".join(str(text).splitlines()))
+
+
 def fenced(text):
     """A Markdown code block holding text as it is (the fence is longer than any run of backticks in it)."""
     longest = run = 0
@@ -163,12 +172,12 @@ def from_entry(entry, execution_time, feedback="", rules=(), default="visible", 
     if not later:
         lines.append(f"- calclab grade: **{_num(entry.get('score', 0)):g}/{_num(entry.get('max_score', 0)):g}** points")
     if shown:
-        lines.append("- " + ", ".join(f"{t['name']} {t['score']:g}/{t['max_score']:g}" for t in shown))
+        lines.append("- " + ", ".join(f"{md_text(t['name'])} {t['score']:g}/{t['max_score']:g}" for t in shown))
     if later:
         whens = sorted({t["visibility"] for t in later}, key=VISIBILITIES.index)
         lines.append("- more checks are graded; their results are shown " + " or ".join(WHEN[w] for w in whens))
-    lines.append(f"- status: {entry.get('status', 'graded')}")
-    lines.append(f"- {isolation_line(entry)}")
+    lines.append(f"- status: {md_text(entry.get('status', 'graded'))}")
+    lines.append(f"- {md_text(isolation_line(entry))}")
     verdicts = [f"{s.get('scenario')} {'PASS' if s.get('passed') else 'FAIL'}" for s in entry.get("scenarios") or []]
     if verdicts and not later:  # a scenario's verdict would tell a hidden check's result
         lines.append("- scenarios: " + ", ".join(verdicts))

@@ -175,6 +175,11 @@ def test_ungradable_submissions_get_a_valid_zero():
     res = results.from_entry(e, 0.2, "")
     assert results.problems(res) == []
     assert res["tests"][0]["status"] == "failed" and "SyntaxError" in res["tests"][0]["output"]
+    # a status quoting a student's program is shown as text, never as Markdown or HTML
+    e = dict(e, status="server.py does not start: <img src=x onerror=alert(1)> **`boom`**\nsecond line")
+    res = results.from_entry(e, 0.2, "")
+    assert "- status: server.py does not start: \\<img src=x onerror=alert(1)\\> \\*\\*\\`boom\\`\\*\\* second line" \
+        in res["output"].splitlines()
     res = results.failure("lab/grade exited with status 2", 3.2)
     assert results.problems(res) == [] and res["score"] == 0 and "status 2" in res["output"]
 
@@ -384,7 +389,8 @@ def test_gradescope_and_classroom_grade_handins_as_lab_grade_does(platform, tmp_
         # what confined the programs, as lab/grade recorded it for each scenario, said plainly
         isolation = [s["isolation"] for s in graded_there["scenarios"]]
         assert isolation and all(isolation)
-        assert f"isolation: {isolation[0]}" in res["output"] and all(i in res["output"] for i in isolation)
+        assert results.md_text(f"isolation: {isolation[0]}") in res["output"]
+        assert all(results.md_text(i) in res["output"] for i in isolation)
         assert "== scenario 3.1" in res["output"]
         # GitHub Classroom: the same score, the job fails below full marks
         assert e["score"] == pytest.approx(res["score"]), (name, differing_checks(e, graded_there))
