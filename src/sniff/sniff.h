@@ -5,8 +5,12 @@
  *   sniff_pkt.c     link (EN10MB+VLAN, NULL, LOOP, LINUX_SLL, LINUX_SLL2, RAW, IPV4, IPV6),
  *                   IPv4/IPv6 and TCP headers, read only through bounds-checked accessors
  *   sniff_tcp.c     connections keyed by 4-tuple + ISN, per-direction reassembly in sequence
- *                   space, teardown classes, Zeek conn_state/history, message framing, roles
- *   sniff_verify.c  reduction of an analysis to scenario behaviour, trace text, comparison
+ *                   space, roles (sniff_feed, sniff_finish)
+ *   sniff_framer.c  calculator messages framed from each direction's in-order bytes
+ *   sniff_text.c    payloads decoded to text through a cache by content
+ *   sniff_conn.c    the analyzer's lifetime; teardown classes, Zeek conn_state, names
+ *   sniff_trace.c   the reduction of an analysis to scenario behaviour, the --trace text
+ *   sniff_verify.c  the comparison with a golden analysis, check by check (sniff_report)
  *
  * Everything here is sans-I/O: bytes and time stamps in, structs out. The program
  * (src/bin/calc-sniff) owns libpcap handles and printing. */

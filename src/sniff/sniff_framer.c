@@ -1,0 +1,184 @@
+/* sniff_framer.c: calculator messages framed from one direction's in-order stream bytes: the
+ * 12-byte header gives each message's total length, segments are counted per message, holes
+ * (gaps, snaplen cuts) keep sizes known but payloads undecoded, and a hole inside a header
+ * stops the framing of that direction. On a client->proxy connection a complete request
+ * waits for its answer (upstream connections opened meanwhile are its own). */
+#include <string.h>
+
+#include "calc/alloc.h"
+#include "sniff_int.h"
+
+/* A message whose last byte arrived (or that can never complete: malformed). body: its
+ * payload when it came whole in one segment (decoded straight from the packet), else NULL
+ * (the bytes gathered in d->payload). */
+static void msg_done(sniff_an *an, sniff_conn *c, int dir, sniff_msg *m, const uint8_t *body) {
+  sniff_dir *d = &c->d[dir];
+  char ab[48] = "";
+  if (an->o.decode && m->complete && !m->hole && !m->malformed && m->size >= CALC_HEADER_SIZE) {
+    if (!body) body = d->payload && d->payload->data ? d->payload->data : (const uint8_t *)"";
+    m->text = sniff_text_decode(an, m, body, m->size - CALC_HEADER_SIZE, ab);
+  }
+  if (sniff_note_begin(an)) {
+    const char *kind = m->h.is_request ? "request" : "response";
+    if (m->malformed && !m->text) {
+      sniff_note_s(an, "malformed ");
+      sniff_note_s(an, kind);
+      sniff_note_s(an, ": total length ");
+      sniff_note_u(an, m->size);
+    } else {
+      sniff_note_s(an, kind);
+      sniff_note_s(an, " ");
+      sniff_note_u(an, m->size);
+      sniff_note_s(an, " B");
+      if (m->nseg > 1) {
+        sniff_note_s(an, " in ");
+        sniff_note_u(an, m->nseg);
+        sniff_note_s(an, " segments");
+      }
+      if (!m->h.is_request && m->h.status != 200) {
+        sniff_note_s(an, ": status ");
+        sniff_note_u(an, m->h.status);
+        sniff_note_s(an, " ");
+        sniff_note_s(an, ab);
+      } else {
+        if (m->hole) sniff_note_s(an, " (bytes missing)");
+        if (m->text) {
+          sniff_note_s(an, ": ");
+          sniff_note_s(an, ab);
+        }
+      }
+    }
+  }
+  if (c->role == SNIFF_ROLE_CLIENT_PROXY) {
+    if (dir == 0 && m->complete) {
+      c->pending_req = (int32_t)(m - an->msgs);
+      if (sniff_pending_add(an, c->id) < 0) an->oom = true;
+    } else if (dir == 1 && c->last_req >= 0) {
+      const sniff_msg *req = &an->msgs[c->last_req];
+      const sniff_conn *u = sniff_conn_get(an, req->first_upstream);
+      if (req->n_upstream == 0) {
+        sniff_note_lit(an, "cache hit: no upstream connection");
+      } else if (req->n_upstream == 1 && u && sniff_conn_end(u) == SNIFF_END_REFUSED) {
+        sniff_note(an, "answered after upstream #%u was refused", u->id);
+      } else if (sniff_note_begin(an)) {
+        sniff_note_s(an, "answered after ");
+        sniff_note_u(an, req->n_upstream);
+        sniff_note_s(an, req->n_upstream == 1 ? " upstream connection (first #" : " upstream connections (first #");
+        sniff_note_u(an, req->first_upstream);
+        sniff_note_s(an, ")");
+      }
+    }
+  }
+}
+
+static void msg_start(sniff_an *an, sniff_conn *c, int dir) {
+  if (dir == 1 && c->role == SNIFF_ROLE_CLIENT_PROXY && c->pending_req >= 0) {
+    c->last_req = c->pending_req;
+    c->pending_req = -1;
+    sniff_pending_remove(an, c->id);
+  }
+}
+
+static void seg_add(sniff_msg *m, uint32_t n, bool *newseg) {
+  if (*newseg) {
+    if (m->nseg < SNIFF_MSG_SEGS) m->segs[m->nseg] = n;
+    m->nseg++;
+    *newseg = false;
+  } else if (m->nseg && m->nseg <= SNIFF_MSG_SEGS) {
+    m->segs[m->nseg - 1] += n;
+  }
+}
+
+void sniff_framer_feed(sniff_an *an, sniff_conn *c, int dir, const uint8_t *data, size_t n,
+                        uint64_t ts, bool *newseg, bool *mid) {
+  sniff_dir *d = &c->d[dir];
+  while (n > 0 && !d->desync) {
+    const uint8_t *body = NULL;
+    if (d->cur_msg < 0) {
+      if (an->nmsgs >= SNIFF_MAX_MSGS) {
+        an->limited = true;
+        d->desync = true;
+        return;
+      }
+      sniff_msg *ms = sniff_array_room(&an->msg_store, an->nmsgs, sizeof *ms, SNIFF_MAX_MSGS);
+      if (!ms) {
+        an->oom = true;
+        return;
+      }
+      an->msgs = ms;
+      sniff_msg *m = &an->msgs[an->nmsgs];
+      memset(m, 0, sizeof *m);
+      m->conn = c->id;
+      m->dir = (uint8_t)dir;
+      m->index = ++d->nmsgs;
+      m->ts_first = m->ts_last = ts;
+      m->pkt_first = an->pkts;
+      m->shares_segment = *mid;
+      d->cur_msg = (int32_t)an->nmsgs++;
+      d->hdr_have = d->msg_have = d->msg_total = 0;
+      *newseg = true;
+      msg_start(an, c, dir);
+    }
+    sniff_msg *m = &an->msgs[d->cur_msg];
+    m->ts_last = ts;
+    m->pkt_last = an->pkts;
+    size_t take;
+    if (d->hdr_have < CALC_HEADER_SIZE) {
+      take = CALC_HEADER_SIZE - d->hdr_have;
+      if (take > n) take = n;
+      if (!data) {
+        /* Without the header the stream cannot be framed again (no resync marker). */
+        m->hole = m->malformed = true;
+        d->desync = true;
+        d->cur_msg = -1;
+        sniff_note(an, "bytes missing inside a message header: stream no longer framed");
+        return;
+      }
+      memcpy(d->hdr + d->hdr_have, data, take);
+      d->hdr_have += (uint32_t)take;
+      d->msg_have += (uint32_t)take;
+      seg_add(m, (uint32_t)take, newseg);
+      data += take;
+      n -= take;
+      if (d->hdr_have == CALC_HEADER_SIZE) {
+        calc_header_decode(d->hdr, CALC_HEADER_SIZE, &m->h);
+        m->size = d->msg_total = m->h.total_len;
+        if (d->msg_total < CALC_HEADER_SIZE) {
+          m->malformed = true;
+          d->desync = true;
+          d->cur_msg = -1;
+          msg_done(an, c, dir, m, NULL);
+          return;
+        }
+        if (d->payload) calc_buf_reset(d->payload);
+      }
+    } else {
+      take = d->msg_total - d->msg_have;
+      if (take > n) take = n;
+      if (data && d->msg_have == CALC_HEADER_SIZE && take == d->msg_total - d->msg_have) {
+        body = data;  /* the whole payload is in this segment: decode it from the packet */
+        data += take;
+      } else if (data) {
+        if (an->o.decode && !m->hole) {
+          if (!d->payload && (d->payload = calc_malloc(sizeof *d->payload)))
+            calc_buf_init(d->payload, 0);
+          if (!d->payload || calc_buf_append(d->payload, data, take) < 0) m->hole = true;
+        }
+        data += take;
+      } else {
+        m->hole = true;
+      }
+      d->msg_have += (uint32_t)take;
+      seg_add(m, (uint32_t)take, newseg);
+      n -= take;
+    }
+    if (d->hdr_have == CALC_HEADER_SIZE && d->msg_have == d->msg_total) {
+      m->complete = true;
+      if (n > 0) m->shares_segment = true;
+      d->cur_msg = -1;
+      *mid = true;
+      msg_done(an, c, dir, m, body);
+    }
+  }
+}
+

@@ -1,0 +1,62 @@
+/* sniff_int.h: what the parts of the TCP analysis share (private to src/sniff):
+ *   sniff_tcp.c     the per-packet state machine: the 4-tuple table, connections and roles,
+ *                   per-direction reassembly in sequence space, sniff_feed, sniff_finish
+ *   sniff_framer.c  calculator messages framed from each direction's in-order bytes
+ *   sniff_text.c    payloads decoded to text, through a cache by content
+ *   sniff_conn.c    the analyzer's lifetime and what a connection is (names, Zeek state, teardown)
+ * and the notes (the timeline's per-packet text) every part appends to. */
+#ifndef CALC_SNIFF_INT_H
+#define CALC_SNIFF_INT_H
+#include <string.h>
+
+#include "sniff.h"
+
+/* Zeek history letters; bit i of sniff_dir.hist is the i-th of "SHADFRTGW". */
+enum { H_S, H_H, H_A, H_D, H_F, H_R, H_T, H_G, H_W };
+void sniff_hist_add(sniff_conn *c, int dir, int letter);
+
+/* Notes: sniff_note formats one; the hand-made ones (most packets of a capture carry one)
+ * start with sniff_note_begin() (false when notes are off), then sniff_note_s / sniff_note_u. */
+void sniff_note(sniff_an *an, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static inline void sniff_note_app(sniff_an *an, const void *s, size_t n) {
+  calc_buf *b = &an->notes;
+  if (!b->failed && !b->limit && n <= b->cap - b->len) {  /* room: no call */
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+  } else {
+    calc_buf_append(b, s, n);
+  }
+}
+static inline bool sniff_note_begin(sniff_an *an) {
+  if (!an->o.notes) return false;
+  if (an->notes.len) sniff_note_app(an, "; ", 2);
+  return true;
+}
+static inline void sniff_note_s(sniff_an *an, const char *s) { sniff_note_app(an, s, strlen(s)); }
+void sniff_note_u(sniff_an *an, uint32_t v);
+/* A note without arguments. */
+static inline void sniff_note_lit(sniff_an *an, const char *s) {
+  if (sniff_note_begin(an)) sniff_note_s(an, s);
+}
+
+/* client->proxy connections holding a request they have not started answering. */
+int sniff_pending_add(sniff_an *an, uint32_t id);
+void sniff_pending_remove(sniff_an *an, uint32_t id);
+/* c must be visited by sniff_finish. */
+void sniff_finish_mark(sniff_an *an, const sniff_conn *c);
+/* Releases a direction's buffers; they are allocated again if ever needed. */
+void sniff_dir_free(sniff_dir *d);
+
+/* Feeds n stream bytes of direction dir (data NULL: a hole of n bytes) to the framer.
+ * *newseg is true while the current segment has not yet been counted in a message; *mid
+ * while the segment has carried the end of a message. */
+void sniff_framer_feed(sniff_an *an, sniff_conn *c, int dir, const uint8_t *data, size_t n, uint64_t ts,
+                       bool *newseg, bool *mid);
+
+/* m's payload p[0, n) decoded to text (kept by the analysis, shared by equal payloads; NULL when
+ * memory ran out); ab gets its abbreviation for notes. Marks m malformed when undecodable. */
+char *sniff_text_decode(sniff_an *an, sniff_msg *m, const uint8_t *p, size_t n, char ab[48]);
+/* Frees the text cache and the texts. */
+void sniff_text_free(struct sniff_textcache *tc);
+
+#endif
