@@ -19,23 +19,35 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   sniff_opts o;
   sniff_opts_default(&o);
   o.decode = (data[0] & 0x80) != 0;
-  sniff_an an;
+  /* two analyses of the input: every frame, and every frame but each third (another run of
+   * the "same" scenario), then the second verified against the first */
+  sniff_an an, other;
   sniff_an_init(&an, &o);
+  sniff_an_init(&other, &o);
   size_t off = 1;
   uint64_t ts = 1;
-  while (off + 2 <= size) {
+  for (unsigned k = 0; off + 2 <= size; k++) {
     size_t n = (size_t)data[off] << 8 | data[off + 1];
     off += 2;
     if (n > size - off) n = size - off;
-    sniff_feed_frame(&an, dlt, data + off, n, ts++);
+    sniff_feed_frame(&an, dlt, data + off, n, ts);
+    if (k % 3 != 2) sniff_feed_frame(&other, dlt, data + off, n, ts);
+    ts++;
     off += n;
   }
   sniff_finish(&an);
+  sniff_finish(&other);
   calc_buf b;
   calc_buf_init(&b, 0);
   sniff_trace(&an, &b);
   sniff_compare(&an, &an, &b);
+  sniff_report rep;
+  sniff_report_init(&rep);
+  sniff_verify(&an, &other, &rep);
+  for (uint32_t i = 0; i < rep.n; i++) calc_buf_puts(&b, sniff_item_detail(&rep, &rep.items[i]));
+  sniff_report_free(&rep);
   calc_buf_free(&b);
   sniff_an_free(&an);
+  sniff_an_free(&other);
   return 0;
 }
