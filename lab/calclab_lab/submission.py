@@ -25,6 +25,7 @@ MAX_FILES = 2000                 # a hand-in is a handful of .py files; anything
 MAX_BYTES = 50 * 1024 * 1024     # in all, after extraction
 MAX_FILE_BYTES = 20 * 1024 * 1024
 
+ENV = shutil.which("env") or "/usr/bin/env"
 LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "launch.py")
 
 STUDENT_TEMPLATES = {
@@ -219,7 +220,8 @@ class Submission:
         its api.py and calculator.py are), the client fed `stdin_text` when given."""
         f = self.files[role]
         tmpl = STUDENT_TEMPLATES[role].replace("{file}", _literal(os.path.basename(f)))
-        wrap = f"{{py}} -I -S {_literal(LAUNCHER)} --cwd {_literal(os.path.dirname(f))}"
+        folder = _literal(os.path.dirname(f))
         if role == "client" and stdin_text is not None:
-            wrap += f" --stdin {shlex.quote(stdin_text)}"
-        return f"{wrap} -- {tmpl}"
+            return f"{{py}} -I -S {_literal(LAUNCHER)} --cwd {folder} --stdin {shlex.quote(stdin_text)} -- {tmpl}"
+        # coreutils' env changes the folder and execs: a millisecond where launch.py takes ten
+        return f"{ENV} -C {folder} {tmpl}"
