@@ -253,11 +253,11 @@ int calc_unpickle_request(const uint8_t *p, size_t n, calc_tree *t, calc_exc *ex
   memset(t, 0, sizeof *t);
   pkl_vm *vm = NULL;
   pkl_val *top_v = NULL;
-  pkl_status st = pkl_run(p, n, PKL_MODE_REQUEST, &vm, &top_v);
-  if (st != PKL_OK) {
+  if (n == 0) return calc_exc_set_err(exc, CALC_ERR_INVALID, PKL_MSG_NOTEXPR);
+  calc_err st = pkl_run(p, n, PKL_MODE_REQUEST, &vm, &top_v);
+  if (st != CALC_OK) {
     pkl_vm_free(vm);
-    if (st == PKL_ERR_EMPTY) return calc_exc_set_err(exc, CALC_ERR_INVALID, PKL_MSG_NOTEXPR);
-    if (st == PKL_ERR_NOMEM) return calc_exc_nomem(exc, "");
+    if (st == CALC_ERR_NOMEM) return calc_exc_nomem(exc, "");
     return calc_exc_set_err(exc, CALC_ERR_INVALID, PKL_MSG_DESER);
   }
   pkl_conv c = {.t = t, .err = CALC_OK};

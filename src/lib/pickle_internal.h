@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "calc/buf.h"
+#include "calc/err.h"
 #include "calc/limits.h"
 
 enum {
@@ -86,17 +87,11 @@ typedef struct pkl_vm pkl_vm;
 
 typedef enum { PKL_MODE_REQUEST, PKL_MODE_RESPONSE } pkl_mode;
 
-typedef enum {
-  PKL_OK = 0,
-  PKL_ERR_NOT_PICKLE,   /* malformed, truncated, refused opcode or global, over a limit */
-  PKL_ERR_EMPTY,        /* no bytes at all */
-  PKL_ERR_NOMEM
-} pkl_status;
-
-/* Runs the machine over p[0..n). On PKL_OK *top is the value STOP returned; it stays valid
- * until pkl_vm_free. *vm is always set (free it even on error). In request mode only the
- * globals of the request allowlist are accepted (global_id >= 0). */
-pkl_status pkl_run(const uint8_t *p, size_t n, pkl_mode mode, pkl_vm **vm, pkl_val **top);
+/* Runs the machine over p[0..n). CALC_OK: *top is the value STOP returned; it stays valid
+ * until pkl_vm_free. CALC_ERR_INVALID: no pickle (empty, malformed, truncated, a refused
+ * opcode or global, over a limit). CALC_ERR_NOMEM. *vm is always set (free it even on error).
+ * In request mode only the globals of the request allowlist are accepted (global_id >= 0). */
+calc_err pkl_run(const uint8_t *p, size_t n, pkl_mode mode, pkl_vm **vm, pkl_val **top);
 void pkl_vm_free(pkl_vm *vm);
 /* A str value without NUL bytes inside (one that can be compared as a C string). */
 bool pkl_is_str(const pkl_val *v);

@@ -166,12 +166,12 @@ int calc_unpickle_response(const uint8_t *p, size_t n, calc_pyobj **out, calc_ex
   *out = NULL;
   pkl_vm *vm = NULL;
   pkl_val *top = NULL;
-  pkl_status st = pkl_run(p, n, PKL_MODE_RESPONSE, &vm, &top);
-  if (st != PKL_OK) {
+  if (n == 0) return calc_exc_set_err(exc, CALC_ERR_INVALID, "empty response payload");
+  calc_err st = pkl_run(p, n, PKL_MODE_RESPONSE, &vm, &top);
+  if (st != CALC_OK) {
     pkl_vm_free(vm);
-    if (st == PKL_ERR_NOMEM) return calc_exc_nomem(exc, "");
-    return calc_exc_set_err(exc, CALC_ERR_INVALID, "%s",
-                        st == PKL_ERR_EMPTY ? "empty response payload" : "response payload could not be deserialized");
+    if (st == CALC_ERR_NOMEM) return calc_exc_nomem(exc, "");
+    return calc_exc_set_err(exc, CALC_ERR_INVALID, "response payload could not be deserialized");
   }
   pkl_pyconv c = {0, 0, NULL};
   *out = py_conv(&c, top, 0);

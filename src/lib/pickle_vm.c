@@ -816,19 +816,18 @@ static int step(pkl_vm *vm, pkl_val **result) {
   return -1;
 }
 
-pkl_status pkl_run(const uint8_t *p, size_t n, pkl_mode mode, pkl_vm **out, pkl_val **result) {
+calc_err pkl_run(const uint8_t *p, size_t n, pkl_mode mode, pkl_vm **out, pkl_val **result) {
   *result = NULL;
   pkl_vm *vm = calc_calloc(1, sizeof *vm);
   *out = vm;
-  if (!vm) return PKL_ERR_NOMEM;
-  if (n == 0) return PKL_ERR_EMPTY;
-  if (n > PKL_MAX_INPUT) return PKL_ERR_NOT_PICKLE;
+  if (!vm) return CALC_ERR_NOMEM;
+  if (n == 0 || n > PKL_MAX_INPUT) return CALC_ERR_INVALID;
   vm->mode = mode;
   vm->p = p;
   vm->end = p + n;
   for (;;) {
     int r = step(vm, result);
-    if (r == 1) return PKL_OK;
-    if (r < 0) return vm->nomem ? PKL_ERR_NOMEM : PKL_ERR_NOT_PICKLE;
+    if (r == 1) return CALC_OK;
+    if (r < 0) return vm->nomem ? CALC_ERR_NOMEM : CALC_ERR_INVALID;
   }
 }

@@ -443,7 +443,7 @@ static void test_billion_laughs(void **state) {
   pb_op(&b, '.');
   pkl_vm *vm;
   pkl_val *top;
-  assert_int_equal(pkl_run(b.d, b.n, PKL_MODE_RESPONSE, &vm, &top), PKL_ERR_NOT_PICKLE);
+  assert_int_equal(pkl_run(b.d, b.n, PKL_MODE_RESPONSE, &vm, &top), CALC_ERR_INVALID);
   pkl_vm_free(vm);
   free(b.d);
 
