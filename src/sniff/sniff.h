@@ -289,6 +289,8 @@ typedef struct sniff_report {
   uint32_t failed;          /* items that failed */
   calc_buf text;            /* the items' details, each NUL-terminated */
   uint64_t ts_base;         /* the capture's first time stamp: item times are relative to it */
+  bool failed_details_only; /* set before sniff_verify: passed items get an empty detail (the
+                             * text report shows only failures; formatting is most of its time) */
   bool oom;
 } sniff_report;
 void sniff_report_init(sniff_report *r);

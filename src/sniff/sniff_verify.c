@@ -58,11 +58,12 @@ typedef struct cmp {
 /* An item being written: its text grows with say(), its packets with at(). */
 typedef struct pend {
   sniff_item it;
+  bool quiet;               /* no text wanted */
   size_t len;
   char text[512];
 } pend;
 
-static void begin(pend *p, sniff_check k, bool ok, sniff_party who, const sniff_conn *c) {
+static void begin(const cmp *x, pend *p, sniff_check k, bool ok, sniff_party who, const sniff_conn *c) {
   memset(&p->it, 0, sizeof p->it);
   p->it.check = (uint8_t)k;
   p->it.passed = ok;
@@ -70,11 +71,12 @@ static void begin(pend *p, sniff_check k, bool ok, sniff_party who, const sniff_
   p->it.conn = c ? c->id : 0;
   p->len = 0;
   p->text[0] = 0;
+  p->quiet = ok && x->rep->failed_details_only;
 }
 
 static void say(pend *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void say(pend *p, const char *fmt, ...) {
-  if (p->len >= sizeof p->text - 1) return;
+  if (p->quiet || p->len >= sizeof p->text - 1) return;
   va_list ap;
   va_start(ap, fmt);
   int n = vsnprintf(p->text + p->len, sizeof p->text - p->len, fmt, ap);
@@ -102,8 +104,8 @@ static int cmp_u64(const void *a, const void *b) {
 static void emit(cmp *x, pend *p) {
   sniff_report *r = x->rep;
   if (r->oom) return;
-  if (p->it.npkts) {
-    qsort(p->it.pkts, p->it.npkts, sizeof p->it.pkts[0], cmp_u64);
+  if (p->it.npkts) qsort(p->it.pkts, p->it.npkts, sizeof p->it.pkts[0], cmp_u64);
+  if (p->it.npkts && !p->quiet) {
     say(p, " (packet%s ", p->it.npkts == 1 ? "" : "s");
     for (uint32_t i = 0; i < p->it.npkts; i++) say(p, "%s%llu", i ? ", " : "", (unsigned long long)p->it.pkts[i]);
     uint64_t rel = p->it.ts >= r->ts_base ? p->it.ts - r->ts_base : 0;
@@ -165,7 +167,7 @@ static void cmp_request_flags(cmp *x, const char *where, const sniff_conn *cc, c
                               const sniff_msg *c, uint32_t i) {
   pend p;
   bool ok = g->h.steps == c->h.steps && g->h.cache == c->h.cache;
-  begin(&p, SNIFF_CK_REQUEST_HEADER, ok, sniff_conn_party(cc, 0), cc);
+  begin(x, &p, SNIFF_CK_REQUEST_HEADER, ok, sniff_conn_party(cc, 0), cc);
   say(&p, "%s: request %u asks %s steps, %s the cache", where, i + 1, c->h.steps ? "with" : "without",
       c->h.cache ? "with" : "without");
   if (ok) say(&p, ", as in the reference");
@@ -190,14 +192,14 @@ static void cmp_msgs(cmp *x, const char *where, int dir, const sniff_conn *cc, c
     bool asked_otherwise = dir && (i < ngq || i < ncq) && !(i < ngq && i < ncq && same_request(gq[i], cq[i]));
     sniff_party who = sniff_conn_party(cc, asked_otherwise ? 0 : dir);
     if (i >= nc) {
-      begin(&p, k, false, who, cc);
+      begin(x, &p, k, false, who, cc);
       say(&p, "%s: %s %u not seen (%u %s%s in all); the reference sends %u B here", where, kind, i + 1,
           nc, kind, nc == 1 ? "" : "s", g[i]->size);
       emit(x, &p);
       continue;
     }
     if (i >= ng) {
-      begin(&p, k, false, who, cc);
+      begin(x, &p, k, false, who, cc);
       say(&p, "%s: an extra %s %u of %u B; the reference sends %u %s%s here", where, kind, i + 1,
           c[i]->size, ng, kind, ng == 1 ? "" : "s");
       msg_at(&p, c[i]);
@@ -205,7 +207,7 @@ static void cmp_msgs(cmp *x, const char *where, int dir, const sniff_conn *cc, c
       continue;
     }
     bool size_ok = g[i]->size == c[i]->size, whole = !g[i]->complete || c[i]->complete;
-    begin(&p, k, size_ok && whole, who, cc);
+    begin(x, &p, k, size_ok && whole, who, cc);
     if (!size_ok)
       say(&p, "%s: %s %u of %u B seen; the reference's is %u B", where, kind, i + 1, c[i]->size, g[i]->size);
     else if (!whole)
@@ -220,7 +222,7 @@ static void cmp_msgs(cmp *x, const char *where, int dir, const sniff_conn *cc, c
     if (!size_ok) continue;
     who = sniff_conn_party(cc, dir);  /* a message's split is its sender's */
     bool split_ok = same_split(g[i], c[i]);
-    begin(&p, SNIFF_CK_SEGMENTATION, split_ok, who, cc);
+    begin(x, &p, SNIFF_CK_SEGMENTATION, split_ok, who, cc);
     say(&p, "%s: %s %u (%u B) in ", where, kind, i + 1, c[i]->size);
     say_segs(&p, c[i]);
     if (split_ok) {
@@ -248,7 +250,7 @@ static void cmp_upstream(cmp *x, const sniff_conn *g, const sniff_conn *c, const
     uint32_t ncu = sniff_red_upstreams(x->c, c->id, cq[i]->index, cu, MAXU);
     char w[200];
     snprintf(w, sizeof w, "%s request %u", where, i + 1);
-    begin(&p, ngu ? SNIFF_CK_UPSTREAM : SNIFF_CK_CACHE_HIT, ngu == ncu, SNIFF_PARTY_PROXY, c);
+    begin(x, &p, ngu ? SNIFF_CK_UPSTREAM : SNIFF_CK_CACHE_HIT, ngu == ncu, SNIFF_PARTY_PROXY, c);
     if (!ngu && !ncu) {
       say(&p, "%s: answered without an upstream connection (a cache hit), as in the reference", w);
       at(&p, cq[i]->pkt_last, cq[i]->ts_last);
@@ -274,7 +276,7 @@ static void cmp_upstream(cmp *x, const sniff_conn *g, const sniff_conn *c, const
       if (i >= ngp || i >= ncp || sniff_upstream_done(gu[k], NULL) > gp[i]->ts_first) continue;
       /* the reference was done with the upstream connection before it answered */
       uint64_t done_pkt = 0, done = sniff_upstream_done(cu[k], &done_pkt);
-      begin(&p, SNIFF_CK_ORDERING, done <= cp[i]->ts_first, SNIFF_PARTY_PROXY, c);
+      begin(x, &p, SNIFF_CK_ORDERING, done <= cp[i]->ts_first, SNIFF_PARTY_PROXY, c);
       if (done <= cp[i]->ts_first)
         say(&p, "%s: the proxy was done with it before answering its client, as in the reference", wu);
       else
@@ -302,7 +304,7 @@ static void cmp_end(cmp *x, const sniff_conn *g, const sniff_conn *c, const char
   int grs = rst_sides(g), crs = rst_sides(c);
   int extra = crs & ~grs, lacking = grs & ~crs;
   int side = extra ? (extra & 1 ? 0 : 1) : lacking ? (lacking & 1 ? 0 : 1) : crs ? (crs & 1 ? 0 : 1) : glead;
-  begin(&p, SNIFF_CK_RST, grs == crs, sniff_conn_party(c, side), c);
+  begin(x, &p, SNIFF_CK_RST, grs == crs, sniff_conn_party(c, side), c);
   if (crs) {
     if (crs == 3) say(&p, "%s: both sides reset the connection (RST)", where);
     else say(&p, "%s: the %s reset the connection (RST)", where, sniff_party_name(sniff_conn_party(c, side)));
@@ -326,13 +328,13 @@ static void cmp_end(cmp *x, const sniff_conn *g, const sniff_conn *c, const char
   /* Every connection has a teardown item (so a run has the same items whatever it does); one
    * reset before any FIN, in either capture, is the rst check's: its teardown item passes. */
   if (end_is_rst(ge) || end_is_rst(ce)) {
-    begin(&p, SNIFF_CK_TEARDOWN, true, sniff_conn_party(c, glead), c);
+    begin(x, &p, SNIFF_CK_TEARDOWN, true, sniff_conn_party(c, glead), c);
     say(&p, "%s: reset before any FIN (the rst check judges it)", where);
     emit(x, &p);
     return;
   }
   bool ok = ge == ce;
-  begin(&p, SNIFF_CK_TEARDOWN, ok, sniff_conn_party(c, ce == SNIFF_END_OPEN ? glead : clead), c);
+  begin(x, &p, SNIFF_CK_TEARDOWN, ok, sniff_conn_party(c, ce == SNIFF_END_OPEN ? glead : clead), c);
   if (ce == SNIFF_END_OPEN) {
     say(&p, "%s: no FIN seen (left open)", where);
     at(&p, c->pkt_last, c->ts_last);
@@ -351,7 +353,7 @@ static void cmp_conn(cmp *x, const sniff_conn *g, const sniff_conn *c, const cha
   bool grf = ge == SNIFF_END_REFUSED, crf = ce == SNIFF_END_REFUSED;
   pend p;
   if (grf || crf) {
-    begin(&p, SNIFF_CK_REFUSED, grf == crf, sniff_conn_party(c, 1), c);
+    begin(x, &p, SNIFF_CK_REFUSED, grf == crf, sniff_conn_party(c, 1), c);
     if (crf) say(&p, "%s: the SYN was answered by RST (nobody listening)", where);
     else say(&p, "%s: the connection was accepted", where);
     if (grf == crf) say(&p, ", as in the reference");
@@ -363,7 +365,7 @@ static void cmp_conn(cmp *x, const sniff_conn *g, const sniff_conn *c, const cha
     emit(x, &p);
     return;
   }
-  begin(&p, SNIFF_CK_HANDSHAKE, g->established == c->established, sniff_conn_party(c, 0), c);
+  begin(x, &p, SNIFF_CK_HANDSHAKE, g->established == c->established, sniff_conn_party(c, 0), c);
   say(&p, "%s: 3-way handshake %s", where, c->established ? "seen" : "not seen");
   if (g->established == c->established) say(&p, ", as in the reference");
   else say(&p, g->established ? "; the reference's connection opens with one" : "; the reference has none");
@@ -477,19 +479,19 @@ static void compare_lists(cmp *x, const dlist *G, const dlist *C) {
   for (uint32_t i = 0; i < G->n; i++) {
     const sniff_conn *g = G->c[i];
     if (G->match[i] < 0) {
-      begin(&p, SNIFF_CK_CONNECTIONS, false, SNIFF_PARTY_CLIENT, NULL);
+      begin(x, &p, SNIFF_CK_CONNECTIONS, false, SNIFF_PARTY_CLIENT, NULL);
       say(&p, "connection %u (%s): not in the capture; the reference has a %s connection here", i + 1,
           sniff_role_name(g->role), sniff_role_name(g->role));
       emit(x, &p);
       continue;
     }
     const sniff_conn *c = C->c[G->match[i]];
-    begin(&p, SNIFF_CK_CONNECTIONS, true, SNIFF_PARTY_CLIENT, c);
+    begin(x, &p, SNIFF_CK_CONNECTIONS, true, SNIFF_PARTY_CLIENT, c);
     say(&p, "connection %u (%s): the capture's #%u", i + 1, sniff_role_name(g->role), c->id);
     at(&p, c->pkt_first, c->ts_first);
     emit(x, &p);
     if (g->role != c->role) {
-      begin(&p, SNIFF_CK_ORDERING, false, SNIFF_PARTY_CLIENT, c);
+      begin(x, &p, SNIFF_CK_ORDERING, false, SNIFF_PARTY_CLIENT, c);
       say(&p, "connection %u (#%u): a %s connection seen; the reference has a %s connection here", i + 1,
           c->id, sniff_role_name(c->role), sniff_role_name(g->role));
       at(&p, c->pkt_first, c->ts_first);
@@ -503,7 +505,7 @@ static void compare_lists(cmp *x, const dlist *G, const dlist *C) {
   for (uint32_t j = 0; j < C->n; j++) {
     if (C->match[j] >= 0) continue;
     const sniff_conn *c = C->c[j];
-    begin(&p, SNIFF_CK_CONNECTIONS, false, SNIFF_PARTY_CLIENT, c);
+    begin(x, &p, SNIFF_CK_CONNECTIONS, false, SNIFF_PARTY_CLIENT, c);
     say(&p, "the capture's #%u (%s): an extra connection; the reference has %u connection%s of clients",
         c->id, sniff_role_name(c->role), G->n, G->n == 1 ? "" : "s");
     at(&p, c->pkt_first, c->ts_first);
@@ -514,7 +516,7 @@ static void compare_lists(cmp *x, const dlist *G, const dlist *C) {
     if (G->c[i]->ts_last >= G->c[i + 1]->ts_first) continue;  /* overlapping: any order */
     const sniff_conn *a = C->c[G->match[i]], *b = C->c[G->match[i + 1]];
     bool ok = a->ts_first <= b->ts_first;
-    begin(&p, SNIFF_CK_ORDERING, ok, SNIFF_PARTY_CLIENT, b);
+    begin(x, &p, SNIFF_CK_ORDERING, ok, SNIFF_PARTY_CLIENT, b);
     if (ok)
       say(&p, "connections %u and %u (#%u, #%u): one after the other, as in the reference", i + 1, i + 2,
           a->id, b->id);
@@ -553,6 +555,7 @@ uint32_t sniff_verify(const sniff_an *golden, const sniff_an *capture, sniff_rep
 uint32_t sniff_compare(const sniff_an *golden, const sniff_an *capture, calc_buf *out) {
   sniff_report rep;
   sniff_report_init(&rep);
+  rep.failed_details_only = true;
   uint32_t n = sniff_verify(golden, capture, &rep);
   for (uint32_t i = 0; i < rep.n; i++) {
     const sniff_item *it = &rep.items[i];

@@ -80,6 +80,7 @@ static void report_text(const sniff_report *rep, calc_buf *b) {
 int print_verify(const sniff_an *g, const sniff_an *c, uint64_t drops, bool json, FILE *out) {
   sniff_report rep;
   sniff_report_init(&rep);
+  rep.failed_details_only = !json;  /* the text shows failed items only */
   uint32_t failed = sniff_verify(g, c, &rep);
   calc_buf b;
   calc_buf_init(&b, 0);
