@@ -11,7 +11,9 @@ as the golden, the lab's client checks expect the printouts of those expressions
 
 A client run that opens several connections or sends several requests on one connection is
 reported by the check client-one-connection-per-request; its first request stands for the run."""
+import fcntl
 import hashlib
+import json
 import os
 import tempfile
 import threading
@@ -139,25 +141,47 @@ _replays_lock = threading.Lock()
 
 
 def replay(adapted, timeout, ports_base, use_sniff, replay_dir=None):
-    """Play `adapted` with calclab's programs, once per process.  Returns (capture, its ports) to
-    judge a student's run against, or None when the replay does not pass the lab's own checks of
-    it (the clients' printouts): then nothing can be concluded from it."""
+    """Play `adapted` with calclab's programs, once per process and, with `replay_dir`, once for
+    all the processes sharing it (a class's workers: the first one plays it under a file lock,
+    the others read its result).  Returns (capture, its ports) to judge a student's run against,
+    or None when the replay does not pass the lab's own checks of it (the clients' printouts):
+    then nothing can be concluded from it."""
     with _replays_lock:
         if adapted.name in _replays:
             return _replays[adapted.name]
     if replay_dir:
-        wd = os.path.join(replay_dir, f"{adapted.name}-{os.getpid()}")
+        os.makedirs(replay_dir, exist_ok=True)
+        with open(os.path.join(replay_dir, adapted.name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            out = _shared_replay(adapted, timeout, ports_base, use_sniff, os.path.join(replay_dir, adapted.name))
     else:
-        wd = tempfile.mkdtemp(prefix="calclab-replay-")
+        out = _play_replay(adapted, timeout, ports_base, use_sniff, tempfile.mkdtemp(prefix="calclab-replay-"))
+    with _replays_lock:
+        _replays[adapted.name] = out
+    return out
+
+
+def _shared_replay(adapted, timeout, ports_base, use_sniff, wd):
+    done = os.path.join(wd, "replay.json")
+    try:
+        with open(done) as f:
+            got = json.load(f)
+        return (got["pcap"], got["ports"]) if got["ok"] else None
+    except (OSError, ValueError, KeyError):
+        pass
+    out = _play_replay(adapted, timeout, ports_base, use_sniff, wd)
+    with open(done, "w") as f:
+        json.dump({"ok": out is not None, "pcap": out and out[0], "ports": out and out[1]}, f)
+    return out
+
+
+def _play_replay(adapted, timeout, ports_base, use_sniff, wd):
     res = runner.play(adapted.name, runner.templates_for("c"), ports_base=ports_base(), workdir=wd,
                       timeout=timeout, golden=None, use_sniff=use_sniff, capture_only=True)
     runner.judge(res, None)
     front = "client->proxy" if adapted.uses_proxy else "client->server"
     ok = res.lab_passed and len([c for c in res.records("conn") if c.get("role") == front]) == len(adapted.exchanges)
-    out = (res.pcap, dict(res.ports)) if ok else None
-    with _replays_lock:
-        _replays[adapted.name] = out
-    return out
+    return (res.pcap, dict(res.ports)) if ok else None
 
 
 def _reuse_check(sent):
