@@ -377,3 +377,63 @@ def test_class_grades_every_handin_with_its_per_role_points(tmp_path):
     assert len(lines) == 1 and "menu:" in lines[0], r.stderr
     with open(out1 / "grades.json") as b:
         assert stable(gradebook.verdicts(json.load(b)["submissions"])) == va
+
+
+def test_class_index_renders_in_headless_chromium(tmp_path):
+    """OUT/index.html is one self-contained page: Chromium draws its score distribution and its
+    rows link to each student's page."""
+    import shutil
+    from test_lab import _png_pixels
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "Debian's chromium is not installed (ci/deps installs it)"
+    klass = tmp_path / "class"
+    make_handin(str(klass / "alice"))
+    make_handin(str(klass / "bob"), server=False, proxy=False)
+    os.makedirs(klass / "empty")
+    out = tmp_path / "out"
+    r = grade("--class", klass, "--out", out, "--scenarios", "3.1")
+    assert r.returncode == 0, r.stderr[-3000:]
+    page = out / "index.html"
+    doc = page.read_text()
+    assert not any(x in doc for x in ("<script", "<link", "src=", "url(", "@import")), "not self-contained"
+    dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", page.as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    import re
+    links = re.findall(r'<tr class="student[^"]*"><td><a href="([^"]+)">([^<]+)</a>', dom)
+    assert sorted(n for _, n in links) == ["alice", "bob", "empty"], dom[:2000]
+    for href, _ in links:
+        assert (out / href).exists(), href
+    assert 'class="nfail"' in dom and 'id="distribution"' in dom
+    bins = [int(x) for x in re.findall(r'class="bin" data-count="(\d+)"', dom)]
+    assert sum(bins) == 3
+    shot = tmp_path / "shot.png"
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    "--force-device-scale-factor=1", "--window-size=900,900", f"--screenshot={shot}",
+                    page.as_uri()], capture_output=True, timeout=120)
+    w, h, rows, bpp = _png_pixels(str(shot))
+    bar = (0x4a, 0x7f, 0xc1)
+    painted = sum(1 for y in range(h) for x in range(0, w, 4)
+                  if all(abs(rows[y][x * bpp + k] - bar[k]) < 30 for k in range(3)))
+    assert painted > 100, "the score distribution's bars are not drawn"
+
+
+@pytest.mark.build_independent
+def test_progress_bar_on_a_terminal_plain_lines_otherwise():
+    import io
+    from calclab_lab.cli import _Progress
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+    e = {"id": "alice", "score": 3, "max_score": 4, "status": "graded"}
+    tty, plain = Tty(), io.StringIO()
+    for stream in (tty, plain):
+        p = _Progress(stream)
+        p(0, 2, None)
+        p(1, 2, e)
+        p(2, 2, dict(e, id="bob"))
+    frames = tty.getvalue().split("\r")[1:]
+    assert len(frames) == 3 and "1/2" in frames[1] and "elapsed" in frames[1] and "eta" in frames[1]
+    assert frames[2].endswith("\n") and "2/2" in frames[2]
+    assert plain.getvalue().splitlines() == [l for l in plain.getvalue().splitlines() if l.startswith("[")]
+    assert [l.split()[1] for l in plain.getvalue().splitlines()] == ["alice:", "bob:"]
