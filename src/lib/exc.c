@@ -5,25 +5,29 @@
 #include <stdio.h>
 #include <string.h>
 
-int calc_exc_set(calc_exc *e, const char *type, const char *fmt, ...) {
+/* Every field of e: no errno, the library error err, the formatted message. */
+static int exc_vset(calc_exc *e, const char *type, calc_err err, const char *fmt, va_list ap) {
   snprintf(e->type, sizeof e->type, "%s", type);
   e->has_errno = false;
   e->errnum = 0;
-  e->err = CALC_OK;
+  e->err = err;
+  vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+  return -1;
+}
+
+int calc_exc_set(calc_exc *e, const char *type, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+  exc_vset(e, type, CALC_OK, fmt, ap);
   va_end(ap);
   return -1;
 }
 
 int calc_exc_set_err(calc_exc *e, calc_err err, const char *fmt, ...) {
   const char *cls = calc_err_reference(err).exc_class;
-  calc_exc_set(e, cls ? cls : "ValueError", "%s", "");
-  e->err = err;
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+  exc_vset(e, cls ? cls : "ValueError", err, fmt, ap);
   va_end(ap);
   return -1;
 }

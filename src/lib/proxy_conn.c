@@ -6,7 +6,7 @@
 
 #include "calc/alloc.h"
 #include "calc/proxy.h"
-#include "msgq_internal.h"
+#include "conn_side_internal.h"
 
 typedef enum {
   UP_NONE,        /* no request in flight */
@@ -18,12 +18,7 @@ typedef enum {
 struct calc_proxy_conn {
   const calc_proxy_config *cfg;
   void *user;
-  calc_framer in;          /* the client's requests */
-  msgq out;                /* answers for the client */
-  size_t max_input, max_output;
-  bool eof, done, close_now;
-  bool held_back;          /* requests wait for the client to read answers (max_output reached) */
-  calc_err why;
+  conn_side cl;            /* the client's requests and their answers */
   /* The request in flight and its upstream connection. */
   upstream_state up;
   bool close_up;           /* CLOSE_UPSTREAM comes before anything else */
@@ -34,39 +29,26 @@ struct calc_proxy_conn {
   calc_framer up_in;       /* the server's response */
 };
 
-static size_t at_least_a_message(size_t n) { return n < CALC_MAX_MESSAGE ? CALC_MAX_MESSAGE : n; }
-
 calc_proxy_conn *calc_proxy_conn_new(const calc_proxy_config *cfg, void *user) {
   calc_proxy_conn *c = calc_calloc(1, sizeof *c);
   if (!c) return NULL;
   c->cfg = cfg;
   c->user = user;
-  c->max_input = at_least_a_message(cfg->limits.max_input);
-  c->max_output = at_least_a_message(cfg->limits.max_output);
-  calc_framer_init(&c->in, c->max_input);
-  msgq_init(&c->out, c->max_output);
+  conn_side_init(&c->cl, &cfg->limits);
   calc_buf_init(&c->req_payload, CALC_MAX_PAYLOAD);
   msgq_init(&c->fwd, CALC_MAX_MESSAGE);
   calc_framer_init(&c->up_in, CALC_MAX_MESSAGE); /* one response is all that is read */
   c->up = UP_NONE;
-  c->why = CALC_OK;
   return c;
 }
 
 void calc_proxy_conn_free(calc_proxy_conn *c) {
   if (!c) return;
-  calc_framer_free(&c->in);
-  msgq_free(&c->out);
+  conn_side_free(&c->cl);
   calc_buf_free(&c->req_payload);
   msgq_free(&c->fwd);
   calc_framer_free(&c->up_in);
   calc_free(c);
-}
-
-static void finish(calc_proxy_conn *c, calc_err why, bool now) {
-  if (!c->done) c->why = why;
-  c->done = true;
-  c->close_now = c->close_now || now;
 }
 
 /* Ends the upstream exchange: its socket is closed before anything else happens. The
@@ -84,11 +66,10 @@ static void upstream_end(calc_proxy_conn *c, const char *reason) {
 
 /* Queues the bytes of one answer for the client. */
 static void answer(calc_proxy_conn *c, const uint8_t *msg, size_t len, unsigned status) {
-  calc_buf *out = msgq_tail(&c->out);
+  calc_buf *out = msgq_tail(&c->cl.out);
   size_t at = out->len;
   if (calc_buf_append(out, msg, len) < 0) {
-    msgq_undo(&c->out, at);
-    finish(c, CALC_ERR_NOMEM, true);
+    conn_side_answer_failed(&c->cl, at);
     return;
   }
   if (c->cfg->cb.on_answer) c->cfg->cb.on_answer(c->user, len, status);
@@ -99,11 +80,10 @@ static void answer(calc_proxy_conn *c, const uint8_t *msg, size_t len, unsigned 
 static void proxy_error(calc_proxy_conn *c, calc_err err, const char *msg, uint32_t now) {
   const char *inner_cls = calc_err_reference(err).exc_class;
   if (c->cfg->cb.on_proxy_error) c->cfg->cb.on_proxy_error(c->user, inner_cls, msg);
-  calc_buf *out = msgq_tail(&c->out);
+  calc_buf *out = msgq_tail(&c->cl.out);
   size_t at = out->len;
   if (calc_proxy_error(inner_cls, msg, now, out) < 0) {
-    msgq_undo(&c->out, at);
-    finish(c, CALC_ERR_NOMEM, true);
+    conn_side_answer_failed(&c->cl, at);
     return;
   }
   if (c->cfg->cb.on_answer) c->cfg->cb.on_answer(c->user, out->len - at, 500);
@@ -120,7 +100,7 @@ static void handle_request(calc_proxy_conn *c, const calc_msg *m, uint32_t now) 
   calc_buf *fwd = msgq_tail(&c->fwd);
   if (calc_proxy_on_request(c->cfg->cache, m, now, fwd, &d) < 0) {
     msgq_undo(&c->fwd, 0);
-    finish(c, CALC_ERR_NOMEM, true);
+    conn_side_finish(&c->cl, CALC_ERR_NOMEM, true);
     return;
   }
   if (d.action == CALC_PROXY_ANSWER) {
@@ -136,7 +116,7 @@ static void handle_request(calc_proxy_conn *c, const calc_msg *m, uint32_t now) 
   calc_buf_reset(&c->req_payload);
   if (calc_buf_append(&c->req_payload, m->payload, m->payload_len) < 0) {
     msgq_undo(&c->fwd, 0);
-    finish(c, CALC_ERR_NOMEM, true);
+    conn_side_finish(&c->cl, CALC_ERR_NOMEM, true);
     return;
   }
   calc_buf_reset(&c->up_in.in);
@@ -148,29 +128,29 @@ static void handle_request(calc_proxy_conn *c, const calc_msg *m, uint32_t now) 
  * reads its answers; then, after the client's FIN, answers a partial request and ends. */
 static void serve_client(calc_proxy_conn *c, uint32_t now) {
   int rc = 1;
-  while (!c->done && c->up == UP_NONE && msgq_pending(&c->out) < c->max_output) {
+  while (!c->cl.done && c->up == UP_NONE && msgq_pending(&c->cl.out) < c->cl.max_output) {
     calc_msg m;
-    rc = calc_framer_next(&c->in, &m);
+    rc = calc_framer_next(&c->cl.in, &m);
     if (rc == 0) break;
     if (rc < 0) {
       char msg[160];
       snprintf(msg, sizeof msg, "Invalid total length: %u (must be between 12 and 65536 bytes inclusive)",
                m.h.total_len);
       proxy_error(c, CALC_ERR_FRAMING, msg, now);
-      finish(c, CALC_ERR_INVALID, false);
+      conn_side_finish(&c->cl, CALC_ERR_INVALID, false);
       return;
     }
     handle_request(c, &m, now);
   }
-  c->held_back = !c->done && c->up == UP_NONE && rc != 0 && msgq_pending(&c->out) >= c->max_output;
-  if (c->eof && !c->done && c->up == UP_NONE && rc == 0) {
-    size_t pending = calc_framer_pending(&c->in);
+  c->cl.held_back = c->up == UP_NONE && conn_side_waits_for_reader(&c->cl, rc);
+  if (c->cl.eof && !c->cl.done && c->up == UP_NONE && rc == 0) {
+    size_t pending = calc_framer_pending(&c->cl.in);
     if (pending) {
       char msg[160];
       snprintf(msg, sizeof msg, "The data is too short (%zu bytes) to be a whole request", pending);
       proxy_error(c, CALC_ERR_TRUNCATED, msg, now);
     }
-    finish(c, CALC_ERR_CLOSED, false);
+    conn_side_finish(&c->cl, CALC_ERR_CLOSED, false);
   }
 }
 
@@ -194,38 +174,28 @@ static void got_response(calc_proxy_conn *c, const calc_msg *m, uint32_t now) {
 }
 
 void calc_proxy_conn_client_received(calc_proxy_conn *c, const uint8_t *data, size_t len, uint32_t now) {
-  if (c->done || c->eof || len == 0) return;
-  if (len > calc_proxy_conn_client_read_room(c)) {
-    finish(c, CALC_ERR_LIMIT, true);
+  int rc = conn_side_received(&c->cl, data, len);
+  if (rc < 0)
     upstream_end(c, "client gone");
-    return;
-  }
-  if (calc_framer_feed(&c->in, data, len) < 0) {
-    finish(c, CALC_ERR_NOMEM, true);
-    upstream_end(c, "client gone");
-    return;
-  }
-  serve_client(c, now);
+  else if (rc > 0)
+    serve_client(c, now);
 }
 
 void calc_proxy_conn_client_closed(calc_proxy_conn *c, uint32_t now) {
-  if (c->eof) return;
-  c->eof = true; /* a request in flight is still answered */
-  serve_client(c, now);
+  if (conn_side_peer_closed(&c->cl)) serve_client(c, now); /* a request in flight is still answered */
 }
 
 void calc_proxy_conn_client_timed_out(calc_proxy_conn *c) {
-  c->done = c->close_now = true;
-  c->why = CALC_ERR_TIMEOUT;
+  conn_side_timed_out(&c->cl);
   upstream_end(c, "client gone");
 }
 
 void calc_proxy_conn_client_sent(calc_proxy_conn *c, size_t n, uint32_t now) {
-  msgq_sent(&c->out, n);
-  if (c->held_back) serve_client(c, now); /* the client read: their turn may have come */
+  msgq_sent(&c->cl.out, n);
+  if (c->cl.held_back) serve_client(c, now); /* the client read: their turn may have come */
 }
 
-void calc_proxy_conn_client_writable(calc_proxy_conn *c) { msgq_writable(&c->out); }
+void calc_proxy_conn_client_writable(calc_proxy_conn *c) { msgq_writable(&c->cl.out); }
 
 void calc_proxy_conn_upstream_connected(calc_proxy_conn *c) {
   if (c->up == UP_CONNECTING) c->up = UP_EXCHANGING;
@@ -285,7 +255,7 @@ void calc_proxy_conn_next(calc_proxy_conn *c, calc_proxy_conn_action *a) {
     a->kind = CALC_PROXY_CLOSE_UPSTREAM;
     return;
   }
-  if (msgq_next(&c->out, &a->data, &a->len)) {
+  if (msgq_next(&c->cl.out, &a->data, &a->len)) {
     a->kind = CALC_PROXY_SEND_CLIENT;
     return;
   }
@@ -298,24 +268,20 @@ void calc_proxy_conn_next(calc_proxy_conn *c, calc_proxy_conn_action *a) {
     a->kind = CALC_PROXY_SEND_UPSTREAM;
     return;
   }
-  if (c->done && c->up == UP_NONE && (c->close_now || msgq_pending(&c->out) == 0)) {
+  if (c->up == UP_NONE && conn_side_may_close(&c->cl)) {
     a->kind = CALC_PROXY_CLOSE_CLIENT;
-    a->why = c->why;
+    a->why = c->cl.why;
   }
 }
 
-size_t calc_proxy_conn_client_read_room(const calc_proxy_conn *c) {
-  size_t pending = calc_framer_pending(&c->in);
-  if (c->done || c->eof || pending >= c->max_input) return 0;
-  return c->max_input - pending;
-}
+size_t calc_proxy_conn_client_read_room(const calc_proxy_conn *c) { return conn_side_read_room(&c->cl); }
 
 size_t calc_proxy_conn_upstream_read_room(const calc_proxy_conn *c) {
   if (c->up != UP_EXCHANGING) return 0;
   return CALC_MAX_MESSAGE - calc_framer_pending(&c->up_in);
 }
 
-bool calc_proxy_conn_client_wants_write(const calc_proxy_conn *c) { return msgq_wants_write(&c->out); }
+bool calc_proxy_conn_client_wants_write(const calc_proxy_conn *c) { return msgq_wants_write(&c->cl.out); }
 
 bool calc_proxy_conn_upstream_wants_write(const calc_proxy_conn *c) {
   return c->up == UP_EXCHANGING && msgq_wants_write(&c->fwd);
@@ -325,6 +291,6 @@ bool calc_proxy_conn_upstream_busy(const calc_proxy_conn *c) { return c->up != U
 
 size_t calc_proxy_conn_forward_len(const calc_proxy_conn *c) { return msgq_pending(&c->fwd); }
 
-size_t calc_proxy_conn_pending_input(const calc_proxy_conn *c) { return calc_framer_pending(&c->in); }
+size_t calc_proxy_conn_pending_input(const calc_proxy_conn *c) { return calc_framer_pending(&c->cl.in); }
 
-size_t calc_proxy_conn_pending_output(const calc_proxy_conn *c) { return msgq_pending(&c->out); }
+size_t calc_proxy_conn_pending_output(const calc_proxy_conn *c) { return msgq_pending(&c->cl.out); }
