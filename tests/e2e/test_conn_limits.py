@@ -64,22 +64,36 @@ def read_all_answers(sock):
     return answers, len(got) - off
 
 
+def ask(port, req, timeout=10):
+    """req on a new connection: the payload of its answer."""
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(req)
+        return recv_message(s, timeout=timeout)[12:]
+
+
+def answers_once_it_reads(flood, sent, req, want):
+    """The flooder shuts its side and reads at last: every whole request it got through is
+    answered with want, in order, and a partial last one gets one answer. Returns the answers."""
+    flood.shutdown(socket.SHUT_WR)
+    answers, left = read_all_answers(flood)
+    whole = sent // len(req)
+    assert len(answers) == whole + (1 if sent % len(req) else 0) and left == 0
+    assert all(a[12:] == want for a in answers[:whole])
+    return answers
+
+
 def test_pipelining_100mb_without_reading_stays_within_the_cap(procs):
     server, port = procs.server("--max-input-bytes", str(MAX_IN), "--max-output-bytes", str(MAX_OUT))
     v = vector_by_name("seed-1")
     req = request_bytes(bytes.fromhex(v["request"]["payload"]))
     want = bytes.fromhex(v["steps"]["payload"])
-    with socket.create_connection(("127.0.0.1", port)) as s:   # warm up: memo entry, arenas
-        s.sendall(req)
-        assert recv_message(s)[12:] == want
+    assert ask(port, req) == want   # warm up: memo entry, arenas
     base = rss_bytes(server.pid)
     flood, sent, peak = flood_without_reading(port, req, server.pid)
 
     # Another client is answered while the flooder's answers wait unread.
     t0 = time.time()
-    with socket.create_connection(("127.0.0.1", port)) as s:
-        s.sendall(req)
-        assert recv_message(s, timeout=5)[12:] == want
+    assert ask(port, req, timeout=5) == want
     latency = time.time() - t0
     print(f"flooder sent {sent / 1e6:.1f} MB before the server stopped reading it; server RSS "
           f"{base / 2**20:.1f} -> peak {peak / 2**20:.1f} MiB (cap {CAP / 2**20:.2f} MiB per connection); "
@@ -88,11 +102,7 @@ def test_pipelining_100mb_without_reading_stays_within_the_cap(procs):
     assert peak - base <= CAP + SLACK
 
     # Once the flooder reads, every request it got through is answered, in order.
-    flood.shutdown(socket.SHUT_WR)
-    answers, left = read_all_answers(flood)
-    whole = sent // len(req)
-    assert len(answers) == whole + (1 if sent % len(req) else 0) and left == 0
-    assert all(a[12:] == want for a in answers[:whole])
+    answers = answers_once_it_reads(flood, sent, req, want)
     if sent % len(req):   # a partial last request gets the reference's "too short" 500
         assert b"Error while unpacking request" in answers[-1]
     flood.close()
@@ -106,21 +116,13 @@ def test_proxy_hits_pipelined_without_reading_stay_within_the_cap(procs):
     v = vector_by_name("seed-1")
     req = request_bytes(bytes.fromhex(v["request"]["payload"]))
     want = bytes.fromhex(v["steps"]["payload"])
-    with socket.create_connection(("127.0.0.1", pport)) as s:   # the miss that fills the cache
-        s.sendall(req)
-        assert recv_message(s)[12:] == want
+    assert ask(pport, req) == want   # the miss that fills the cache
     base = rss_bytes(proxy.pid)
     flood, sent, peak = flood_without_reading(pport, req, proxy.pid)
-    with socket.create_connection(("127.0.0.1", pport)) as s:
-        s.sendall(req)
-        assert recv_message(s, timeout=5)[12:] == want
+    assert ask(pport, req, timeout=5) == want
     print(f"flooder sent {sent / 1e6:.1f} MB; proxy RSS {base / 2**20:.1f} -> peak {peak / 2**20:.1f} MiB")
     assert sent < FLOOD, "the proxy kept reading a client that does not read"
     assert peak - base <= CAP + SLACK
-    flood.shutdown(socket.SHUT_WR)
-    answers, left = read_all_answers(flood)
-    whole = sent // len(req)
-    assert len(answers) == whole + (1 if sent % len(req) else 0) and left == 0
-    assert all(a[12:] == want for a in answers[:whole])
+    answers_once_it_reads(flood, sent, req, want)
     flood.close()
     assert proxy.poll() is None

@@ -21,6 +21,19 @@ static calc_conn_config make_config(size_t max_in, size_t max_out) {
   return cfg;
 }
 
+/* A new connection (cfg must outlive it) and its peer, who has received nothing yet. */
+static calc_conn *open_conn(const calc_conn_config *cfg, calc_buf *peer) {
+  calc_conn *c = calc_conn_new(cfg, NULL);
+  assert_non_null(c);
+  calc_buf_init(peer, 0);
+  return c;
+}
+
+static void close_conn(calc_conn *c, calc_buf *peer) {
+  calc_buf_free(peer);
+  calc_conn_free(c);
+}
+
 /* Carries out the machine's actions as a socket that takes everything at once, appending the
  * sent bytes to peer. Returns the last action (WAIT or CLOSE); counts the sends. */
 static calc_conn_action drive(calc_conn *c, calc_buf *peer, int *sends) {
@@ -51,8 +64,11 @@ static calc_conn_action feed(calc_conn *c, const uint8_t *data, size_t len, size
 static const char *const exprs[] = {"max(2, 3) + 3", "1 / 0", "2 ** 100", "sin(PI / 2) * -4.5"};
 #define NEXPR (sizeof exprs / sizeof exprs[0])
 
-/* The requests for exprs, one after the other, and the answers they must get. */
+/* The requests for exprs, one after the other, and the answers they must get (both buffers
+ * initialised here). */
 static void build_pipeline(calc_buf *reqs, calc_buf *answers) {
+  calc_buf_init(reqs, 0);
+  calc_buf_init(answers, 0);
   for (size_t i = 0; i < NEXPR; i++) {
     calc_buf one;
     calc_buf_init(&one, 0);
@@ -68,30 +84,24 @@ static void build_pipeline(calc_buf *reqs, calc_buf *answers) {
 static void test_whole_bytewise_and_pipelined(void **state) {
   (void)state;
   calc_buf reqs, want;
-  calc_buf_init(&reqs, 0);
-  calc_buf_init(&want, 0);
   build_pipeline(&reqs, &want);
   const size_t chunks[] = {reqs.len, 1, 7, 600, reqs.len / 2 + 1};
   for (size_t k = 0; k < sizeof chunks / sizeof chunks[0]; k++) {
     calc_conn_config cfg = make_config(0, 0);
-    calc_conn *c = calc_conn_new(&cfg, NULL);
-    assert_non_null(c);
     calc_buf peer;
-    calc_buf_init(&peer, 0);
+    calc_conn *c = open_conn(&cfg, &peer);
     int sends = 0;
     calc_conn_action a = feed(c, reqs.data, reqs.len, chunks[k], &peer, &sends);
     assert_int_equal(a.kind, CALC_CONN_WAIT);
     assert_int_equal(sends, (int)NEXPR);
-    assert_int_equal(peer.len, want.len);
-    assert_memory_equal(peer.data, want.data, want.len);
+    testmsg_assert_same(&peer, &want);
     assert_int_equal(calc_conn_pending_input(c), 0);
     calc_conn_peer_closed(c, NOW);
     a = drive(c, &peer, &sends);
     assert_int_equal(a.kind, CALC_CONN_CLOSE);
     assert_int_equal(a.why, CALC_ERR_CLOSED);
     assert_int_equal(sends, (int)NEXPR); /* nothing more was said */
-    calc_buf_free(&peer);
-    calc_conn_free(c);
+    close_conn(c, &peer);
   }
   calc_buf_free(&reqs);
   calc_buf_free(&want);
@@ -113,18 +123,15 @@ static void test_bad_length_answers_then_closes(void **state) {
   assert_int_equal(calc_server_answer_bad_length(&o, 5, NOW, &want, &info), 0);
   for (size_t chunk = 1; chunk <= reqs.len; chunk += reqs.len - 1) {
     calc_conn_config cfg = make_config(0, 0);
-    calc_conn *c = calc_conn_new(&cfg, NULL);
     calc_buf peer;
-    calc_buf_init(&peer, 0);
+    calc_conn *c = open_conn(&cfg, &peer);
     calc_conn_action a = feed(c, reqs.data, reqs.len, chunk, &peer, NULL);
     assert_int_equal(a.kind, CALC_CONN_CLOSE);
     assert_int_equal(a.why, CALC_ERR_INVALID);
-    assert_int_equal(peer.len, want.len);
-    assert_memory_equal(peer.data, want.data, want.len);
+    testmsg_assert_same(&peer, &want);
     assert_int_equal(calc_conn_read_room(c), 0);
     assert_false(calc_conn_wants_read(c));
-    calc_buf_free(&peer);
-    calc_conn_free(c);
+    close_conn(c, &peer);
   }
   calc_buf_free(&reqs);
   calc_buf_free(&want);
@@ -135,17 +142,15 @@ static void test_garbage_payload_is_a_400(void **state) {
   (void)state;
   uint8_t msg[20] = {0, 0, 0, 1, 0, 20, 0x1c, 0, 0xff, 0xff, 0, 0, 'g', 'a', 'r', 'b', 'a', 'g', 'e', '!'};
   calc_conn_config cfg = make_config(0, 0);
-  calc_conn *c = calc_conn_new(&cfg, NULL);
   calc_buf peer;
-  calc_buf_init(&peer, 0);
+  calc_conn *c = open_conn(&cfg, &peer);
   calc_conn_action a = feed(c, msg, sizeof msg, sizeof msg, &peer, NULL);
   assert_int_equal(a.kind, CALC_CONN_WAIT);
   calc_header h;
   assert_int_equal(calc_frame_parse(peer.data, peer.len, &h), (ssize_t)peer.len);
   assert_int_equal(h.status, 400);
   assert_true(calc_conn_wants_read(c));
-  calc_buf_free(&peer);
-  calc_conn_free(c);
+  close_conn(c, &peer);
 }
 
 /* The peer closes (or goes silent) inside a message: the reference's "too short" 500 for a
@@ -165,9 +170,8 @@ static void test_truncation_and_timeout(void **state) {
       assert_int_equal(calc_server_answer_truncated(&o, cuts[k], cuts[k] >= 12 ? (unsigned)req.len : 0, NOW,
                                                     &want, &info), 0);
       calc_conn_config cfg = make_config(0, 0);
-      calc_conn *c = calc_conn_new(&cfg, NULL);
       calc_buf peer;
-      calc_buf_init(&peer, 0);
+      calc_conn *c = open_conn(&cfg, &peer);
       assert_int_equal(feed(c, req.data, cuts[k], 1, &peer, NULL).kind, CALC_CONN_WAIT);
       assert_int_equal(peer.len, 0);
       assert_int_equal(calc_conn_pending_input(c), cuts[k]);
@@ -176,11 +180,9 @@ static void test_truncation_and_timeout(void **state) {
       calc_conn_action a = drive(c, &peer, NULL);
       assert_int_equal(a.kind, CALC_CONN_CLOSE);
       assert_int_equal(a.why, timeout ? CALC_ERR_TIMEOUT : CALC_ERR_CLOSED);
-      assert_int_equal(peer.len, want.len);
-      assert_memory_equal(peer.data, want.data, want.len);
-      calc_buf_free(&peer);
+      testmsg_assert_same(&peer, &want);
       calc_buf_free(&want);
-      calc_conn_free(c);
+      close_conn(c, &peer);
     }
   }
   /* Silent with nothing pending: closed without a word. */
@@ -199,14 +201,11 @@ static void test_truncation_and_timeout(void **state) {
 static void test_partial_sends(void **state) {
   (void)state;
   calc_buf reqs, want;
-  calc_buf_init(&reqs, 0);
-  calc_buf_init(&want, 0);
   build_pipeline(&reqs, &want);
   calc_conn_config cfg = make_config(0, 0);
-  calc_conn *c = calc_conn_new(&cfg, NULL);
-  calc_conn_received(c, reqs.data, reqs.len, NOW);
   calc_buf peer;
-  calc_buf_init(&peer, 0);
+  calc_conn *c = open_conn(&cfg, &peer);
+  calc_conn_received(c, reqs.data, reqs.len, NOW);
   calc_conn_action a;
   for (;;) {
     calc_conn_next(c, &a);
@@ -226,10 +225,8 @@ static void test_partial_sends(void **state) {
       calc_conn_writable(c);
     }
   }
-  assert_int_equal(peer.len, want.len);
-  assert_memory_equal(peer.data, want.data, want.len);
-  calc_buf_free(&peer);
-  calc_conn_free(c);
+  testmsg_assert_same(&peer, &want);
+  close_conn(c, &peer);
   calc_buf_free(&reqs);
   calc_buf_free(&want);
 }
@@ -256,8 +253,6 @@ static void test_backpressure_bounds_a_peer_that_does_not_read(void **state) {
   assert_true(fed > 170000 / 2); /* both buffers filled */
   assert_true(calc_conn_pending_output(c) >= 70000);
   /* The peer starts reading: everything is answered, in order, byte for byte. */
-  calc_buf peer;
-  calc_buf_init(&peer, 0);
   size_t got = 0;
   calc_conn_action a;
   while (got < requests) {
@@ -272,7 +267,6 @@ static void test_backpressure_bounds_a_peer_that_does_not_read(void **state) {
   assert_int_equal(a.kind, CALC_CONN_WAIT);
   assert_int_equal(calc_conn_pending_input(c), 0);
   assert_int_equal(calc_conn_read_room(c), 100000);
-  calc_buf_free(&peer);
   calc_conn_free(c);
   calc_buf_free(&one);
   calc_buf_free(&answer);
@@ -282,20 +276,15 @@ static void test_backpressure_bounds_a_peer_that_does_not_read(void **state) {
 static void test_with_answer_memo(void **state) {
   (void)state;
   calc_buf reqs, want;
-  calc_buf_init(&reqs, 0);
-  calc_buf_init(&want, 0);
   build_pipeline(&reqs, &want);
   calc_conn_config cfg = make_config(0, 0);
   cfg.memo = calc_answer_memo_new(1 << 20);
   for (int round = 0; round < 2; round++) {
-    calc_conn *c = calc_conn_new(&cfg, NULL);
     calc_buf peer;
-    calc_buf_init(&peer, 0);
+    calc_conn *c = open_conn(&cfg, &peer);
     feed(c, reqs.data, reqs.len, 3, &peer, NULL);
-    assert_int_equal(peer.len, want.len);
-    assert_memory_equal(peer.data, want.data, want.len);
-    calc_buf_free(&peer);
-    calc_conn_free(c);
+    testmsg_assert_same(&peer, &want);
+    close_conn(c, &peer);
   }
   calc_answer_memo_free(cfg.memo);
   calc_buf_free(&reqs);
@@ -308,8 +297,6 @@ static void test_with_answer_memo(void **state) {
 static void test_failed_allocations(void **state) {
   (void)state;
   calc_buf reqs, want;
-  calc_buf_init(&reqs, 0);
-  calc_buf_init(&want, 0);
   build_pipeline(&reqs, &want);
   bool completed = false;
   long failures = 0;

@@ -201,8 +201,7 @@ static void test_out_of_memory_answer_is_recomputed(void **state) {
     }
     /* Memory is back: the same request gets the right answer, from the memo or computed. */
     assert_int_equal(calc_server_answer_memo(&defaults, memo, &m, 100, &again, &info), 0);
-    assert_int_equal(again.len, right.len);
-    assert_memory_equal(again.data, right.data, right.len);
+    testmsg_assert_same(&again, &right);
     calc_buf_free(&first);
     calc_buf_free(&again);
     calc_answer_memo_free(memo);

@@ -40,3 +40,8 @@ void testmsg_server_answer(const calc_buf *req, uint32_t now, calc_buf *out) {
   calc_answer_info info;
   assert_int_equal(calc_server_answer(&o, &m, now, out, &info), 0);
 }
+
+void testmsg_assert_same(const calc_buf *got, const calc_buf *want) {
+  assert_int_equal(got->len, want->len);
+  assert_memory_equal(got->data, want->data, want->len);
+}

@@ -19,4 +19,7 @@ void testmsg_frame(const calc_buf *buf, calc_msg *m);
 /* Appends to out what calc_server_answer (default options) answers to the message in req. */
 void testmsg_server_answer(const calc_buf *req, uint32_t now, calc_buf *out);
 
+/* Asserts that got holds want's bytes, no more and no fewer. */
+void testmsg_assert_same(const calc_buf *got, const calc_buf *want);
+
 #endif
