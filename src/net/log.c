@@ -152,3 +152,35 @@ void log_request(uint64_t conn_id, const char *peer, const calc_msg *m) {
   if (m->h.reserved) log_int(&r, "reserved_bits", m->h.reserved);
   log_end(&r, "{%s} Got request of length %zu bytes", peer, m->raw_len);
 }
+
+void log_response(uint64_t conn_id, const char *peer, size_t len, unsigned status,
+                  const calc_answer_info *info) {
+  log_rec r;
+  log_begin(&r, "response", conn_id, peer);
+  log_int(&r, "bytes", (long long)len);
+  log_int(&r, "status", status);
+  if (info) {
+    log_bool(&r, "steps", info->steps);
+    if (status != 200) {
+      log_str(&r, "error_type", info->error_type);
+      log_str(&r, "error", info->error_msg);
+    }
+  }
+  log_end(&r, "{%s} Sending response of length %zu bytes", peer, len);
+}
+
+void log_closed(uint64_t conn_id, const char *peer, const char *reason) {
+  log_rec r;
+  log_begin(&r, "closed", conn_id, peer);
+  log_str(&r, "reason", reason);
+  log_end(&r, "{%s} Connection closed", peer);
+}
+
+const char *log_close_reason(calc_err why) {
+  switch (why) {
+    case CALC_ERR_CLOSED: return "peer closed";
+    case CALC_ERR_INVALID: return "framing error";
+    case CALC_ERR_TIMEOUT: return "idle timeout";
+    default: return calc_strerror(why);
+  }
+}

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "calc/err.h"
+#include "calc/server.h"
 #include "calc/wire.h"
 
 typedef enum { LOG_HUMAN, LOG_JSON } log_format;
@@ -41,6 +43,14 @@ void log_mark_error(log_rec *r);
 void log_refused(const char *peer, long max_connections);
 /* The record of a framed request: "{peer} Got request of length N bytes". */
 void log_request(uint64_t conn_id, const char *peer, const calc_msg *m);
+/* The record of an answer queued: "{peer} Sending response of length N bytes"; info (the
+ * server's: steps, and the error of a non-200) may be NULL. */
+void log_response(uint64_t conn_id, const char *peer, size_t len, unsigned status,
+                  const calc_answer_info *info);
+/* The record of a connection closed: "{peer} Connection closed", with the reason. */
+void log_closed(uint64_t conn_id, const char *peer, const char *reason);
+/* The reason a closed record gives when a connection machine asked to close for why. */
+const char *log_close_reason(calc_err why);
 /* Emits the record: the human line (printf-style) or the JSON object. */
 void log_end(log_rec *r, const char *human_fmt, ...) __attribute__((format(printf, 2, 3)));
 

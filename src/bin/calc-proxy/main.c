@@ -112,11 +112,7 @@ static void log_proxy_error(void *user, const char *inner_cls, const char *msg) 
 
 static void log_answer(void *user, size_t len, unsigned status) {
   client *c = user;
-  log_rec r;
-  log_begin(&r, "response", c->id, c->peer);
-  log_int(&r, "bytes", (long long)len);
-  log_int(&r, "status", status);
-  log_end(&r, "{%s} Sending response of length %zu bytes", c->peer, len);
+  log_response(c->id, c->peer, len, status, NULL);
 }
 
 static void upstream_free(void *p) { free(p); }
@@ -139,20 +135,8 @@ static void client_close(client *c, const char *reason) {
   loop_close(L, &c->w);
   idle_remove(&c->idle);
   nclients--;
-  log_rec r;
-  log_begin(&r, "closed", c->id, c->peer);
-  log_str(&r, "reason", reason);
-  log_end(&r, "{%s} Connection closed", c->peer);
+  log_closed(c->id, c->peer, reason);
   loop_defer_free(L, c, client_free);
-}
-
-static const char *close_reason(calc_err why) {
-  switch (why) {
-    case CALC_ERR_CLOSED: return "peer closed";
-    case CALC_ERR_INVALID: return "framing error";
-    case CALC_ERR_TIMEOUT: return "idle timeout";
-    default: return calc_strerror(why);
-  }
 }
 
 static calc_err upstream_errno(int err) {
@@ -215,7 +199,7 @@ static void client_drive(client *c) {
       }
       case CALC_PROXY_CLOSE_CLIENT:
         if (a.why == CALC_ERR_NOMEM) log_error(c->id, c->peer, "out of memory");
-        client_close(c, close_reason(a.why));
+        client_close(c, log_close_reason(a.why));
         return;
       case CALC_PROXY_WAIT: break;
     }

@@ -83,10 +83,7 @@ static void conn_close(conn *c, const char *reason) {
   loop_close(wk->l, &c->w);
   idle_remove(&c->idle);
   wk->nconns--;
-  log_rec r;
-  log_begin(&r, "closed", c->id, c->peer);
-  log_str(&r, "reason", reason);
-  log_end(&r, "{%s} Connection closed", c->peer);
+  log_closed(c->id, c->peer, reason);
   loop_defer_free(wk->l, c, conn_free);
 }
 
@@ -116,25 +113,7 @@ static void log_bad_length(void *user, size_t buffered, unsigned total_len) {
 
 static void log_answer(void *user, size_t len, const calc_answer_info *info) {
   conn *c = user;
-  log_rec r;
-  log_begin(&r, "response", c->id, c->peer);
-  log_int(&r, "bytes", (long long)len);
-  log_int(&r, "status", info->status);
-  log_bool(&r, "steps", info->steps);
-  if (info->status != 200) {
-    log_str(&r, "error_type", info->error_type);
-    log_str(&r, "error", info->error_msg);
-  }
-  log_end(&r, "{%s} Sending response of length %zu bytes", c->peer, len);
-}
-
-static const char *close_reason(calc_err why) {
-  switch (why) {
-    case CALC_ERR_CLOSED: return "peer closed";
-    case CALC_ERR_INVALID: return "framing error";
-    case CALC_ERR_TIMEOUT: return "idle timeout";
-    default: return calc_strerror(why);
-  }
+  log_response(c->id, c->peer, len, info->status, info);
 }
 
 /* Carries out what the machine asks: one send per answer, then the watch for the next event. */
@@ -145,7 +124,7 @@ static void conn_drive(conn *c) {
     if (a.kind == CALC_CONN_WAIT) break;
     if (a.kind == CALC_CONN_CLOSE) {
       if (a.why == CALC_ERR_NOMEM) log_error(c, "out of memory while answering");
-      conn_close(c, close_reason(a.why));
+      conn_close(c, log_close_reason(a.why));
       return;
     }
     ssize_t n = sock_send(c->w.fd, a.data, a.len);
