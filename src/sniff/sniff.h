@@ -253,8 +253,6 @@ void sniff_json_str(calc_buf *b, const char *s);
 /* Appends the reduced behaviour of an analysis as text (the --trace format, docs/sniff.md). */
 void sniff_trace(const sniff_an *an, calc_buf *out);
 
-typedef enum { SNIFF_VERDICT_PASS = 0, SNIFF_VERDICT_FAIL = 1, SNIFF_VERDICT_INCONCLUSIVE = 3 } sniff_verdict;
-
 /* The named checks of a verification, in report order (docs/sniff.md, "Checks"). */
 typedef enum {
   SNIFF_CK_CONNECTIONS, SNIFF_CK_HANDSHAKE, SNIFF_CK_REQUEST_SIZE, SNIFF_CK_REQUEST_HEADER,

@@ -86,7 +86,7 @@ static const struct option long_opts[] = {
 
 
 /* calc-sniff without verify: one analysis, one output. */
-static int run_plain(const input *in, sniff_opts *so, out_mode mode, bool packets) {
+static sniff_exit run_plain(const input *in, sniff_opts *so, out_mode mode, bool packets) {
   run r;
   memset(&r, 0, sizeof r);
   r.out = stdout;
@@ -105,7 +105,7 @@ static int run_plain(const input *in, sniff_opts *so, out_mode mode, bool packet
   sniff_finish(&r.an);
   if (rc < 0) {
     sniff_an_free(&r.an);
-    return EXIT_USAGE;
+    return SNIFF_EXIT_USAGE;
   }
   if (mode == OUT_TIMELINE) print_summary(&r, true);
   else if (mode == OUT_SUMMARY) print_summary(&r, false);
@@ -119,11 +119,11 @@ static int run_plain(const input *in, sniff_opts *so, out_mode mode, bool packet
   if (r.live && r.drops)
     fprintf(stderr, "calc-sniff: warning: the kernel dropped %llu packets\n", (unsigned long long)r.drops);
   sniff_an_free(&r.an);
-  return 0;
+  return SNIFF_EXIT_OK;
 }
 
 /* calc-sniff verify: the golden (with its own ports) and the capture, then the report. */
-static int run_verify(const input *in, const sniff_opts *so, const sniff_opts *gso, const char *golden,
+static sniff_exit run_verify(const input *in, const sniff_opts *so, const sniff_opts *gso, const char *golden,
                       out_mode mode) {
   run g, c;
   memset(&g, 0, sizeof g);
@@ -132,9 +132,9 @@ static int run_verify(const input *in, const sniff_opts *so, const sniff_opts *g
   g.out = c.out = stdout;
   sniff_an_init(&g.an, gso);
   sniff_an_init(&c.an, so);
-  int rc;
+  sniff_exit rc;
   if (read_file(golden, &g, NULL) < 0 || run_input(in, &c) < 0) {
-    rc = EXIT_USAGE;
+    rc = SNIFF_EXIT_USAGE;
   } else {
     sniff_finish(&g.an);
     sniff_finish(&c.an);
@@ -177,7 +177,7 @@ int main(int argc, char **argv) {
       case 'p':
         if (parse_ports(optarg, &in) < 0) {
           fprintf(stderr, "calc-sniff: -p: expected comma-separated ports, got \"%s\"\n", optarg);
-          return EXIT_USAGE;
+          return SNIFF_EXIT_USAGE;
         }
         ports_given = true;
         break;
@@ -190,7 +190,7 @@ int main(int argc, char **argv) {
         in.duration = strtod(optarg, &end);
         if (*end || in.duration <= 0) {
           fprintf(stderr, "calc-sniff: --duration: expected seconds > 0, got \"%s\"\n", optarg);
-          return EXIT_USAGE;
+          return SNIFF_EXIT_USAGE;
         }
         break;
       }
@@ -204,21 +204,21 @@ int main(int argc, char **argv) {
         if (parse_port(optarg, ch == OPT_SERVER ? &so.server_port : ch == OPT_PROXY ? &so.proxy_port
                                : ch == OPT_GOLDEN_SERVER ? &gso.server_port : &gso.proxy_port) < 0) {
           fprintf(stderr, "calc-sniff: bad port \"%s\"\n", optarg);
-          return EXIT_USAGE;
+          return SNIFF_EXIT_USAGE;
         }
         break;
-      case 'h': usage(stdout); return 0;
-      default: usage(stderr); return EXIT_USAGE;
+      case 'h': usage(stdout); return SNIFF_EXIT_OK;
+      default: usage(stderr); return SNIFF_EXIT_USAGE;
     }
   }
   if (optind < argc) {
     fprintf(stderr, "calc-sniff: unexpected argument \"%s\"\n", argv[optind]);
     usage(stderr);
-    return EXIT_USAGE;
+    return SNIFF_EXIT_USAGE;
   }
   if (in.file && in.iface) {
     fprintf(stderr, "calc-sniff: -r and -i exclude each other\n");
-    return EXIT_USAGE;
+    return SNIFF_EXIT_USAGE;
   }
   if (!ports_given) {
     in.ports[0] = so.proxy_port;
@@ -227,28 +227,28 @@ int main(int argc, char **argv) {
   }
   if (golden && !verify) {
     fprintf(stderr, "calc-sniff: --golden belongs to `calc-sniff verify`\n");
-    return EXIT_USAGE;
+    return SNIFF_EXIT_USAGE;
   }
 
   if (!verify) {
     if (packets && mode != OUT_JSON) {
       fprintf(stderr, "calc-sniff: --packets goes with --json\n");
-      return EXIT_USAGE;
+      return SNIFF_EXIT_USAGE;
     }
     return run_plain(&in, &so, mode, packets);
   }
   if (!golden) {
     fprintf(stderr, "calc-sniff verify: --golden G.pcap is required\n");
     usage(stderr);
-    return EXIT_USAGE;
+    return SNIFF_EXIT_USAGE;
   }
   if (!in.file && !in.iface) {
     fprintf(stderr, "calc-sniff verify: give -r CAPTURE or -i IFACE --duration S\n");
-    return EXIT_USAGE;
+    return SNIFF_EXIT_USAGE;
   }
   if (in.iface && in.duration <= 0) {
     fprintf(stderr, "calc-sniff verify: a live verification needs --duration S\n");
-    return EXIT_USAGE;
+    return SNIFF_EXIT_USAGE;
   }
   if (!gso.server_port) gso.server_port = so.server_port;
   if (!gso.proxy_port) gso.proxy_port = so.proxy_port;

@@ -77,7 +77,7 @@ static void report_text(const sniff_report *rep, calc_buf *b) {
   }
 }
 
-int print_verify(const sniff_an *g, const sniff_an *c, uint64_t drops, bool json, FILE *out) {
+sniff_exit print_verify(const sniff_an *g, const sniff_an *c, uint64_t drops, bool json, FILE *out) {
   sniff_report rep;
   sniff_report_init(&rep);
   rep.failed_details_only = !json;  /* the text shows failed items only */
@@ -88,7 +88,7 @@ int print_verify(const sniff_an *g, const sniff_an *c, uint64_t drops, bool json
   else report_text(&rep, &b);
   const char *verdict, *reason = NULL;
   char why[96];
-  int rc;
+  sniff_exit rc;
   if (analysis_lossy(g)) {
     reason = "the golden capture misses bytes (gaps, snaplen cuts or undecodable frames)";
   } else if (drops) {
@@ -101,13 +101,13 @@ int print_verify(const sniff_an *g, const sniff_an *c, uint64_t drops, bool json
   }
   if (reason) {
     verdict = "inconclusive";
-    rc = EXIT_INCONCLUSIVE;
+    rc = SNIFF_EXIT_INCONCLUSIVE;
   } else if (failed) {
     verdict = "fail";
-    rc = EXIT_FAILV;
+    rc = SNIFF_EXIT_FAIL;
   } else {
     verdict = "pass";
-    rc = EXIT_PASS;
+    rc = SNIFF_EXIT_OK;
   }
   if (json) {
     calc_buf_printf(&b, "{\"type\":\"verdict\",\"verdict\":\"%s\",\"items\":%u,\"failed\":%u,\"reason\":",

@@ -11,7 +11,14 @@
 
 #include "sniff.h"
 
-enum { EXIT_PASS = 0, EXIT_FAILV = 1, EXIT_USAGE = 2, EXIT_INCONCLUSIVE = 3 };
+/* calc-sniff's exit status, the one definition (the table in docs/sniff.md; scripts and the
+ * lab read these numbers, so they never change). */
+typedef enum sniff_exit {
+  SNIFF_EXIT_OK = 0,           /* done; verify: pass */
+  SNIFF_EXIT_FAIL = 1,         /* verify: at least one difference */
+  SNIFF_EXIT_USAGE = 2,        /* usage or input error: bad arguments, unreadable input */
+  SNIFF_EXIT_INCONCLUSIVE = 3, /* verify: dropped packets or missing bytes decide nothing */
+} sniff_exit;
 #define MAX_PORTS 16
 
 typedef enum { OUT_TIMELINE, OUT_JSON, OUT_TRACE, OUT_SUMMARY, OUT_STATS, OUT_NONE } out_mode;
@@ -62,7 +69,7 @@ void print_json_packet(run *r, const sniff_pkt *p);
 void print_trace(const sniff_an *an, FILE *out);
 /* Verifies capture c against golden g (both analysed and finished) and prints the report as
  * text or, json true, JSON Lines; returns the exit status. */
-int print_verify(const sniff_an *g, const sniff_an *c, uint64_t drops, bool json, FILE *out);
+sniff_exit print_verify(const sniff_an *g, const sniff_an *c, uint64_t drops, bool json, FILE *out);
 /* The capture misses bytes (gaps, snaplen cuts, undecodable frames, analysis limits). */
 bool analysis_lossy(const sniff_an *an);
 
