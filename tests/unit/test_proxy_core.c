@@ -60,11 +60,6 @@ static void request(const char *expr, uint16_t cc, calc_buf *buf, calc_msg *m) {
   testmsg_frame(buf, m);
 }
 
-/* What the server would answer to the forwarded bytes. */
-static void server_answer(const calc_buf *forwarded, uint32_t now, calc_buf *resp) {
-  testmsg_server_answer(forwarded, now, resp);
-}
-
 /* Scenario 3.2 as decisions: E1 miss (forwarded, same payload), E1 hit (stored bytes), E2 miss;
  * then a reload (max-age 0) is forwarded although E1 is stored. */
 static void test_scenario_3_2_decisions(void **state) {
@@ -85,7 +80,7 @@ static void test_scenario_3_2_decisions(void **state) {
   assert_int_equal(out.len, 687);
   assert_memory_equal(out.data + 4, req.data + 4, 8);          /* same header but the time */
   assert_memory_equal(out.data + 12, req.data + 12, req.len - 12); /* same payload */
-  server_answer(&out, 100, &resp);
+  testmsg_server_answer(&out, 100, &resp); /* what the server answers to the forwarded bytes */
   calc_cache_times t;
   assert_true(calc_cache_offer(cache, &m.h, m.payload, m.payload_len, resp.data, resp.len, 100, &t));
 

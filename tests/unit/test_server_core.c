@@ -21,84 +21,87 @@ static void build_request(const char *expr, bool steps, bool is_request, calc_bu
 }
 
 
-/* Frames `req`, answers it, and decodes the answer's header into h. */
-static void answer(const calc_server_opts *o, const calc_buf *req, calc_buf *resp, calc_header *h,
-                   calc_answer_info *info) {
+/* A request, its answer, the answer's header and what calc_server_answer said of it. */
+typedef struct exchange {
+  calc_buf req, resp;
+  calc_header h;
+  calc_answer_info info;
+} exchange;
+
+static void exchange_init(exchange *x) {
+  calc_buf_init(&x->req, 0);
+  calc_buf_init(&x->resp, 0);
+}
+
+static void exchange_free(exchange *x) {
+  calc_buf_free(&x->req);
+  calc_buf_free(&x->resp);
+}
+
+/* Frames x->req, answers it into x->resp (emptied first), and decodes the answer's header. */
+static void answer(const calc_server_opts *o, exchange *x) {
   calc_msg m;
-  testmsg_frame(req, &m);
-  assert_int_equal(calc_server_answer(o, &m, 99, resp, info), 0);
-  assert_int_equal(calc_frame_parse(resp->data, resp->len, h), (ssize_t)resp->len);
+  testmsg_frame(&x->req, &m);
+  calc_buf_reset(&x->resp);
+  assert_int_equal(calc_server_answer(o, &m, 99, &x->resp, &x->info), 0);
+  assert_int_equal(calc_frame_parse(x->resp.data, x->resp.len, &x->h), (ssize_t)x->resp.len);
+}
+
+/* A new request for expr in x->req, answered with the default options. */
+static void ask(const char *expr, bool steps, bool is_request, exchange *x) {
+  calc_buf_reset(&x->req);
+  build_request(expr, steps, is_request, &x->req);
+  answer(&defaults, x);
 }
 
 static void test_e2_with_and_without_steps(void **state) {
   (void)state;
-  calc_buf req, resp;
-  calc_buf_init(&req, 0);
-  calc_buf_init(&resp, 0);
-  calc_header h;
-  calc_answer_info info;
-  build_request("max(2, 3) + 3", true, true, &req);
-  assert_int_equal(req.len, 376); /* the report's E2 request */
-  answer(&defaults, &req, &resp, &h, &info);
-  assert_int_equal(resp.len, 60); /* the report's E2 response with steps */
-  assert_int_equal(h.time, 99);
-  assert_true(h.cache && h.steps && !h.is_request);
-  assert_int_equal(h.status, 200);
-  assert_int_equal(h.cache_control, 65535);
+  exchange x;
+  exchange_init(&x);
+  ask("max(2, 3) + 3", true, true, &x);
+  assert_int_equal(x.req.len, 376); /* the report's E2 request */
+  assert_int_equal(x.resp.len, 60); /* the report's E2 response with steps */
+  assert_int_equal(x.h.time, 99);
+  assert_true(x.h.cache && x.h.steps && !x.h.is_request);
+  assert_int_equal(x.h.status, 200);
+  assert_int_equal(x.h.cache_control, 65535);
 
-  calc_buf_reset(&req);
-  calc_buf_reset(&resp);
-  build_request("max(2, 3) + 3", false, true, &req);
-  answer(&defaults, &req, &resp, &h, &info);
-  assert_false(h.steps); /* S only when the steps list is not empty */
-  calc_buf_free(&req);
-  calc_buf_free(&resp);
+  ask("max(2, 3) + 3", false, true, &x);
+  assert_false(x.h.steps); /* S only when the steps list is not empty */
+  exchange_free(&x);
 }
 
 static void test_errors_are_400_with_cache_flags(void **state) {
   (void)state;
-  calc_buf req, resp;
-  calc_buf_init(&req, 0);
-  calc_buf_init(&resp, 0);
-  calc_header h;
-  calc_answer_info info;
-  build_request("1 / 0", true, true, &req);
-  answer(&defaults, &req, &resp, &h, &info);
-  assert_int_equal(h.status, 400);
-  assert_true(h.cache && !h.steps);
-  assert_string_equal(info.error_type, "ZeroDivisionError");
-  assert_string_equal(info.error_msg, "division by zero");
+  exchange x;
+  exchange_init(&x);
+  ask("1 / 0", true, true, &x);
+  assert_int_equal(x.h.status, 400);
+  assert_true(x.h.cache && !x.h.steps);
+  assert_string_equal(x.info.error_type, "ZeroDivisionError");
+  assert_string_equal(x.info.error_msg, "division by zero");
 
-  calc_buf_reset(&req);
-  calc_buf_reset(&resp);
-  build_request("1 + 2", true, false, &req); /* a response where a request was expected */
-  answer(&defaults, &req, &resp, &h, &info);
-  assert_int_equal(h.status, 400);
-  assert_string_equal(info.error_type, "TypeError");
-  assert_string_equal(info.error_msg, "Received a response instead of a request");
-  calc_buf_free(&req);
-  calc_buf_free(&resp);
+  ask("1 + 2", true, false, &x); /* a response where a request was expected */
+  assert_int_equal(x.h.status, 400);
+  assert_string_equal(x.info.error_type, "TypeError");
+  assert_string_equal(x.info.error_msg, "Received a response instead of a request");
+  exchange_free(&x);
 }
 
 static void test_no_cache_and_max_age(void **state) {
   (void)state;
-  calc_buf req, resp;
-  calc_buf_init(&req, 0);
-  calc_buf_init(&resp, 0);
-  calc_header h;
-  calc_answer_info info;
-  build_request("2 ** 10", true, true, &req);
+  exchange x;
+  exchange_init(&x);
+  build_request("2 ** 10", true, true, &x.req);
   const calc_server_opts no_cache = {.no_cache = true, .cache_control = 65535};
-  answer(&no_cache, &req, &resp, &h, &info);
-  assert_false(h.cache);
-  assert_int_equal(h.cache_control, 0);
-  calc_buf_reset(&resp);
+  answer(&no_cache, &x);
+  assert_false(x.h.cache);
+  assert_int_equal(x.h.cache_control, 0);
   const calc_server_opts short_age = {.cache_control = 30};
-  answer(&short_age, &req, &resp, &h, &info);
-  assert_true(h.cache);
-  assert_int_equal(h.cache_control, 30);
-  calc_buf_free(&req);
-  calc_buf_free(&resp);
+  answer(&short_age, &x);
+  assert_true(x.h.cache);
+  assert_int_equal(x.h.cache_control, 30);
+  exchange_free(&x);
 }
 
 static void test_framing_errors(void **state) {
@@ -120,17 +123,12 @@ static void test_framing_errors(void **state) {
 
 static void test_limits_answer_400_quickly(void **state) {
   (void)state;
-  calc_buf req, resp;
-  calc_buf_init(&req, 0);
-  calc_buf_init(&resp, 0);
-  calc_header h;
-  calc_answer_info info;
-  build_request("9 ** 9 ** 9", true, true, &req);
-  answer(&defaults, &req, &resp, &h, &info);
-  assert_int_equal(h.status, 400);
-  assert_string_equal(info.error_type, "OverflowError");
-  calc_buf_free(&req);
-  calc_buf_free(&resp);
+  exchange x;
+  exchange_init(&x);
+  ask("9 ** 9 ** 9", true, true, &x);
+  assert_int_equal(x.h.status, 400);
+  assert_string_equal(x.info.error_type, "OverflowError");
+  exchange_free(&x);
 }
 
 /* The memo answers repeated requests with the same bytes and a fresh time stamp; rand never. */
