@@ -22,6 +22,7 @@
 #include <stdio.h>
 
 #include "calc/buf.h"
+#include "calc/err.h"
 #include "calc/wire.h"
 #include "sniff_array.h"
 
@@ -49,6 +50,7 @@
 
 /* One decoded TCP segment. Pointers point into the caller's packet buffer. */
 typedef struct sniff_pkt {
+  bool tcp;                  /* the frame carried a TCP segment (else only af may be set) */
   uint64_t ts_usec;          /* capture time, microseconds since the epoch */
   int af;                    /* 4 or 6 */
   uint8_t src[16], dst[16];  /* IPv4 addresses use the first 4 bytes, rest zero */
@@ -61,17 +63,14 @@ typedef struct sniff_pkt {
   size_t payload_len;        /* payload bytes the IP header declares (> cap: snaplen cut) */
 } sniff_pkt;
 
-typedef enum {
-  SNIFF_DEC_TCP = 1,        /* *p filled */
-  SNIFF_DEC_OTHER = 0,      /* well formed but not TCP (ARP, UDP, non-first fragment...) */
-  SNIFF_DEC_BAD = -1,       /* truncated or malformed; *why says which layer */
-} sniff_dec_result;
-
 /* Decodes one captured frame of link type `dlt` (caplen bytes present in buf).
- * Never reads outside buf[0, caplen). `why` (may be NULL) gets a static reason for
- * SNIFF_DEC_OTHER / SNIFF_DEC_BAD. */
-sniff_dec_result sniff_decode(int dlt, const uint8_t *buf, size_t caplen, sniff_pkt *p,
-                              const char **why);
+ * Never reads outside buf[0, caplen). Returns
+ *   CALC_OK             a well-formed frame: p->tcp says whether *p is the TCP segment it
+ *                       carries, or it carries none (ARP, UDP, a non-first fragment...)
+ *   CALC_ERR_TRUNCATED  the frame ends inside a header
+ *   CALC_ERR_INVALID    a header is malformed (bad version or length), or dlt is unsupported
+ * `why` (may be NULL) gets a static reason for the frames that carry no segment. */
+calc_err sniff_decode(int dlt, const uint8_t *buf, size_t caplen, sniff_pkt *p, const char **why);
 /* True if calc-sniff knows how to decode link type dlt. */
 bool sniff_dlt_supported(int dlt);
 const char *sniff_dlt_name(int dlt);

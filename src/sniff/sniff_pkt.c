@@ -86,47 +86,54 @@ static int af_to_version(uint32_t af) {
   }
 }
 
-static sniff_dec_result fail(const char **why, const char *w, sniff_dec_result r) {
+/* A frame that cannot be decoded: err says whether it ended early or is malformed. */
+static calc_err fail(const char **why, const char *w, calc_err err) {
   if (why) *why = w;
-  return r;
+  return err;
+}
+/* A well-formed frame without a TCP segment (p->tcp stays false). */
+static calc_err skip(const char **why, const char *w) {
+  if (why) *why = w;
+  return CALC_OK;
 }
 
-static sniff_dec_result dec_tcp(rd r, size_t off, size_t declared_end, sniff_pkt *p,
+static calc_err dec_tcp(rd r, size_t off, size_t declared_end, sniff_pkt *p,
                                 const char **why) {
   uint16_t v16;
   uint8_t v8;
   if (!rd16(&r, off, &p->sport) || !rd16(&r, off + 2, &p->dport) ||
       !rd32(&r, off + 4, &p->seq) || !rd32(&r, off + 8, &p->ack) || !rd8(&r, off + 12, &v8) ||
       !rd8(&r, off + 13, &p->flags) || !rd16(&r, off + 14, &v16))
-    return fail(why, "truncated TCP header", SNIFF_DEC_BAD);
+    return fail(why, "truncated TCP header", CALC_ERR_TRUNCATED);
   p->win = v16;
   size_t thl = (size_t)(v8 >> 4) * 4;
-  if (thl < 20) return fail(why, "TCP header length under 20", SNIFF_DEC_BAD);
-  if (off + thl > declared_end) return fail(why, "TCP header past IP length", SNIFF_DEC_BAD);
-  if (off + thl > r.end) return fail(why, "truncated TCP options", SNIFF_DEC_BAD);
+  if (thl < 20) return fail(why, "TCP header length under 20", CALC_ERR_INVALID);
+  if (off + thl > declared_end) return fail(why, "TCP header past IP length", CALC_ERR_INVALID);
+  if (off + thl > r.end) return fail(why, "truncated TCP options", CALC_ERR_TRUNCATED);
   size_t data = off + thl;
   p->payload = r.b + data;
   p->payload_len = declared_end - data;
   p->payload_cap = r.end > data ? (r.end < declared_end ? r.end : declared_end) - data : 0;
-  return SNIFF_DEC_TCP;
+  p->tcp = true;
+  return CALC_OK;
 }
 
-static sniff_dec_result dec_ipv4(rd r, size_t off, sniff_pkt *p, const char **why) {
+static calc_err dec_ipv4(rd r, size_t off, sniff_pkt *p, const char **why) {
   uint8_t vihl, proto;
   uint16_t tot, frag;
-  if (!rd8(&r, off, &vihl)) return fail(why, "truncated IPv4 header", SNIFF_DEC_BAD);
-  if (vihl >> 4 != 4) return fail(why, "IP version is not 4", SNIFF_DEC_BAD);
+  if (!rd8(&r, off, &vihl)) return fail(why, "truncated IPv4 header", CALC_ERR_TRUNCATED);
+  if (vihl >> 4 != 4) return fail(why, "IP version is not 4", CALC_ERR_INVALID);
   size_t ihl = (size_t)(vihl & 15) * 4;
-  if (ihl < 20) return fail(why, "IPv4 header length under 20", SNIFF_DEC_BAD);
+  if (ihl < 20) return fail(why, "IPv4 header length under 20", CALC_ERR_INVALID);
   if (!rd16(&r, off + 2, &tot) || !rd16(&r, off + 6, &frag) || !rd8(&r, off + 9, &proto) ||
       !rdcopy(&r, off + 12, p->src, 4) || !rdcopy(&r, off + 16, p->dst, 4) || off + ihl > r.end)
-    return fail(why, "truncated IPv4 header", SNIFF_DEC_BAD);
-  if (tot < ihl) return fail(why, "IPv4 total length under header length", SNIFF_DEC_BAD);
+    return fail(why, "truncated IPv4 header", CALC_ERR_TRUNCATED);
+  if (tot < ihl) return fail(why, "IPv4 total length under header length", CALC_ERR_INVALID);
   memset(p->src + 4, 0, 12);
   memset(p->dst + 4, 0, 12);
   p->af = 4;
-  if (frag & 0x3fff) return fail(why, "IPv4 fragment", SNIFF_DEC_OTHER);
-  if (proto != 6) return fail(why, "not TCP", SNIFF_DEC_OTHER);
+  if (frag & 0x3fff) return skip(why, "IPv4 fragment");
+  if (proto != 6) return skip(why, "not TCP");
   size_t declared_end = off + tot;
   /* Narrow to the IP datagram: link padding is not TCP payload. */
   if (r.end > declared_end) r.end = declared_end;
@@ -135,43 +142,43 @@ static sniff_dec_result dec_ipv4(rd r, size_t off, sniff_pkt *p, const char **wh
   return dec_tcp(r, off + ihl, declared_end, p, why);
 }
 
-static sniff_dec_result dec_ipv6(rd r, size_t off, sniff_pkt *p, const char **why) {
+static calc_err dec_ipv6(rd r, size_t off, sniff_pkt *p, const char **why) {
   uint8_t v, nh;
   uint16_t plen;
   if (!rd8(&r, off, &v) || !rd16(&r, off + 4, &plen) || !rd8(&r, off + 6, &nh) ||
       !rdcopy(&r, off + 8, p->src, 16) || !rdcopy(&r, off + 24, p->dst, 16))
-    return fail(why, "truncated IPv6 header", SNIFF_DEC_BAD);
-  if (v >> 4 != 6) return fail(why, "IP version is not 6", SNIFF_DEC_BAD);
+    return fail(why, "truncated IPv6 header", CALC_ERR_TRUNCATED);
+  if (v >> 4 != 6) return fail(why, "IP version is not 6", CALC_ERR_INVALID);
   p->af = 6;
   size_t declared_end = off + 40 + plen;
   if (r.end > declared_end) r.end = declared_end;
   size_t h = off + 40;
   for (int i = 0; i < MAX_IPV6_EXT; i++) {
     if (nh == 6) return dec_tcp(r, h, declared_end, p, why);
-    if (nh == 44) return fail(why, "IPv6 fragment", SNIFF_DEC_OTHER);
-    if (nh != 0 && nh != 43 && nh != 60) return fail(why, "not TCP", SNIFF_DEC_OTHER);
+    if (nh == 44) return skip(why, "IPv6 fragment");
+    if (nh != 0 && nh != 43 && nh != 60) return skip(why, "not TCP");
     uint8_t len8;
     if (!rd8(&r, h, &nh) || !rd8(&r, h + 1, &len8))
-      return fail(why, "truncated IPv6 extension header", SNIFF_DEC_BAD);
+      return fail(why, "truncated IPv6 extension header", CALC_ERR_TRUNCATED);
     h += ((size_t)len8 + 1) * 8;
-    if (h > declared_end) return fail(why, "IPv6 extension past payload", SNIFF_DEC_BAD);
+    if (h > declared_end) return fail(why, "IPv6 extension past payload", CALC_ERR_INVALID);
   }
-  return fail(why, "too many IPv6 extension headers", SNIFF_DEC_OTHER);
+  return skip(why, "too many IPv6 extension headers");
 }
 
-static sniff_dec_result dec_ip_by_version(rd r, size_t off, sniff_pkt *p, const char **why) {
+static calc_err dec_ip_by_version(rd r, size_t off, sniff_pkt *p, const char **why) {
   uint8_t v;
-  if (!rd8(&r, off, &v)) return fail(why, "empty IP packet", SNIFF_DEC_BAD);
+  if (!rd8(&r, off, &v)) return fail(why, "empty IP packet", CALC_ERR_TRUNCATED);
   if (v >> 4 == 4) return dec_ipv4(r, off, p, why);
   if (v >> 4 == 6) return dec_ipv6(r, off, p, why);
-  return fail(why, "unknown IP version", SNIFF_DEC_BAD);
+  return fail(why, "unknown IP version", CALC_ERR_INVALID);
 }
 
-static sniff_dec_result dec_ethertype(rd r, size_t off, uint16_t et, sniff_pkt *p,
+static calc_err dec_ethertype(rd r, size_t off, uint16_t et, sniff_pkt *p,
                                       const char **why) {
   if (et == ETH_IPV4) return dec_ipv4(r, off, p, why);
   if (et == ETH_IPV6) return dec_ipv6(r, off, p, why);
-  return fail(why, "not IP", SNIFF_DEC_OTHER);
+  return skip(why, "not IP");
 }
 
 static inline uint16_t be16(const uint8_t *q) { return (uint16_t)((unsigned)q[0] << 8 | q[1]); }
@@ -196,6 +203,7 @@ static inline bool fast_en10mb_ipv4_tcp(const uint8_t *b, size_t caplen, sniff_p
   memset(p, 0, sizeof *p);
   memcpy(p->src, b + IP + 12, 4);
   memcpy(p->dst, b + IP + 16, 4);
+  p->tcp = true;
   p->af = 4;
   p->sport = be16(b + TCP);
   p->dport = be16(b + TCP + 2);
@@ -211,21 +219,21 @@ static inline bool fast_en10mb_ipv4_tcp(const uint8_t *b, size_t caplen, sniff_p
 }
 
 /* flatten: the accessors and layers inline into one function (one call per packet). */
-__attribute__((flatten)) sniff_dec_result sniff_decode(int dlt, const uint8_t *buf, size_t caplen,
+__attribute__((flatten)) calc_err sniff_decode(int dlt, const uint8_t *buf, size_t caplen,
                                                        sniff_pkt *p, const char **why) {
   rd r = {buf, caplen};
   uint16_t et;
   uint32_t af;
   if (why) *why = NULL;
-  if (dlt == SNIFF_DLT_EN10MB && fast_en10mb_ipv4_tcp(buf, caplen, p)) return SNIFF_DEC_TCP;
+  if (dlt == SNIFF_DLT_EN10MB && fast_en10mb_ipv4_tcp(buf, caplen, p)) return CALC_OK;
   memset(p, 0, sizeof *p);
   switch (dlt) {
     case SNIFF_DLT_EN10MB: {
       size_t off = 12;
-      if (!rd16(&r, off, &et)) return fail(why, "truncated Ethernet header", SNIFF_DEC_BAD);
+      if (!rd16(&r, off, &et)) return fail(why, "truncated Ethernet header", CALC_ERR_TRUNCATED);
       for (int i = 0; i < MAX_VLAN_TAGS && (et == ETH_VLAN || et == ETH_QINQ || et == ETH_QINQ_OLD); i++) {
         off += 4;
-        if (!rd16(&r, off, &et)) return fail(why, "truncated VLAN tag", SNIFF_DEC_BAD);
+        if (!rd16(&r, off, &et)) return fail(why, "truncated VLAN tag", CALC_ERR_TRUNCATED);
       }
       return dec_ethertype(r, off + 2, et, p, why);
     }
@@ -233,25 +241,25 @@ __attribute__((flatten)) sniff_dec_result sniff_decode(int dlt, const uint8_t *b
       /* The address family is in the capturing host's byte order, which the file does not
        * say: accept either order, and fall back on the IP version nibble. */
       uint16_t lo, hi;
-      if (!rd16le(&r, 0, &lo) || !rd16le(&r, 2, &hi)) return fail(why, "truncated NULL header", SNIFF_DEC_BAD);
+      if (!rd16le(&r, 0, &lo) || !rd16le(&r, 2, &hi)) return fail(why, "truncated NULL header", CALC_ERR_TRUNCATED);
       uint32_t le = (uint32_t)hi << 16 | lo;
       uint32_t be = (uint32_t)(le >> 24) | ((le >> 8) & 0xff00u) | ((le << 8) & 0xff0000u) | (le << 24);
       int v = af_to_version(le);
       if (!v) v = af_to_version(be);
-      if (!v) return fail(why, "NULL: address family is not IP", SNIFF_DEC_OTHER);
+      if (!v) return skip(why, "NULL: address family is not IP");
       return v == 4 ? dec_ipv4(r, 4, p, why) : dec_ipv6(r, 4, p, why);
     }
     case SNIFF_DLT_LOOP: {
-      if (!rd32(&r, 0, &af)) return fail(why, "truncated LOOP header", SNIFF_DEC_BAD);
+      if (!rd32(&r, 0, &af)) return fail(why, "truncated LOOP header", CALC_ERR_TRUNCATED);
       int v = af_to_version(af);
-      if (!v) return fail(why, "LOOP: address family is not IP", SNIFF_DEC_OTHER);
+      if (!v) return skip(why, "LOOP: address family is not IP");
       return v == 4 ? dec_ipv4(r, 4, p, why) : dec_ipv6(r, 4, p, why);
     }
     case SNIFF_DLT_LINUX_SLL:
-      if (!rd16(&r, 14, &et)) return fail(why, "truncated SLL header", SNIFF_DEC_BAD);
+      if (!rd16(&r, 14, &et)) return fail(why, "truncated SLL header", CALC_ERR_TRUNCATED);
       return dec_ethertype(r, 16, et, p, why);
     case SNIFF_DLT_LINUX_SLL2:
-      if (!rd16(&r, 0, &et) || caplen < 20) return fail(why, "truncated SLL2 header", SNIFF_DEC_BAD);
+      if (!rd16(&r, 0, &et) || caplen < 20) return fail(why, "truncated SLL2 header", CALC_ERR_TRUNCATED);
       return dec_ethertype(r, 20, et, p, why);
     case SNIFF_DLT_RAW: case SNIFF_DLT_RAW_A: case SNIFF_DLT_RAW_B:
       return dec_ip_by_version(r, 0, p, why);
@@ -260,6 +268,6 @@ __attribute__((flatten)) sniff_dec_result sniff_decode(int dlt, const uint8_t *b
     case SNIFF_DLT_IPV6:
       return dec_ipv6(r, 0, p, why);
     default:
-      return fail(why, "unsupported link type", SNIFF_DEC_BAD);
+      return fail(why, "unsupported link type", CALC_ERR_INVALID);
   }
 }

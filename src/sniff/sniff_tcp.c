@@ -462,11 +462,11 @@ int sniff_feed_frame(sniff_an *an, int dlt, const uint8_t *buf, size_t caplen, u
   sniff_pkt p;
   an->pkts++;
   an->last_why = NULL;
-  sniff_dec_result r = sniff_decode(dlt, buf, caplen, &p, &an->last_why);
-  if (r != SNIFF_DEC_TCP) {
+  calc_err err = sniff_decode(dlt, buf, caplen, &p, &an->last_why);
+  if (err != CALC_OK || !p.tcp) {
     calc_buf_reset(&an->notes);
     an->last_conn = 0;
-    if (r == SNIFF_DEC_BAD) an->bad_pkts++; else an->other_pkts++;
+    if (err != CALC_OK) an->bad_pkts++; else an->other_pkts++;
     return 0;
   }
   p.ts_usec = ts_usec;

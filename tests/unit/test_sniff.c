@@ -41,7 +41,8 @@ static void check_frame(int dlt, bool vlan) {
   assert_true(n > 0);
   sniff_pkt p;
   const char *why;
-  assert_int_equal(sniff_decode(dlt, buf, n, &p, &why), SNIFF_DEC_TCP);
+  assert_int_equal(sniff_decode(dlt, buf, n, &p, &why), CALC_OK);
+  assert_true(p.tcp);
   assert_int_equal(p.sport, 40000);
   assert_int_equal(p.dport, 9999);
   assert_int_equal(p.seq, 5);
@@ -49,22 +50,26 @@ static void check_frame(int dlt, bool vlan) {
   assert_int_equal(p.payload_len, 100);
   assert_int_equal(p.payload_cap, 100);
   assert_memory_equal(p.payload, data, 100);
-  /* Every proper prefix: never a crash, never past the end; short payloads are snaplen cuts. */
+  /* Every proper prefix: never a crash, never past the end; short payloads are snaplen cuts,
+   * anything shorter a frame truncated inside a header. */
   for (size_t k = 0; k < n; k++) {
     uint8_t *copy = malloc(k ? k : 1);
     memcpy(copy, buf, k);
-    sniff_dec_result r = sniff_decode(dlt, copy, k, &p, &why);
-    if (r == SNIFF_DEC_TCP) {
+    calc_err err = sniff_decode(dlt, copy, k, &p, &why);
+    if (err == CALC_OK) {
+      assert_true(p.tcp);
       assert_true(p.payload_cap < p.payload_len);
       assert_true(p.payload + p.payload_cap <= copy + k);
     } else {
-      assert_int_equal(r, SNIFF_DEC_BAD);
+      assert_int_equal(err, CALC_ERR_TRUNCATED);
+      assert_non_null(why);
     }
     free(copy);
   }
   /* Link padding after the IP datagram is not payload. */
   memset(buf + n, 0xee, 20);
-  assert_int_equal(sniff_decode(dlt, buf, n + 20, &p, &why), SNIFF_DEC_TCP);
+  assert_int_equal(sniff_decode(dlt, buf, n + 20, &p, &why), CALC_OK);
+  assert_true(p.tcp);
   assert_int_equal(p.payload_len, 100);
   assert_int_equal(p.payload_cap, 100);
 }
@@ -97,16 +102,25 @@ static void test_ipv6_and_loop(void **state) {
   th[12] = 5 << 4; th[13] = SNIFF_TH_ACK;
   memcpy(th + 20, "abc", 3);
   sniff_pkt p;
-  assert_int_equal(sniff_decode(SNIFF_DLT_LOOP, f, 4 + 40 + 23, &p, NULL), SNIFF_DEC_TCP);
+  assert_int_equal(sniff_decode(SNIFF_DLT_LOOP, f, 4 + 40 + 23, &p, NULL), CALC_OK);
+  assert_true(p.tcp);
   assert_int_equal(p.af, 6);
   assert_int_equal(p.sport, 40000);
   assert_int_equal(p.dport, 9999);
   assert_int_equal(p.payload_len, 3);
-  assert_int_equal(sniff_decode(SNIFF_DLT_IPV6, ip, 40 + 23, &p, NULL), SNIFF_DEC_TCP);
-  /* UDP is not TCP */
+  assert_int_equal(sniff_decode(SNIFF_DLT_IPV6, ip, 40 + 23, &p, NULL), CALC_OK);
+  assert_true(p.tcp);
+  /* UDP is well formed but not TCP */
   ip[6] = 17;
-  assert_int_equal(sniff_decode(SNIFF_DLT_IPV6, ip, 40 + 23, &p, NULL), SNIFF_DEC_OTHER);
-  assert_int_equal(sniff_decode(12345, ip, 40 + 23, &p, NULL), SNIFF_DEC_BAD);
+  const char *why = NULL;
+  assert_int_equal(sniff_decode(SNIFF_DLT_IPV6, ip, 40 + 23, &p, &why), CALC_OK);
+  assert_false(p.tcp);
+  assert_string_equal(why, "not TCP");
+  /* a bad IP version and an unknown link type are malformed, not truncated */
+  ip[0] = 0x70;
+  assert_int_equal(sniff_decode(SNIFF_DLT_IPV6, ip, 40 + 23, &p, &why), CALC_ERR_INVALID);
+  assert_string_equal(why, "IP version is not 6");
+  assert_int_equal(sniff_decode(12345, ip, 40 + 23, &p, NULL), CALC_ERR_INVALID);
 }
 
 /* ---- conversations ---- */

@@ -12,10 +12,10 @@ void handle_frame(run *r, const struct pcap_pkthdr *h, const uint8_t *bytes) {
   sniff_pkt p;
   const char *why = NULL;
   r->an.pkts++;
-  sniff_dec_result d = sniff_decode(r->dlt, bytes, h->caplen, &p, &why);
-  if (d != SNIFF_DEC_TCP) {
-    if (d == SNIFF_DEC_BAD) r->an.bad_pkts++; else r->an.other_pkts++;
-    if (d == SNIFF_DEC_BAD && r->ob) print_undecodable(r, h->caplen, why);
+  calc_err err = sniff_decode(r->dlt, bytes, h->caplen, &p, &why);
+  if (err != CALC_OK || !p.tcp) {
+    if (err != CALC_OK) r->an.bad_pkts++; else r->an.other_pkts++;
+    if (err != CALC_OK && r->ob) print_undecodable(r, h->caplen, why);
     return;
   }
   p.ts_usec = ts;
