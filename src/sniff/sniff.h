@@ -123,7 +123,10 @@ typedef struct sniff_msg {
   bool shares_segment;      /* a segment also carried bytes of another message */
   bool complete;            /* all bytes arrived (possibly with holes) */
   bool hole;                /* some bytes were missing (gap or snaplen) */
-  bool malformed;           /* bad total length or undecodable payload */
+  uint8_t err;              /* calc_err: why it cannot be framed or decoded (CALC_OK: it can):
+                             * CALC_ERR_FRAMING a total length under 12, CALC_ERR_TRUNCATED bytes
+                             * missing inside its header, the decoder's CALC_ERR_INVALID or
+                             * CALC_ERR_LIMIT a payload that is no request or response */
   char *text;               /* request: expression; response: result or error (may be NULL);
                              * owned by the analysis, shared by messages with the same payload */
   /* requests on a client->proxy connection: upstream connections it caused */

@@ -8,19 +8,19 @@
 #include "calc/alloc.h"
 #include "sniff_int.h"
 
-/* A message whose last byte arrived (or that can never complete: malformed). body: its
+/* A message whose last byte arrived (or that can never complete: m->err). body: its
  * payload when it came whole in one segment (decoded straight from the packet), else NULL
  * (the bytes gathered in d->payload). */
 static void msg_done(sniff_an *an, sniff_conn *c, int dir, sniff_msg *m, const uint8_t *body) {
   sniff_dir *d = &c->d[dir];
   char ab[48] = "";
-  if (an->o.decode && m->complete && !m->hole && !m->malformed && m->size >= CALC_HEADER_SIZE) {
+  if (an->o.decode && m->complete && !m->hole && m->err == CALC_OK && m->size >= CALC_HEADER_SIZE) {
     if (!body) body = d->payload && d->payload->data ? d->payload->data : (const uint8_t *)"";
     m->text = sniff_text_decode(an, m, body, m->size - CALC_HEADER_SIZE, ab);
   }
   if (sniff_note_begin(an)) {
     const char *kind = m->h.is_request ? "request" : "response";
-    if (m->malformed && !m->text) {
+    if (m->err != CALC_OK && !m->text) {
       sniff_note_s(an, "malformed ");
       sniff_note_s(an, kind);
       sniff_note_s(an, ": total length ");
@@ -128,7 +128,8 @@ void sniff_framer_feed(sniff_an *an, sniff_conn *c, int dir, const uint8_t *data
       if (take > n) take = n;
       if (!data) {
         /* Without the header the stream cannot be framed again (no resync marker). */
-        m->hole = m->malformed = true;
+        m->hole = true;
+        m->err = CALC_ERR_TRUNCATED;
         d->desync = true;
         d->cur_msg = -1;
         sniff_note(an, "bytes missing inside a message header: stream no longer framed");
@@ -144,7 +145,7 @@ void sniff_framer_feed(sniff_an *an, sniff_conn *c, int dir, const uint8_t *data
         calc_header_decode(d->hdr, CALC_HEADER_SIZE, &m->h);
         m->size = d->msg_total = m->h.total_len;
         if (d->msg_total < CALC_HEADER_SIZE) {
-          m->malformed = true;
+          m->err = CALC_ERR_FRAMING;
           d->desync = true;
           d->cur_msg = -1;
           msg_done(an, c, dir, m, NULL);

@@ -53,8 +53,10 @@ void sniff_dir_free(sniff_dir *d);
 void sniff_framer_feed(sniff_an *an, sniff_conn *c, int dir, const uint8_t *data, size_t n, uint64_t ts,
                        bool *newseg, bool *mid);
 
-/* m's payload p[0, n) decoded to text (kept by the analysis, shared by equal payloads; NULL when
- * memory ran out); ab gets its abbreviation for notes. Marks m malformed when undecodable. */
+/* m's payload p[0, n) decoded to text (kept by the analysis, shared by equal payloads); ab gets
+ * its abbreviation for notes. A payload that is no request or response sets m->err to the
+ * decoder's error (its text says why). NULL when memory ran out (an->oom set, m->err left
+ * CALC_OK: the payload is not to blame, and nothing of it is remembered). */
 char *sniff_text_decode(sniff_an *an, sniff_msg *m, const uint8_t *p, size_t n, char ab[48]);
 /* Frees the text cache and the texts. */
 void sniff_text_free(struct sniff_textcache *tc);

@@ -29,7 +29,8 @@ struct sniff_textcache {
     uint8_t *payload;
     uint32_t len, hash;
     uint16_t status;
-    bool is_request, malformed;
+    bool is_request;
+    uint8_t err;            /* the decoder's calc_err for this payload */
     const char *text;       /* in chunks */
     char abbrev[48];        /* text_abbrev(text) for notes */
   } e[TC_SLOTS];
@@ -99,6 +100,9 @@ static void text_abbrev(const char *s, char *out, size_t n) {
   out[o] = 0;
 }
 
+/* The text of m's payload p[0, n) in the analysis's chunks, or NULL when memory ran out (then
+ * m->err stays CALC_OK). An undecodable payload's text is the decoder's reason, m->err its
+ * error. */
 static char *decode_payload(struct sniff_textcache *tc, sniff_msg *m, const uint8_t *p, size_t n) {
   calc_buf b;
   calc_buf_init(&b, SNIFF_TEXT_MAX);
@@ -110,8 +114,8 @@ static char *decode_payload(struct sniff_textcache *tc, sniff_msg *m, const uint
     if (calc_unpickle_request(p, n, &t, &e) == 0) {
       calc_expr_print(t.root, &b);
       calc_tree_free(&t);
-    } else {
-      m->malformed = true;
+    } else if (e.err != CALC_ERR_NOMEM) {
+      m->err = e.err != CALC_OK ? e.err : CALC_ERR_INVALID;
       calc_buf_printf(&b, "undecodable request: %s", e.msg);
     }
   } else {
@@ -126,12 +130,16 @@ static char *decode_payload(struct sniff_textcache *tc, sniff_msg *m, const uint
         calc_pyobj_str(r, &b);
       }
       calc_pyobj_free(o);
-    } else {
-      m->malformed = true;
+    } else if (e.err != CALC_ERR_NOMEM) {
+      m->err = e.err != CALC_OK ? e.err : CALC_ERR_INVALID;
       calc_buf_printf(&b, "undecodable response: %s", e.msg);
     }
   }
-  char *s = text_keep(tc, b.data ? (const char *)b.data : "", b.len);
+  /* Out of memory while decoding or printing: no text, rather than one that says the payload
+   * is bad (or a cut one) and would be remembered for every copy of it. */
+  char *s = e.err == CALC_ERR_NOMEM || b.failed == CALC_BUF_NOMEM
+                ? NULL
+                : text_keep(tc, b.data ? (const char *)b.data : "", b.len);
   calc_buf_free(&b);
   return s;
 }
@@ -144,24 +152,28 @@ char *sniff_text_decode(sniff_an *an, sniff_msg *m, const uint8_t *p, size_t n, 
   if (n > TC_MAX_PAYLOAD) {
     char *t = decode_payload(an->tc, m, p, n);
     if (t) text_abbrev(t, ab, 48);
+    else an->oom = true;
     return t;
   }
   uint32_t h = payload_hash(p, n) ^ (m->h.is_request ? 0x80000000u : 0) ^ m->h.status;
   struct tc_entry *e = &an->tc->e[h % TC_SLOTS];
   if (e->text && e->hash == h && e->len == n && e->is_request == m->h.is_request &&
       e->status == m->h.status && !memcmp(e->payload, p, n)) {
-    m->malformed = e->malformed;
+    m->err = e->err;
     memcpy(ab, e->abbrev, 48);
     return (char *)e->text;
   }
   char *t = decode_payload(an->tc, m, p, n);
-  if (!t) return NULL;
+  if (!t) {
+    an->oom = true;
+    return NULL;
+  }
   text_abbrev(t, ab, 48);
   uint8_t *copy = calc_malloc(n ? n : 1);
   if (!copy) return t;
   memcpy(copy, p, n);
   calc_free(e->payload);
-  *e = (struct tc_entry){copy, (uint32_t)n, h, m->h.status, m->h.is_request, m->malformed, t, {0}};
+  *e = (struct tc_entry){copy, (uint32_t)n, h, m->h.status, m->h.is_request, m->err, t, {0}};
   memcpy(e->abbrev, ab, 48);
   return t;
 }

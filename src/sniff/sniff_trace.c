@@ -121,7 +121,7 @@ static void trace_msg(calc_buf *out, const char *ind, const char *kind, const sn
   if (m->shares_segment) calc_buf_puts(out, " shared-segment");
   if (!m->complete) calc_buf_puts(out, " incomplete");
   if (m->hole) calc_buf_puts(out, " bytes-missing");
-  if (m->malformed) calc_buf_puts(out, " malformed");
+  if (m->err != CALC_OK) calc_buf_puts(out, " malformed");
   if (!m->h.is_request && m->h.status) {
     calc_buf_puts(out, " status=");
     put_u(out, m->h.status);

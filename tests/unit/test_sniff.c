@@ -11,7 +11,9 @@
 
 #include <cmocka.h>
 
+#include "helpers/failmalloc.h"
 #include "helpers/pcapw.h"
+#include "helpers/testmsg.h"
 #include "sniff.h"
 
 static uint8_t M[65536];
@@ -852,6 +854,15 @@ static void test_verify_concurrent(void **state) {
   unlink(c);
 }
 
+/* Analyses capture f with payloads decoded (the timeline's and --json's options), which must
+ * hold nmsgs messages. */
+static void analyze_decoded(const char *f, sniff_an *an, uint32_t nmsgs) {
+  sniff_opts o;
+  sniff_opts_default(&o);
+  assert_int_equal(pcapw_analyze(f, an, &o), 0);
+  assert_int_equal(an->nmsgs, nmsgs);
+}
+
 /* A response payload that is a str with terminal escapes: decoded, and escaped in JSON. */
 static void test_untrusted_text(void **state) {
   (void)state;
@@ -868,10 +879,7 @@ static void test_untrusted_text(void **state) {
   pw_fin(&c, 0, false);
   pcapw_close(&w);
   sniff_an an;
-  sniff_opts o;
-  sniff_opts_default(&o);
-  assert_int_equal(pcapw_analyze(f, &an, &o), 0);
-  assert_int_equal(an.nmsgs, 1);
+  analyze_decoded(f, &an, 1);
   assert_non_null(an.msgs[0].text);
   assert_string_equal(an.msgs[0].text, "\x1b[31m");
   calc_buf b;
@@ -881,6 +889,93 @@ static void test_untrusted_text(void **state) {
   assert_string_equal((char *)b.data, "\"\\u001b[31m\"");
   calc_buf_free(&b);
   sniff_an_free(&an);
+  unlink(f);
+}
+
+/* One connection from port cport to 9999: the handshake, the client's bytes, the server's
+ * (none when resp is NULL), the client's FIN. */
+static void exchange(pcapw *w, uint16_t cport, const void *req, size_t reqlen, const void *resp,
+                     size_t resplen) {
+  pw_conn c;
+  pw_conn_init(&c, w, cport, 9999, 1000u * cport, 7u * cport);
+  pw_handshake(&c);
+  pw_send(&c, 0, req, reqlen);
+  if (resp) pw_send(&c, 1, resp, resplen);
+  pw_fin(&c, 0, false);
+}
+
+/* Messages that are no request or response carry the library's error: a payload the decoder
+ * refuses its CALC_ERR_INVALID (and a text saying why), a total length under 12 CALC_ERR_FRAMING. */
+static void test_malformed_messages(void **state) {
+  (void)state;
+  const char *f = pcapw_tmp("malformed");
+  pcapw w;
+  assert_int_equal(pcapw_open(&w, f, SNIFF_DLT_EN10MB, 0), 0);
+  static uint8_t resp[20];
+  pw_msg(M, 40, true, 0);  /* 28 zero bytes: no pickle */
+  pw_msg(resp, 20, false, 200);
+  exchange(&w, 50200, M, 40, resp, 20);
+  pw_msg(M, 12, true, 0);
+  M[4] = 0;  /* total length 5 */
+  M[5] = 5;
+  exchange(&w, 50201, M, 12, NULL, 0);
+  pcapw_close(&w);
+  sniff_an an;
+  analyze_decoded(f, &an, 3);
+  assert_int_equal(an.msgs[0].err, CALC_ERR_INVALID);
+  assert_non_null(strstr(an.msgs[0].text, "undecodable request: "));
+  assert_int_equal(an.msgs[1].err, CALC_ERR_INVALID);
+  assert_non_null(strstr(an.msgs[1].text, "undecodable response: "));
+  assert_int_equal(an.msgs[2].err, CALC_ERR_FRAMING);
+  assert_int_equal(an.msgs[2].size, 5);
+  assert_false(an.oom);
+  sniff_an_free(&an);
+  unlink(f);
+}
+
+/* Running out of memory while decoding a payload is the analysis's failure, not the payload's:
+ * the message is not marked malformed, and the next copy of the same payload is decoded once
+ * memory is back instead of inheriting a remembered failure. Every allocation fails once. */
+static void test_decode_out_of_memory_not_remembered(void **state) {
+  (void)state;
+  calc_buf req;
+  calc_buf_init(&req, 0);
+  testmsg_request("2 ** 10 + 1", 0, true, false, 0, &req);
+  const char *f = pcapw_tmp("oom");
+  pcapw w;
+  assert_int_equal(pcapw_open(&w, f, SNIFF_DLT_EN10MB, 0), 0);
+  exchange(&w, 50100, req.data, req.len, NULL, 0);  /* two connections, the same request */
+  exchange(&w, 50101, req.data, req.len, NULL, 0);
+  pcapw_close(&w);
+  calc_buf_free(&req);
+  sniff_an an;
+  analyze_decoded(f, &an, 2);
+  assert_non_null(an.msgs[0].text);
+  char want[64];
+  snprintf(want, sizeof want, "%s", an.msgs[0].text);
+  const sniff_opts o = an.o;
+  sniff_an_free(&an);
+  bool recomputed = false;
+  long i = 0;
+  for (bool failed = true; failed && i < 5000; i++) {
+    failmalloc_arm(i);
+    calc_set_allocator(&failmalloc);
+    int rc = pcapw_analyze(f, &an, &o);
+    calc_set_allocator(NULL);
+    failed = failmalloc_count > i;
+    if (rc == 0) {
+      for (uint32_t m = 0; m < an.nmsgs; m++) {
+        assert_int_equal(an.msgs[m].err, CALC_OK);
+        if (an.msgs[m].text) assert_string_equal(an.msgs[m].text, want);
+        else assert_true(an.oom);
+      }
+      if (an.nmsgs == 2 && !an.msgs[0].text && an.msgs[1].text) recomputed = true;
+    }
+    sniff_an_free(&an);
+  }
+  failmalloc_arm(-1);
+  assert_true(i > 1 && i < 5000);
+  assert_true(recomputed);
   unlink(f);
 }
 
@@ -939,6 +1034,8 @@ int main(void) {
       cmocka_unit_test(test_verify_3_3),
       cmocka_unit_test(test_verify_concurrent),
       cmocka_unit_test(test_untrusted_text),
+      cmocka_unit_test(test_malformed_messages),
+      cmocka_unit_test(test_decode_out_of_memory_not_remembered),
       cmocka_unit_test(test_garbage),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -164,7 +164,7 @@ static void json_msg(obuf *o, const sniff_an *an, const sniff_msg *m) {
   w = PUT_LIT(w, ",\"bytes_missing\":");
   w = put_bool(w, m->hole);
   w = PUT_LIT(w, ",\"malformed\":");
-  w = put_bool(w, m->malformed);
+  w = put_bool(w, m->err != CALC_OK);
   const sniff_conn *c = sniff_conn_get(an, m->conn);
   if (m->h.is_request && c && c->role == SNIFF_ROLE_CLIENT_PROXY) {
     w = PUT_LIT(w, ",\"upstream_connections\":");
