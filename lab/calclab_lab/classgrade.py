@@ -25,9 +25,11 @@ PORTS_PER_WORKER = 400
 
 
 def feedback_dirname(sub_id):
-    """A folder name for the student's feedback: the id with anything but [A-Za-z0-9._-] replaced."""
+    """A folder name for the student's feedback: the id with anything but [A-Za-z0-9._-] replaced,
+    no leading dot, none of OUT's own file names."""
     safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in sub_id).lstrip(".")
-    return safe or "_"
+    # the class's own files live next to the feedback folders
+    return "_" + safe if not safe or safe in ("index.html", "grades.json", "grades.csv") else safe
 
 
 _block = None          # this process's block of port pairs (a multiple of PORTS_PER_WORKER)
@@ -189,9 +191,10 @@ def class_entries(class_dir):
 
 
 def default_jobs():
-    """Plays spend most of their time waiting (program starts, the scenario's pauses), so a few
-    per core keep both cores busy without slowing any program enough to change a verdict."""
-    return max(1, min(8, 3 * (os.cpu_count() or 1)))
+    """Plays spend most of their time waiting (program starts, the scenario's pauses: a hand-in
+    costs ~0.6 CPU-s in ~4.5 s), so four per core keep the cores busy without slowing any program
+    enough to change a verdict (tests/bench/class_bench.py compares with --jobs 1)."""
+    return max(1, min(12, 4 * (os.cpu_count() or 1)))
 
 
 def _init_worker(counter, first_block):
@@ -229,9 +232,11 @@ def grade_class(class_dir, out_dir, jobs=None, resume=False, progress=None, **kw
     os.makedirs(out_dir, exist_ok=True)
     subs = class_entries(class_dir)
     ids = [submission_id(p) for p in subs]
-    dup = sorted({i for i in ids if ids.count(i) > 1})
+    dirs = [feedback_dirname(i) for i in ids]
+    dup = sorted({i for i, d in zip(ids, dirs) if ids.count(i) > 1 or dirs.count(d) > 1})
     if dup:
-        raise runner.LabError(f"several entries share an id: {', '.join(dup)} (a folder and a zip of one name?)")
+        raise runner.LabError(f"several entries share an id or feedback folder: {', '.join(dup)} "
+                              "(a folder and a zip of one name? names differing only in punctuation?)")
     results = {}
     todo = []
     for p in subs:
