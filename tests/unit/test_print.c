@@ -104,6 +104,11 @@ static void test_limited(void **state) {
   calc_buf_reset(&o);
   assert_int_equal(calc_expr_print_limited(t.root, &o, 12), -1);
   calc_buf_free(&o);
+  /* A printout over the buffer's own limit is that, not a lack of memory. */
+  calc_buf_init(&o, 12);
+  assert_int_equal(calc_expr_print(t.root, &o), -1);
+  assert_int_equal(o.failed, CALC_BUF_OVER_LIMIT);
+  calc_buf_free(&o);
   calc_tree_free(&t);
 }
 
