@@ -30,8 +30,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size_t n = (size_t)data[off] << 8 | data[off + 1];
     off += 2;
     if (n > size - off) n = size - off;
-    sniff_feed_frame(&an, dlt, data + off, n, ts);
-    if (k % 3 != 2) sniff_feed_frame(&other, dlt, data + off, n, ts);
+    sniff_feed_frame(&an, dlt, data + off, n, ts, NULL);
+    if (k % 3 != 2) sniff_feed_frame(&other, dlt, data + off, n, ts, NULL);
     ts++;
     off += n;
   }

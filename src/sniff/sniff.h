@@ -211,18 +211,24 @@ typedef struct sniff_an {
   /* per-packet outputs of sniff_feed */
   calc_buf notes;           /* "; "-separated notes for the packet just fed */
   uint32_t last_conn;       /* connection id of the packet just fed, 0 none */
-  const char *last_why;     /* sniff_feed_frame: why the frame was not TCP, or NULL */
+  const char *last_why;     /* sniff_feed_frame: why the frame carried no segment, or NULL */
   uint8_t last_dir;
 } sniff_an;
 
 /* Initialises an analyzer (no allocation until the first packet). */
 void sniff_an_init(sniff_an *an, const sniff_opts *o);
 void sniff_an_free(sniff_an *an);
-/* Feeds one decoded TCP segment (in capture order). Fills an->notes / last_conn.
- * Returns 0, or -1 when memory ran out (the analysis is then incomplete, an->oom set). */
-int sniff_feed(sniff_an *an, const sniff_pkt *p);
-/* Decodes and feeds one captured frame; counts non-TCP and bad frames. */
-int sniff_feed_frame(sniff_an *an, int dlt, const uint8_t *buf, size_t caplen, uint64_t ts_usec);
+/* Feeds one decoded TCP segment (in capture order). Fills an->notes / last_conn. Returns
+ * CALC_OK; CALC_ERR_LIMIT when the segment opened a connection past SNIFF_MAX_CONNS (not tracked,
+ * an->limited set); CALC_ERR_NOMEM once memory has run out (an->oom set). Either way the
+ * analysis goes on, incomplete. */
+calc_err sniff_feed(sniff_an *an, const sniff_pkt *p);
+/* Decodes and feeds one captured frame; counts non-TCP and bad frames. p (may be NULL) gets
+ * the decoded frame (p->tcp: it was a segment, and fed). Returns sniff_feed's result for a
+ * segment, sniff_decode's error for a frame it cannot decode (an->last_why says why), CALC_OK
+ * for a well-formed frame without a segment. */
+calc_err sniff_feed_frame(sniff_an *an, int dlt, const uint8_t *buf, size_t caplen, uint64_t ts_usec,
+                          sniff_pkt *p);
 /* End of capture: turns leftover out-of-order data into reported gaps. */
 void sniff_finish(sniff_an *an);
 

@@ -345,7 +345,7 @@ static void handle_data(sniff_an *an, sniff_conn *c, int dir, const sniff_pkt *p
 
 static const char *side(int dir) { return dir == 0 ? "client" : "server"; }
 
-int sniff_feed(sniff_an *an, const sniff_pkt *p) {
+calc_err sniff_feed(sniff_an *an, const sniff_pkt *p) {
   calc_buf_reset(&an->notes);
   an->last_conn = 0;
   an->tcp_pkts++;
@@ -450,28 +450,30 @@ int sniff_feed(sniff_an *an, const sniff_pkt *p) {
         sniff_note(an, "RST by %s", side(dir));
     }
   }
-  return an->oom ? -1 : 0;
+  return an->oom ? CALC_ERR_NOMEM : CALC_OK;
 no_conn:
-  if (an->limited) return 0;  /* past SNIFF_MAX_CONNS: not tracked, reported by the caller */
+  if (an->limited) return CALC_ERR_LIMIT;  /* past SNIFF_MAX_CONNS: not tracked */
 oom:
   an->oom = true;
-  return -1;
+  return CALC_ERR_NOMEM;
 }
 
-int sniff_feed_frame(sniff_an *an, int dlt, const uint8_t *buf, size_t caplen, uint64_t ts_usec) {
-  sniff_pkt p;
+calc_err sniff_feed_frame(sniff_an *an, int dlt, const uint8_t *buf, size_t caplen, uint64_t ts_usec,
+                          sniff_pkt *p) {
+  sniff_pkt own;
+  if (!p) p = &own;
   an->pkts++;
   an->last_why = NULL;
-  calc_err err = sniff_decode(dlt, buf, caplen, &p, &an->last_why);
-  if (err != CALC_OK || !p.tcp) {
+  calc_err err = sniff_decode(dlt, buf, caplen, p, &an->last_why);
+  if (err != CALC_OK || !p->tcp) {
     calc_buf_reset(&an->notes);
     an->last_conn = 0;
     if (err != CALC_OK) an->bad_pkts++; else an->other_pkts++;
-    return 0;
+    return err;
   }
-  p.ts_usec = ts_usec;
-  if (p.payload_cap < p.payload_len) an->trunc_pkts++;
-  return sniff_feed(an, &p);
+  p->ts_usec = ts_usec;
+  if (p->payload_cap < p->payload_len) an->trunc_pkts++;
+  return sniff_feed(an, p);
 }
 
 static void finish_conn(sniff_an *an, sniff_conn *c) {

@@ -989,18 +989,24 @@ static void test_garbage(void **state) {
   uint32_t x = 12345;
   uint8_t buf[256];
   int dlts[] = {0, 1, 12, 101, 108, 113, 228, 229, 276};
+  uint64_t undecodable = 0, segments = 0;
   for (int i = 0; i < 20000; i++) {
     size_t n = (size_t)(x % sizeof buf);
     for (size_t k = 0; k < n; k++) {
       x = x * 1103515245u + 12345u;
       buf[k] = (uint8_t)(x >> 16);
     }
-    if (n > 30 && (i & 1)) {  /* make many of them IPv4/TCP-shaped */
+    bool raw = n > 30 && (i & 1);  /* make many of them IPv4/TCP-shaped */
+    if (raw) {
       buf[0] = 0x45; buf[9] = 6; buf[6] = 0; buf[7] = 0; buf[2] = 0; buf[3] = (uint8_t)n;
-      sniff_feed_frame(&an, SNIFF_DLT_RAW, buf, n, (uint64_t)i);
-    } else {
-      sniff_feed_frame(&an, dlts[i % 9], buf, n, (uint64_t)i);
     }
+    sniff_pkt p;
+    calc_err err = sniff_feed_frame(&an, raw ? SNIFF_DLT_RAW : dlts[i % 9], buf, n, (uint64_t)i, &p);
+    /* a frame that is no segment: well formed, cut short or malformed, and counted as such */
+    if (!p.tcp) assert_true(err == CALC_OK || err == CALC_ERR_TRUNCATED || err == CALC_ERR_INVALID);
+    else assert_int_equal(err, CALC_OK);  /* a small capture passes no limit, needs little memory */
+    undecodable += !p.tcp && err != CALC_OK;
+    segments += p.tcp;
   }
   sniff_finish(&an);
   calc_buf t;
@@ -1008,6 +1014,9 @@ static void test_garbage(void **state) {
   sniff_trace(&an, &t);
   calc_buf_free(&t);
   assert_int_equal(an.pkts, 20000);
+  assert_int_equal(an.bad_pkts, undecodable);
+  assert_int_equal(an.tcp_pkts, segments);
+  assert_true(undecodable > 0 && segments > 0);
   sniff_an_free(&an);
 }
 

@@ -5,22 +5,14 @@
 void handle_frame(run *r, const struct pcap_pkthdr *h, const uint8_t *bytes) {
   uint64_t ts = (uint64_t)h->ts.tv_sec * 1000000u + (uint64_t)h->ts.tv_usec;
   if (r->dumper) pcap_dump((u_char *)r->dumper, h, bytes);
-  if (r->mode != OUT_TIMELINE && !r->packets) {
-    sniff_feed_frame(&r->an, r->dlt, bytes, h->caplen, ts);
-    return;
-  }
+  /* Out of memory and analysis limits are reported once, at the end (an.oom, an.limited). */
   sniff_pkt p;
-  const char *why = NULL;
-  r->an.pkts++;
-  calc_err err = sniff_decode(r->dlt, bytes, h->caplen, &p, &why);
-  if (err != CALC_OK || !p.tcp) {
-    if (err != CALC_OK) r->an.bad_pkts++; else r->an.other_pkts++;
-    if (err != CALC_OK && r->ob) print_undecodable(r, h->caplen, why);
+  calc_err err = sniff_feed_frame(&r->an, r->dlt, bytes, h->caplen, ts, &p);
+  if (r->mode != OUT_TIMELINE && !r->packets) return;
+  if (!p.tcp) {
+    if (err != CALC_OK && r->ob) print_undecodable(r, h->caplen, r->an.last_why);
     return;
   }
-  p.ts_usec = ts;
-  if (p.payload_cap < p.payload_len) r->an.trunc_pkts++;
-  sniff_feed(&r->an, &p);
   if (r->mode == OUT_TIMELINE) print_packet(r, &p);
   else print_json_packet(r, &p);
 }

@@ -199,7 +199,8 @@ int pcapw_analyze(const char *path, sniff_an *an, const sniff_opts *o) {
   const u_char *b;
   int rc;
   while ((rc = pcap_next_ex(p, &h, &b)) == 1)
-    sniff_feed_frame(an, dlt, b, h->caplen, (uint64_t)h->ts.tv_sec * 1000000u + (uint64_t)h->ts.tv_usec);
+    sniff_feed_frame(an, dlt, b, h->caplen, (uint64_t)h->ts.tv_sec * 1000000u + (uint64_t)h->ts.tv_usec,
+                     NULL);
   pcap_close(p);
   sniff_finish(an);
   return rc == PCAP_ERROR_BREAK ? 0 : -1;
