@@ -183,7 +183,7 @@ void sniff_trace(const sniff_an *an, calc_buf *out) {
   sniff_red r;
   sniff_red_init(&r, an);
   if (!r.ok) {
-    calc_buf_puts(out, "# out of memory\n");
+    calc_buf_printf(out, "# %s\n", calc_strerror(CALC_ERR_NOMEM));
     sniff_red_free(&r);
     return;
   }

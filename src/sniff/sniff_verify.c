@@ -562,7 +562,7 @@ uint32_t sniff_compare(const sniff_an *golden, const sniff_an *capture, calc_buf
     if (it->passed) continue;
     calc_buf_printf(out, "FAIL %s: %s\n", sniff_check_name((sniff_check)it->check), sniff_item_detail(&rep, it));
   }
-  if (rep.oom) calc_buf_puts(out, "FAIL internal: out of memory\n");
+  if (rep.oom) calc_buf_printf(out, "FAIL internal: %s\n", calc_strerror(CALC_ERR_NOMEM));
   sniff_report_free(&rep);
   return n;
 }

@@ -112,7 +112,7 @@ static sniff_exit run_plain(const input *in, sniff_opts *so, out_mode mode, bool
   else if (mode == OUT_STATS) print_stats(&r);
   else if (mode == OUT_JSON) print_json(&r);
   else if (mode == OUT_TRACE) print_trace(&r.an, stdout);
-  if (r.an.oom) fprintf(stderr, "calc-sniff: out of memory: analysis incomplete\n");
+  if (r.an.oom) fprintf(stderr, "calc-sniff: %s: analysis incomplete\n", calc_strerror(CALC_ERR_NOMEM));
   if (r.an.limited)
     fprintf(stderr, "calc-sniff: more than %u connections or %u messages: analysis incomplete\n",
             SNIFF_MAX_CONNS, SNIFF_MAX_MSGS);

@@ -97,7 +97,8 @@ sniff_exit print_verify(const sniff_an *g, const sniff_an *c, uint64_t drops, bo
   } else if (analysis_lossy(c)) {
     reason = "the capture misses bytes (gaps, snaplen cuts, undecodable frames or analysis limits)";
   } else if (rep.oom) {
-    reason = "out of memory while comparing";
+    snprintf(why, sizeof why, "%s while comparing", calc_strerror(CALC_ERR_NOMEM));
+    reason = why;
   }
   if (reason) {
     verdict = "inconclusive";
