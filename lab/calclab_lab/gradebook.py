@@ -71,17 +71,28 @@ def _request_tag(detail):
     return m.group(1) if m else None
 
 
+# calc-sniff numbers the reference's client connections in the order the lab runs its clients,
+# so "connection K (client->..." of a wire item and "client K (" of a printout item are one run.
+_CLIENT_CONN = re.compile(r"connection (\d+) \(client->")
+_CLIENT_RUN = re.compile(r"client (\d+) \(")
+
+
 def _wrong_answers(checks):
-    """The requests whose answer reached the client with the wrong size: what the client printed
-    for them is not the client's fault."""
+    """The client runs whose answer reached the client with the wrong size: what the client printed
+    for them is not the client's fault but that of the program that answered it."""
     out = set()
     for c in checks:
         if c["name"] == "response-size":
             for it in c.get("items", []):
-                d = it.get("detail", "")
-                if not item_passed(it) and "upstream" not in d and "no connection" not in d:
-                    out.add(_request_tag(d))
+                m = _CLIENT_CONN.match(it.get("detail", ""))
+                if m and not item_passed(it) and it.get("role") != "client":
+                    out.add(int(m.group(1)))
     return out
+
+
+def _client_run(detail):
+    m = _CLIENT_RUN.match(detail)
+    return int(m.group(1)) if m else None
 
 
 def _reset_by_front(checks):
@@ -121,11 +132,12 @@ def role_checks(scenario, checks, graded, front, down=(), client_conns=()):
                 items.append(dict(it, role=front, passed=False,
                                   detail=it.get("detail", "") + f"; the {front} reset the connection"))
                 continue
-            if it.get("role") in ROLES:
-                role = it["role"]
-            elif (c["name"] in ("client-result", "client-steps") and not item_passed(it)
-                  and _request_tag(it.get("detail", "")) in wrong):
+            if (c["name"] in ("client-result", "client-steps") and not item_passed(it)
+                    and _client_run(it.get("detail", "")) in wrong):
+                # it printed what it was given: the answer was the front program's fault
                 role = front
+            elif it.get("role") in ROLES:
+                role = it["role"]
             else:
                 role = derive_role(c["name"], it.get("detail", ""), front, down)
             items.append(dict(it, role=role, passed=item_passed(it)))

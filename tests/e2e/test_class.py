@@ -276,7 +276,8 @@ def build_class(top):
             f.write(read(f"calc_{role}.py"))
         with open(os.path.join(d, f"{role}.py"), "wb") as f:
             f.write(broken_program(name))
-        want[name] = ("graded", (), {role: check})
+        # only the broken program loses points: the others were given its wrong answers
+        want[name] = ("graded", tuple(r for r in full if r != role), {role: check})
     make_handin(os.path.join(top, "menu"), client=CLIENT_MENU)
     want["menu"] = ("graded", full, {})
     make_handin(os.path.join(top, "own-expression"), client=CLIENT_OWN_EXPRESSION)
