@@ -2,6 +2,7 @@
 capped, all of them stopped however the run ends (stop_all from finally blocks and signal
 handlers)."""
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -10,6 +11,9 @@ import time
 
 _LIVE = []          # every Proc started and not yet reaped, for the signal handlers
 _LOCK = threading.Lock()
+# how often the waits below look at the TCP tables: a look costs ~0.1 ms, a late one adds
+# its delay to every run
+POLL = 0.005
 
 
 class Proc:
@@ -69,13 +73,30 @@ class Proc:
     def wait(self, timeout):
         """Wait for exit; on timeout the whole group is killed.  Returns the exit code or None."""
         try:
-            rc = self.p.wait(timeout=timeout)
+            rc = self._wait(timeout)
         except subprocess.TimeoutExpired:
             self.stop()
             return None
         self._reader.join(2)
         _forget(self)
         return rc
+
+    def _wait(self, timeout):
+        """Popen.wait(timeout), woken by the exit itself: Popen polls with sleeps of up to 50 ms,
+        which every client run and every stop of a run would add to its wall time.  A pidfd
+        (Linux 5.3) becomes readable when the process exits; without one, Popen's polling."""
+        if self.p.returncode is None:
+            try:
+                fd = os.pidfd_open(self.p.pid)
+            except (AttributeError, OSError):
+                fd = None  # reaped already (its code is kept), or no pidfd here
+            if fd is not None:
+                try:
+                    select.select([fd], [], [], timeout)
+                finally:
+                    os.close(fd)
+                timeout = 0
+        return self.p.wait(timeout=timeout)
 
     def stop(self, grace=3.0):
         if self.p.poll() is None:
@@ -85,7 +106,7 @@ class Proc:
                 except ProcessLookupError:
                     break
                 try:
-                    self.p.wait(timeout=wait)
+                    self._wait(wait)
                     break
                 except subprocess.TimeoutExpired:
                     continue
@@ -136,22 +157,48 @@ def port_open(host, port):
         return False
 
 
-def listening(port, net_dir="/proc/net"):
-    """Whether some socket listens on TCP `port`, read from NET_DIR/tcp{,6} (/proc/PID/net for the
-    network namespace of process PID): no probe connection, so nothing shows up in a capture or
-    in the program's log."""
-    found = False
+# TCP socket states as /proc/net/tcp writes them (the kernel's tcp_states.h)
+TCP_TIME_WAIT, TCP_CLOSE, TCP_LISTEN = "06", "07", "0A"
+# a socket in these has sent every packet of its connection (TIME_WAIT: the last ACK too)
+_DONE_STATES = (TCP_TIME_WAIT, TCP_CLOSE, TCP_LISTEN)
+
+
+def _tcp_sockets(net_dir):
+    """(local port, remote port, state) of every TCP socket in NET_DIR/tcp{,6} (/proc/PID/net for
+    the network namespace of process PID): read, not probed, so nothing shows up in a capture or
+    in a program's log."""
     for name in (f"{net_dir}/tcp", f"{net_dir}/tcp6"):
         try:
             with open(name) as f:
                 next(f)
-                for line in f:
-                    parts = line.split()
-                    if parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:
-                        found = True
+                rows = [line.split() for line in f]
         except OSError:
             continue
-    return found
+        for parts in rows:
+            yield int(parts[1].rsplit(":", 1)[1], 16), int(parts[2].rsplit(":", 1)[1], 16), parts[3]
+
+
+def listening(port, net_dir="/proc/net"):
+    """Whether some socket listens on TCP `port`."""
+    return any(state == TCP_LISTEN and local == port for local, _, state in _tcp_sockets(net_dir))
+
+
+def connections_over(ports, net_dir="/proc/net"):
+    """Whether every connection to or from `ports` is over on the wire: each of their sockets
+    listens, is closed or waits in TIME_WAIT, so the last FIN and ACK have been sent."""
+    return all(state in _DONE_STATES for local, remote, state in _tcp_sockets(net_dir)
+               if local in ports or remote in ports)
+
+
+def wait_connections_over(ports, timeout, net_dir="/proc/net"):
+    """True once connections_over(ports); False after `timeout` seconds (a program that keeps a
+    connection open)."""
+    end = time.time() + timeout
+    while not connections_over(ports, net_dir):
+        if time.time() >= end:
+            return False
+        time.sleep(POLL)
+    return True
 
 
 def wait_port(host, port, proc=None, timeout=10.0, net_dir="/proc/net"):
@@ -162,7 +209,7 @@ def wait_port(host, port, proc=None, timeout=10.0, net_dir="/proc/net"):
             return False
         if listening(port, net_dir):
             return True
-        time.sleep(0.05)
+        time.sleep(POLL)
     return False
 
 
@@ -171,7 +218,7 @@ def wait_port_closed(host, port, timeout=5.0, net_dir="/proc/net"):
     while time.time() < end:
         if not listening(port, net_dir):
             return True
-        time.sleep(0.05)
+        time.sleep(POLL)
     return False
 
 

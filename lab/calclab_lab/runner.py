@@ -15,6 +15,10 @@ from . import paths, procs, sandbox, sniff
 from .scenarios import EXAMPLES, SCENARIOS, Client, Raw, Sleep, Stop, protocol_vectors
 
 HOST = "127.0.0.1"
+# The longest the lab waits for a program to end its connections: between two exchanges, and
+# after the last one before the capture stops (what fixed pauses of 50 ms and 0.3 + 0.2 s gave)
+BETWEEN_EXCHANGES = 0.05
+AFTER_LAST = 0.5
 
 IMPLS = {
     "c": {
@@ -242,6 +246,7 @@ def play(name, templates, ports_base=None, workdir=None, timeout=15.0, golden=No
             if p is not None and not procs.wait_port(HOST, ports["proxy"], p, timeout, box.net_dir):
                 res.errors.append(f"proxy: not listening on {ports['proxy']} within {timeout}s")
         # 2. the capture
+        run_ports = {ports[role] for role in ("proxy", "server")}
         cap = sniff.Capture(res.pcap, [ports["proxy"], ports["server"]], use_sniff=use_sniff, wrap=box.trusted)
         cap.start()
         say(f"capturing with {cap.tool} into {res.pcap}")
@@ -266,7 +271,9 @@ def play(name, templates, ports_base=None, workdir=None, timeout=15.0, golden=No
                         th.join()
                     res.clients += recs
                 i += a.count
-                time.sleep(0.05)
+                # the next exchange starts once this one's connections are over on the wire (as
+                # long as a 50 ms pause used to give them at most)
+                procs.wait_connections_over(run_ports, BETWEEN_EXCHANGES, box.net_dir)
             elif isinstance(a, Stop):
                 say(f"stopping {a.role}")
                 p = res.procs.get(a.role)
@@ -280,7 +287,9 @@ def play(name, templates, ports_base=None, workdir=None, timeout=15.0, golden=No
                 time.sleep(a.seconds)
             elif isinstance(a, Raw):
                 res.raw = _raw_malformed(box, ports["server"], timeout=min(timeout, 5.0))
-        time.sleep(0.3)
+        # the capture stops once the last connection's FIN and ACK are sent (calc-sniff drains
+        # its buffer after that), or when a program keeps a connection open past AFTER_LAST
+        procs.wait_connections_over(run_ports, AFTER_LAST, box.net_dir)
     finally:
         if cap is not None:
             cap.stop()

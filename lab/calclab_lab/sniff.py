@@ -139,15 +139,20 @@ class Capture:
             if not self.proc.alive():
                 self._fail(f"{self.tool} failed: {self.proc.output().strip()}")
             if done():
-                time.sleep(0.1)
+                if not self.use_sniff:
+                    time.sleep(0.1)  # tcpdump's banner is no promise that its filter is set yet
                 return
-            time.sleep(0.02)
+            time.sleep(procs.POLL)
         self._fail(f"{self.tool} did not start capturing within {timeout}s")
 
     def stop(self):
+        """Stop capturing; the caller waits for the run's connections to be over first.  calc-sniff
+        reads on for one block timeout after the signal, so it keeps every packet sent before it;
+        tcpdump stops reading at the signal, so it is given time to read what it was sent."""
         if self.proc is None:
             return
-        time.sleep(0.2)
+        if not self.use_sniff:
+            time.sleep(0.2)
         try:
             os.killpg(self.proc.pid, 2)  # SIGINT: stop capturing, flush, exit
         except ProcessLookupError:
