@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,8 +24,48 @@ static void on_signal(int sig) {
   g_stop = 1;
 }
 
+/* What the capture loop hands each packet to: the run, and the count of packets stamped from
+ * `since` on, which the drain compares with the kernel's count (kernel_kept). */
+typedef struct {
+  run *r;
+  struct timeval since;
+  uint64_t fresh;
+} live_feed;
+
 static void pcap_cb(u_char *user, const struct pcap_pkthdr *h, const u_char *bytes) {
-  handle_frame((run *)user, h, bytes);
+  live_feed *f = (live_feed *)user;
+  handle_frame(f->r, h, bytes);
+  if (timercmp(&h->ts, &f->since, >=)) f->fresh++;
+}
+
+/* Packets the kernel has put into the capture buffer (passed the filter, not dropped), or -1
+ * when it cannot tell. */
+static int64_t kernel_kept(pcap_t *p) {
+  struct pcap_stat st;
+  if (pcap_stats(p, &st) != 0) return -1;
+  return (int64_t)st.ps_recv - (int64_t)st.ps_drop;
+}
+
+/* Whether `iface` is a loopback interface: there the kernel hands the capture each packet twice,
+ * as sent and as received, and libpcap keeps only the received copy. */
+static bool is_loopback(const char *iface) {
+  pcap_if_t *all = NULL;
+  char err[PCAP_ERRBUF_SIZE];
+  bool lo = false;
+  if (pcap_findalldevs(&all, err) != 0) return false;
+  for (pcap_if_t *d = all; d; d = d->next)
+    if (strcmp(d->name, iface) == 0) lo = (d->flags & PCAP_IF_LOOPBACK) != 0;
+  pcap_freealldevs(all);
+  return lo;
+}
+
+/* Whether the capture has read every packet the kernel kept since `kept_before`: on loopback
+ * half of them, rounded up, since a packet's sent copy is counted before its received one. */
+static bool all_read(const live_feed *f, int64_t kept_before, int64_t kept, bool loopback) {
+  if (kept_before < 0 || kept < 0) return false;
+  uint64_t due = (uint64_t)(kept - kept_before);
+  if (loopback) due = (due + 1) / 2;
+  return f->fresh >= due;
 }
 
 static int write_ready(const char *path, const char *iface) {
@@ -96,7 +137,14 @@ int capture_live(const input *in, run *r) {
   sa.sa_handler = on_signal;
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
-  /* The handle is active and filtered: from here on no packet of the scenario is missed. */
+  /* The handle is active and filtered: from here on no packet of the scenario is missed. The
+   * kernel's count from here on and the packets stamped after it tell the drain when it has read
+   * them all (a packet stamped before `since` is not counted as read, so at worst it drains on
+   * to its time limit). */
+  live_feed feed = {r, {0, 0}, 0};
+  bool loopback = is_loopback(iface);
+  int64_t kept_before = kernel_kept(p);
+  gettimeofday(&feed.since, NULL);
   fprintf(stderr, "calc-sniff: capturing on %s, filter \"%s\"\n", iface, filter);
   if (in->ready_file && write_ready(in->ready_file, iface) < 0) {
     fprintf(stderr, "calc-sniff: %s: %s\n", in->ready_file, strerror(errno));
@@ -115,7 +163,7 @@ int capture_live(const input *in, run *r) {
     }
     struct pollfd pfd = {fd, POLLIN, 0};
     if (fd >= 0) poll(&pfd, 1, wait); else usleep((useconds_t)wait * 1000);
-    if (pcap_dispatch(p, -1, pcap_cb, (u_char *)r) == PCAP_ERROR) {
+    if (pcap_dispatch(p, -1, pcap_cb, (u_char *)&feed) == PCAP_ERROR) {
       fprintf(stderr, "calc-sniff: %s: %s\n", iface, pcap_geterr(p));
       rc = -1;
       break;
@@ -125,13 +173,16 @@ int capture_live(const input *in, run *r) {
       fflush(r->out);
     }
   }
-  /* Drain: the block being filled is handed over only at its timeout, so keep reading for one
-   * more timeout (plus a margin) to analyse the packets that arrived just before the stop. */
+  /* Drain: the block being filled is handed over only at its timeout, so the packets that
+   * arrived just before the stop may still be on their way. Read until every packet the kernel
+   * kept since the capture became active has been read, for one more timeout (plus a margin)
+   * at most. */
   double drain_until = now_s() + (LIVE_POLL_MS + 150) / 1000.0;
   while (rc == 0 && now_s() < drain_until) {
+    if (all_read(&feed, kept_before, kernel_kept(p), loopback)) break;
     struct pollfd pfd = {fd, POLLIN, 0};
     if (fd >= 0) poll(&pfd, 1, 20); else usleep(20000);
-    if (pcap_dispatch(p, -1, pcap_cb, (u_char *)r) == PCAP_ERROR) break;
+    if (pcap_dispatch(p, -1, pcap_cb, (u_char *)&feed) == PCAP_ERROR) break;
   }
   struct pcap_stat st;
   if (pcap_stats(p, &st) == 0) {
