@@ -160,7 +160,10 @@ BROKEN = {
 
 
 def broken(tmp_path, name):
-    p = tmp_path / f"{name}.py"
+    # a folder of their own: the sandbox shows a program the folder it lives in, and tmp_path
+    # also holds the runs' work folders, which other runs write while this one copies it
+    (tmp_path / "broken").mkdir(exist_ok=True)
+    p = tmp_path / "broken" / f"{name}.py"
     p.write_text(f"import sys\nsys.path.insert(0, {STUDENT!r})\n" + textwrap.dedent(BROKEN[name]))
     return str(p)
 
