@@ -607,6 +607,20 @@ static void test_verify_3_2(void **state) {
   unlink(c);
 }
 
+/* The E1 exchange of scenario 3.1 on client port `cport`, but the server sends the first FIN
+ * (the reference's client leads every teardown). */
+static void e1_server_leads_teardown(pcapw *w, uint16_t cport) {
+  static uint8_t m[1024];
+  pw_conn k;
+  pw_conn_init(&k, w, cport, 9999, 5, 6);
+  pw_handshake(&k);
+  pw_msg(m, 687, true, 0);
+  pw_send(&k, 0, m, 687);
+  pw_msg(m, 564, false, 200);
+  pw_send(&k, 1, m, 564);
+  pw_fin(&k, 1, false);
+}
+
 static void test_verify_3_1_teardown_and_sizes(void **state) {
   (void)state;
   const char *g = pcapw_tmp("g31"), *c = pcapw_tmp("c31");
@@ -629,13 +643,7 @@ static void test_verify_3_1_teardown_and_sizes(void **state) {
   assert_int_equal(pcapw_open(&w, c, SNIFF_DLT_EN10MB, 0), 0);
   pw_exchange(&w, 40001, 9999, 687, 564);
   pw_conn k;
-  pw_conn_init(&k, &w, 40002, 9999, 5, 6);
-  pw_handshake(&k);
-  pw_msg(M, 687, true, 0);
-  pw_send(&k, 0, M, 687);
-  pw_msg(M, 564, false, 200);
-  pw_send(&k, 1, M, 564);
-  pw_fin(&k, 1, false);
+  e1_server_leads_teardown(&w, 40002);
   pw_exchange(&w, 40003, 9999, 376, 61);
   pw_exchange(&w, 40004, 9999, 376, 60);
   pcapw_close(&w);
@@ -670,13 +678,7 @@ static void test_verify_3_1_teardown_and_sizes(void **state) {
    * answering): the second connection behaves as the golden's first, yet the pairs keep the
    * script's order and only the first connection's teardown fails */
   assert_int_equal(pcapw_open(&w, c, SNIFF_DLT_EN10MB, 0), 0);
-  pw_conn_init(&k, &w, 40001, 9999, 5, 6);
-  pw_handshake(&k);
-  pw_msg(M, 687, true, 0);
-  pw_send(&k, 0, M, 687);
-  pw_msg(M, 564, false, 200);
-  pw_send(&k, 1, M, 564);
-  pw_fin(&k, 1, false);
+  e1_server_leads_teardown(&w, 40001);
   pw_exchange(&w, 40002, 9999, 687, 564);
   pw_exchange(&w, 40003, 9999, 376, 60);
   pcapw_close(&w);
