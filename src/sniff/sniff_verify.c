@@ -420,35 +420,89 @@ static void dlist_free(dlist *l) {
   calc_free(l->match);
 }
 
+/* The capture's connections sorted by signature (then position): a golden connection finds the
+ * first unpaired capture connection with its behaviour by a binary search, not a scan of them
+ * all, so pairing costs O(n log n) however many connections differ. */
+typedef struct sig_ref {
+  const char *sig;
+  uint32_t pos;             /* index in the capture's list */
+} sig_ref;
+typedef struct sig_index {
+  sig_ref *ref;
+  uint32_t *next;           /* at the first slot of a run of equal signatures: the run's first
+                             * slot that may still be unpaired (the slots before it are paired) */
+  uint32_t n;
+} sig_index;
+
+static int cmp_sig_ref(const void *a, const void *b) {
+  const sig_ref *x = a, *y = b;
+  int d = strcmp(x->sig, y->sig);
+  return d ? d : (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+static bool sig_index_build(sig_index *ix, const dlist *C) {
+  ix->n = C->n;
+  ix->ref = calc_calloc((size_t)C->n + 1, sizeof *ix->ref);
+  ix->next = calc_calloc((size_t)C->n + 1, sizeof *ix->next);
+  if (!ix->ref || !ix->next) return false;
+  for (uint32_t j = 0; j < C->n; j++) {
+    ix->ref[j].sig = C->sig[j];
+    ix->ref[j].pos = j;
+    ix->next[j] = j;
+  }
+  qsort(ix->ref, C->n, sizeof *ix->ref, cmp_sig_ref);
+  return true;
+}
+
+static void sig_index_free(sig_index *ix) {
+  calc_free(ix->ref);
+  calc_free(ix->next);
+}
+
+/* The first capture connection (lowest position) that is unpaired and has signature sig, or -1. */
+static int32_t sig_index_first_unpaired(sig_index *ix, const dlist *C, const char *sig) {
+  uint32_t lo = 0, hi = ix->n;  /* the run of sig starts at the first slot not below it */
+  while (lo < hi) {
+    uint32_t mid = lo + (hi - lo) / 2;
+    if (strcmp(ix->ref[mid].sig, sig) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  if (lo == ix->n || strcmp(ix->ref[lo].sig, sig)) return -1;
+  /* the run's connections are paired in any order (the same position is tried first), but
+   * once paired they stay so: the run's cursor only moves forward */
+  uint32_t k = ix->next[lo];
+  while (k < ix->n && C->match[ix->ref[k].pos] >= 0 && !strcmp(ix->ref[k].sig, sig)) k++;
+  ix->next[lo] = k;
+  return k < ix->n && !strcmp(ix->ref[k].sig, sig) ? (int32_t)ix->ref[k].pos : -1;
+}
+
 /* Pairing (scenarios.md: "how segments of different connections interleave" varies):
  * 1. each golden connection takes the first unpaired capture connection with the same reduced
  *    behaviour, trying the same position first: concurrent clients may come in any order;
  * 2. the rest are paired in order and compared check by check; leftovers are missing/extra;
  * 3. ordering: two golden connections one after the other in time (the first ended before the
- *    second began: the scenario's script forced that order) must keep their order. */
-static void pair(dlist *G, dlist *C) {
-  for (uint32_t i = 0; i < G->n; i++) {
-    if (i < C->n && C->match[i] < 0 && !strcmp(G->sig[i], C->sig[i])) {
-      G->match[i] = (int32_t)i;
-      C->match[i] = (int32_t)i;
-      continue;
-    }
-    for (uint32_t j = 0; j < C->n; j++)
-      if (C->match[j] < 0 && !strcmp(G->sig[i], C->sig[j])) {
-        G->match[i] = (int32_t)j;
-        C->match[j] = (int32_t)i;
-        break;
-      }
-  }
+ *    second began: the scenario's script forced that order) must keep their order.
+ * false: out of memory. */
+static bool pair(dlist *G, dlist *C) {
+  sig_index ix;
   bool *leftover = calc_calloc((size_t)G->n + 1, sizeof *leftover);
+  bool ok = sig_index_build(&ix, C) && leftover;
+  for (uint32_t i = 0; ok && i < G->n; i++) {
+    bool same_place = i < C->n && C->match[i] < 0 && !strcmp(G->sig[i], C->sig[i]);
+    int32_t k = same_place ? (int32_t)i : sig_index_first_unpaired(&ix, C, G->sig[i]);
+    if (k < 0) continue;
+    G->match[i] = k;
+    C->match[k] = (int32_t)i;
+  }
+  sig_index_free(&ix);
   uint32_t j = 0, nleft = 0;
-  for (uint32_t i = 0; i < G->n; i++) {
+  for (uint32_t i = 0; ok && i < G->n; i++) {
     if (G->match[i] >= 0) continue;
     while (j < C->n && C->match[j] >= 0) j++;
     if (j >= C->n) break;
     G->match[i] = (int32_t)j;
     C->match[j] = (int32_t)i;
-    if (leftover) leftover[i] = true;
+    leftover[i] = true;
     nleft++;
   }
   /* A pair made in order must not reverse two golden connections the script ran one after
@@ -456,7 +510,7 @@ static void pair(dlist *G, dlist *C) {
    * program, say), the leftover takes the earlier capture connection, and the differences
    * show in the checks of each connection rather than as an order the clients never had.
    * Adjacent swaps, bounded: each removes one inversion. */
-  for (uint32_t pass = 0; leftover && nleft && pass < 64; pass++) {
+  for (uint32_t pass = 0; ok && nleft && pass < 64; pass++) {
     bool swapped = false;
     for (uint32_t i = 0; i + 1 < G->n; i++) {
       int32_t a = G->match[i], b = G->match[i + 1];
@@ -472,6 +526,7 @@ static void pair(dlist *G, dlist *C) {
     if (!swapped) break;
   }
   calc_free(leftover);
+  return ok;
 }
 
 static void compare_lists(cmp *x, const dlist *G, const dlist *C) {
@@ -538,8 +593,7 @@ uint32_t sniff_verify(const sniff_an *golden, const sniff_an *capture, sniff_rep
   dlist G, C;
   memset(&G, 0, sizeof G);
   memset(&C, 0, sizeof C);
-  if (g.ok && c.ok && dlist_build(&G, &g) && dlist_build(&C, &c)) {
-    pair(&G, &C);
+  if (g.ok && c.ok && dlist_build(&G, &g) && dlist_build(&C, &c) && pair(&G, &C)) {
     compare_lists(&x, &G, &C);
   } else {
     rep->oom = true;

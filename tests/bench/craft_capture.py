@@ -3,6 +3,8 @@
 usage: craft_capture.py OUT VECTORS 3.2 ROUNDS    ROUNDS x scenario 3.2 (E1 miss, E1 hit, E2 miss)
        craft_capture.py OUT VECTORS one N         N short connections, one E1 request each, answered
                                                   by a canned server (10 segments per connection)
+       craft_capture.py OUT VECTORS one-fin-server N   the same, but the server sends the first FIN:
+                                                  verified against `one N`, every connection differs
 
 Real payloads from the vectors (legacy-expressions.jsonl), Linux-loopback style: EN10MB,
 3-way handshake, one ACK per data segment, 3-segment teardown led by the client, fresh ports."""
@@ -67,12 +69,13 @@ class Conn:
         self.n[side] += len(data)
         self.w.seg(b, a, self.n[1 - side], self.n[side], A)
 
-    def fin(self):
-        self.w.seg(self.cp, self.sp, self.n[0], self.n[1], F | A)
-        self.n[0] += 1
-        self.w.seg(self.sp, self.cp, self.n[1], self.n[0], F | A)
-        self.n[1] += 1
-        self.w.seg(self.cp, self.sp, self.n[0], self.n[1], A)
+    def fin(self, side=0):
+        a, b = (self.cp, self.sp) if side == 0 else (self.sp, self.cp)
+        self.w.seg(a, b, self.n[side], self.n[1 - side], F | A)
+        self.n[side] += 1
+        self.w.seg(b, a, self.n[1 - side], self.n[side], F | A)
+        self.n[1 - side] += 1
+        self.w.seg(a, b, self.n[side], self.n[1 - side], A)
 
 
 def main():
@@ -97,16 +100,16 @@ def main():
                 d.send(1, e[ex][1])
                 d.fin()
         what = f"{count} rounds of scenario 3.2"
-    elif kind == "one":
+    elif kind in ("one", "one-fin-server"):
         for k in range(1, count + 1):
             c = Conn(w, 9999, k)
             c.handshake()
             c.send(0, e[1][0])
             c.send(1, e[1][1])
-            c.fin()
-        what = f"{count} one-request connections"
+            c.fin(0 if kind == "one" else 1)
+        what = f"{count} one-request connections" + (", the server closing first" if kind != "one" else "")
     else:
-        sys.exit(f"craft_capture: unknown kind {kind!r} (3.2 or one)")
+        sys.exit(f"craft_capture: unknown kind {kind!r} (3.2, one or one-fin-server)")
     w.f.close()
     print(f"crafted {w.n} packets ({what})", file=sys.stderr)
 

@@ -856,6 +856,66 @@ static void test_verify_concurrent(void **state) {
   unlink(c);
 }
 
+/* Thousands of concurrent client->server connections, each with a request size of its own
+ * (100 + its golden position). The capture holds them in another order: in every three, the
+ * first keeps its place but answers 61 B instead of 60, the other two swap places. */
+#define MANY_CONNS 3000u
+static uint32_t many_capture_twin(uint32_t pos) {  /* the golden connection at capture position pos */
+  return pos % 3 == 0 ? pos : pos % 3 == 1 ? pos + 1 : pos - 1;
+}
+static void many_conns_file(const char *path, bool capture) {
+  static pw_conn d[MANY_CONNS];
+  pcapw w;
+  assert_int_equal(pcapw_open(&w, path, SNIFF_DLT_EN10MB, 0), 0);
+  for (uint32_t p = 0; p < MANY_CONNS; p++) {
+    pw_conn_init(&d[p], &w, (uint16_t)(20000 + p), 9999, 1000u * p + 1, 7u * p + 3);
+    pw_handshake(&d[p]);
+  }
+  for (uint32_t p = 0; p < MANY_CONNS; p++) {
+    uint32_t g = capture ? many_capture_twin(p) : p;
+    uint16_t resp = capture && g % 3 == 0 ? 61 : 60;
+    pw_msg(M, (uint16_t)(100 + g), true, 0);
+    pw_send(&d[p], 0, M, 100 + g);
+    pw_msg(M, resp, false, 200);
+    pw_send(&d[p], 1, M, resp);
+  }
+  for (uint32_t p = 0; p < MANY_CONNS; p++) pw_fin(&d[p], 0, false);
+  pcapw_close(&w);
+}
+
+/* Pairing by behaviour at scale: every connection finds its twin wherever it is, the ones that
+ * differ pair in order with the capture connections left over, and only their responses fail. */
+static void test_verify_many_differing(void **state) {
+  (void)state;
+  const char *g = pcapw_tmp("gmany"), *c = pcapw_tmp("cmany");
+  many_conns_file(g, false);
+  many_conns_file(c, true);
+  sniff_report rep;
+  report_files(g, c, &rep);
+  assert_false(rep.oom);
+  uint32_t i = 0;
+  for (uint32_t k = 0; k < rep.n; k++) {
+    const sniff_item *it = &rep.items[k];
+    if (it->check != SNIFF_CK_CONNECTIONS) continue;
+    assert_true(it->passed);
+    /* golden connection i is the capture's id twin + 1, twin being its capture position */
+    uint32_t want = i % 3 == 0 ? i : i % 3 == 1 ? i + 1 : i - 1;
+    assert_int_equal(many_capture_twin(want), i);
+    assert_int_equal(it->conn, want + 1);
+    i++;
+  }
+  assert_int_equal(i, MANY_CONNS);
+  assert_int_equal(failed_as(&rep, SNIFF_CK_RESPONSE_SIZE, SNIFF_PARTY_SERVER), MANY_CONNS / 3);
+  for (uint32_t k = 0; k < rep.n; k++)
+    if (!rep.items[k].passed) {
+      assert_int_equal(rep.items[k].conn % 3, 1);  /* ids 1, 4, 7...: capture positions 0, 3, 6... */
+      assert_non_null(strstr(sniff_item_detail(&rep, &rep.items[k]), "response 1 of 61 B seen; the reference's is 60 B"));
+    }
+  sniff_report_free(&rep);
+  unlink(g);
+  unlink(c);
+}
+
 /* Analyses capture f with payloads decoded (the timeline's and --json's options), which must
  * hold nmsgs messages. */
 static void analyze_decoded(const char *f, sniff_an *an, uint32_t nmsgs) {
@@ -1044,6 +1104,7 @@ int main(void) {
       cmocka_unit_test(test_verify_every_difference),
       cmocka_unit_test(test_verify_3_3),
       cmocka_unit_test(test_verify_concurrent),
+      cmocka_unit_test(test_verify_many_differing),
       cmocka_unit_test(test_untrusted_text),
       cmocka_unit_test(test_malformed_messages),
       cmocka_unit_test(test_decode_out_of_memory_not_remembered),
