@@ -995,6 +995,148 @@ static void test_malformed_messages(void **state) {
   unlink(f);
 }
 
+
+/* ---- request-header: a request whose flags word differs from the reference's ---- */
+#define FLAGS_REF (CALC_FLAG_CACHE | CALC_FLAG_STEPS | CALC_FLAG_REQUEST)  /* the seed's 0x1c00 */
+
+/* A request of size bytes into buf with flags word `flags`. */
+static void request_with_flags(uint8_t *buf, uint16_t size, uint16_t flags) {
+  pw_msg(buf, size, true, 0);
+  buf[6] = (uint8_t)(flags >> 8);
+  buf[7] = (uint8_t)flags;
+}
+
+/* Scenario 3.1's three exchanges straight to the server; exchange `which` (1-based, 0 none)
+ * asks with flags word `flags` and is answered with resp bytes. */
+static void exchanges_3_1(const char *path, int which, uint16_t flags, uint16_t resp) {
+  static uint8_t q[1024], r[1024];
+  static const uint16_t req_size[3] = {687, 687, 376}, resp_size[3] = {564, 564, 60};
+  pcapw w;
+  assert_int_equal(pcapw_open(&w, path, SNIFF_DLT_EN10MB, 0), 0);
+  for (int i = 0; i < 3; i++) {
+    request_with_flags(q, req_size[i], i + 1 == which ? flags : FLAGS_REF);
+    uint16_t rs = i + 1 == which ? resp : resp_size[i];
+    pw_msg(r, rs, false, 200);
+    exchange(&w, (uint16_t)(40001 + i), q, req_size[i], r, rs);
+  }
+  pcapw_close(&w);
+}
+
+/* One proxied E1 request (the reference's flags from the client), forwarded upstream with
+ * flags word `upstream_flags`. */
+static void proxy_forwards_flags(const char *path, uint16_t upstream_flags) {
+  static uint8_t q[1024], r[1024];
+  pcapw w;
+  assert_int_equal(pcapw_open(&w, path, SNIFF_DLT_EN10MB, 0), 0);
+  pw_conn d, u;
+  pw_conn_init(&d, &w, 41001, 9998, 11, 13);
+  pw_handshake(&d);
+  request_with_flags(q, 687, FLAGS_REF);
+  pw_send(&d, 0, q, 687);
+  pw_conn_init(&u, &w, 41002, 9999, 17, 19);
+  pw_handshake(&u);
+  request_with_flags(q, 687, upstream_flags);
+  pw_send(&u, 0, q, 687);
+  pw_msg(r, 564, false, 200);
+  pw_send(&u, 1, r, 564);
+  pw_fin(&u, 0, false);
+  pw_send(&d, 1, r, 564);
+  pw_fin(&d, 0, false);
+  pcapw_close(&w);
+}
+
+/* The report's request-header items: how many, all passed or not, each about party who. */
+static uint32_t request_header_items(const sniff_report *rep, sniff_party who, uint32_t *failed) {
+  uint32_t n = 0;
+  *failed = 0;
+  for (uint32_t i = 0; i < rep->n; i++) {
+    const sniff_item *it = &rep->items[i];
+    if (it->check != SNIFF_CK_REQUEST_HEADER) continue;
+    assert_string_equal(sniff_party_name((sniff_party)it->party), sniff_party_name(who));
+    assert_true(it->npkts > 0);
+    n++;
+    if (!it->passed) (*failed)++;
+  }
+  return n;
+}
+
+/* The report's one failed item of check k: it exists, is about party who and capture
+ * connection conn, and its text holds `text`. */
+static void assert_failed_item(const sniff_report *rep, sniff_check k, sniff_party who, uint32_t conn,
+                               const char *text) {
+  for (uint32_t i = 0; i < rep->n; i++) {
+    const sniff_item *it = &rep->items[i];
+    if (it->passed || it->check != k) continue;
+    assert_string_equal(sniff_party_name((sniff_party)it->party), sniff_party_name(who));
+    assert_int_equal(it->conn, conn);
+    if (!strstr(sniff_item_detail(rep, it), text)) fail_msg("\"%s\" not in \"%s\"", text, sniff_item_detail(rep, it));
+    return;
+  }
+  fail_msg("no failed %s item", sniff_check_name(k));
+}
+
+/* Verifying capture c against golden g fails one item, as assert_failed_item describes it. */
+static void assert_one_failure(const char *g, const char *c, sniff_check k, sniff_party who, uint32_t conn,
+                               const char *text) {
+  sniff_report rep;
+  report_files(g, c, &rep);
+  assert_int_equal(rep.failed, 1);
+  assert_failed_item(&rep, k, who, conn, text);
+  sniff_report_free(&rep);
+}
+
+static void test_verify_request_header(void **state) {
+  (void)state;
+  const char *g = pcapw_tmp("ghdr"), *c = pcapw_tmp("chdr");
+  sniff_report rep;
+  uint32_t failed;
+  exchanges_3_1(g, 0, 0, 0);
+  /* the same flags, and the reserved bits set (the reference only warns about them): a pass,
+   * one request-header item per request, each the client's */
+  exchanges_3_1(c, 2, FLAGS_REF | CALC_FLAG_RESERVED, 564);
+  report_files(g, c, &rep);
+  assert_int_equal(rep.failed, 0);
+  assert_int_equal(request_header_items(&rep, SNIFF_PARTY_CLIENT, &failed), 3);
+  assert_int_equal(failed, 0);
+  for (uint32_t i = 0; i < rep.n; i++)
+    if (rep.items[i].check == SNIFF_CK_REQUEST_HEADER)
+      assert_non_null(strstr(sniff_item_detail(&rep, &rep.items[i]),
+                             "request 1 asks with steps, with the cache, as in the reference"));
+  sniff_report_free(&rep);
+  /* the second request asks without steps and gets a shorter answer: the request's header is
+   * the client's fault, and so is the response of another size (the server answered what it
+   * was asked) */
+  exchanges_3_1(c, 2, CALC_FLAG_CACHE | CALC_FLAG_REQUEST, 300);
+  report_files(g, c, &rep);
+  assert_int_equal(rep.failed, 2);
+  assert_int_equal(request_header_items(&rep, SNIFF_PARTY_CLIENT, &failed), 3);
+  assert_int_equal(failed, 1);
+  assert_failed_item(&rep, SNIFF_CK_REQUEST_HEADER, SNIFF_PARTY_CLIENT, 2,
+                     "connection 2 (client->server, #2): request 1 asks without steps, with the cache; "
+                     "the reference's asks with steps, with the cache");
+  assert_failed_item(&rep, SNIFF_CK_RESPONSE_SIZE, SNIFF_PARTY_CLIENT, 2,
+                     "response 1 of 300 B seen; the reference's is 564 B (the request asked for something else)");
+  sniff_report_free(&rep);
+  /* the first request does not allow the cache; the answer is the same: one failure */
+  exchanges_3_1(c, 1, CALC_FLAG_STEPS | CALC_FLAG_REQUEST, 564);
+  assert_one_failure(g, c, SNIFF_CK_REQUEST_HEADER, SNIFF_PARTY_CLIENT, 1,
+                     "connection 1 (client->server, #1): request 1 asks with steps, without the cache; "
+                     "the reference's asks with steps, with the cache");
+  /* a proxy that forwards the client's request without its cache flag: the proxy's fault, on
+   * the upstream connection; forwarded as asked, it passes */
+  proxy_forwards_flags(g, FLAGS_REF);
+  proxy_forwards_flags(c, CALC_FLAG_STEPS | CALC_FLAG_REQUEST);
+  assert_one_failure(g, c, SNIFF_CK_REQUEST_HEADER, SNIFF_PARTY_PROXY, 2,
+                     "connection 1 (client->proxy, #1) request 1 upstream 1 (#2): request 1 asks with steps, "
+                     "without the cache; the reference's asks with steps, with the cache");
+  proxy_forwards_flags(c, FLAGS_REF);
+  report_files(g, c, &rep);
+  assert_int_equal(rep.failed, 0);
+  sniff_report_free(&rep);
+  unlink(g);
+  unlink(c);
+}
+
 /* Running out of memory while decoding a payload is the analysis's failure, not the payload's:
  * the message is not marked malformed, and the next copy of the same payload is decoded once
  * memory is back instead of inheriting a remembered failure. Every allocation fails once. */
@@ -1107,6 +1249,7 @@ int main(void) {
       cmocka_unit_test(test_verify_many_differing),
       cmocka_unit_test(test_untrusted_text),
       cmocka_unit_test(test_malformed_messages),
+      cmocka_unit_test(test_verify_request_header),
       cmocka_unit_test(test_decode_out_of_memory_not_remembered),
       cmocka_unit_test(test_garbage),
   };
