@@ -151,7 +151,7 @@ def to_dlt_null(src, dst):
     dst.write_bytes(b"".join(out))
 
 
-def craft_segments(path):
+def craft_segments(path, proxy_port=9998, server_port=9999):
     """Split and merged messages: hand-made cases, then every stream of the framing fuzz corpus
     replayed in the chunk sizes its first byte gives (fuzz/fuzz_frame.c)."""
     cap = Pcap()
@@ -159,18 +159,18 @@ def craft_segments(path):
     req = next(m for m in msgs if m[6] & 0x04)         # the T bit: a request
     resp = next(m for m in msgs if not m[6] & 0x04)
     port = 40000
-    c = Conn(cap, port, 9999)          # one request in 3 segments (its header split too), answer in 2
+    c = Conn(cap, port, server_port)      # one request in 6 segments (its header split too), answer in 2
     c.send("c", req, [5, 300])
     c.send("s", resp, [400])
     c.close()
-    c = Conn(cap, port + 1, 9999)      # 2.5 requests in one segment, then the rest; 3 answers in one
+    c = Conn(cap, port + 1, server_port)  # 2.5 requests in one segment, then the rest; 3 answers in one
     c.send("c", req + req + req, [2 * len(req) + 100])
     c.send("s", resp * 3)
     c.close()
-    c = Conn(cap, port + 2, 9998)      # a good message, then a total length below 12: framing stops
+    c = Conn(cap, port + 2, proxy_port)   # a good message, then a total length below 12: framing stops
     c.send("c", req + message(b"", total=5) + req)
     c.close()
-    c = Conn(cap, port + 3, 9999)      # header-only messages: an empty request, an empty 400 answer
+    c = Conn(cap, port + 3, server_port)  # header-only messages: an empty request, an empty 400 answer
     c.send("c", message(b""))
     c.send("s", message(b"", request=False, status=400))
     c.close()
@@ -178,7 +178,7 @@ def craft_segments(path):
         data = f.read_bytes()
         if len(data) < 2:
             continue
-        c = Conn(cap, port + 10 + i, 9999)
+        c = Conn(cap, port + 10 + i, server_port)
         c.send("c", data[1:], [data[0] % 37 + 1])
         c.close()
     cap.write(path)
@@ -586,15 +586,21 @@ def message_notes(timeline):
     return out
 
 
+def info_column(path, *opts):
+    """tshark's Info column of every frame with calculator data: {frame number: Info}."""
+    r = subprocess.run([TSHARK, "-X", f"lua_script:{LUA}", *opts, "-r", str(path), "-Y", "calc", "-T", "fields",
+                        "-e", "frame.number", "-e", "_ws.col.Info"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "Lua" not in r.stderr, r.stderr
+    return {int(k): v for k, v in (line.split("\t", 1) for line in r.stdout.split("\n") if line)}
+
+
 @pytest.mark.parametrize("name", ["3.3", "segments", "hostile"])
 def test_info_column_reads_like_calc_sniff_notes(decoded, name):
     """The Info column of every frame with messages: calc-sniff's notes for them, capitalised,
     "in K segments" included."""
     path = decoded[name][2]
-    r = subprocess.run([TSHARK, "-X", f"lua_script:{LUA}", "-r", str(path), "-Y", "calc", "-T", "fields",
-                        "-e", "frame.number", "-e", "_ws.col.Info"], capture_output=True, text=True, timeout=300)
-    infos = dict(line.split("\t", 1) for line in r.stdout.split("\n") if line)
-    infos = {int(k): v for k, v in infos.items() if not v.startswith("Unframed data")}
+    infos = {k: v for k, v in info_column(path).items() if not v.startswith("Unframed data")}
     sn = subprocess.run([exe("calc-sniff"), "-r", str(path)], capture_output=True, text=True, timeout=300).stdout
     want = {k: "; ".join(n[0].upper() + n[1:] for n in v) for k, v in message_notes(sn).items()}
     assert want and infos.keys() == want.keys()
@@ -621,3 +627,103 @@ def test_install_puts_the_dissector_where_tshark_loads_it(tmp_path):
     r = subprocess.run([TSHARK, "-r", str(CAPTURES / "3.1.pcap"), "-Y", "calc.result", "-T", "fields",
                         "-e", "calc.result"], env=env, capture_output=True, text=True, timeout=120)
     assert r.stdout.split() == ["-0.38748277824137206", "-0.38748277824137206", "6"]
+
+
+# ---- the ports: the preference, Decode As, and the user's Decode As entries
+
+@pytest.mark.build_independent
+def test_decode_as_ports_read_like_preference_ports(tmp_path):
+    """The split and merged messages on ports neither the default nor anything else decodes:
+    Decode As on them gives the Info ("in K segments" included) and the message trees the
+    preference naming them gives, which are what the default ports give."""
+    craft_segments(tmp_path / "default.pcap")
+    craft_segments(tmp_path / "other.pcap", 7001, 7002)
+    pref = ("-o", "calc.ports:7001-7002")
+    decode_as = ("-d", "tcp.port==7001,calc", "-d", "tcp.port==7002,calc")
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        infos = [pool.submit(info_column, tmp_path / "default.pcap"),
+                 pool.submit(info_column, tmp_path / "other.pcap", *pref),
+                 pool.submit(info_column, tmp_path / "other.pcap", *decode_as)]
+        trees = [pool.submit(run_tshark, tmp_path / "default.pcap"),
+                 pool.submit(run_tshark, tmp_path / "other.pcap", *decode_as)]
+        want, by_pref, by_decode_as = (f.result() for f in infos)
+        default_trees, decode_as_trees = (f.result() for f in trees)
+    assert sum(re.search(r" B in \d+ segments: ", v) is not None for v in want.values()) >= 50
+    assert by_pref == want
+    assert by_decode_as == want
+    for m in default_trees + decode_as_trees:
+        del m["sport"]
+    assert decode_as_trees == default_trees
+
+
+# A probe loaded after calc.lua: which dissector the TCP port table holds for each port asked,
+# once dissection starts (Decode As and the preferences then apply).
+PORT_PROBE = """
+local tcp_port = DissectorTable.get("tcp.port")
+local probe = Proto("portprobe", "port probe")
+function probe.init()
+  for _, port in ipairs({ %s }) do
+    print("port " .. port .. " " .. tostring(tcp_port:get_dissector(port)))
+  end
+end
+"""
+
+
+def ports_capture(path, ports):
+    """One connection to each port: a request in segments of 100 bytes and its answer."""
+    cap = Pcap()
+    msgs = golden_payloads()
+    req = next(m for m in msgs if m[6] & 0x04)
+    resp = next(m for m in msgs if not m[6] & 0x04)
+    for i, port in enumerate(ports):
+        c = Conn(cap, 45000 + i, port)
+        c.send("c", req, [100])
+        c.send("s", resp)
+        c.close()
+    cap.write(path)
+
+
+# What the TCP port table holds for the ports the next test asks about, before calc.lua changes
+# anything, with the profile's Decode As entries: 9998, a preference port, sent to Echo, and
+# 7001 sent to calc.
+PORTS_ASKED = (9998, 9999, 7001, 7002, 6000)
+PORTS_BEFORE = {9998: "ECHO", 9999: "TPLINK-SMARTHOME", 7001: "CALC", 7002: "nil", 6000: "X11"}
+REQUEST_SIZE = 687
+
+
+@pytest.mark.build_independent
+@pytest.mark.parametrize("ports, calc_on", [
+    (None, {9999, 7001}),
+    ("9998,9999,7002", {9999, 7001, 7002}),   # 9998 stays, and so does its Decode As to Echo
+    ("9998", {7001}),                         # 9999 goes back to TP-Link's protocol
+    ("6000", {7001, 6000}),                   # X11's port while the preference names it
+])
+def test_ports_preference_change_keeps_decode_as_entries(tmp_path, ports, calc_on):
+    """A profile with Decode As entries, and a ports preference changed after they are read
+    (-o): the change adds and removes its own ports only. The user's entries stay, a port the
+    preference gives up gets back what it decoded as before, and the messages on the Decode As
+    port read as on the preference's ("in 7 segments")."""
+    profile = tmp_path / ".config" / "wireshark"
+    profile.mkdir(parents=True)
+    (profile / "decode_as_entries").write_text("decode_as_entry: tcp.port,9998,(none),ECHO\n"
+                                               "decode_as_entry: tcp.port,7001,(none),CALC\n")
+    probe = tmp_path / "probe.lua"
+    probe.write_text(PORT_PROBE % ", ".join(map(str, PORTS_ASKED)))
+    ports_capture(tmp_path / "ports.pcap", PORTS_ASKED)
+    opts = ("-o", f"calc.ports:{ports}") if ports else ()
+    r = subprocess.run([TSHARK, "-X", f"lua_script:{LUA}", "-X", f"lua_script:{probe}", *opts,
+                        "-r", str(tmp_path / "ports.pcap"), "-T", "fields", "-e", "tcp.dstport", "-e", "tcp.len",
+                        "-e", "_ws.col.Protocol", "-e", "_ws.col.Info"],
+                       env={**os.environ, "HOME": str(tmp_path)}, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "Lua" not in r.stderr, r.stderr
+    table = {int(port): name for port, name in re.findall(r"^port (\d+) (.*)$", r.stdout, re.M)}
+    assert table == {p: "CALC" if p in calc_on else PORTS_BEFORE[p] for p in PORTS_ASKED}
+    # the segment completing each request (its last 87 bytes), by server port
+    requests = {int(port): (proto, info) for port, length, proto, info in
+                (line.split("\t") for line in r.stdout.split("\n") if line.count("\t") == 3)
+                if length == str(REQUEST_SIZE % 100)}
+    assert requests.keys() == set(PORTS_ASKED)
+    for port in calc_on:
+        assert requests[port][0] == "CALC" and requests[port][1].startswith(
+            f"Request {REQUEST_SIZE} B in 7 segments: "), (port, requests[port])
+    assert requests[9998][0] == "ECHO"
