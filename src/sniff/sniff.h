@@ -104,7 +104,7 @@ const char *sniff_end_name(sniff_end e);
 #define SNIFF_SEQ_WINDOW (1u << 28)
 /* Connections and messages kept per analysis: a bound on memory for endless live captures
  * (about 2 GiB at the limits); past them new connections/messages are not tracked and the
- * analysis is flagged incomplete (an->limited), which makes a verdict inconclusive. */
+ * analysis is incomplete (an->incomplete is CALC_ERR_LIMIT), which makes a verdict inconclusive. */
 #define SNIFF_MAX_CONNS (4u << 20)
 #define SNIFF_MAX_MSGS (8u << 20)
 /* Expression/result text kept per message (JSON carries it; notes abbreviate it). */
@@ -206,8 +206,9 @@ typedef struct sniff_an {
   uint64_t pkts, tcp_pkts, other_pkts, bad_pkts, trunc_pkts;
   uint64_t ts_first;
   struct sniff_textcache *tc;  /* decoded payloads by content (sniff_tcp.c), lazily allocated */
-  bool oom;
-  bool limited;             /* SNIFF_MAX_CONNS or SNIFF_MAX_MSGS reached */
+  calc_err incomplete;      /* why the analysis missed something it was fed: CALC_OK nothing,
+                             * CALC_ERR_LIMIT SNIFF_MAX_CONNS or SNIFF_MAX_MSGS reached,
+                             * CALC_ERR_NOMEM memory ran out (kept over a limit reached too) */
   /* per-packet outputs of sniff_feed */
   calc_buf notes;           /* "; "-separated notes for the packet just fed */
   uint32_t last_conn;       /* connection id of the packet just fed, 0 none */
@@ -219,8 +220,8 @@ typedef struct sniff_an {
 void sniff_an_init(sniff_an *an, const sniff_opts *o);
 void sniff_an_free(sniff_an *an);
 /* Feeds one decoded TCP segment (in capture order). Fills an->notes / last_conn. Returns
- * CALC_OK; CALC_ERR_LIMIT when the segment opened a connection past SNIFF_MAX_CONNS (not tracked,
- * an->limited set); CALC_ERR_NOMEM once memory has run out (an->oom set). Either way the
+ * CALC_OK; CALC_ERR_LIMIT when the segment opened a connection past SNIFF_MAX_CONNS (not
+ * tracked); CALC_ERR_NOMEM once memory has run out. Either way an->incomplete says so and the
  * analysis goes on, incomplete. */
 calc_err sniff_feed(sniff_an *an, const sniff_pkt *p);
 /* Decodes and feeds one captured frame; counts non-TCP and bad frames. p (may be NULL) gets

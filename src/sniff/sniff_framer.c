@@ -52,7 +52,7 @@ static void msg_done(sniff_an *an, sniff_conn *c, int dir, sniff_msg *m, const u
   if (c->role == SNIFF_ROLE_CLIENT_PROXY) {
     if (dir == 0 && m->complete) {
       c->pending_req = (int32_t)(m - an->msgs);
-      if (sniff_pending_add(an, c->id) < 0) an->oom = true;
+      if (sniff_pending_add(an, c->id) < 0) sniff_incomplete(an, CALC_ERR_NOMEM);
     } else if (dir == 1 && c->last_req >= 0) {
       const sniff_msg *req = &an->msgs[c->last_req];
       const sniff_conn *u = sniff_conn_get(an, req->first_upstream);
@@ -96,13 +96,13 @@ void sniff_framer_feed(sniff_an *an, sniff_conn *c, int dir, const uint8_t *data
     const uint8_t *body = NULL;
     if (d->cur_msg < 0) {
       if (an->nmsgs >= SNIFF_MAX_MSGS) {
-        an->limited = true;
+        sniff_incomplete(an, CALC_ERR_LIMIT);
         d->desync = true;
         return;
       }
       sniff_msg *ms = sniff_array_room(&an->msg_store, an->nmsgs, sizeof *ms, SNIFF_MAX_MSGS);
       if (!ms) {
-        an->oom = true;
+        sniff_incomplete(an, CALC_ERR_NOMEM);
         return;
       }
       an->msgs = ms;

@@ -11,6 +11,14 @@
 
 #include "sniff.h"
 
+/* The analysis goes on without what e (CALC_ERR_NOMEM or CALC_ERR_LIMIT) cost it; an->incomplete
+ * keeps why, running out of memory over a limit (it is the one that needs explaining).
+ * Returns e. */
+static inline calc_err sniff_incomplete(sniff_an *an, calc_err e) {
+  if (an->incomplete != CALC_ERR_NOMEM) an->incomplete = e;
+  return e;
+}
+
 /* Zeek history letters; bit i of sniff_dir.hist is the i-th of "SHADFRTGW". */
 enum { H_S, H_H, H_A, H_D, H_F, H_R, H_T, H_G, H_W };
 void sniff_hist_add(sniff_conn *c, int dir, int letter);
@@ -55,7 +63,7 @@ void sniff_framer_feed(sniff_an *an, sniff_conn *c, int dir, const uint8_t *data
 
 /* m's payload p[0, n) decoded to text (kept by the analysis, shared by equal payloads); ab gets
  * its abbreviation for notes. A payload that is no request or response sets m->err to the
- * decoder's error (its text says why). NULL when memory ran out (an->oom set, m->err left
+ * decoder's error (its text says why). NULL when memory ran out (an->incomplete set, m->err left
  * CALC_OK: the payload is not to blame, and nothing of it is remembered). */
 char *sniff_text_decode(sniff_an *an, sniff_msg *m, const uint8_t *p, size_t n, char ab[48]);
 /* Frees the text cache and the texts. */

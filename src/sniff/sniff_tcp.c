@@ -113,11 +113,14 @@ static int slots_grow(sniff_an *an) {
 
 static sniff_conn *conn_new(sniff_an *an, const sniff_pkt *p, bool orig_is_src, struct sniff_slot *slot, uint32_t h) {
   if (an->nconns >= SNIFF_MAX_CONNS) {
-    an->limited = true;
+    sniff_incomplete(an, CALC_ERR_LIMIT);
     return NULL;
   }
   sniff_conn *conns = sniff_array_room(&an->conn_store, an->nconns, sizeof *conns, SNIFF_MAX_CONNS);
-  if (!conns) return NULL;
+  if (!conns) {
+    sniff_incomplete(an, CALC_ERR_NOMEM);
+    return NULL;
+  }
   an->conns = conns;
   sniff_conn *c = &an->conns[an->nconns++];
   memset(c, 0, sizeof *c);
@@ -285,7 +288,7 @@ static void store_ooo(sniff_an *an, sniff_conn *c, int dir, uint32_t seq, const 
     }
   if (!d->ro) {
     if (!(d->ro = calc_malloc(sizeof *d->ro))) {
-      an->oom = true;
+      sniff_incomplete(an, CALC_ERR_NOMEM);
       return;
     }
     calc_buf_init(&d->ro->buf, 0);
@@ -296,7 +299,7 @@ static void store_ooo(sniff_an *an, sniff_conn *c, int dir, uint32_t seq, const 
   }
   size_t off = d->ro->buf.len;
   if (calc_buf_append(&d->ro->buf, data, cap) < 0) {
-    an->oom = true;
+    sniff_incomplete(an, CALC_ERR_NOMEM);
     return;
   }
   d->ro->seg[d->nooo++] = (sniff_ooo){seq, (uint32_t)len, (uint32_t)cap, (uint32_t)off};
@@ -450,12 +453,11 @@ calc_err sniff_feed(sniff_an *an, const sniff_pkt *p) {
         sniff_note(an, "RST by %s", side(dir));
     }
   }
-  return an->oom ? CALC_ERR_NOMEM : CALC_OK;
-no_conn:
-  if (an->limited) return CALC_ERR_LIMIT;  /* past SNIFF_MAX_CONNS: not tracked */
+  return an->incomplete == CALC_ERR_NOMEM ? CALC_ERR_NOMEM : CALC_OK;
+no_conn:  /* past SNIFF_MAX_CONNS, or no memory for it: not tracked (conn_new said why) */
+  return an->nconns >= SNIFF_MAX_CONNS ? CALC_ERR_LIMIT : CALC_ERR_NOMEM;
 oom:
-  an->oom = true;
-  return CALC_ERR_NOMEM;
+  return sniff_incomplete(an, CALC_ERR_NOMEM);
 }
 
 calc_err sniff_feed_frame(sniff_an *an, int dlt, const uint8_t *buf, size_t caplen, uint64_t ts_usec,

@@ -146,13 +146,13 @@ static char *decode_payload(struct sniff_textcache *tc, sniff_msg *m, const uint
 
 char *sniff_text_decode(sniff_an *an, sniff_msg *m, const uint8_t *p, size_t n, char ab[48]) {
   if (!an->tc && !(an->tc = calc_calloc(1, sizeof *an->tc))) {
-    an->oom = true;
+    sniff_incomplete(an, CALC_ERR_NOMEM);
     return NULL;
   }
   if (n > TC_MAX_PAYLOAD) {
     char *t = decode_payload(an->tc, m, p, n);
     if (t) text_abbrev(t, ab, 48);
-    else an->oom = true;
+    else sniff_incomplete(an, CALC_ERR_NOMEM);
     return t;
   }
   uint32_t h = payload_hash(p, n) ^ (m->h.is_request ? 0x80000000u : 0) ^ m->h.status;
@@ -165,7 +165,7 @@ char *sniff_text_decode(sniff_an *an, sniff_msg *m, const uint8_t *p, size_t n, 
   }
   char *t = decode_payload(an->tc, m, p, n);
   if (!t) {
-    an->oom = true;
+    sniff_incomplete(an, CALC_ERR_NOMEM);
     return NULL;
   }
   text_abbrev(t, ab, 48);

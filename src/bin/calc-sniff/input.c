@@ -5,7 +5,7 @@
 void handle_frame(run *r, const struct pcap_pkthdr *h, const uint8_t *bytes) {
   uint64_t ts = (uint64_t)h->ts.tv_sec * 1000000u + (uint64_t)h->ts.tv_usec;
   if (r->dumper) pcap_dump((u_char *)r->dumper, h, bytes);
-  /* Out of memory and analysis limits are reported once, at the end (an.oom, an.limited). */
+  /* Out of memory and analysis limits are reported once, at the end (an.incomplete). */
   sniff_pkt p;
   calc_err err = sniff_feed_frame(&r->an, r->dlt, bytes, h->caplen, ts, &p);
   if (r->mode != OUT_TIMELINE && !r->packets) return;

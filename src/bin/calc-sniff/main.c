@@ -112,10 +112,11 @@ static sniff_exit run_plain(const input *in, sniff_opts *so, out_mode mode, bool
   else if (mode == OUT_STATS) print_stats(&r);
   else if (mode == OUT_JSON) print_json(&r);
   else if (mode == OUT_TRACE) print_trace(&r.an, stdout);
-  if (r.an.oom) fprintf(stderr, "calc-sniff: %s: analysis incomplete\n", calc_strerror(CALC_ERR_NOMEM));
-  if (r.an.limited)
-    fprintf(stderr, "calc-sniff: more than %u connections or %u messages: analysis incomplete\n",
-            SNIFF_MAX_CONNS, SNIFF_MAX_MSGS);
+  if (r.an.incomplete == CALC_ERR_LIMIT)
+    fprintf(stderr, "calc-sniff: %s (more than %u connections or %u messages): analysis incomplete\n",
+            calc_strerror(r.an.incomplete), SNIFF_MAX_CONNS, SNIFF_MAX_MSGS);
+  else if (r.an.incomplete != CALC_OK)
+    fprintf(stderr, "calc-sniff: %s: analysis incomplete\n", calc_strerror(r.an.incomplete));
   if (r.live && r.drops)
     fprintf(stderr, "calc-sniff: warning: the kernel dropped %llu packets\n", (unsigned long long)r.drops);
   sniff_an_free(&r.an);

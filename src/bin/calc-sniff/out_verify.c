@@ -9,7 +9,7 @@
 bool analysis_lossy(const sniff_an *an) {
   for (uint32_t i = 0; i < an->nconns; i++)
     if (sniff_conn_lossy(&an->conns[i])) return true;
-  return an->bad_pkts > 0 || an->oom || an->limited;
+  return an->bad_pkts > 0 || an->incomplete != CALC_OK;
 }
 
 /* Items of check k: counted, and failed. */
