@@ -17,7 +17,6 @@ import json
 import os
 import tempfile
 import threading
-import time
 
 from . import checks as checks_mod
 from . import procs, runner
@@ -35,10 +34,10 @@ def client_requests(res):
     for m in res.records("msg"):
         if m.get("kind") == "request":
             msgs.setdefault(m["conn"], []).append(m)
+    owner = _owners(conns, res.clients)
     out = []
     for rec in res.clients:
-        t1 = rec.get("t1") or time.time()
-        mine = [c for c in conns if rec["t0"] - 0.01 <= c["ts_first"] <= t1 + 0.01]
+        mine = [c for c in conns if owner[c["id"]] is rec]
         exprs = []
         per_conn = []
         for c in mine:
@@ -49,6 +48,28 @@ def client_requests(res):
                     "expressions": exprs, "conns": [c["id"] for c in mine]})
     return out
 
+
+
+def _owners(conns, runs):
+    """conn id -> the client run that opened it: the run alive when its SYN was captured (the lab
+    stamps t0 before it starts a client and t1 once it saw it exit; capture stamps come from the
+    same clock), so sequential runs never share one.  Among runs alive together (a scenario's
+    clients at once) the one with the fewest so far takes it; a connection outside every run
+    (it cannot be, short of a clock step) goes to the nearest."""
+    owner, count = {}, {id(r): 0 for r in runs}
+    for c in conns:
+        ts = c["ts_first"]
+        alive = [r for r in runs if r["t0"] <= ts <= (r.get("t1") or float("inf"))]
+        if alive:
+            pick = min(alive, key=lambda r: (count[id(r)], r["t0"]))
+        elif runs:
+            pick = min(runs, key=lambda r: min(abs(ts - r["t0"]), abs(ts - (r.get("t1") or r["t0"]))))
+        else:
+            pick = None
+        owner[c["id"]] = pick
+        if pick is not None:
+            count[id(pick)] += 1
+    return owner
 
 
 REUSE_CHECK = "client-one-connection-per-request"
@@ -176,7 +197,7 @@ def _shared_replay(adapted, timeout, ports_base, use_sniff, wd):
 
 
 def _play_replay(adapted, timeout, ports_base, use_sniff, wd):
-    res = runner.play(adapted.name, runner.templates_for("c"), ports_base=ports_base(), workdir=wd,
+    res = runner.play(adapted.name, runner.templates_for("c"), ports_base=ports_base, workdir=wd,
                       timeout=timeout, golden=None, use_sniff=use_sniff, capture_only=True)
     runner.judge(res, None)
     front = "client->proxy" if adapted.uses_proxy else "client->server"

@@ -131,7 +131,7 @@ def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=Non
         for name in scenarios:
             wd = os.path.join(fdir, name)
             golden = os.path.join(golden_dir or paths.CAPTURES, f"{name}.pcap")
-            res = runner.play(name, templates, ports_base=ports_base or _ports_base(), workdir=wd, timeout=timeout,
+            res = runner.play(name, templates, ports_base=ports_base or _ports_base, workdir=wd, timeout=timeout,
                               golden=golden, use_sniff=use_sniff, limits=limits)
             sent = adapt.adapt(res, timeout=timeout, use_sniff=use_sniff, ports_base=_ports_base,
                                replay_dir=os.path.join(out_dir, ".replays")) if "client" in graded else None

@@ -196,7 +196,7 @@ def _raw_malformed(box, port, timeout=5.0):
 
 def _open_sandbox(res, scn, limits, expose, ports_base):
     """The run's sandbox and ports: 9998/9999 in its own namespace, else ports_base and the next
-    one (free ones when None), which must be free."""
+    one (free ones when None; ports_base may be a function giving them), which must be free."""
     box = sandbox.Sandbox(limits, expose).open()
     res.isolation = box.isolation
     res.limits = box.limits.to_dict()

@@ -208,11 +208,13 @@ class Sandbox:
                 f"scratch tmpfs /tmp, {uid}, rlimits")
 
     def ports(self, free_base=None):
-        """The run's ports: the goldens' 9998/9999 when isolated, else a free pair (or free_base)."""
+        """The run's ports: the goldens' 9998/9999 when isolated, else a free pair: free_base, or
+        what it returns when it is a function (called only then: finding a free pair reads the
+        host's TCP tables), or any."""
         if self.isolated:
             return dict(GOLDEN_PORTS)
         from . import procs
-        base = free_base or procs.free_port_pair()
+        base = (free_base() if callable(free_base) else free_base) or procs.free_port_pair()
         return {"proxy": base, "server": base + 1}
 
     @property

@@ -90,6 +90,12 @@ def verify(capture, golden, ports=None, golden_ports=None):
     return {"status": status, "reason": reason, "checks": [x for x in recs if x.get("type") == "check"]}
 
 
+# A run's kernel capture buffer: one scenario is a few dozen segments, but a program may flood
+# its connection, so 4 MiB (what a second of a flood at loopback speed fills partly); calc-sniff's
+# 64 MiB default costs ~20 ms of CPU per capture just to zero the ring.
+CAPTURE_BUFFER_KIB = 4096
+
+
 class Capture:
     """Live capture of one run into `path`: `calc-sniff --stats -i lo -w path` on the run's two
     ports (or tcpdump with use_sniff False, or when calc-sniff is not built), stopped by SIGINT
@@ -120,7 +126,7 @@ class Capture:
             if os.path.exists(ready):
                 os.unlink(ready)
             argv = [paths.sniff(), "--stats", "-i", self.iface, "--duration", "900", "--ready-file", ready,
-                    "-w", self.path] + _port_args(self.ports)
+                    "-B", str(CAPTURE_BUFFER_KIB), "-w", self.path] + _port_args(self.ports)
             self.proc = procs.Proc("capture", self.wrap(argv), self.path + ".log")
             done = lambda: os.path.exists(ready)  # noqa: E731
         else:

@@ -12,7 +12,9 @@
 #include "obuf.h"
 #include "sniff_cli.h"
 
-/* Live capture: a loopback burst of the benchmark load fits easily in 64 MiB of kernel buffer;
+/* Live capture: a loopback burst of the benchmark load fits easily in 64 MiB of kernel buffer
+ * (-B sets another: the kernel zeroes the whole ring when the capture opens, 64 MiB costs about
+ * 20 ms of CPU, too much for a one-scenario run of a few dozen packets);
  * snaplen 262144 keeps whole 64 KiB loopback segments (lo's MTU is 65536). */
 #define LIVE_BUFFER (64 << 20)
 #define LIVE_SNAPLEN 262144
@@ -101,7 +103,7 @@ int capture_live(const input *in, run *r) {
    * handed over when full or after LIVE_POLL_MS (the timeout below), so the same buffer holds
    * hundreds of thousands of small segments; the stop below waits out one more block timeout. */
   pcap_set_immediate_mode(p, 0);
-  pcap_set_buffer_size(p, LIVE_BUFFER);
+  pcap_set_buffer_size(p, in->buffer_kib ? (int)in->buffer_kib * 1024 : LIVE_BUFFER);
   pcap_set_timeout(p, LIVE_POLL_MS);
   int a = pcap_activate(p);
   if (a < 0) {

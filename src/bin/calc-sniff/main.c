@@ -15,7 +15,7 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: calc-sniff [-r FILE|-] [-i IFACE] [-p PORTS]\n"
           "                  [--json [--packets]|--trace|--summary|--stats]\n"
-          "                  [--duration S] [--ready-file PATH] [-w FILE]\n"
+          "                  [--duration S] [--ready-file PATH] [-w FILE] [-B KIB]\n"
           "                  [--server-port N] [--proxy-port N]\n"
           "       calc-sniff verify --golden G.pcap (-r CAPTURE | -i IFACE --duration S)\n"
           "                  [--json|--trace] [--ready-file PATH] [-w FILE] [-p PORTS]\n"
@@ -40,6 +40,7 @@ static void usage(FILE *f) {
           "  --duration S     stop a live capture after S seconds (else at SIGINT/SIGTERM)\n"
           "  --ready-file P   live: write P once the capture is active (scripts wait for it)\n"
           "  -w FILE          live: also save the raw packets to FILE (pcap)\n"
+          "  -B KIB           live: kernel capture buffer in KiB (default 65536; 64 up to 1048576)\n"
           "verify exit status: 0 pass, 1 fail, 2 usage or input error, 3 inconclusive\n"
           "(kernel drops, or bytes missing from a capture).\n");
 }
@@ -72,7 +73,7 @@ enum {
   OPT_PROXY, OPT_GOLDEN_SERVER, OPT_GOLDEN_PROXY, OPT_PACKETS, OPT_HELP
 };
 static const struct option long_opts[] = {
-    {"read", required_argument, 0, 'r'},       {"interface", required_argument, 0, 'i'},
+    {"read", required_argument, 0, 'r'},       {"buffer-size", required_argument, 0, 'B'},       {"interface", required_argument, 0, 'i'},
     {"ports", required_argument, 0, 'p'},      {"write", required_argument, 0, 'w'},
     {"json", no_argument, 0, OPT_JSON},        {"trace", no_argument, 0, OPT_TRACE},
     {"summary", no_argument, 0, OPT_SUMMARY},  {"stats", no_argument, 0, OPT_STATS},  {"duration", required_argument, 0, OPT_DURATION},
@@ -170,11 +171,22 @@ int main(int argc, char **argv) {
   const char *golden = NULL;
   bool ports_given = false;
   int ch;
-  while ((ch = getopt_long(argc, argv, "r:i:p:w:h", long_opts, NULL)) != -1) {
+  while ((ch = getopt_long(argc, argv, "r:i:p:w:B:h", long_opts, NULL)) != -1) {
     switch (ch) {
       case 'r': in.file = optarg; break;
       case 'i': in.iface = optarg; break;
       case 'w': in.write_file = optarg; break;
+      case 'B': {
+        char *end;
+        errno = 0;
+        unsigned long kib = strtoul(optarg, &end, 10);
+        if (errno || *optarg == 0 || *end || kib < 64 || kib > 1048576) {
+          fprintf(stderr, "calc-sniff: -B: expected KiB from 64 to 1048576, got \"%s\"\n", optarg);
+          return SNIFF_EXIT_USAGE;
+        }
+        in.buffer_kib = (unsigned)kib;
+        break;
+      }
       case 'p':
         if (parse_ports(optarg, &in) < 0) {
           fprintf(stderr, "calc-sniff: -p: expected comma-separated ports, got \"%s\"\n", optarg);

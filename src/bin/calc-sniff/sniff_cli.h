@@ -29,6 +29,7 @@ typedef struct input {
   double duration;           /* --duration, 0 = until SIGINT */
   const char *ready_file;    /* --ready-file */
   const char *write_file;    /* -w */
+  unsigned buffer_kib;       /* -B: live capture's kernel buffer, 0 = the default */
   uint16_t ports[MAX_PORTS];
   int nports;
 } input;
