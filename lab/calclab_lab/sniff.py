@@ -66,9 +66,6 @@ def describe(capture, ports):
         return []
 
 
-STATUS = {0: "pass", 1: "fail", 2: "usage", 3: "inconclusive"}
-
-
 def verify(capture, golden, ports=None, golden_ports=None):
     """calc-sniff's verdict on a capture: {"status": pass|fail|inconclusive|usage|missing-golden,
     "reason": text or None, "checks": [check records: name, passed, items]}.  The golden was
@@ -84,8 +81,10 @@ def verify(capture, golden, ports=None, golden_ports=None):
     except (OSError, subprocess.TimeoutExpired) as e:
         return {"status": "inconclusive", "reason": f"calc-sniff verify did not finish: {e}", "checks": []}
     recs = _json_lines(r.stdout)
-    verdict = next((x for x in recs if x.get("type") == "verdict"), {})
-    status = STATUS.get(r.returncode, f"exit {r.returncode}")
+    # the verdict record says the status; without one calc-sniff refused its arguments or could
+    # not read a capture (its last line on stderr says why)
+    verdict = next((x for x in recs if x.get("type") == "verdict"), {"verdict": "usage"})
+    status = verdict["verdict"]
     reason = verdict.get("reason") or (r.stderr.strip().splitlines() or [None])[-1] if status != "pass" else None
     return {"status": status, "reason": reason, "checks": [x for x in recs if x.get("type") == "check"]}
 

@@ -8,10 +8,12 @@ nanosecond and pcapng files are read by libpcap. The captures here are crafted s
 import random
 import struct
 import subprocess
+import sys
 
 import pytest
 
 from calcproc import exe
+from conftest import REPO, build_dir
 
 LO = bytes([127, 0, 0, 1])
 ETH = b"\0" * 12 + b"\x08\x00"
@@ -207,3 +209,32 @@ def test_missing_file_and_directory(tmp_path):
         r = sniff("-r", path)
         assert r.returncode == 2
         assert r.stderr.decode().startswith(f"calc-sniff: {path}: cannot read capture"), r.stderr
+
+
+def test_lab_status_is_the_verdict_record(capture, tmp_path, monkeypatch):
+    """The lab's verify status is calc-sniff's --json verdict (the lab keeps no table of exit
+    numbers): pass, fail, inconclusive (a capture with a gap), and a usage error when calc-sniff
+    writes no verdict (a capture it cannot read), with calc-sniff's message as the reason."""
+    sys.path.insert(0, str(REPO / "lab"))
+    from calclab_lab import paths, sniff as lab_sniff
+    monkeypatch.setattr(paths, "BUILD", str(build_dir()))
+    golden = paths.CAPTURES + "/3.2.pcap"
+    v = lab_sniff.verify(golden, golden)
+    assert (v["status"], v["reason"]) == ("pass", None)
+    assert v["checks"] and all(c["passed"] for c in v["checks"])
+    v = lab_sniff.verify(paths.CAPTURES + "/3.1.pcap", golden)
+    assert (v["status"], v["reason"]) == ("fail", None)
+    assert not all(c["passed"] for c in v["checks"])
+    recs = records(conns=3)
+    whole, gap = tmp_path / "whole.pcap", tmp_path / "gap.pcap"
+    whole.write_bytes(pcap_bytes(recs))
+    gap.write_bytes(pcap_bytes(recs[:3] + recs[4:]))  # the first request's first segment is lost
+    v = lab_sniff.verify(str(gap), str(whole), ports={"proxy": 9998, "server": 9999})
+    assert v["status"] == "inconclusive"
+    assert "misses bytes" in v["reason"]
+    junk = tmp_path / "junk.pcap"
+    junk.write_bytes(b"not a capture at all, just text\n" * 4)
+    v = lab_sniff.verify(str(junk), golden)
+    assert v["status"] == "usage"
+    assert v["reason"].startswith(f"calc-sniff: {junk}: cannot read capture"), v["reason"]
+    assert v["checks"] == []
