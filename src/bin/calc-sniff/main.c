@@ -18,7 +18,7 @@ static void usage(FILE *f) {
           "                  [--duration S] [--ready-file PATH] [-w FILE] [-B KIB]\n"
           "                  [--server-port N] [--proxy-port N]\n"
           "       calc-sniff verify --golden G.pcap (-r CAPTURE | -i IFACE --duration S)\n"
-          "                  [--json|--trace] [--ready-file PATH] [-w FILE] [-p PORTS]\n"
+          "                  [--json|--trace] [--ready-file PATH] [-w FILE] [-B KIB] [-p PORTS]\n"
           "                  [--server-port N] [--proxy-port N]\n"
           "                  [--golden-server-port N] [--golden-proxy-port N]\n"
           "\n"
