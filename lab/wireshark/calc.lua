@@ -63,6 +63,8 @@ for _, e in ipairs({
     expert.severity.ERROR },
   { "unframed", "calc.unframed", "Stream no longer framed", expert.group.MALFORMED, expert.severity.WARN },
   { "reserved", "calc.reserved_bits", "Reserved flag bits set", expert.group.PROTOCOL, expert.severity.WARN },
+  { "bytes_missing", "calc.bytes_missing", "Message not all in the capture", expert.group.MALFORMED,
+    expert.severity.WARN },
   { "text_cut", "calc.text_cut", "Text shortened", expert.group.UNDECODED, expert.severity.NOTE },
   { "error_answer", "calc.error_answer", "Error answer", expert.group.RESPONSE_CODE, expert.severity.NOTE },
 }) do
@@ -1418,8 +1420,8 @@ local function abbrev(s)
   return table.concat(out)
 end
 
--- Directions whose framing broke (a total length below 12): "stream.port" -> frame number.
--- Later bytes of that direction cannot be framed again (the header has no resync marker).
+-- Directions whose framing broke: "stream/port" -> { frame = number, why = text }. Later bytes
+-- of that direction cannot be framed again (the header has no resync marker).
 local unframed_since = {}
 local tcp_stream = Field.new("tcp.stream")
 
@@ -1578,60 +1580,107 @@ local function show_response(tree, range, body, status)
   return "status " .. status .. " " .. abbrev(text)
 end
 
--- One whole message (dissect_tcp_pdus hands over exactly its bytes).
+-- The header fields whose bytes this frame holds: { offset, size, field }, in header order.
+local HEADER_FIELDS = { { 0, 4, f.time }, { 4, 2, f.length }, { 6, 2, f.flags }, { 6, 2, f.status },
+                        { 8, 2, f.cache_control }, { 10, 2, f.padding } }
+local FLAG_BITS = { f.reserved, f.cache, f.steps_flag, f.request }
+
+local function show_header(tree, tvb)
+  local items = {}
+  for _, h in ipairs(HEADER_FIELDS) do
+    if tvb:len() < h[1] + h[2] then break end
+    items[h[3]] = tree:add(h[3], tvb(h[1], h[2]))
+  end
+  if items[f.flags] then
+    for _, bit in ipairs(FLAG_BITS) do items[f.flags]:add(bit, tvb(6, 2)) end
+    if tvb(6, 2):uint() >= 0x2000 then items[f.flags]:add_proto_expert_info(ex.reserved) end
+  end
+  return items
+end
+
+-- Why a message is not all here. TCP hands over an incomplete message when a snaplen cut its
+-- frame (truncated frames are not reassembled) or when its reassembly preference is off.
+local function missing_bytes_note(tree, have, size)
+  local why = " (a snaplen cut, or TCP's \"Allow subdissector to reassemble TCP streams\" is off)"
+  if size then
+    tree:add_proto_expert_info(ex.bytes_missing, "Only " .. have .. " of the message's " .. size ..
+                               " bytes are in the capture here" .. why)
+  else
+    tree:add_proto_expert_info(ex.bytes_missing, "Only the message's first " .. have .. " bytes are in the " ..
+                               "capture here" .. why .. ": without its total length this direction cannot be framed")
+  end
+end
+
+-- One message as dissect_tcp_pdus hands it over: exactly its bytes, or the part of them this
+-- frame holds.
 local function dissect_message(tvb, pinfo, root)
   local first = first_in_frame(pinfo)
   pinfo.cols.protocol:set("CALC")
-  local size = tvb(4, 2):uint()
-  local flags = tvb(6, 2):uint()
-  local is_request = math.floor(flags / 0x400) % 2 == 1
-  local kind = is_request and "Request" or "Response"
+  local have = tvb:len()
   local tree = root:add(calc, tvb())
-  tree:add(f.time, tvb(0, 4))
-  local len_item = tree:add(f.length, tvb(4, 2))
-  local flags_item = tree:add(f.flags, tvb(6, 2))
-  flags_item:add(f.reserved, tvb(6, 2))
-  flags_item:add(f.cache, tvb(6, 2))
-  flags_item:add(f.steps_flag, tvb(6, 2))
-  flags_item:add(f.request, tvb(6, 2))
-  tree:add(f.status, tvb(6, 2))
-  tree:add(f.cache_control, tvb(8, 2))
-  tree:add(f.padding, tvb(10, 2))
-  if flags >= 0x2000 then flags_item:add_proto_expert_info(ex.reserved) end
+  local items = show_header(tree, tvb)
   local info
-  if size < HEADER_SIZE then
-    len_item:add_proto_expert_info(ex.bad_length, "Total length " .. size .. " is below the 12-byte header: " ..
-                                   "the rest of this direction cannot be framed")
-    info = "Malformed " .. kind:lower() .. ": total length " .. size
+  if have < 8 then
+    missing_bytes_note(tree, have, have >= 6 and tvb(4, 2):uint() or nil)
+    info = "Malformed message: header cut after " .. have .. " B"
   else
-    tree:add(f.payload_length, tvb(4, 2), size - HEADER_SIZE):set_generated()
-    local body = tvb:raw(HEADER_SIZE, size - HEADER_SIZE)
-    local range = size > HEADER_SIZE and tvb(HEADER_SIZE, size - HEADER_SIZE) or tvb(4, 2)
-    local nseg = message_segments(pinfo, first)
-    info = kind .. " " .. size .. " B" .. (nseg > 1 and " in " .. nseg .. " segments" or "") .. ": " ..
-           (is_request and show_request(tree, range, body) or show_response(tree, range, body, flags % 0x400))
+    local size = tvb(4, 2):uint()
+    local flags = tvb(6, 2):uint()
+    local is_request = math.floor(flags / 0x400) % 2 == 1
+    local kind = is_request and "Request" or "Response"
+    local status = flags % 0x400
+    if size < HEADER_SIZE then
+      items[f.length]:add_proto_expert_info(ex.bad_length, "Total length " .. size .. " is below the 12-byte " ..
+                                            "header: the rest of this direction cannot be framed")
+      info = "Malformed " .. kind:lower() .. ": total length " .. size
+    elseif have < HEADER_SIZE then
+      missing_bytes_note(tree, have, size)
+      info = "Malformed " .. kind:lower() .. ": header cut after " .. have .. " B"
+    else
+      tree:add(f.payload_length, tvb(4, 2), size - HEADER_SIZE):set_generated()
+      local nseg = message_segments(pinfo, first)
+      info = kind .. " " .. size .. " B" .. (nseg > 1 and " in " .. nseg .. " segments" or "")
+      if have < size then
+        missing_bytes_note(tree, have, size)
+        info = info .. (not is_request and status ~= 200 and ": status " .. status .. " (bytes missing)" or
+                        " (bytes missing)")
+      else
+        local body = tvb:raw(HEADER_SIZE, size - HEADER_SIZE)
+        local range = size > HEADER_SIZE and tvb(HEADER_SIZE, size - HEADER_SIZE) or tvb(4, 2)
+        info = info .. ": " .. (is_request and show_request(tree, range, body) or show_response(tree, range, body, status))
+      end
+    end
   end
   tree:set_text("Calculator protocol: " .. info)
   set_info(pinfo, info, first)
-  return tvb:len()
+  return have
 end
 
--- The PDU length from the header's total length; a length below the header takes the rest of
--- the segment (the stream is no longer framed after it).
+-- The PDU length from the header's total length. Where the stream can no longer be framed
+-- after this message (a total length below the header, or one this frame does not hold), the
+-- message takes the rest of the segment and the direction is marked unframed from here on.
 local function message_length(tvb, pinfo, offset)
-  local size = tvb(offset + 4, 2):uint()
-  if size >= HEADER_SIZE then return size end
-  unframed_since[direction_key(pinfo)] = unframed_since[direction_key(pinfo)] or pinfo.number
-  return tvb:len() - offset
+  local why = nil
+  if tvb:len() - offset < 6 then
+    why = "a message header cut before its total length"
+  else
+    local size = tvb(offset + 4, 2):uint()
+    if size >= HEADER_SIZE then return size end
+    why = "a total length below 12"
+  end
+  local key = direction_key(pinfo)
+  unframed_since[key] = unframed_since[key] or { frame = pinfo.number, why = why }
+  -- TCP takes a length below its minimum (the header's 12 bytes) for a broken packet
+  return math.max(HEADER_SIZE, tvb:reported_length_remaining(offset))
 end
 
 function calc.dissector(tvb, pinfo, tree)
   local since = unframed_since[direction_key(pinfo)]
-  if since and pinfo.number > since then
+  if since and pinfo.number > since.frame then
     pinfo.cols.protocol:set("CALC")
-    pinfo.cols.info:set("Unframed data: the stream's framing broke in frame " .. since)
+    pinfo.cols.info:set("Unframed data: the stream's framing broke in frame " .. since.frame)
     local item = tree:add(calc, tvb(), "Calculator protocol, unframed data")
-    item:add_proto_expert_info(ex.unframed, "A total length below 12 in frame " .. since ..
+    item:add_proto_expert_info(ex.unframed, "In frame " .. since.frame .. ", " .. since.why ..
                                " broke the framing of this direction")
     return tvb:len()
   end

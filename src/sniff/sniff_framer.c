@@ -38,8 +38,12 @@ static void msg_done(sniff_an *an, sniff_conn *c, int dir, sniff_msg *m, const u
       if (!m->h.is_request && m->h.status != 200) {
         sniff_note_s(an, ": status ");
         sniff_note_u(an, m->h.status);
-        sniff_note_s(an, " ");
-        sniff_note_s(an, ab);
+        if (m->text) {
+          sniff_note_s(an, " ");
+          sniff_note_s(an, ab);
+        } else if (m->hole) {
+          sniff_note_s(an, " (bytes missing)");
+        }
       } else {
         if (m->hole) sniff_note_s(an, " (bytes missing)");
         if (m->text) {

@@ -120,14 +120,30 @@ def message(payload, request=True, status=200, cache=True, steps=True, cc=65535,
     return struct.pack("!IHHHH", t, 12 + len(payload) if total is None else total, flags, cc, 0) + payload
 
 
+def read_pcap(path):
+    """A classic little-endian pcap file: its header's fields and its records (sec, usec, wire
+    length, frame)."""
+    data = path.read_bytes()
+    header = struct.unpack("<IHHiIII", data[:24])
+    assert header[0] == 0xA1B2C3D4
+    records, off = [], 24
+    while off < len(data):
+        sec, usec, caplen, wirelen = struct.unpack("<IIII", data[off:off + 16])
+        records.append((sec, usec, wirelen, data[off + 16:off + 16 + caplen]))
+        off += 16 + caplen
+    return header, records
+
+
+def write_pcap(path, header, records):
+    path.write_bytes(b"".join([struct.pack("<IHHiIII", *header)] +
+                              [struct.pack("<IIII", sec, usec, len(frame), wirelen) + frame
+                               for sec, usec, wirelen, frame in records]))
+
+
 def golden_payloads():
     """The messages of captures/3.3.pcap, in capture order: each is one segment's data."""
-    data = (CAPTURES / "3.3.pcap").read_bytes()
-    out, off = [], 24
-    while off < len(data):
-        caplen = struct.unpack("<I", data[off + 8:off + 12])[0]
-        frame = data[off + 16:off + 16 + caplen]
-        off += 16 + caplen
+    out = []
+    for _, _, _, frame in read_pcap(CAPTURES / "3.3.pcap")[1]:
         payload = frame[14 + 20 + (frame[14 + 20 + 12] >> 4) * 4:]
         if len(payload) >= 12:
             out.append(payload)
@@ -136,19 +152,17 @@ def golden_payloads():
 
 def to_dlt_null(src, dst):
     """Rewrites an Ethernet IPv4 capture as DLT_NULL (BSD loopback, as Windows' Npcap writes)."""
-    data = src.read_bytes()
-    magic, vmaj, vmin, zone, sig, snap, link = struct.unpack("<IHHiIII", data[:24])
-    assert magic == 0xA1B2C3D4 and link == DLT_EN10MB
-    out = [struct.pack("<IHHiIII", magic, vmaj, vmin, zone, sig, snap, DLT_NULL)]
-    off = 24
-    while off < len(data):
-        sec, usec, caplen, wirelen = struct.unpack("<IIII", data[off:off + 16])
-        frame = data[off + 16:off + 16 + caplen]
-        off += 16 + caplen
-        assert frame[12:14] == b"\x08\x00"
-        body = struct.pack("<I", 2) + frame[14:]
-        out.append(struct.pack("<IIII", sec, usec, len(body), wirelen - 10) + body)
-    dst.write_bytes(b"".join(out))
+    header, records = read_pcap(src)
+    assert header[6] == DLT_EN10MB and all(frame[12:14] == b"\x08\x00" for _, _, _, frame in records)
+    write_pcap(dst, header[:6] + (DLT_NULL,),
+               [(sec, usec, wirelen - 10, struct.pack("<I", 2) + frame[14:]) for sec, usec, wirelen, frame in records])
+
+
+def snaplen_cut(src, dst, snaplen):
+    """The capture as a capture with that snaplen would have kept it."""
+    header, records = read_pcap(src)
+    write_pcap(dst, header[:5] + (snaplen, header[6]),
+               [(sec, usec, wirelen, frame[:snaplen]) for sec, usec, wirelen, frame in records])
 
 
 def craft_segments(path, proxy_port=9998, server_port=9999):
@@ -431,6 +445,9 @@ def jobs(tmp):
         dst = tmp / f"{name}-dlt-null.pcap"
         to_dlt_null(CAPTURES / f"{name}.pcap", dst)
         out.append((f"{name}-dlt-null", dst, ()))
+    # 14 bytes of each message kept: its header and the pickle's first two bytes
+    snaplen_cut(CAPTURES / "3.3.pcap", tmp / "3.3-snaplen.pcap", 14 + 20 + 32 + 14)
+    out.append(("3.3-snaplen", tmp / "3.3-snaplen.pcap", ()))
     craft_segments(tmp / "segments.pcap")
     out.append(("segments", tmp / "segments.pcap", ()))
     craft_vectors(tmp / "vectors.pcap")
@@ -454,8 +471,8 @@ def decoded(tmp_path_factory):
         return {name: (ts[name].result(), sn[name].result(), path) for name, path, _ in todo}
 
 
-NAMES = [p.stem for p in sorted(CAPTURES.glob("*.pcap"))] + ["3.2-dlt-null", "3.3-dlt-null", "segments",
-                                                              "vectors", "hostile", "live"]
+NAMES = [p.stem for p in sorted(CAPTURES.glob("*.pcap"))] + ["3.2-dlt-null", "3.3-dlt-null", "3.3-snaplen",
+                                                              "segments", "vectors", "hostile", "live"]
 
 
 def texts_agree(ours, sniff):
@@ -586,16 +603,20 @@ def message_notes(timeline):
     return out
 
 
-def info_column(path, *opts):
-    """tshark's Info column of every frame with calculator data: {frame number: Info}."""
-    r = subprocess.run([TSHARK, "-X", f"lua_script:{LUA}", *opts, "-r", str(path), "-Y", "calc", "-T", "fields",
-                        "-e", "frame.number", "-e", "_ws.col.Info"], capture_output=True, text=True, timeout=300)
+def info_column(path, *opts, shown="calc"):
+    """tshark's Info column of every frame the display filter shows (by default every frame with
+    calculator data): {frame number: Info}. Fails on any Lua error (the expert infos are read
+    for it: an error in the dissector is one)."""
+    r = subprocess.run([TSHARK, "-X", f"lua_script:{LUA}", *opts, "-r", str(path), "-Y", shown, "-T", "fields",
+                        "-e", "frame.number", "-e", "_ws.expert.message", "-e", "_ws.col.Info"],
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert "Lua" not in r.stderr, r.stderr
-    return {int(k): v for k, v in (line.split("\t", 1) for line in r.stdout.split("\n") if line)}
+    assert "Lua" not in r.stderr and "Lua Error" not in r.stdout, (r.stderr + r.stdout)[:2000]
+    rows = [line.split("\t", 2) for line in r.stdout.split("\n") if line]
+    return {int(frame): info for frame, _, info in rows}
 
 
-@pytest.mark.parametrize("name", ["3.3", "segments", "hostile"])
+@pytest.mark.parametrize("name", ["3.3", "3.3-snaplen", "segments", "hostile"])
 def test_info_column_reads_like_calc_sniff_notes(decoded, name):
     """The Info column of every frame with messages: calc-sniff's notes for them, capitalised,
     "in K segments" included."""
@@ -627,6 +648,52 @@ def test_install_puts_the_dissector_where_tshark_loads_it(tmp_path):
     r = subprocess.run([TSHARK, "-r", str(CAPTURES / "3.1.pcap"), "-Y", "calc.result", "-T", "fields",
                         "-e", "calc.result"], env=env, capture_output=True, text=True, timeout=120)
     assert r.stdout.split() == ["-0.38748277824137206", "-0.38748277824137206", "6"]
+
+
+# ---- messages the capture does not hold whole
+
+@pytest.mark.build_independent
+def test_messages_not_all_in_the_capture(tmp_path):
+    """Messages whose bytes are not all in the capture, each marked by a calc.bytes_missing
+    expert info and an Info saying what is missing, never a Lua error: 3.3 cut by a snaplen
+    inside each header (after 8 bytes: size and kind known; after 4: the total length lost, so
+    the direction's framing stops), and split messages with TCP's reassembly turned off, where
+    TCP still frames what follows a message whose total length is known."""
+    for snaplen in (8, 4):
+        snaplen_cut(CAPTURES / "3.3.pcap", tmp_path / f"cut{snaplen}.pcap", 14 + 20 + 32 + snaplen)
+    cap = Pcap()
+    msgs = golden_payloads()
+    req = next(m for m in msgs if m[6] & 0x04)
+    resp = next(m for m in msgs if not m[6] & 0x04)
+    c = Conn(cap, 40000, 9999)
+    c.send("c", req, [5, 300])              # frames 4-9: the header split, its length not in frame 4
+    c.send("s", resp)                       # frame 10
+    c.close()
+    c = Conn(cap, 40001, 9999)
+    c.send("c", req)                        # frame 17
+    c.send("s", resp, [400])                # frames 18-19
+    c.send("s", resp)                       # frame 20
+    c.close()
+    cap.write(tmp_path / "split.pcap")
+    no_reassembly = ("-o", "tcp.desegment_tcp_streams:FALSE")
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        runs = [pool.submit(info_column, CAPTURES / "3.3.pcap"),
+                pool.submit(info_column, tmp_path / "cut8.pcap", shown="calc.bytes_missing"),
+                pool.submit(info_column, tmp_path / "cut4.pcap"),
+                pool.submit(info_column, tmp_path / "split.pcap", *no_reassembly),
+                pool.submit(info_column, tmp_path / "split.pcap", *no_reassembly, shown="calc.bytes_missing")]
+        whole, cut8, cut4, split, split_missing = (f.result() for f in runs)
+    kinds = {k: v.split(" ", 1)[0].lower() for k, v in whole.items()}
+    assert cut8 == {k: f"Malformed {kind}: header cut after 8 B" for k, kind in kinds.items()}
+    assert cut4.keys() == whole.keys() and all(
+        v == "Malformed message: header cut after 4 B" or v.startswith("Unframed data: ") for v in cut4.values())
+    decoded = f"Response {len(resp)} B: -0.38748277824137206"
+    assert split[4] == "Malformed message: header cut after 5 B"
+    assert all(split[k].endswith("Unframed data: the stream's framing broke in frame 4") for k in range(5, 10))
+    assert (split[10], split[17][:15], split[18], split[20]) == (decoded, f"Request {len(req)} B: ",
+                                                                 f"Response {len(resp)} B (bytes missing)", decoded)
+    assert 19 not in split
+    assert split_missing.keys() == {4, 18}
 
 
 # ---- the ports: the preference, Decode As, and the user's Decode As entries
