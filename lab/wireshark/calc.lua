@@ -50,10 +50,14 @@ local f = {
   steps_count = ProtoField.uint32("calc.steps.count", "Steps", base.DEC),
   error_type = ProtoField.string("calc.error.type", "Error type"),
   error_message = ProtoField.string("calc.error.message", "Error message"),
+  response_in = ProtoField.framenum("calc.response_in", "Response in frame", base.NONE, frametype.RESPONSE),
+  request_in = ProtoField.framenum("calc.request_in", "Request in frame", base.NONE, frametype.REQUEST),
+  response_time = ProtoField.relative_time("calc.response_time", "Time since request"),
 }
 calc.fields = { f.time, f.length, f.flags, f.reserved, f.cache, f.steps_flag, f.request, f.status,
                 f.cache_control, f.padding, f.payload_length, f.pickle_protocol, f.expression,
-                f.result, f.steps, f.steps_count, f.error_type, f.error_message }
+                f.result, f.steps, f.steps_count, f.error_type, f.error_message, f.response_in, f.request_in,
+                f.response_time }
 
 -- Expert infos: key, filter name, summary, group, severity.
 local ex, expert_list = {}, {}
@@ -67,6 +71,7 @@ for _, e in ipairs({
     expert.severity.WARN },
   { "text_cut", "calc.text_cut", "Text shortened", expert.group.UNDECODED, expert.severity.NOTE },
   { "error_answer", "calc.error_answer", "Error answer", expert.group.RESPONSE_CODE, expert.severity.NOTE },
+  { "no_request", "calc.no_request", "Response without a request", expert.group.SEQUENCE, expert.severity.WARN },
 }) do
   ex[e[1]] = ProtoExpert.new(e[2], e[3], e[4], e[5])
   expert_list[#expert_list + 1] = ex[e[1]]
@@ -1425,9 +1430,17 @@ end
 local unframed_since = {}
 local tcp_stream = Field.new("tcp.stream")
 
-local function direction_key(pinfo)
+-- The TCP connection: TCP's stream index, or where a pass builds no tree (tshark -2's first
+-- pass without a filter: fields are then not extracted) its two ends, lower one first.
+local function connection_key(pinfo)
   local st = tcp_stream()
-  return tostring(st and st.value or "?") .. "/" .. tostring(pinfo.src_port)
+  if st then return tostring(st.value) end
+  local a, b = tostring(pinfo.src) .. ":" .. pinfo.src_port, tostring(pinfo.dst) .. ":" .. pinfo.dst_port
+  return a < b and a .. "-" .. b or b .. "-" .. a
+end
+
+local function direction_key(pinfo)
+  return connection_key(pinfo) .. "/" .. tostring(pinfo.src_port)
 end
 
 -- ---- segments per message, for the Info column's "in K segments" (as calc-sniff notes it)
@@ -1441,6 +1454,7 @@ local f_srcport, f_seq, f_len, f_hdr_len = Field.new("tcp.srcport"), Field.new("
                                            Field.new("tcp.hdr_len")
 local framing = {}             -- direction key -> { expect, have, total, header, segs } or false (lost)
 local first_msg_segments = {}  -- "frame/direction" -> segments of the first message completing there
+local tap_frame = 0            -- the last frame the tap read since it started (or was reset)
 
 -- Feeds one segment's bytes (data, starting at sequence number seq) to the direction's framer.
 local function count_segment(key, seq, data)
@@ -1475,6 +1489,7 @@ local function count_segment(key, seq, data)
 end
 
 local function tap_segment(pinfo, tvb)
+  tap_frame = pinfo.number
   local port, seq, len, hdr_len = f_srcport(), f_seq(), f_len(), f_hdr_len()
   if not (port and seq and len and hdr_len) or port.offset + hdr_len.value + len.value > tvb:len() then return end
   count_segment(direction_key(pinfo), seq.value, tvb:raw(port.offset + hdr_len.value, len.value))
@@ -1504,19 +1519,96 @@ local function start_segment_tap(ports)
   if #ports == 0 then return end
   segment_tap = Listener.new("tcp", "tcp.len > 0 && tcp.port in " .. port_set(ports))
   segment_tap.packet = tap_segment
+  -- before Wireshark feeds the taps every packet again (a statistics window's retap)
+  segment_tap.reset = function()
+    framing = {}
+    tap_frame = 0
+  end
 end
 
 -- Segments of a message completing in this frame: only the frame's first message of a
 -- direction can have started earlier; its count is what the tap saw before this frame, plus one.
+-- The tap's state says so while it has read only frames before this one: on Wireshark's first
+-- pass, a retap, or the second pass of tshark -2 (whose first pass runs no taps); a later
+-- dissection of the frame (a click in the packet list) takes the count kept then.
 local function message_segments(pinfo, first)
+  if not first then return 1 end
   local key = pinfo.number .. "/" .. direction_key(pinfo)
-  if not pinfo.visited and first then
+  if tap_frame < pinfo.number then
     local st = framing[direction_key(pinfo)]
     first_msg_segments[key] = st and st.have > 0 and st.segs + 1 or 1
   end
-  return first and first_msg_segments[key] or 1
+  return first_msg_segments[key] or 1
 end
 
+-- ---- requests and their answers: a connection's responses come in the order of its requests
+-- (the server answers each request in turn, the proxy answers its one request), so each
+-- response answers the oldest request not yet answered that its receiver sent on the
+-- connection. Pairs are made on the first pass and kept per message ("frame/index in frame")
+-- for later re-dissections, where a request also learns its response's frame.
+local unanswered = {}  -- direction key -> { first = i, last = j, [k] = request } (first > last: none)
+local pairs_of = {}    -- message id -> { frame, clock, response } (a request), { request, delta } or false
+
+local frame_time = Field.new("frame.time")
+
+-- When this frame came: its time stamp as an NSTime (to the nanosecond, where pinfo.abs_ts, a
+-- double, is about 0.1 us off), and pinfo.rel_ts for passes that build no tree.
+local function frame_clock(pinfo)
+  local t = frame_time()
+  return { abs = t and t.value, rel = pinfo.rel_ts }
+end
+
+-- Time from clock a to clock b as an NSTime.
+local function time_since(a, b)
+  if a.abs and b.abs then return b.abs - a.abs end
+  local d = b.rel - a.rel
+  local secs = math.floor(d)
+  return NSTime.new(secs, math.floor((d - secs) * 1e9 + 0.5))
+end
+
+local function message_id(pinfo, index) return pinfo.number .. "/" .. index end
+
+local function pair_message(pinfo, index, is_request)
+  local id = message_id(pinfo, index)
+  if pinfo.visited then return pairs_of[id] end
+  -- the queue of the requests this message's sender sent, or of those it was sent
+  local dir = connection_key(pinfo) .. "/" .. tostring(is_request and pinfo.src_port or pinfo.dst_port)
+  local q = unanswered[dir]
+  if not q then
+    q = { first = 1, last = 0 }
+    unanswered[dir] = q
+  end
+  if is_request then
+    local req = { frame = pinfo.number, clock = frame_clock(pinfo) }
+    pairs_of[id] = req
+    q.last = q.last + 1
+    q[q.last] = req
+    return req
+  end
+  if q.first > q.last then
+    pairs_of[id] = false
+    return false
+  end
+  local req = q[q.first]
+  q[q.first], q.first = nil, q.first + 1
+  req.response = pinfo.number
+  pairs_of[id] = { request = req.frame, delta = time_since(req.clock, frame_clock(pinfo)) }
+  return pairs_of[id]
+end
+
+local function show_pair(tree, pair, is_request)
+  if is_request then
+    if pair and pair.response then tree:add(f.response_in, pair.response):set_generated() end
+    return
+  end
+  if not pair then
+    tree:add_proto_expert_info(ex.no_request, "Response without a request before it on this connection (the " ..
+                               "capture began after the request, or it answers none)")
+    return
+  end
+  tree:add(f.request_in, pair.request):set_generated()
+  tree:add(f.response_time, pair.delta):set_generated()
+end
 
 -- A segment's messages share its Info column, joined by "; ". TCP may call the dissector more
 -- than once for one frame (a reassembled message, then the rest of the segment), so the first
@@ -1611,10 +1703,13 @@ local function missing_bytes_note(tree, have, size)
   end
 end
 
+local frame_messages = 0  -- messages dissected so far in the frame being dissected
+
 -- One message as dissect_tcp_pdus hands it over: exactly its bytes, or the part of them this
 -- frame holds.
 local function dissect_message(tvb, pinfo, root)
   local first = first_in_frame(pinfo)
+  frame_messages = first and 1 or frame_messages + 1
   pinfo.cols.protocol:set("CALC")
   local have = tvb:len()
   local tree = root:add(calc, tvb())
@@ -1650,6 +1745,7 @@ local function dissect_message(tvb, pinfo, root)
         info = info .. ": " .. (is_request and show_request(tree, range, body) or show_response(tree, range, body, status))
       end
     end
+    show_pair(tree, pair_message(pinfo, frame_messages, is_request), is_request)
   end
   tree:set_text("Calculator protocol: " .. info)
   set_info(pinfo, info, first)
@@ -1747,6 +1843,9 @@ function calc.init()
   unframed_since = {}
   framing = {}
   first_msg_segments = {}
+  tap_frame = 0
+  unanswered = {}
+  pairs_of = {}
   local ports = {}
   for port = 0, 65535 do
     if decodes_as_calc(port) then ports[#ports + 1] = port end

@@ -17,6 +17,7 @@ expression would shift the others' texts; JSON keeps one object per message. The
 are batched in one module fixture, two at a time (tshark takes about a second to start)."""
 import concurrent.futures
 import datetime
+import decimal
 import json
 import os
 import pickle
@@ -89,14 +90,16 @@ class Pcap:
 
 
 class Conn:
-    """One TCP connection: handshake, data in chosen segment sizes either way, FIN teardown."""
+    """One TCP connection: handshake (or none: a capture begun later), data in chosen segment
+    sizes either way, FIN teardown."""
 
-    def __init__(self, cap, cport, sport):
+    def __init__(self, cap, cport, sport, handshake=True):
         self.cap, self.ports = cap, {"c": (cport, sport), "s": (sport, cport)}
         self.seq = {"c": 1000, "s": 5000}
-        cap.packet(cport, sport, 999, 0, SYN)
-        cap.packet(sport, cport, 4999, 1000, SYN_ACK)
-        cap.packet(cport, sport, 1000, 5000, ACK)
+        if handshake:
+            cap.packet(cport, sport, 999, 0, SYN)
+            cap.packet(sport, cport, 4999, 1000, SYN_ACK)
+            cap.packet(cport, sport, 1000, 5000, ACK)
 
     def send(self, side, data, sizes=None):
         """Sends data from side "c" or "s" in segments of the given sizes (cycled), else whole."""
@@ -373,8 +376,9 @@ def run_tshark(path, *opts):
         if pdus is None:
             continue
         for p in pdus if isinstance(pdus, list) else [pdus]:
-            msgs.append({"frame": int(layers["frame"]["frame.number"]),
+            msgs.append({"frame": int(layers["frame"]["frame.number"]), "epoch": layers["frame"]["frame.time_epoch"],
                          "stream": int(layers["tcp"]["tcp.stream"]), "sport": int(layers["tcp"]["tcp.srcport"]),
+                         "dport": int(layers["tcp"]["tcp.dstport"]),
                          **p})
     return msgs
 
@@ -696,13 +700,74 @@ def test_messages_not_all_in_the_capture(tmp_path):
     assert split_missing.keys() == {4, 18}
 
 
+# ---- requests and their responses
+
+@pytest.mark.build_independent
+def test_responses_point_at_their_requests(tmp_path):
+    """In two passes (-2, as Wireshark's window re-dissects a packet it shows), on every
+    connection each response names the oldest request its receiver sent that is not answered
+    yet (calc.request_in) and
+    the time since it (calc.response_time, the frames' time difference to the nanosecond), and
+    that request names it (calc.response_in): 3.3 (proxies, a cache hit, the refusal), the
+    split and merged capture (several requests and answers in one segment), and a crafted
+    capture whose responses answer no request before them (the capture started after the
+    request; a second answer to one request), marked calc.no_request."""
+    craft_segments(tmp_path / "segments.pcap")
+    cap = Pcap()
+    msgs = golden_payloads()
+    req = next(m for m in msgs if m[6] & 0x04)
+    resp = next(m for m in msgs if not m[6] & 0x04)
+    c = Conn(cap, 40100, 9999, handshake=False)   # picked up after the first request
+    c.send("s", resp)
+    c.send("c", req)
+    c.send("s", resp)
+    c = Conn(cap, 40101, 9999)
+    c.send("c", req)
+    c.send("s", resp + resp)
+    c.close()
+    cap.write(tmp_path / "unasked.pcap")
+    paths = (CAPTURES / "3.3.pcap", tmp_path / "segments.pcap", tmp_path / "unasked.pcap")
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        runs = [pool.submit(run_tshark, path, "-2") for path in paths]
+        decoded = {path.stem: f.result() for path, f in zip(paths, runs)}
+    unasked, answered = [], {}
+    for name, found in decoded.items():
+        waiting = {}        # (stream, port) -> the requests sent from that port, not yet answered
+        for m in found:
+            if int(m["calc.length"]) < 12 or "calc.bad_length" in experts(m):
+                continue
+            if m["calc.flags_tree"]["calc.flags.request"] == "1":
+                waiting.setdefault((m["stream"], m["sport"]), []).append(m)
+                continue
+            q = waiting.get((m["stream"], m["dport"]))
+            if not q:
+                assert "calc.request_in" not in m and "calc.no_request" in experts(m), (name, m["frame"])
+                unasked.append((name, m["frame"]))
+                continue
+            request = q.pop(0)
+            assert (request.get("calc.response_in"), m.get("calc.request_in")) == (str(m["frame"]),
+                                                                                  str(request["frame"]))
+            elapsed = decimal.Decimal(m["epoch"]) - decimal.Decimal(request["epoch"])
+            assert decimal.Decimal(m["calc.response_time"]) == elapsed, (name, request["frame"], m["frame"])
+            assert "calc.no_request" not in experts(m)
+            answered[name] = answered.get(name, 0) + 1
+        assert all("calc.response_in" not in r for q in waiting.values() for r in q), name
+    assert answered == {"3.3": 4, "segments": 5, "unasked": 2}
+    # the midstream connection answers first, the other answers twice (in frame 8, which holds both)
+    assert [u for u in unasked if u[0] == "unasked"] == [("unasked", 1), ("unasked", 8)]
+    assert [m["frame"] for m in decoded["unasked"] if "calc.response_in" in m] == [2, 7]
+    # the client side of the framing fuzz streams sends messages without the T bit too: none of
+    # them answers that client's own requests
+    assert len(unasked) > 100
+
+
 # ---- the ports: the preference, Decode As, and the user's Decode As entries
 
 @pytest.mark.build_independent
 def test_decode_as_ports_read_like_preference_ports(tmp_path):
     """The split and merged messages on ports neither the default nor anything else decodes:
     Decode As on them gives the Info ("in K segments" included) and the message trees the
-    preference naming them gives, which are what the default ports give."""
+    preference naming them gives, which are what the default ports give; in two passes too."""
     craft_segments(tmp_path / "default.pcap")
     craft_segments(tmp_path / "other.pcap", 7001, 7002)
     pref = ("-o", "calc.ports:7001-7002")
@@ -710,16 +775,18 @@ def test_decode_as_ports_read_like_preference_ports(tmp_path):
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         infos = [pool.submit(info_column, tmp_path / "default.pcap"),
                  pool.submit(info_column, tmp_path / "other.pcap", *pref),
-                 pool.submit(info_column, tmp_path / "other.pcap", *decode_as)]
+                 pool.submit(info_column, tmp_path / "other.pcap", *decode_as),
+                 pool.submit(info_column, tmp_path / "other.pcap", "-2", *decode_as)]
         trees = [pool.submit(run_tshark, tmp_path / "default.pcap"),
                  pool.submit(run_tshark, tmp_path / "other.pcap", *decode_as)]
-        want, by_pref, by_decode_as = (f.result() for f in infos)
+        want, by_pref, by_decode_as, two_passes = (f.result() for f in infos)
         default_trees, decode_as_trees = (f.result() for f in trees)
     assert sum(re.search(r" B in \d+ segments: ", v) is not None for v in want.values()) >= 50
     assert by_pref == want
     assert by_decode_as == want
+    assert two_passes == want     # tshark -2: no taps on the first pass, the counts come on the second
     for m in default_trees + decode_as_trees:
-        del m["sport"]
+        del m["sport"], m["dport"]
     assert decode_as_trees == default_trees
 
 
