@@ -29,6 +29,7 @@ local calc = Proto("calc", "Calculator protocol (calclab)")
 -- ---------------------------------------------------------------- fields and expert infos
 
 local STATUS_NAMES = { [0] = "none (request)", [200] = "OK", [400] = "client error", [500] = "server error" }
+local RESPONSE_STATUSES = { [200] = true, [400] = true, [500] = true }
 
 local f = {
   time = ProtoField.absolute_time("calc.time", "Time stamp", base.UTC),
@@ -71,6 +72,7 @@ for _, e in ipairs({
     expert.severity.WARN },
   { "text_cut", "calc.text_cut", "Text shortened", expert.group.UNDECODED, expert.severity.NOTE },
   { "error_answer", "calc.error_answer", "Error answer", expert.group.RESPONSE_CODE, expert.severity.NOTE },
+  { "bad_status", "calc.bad_status", "Status outside the protocol", expert.group.PROTOCOL, expert.severity.WARN },
   { "no_request", "calc.no_request", "Response without a request", expert.group.SEQUENCE, expert.severity.WARN },
 }) do
   ex[e[1]] = ProtoExpert.new(e[2], e[3], e[4], e[5])
@@ -1668,7 +1670,9 @@ local function show_response(tree, range, body, status)
     for i, step in ipairs(d.steps) do steps:add(f.steps, range, step):set_text("Step " .. i .. ": " .. step) end
   end
   if status == 200 then return abbrev(text) end
-  tree:add_proto_expert_info(ex.error_answer, "Status " .. status .. ": " .. abbrev(text))
+  if status == 400 or status == 500 then
+    tree:add_proto_expert_info(ex.error_answer, "Status " .. status .. ": " .. abbrev(text))
+  end
   return "status " .. status .. " " .. abbrev(text)
 end
 
@@ -1684,8 +1688,16 @@ local function show_header(tree, tvb)
     items[h[3]] = tree:add(h[3], tvb(h[1], h[2]))
   end
   if items[f.flags] then
+    local flags = tvb(6, 2):uint()
     for _, bit in ipairs(FLAG_BITS) do items[f.flags]:add(bit, tvb(6, 2)) end
-    if tvb(6, 2):uint() >= 0x2000 then items[f.flags]:add_proto_expert_info(ex.reserved) end
+    if flags >= 0x2000 then items[f.flags]:add_proto_expert_info(ex.reserved) end
+    local status, is_request = flags % 0x400, math.floor(flags / 0x400) % 2 == 1
+    if is_request and status ~= 0 then
+      items[f.status]:add_proto_expert_info(ex.bad_status, "Status " .. status .. " in a request (requests carry 0)")
+    elseif not is_request and not RESPONSE_STATUSES[status] then
+      items[f.status]:add_proto_expert_info(ex.bad_status, "Status " .. status .. " in a response (the " ..
+                                            "reference answers 200, 400 or 500)")
+    end
   end
   return items
 end

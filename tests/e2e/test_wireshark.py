@@ -700,6 +700,37 @@ def test_messages_not_all_in_the_capture(tmp_path):
     assert split_missing.keys() == {4, 18}
 
 
+# ---- header values outside the protocol
+
+@pytest.mark.build_independent
+def test_header_values_outside_the_protocol(tmp_path):
+    """A status other than 0 in a request, or other than 200, 400 and 500 in a response, is a
+    calc.bad_status warning (the Info still gives the status, as calc-sniff's note does);
+    calc.error_answer marks 400 and 500 answers only; reserved flag bits are
+    calc.reserved_bits."""
+    msgs = golden_payloads()
+    req = next(m for m in msgs if m[6] & 0x04)
+    resp = next(m for m in msgs if not m[6] & 0x04)
+
+    def flagged(m, flags):
+        return m[:6] + struct.pack("!H", flags) + m[8:]
+
+    cap = Pcap()
+    c = Conn(cap, 40000, 9999)
+    for m in (flagged(req, 0x1c00 | 200), flagged(resp, 0x1800), flagged(req, 0x3c00), flagged(resp, 0x1800 | 300),
+              req, message(b"", request=False, status=400), req, flagged(resp, 0x1800 | 500)):
+        c.send("c" if m[6] & 0x04 else "s", m)
+    c.close()
+    cap.write(tmp_path / "statuses.pcap")
+    found = [(int(m["calc.status"]), sorted(k for k in experts(m) if k != "calc.undecodable"))
+             for m in run_tshark(tmp_path / "statuses.pcap")]
+    assert found == [
+        (200, ["calc.bad_status"]), (0, ["calc.bad_status"]), (0, ["calc.reserved_bits"]),
+        (300, ["calc.bad_status"]), (0, []), (400, ["calc.error_answer"]), (0, []), (500, ["calc.error_answer"])]
+    infos = list(info_column(tmp_path / "statuses.pcap").values())
+    assert infos[1].startswith("Response 564 B: status 0 (") and infos[3].startswith("Response 564 B: status 300 (")
+
+
 # ---- requests and their responses
 
 @pytest.mark.build_independent
