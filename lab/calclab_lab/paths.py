@@ -14,9 +14,18 @@ PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else "python3"
 VECTORS = os.environ.get("CALCLAB_VECTORS") or os.path.join(CAPTURES, "vectors")
 
 
-def sniff():
-    p = os.path.join(BUILD, "calc-sniff")
+def _built(name):
+    p = os.path.join(BUILD, name)
     return p if os.access(p, os.X_OK) else None
+
+
+def sniff():
+    return _built("calc-sniff")
+
+
+def jail():
+    """calc-jail: how the sandbox enters a run's namespaces and drops privileges."""
+    return _built("calc-jail")
 
 
 def tcpdump():

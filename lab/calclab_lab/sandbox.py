@@ -3,12 +3,13 @@
 Each run gets a network namespace of its own, kept alive by netns_holder.py under util-linux
 `unshare --net` (plus `--user --map-root-user` when the lab is not root), so the report's ports
 9998/9999 are used as the goldens are and nothing outside is reachable.  The lab's capture
-enters it with `nsenter` (trusted, keeps its privileges there); every program under test enters
-it with `nsenter` and then runs under bubblewrap: its own pid namespace (it dies with bwrap,
+enters it with calc-jail (trusted, keeps its privileges there); every program under test enters
+it with calc-jail and then runs under bubblewrap: its own pid namespace (it dies with bwrap,
 daemons included), a read-only view of the system with only its own submission exposed, a
-fresh size-limited tmpfs as scratch (/tmp, its cwd), a non-root uid, and rlimits set by
-util-linux `prlimit` (memory, CPU, processes, open files, file size).  Where no namespace can be
-made the run says `isolation: none` (stderr and reports) and uses free ports as before."""
+fresh size-limited tmpfs as scratch (/tmp, its cwd), and, inside, calc-jail again for a
+non-root uid without capabilities and the rlimits (memory, CPU, processes, open files, file
+size).  Where no namespace can be made the run says `isolation: none` (stderr and reports) and
+uses free ports as before."""
 import os
 import shutil
 import signal
@@ -27,8 +28,12 @@ UID_BASE = 1_000_000
 UIDS_PER_RUN = 16
 NOBODY = 65534
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+# what a program sees of /etc: copies of these, one mount (bubblewrap reads the mount table
+# again for every bind, so eight binds cost more than the copies)
 SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/hosts", "/etc/nsswitch.conf", "/etc/protocols",
                 "/etc/services", "/etc/localtime", "/etc/passwd", "/etc/group")
+# where calc-jail is inside the sandbox, for the steps after bubblewrap
+INNER_JAIL = "/run/calc-jail"
 # A submission is copied for its programs (so that their uid can read it whatever the grader's
 # permissions); more than this is refused.
 MAX_STAGED_BYTES = 256 * 1024 * 1024
@@ -67,14 +72,15 @@ class Limits:
     def to_dict(self):
         return {name: getattr(self, name) for name, *_ in self.FIELDS}
 
-    def prlimit_argv(self, address_space=True):
-        """prlimit's command line; without the address-space limit for sanitizer builds, whose
-        shadow memory reserves terabytes of address space up front."""
+    def jail_argv(self, address_space=True):
+        """calc-jail's limit options (the CPU one's hard limit is a second above, so SIGXCPU comes
+        first); without the address-space limit for sanitizer builds, whose shadow memory
+        reserves terabytes of address space up front."""
         mib = 1024 * 1024
-        return ["prlimit"] + ([f"--as={self.memory_mib * mib}"] if address_space else []) + [
-                f"--cpu={self.cpu_seconds}:{self.cpu_seconds + 1}",
-                f"--nproc={self.processes}", f"--nofile={self.open_files}",
-                f"--fsize={self.file_size_mib * mib}", "--core=0", "--"]
+        limits = ([f"as={self.memory_mib * mib}"] if address_space else []) + [
+            f"cpu={self.cpu_seconds}", f"nproc={self.processes}", f"nofile={self.open_files}",
+            f"fsize={self.file_size_mib * mib}", "core=0"]
+        return [a for lim in limits for a in ("--limit", lim)]
 
 
 _probed = None
@@ -95,9 +101,11 @@ def _probe():
 def _try_namespaces():
     if os.environ.get("CALCLAB_ISOLATION") == "none":
         return None, "disabled by CALCLAB_ISOLATION=none"
-    missing = [t for t in ("unshare", "nsenter", "prlimit", "bwrap") if not shutil.which(t)]
+    missing = [t for t in ("unshare", "bwrap") if not shutil.which(t)]
     if missing:
         return None, f"{', '.join(missing)} not installed (util-linux, bubblewrap)"
+    if paths.jail() is None:
+        return None, f"calc-jail is not built in {paths.BUILD}"
     mode = "root" if os.geteuid() == 0 else "rootless"
     argv = _unshare_argv(mode) + ["bwrap", "--unshare-pid", "--die-with-parent", "--ro-bind", "/", "/"] + \
         (["--unshare-user", "--uid", str(NOBODY), "--gid", str(NOBODY)] if mode == "rootless" else []) + ["true"]
@@ -241,9 +249,9 @@ class Sandbox:
         return s
 
     def _enter(self):
-        if self.mode == "root":
-            return ["nsenter", f"--net=/proc/{self.holder.pid}/ns/net", "--"]
-        return ["nsenter", "-t", str(self.holder.pid), "--user", "--net", "--preserve-credentials", "--"]
+        ns = f"/proc/{self.holder.pid}/ns"
+        user = [] if self.mode == "root" else ["--user-ns", f"{ns}/user"]
+        return [paths.jail()] + user + ["--net-ns", f"{ns}/net", "--"]
 
     # ------------------------------------------------------------- programs
     def trusted(self, argv):
@@ -254,11 +262,11 @@ class Sandbox:
         """(argv, env, cwd) that run a program under test confined and limited."""
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
                "PYTHONUNBUFFERED": "1"}
-        limit = self.limits.prlimit_argv(address_space=not any(_sanitized(w) for w in argv))
+        limits = self.limits.jail_argv(address_space=not any(_sanitized(w) for w in argv))
         if not self.isolated:
-            return limit + list(argv), dict(os.environ, **env), None
+            return [paths.jail()] + limits + ["--"] + list(argv), dict(os.environ, **env), None
         env.update(HOME="/tmp", TMPDIR="/tmp")
-        return self._enter() + self._bwrap(argv) + self._drop_uid() + limit + list(argv), env, None
+        return self._enter() + self._bwrap(argv) + [INNER_JAIL] + limits + self._uid() + ["--"] + list(argv), env, None
 
     def _bwrap(self, argv):
         out = ["bwrap", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
@@ -270,9 +278,8 @@ class Sandbox:
                 out += ["--symlink", os.readlink(d), d]
             elif os.path.isdir(d):
                 out += ["--ro-bind", d, d]
-        for f in SYSTEM_FILES:
-            out += ["--ro-bind-try", f, f]
-        out += ["--proc", "/proc", "--dev", "/dev",
+        out += ["--ro-bind", self._system_files(), "/etc", "--ro-bind", paths.jail(), INNER_JAIL,
+                "--proc", "/proc", "--dev", "/dev",
                 "--perms", "1777", "--size", str(self.limits.file_size_mib * 1024 * 1024), "--tmpfs", "/tmp"]
         made = set()
         for p in self._exposed(argv):
@@ -299,14 +306,33 @@ class Sandbox:
                 seen.append(p)
         return seen
 
+    def _system_files(self):
+        """The run's /etc: a folder with copies of SYSTEM_FILES (links kept as links), made once."""
+        etc = os.path.join(self._stage_root(), "etc")
+        if not os.path.isdir(etc):
+            os.mkdir(etc, 0o755)
+            os.chmod(etc, 0o755)
+            for f in SYSTEM_FILES:
+                dest = os.path.join(etc, os.path.basename(f))
+                if os.path.islink(f):
+                    os.symlink(os.readlink(f), dest)
+                elif os.path.isfile(f):
+                    shutil.copyfile(f, dest)
+                    os.chmod(dest, 0o644)
+        return etc
+
+    def _stage_root(self):
+        if self._stage_dir is None:
+            self._stage_dir = tempfile.mkdtemp(prefix="calclab-stage-")
+            os.chmod(self._stage_dir, 0o755)
+        return self._stage_dir
+
     def _stage(self, path):
         """A copy of `path` the program's uid can read, made once per run: files 0644 (0755 when
         executable), folders 0755, symbolic links kept as links (their targets stay outside)."""
         if path in self._staged:
             return self._staged[path]
-        if self._stage_dir is None:
-            self._stage_dir = tempfile.mkdtemp(prefix="calclab-stage-")
-        dest = os.path.join(self._stage_dir, str(len(self._staged)))
+        dest = os.path.join(self._stage_root(), str(len(self._staged)))
         if os.path.isdir(path):
             total = sum(os.lstat(os.path.join(d, f)).st_size for d, _, fs in os.walk(path) for f in fs)
             if total > MAX_STAGED_BYTES:
@@ -323,15 +349,14 @@ class Sandbox:
         self._staged[path] = dest
         return dest
 
-    def _drop_uid(self):
-        """As root, each program gets an unprivileged uid of its own (in rootless runs bwrap's
-        user namespace already maps it to nobody)."""
+    def _uid(self):
+        """As root, each program gets an unprivileged uid of its own, without groups or
+        capabilities (in rootless runs bwrap's user namespace already maps it to nobody)."""
         if self.mode != "root":
             return []
         uid = UID_BASE + self.holder.pid * UIDS_PER_RUN + self._next_uid % UIDS_PER_RUN
         self._next_uid += 1
-        return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
-                "--bounding-set=-all", "--"]
+        return ["--uid", str(uid)]
 
     # ------------------------------------------------------------- verdict on a program's end
     def limit_hit(self, role, rc, output, capped=False):
