@@ -449,7 +449,11 @@ def test_grading_past_its_time_limit_is_stopped_and_said(platform):
         cfg = json.loads(saved)
         cfg["time_limit"] = 2
         cfg_path.write_text(json.dumps(cfg))
-        handin(root / "submission")
+        # a server that never listens: the lab waits for it far past 2 s (a correct hand-in is
+        # graded in less than that)
+        hang = handin(root / "submission")
+        with open(os.path.join(hang, "server.py"), "w") as f:
+            f.write("import time\ntime.sleep(600)\n")
         res, _ = run_autograder(root, timeout=120)
     finally:
         cfg_path.write_text(saved)
