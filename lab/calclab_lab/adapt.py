@@ -246,7 +246,9 @@ def _rejudge(res, golden, golden_ports):
 
 def adapt(res, timeout=15.0, use_sniff=True, ports_base=None, replay_dir=None):
     """Re-judge `res` (a run with the student's client) on the requests it sent.  Returns
-    {"runs": what each client run sent, "adapted": the rewritten exchanges or None}."""
+    {"runs": what each client run sent, "adapted": the rewritten exchanges or None}.  `res` may
+    be judged already or only captured (runner.play capture_only: it is judged once, here)."""
+    runner.read_capture(res)
     sent = client_requests(res)
     scn = res.scenario
     own = [e.example for e in scn.exchanges]

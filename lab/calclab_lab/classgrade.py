@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 
-from . import adapt, feedback, gradebook, paths, procs, runner
+from . import adapt, feedback, gradebook, paths, procs, runner, stage
 from .scenarios import GRADABLE, SCENARIOS
 from .submission import ROLES, Submission, SubmissionError, submission_id
 
@@ -128,15 +128,18 @@ def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=Non
         for r in graded:
             templates[r] = sub.template(r, client_stdin)
         scn_entries = []
-        for name in scenarios:
-            wd = os.path.join(fdir, name)
-            golden = os.path.join(golden_dir or paths.CAPTURES, f"{name}.pcap")
-            res = runner.play(name, templates, ports_base=ports_base or _ports_base, workdir=wd, timeout=timeout,
-                              golden=golden, use_sniff=use_sniff, limits=limits)
-            sent = adapt.adapt(res, timeout=timeout, use_sniff=use_sniff, ports_base=_ports_base,
-                               replay_dir=os.path.join(out_dir, ".replays")) if "client" in graded else None
-            runs.append(res)
-            scn_entries.append(_scenario_entry(res, graded, sent, out_dir))
+        with stage.shared():  # the hand-in is copied (and its modules compiled) once for all its runs
+            for name in scenarios:
+                wd = os.path.join(fdir, name)
+                golden = os.path.join(golden_dir or paths.CAPTURES, f"{name}.pcap")
+                # a graded client's run is judged once, by adapt, on the requests it really sent
+                res = runner.play(name, templates, ports_base=ports_base or _ports_base, workdir=wd,
+                                  timeout=timeout, golden=golden, use_sniff=use_sniff, limits=limits,
+                                  capture_only="client" in graded)
+                sent = adapt.adapt(res, timeout=timeout, use_sniff=use_sniff, ports_base=_ports_base,
+                                   replay_dir=os.path.join(out_dir, ".replays")) if "client" in graded else None
+                runs.append(res)
+                scn_entries.append(_scenario_entry(res, graded, sent, out_dir))
         failed = _start_failures(runs, graded)
         status = "graded"
         if failed:

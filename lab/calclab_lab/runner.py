@@ -109,8 +109,8 @@ def _start_program(res, box, role, argv, log_path=None):
     if res.expired:
         res.errors.append(f"{role}: not started: the run's wall-clock limit struck")
         return None
-    wrapped, env, cwd = box.program(argv)
     try:
+        wrapped, env, cwd = box.program(argv)
         p = procs.Proc(role, wrapped, log_path, env=env, cwd=cwd, max_output=box.limits.output_kib * 1024)
     except OSError as e:
         res.errors.append(f"{role}: cannot start: {e}")
@@ -298,9 +298,10 @@ def play(name, templates, ports_base=None, workdir=None, timeout=15.0, golden=No
         _end_run(res, scn, box, wall)
     res.duration = time.time() - t_start
     _record_limits(res, box)
+    res.golden = golden if scn.golden else None
     # 4. analysis
     if not capture_only:
-        judge(res, golden if scn.golden else None)
+        judge(res, res.golden)
     return res
 
 
@@ -316,15 +317,22 @@ def _end_run(res, scn, box, wall):
     box.close()
 
 
+def read_capture(res):
+    """calc-sniff's records of the run's capture, read once (judging again reuses them)."""
+    if not res.sniff_json:
+        try:
+            res.sniff_json = sniff.records(res.pcap, res.ports)
+        except sniff.SniffError as e:
+            raise LabError(str(e))
+    return res.sniff_json
+
+
 def judge(res, golden, golden_ports=None):
     """The run's verdict: calc-sniff's reading of the capture (the timeline's and the sequence
     diagram's records), its checks against the golden (recorded on golden_ports, default
     9998/9999), and the lab's own checks of what only it sees (the clients' outputs, the bad
     requests it sent, the programs' troubles)."""
-    try:
-        res.sniff_json = sniff.records(res.pcap, res.ports)
-    except sniff.SniffError as e:
-        raise LabError(str(e))
+    read_capture(res)
     found = []
     if golden is not None:
         res.golden = golden

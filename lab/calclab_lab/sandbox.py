@@ -16,10 +16,9 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 
-from . import paths
+from . import paths, stage
 
 GOLDEN_PORTS = {"proxy": 9998, "server": 9999}
 # Each program of a root run gets its own uid from this range: RLIMIT_NPROC counts per uid, so
@@ -34,9 +33,6 @@ SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/hosts", "/etc/nsswitch.conf", "/etc/pr
                 "/etc/services", "/etc/localtime", "/etc/passwd", "/etc/group")
 # where calc-jail is inside the sandbox, for the steps after bubblewrap
 INNER_JAIL = "/run/calc-jail"
-# A submission is copied for its programs (so that their uid can read it whatever the grader's
-# permissions); more than this is refused.
-MAX_STAGED_BYTES = 256 * 1024 * 1024
 HOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "netns_holder.py")
 
 
@@ -141,8 +137,7 @@ class Sandbox:
         self._ctl = None
         self._ctl_lock = threading.Lock()
         self._next_uid = 0
-        self._stage_dir = None
-        self._staged = {}   # exposed path -> its world-readable copy
+        self._stage, self._own_stage = stage.current()
 
     # ------------------------------------------------------------- the namespace
     def open(self):
@@ -192,9 +187,8 @@ class Sandbox:
 
     def close(self):
         self._stop_holder()
-        if self._stage_dir is not None:
-            shutil.rmtree(self._stage_dir, ignore_errors=True)
-            self._stage_dir = None
+        if self._own_stage:
+            self._stage.remove()
 
     def __enter__(self):
         return self.open()
@@ -278,7 +272,7 @@ class Sandbox:
                 out += ["--symlink", os.readlink(d), d]
             elif os.path.isdir(d):
                 out += ["--ro-bind", d, d]
-        out += ["--ro-bind", self._system_files(), "/etc", "--ro-bind", paths.jail(), INNER_JAIL,
+        out += ["--ro-bind", self._stage.system_files(SYSTEM_FILES), "/etc", "--ro-bind", paths.jail(), INNER_JAIL,
                 "--proc", "/proc", "--dev", "/dev",
                 "--perms", "1777", "--size", str(self.limits.file_size_mib * 1024 * 1024), "--tmpfs", "/tmp"]
         made = set()
@@ -288,7 +282,7 @@ class Sandbox:
                 if parent not in made:
                     made.add(parent)
                     out += ["--perms", "0755", "--dir", parent]
-            out += ["--ro-bind", self._stage(p), p]
+            out += ["--ro-bind", self._stage.copy(p), p]
         return out + ["--remount-ro", "/", "--chdir", "/tmp", "--"]
 
     def _exposed(self, argv):
@@ -305,49 +299,6 @@ class Sandbox:
             if p not in seen:
                 seen.append(p)
         return seen
-
-    def _system_files(self):
-        """The run's /etc: a folder with copies of SYSTEM_FILES (links kept as links), made once."""
-        etc = os.path.join(self._stage_root(), "etc")
-        if not os.path.isdir(etc):
-            os.mkdir(etc, 0o755)
-            os.chmod(etc, 0o755)
-            for f in SYSTEM_FILES:
-                dest = os.path.join(etc, os.path.basename(f))
-                if os.path.islink(f):
-                    os.symlink(os.readlink(f), dest)
-                elif os.path.isfile(f):
-                    shutil.copyfile(f, dest)
-                    os.chmod(dest, 0o644)
-        return etc
-
-    def _stage_root(self):
-        if self._stage_dir is None:
-            self._stage_dir = tempfile.mkdtemp(prefix="calclab-stage-")
-            os.chmod(self._stage_dir, 0o755)
-        return self._stage_dir
-
-    def _stage(self, path):
-        """A copy of `path` the program's uid can read, made once per run: files 0644 (0755 when
-        executable), folders 0755, symbolic links kept as links (their targets stay outside)."""
-        if path in self._staged:
-            return self._staged[path]
-        dest = os.path.join(self._stage_root(), str(len(self._staged)))
-        if os.path.isdir(path):
-            total = sum(os.lstat(os.path.join(d, f)).st_size for d, _, fs in os.walk(path) for f in fs)
-            if total > MAX_STAGED_BYTES:
-                raise OSError(f"{path}: {total} bytes, more than the {MAX_STAGED_BYTES} a submission may hold")
-            shutil.copytree(path, dest, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
-            for d, dirs, files in os.walk(dest):
-                os.chmod(d, 0o755)
-                for f in files:
-                    _share(os.path.join(d, f))
-        else:
-            shutil.copyfile(path, dest)
-            os.chmod(dest, os.stat(path).st_mode)
-            _share(dest)
-        self._staged[path] = dest
-        return dest
 
     def _uid(self):
         """As root, each program gets an unprivileged uid of its own, without groups or
@@ -383,11 +334,6 @@ class Sandbox:
 
 def _under_system(path):
     return any(path == d or path.startswith(d + "/") for d in SYSTEM_DIRS + ("/etc", "/proc", "/dev"))
-
-
-def _share(path):
-    if not os.path.islink(path):
-        os.chmod(path, 0o755 if os.stat(path).st_mode & 0o111 else 0o644)
 
 
 def _ancestors(path):
