@@ -96,13 +96,16 @@ def test_secret_of_the_grader_is_in_no_output(tmp_path, monkeypatch):
             except OSError as e:
                 print("DENIED", path, e, flush=True)
         print("ENV", dict(os.environ), flush=True)
+        # the needle is made at run time: a literal, even split in two, would be folded into the
+        # program's own compiled module (the sandbox compiles a hand-in's modules ahead)
+        needle = "-".join(["calclab", "grader", "secret", ""]).encode()
         for top in ["/", {str(tmp_path)!r}]:
             for d, dirs, files in os.walk(top):
                 if d == "/":
                     dirs[:] = [x for x in dirs if x not in ("usr", "proc", "sys", "dev")]
                 for f in files:
                     try:
-                        if b"calclab-grader" b"-secret-" in open(os.path.join(d, f), "rb").read(1 << 20):
+                        if needle in open(os.path.join(d, f), "rb").read(1 << 20):
                             print("FOUND", os.path.join(d, f), flush=True)
                     except OSError:
                         pass
