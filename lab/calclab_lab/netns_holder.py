@@ -1,64 +1,77 @@
-"""The process that keeps one run's network namespace alive (started by sandbox.py as
-`unshare --net [--user --map-root-user] -- python3 -I -S netns_holder.py FD`).
+"""The lab's end of calc-netns, the process that makes one run's network namespace and keeps it
+alive (src/bin/calc-netns: what it does and why the namespace is a child of another).
 
-It first moves into a child namespace with TCP tables of its own (private_tcp_tables), brings
-that namespace's lo up, says "ready" on the control socket FD, then hands out TCP
-sockets created inside the namespace (the lab connects with them to the programs under test;
-a socket keeps the namespace it was made in).  It exits when the lab closes the control socket
-or dies, and with it the namespace, once the run's programs are gone too.  Stdlib only."""
-import ctypes
-import fcntl
+NetnsHolder.start() runs it with one end of a socketpair and waits for its "ready"; socket()
+asks it for a TCP socket made inside the namespace; stop() closes the pair, and calc-netns
+exits (the namespace goes once the run's programs are gone too)."""
 import socket
-import struct
-import sys
+import subprocess
+import threading
 
-SIOCGIFFLAGS = 0x8913
-SIOCSIFFLAGS = 0x8914
-IFF_UP = 0x1
-IFREQ = "16sh22x"  # struct ifreq: the name, then ifr_flags in the 24-byte union
-CLONE_NEWNET = 0x40000000
-# A namespace created from one whose net.ipv4.tcp_child_ehash_entries is set gets a TCP
-# established-connection table of that many buckets instead of sharing the host's (Linux 6.1+).
-# Reading /proc/PID/net/tcp walks the whole table: about 4 ms of kernel time for a host's 262144
-# buckets against 0.07 ms for these, and the lab reads it every few ms while it waits for a run's
-# ports.  The table also caps TIME_WAIT sockets at half its size: a run makes about ten.
-PRIVATE_TCP_TABLE = 1024
+from . import paths
 
 
-def private_tcp_tables():
-    """Move this process into a new network namespace, child of the one unshare made, with TCP
-    tables of its own; where the kernel has no tcp_child_ehash_entries, stay in this one."""
-    try:
-        with open("/proc/sys/net/ipv4/tcp_child_ehash_entries", "w") as f:
-            f.write(str(PRIVATE_TCP_TABLE))
-    except OSError:
-        return False
-    return ctypes.CDLL(None, use_errno=True).unshare(CLONE_NEWNET) == 0
+class NetnsHolder:
+    def __init__(self, rootless):
+        self.rootless = rootless
+        self.proc = None
+        self._ctl = None
+        self._lock = threading.Lock()   # a scenario's clients at once ask from several threads
+        self.why = None                 # calc-netns's last words, once it has stopped
 
+    @property
+    def pid(self):
+        return self.proc.pid
 
-def bring_lo_up():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        got = fcntl.ioctl(s, SIOCGIFFLAGS, struct.pack(IFREQ, b"lo", 0))
-        flags = struct.unpack(IFREQ, got)[1]
-        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack(IFREQ, b"lo", flags | IFF_UP))
+    def ns(self, kind):
+        """/proc/PID/ns/KIND of the namespace ('net', 'user')."""
+        return f"/proc/{self.proc.pid}/ns/{kind}"
 
-
-def main():
-    ctl = socket.socket(fileno=int(sys.argv[1]))
-    private_tcp_tables()
-    bring_lo_up()
-    ctl.sendall(b"ready\n")
-    while True:
+    def start(self, timeout=10):
+        """Make the namespace; OSError with calc-netns's reason when it cannot."""
+        tool = paths.netns()
+        if tool is None:
+            raise OSError(f"calc-netns is not built in {paths.BUILD}")
+        mine, theirs = socket.socketpair()
         try:
-            request = ctl.recv(64)
+            self.proc = subprocess.Popen([tool] + (["--map-root-user"] if self.rootless else []) + [str(theirs.fileno())],
+                                         pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        finally:
+            theirs.close()
+        mine.settimeout(timeout)
+        try:
+            ready = mine.recv(16)
         except OSError:
-            break
-        if not request:
-            break
-        family = socket.AF_INET6 if request.startswith(b"tcp6") else socket.AF_INET
-        with socket.socket(family, socket.SOCK_STREAM) as s:
-            socket.send_fds(ctl, [b"s"], [s.fileno()])
+            ready = b""
+        if ready != b"ready\n":
+            mine.close()
+            self.stop()
+            raise OSError(self.why or "the namespace holder did not start")
+        mine.settimeout(None)
+        self._ctl = mine
+        return self
 
+    def stop(self):
+        if self._ctl is not None:
+            self._ctl.close()
+            self._ctl = None
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            err = self.proc.stderr.read().decode(errors="replace").strip()
+            self.proc.stderr.close()
+            self.why = err[-300:] or None
+            self.proc = None
 
-if __name__ == "__main__":
-    main()
+    def tcp_socket(self, family):
+        """A new, unconnected TCP socket of the namespace."""
+        with self._lock:
+            self._ctl.sendall(b"tcp6" if family == socket.AF_INET6 else b"tcp4")
+            _, fds, _, _ = socket.recv_fds(self._ctl, 16, 1)
+        if not fds:
+            raise OSError("the namespace holder could not make a socket")
+        return socket.socket(fileno=fds[0])

@@ -28,5 +28,10 @@ def jail():
     return _built("calc-jail")
 
 
+def netns():
+    """calc-netns: what makes and holds a run's network namespace."""
+    return _built("calc-netns")
+
+
 def tcpdump():
     return shutil.which("tcpdump") or ("/usr/bin/tcpdump" if os.path.exists("/usr/bin/tcpdump") else None)

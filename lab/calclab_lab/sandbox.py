@@ -1,8 +1,8 @@
 """Confinement of one scenario run (docs/sandbox.md).
 
-Each run gets a network namespace of its own, kept alive by netns_holder.py under util-linux
-`unshare --net` (plus `--user --map-root-user` when the lab is not root), so the report's ports
-9998/9999 are used as the goldens are and nothing outside is reachable.  The lab's capture
+Each run gets a network namespace of its own, made and kept alive by calc-netns (in a user
+namespace of its own when the lab is not root; netns_holder.py is the lab's end of it), so the
+report's ports 9998/9999 are used as the goldens are and nothing outside is reachable.  The lab's capture
 enters it with calc-jail (trusted, keeps its privileges there); every program under test enters
 it with calc-jail and then runs under bubblewrap: its own pid namespace (it dies with bwrap,
 daemons included), a read-only view of the system with only its own submission exposed, a
@@ -19,6 +19,7 @@ import sys
 import threading
 
 from . import paths, stage
+from .netns_holder import NetnsHolder
 
 GOLDEN_PORTS = {"proxy": 9998, "server": 9999}
 # Each program of a root run gets its own uid from this range: RLIMIT_NPROC counts per uid, so
@@ -33,7 +34,6 @@ SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/hosts", "/etc/nsswitch.conf", "/etc/pr
                 "/etc/services", "/etc/localtime", "/etc/passwd", "/etc/group")
 # where calc-jail is inside the sandbox, for the steps after bubblewrap
 INNER_JAIL = "/run/calc-jail"
-HOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "netns_holder.py")
 
 
 class Limits:
@@ -97,25 +97,33 @@ def _probe():
 def _try_namespaces():
     if os.environ.get("CALCLAB_ISOLATION") == "none":
         return None, "disabled by CALCLAB_ISOLATION=none"
-    missing = [t for t in ("unshare", "bwrap") if not shutil.which(t)]
-    if missing:
-        return None, f"{', '.join(missing)} not installed (util-linux, bubblewrap)"
-    if paths.jail() is None:
-        return None, f"calc-jail is not built in {paths.BUILD}"
+    if not shutil.which("bwrap"):
+        return None, "bwrap not installed (bubblewrap)"
+    unbuilt = [t for t, p in (("calc-netns", paths.netns()), ("calc-jail", paths.jail())) if p is None]
+    if unbuilt:
+        return None, f"{' and '.join(unbuilt)} not built in {paths.BUILD}"
     mode = "root" if os.geteuid() == 0 else "rootless"
-    argv = _unshare_argv(mode) + ["bwrap", "--unshare-pid", "--die-with-parent", "--ro-bind", "/", "/"] + \
+    try:
+        holder = NetnsHolder(rootless=mode == "rootless").start()
+    except OSError as e:
+        return None, f"cannot create namespaces ({mode}): {e}"
+    argv = _enter(holder) + ["bwrap", "--unshare-pid", "--die-with-parent", "--ro-bind", "/", "/"] + \
         (["--unshare-user", "--uid", str(NOBODY), "--gid", str(NOBODY)] if mode == "rootless" else []) + ["true"]
     try:
         r = subprocess.run(argv, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired) as e:
         return None, f"cannot create namespaces: {e}"
+    finally:
+        holder.stop()
     if r.returncode != 0:
         return None, f"cannot create namespaces ({mode}): {(r.stderr.strip() or f'exit {r.returncode}')[:200]}"
     return mode, ""
 
 
-def _unshare_argv(mode):
-    return ["unshare", "--net"] + (["--user", "--map-root-user"] if mode == "rootless" else []) + ["--"]
+def _enter(holder):
+    """calc-jail's way into the holder's namespaces (the user one first, when there is one)."""
+    user = ["--user-ns", holder.ns("user")] if holder.rootless else []
+    return [paths.jail()] + user + ["--net-ns", holder.ns("net"), "--"]
 
 
 def _warn_once(text):
@@ -133,9 +141,7 @@ class Sandbox:
         self.limits = limits or Limits()
         self.expose = [os.path.abspath(p) for p in expose]
         self.mode, self.reason = _probe()
-        self.holder = None
-        self._ctl = None
-        self._ctl_lock = threading.Lock()
+        self.holder = None     # netns_holder.NetnsHolder of the run's namespace
         self._next_uid = 0
         self._stage, self._own_stage = stage.current()
 
@@ -151,38 +157,11 @@ class Sandbox:
         return self
 
     def _start_holder(self):
-        mine, theirs = socket.socketpair()
-        try:
-            self.holder = subprocess.Popen(
-                _unshare_argv(self.mode) + [paths.PY, "-I", "-S", HOLDER, str(theirs.fileno())],
-                pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE)
-        finally:
-            theirs.close()
-        mine.settimeout(10)
-        try:
-            ready = mine.recv(16)
-        except OSError:
-            ready = b""
-        if ready != b"ready\n":
-            err = self.holder.stderr.read().decode(errors="replace").strip() if self.holder.poll() is not None else ""
-            self._stop_holder()
-            mine.close()
-            raise OSError(err[-300:] or "the namespace holder did not start")
-        mine.settimeout(None)
-        self._ctl = mine
+        self.holder = NetnsHolder(rootless=self.mode == "rootless").start()
 
     def _stop_holder(self):
-        if self._ctl is not None:
-            self._ctl.close()
-            self._ctl = None
         if self.holder is not None:
-            try:
-                self.holder.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.holder.kill()
-                self.holder.wait()
-            self.holder.stderr.close()
+            self.holder.stop()
             self.holder = None
 
     def close(self):
@@ -228,12 +207,7 @@ class Sandbox:
         """A TCP connection from the lab into the run's namespace."""
         if not self.isolated:
             return socket.create_connection((host, port), timeout=timeout)
-        with self._ctl_lock:
-            self._ctl.sendall(b"tcp6" if ":" in host else b"tcp4")
-            _, fds, _, _ = socket.recv_fds(self._ctl, 16, 1)
-        if not fds:
-            raise OSError("the namespace holder handed out no socket")
-        s = socket.socket(fileno=fds[0])
+        s = self.holder.tcp_socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         s.settimeout(timeout)
         try:
             s.connect((host, port))
@@ -243,9 +217,7 @@ class Sandbox:
         return s
 
     def _enter(self):
-        ns = f"/proc/{self.holder.pid}/ns"
-        user = [] if self.mode == "root" else ["--user-ns", f"{ns}/user"]
-        return [paths.jail()] + user + ["--net-ns", f"{ns}/net", "--"]
+        return _enter(self.holder)
 
     # ------------------------------------------------------------- programs
     def trusted(self, argv):

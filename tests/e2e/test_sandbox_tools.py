@@ -1,6 +1,8 @@
-"""calc-jail, the sandbox's step into a run's namespaces and out of root: its limits, the uid
-and capabilities a program is left with, the namespaces it enters, and its errors."""
+"""The sandbox's own tools: calc-netns, which makes and holds a run's network namespace, and
+calc-jail, the step into it and out of root (its limits, the uid and capabilities a program
+is left with, the namespaces it enters), and their errors."""
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -98,3 +100,61 @@ def test_program_not_found_and_not_executable_exit_as_env_does(tmp_path):
 def test_help_goes_to_stdout():
     r = jail("--help")
     assert r.returncode == 0 and r.stdout.startswith("usage: calc-jail")
+
+
+# ---------------------------------------------------------------- calc-netns
+def start_netns(*opts):
+    mine, theirs = socket.socketpair()
+    p = subprocess.Popen([str(build_exe("calc-netns")), *opts, str(theirs.fileno())], pass_fds=[theirs.fileno()],
+                         stderr=subprocess.PIPE)
+    theirs.close()
+    mine.settimeout(10)
+    assert mine.recv(16) == b"ready\n"
+    return p, mine
+
+
+def ask_socket(ctl, family=b"tcp4"):
+    ctl.sendall(family)
+    tag, fds, _, _ = socket.recv_fds(ctl, 16, 1)
+    assert tag == b"s" and len(fds) == 1
+    return socket.socket(fileno=fds[0])
+
+
+@pytest.mark.parametrize("opts", [[], ["--map-root-user"]])
+def test_netns_holds_a_namespace_with_lo_up_and_hands_out_its_sockets(opts):
+    p, ctl = start_netns(*opts)
+    try:
+        net = f"/proc/{p.pid}/ns/net"
+        assert os.readlink(net) != os.readlink("/proc/self/ns/net")
+        interfaces = [l.split(":")[0].strip() for l in open(f"/proc/{p.pid}/net/dev").read().splitlines()[2:]]
+        assert interfaces == ["lo"]
+        with ask_socket(ctl) as srv, ask_socket(ctl) as cli:
+            srv.bind(("127.0.0.1", 9999))   # the report's port: free in the namespace, whatever the host runs
+            srv.listen()
+            cli.settimeout(5)
+            cli.connect(("127.0.0.1", 9999))  # lo is up
+            assert ":270F" in open(f"/proc/{p.pid}/net/tcp").read()
+        with ask_socket(ctl, b"tcp6") as s6:
+            assert s6.family == socket.AF_INET6
+    finally:
+        ctl.close()
+        assert p.wait(timeout=10) == 0   # it ends when the lab closes its end
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/sys/net/ipv4/tcp_child_ehash_entries"),
+                    reason="this kernel has no per-namespace TCP tables (Linux 6.1+)")
+def test_netns_tcp_tables_are_the_namespaces_own():
+    p, ctl = start_netns()
+    try:
+        r = jail("--net-ns", f"/proc/{p.pid}/ns/net", "--", "cat", "/proc/sys/net/ipv4/tcp_ehash_entries")
+        # positive: a table of its own; the host's shared table shows as negative
+        assert r.stdout.strip() == "1024", r.stderr
+    finally:
+        ctl.close()
+        p.wait(timeout=10)
+
+
+@pytest.mark.parametrize("args", [[], ["x"], ["-1"], ["99999"], ["--map-root-user"], ["--bogus", "3"], ["1000"]])
+def test_netns_usage_errors_exit_2(args):
+    r = subprocess.run([str(build_exe("calc-netns")), *args], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 2 and "usage: calc-netns" in r.stderr
