@@ -162,39 +162,84 @@ static bool same_request(const sniff_msg *g, const sniff_msg *c) {
   return g->size == c->size && g->h.steps == c->h.steps && g->h.cache == c->h.cache;
 }
 
-/* request-header: the steps and cache flags of each request of the same size. */
-static void cmp_request_flags(cmp *x, const char *where, const sniff_conn *cc, const sniff_msg *g,
-                              const sniff_msg *c, uint32_t i) {
+/* An upstream connection's context: the downstream request that caused it, in the golden and
+ * in the capture. The reference proxy forwards what its client sent, so the capture's proxy is
+ * judged against what the reference would have sent for the request the capture's client
+ * sent, not against the golden's upstream bytes. */
+typedef struct fwd_ctx {
+  const sniff_msg *gq, *cq;
+} fwd_ctx;
+
+/* The request the reference would have sent upstream: the golden's upstream request g, with
+ * each compared field that the reference forwarded as its client sent it (the same in g as in
+ * the golden's downstream request) taken from the capture's downstream request instead. A
+ * field the reference changed on the way keeps the golden's value. Without context (f NULL:
+ * a downstream connection), g itself. */
+static sniff_msg forwarded_request(const sniff_msg *g, const fwd_ctx *f) {
+  sniff_msg e = *g;
+  if (!f) return e;
+  if (g->size == f->gq->size) e.size = f->cq->size;
+  if (g->h.steps == f->gq->h.steps) e.h.steps = f->cq->h.steps;
+  if (g->h.cache == f->gq->h.cache) e.h.cache = f->cq->h.cache;
+  return e;
+}
+
+/* "; the reference's asks" or, where the capture's client asked otherwise, what the reference
+ * would forward for it. */
+static void say_reference(pend *p, bool from_client, bool ok) {
+  if (ok) say(p, from_client ? ", as the reference forwards the client's request" : ", as in the reference");
+  else say(p, from_client ? "; forwarding the client's request, the reference's" : "; the reference's");
+}
+
+/* request-header: the steps and cache flags of each request of the same size, against e (the
+ * golden's request, or what the reference would forward: from_client when that differs). */
+static void cmp_request_flags(cmp *x, const char *where, const sniff_conn *cc, const sniff_msg *e,
+                              bool from_client, const sniff_msg *c, uint32_t i) {
   pend p;
-  bool ok = g->h.steps == c->h.steps && g->h.cache == c->h.cache;
+  bool ok = e->h.steps == c->h.steps && e->h.cache == c->h.cache;
   begin(x, &p, SNIFF_CK_REQUEST_HEADER, ok, sniff_conn_party(cc, 0), cc);
   say(&p, "%s: request %u asks %s steps, %s the cache", where, i + 1, c->h.steps ? "with" : "without",
       c->h.cache ? "with" : "without");
-  if (ok) say(&p, ", as in the reference");
-  else say(&p, "; the reference's asks %s steps, %s the cache", g->h.steps ? "with" : "without",
-           g->h.cache ? "with" : "without");
+  say_reference(&p, from_client, ok);
+  if (!ok) say(&p, " asks %s steps, %s the cache", e->h.steps ? "with" : "without", e->h.cache ? "with" : "without");
   at(&p, c->pkt_first, c->ts_first);
   emit(x, &p);
 }
 
+/* Whose a response is: the answering program's when the question was what the reference asks;
+ * when the request differs, is extra or was never sent (gq or cq NULL), the asking program's;
+ * upstream (f), the capture's client's where the proxy forwarded what the reference would have
+ * for that client's request and the client asked for something else than the golden's. */
+static sniff_party response_party(const sniff_conn *cc, const fwd_ctx *f, const sniff_msg *gq,
+                                  const sniff_msg *cq) {
+  if (!gq || !cq) return sniff_conn_party(cc, 0);
+  sniff_msg e = forwarded_request(gq, f);
+  if (!same_request(&e, cq)) return sniff_conn_party(cc, 0);
+  return same_request(gq, &e) ? sniff_conn_party(cc, 1) : SNIFF_PARTY_CLIENT;
+}
+
 /* Requests (dir 0) or responses (dir 1) of a paired connection, one by one. For responses,
- * gq/cq are the requests: a response to a request that asked for something else than the
- * golden's (or was extra, or never asked) is about the program that asked. */
-static void cmp_msgs(cmp *x, const char *where, int dir, const sniff_conn *cc, const sniff_msg **g,
-                     uint32_t ng, const sniff_msg **c, uint32_t nc, const sniff_msg **gq, uint32_t ngq,
-                     const sniff_msg **cq, uint32_t ncq) {
+ * gq/cq are the requests, which say whose a response of another size is (response_party).
+ * f: an upstream connection's context (NULL downstream): its requests are judged against what
+ * the reference would forward for the capture's client request (forwarded_request). */
+static void cmp_msgs(cmp *x, const char *where, int dir, const sniff_conn *cc, const fwd_ctx *f,
+                     const sniff_msg **g, uint32_t ng, const sniff_msg **c, uint32_t nc,
+                     const sniff_msg **gq, uint32_t ngq, const sniff_msg **cq, uint32_t ncq) {
   const char *kind = dir ? "response" : "request";
   sniff_check k = dir ? SNIFF_CK_RESPONSE_SIZE : SNIFF_CK_REQUEST_SIZE;
   pend p;
   for (uint32_t i = 0; (i < ng || i < nc) && i < MAXM; i++) {
-    /* a response is the answering program's when the question was the golden's; when the
-     * request differs, is extra or was never sent, it follows from the asking program */
-    bool asked_otherwise = dir && (i < ngq || i < ncq) && !(i < ngq && i < ncq && same_request(gq[i], cq[i]));
-    sniff_party who = sniff_conn_party(cc, asked_otherwise ? 0 : dir);
+    sniff_party who = sniff_conn_party(cc, dir);
+    if (dir && (i < ngq || i < ncq)) who = response_party(cc, f, i < ngq ? gq[i] : NULL, i < ncq ? cq[i] : NULL);
+    bool asked_otherwise = who != sniff_conn_party(cc, dir);
+    /* what the reference sends here: for an upstream request, what it would forward */
+    sniff_msg e = {0};
+    if (i < ng) e = dir ? *g[i] : forwarded_request(g[i], f);
+    bool from_client = i < ng && !same_request(g[i], &e);
     if (i >= nc) {
       begin(x, &p, k, false, who, cc);
       say(&p, "%s: %s %u not seen (%u %s%s in all); the reference sends %u B here", where, kind, i + 1,
-          nc, kind, nc == 1 ? "" : "s", g[i]->size);
+          nc, kind, nc == 1 ? "" : "s", e.size);
       emit(x, &p);
       continue;
     }
@@ -206,20 +251,25 @@ static void cmp_msgs(cmp *x, const char *where, int dir, const sniff_conn *cc, c
       emit(x, &p);
       continue;
     }
-    bool size_ok = g[i]->size == c[i]->size, whole = !g[i]->complete || c[i]->complete;
+    bool size_ok = e.size == c[i]->size, whole = !e.complete || c[i]->complete;
     begin(x, &p, k, size_ok && whole, who, cc);
-    if (!size_ok)
-      say(&p, "%s: %s %u of %u B seen; the reference's is %u B", where, kind, i + 1, c[i]->size, g[i]->size);
-    else if (!whole)
+    if (!whole && size_ok) {
       say(&p, "%s: %s %u announces %u B but not all of them came; the reference's arrives whole", where,
           kind, i + 1, c[i]->size);
-    else
-      say(&p, "%s: %s %u of %u B, as in the reference", where, kind, i + 1, c[i]->size);
-    if (asked_otherwise) say(&p, " (the request asked for something else)");
+    } else {
+      say(&p, "%s: %s %u of %u B", where, kind, i + 1, c[i]->size);
+      if (!size_ok) say(&p, " seen");
+      say_reference(&p, from_client, size_ok);
+      if (!size_ok) say(&p, " is %u B", e.size);
+    }
+    if (asked_otherwise)
+      say(&p, " (the %srequest asked for something else)", who == SNIFF_PARTY_CLIENT && f ? "client's " : "");
     msg_at(&p, c[i]);
     emit(x, &p);
-    if (!dir && size_ok) cmp_request_flags(x, where, cc, g[i], c[i], i);
-    if (!size_ok) continue;
+    if (!dir && size_ok) cmp_request_flags(x, where, cc, &e, from_client, c[i], i);
+    /* the golden's split is the reference's for its size, and for any size when it sends the
+     * message in one segment of its own */
+    if (!size_ok || (e.size != g[i]->size && !sniff_msg_single(g[i]))) continue;
     who = sniff_conn_party(cc, dir);  /* a message's split is its sender's */
     bool split_ok = same_split(g[i], c[i]);
     begin(x, &p, SNIFF_CK_SEGMENTATION, split_ok, who, cc);
@@ -237,9 +287,13 @@ static void cmp_msgs(cmp *x, const char *where, int dir, const sniff_conn *cc, c
   }
 }
 
-static void cmp_conn(cmp *x, const sniff_conn *g, const sniff_conn *c, const char *where);
+static void cmp_conn(cmp *x, const sniff_conn *g, const sniff_conn *c, const char *where, const fwd_ctx *f);
 
-/* The upstream connections each request of a client->proxy connection caused. */
+/* The upstream connections each request of a client->proxy connection caused. Where the
+ * capture's client asked for something else than the golden's, whether the request is
+ * forwarded, and how often, follows from that request (the cache's key holds the payload and
+ * the steps flag, and a request without the cache flag never reads the cache): the item is the
+ * client's then. */
 static void cmp_upstream(cmp *x, const sniff_conn *g, const sniff_conn *c, const char *where,
                          const sniff_msg **gq, uint32_t ngq, const sniff_msg **cq, uint32_t ncq,
                          const sniff_msg **gp, uint32_t ngp, const sniff_msg **cp, uint32_t ncp) {
@@ -250,7 +304,9 @@ static void cmp_upstream(cmp *x, const sniff_conn *g, const sniff_conn *c, const
     uint32_t ncu = sniff_red_upstreams(x->c, c->id, cq[i]->index, cu, MAXU);
     char w[200];
     snprintf(w, sizeof w, "%s request %u", where, i + 1);
-    begin(x, &p, ngu ? SNIFF_CK_UPSTREAM : SNIFF_CK_CACHE_HIT, ngu == ncu, SNIFF_PARTY_PROXY, c);
+    bool asked_otherwise = !same_request(gq[i], cq[i]);
+    begin(x, &p, ngu ? SNIFF_CK_UPSTREAM : SNIFF_CK_CACHE_HIT, ngu == ncu,
+          asked_otherwise ? SNIFF_PARTY_CLIENT : SNIFF_PARTY_PROXY, c);
     if (!ngu && !ncu) {
       say(&p, "%s: answered without an upstream connection (a cache hit), as in the reference", w);
       at(&p, cq[i]->pkt_last, cq[i]->ts_last);
@@ -268,11 +324,13 @@ static void cmp_upstream(cmp *x, const sniff_conn *g, const sniff_conn *c, const
       else say(&p, "; the reference opens %u", ngu);
       if (!ncu) at(&p, cq[i]->pkt_last, cq[i]->ts_last);
     }
+    if (asked_otherwise) say(&p, " (the client's request asked for something else)");
     emit(x, &p);
+    fwd_ctx f = {gq[i], cq[i]};
     for (uint32_t k = 0; k < ngu && k < ncu && k < MAXU; k++) {
       char wu[260];
       snprintf(wu, sizeof wu, "%s upstream %u (#%u)", w, k + 1, cu[k]->id);
-      cmp_conn(x, gu[k], cu[k], wu);
+      cmp_conn(x, gu[k], cu[k], wu, &f);
       if (i >= ngp || i >= ncp || sniff_upstream_done(gu[k], NULL) > gp[i]->ts_first) continue;
       /* the reference was done with the upstream connection before it answered */
       uint64_t done_pkt = 0, done = sniff_upstream_done(cu[k], &done_pkt);
@@ -348,7 +406,8 @@ static void cmp_end(cmp *x, const sniff_conn *g, const sniff_conn *c, const char
   emit(x, &p);
 }
 
-static void cmp_conn(cmp *x, const sniff_conn *g, const sniff_conn *c, const char *where) {
+/* f: an upstream connection's context (NULL for a downstream connection). */
+static void cmp_conn(cmp *x, const sniff_conn *g, const sniff_conn *c, const char *where, const fwd_ctx *f) {
   sniff_end ge = sniff_conn_end(g), ce = sniff_conn_end(c);
   bool grf = ge == SNIFF_END_REFUSED, crf = ce == SNIFF_END_REFUSED;
   pend p;
@@ -375,9 +434,9 @@ static void cmp_conn(cmp *x, const sniff_conn *g, const sniff_conn *c, const cha
   const sniff_msg *gq[MAXM], *cq[MAXM], *gp[MAXM], *cp[MAXM];
   uint32_t ngq = sniff_red_msgs(x->g, g->id, 0, gq, MAXM), ncq = sniff_red_msgs(x->c, c->id, 0, cq, MAXM);
   uint32_t ngp = sniff_red_msgs(x->g, g->id, 1, gp, MAXM), ncp = sniff_red_msgs(x->c, c->id, 1, cp, MAXM);
-  cmp_msgs(x, where, 0, c, gq, ngq, cq, ncq, NULL, 0, NULL, 0);
+  cmp_msgs(x, where, 0, c, f, gq, ngq, cq, ncq, NULL, 0, NULL, 0);
   if (g->role == SNIFF_ROLE_CLIENT_PROXY) cmp_upstream(x, g, c, where, gq, ngq, cq, ncq, gp, ngp, cp, ncp);
-  cmp_msgs(x, where, 1, c, gp, ngp, cp, ncp, gq, ngq, cq, ncq);
+  cmp_msgs(x, where, 1, c, f, gp, ngp, cp, ncp, gq, ngq, cq, ncq);
   cmp_end(x, g, c, where);
 }
 
@@ -555,7 +614,7 @@ static void compare_lists(cmp *x, const dlist *G, const dlist *C) {
     }
     char w[96];
     snprintf(w, sizeof w, "connection %u (%s, #%u)", i + 1, sniff_role_name(g->role), c->id);
-    cmp_conn(x, g, c, w);
+    cmp_conn(x, g, c, w, NULL);
   }
   for (uint32_t j = 0; j < C->n; j++) {
     if (C->match[j] >= 0) continue;

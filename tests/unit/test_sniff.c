@@ -699,14 +699,16 @@ static void report_files(const char *g, const char *c, sniff_report *rep) {
   sniff_an_free(&ca);
 }
 
-/* Failed items of the report: all of check k, all about party who, each naming a connection and
- * packets; returns how many. */
+#define ANY_CHECK SNIFF_CK_COUNT
+
+/* Failed items of the report: all of check k (or of any check: ANY_CHECK), all about party who,
+ * each naming a connection and packets; returns how many. */
 static uint32_t failed_as(const sniff_report *rep, sniff_check k, sniff_party who) {
   uint32_t n = 0;
   for (uint32_t i = 0; i < rep->n; i++) {
     const sniff_item *it = &rep->items[i];
     if (it->passed) continue;
-    assert_string_equal(sniff_check_name((sniff_check)it->check), sniff_check_name(k));
+    if (k != ANY_CHECK) assert_string_equal(sniff_check_name((sniff_check)it->check), sniff_check_name(k));
     assert_string_equal(sniff_party_name((sniff_party)it->party), sniff_party_name(who));
     assert_true(it->conn > 0);
     assert_true(it->npkts > 0 && it->pkts[0] > 0);
@@ -1022,26 +1024,37 @@ static void exchanges_3_1(const char *path, int which, uint16_t flags, uint16_t 
   pcapw_close(&w);
 }
 
-/* One proxied E1 request (the reference's flags from the client), forwarded upstream with
- * flags word `upstream_flags`. */
-static void proxy_forwards_flags(const char *path, uint16_t upstream_flags) {
+/* One proxied E1 request from port cport: the client asks with flags word `client_flags`; when
+ * upstream_port is not 0 the proxy forwards it from that port with flags word `upstream_flags`
+ * and the server's answer of resp bytes is passed on, otherwise the proxy answers resp bytes from
+ * its cache. */
+static void proxied_e1(pcapw *w, uint16_t cport, uint16_t client_flags, uint16_t upstream_port,
+                       uint16_t upstream_flags, uint16_t resp) {
   static uint8_t q[1024], r[1024];
+  pw_conn d, u;
+  pw_conn_init(&d, w, cport, 9998, 11u * cport, 13u * cport);
+  pw_handshake(&d);
+  request_with_flags(q, 687, client_flags);
+  pw_send(&d, 0, q, 687);
+  pw_msg(r, resp, false, 200);
+  if (upstream_port) {
+    pw_conn_init(&u, w, upstream_port, 9999, 17u * upstream_port, 19u * upstream_port);
+    pw_handshake(&u);
+    request_with_flags(q, 687, upstream_flags);
+    pw_send(&u, 0, q, 687);
+    pw_send(&u, 1, r, resp);
+    pw_fin(&u, 0, false);
+  }
+  pw_send(&d, 1, r, resp);
+  pw_fin(&d, 0, false);
+}
+
+/* A capture of one proxied E1 request, as proxied_e1 describes it, forwarded from port 41002. */
+static void proxy_forwards_flags(const char *path, uint16_t client_flags, uint16_t upstream_flags,
+                                 uint16_t resp) {
   pcapw w;
   assert_int_equal(pcapw_open(&w, path, SNIFF_DLT_EN10MB, 0), 0);
-  pw_conn d, u;
-  pw_conn_init(&d, &w, 41001, 9998, 11, 13);
-  pw_handshake(&d);
-  request_with_flags(q, 687, FLAGS_REF);
-  pw_send(&d, 0, q, 687);
-  pw_conn_init(&u, &w, 41002, 9999, 17, 19);
-  pw_handshake(&u);
-  request_with_flags(q, 687, upstream_flags);
-  pw_send(&u, 0, q, 687);
-  pw_msg(r, 564, false, 200);
-  pw_send(&u, 1, r, 564);
-  pw_fin(&u, 0, false);
-  pw_send(&d, 1, r, 564);
-  pw_fin(&d, 0, false);
+  proxied_e1(&w, 41001, client_flags, 41002, upstream_flags, resp);
   pcapw_close(&w);
 }
 
@@ -1060,19 +1073,17 @@ static uint32_t request_header_items(const sniff_report *rep, sniff_party who, u
   return n;
 }
 
-/* The report's one failed item of check k: it exists, is about party who and capture
- * connection conn, and its text holds `text`. */
+/* The report has a failed item of check k about party who and capture connection conn, and its
+ * text holds `text`. */
 static void assert_failed_item(const sniff_report *rep, sniff_check k, sniff_party who, uint32_t conn,
                                const char *text) {
   for (uint32_t i = 0; i < rep->n; i++) {
     const sniff_item *it = &rep->items[i];
-    if (it->passed || it->check != k) continue;
-    assert_string_equal(sniff_party_name((sniff_party)it->party), sniff_party_name(who));
-    assert_int_equal(it->conn, conn);
+    if (it->passed || it->check != k || it->party != who || it->conn != conn) continue;
     if (!strstr(sniff_item_detail(rep, it), text)) fail_msg("\"%s\" not in \"%s\"", text, sniff_item_detail(rep, it));
     return;
   }
-  fail_msg("no failed %s item", sniff_check_name(k));
+  fail_msg("no failed %s item of the %s on #%u", sniff_check_name(k), sniff_party_name(who), conn);
 }
 
 /* Verifying capture c against golden g fails one item, as assert_failed_item describes it. */
@@ -1124,14 +1135,109 @@ static void test_verify_request_header(void **state) {
                      "the reference's asks with steps, with the cache");
   /* a proxy that forwards the client's request without its cache flag: the proxy's fault, on
    * the upstream connection; forwarded as asked, it passes */
-  proxy_forwards_flags(g, FLAGS_REF);
-  proxy_forwards_flags(c, CALC_FLAG_STEPS | CALC_FLAG_REQUEST);
+  proxy_forwards_flags(g, FLAGS_REF, FLAGS_REF, 564);
+  proxy_forwards_flags(c, FLAGS_REF, CALC_FLAG_STEPS | CALC_FLAG_REQUEST, 564);
   assert_one_failure(g, c, SNIFF_CK_REQUEST_HEADER, SNIFF_PARTY_PROXY, 2,
                      "connection 1 (client->proxy, #1) request 1 upstream 1 (#2): request 1 asks with steps, "
                      "without the cache; the reference's asks with steps, with the cache");
-  proxy_forwards_flags(c, FLAGS_REF);
+  proxy_forwards_flags(c, FLAGS_REF, FLAGS_REF, 564);
   report_files(g, c, &rep);
   assert_int_equal(rep.failed, 0);
+  sniff_report_free(&rep);
+  unlink(g);
+  unlink(c);
+}
+
+/* The proxy is judged against what the reference proxy would send upstream for the request its
+ * client sent (the reference forwards the client's request), not against the golden's upstream
+ * bytes: a client's odd request is the client's fault however far it travels. */
+static void test_verify_upstream_follows_client(void **state) {
+  (void)state;
+  const char *g = pcapw_tmp("gfwd"), *c = pcapw_tmp("cfwd");
+  const uint16_t no_steps = CALC_FLAG_CACHE | CALC_FLAG_REQUEST;
+  sniff_report rep;
+  proxy_forwards_flags(g, FLAGS_REF, FLAGS_REF, 564);
+  /* the client asks without steps, the proxy forwards that unchanged and passes the shorter
+   * answer on: the request's header and both responses of another size are the client's, the
+   * upstream request's header passes */
+  proxy_forwards_flags(c, no_steps, no_steps, 300);
+  report_files(g, c, &rep);
+  assert_int_equal(failed_as(&rep, ANY_CHECK, SNIFF_PARTY_CLIENT), 3);
+  assert_failed_item(&rep, SNIFF_CK_REQUEST_HEADER, SNIFF_PARTY_CLIENT, 1,
+                     "connection 1 (client->proxy, #1): request 1 asks without steps, with the cache; "
+                     "the reference's asks with steps, with the cache");
+  bool upstream_header_passed = false, upstream_response_failed = false;
+  for (uint32_t i = 0; i < rep.n; i++) {
+    const sniff_item *it = &rep.items[i];
+    if (it->conn != 2) continue;
+    const char *d = sniff_item_detail(&rep, it);
+    if (it->check == SNIFF_CK_REQUEST_HEADER) {
+      assert_true(it->passed);
+      assert_string_equal(sniff_party_name((sniff_party)it->party), "proxy");
+      assert_non_null(strstr(d, "request 1 asks without steps, with the cache, as the reference forwards "
+                                "the client's request"));
+      upstream_header_passed = true;
+    }
+    if (it->check == SNIFF_CK_REQUEST_SIZE) assert_true(it->passed);
+    if (it->check == SNIFF_CK_RESPONSE_SIZE) {
+      assert_false(it->passed);
+      assert_non_null(strstr(d, "response 1 of 300 B seen; the reference's is 564 B (the client's request "
+                                "asked for something else)"));
+      upstream_response_failed = true;
+    }
+  }
+  assert_true(upstream_header_passed && upstream_response_failed);
+  sniff_report_free(&rep);
+  /* the same, answered with the reference's size: only the client's request header fails */
+  proxy_forwards_flags(c, no_steps, no_steps, 564);
+  assert_one_failure(g, c, SNIFF_CK_REQUEST_HEADER, SNIFF_PARTY_CLIENT, 1,
+                     "connection 1 (client->proxy, #1): request 1 asks without steps");
+  /* the proxy rewrites the client's flags (here to the golden's): the upstream header is the
+   * proxy's fault, against what the reference would have forwarded */
+  proxy_forwards_flags(c, no_steps, FLAGS_REF, 564);
+  report_files(g, c, &rep);
+  assert_int_equal(rep.failed, 2);
+  assert_failed_item(&rep, SNIFF_CK_REQUEST_HEADER, SNIFF_PARTY_CLIENT, 1, "request 1 asks without steps");
+  uint32_t proxy_failed = 0;
+  for (uint32_t i = 0; i < rep.n; i++) {
+    const sniff_item *it = &rep.items[i];
+    if (it->passed || it->party != SNIFF_PARTY_PROXY) continue;
+    assert_int_equal(it->check, SNIFF_CK_REQUEST_HEADER);
+    assert_int_equal(it->conn, 2);
+    assert_non_null(strstr(sniff_item_detail(&rep, it),
+                           "connection 1 (client->proxy, #1) request 1 upstream 1 (#2): request 1 asks with steps, "
+                           "with the cache; forwarding the client's request, the reference's asks without steps, "
+                           "with the cache (packet "));
+    proxy_failed++;
+  }
+  assert_int_equal(proxy_failed, 1);
+  sniff_report_free(&rep);
+  /* ... or to other odd flags: the proxy's too */
+  proxy_forwards_flags(c, no_steps, CALC_FLAG_REQUEST, 564);
+  report_files(g, c, &rep);
+  assert_int_equal(rep.failed, 2);
+  assert_failed_item(&rep, SNIFF_CK_REQUEST_HEADER, SNIFF_PARTY_PROXY, 2,
+                     "request 1 asks without steps, without the cache; forwarding the client's request, the "
+                     "reference's asks without steps, with the cache");
+  sniff_report_free(&rep);
+  /* a golden cache hit (no upstream connection) against a client asking without the cache
+   * flag, which the reference proxy forwards: the client's fault, not the proxy's */
+  pcapw w;
+  assert_int_equal(pcapw_open(&w, g, SNIFF_DLT_EN10MB, 0), 0);
+  proxied_e1(&w, 41001, FLAGS_REF, 41002, FLAGS_REF, 564);
+  proxied_e1(&w, 41003, FLAGS_REF, 0, 0, 564);
+  pcapw_close(&w);
+  const uint16_t no_cache = CALC_FLAG_STEPS | CALC_FLAG_REQUEST;
+  assert_int_equal(pcapw_open(&w, c, SNIFF_DLT_EN10MB, 0), 0);
+  proxied_e1(&w, 41001, FLAGS_REF, 41002, FLAGS_REF, 564);
+  proxied_e1(&w, 41003, no_cache, 41004, no_cache, 564);
+  pcapw_close(&w);
+  report_files(g, c, &rep);
+  assert_int_equal(failed_as(&rep, ANY_CHECK, SNIFF_PARTY_CLIENT), 2);
+  assert_failed_item(&rep, SNIFF_CK_CACHE_HIT, SNIFF_PARTY_CLIENT, 3,
+                     "connection 2 (client->proxy, #3) request 1: 1 upstream connection (#4); the reference "
+                     "answers it from its cache without contacting the server (the client's request asked "
+                     "for something else)");
   sniff_report_free(&rep);
   unlink(g);
   unlink(c);
@@ -1250,6 +1356,7 @@ int main(void) {
       cmocka_unit_test(test_untrusted_text),
       cmocka_unit_test(test_malformed_messages),
       cmocka_unit_test(test_verify_request_header),
+      cmocka_unit_test(test_verify_upstream_follows_client),
       cmocka_unit_test(test_decode_out_of_memory_not_remembered),
       cmocka_unit_test(test_garbage),
   };
