@@ -1710,8 +1710,9 @@ local function missing_bytes_note(tree, have, size)
     tree:add_proto_expert_info(ex.bytes_missing, "Only " .. have .. " of the message's " .. size ..
                                " bytes are in the capture here" .. why)
   else
-    tree:add_proto_expert_info(ex.bytes_missing, "Only the message's first " .. have .. " bytes are in the " ..
-                               "capture here" .. why .. ": without its total length this direction cannot be framed")
+    tree:add_proto_expert_info(ex.bytes_missing, (have == 0 and "None of the message's bytes are" or
+                                                  "Only the message's first " .. have .. " bytes are") ..
+                               " in the capture here" .. why .. ": without its total length this direction cannot be framed")
   end
 end
 
@@ -1724,7 +1725,7 @@ local function dissect_message(tvb, pinfo, root)
   frame_messages = first and 1 or frame_messages + 1
   pinfo.cols.protocol:set("CALC")
   local have = tvb:len()
-  local tree = root:add(calc, tvb())
+  local tree = root:add(calc, tvb:range(0, have))
   local items = show_header(tree, tvb)
   local info
   if have < 8 then
@@ -1787,13 +1788,20 @@ function calc.dissector(tvb, pinfo, tree)
   if since and pinfo.number > since.frame then
     pinfo.cols.protocol:set("CALC")
     pinfo.cols.info:set("Unframed data: the stream's framing broke in frame " .. since.frame)
-    local item = tree:add(calc, tvb(), "Calculator protocol, unframed data")
+    local item = tree:add(calc, tvb:range(0, tvb:len()), "Calculator protocol, unframed data")
     item:add_proto_expert_info(ex.unframed, "In frame " .. since.frame .. ", " .. since.why ..
                                " broke the framing of this direction")
-    return tvb:len()
+    return tvb:reported_len()
+  end
+  if tvb:len() == 0 then
+    -- a snaplen cut the segment before the message beginning here (after the end of one TCP
+    -- framed for us): its total length is lost, and dissect_tcp_pdus fails on no bytes at all
+    message_length(tvb, pinfo, 0)
+    dissect_message(tvb, pinfo, tree)
+    return tvb:reported_len()
   end
   dissect_tcp_pdus(tvb, tree, HEADER_SIZE, message_length, dissect_message, true)
-  return tvb:len()
+  return tvb:reported_len()
 end
 
 -- Registration: the ports preference, and "Decode As" offers calc on any other TCP port.

@@ -792,6 +792,29 @@ def test_responses_point_at_their_requests(tmp_path):
     assert len(unasked) > 100
 
 
+@pytest.mark.build_independent
+def test_cut_streams_raise_no_lua_error(tmp_path):
+    """The split and merged capture cut by snaplens that end segments inside headers, inside
+    payloads and right after a message (54 bytes of headers before the TCP payload), with and
+    without TCP's reassembly: no Lua error, no exception, every message's Info as one of the
+    dissector's."""
+    craft_segments(tmp_path / "segments.pcap")
+    runs = []
+    for snaplen, opts in ((60, ()), (60, ("-o", "tcp.desegment_tcp_streams:FALSE")),
+                          (72, ("-o", "tcp.desegment_tcp_streams:FALSE")), (90, ("-o", "tcp.desegment_tcp_streams:FALSE"))):
+        snaplen_cut(tmp_path / "segments.pcap", tmp_path / f"cut{snaplen}.pcap", snaplen)
+        runs.append((tmp_path / f"cut{snaplen}.pcap", opts))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        infos = [pool.submit(info_column, path, *opts) for path, opts in runs]
+        infos = [f.result() for f in infos]
+    # after TCP's own words, where it wrote some before handing the segment over
+    ours = re.compile(r"(\[Continuation to #\d+\] )?((Request|Response) \d+ B|Malformed (message|request|response): )|"
+                      r".*Unframed data: the stream's framing broke in frame \d+$")
+    for (path, opts), found in zip(runs, infos):
+        assert found and all(ours.match(v) for v in found.values()), (path.name, opts)
+        assert "Malformed Packet" not in " ".join(found.values())
+
+
 # ---- the ports: the preference, Decode As, and the user's Decode As entries
 
 @pytest.mark.build_independent
