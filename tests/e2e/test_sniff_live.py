@@ -72,7 +72,8 @@ def test_small_kernel_buffer_verifies_live(tmp_path):
     assert "0 dropped by kernel" in out and out.rstrip().endswith("PASS")
 
 
-@pytest.mark.parametrize("value", ["0", "63", "1048577", "", "abc", "64k", "1.5", "-64", "99999999999999999999"])
+@pytest.mark.parametrize("value", ["0", "63", "1048577", "", "abc", "64k", "1.5", "-64", "99999999999999999999",
+                                   " 64", "+64", "64 ", "0x40", "18446744073709551680"])
 @pytest.mark.parametrize("verify", [False, True])
 def test_bad_kernel_buffer_is_a_usage_error(value, verify):
     argv = [exe("calc-sniff")] + (["verify", "--golden", str(CAPTURES / "3.2.pcap")] if verify else []) + \
@@ -83,12 +84,38 @@ def test_bad_kernel_buffer_is_a_usage_error(value, verify):
     assert r.stdout == ""
 
 
-@pytest.mark.parametrize("value", ["64", "1048576"])
+@pytest.mark.parametrize("value", ["64", "0064", "1048576"])
 def test_kernel_buffer_bounds_are_accepted(value):
-    # the bounds parse (a file is read as without -B: the kernel buffer is the live capture's)
-    plain = subprocess.run([exe("calc-sniff"), "-r", str(CAPTURES / "3.2.pcap"), "--summary"],
-                           capture_output=True, text=True, timeout=30)
-    r = subprocess.run([exe("calc-sniff"), "-r", str(CAPTURES / "3.2.pcap"), "--summary", "-B", value],
+    # the bounds parse: the run gets as far as the interface, which does not exist (so no
+    # buffer of up to 1 GiB is made); the message is the interface's, not -B's
+    r = subprocess.run([exe("calc-sniff"), "-i", "calcsniffnone0", "--duration", "1", "--stats", "-B", value],
                        capture_output=True, text=True, timeout=30)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout == plain.stdout and r.stdout
+    assert r.returncode == 2
+    assert r.stderr.startswith("calc-sniff: calcsniffnone0: cannot capture: "), r.stderr
+    assert "-B" not in r.stderr and r.stdout == ""
+
+
+@pytest.mark.parametrize("option", [["-B", "64"], ["--buffer-size", "64"], ["--duration", "1"],
+                                    ["--ready-file", "READY"]])
+@pytest.mark.parametrize("verify", [False, True])
+def test_live_only_options_with_a_file_are_usage_errors(tmp_path, option, verify):
+    # a file read would ignore them (no buffer, no time limit, no ready file for a script
+    # waiting on it): a usage error naming the option instead
+    ready = tmp_path / "ready"
+    option = [str(ready) if o == "READY" else o for o in option]
+    argv = [exe("calc-sniff")] + (["verify", "--golden", str(CAPTURES / "3.2.pcap")] if verify else []) + \
+        ["-r", str(CAPTURES / "3.2.pcap"), *option]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2
+    name = "-B" if option[0] == "--buffer-size" else option[0]
+    assert r.stderr == f"calc-sniff: {name} is for a live capture (-i), not for reading a file (-r)\n"
+    assert r.stdout == "" and not ready.exists()
+
+
+def test_write_with_a_file_copies_its_packets(tmp_path):
+    # -w is no live-only option: with -r it saves the packets read, which analyse the same
+    copy = tmp_path / "copy.pcap"
+    runs = [subprocess.run([exe("calc-sniff"), "-r", str(f), "--summary"] + (["-w", str(copy)] if f != copy else []),
+                           capture_output=True, text=True, timeout=30) for f in (CAPTURES / "3.2.pcap", copy)]
+    assert [x.returncode for x in runs] == [0, 0], runs
+    assert runs[0].stdout == runs[1].stdout and runs[0].stdout

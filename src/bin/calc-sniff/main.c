@@ -39,8 +39,9 @@ static void usage(FILE *f) {
           "  --stats          totals only: connections by role, state and teardown, messages\n"
           "  --duration S     stop a live capture after S seconds (else at SIGINT/SIGTERM)\n"
           "  --ready-file P   live: write P once the capture is active (scripts wait for it)\n"
-          "  -w FILE          live: also save the raw packets to FILE (pcap)\n"
+          "  -w FILE          also save the raw packets to FILE (pcap)\n"
           "  -B KIB           live: kernel capture buffer in KiB (default 65536; 64 up to 1048576)\n"
+          "  --duration, --ready-file and -B are for live capture only (not with -r)\n"
           "verify exit status: 0 pass, 1 fail, 2 usage or input error, 3 inconclusive\n"
           "(kernel drops, or bytes missing from a capture).\n");
 }
@@ -66,6 +67,15 @@ static int parse_port(const char *s, uint16_t *p) {
   if (*s == 0 || *end || v < 1 || v > 65535) return -1;
   *p = (uint16_t)v;
   return 0;
+}
+
+/* The first option given that only a live capture uses (NULL: none). A file read with one would
+ * silently ignore it: no ready file appears, no duration or buffer applies. */
+static const char *live_only_option(const input *in) {
+  if (in->buffer_kib) return "-B";
+  if (in->duration > 0) return "--duration";
+  if (in->ready_file) return "--ready-file";
+  return NULL;
 }
 
 enum {
@@ -177,10 +187,12 @@ int main(int argc, char **argv) {
       case 'i': in.iface = optarg; break;
       case 'w': in.write_file = optarg; break;
       case 'B': {
-        char *end;
+        /* digits only: strtoul alone would also take leading blanks, a sign and wrap-around */
+        char *end = optarg;
+        while (*end >= '0' && *end <= '9') end++;
         errno = 0;
-        unsigned long kib = strtoul(optarg, &end, 10);
-        if (errno || *optarg == 0 || *end || kib < 64 || kib > 1048576) {
+        unsigned long kib = *optarg && !*end ? strtoul(optarg, &end, 10) : 0;
+        if (errno || kib < 64 || kib > 1048576) {
           fprintf(stderr, "calc-sniff: -B: expected KiB from 64 to 1048576, got \"%s\"\n", optarg);
           return SNIFF_EXIT_USAGE;
         }
@@ -231,6 +243,11 @@ int main(int argc, char **argv) {
   }
   if (in.file && in.iface) {
     fprintf(stderr, "calc-sniff: -r and -i exclude each other\n");
+    return SNIFF_EXIT_USAGE;
+  }
+  const char *live_only = live_only_option(&in);
+  if (in.file && live_only) {
+    fprintf(stderr, "calc-sniff: %s is for a live capture (-i), not for reading a file (-r)\n", live_only);
     return SNIFF_EXIT_USAGE;
   }
   if (!ports_given) {
