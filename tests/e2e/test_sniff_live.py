@@ -1,5 +1,7 @@
 """calc-sniff live on lo: a golden capture replayed with tcpreplay verifies live (issue 5), also
-with a small kernel buffer (-B), and -B's bad values are usage errors."""
+with a small kernel buffer (-B), and -B's bad values are usage errors. Every replay runs on the lo
+of a network namespace of its own: the goldens use the fixed ports 9998 and 9999, and other tests'
+traffic on the host's lo must not mix in."""
 import os
 import subprocess
 import time
@@ -21,13 +23,14 @@ def own_netns_or_skip():
         pytest.skip(f"the kernel refuses a network namespace here: {r.stderr.strip()}")
 
 
-def replay_and_verify(tmp_path, golden, replayed, extra=(), own_netns=False):
-    """calc-sniff verify live on lo while tcpreplay plays `replayed`; own_netns: both in a
-    network namespace of their own, so that no other test's traffic on lo can mix in."""
+def replay_and_verify(tmp_path, golden, replayed, extra=()):
+    """calc-sniff verify live on lo while tcpreplay plays `replayed`, both in a network
+    namespace of their own (skipped where the kernel refuses one)."""
+    own_netns_or_skip()
     ready = tmp_path / "ready"
     argv = [exe("calc-sniff"), "verify", "--golden", str(CAPTURES / golden), "-i", "lo",
             "--duration", "8", "--ready-file", str(ready), *extra]
-    sniff = subprocess.Popen((IN_OWN_NETNS if own_netns else []) + argv,
+    sniff = subprocess.Popen(IN_OWN_NETNS + argv,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.time() + 10
@@ -36,7 +39,7 @@ def replay_and_verify(tmp_path, golden, replayed, extra=(), own_netns=False):
             assert time.time() < deadline, "calc-sniff never became ready"
             time.sleep(0.05)
         assert ready.read_text() == f"ready lo {sniff.pid}\n"
-        join = ["nsenter", "-t", str(sniff.pid), "-n"] if own_netns else []
+        join = ["nsenter", "-t", str(sniff.pid), "-n"]
         r = subprocess.run(join + ["tcpreplay", "-i", "lo", "--topspeed", str(CAPTURES / replayed)],
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
@@ -66,8 +69,7 @@ def test_other_scenario_replayed_fails_live(tmp_path):
 def test_small_kernel_buffer_verifies_live(tmp_path):
     # -B 64: the smallest kernel buffer (64 KiB instead of 64 MiB) still holds scenario 3.2's
     # burst of 50 packets, none dropped
-    own_netns_or_skip()
-    rc, out = replay_and_verify(tmp_path, "3.2.pcap", "3.2.pcap", extra=["-B", "64"], own_netns=True)
+    rc, out = replay_and_verify(tmp_path, "3.2.pcap", "3.2.pcap", extra=["-B", "64"])
     assert rc == 0, out
     assert "0 dropped by kernel" in out and out.rstrip().endswith("PASS")
 
