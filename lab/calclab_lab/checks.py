@@ -77,6 +77,13 @@ def _printed(stdout):
     return body
 
 
+def reference_clients(exchanges):
+    """Client records of the reference client playing `exchanges`: what it prints for each."""
+    return [{"index": i, "rc": 0,
+             "stdout": "\n".join([REFUSED_ERROR] if e.kind == "refused" else expected_prints(e.example)) + "\n"}
+            for i, e in enumerate(exchanges)]
+
+
 def client_checks(exchanges, clients):
     """client-result and client-steps: each client printed what the reference client prints."""
     result, steps = Check("client-result"), Check("client-steps")

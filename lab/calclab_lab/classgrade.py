@@ -16,8 +16,9 @@ import sys
 import tempfile
 import time
 
-from . import adapt, feedback, gradebook, paths, procs, runner, stage
-from .scenarios import GRADABLE, SCENARIOS
+from . import adapt, feedback, gradebook, paths, procs, runner, sniff, stage
+from . import checks as checks_mod
+from .scenarios import GRADABLE, SCENARIOS, Raw, protocol_vectors
 from .submission import ROLES, Submission, SubmissionError, submission_id
 
 PORT_LO, PORT_HI = 20000, 32000       # below the kernel's ephemeral range: no client socket takes them
@@ -105,6 +106,8 @@ def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=Non
     os.makedirs(fdir)
     scenarios = list(scenarios or GRADABLE)
     wanted = list(roles or ROLES)
+    tables = point_tables(scenarios, wanted, golden_dir)
+    maxima = gradebook.role_maxima(tables.values())
     work = tempfile.mkdtemp(prefix="calclab-sub-")
     t0 = time.time()
     runs = []
@@ -112,18 +115,19 @@ def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=Non
         try:
             sub = Submission(path, work)
         except (SubmissionError, OSError) as e:
-            return _finish(fdir, gradebook.entry(sub_id, f"not graded: {e}"), runs)
+            return _finish(fdir, gradebook.entry(sub_id, f"not graded: {e}", maxima=maxima), runs)
         files = {r: sub.rel(r) for r in sub.files}
         if not sub.files:
-            return _finish(fdir, gradebook.entry(sub_id, "no role files (server.py, proxy.py, client.py) found"), runs)
+            return _finish(fdir, gradebook.entry(sub_id, "no role files (server.py, proxy.py, client.py) found",
+                                                 maxima=maxima), runs)
         graded = [r for r in ROLES if r in sub.files and r in wanted]
         if not graded:
             return _finish(fdir, gradebook.entry(sub_id, f"none of {', '.join(f'{r}.py' for r in wanted)} found",
-                                                 files=files), runs)
+                                                 maxima=maxima, files=files), runs)
         bad = [f"{sub.rel(r)} {sub.errors[r]}" for r in graded if r in sub.errors]
         if bad:
             return _finish(fdir, gradebook.entry(sub_id, f"syntax error (Python {_py_version()}): " + "; ".join(bad),
-                                                 graded=graded, files=files), runs)
+                                                 maxima=maxima, files=files), runs)
         templates = runner.templates_for("c")
         for r in graded:
             templates[r] = sub.template(r, client_stdin)
@@ -139,12 +143,12 @@ def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=Non
                 sent = adapt.adapt(res, timeout=timeout, use_sniff=use_sniff, ports_base=_ports_base,
                                    replay_dir=os.path.join(out_dir, ".replays")) if "client" in graded else None
                 runs.append(res)
-                scn_entries.append(_scenario_entry(res, graded, sent, out_dir))
+                scn_entries.append(_scenario_entry(res, graded, sent, out_dir, tables[name]))
         failed = _start_failures(runs, graded)
         status = "graded"
         if failed:
             status = "; ".join(f"{files[r]} does not start: {why}" for r, why in failed.items())
-        e = gradebook.entry(sub_id, status, scn_entries, graded=graded, files=files,
+        e = gradebook.entry(sub_id, status, scn_entries, maxima=maxima, files=files,
                             duration=round(time.time() - t0, 3))
         return _finish(fdir, e, runs)
     finally:
@@ -155,16 +159,69 @@ def _py_version():
     return "3.11" if paths.PY == "/usr/bin/python3" else sys.version.split()[0]
 
 
-def _scenario_entry(res, graded, sent, out_dir):
+def point_tables(scenarios, wanted, golden_dir=None):
+    """scenario -> its point table for the wanted roles (gradebook.point_table), the same for
+    every hand-in of the class: read from a fully correct play of the scenario, which is
+    calc-sniff's verdict of its golden against itself, the reference client's printouts and, when
+    the client is wanted, one request per connection.  Made once per process."""
+    key = (tuple(scenarios), tuple(wanted), golden_dir)
+    if key not in _tables:
+        _tables[key] = {name: gradebook.point_table(_reference_checks(name, golden_dir, "client" in wanted), wanted,
+                                                    "proxy" if SCENARIOS[name].uses_proxy else "server")
+                        for name in scenarios}
+    return _tables[key]
+
+
+_tables = {}
+
+
+def _reference_checks(name, golden_dir, client):
+    """The checks (as dicts) of a fully correct play of scenario `name`, every item passing."""
+    scn = SCENARIOS[name]
+    found = []
+    if scn.golden:
+        golden = os.path.join(golden_dir or paths.CAPTURES, f"{name}.pcap")
+        try:
+            v = sniff.verify(golden, golden)
+        except sniff.SniffError as e:
+            raise runner.LabError(str(e))
+        if v["status"] != "pass":
+            raise runner.LabError(f"calc-sniff does not pass the golden {golden} against itself: "
+                                  f"{v.get('reason') or v['status']}")
+        found += checks_mod.from_sniff(v["checks"])
+    if any(isinstance(a, Raw) for a in scn.actions):
+        n = len(protocol_vectors())
+        found += checks_mod.malformed_checks([(f"bad request {i + 1}", True, "") for i in range(n)],
+                                             [{"role": "client->server", "id": i + 1, "handshake": True}
+                                              for i in range(n)])
+    else:
+        found += checks_mod.client_checks(scn.exchanges, checks_mod.reference_clients(scn.exchanges))
+    if client:
+        found.append(adapt._reuse_check([{"run": i + 1, "connections": 1, "requests_per_connection": [1],
+                                          "conns": [None]} for i in range(len(scn.exchanges))]))
+    return [c.to_dict() for c in found]
+
+
+def class_maxima(scenarios, roles, golden_dir=None):
+    """role -> the class's maximum (what an ungradeable row carries), {} when the lab cannot
+    tell (calc-sniff missing)."""
+    try:
+        return gradebook.role_maxima(point_tables(list(scenarios or GRADABLE), list(roles or ROLES),
+                                                  golden_dir).values())
+    except runner.LabError:
+        return {}
+
+
+def _scenario_entry(res, graded, sent, out_dir, table):
     front = "proxy" if res.scenario.uses_proxy else "server"
     down = {role for role in ("server", "proxy")
             if any(e.startswith(f"{role}: ") and ("not listening" in e or "cannot start" in e) for e in res.errors)}
     d = res.to_dict()
     deviant = {c for r in (sent["runs"] if sent else []) if r["requests_per_connection"] != [1] for c in r["conns"]}
     deviant |= {c["id"] for c in res.records("conn") if (c.get("upstream_of") or {}).get("conn") in deviant}
-    checks = gradebook.role_checks(res.name, d["checks"], graded, front, down, deviant)
+    checks, roles, untested = gradebook.role_checks(d["checks"], graded, front, table, down, deviant)
     out = {"scenario": res.name, "passed": bool(checks) and all(c["passed"] for c in checks),
-           "checks": checks, "errors": res.errors, "isolation": res.isolation,
+           "roles": roles, "untested": untested, "checks": checks, "errors": res.errors, "isolation": res.isolation,
            "calc_sniff": (res.sniff or {}).get("status"),
            "golden": os.path.relpath(res.golden, out_dir) if res.golden else None}
     if sent is not None:
@@ -214,7 +271,8 @@ def _grade_one(args):
     try:
         return grade_submission(path, out_dir, **kw)
     except runner.LabError as e:
-        return gradebook.entry(submission_id(path), f"not graded: the lab could not run: {e}")
+        return gradebook.entry(submission_id(path), f"not graded: the lab could not run: {e}",
+                               maxima=class_maxima(kw.get("scenarios"), kw.get("roles"), kw.get("golden_dir")))
     finally:
         procs.stop_all()
 
@@ -250,6 +308,8 @@ def grade_class(class_dir, out_dir, jobs=None, resume=False, progress=None, **kw
         else:
             todo.append(p)
     total = len(subs)
+    # the point tables are made once here, before the workers fork, and raise if the goldens fail
+    point_tables(list(kw.get("scenarios") or GRADABLE), list(kw.get("roles") or ROLES), kw.get("golden_dir"))
     if progress:
         progress(len(results), total, None)
     jobs = jobs or default_jobs()
@@ -269,7 +329,9 @@ def grade_class(class_dir, out_dir, jobs=None, resume=False, progress=None, **kw
                 try:
                     results[p] = f.result()
                 except Exception as ex:  # a worker died: the submission gets a row saying so
-                    results[p] = gradebook.entry(submission_id(p), f"not graded: grader error {ex!r}")
+                    results[p] = gradebook.entry(submission_id(p), f"not graded: grader error {ex!r}",
+                                                 maxima=class_maxima(kw.get("scenarios"), kw.get("roles"),
+                                                                     kw.get("golden_dir")))
                 if progress:
                     progress(len(results), total, results[p])
     entries = [results[p] for p in subs]

@@ -14,6 +14,17 @@ def _points(e):
     return f"{e['score']:g}/{e['max_score']:g}" + (f" ({', '.join(parts)})" if parts else "")
 
 
+def _missing(e):
+    """The roles graded that the hand-in has no file for (they score 0), when it was graded."""
+    return [r for r in e["roles"] if r not in e.get("files", {})] if e["status"] == "graded" else []
+
+
+def _untested_text(s):
+    if not s.get("untested"):
+        return []
+    return ["not tested in this run (their points go to the role's other checks): " + ", ".join(s["untested"])]
+
+
 def _sent_text(s):
     out = []
     for run in s.get("client_requests", []):
@@ -26,13 +37,15 @@ def text(e, runs):
     lines = [f"submission {e['id']}: {e['status']}", f"points: {_points(e)}"]
     for role, f in sorted(e.get("files", {}).items()):
         lines.append(f"  {role}: {f}")
+    for role in _missing(e):
+        lines.append(f"  {role}: no {role}.py handed in (0 points)")
     by_name = {r.name: r for r in runs}
     for s in e["scenarios"]:
         lines.append("")
         lines.append(f"== scenario {s['scenario']}: {'PASS' if s['passed'] else 'FAIL'}")
         if s.get("adapted"):
             lines.append(f"   (adapted to the requests the client sent: {s['adapted']})")
-        lines += ["   " + l for l in _sent_text(s)]
+        lines += ["   " + l for l in _sent_text(s) + _untested_text(s)]
         for err in s.get("errors", []):
             lines.append(f"   ERROR {err}")
         for c in s["checks"]:
@@ -64,13 +77,15 @@ def page(e, runs):
     if e.get("files"):
         body.append("<p>files: " + ", ".join(f"{html.escape(r)}: <code>{html.escape(f)}</code>"
                                               for r, f in sorted(e["files"].items())) + "</p>")
+    for role in _missing(e):
+        body.append(f'<p class="fail">{role}: no {role}.py handed in (0 points)</p>')
     for s in e["scenarios"]:
         verdict = "PASS" if s["passed"] else "FAIL"
         body.append(f'<section><h2>Scenario {html.escape(s["scenario"])} '
                     f'<span class="{verdict.lower()}">{verdict}</span></h2>')
         if s.get("adapted"):
             body.append(f"<p>Adapted to the requests the client sent: {html.escape(s['adapted'])}</p>")
-        sent = _sent_text(s)
+        sent = _sent_text(s) + _untested_text(s)
         if sent:
             body.append("<ul>" + "".join(f"<li>{html.escape(l)}</li>" for l in sent) + "</ul>")
         for err in s.get("errors", []):

@@ -5,7 +5,9 @@ Every check item belongs to one role, the program whose behaviour it is about (t
 when it fails).  Items carry it as item["role"]; an item without one gets it from the check's
 name and what its detail says about the connection it looked at.  Only the roles a submission
 wrote and is graded on score: items of a role played by calclab's own programs are left out of
-both the score and the maximum, so a wrong answer from our program never costs the student."""
+both the score and the maximum, so a wrong answer from our program never costs the student.
+The maximum is the class's: each scenario's points are shared among the roles as a fully correct
+play of it shares them (point_table), whatever a hand-in's run produced."""
 import csv
 import json
 import os
@@ -107,16 +109,37 @@ def _reset_by_front(checks):
     return out
 
 
-def role_checks(scenario, checks, graded, front, down=(), client_conns=()):
-    """The scenario's checks split by role: one entry per (check, role) with items of a graded
-    role, scored as that role's share of the check's points (items of other roles are left out).
-    `client_conns`: connections (calc-sniff ids, upstream ones included) of client runs that did
-    not send one request on one connection; what fails about them (sizes, upstream counts)
-    follows from the client's doing."""
-    out = []
+def point_table(reference, wanted, front):
+    """{(check, role): points}: how a scenario's points are shared among the roles, read from a
+    fully correct play of it (`reference`: its checks as dicts): each check's points are shared
+    by its items of the `wanted` roles.  It depends on the scenario and the wanted roles only, so
+    every hand-in graded on them gets the same maximum per role, whatever its run looked like."""
+    table = {}
+    for c in reference:
+        roles = [it["role"] if it.get("role") in ROLES else derive_role(c["name"], it.get("detail", ""), front)
+                 for it in c.get("items", [])]
+        counted = [r for r in roles if r in wanted]
+        points = float(c.get("max_score", c.get("max_points", 1)))
+        for r in counted:
+            table[(c["name"], r)] = table.get((c["name"], r), 0.0) + points / len(counted)
+    return {k: v for k, v in table.items() if v > 0}
+
+
+def role_maxima(tables):
+    """role -> its maximum over the scenarios' point tables."""
+    out = {}
+    for table in tables:
+        for (_, role), points in table.items():
+            out[role] = out.get(role, 0.0) + points
+    return {r: out[r] for r in ROLES if r in out}
+
+
+def _assign_roles(checks, front, down, client_conns):
+    """(check name, items with their role at fault), per check of the run."""
     wrong = _wrong_answers(checks)
     deviant = set(client_conns)
     reset = _reset_by_front(checks)
+    out = []
     for c in checks:
         items = []
         for it in c.get("items", []):
@@ -141,45 +164,64 @@ def role_checks(scenario, checks, graded, front, down=(), client_conns=()):
             else:
                 role = derive_role(c["name"], it.get("detail", ""), front, down)
             items.append(dict(it, role=role, passed=item_passed(it)))
-        counted = [it for it in items if it["role"] in graded]
-        if not counted:
-            continue
-        points = float(c.get("max_score", c.get("max_points", 1)))
-        for role in ROLES:
-            mine = [it for it in counted if it["role"] == role]
-            if not mine:
-                continue
-            share = points / len(counted)
-            out.append({"name": c["name"], "role": role,
-                        "score": round(share * sum(it["passed"] for it in mine), 3),
-                        "max_score": round(share * len(mine), 3),
-                        "passed": all(it["passed"] for it in mine), "items": mine})
+        out.append((c["name"], items))
     return out
 
 
-def totals(scenarios, graded):
-    roles = {r: {"score": 0.0, "max_score": 0.0} for r in graded}
-    for s in scenarios:
-        for c in s["checks"]:
-            if c["role"] in roles:
-                roles[c["role"]]["score"] += c["score"]
-                roles[c["role"]]["max_score"] += c["max_score"]
-    for v in roles.values():
-        v["score"], v["max_score"] = round(v["score"], 3), round(v["max_score"], 3)
-    return (round(sum(v["score"] for v in roles.values()), 3),
-            round(sum(v["max_score"] for v in roles.values()), 3), roles)
+def role_checks(checks, graded, front, table, down=(), client_conns=()):
+    """The scenario's checks split by role, scored on the scenario's point table (point_table):
+    one entry per (check, role) with items of a graded role, and per graded role its score and
+    maximum in the scenario.  A role's maximum is its share of the table; the checks it has items
+    in share it in proportion to their table points (a check the run gave no items of the role,
+    such as the refused answer of a client that never causes one, passes its points on to the
+    role's other checks), each scored by the share of its items that pass.  Items of a check
+    the table gives the role no points in are shown with 0 points.  `client_conns`: connections
+    (calc-sniff ids, upstream ones included) of client runs that did not send one request on one
+    connection; what fails about them (sizes, upstream counts) follows from the client's doing."""
+    groups = {}
+    for name, items in _assign_roles(checks, front, down, client_conns):
+        for it in items:
+            if it["role"] in graded:
+                groups.setdefault((name, it["role"]), []).append(it)
+    per_role = {}
+    for role in graded:
+        budget = sum(p for (_, r), p in table.items() if r == role)
+        tested = sum(table.get(k, 0.0) for k in groups if k[1] == role)
+        per_role[role] = {"budget": budget, "scale": budget / tested if tested else 0.0, "lost": 0.0}
+    out = []
+    for (name, role), mine in groups.items():
+        v = per_role[role]
+        top = table.get((name, role), 0.0) * v["scale"]
+        lost = top * sum(not it["passed"] for it in mine) / len(mine)
+        v["lost"] += lost
+        out.append({"name": name, "role": role, "score": round(top - lost, 3), "max_score": round(top, 3),
+                    "passed": all(it["passed"] for it in mine), "items": mine})
+    roles = {}
+    for role, v in per_role.items():
+        if not v["budget"]:
+            continue  # the scenario does not play this role (the proxy in 3.1)
+        # a role none of whose checks had an item in this run was not seen doing anything
+        score = max(0.0, v["budget"] - v["lost"]) if v["scale"] else 0.0
+        roles[role] = {"score": round(score, 3), "max_score": round(v["budget"], 3)}
+    untested = [f"{role} {name}" for (name, role) in table if role in graded and (name, role) not in groups]
+    return out, roles, untested
 
 
-def entry(sub_id, status, scenarios=(), graded=(), files=None, **extra):
-    """One submission of grades.json.  An ungradeable one (status not 'graded') scores zero
-    but keeps the maximum of what it would have been graded on, when known."""
+def entry(sub_id, status, scenarios=(), maxima=None, files=None, **extra):
+    """One submission of grades.json.  `maxima`: role -> its maximum on the class's scenarios
+    (role_maxima), the same for every hand-in; a role the hand-in lacks scores 0 of it.  An
+    ungradeable one (status not 'graded') scores zero of the same maximum."""
     scenarios = list(scenarios)
-    score, max_score, roles = totals(scenarios, graded)
-    if status != "graded":
-        score = 0.0
-        for v in roles.values():
-            v["score"] = 0.0
-    e = {"id": sub_id, "score": score, "max_score": max_score, "roles": roles, "status": status,
+    roles = {r: {"score": 0.0, "max_score": round(m, 3)} for r, m in (maxima or {}).items()}
+    if status == "graded":
+        for s in scenarios:
+            for r, v in s.get("roles", {}).items():
+                if r in roles:
+                    roles[r]["score"] += v["score"]
+    for v in roles.values():
+        v["score"] = round(min(v["score"], v["max_score"]), 3)
+    e = {"id": sub_id, "score": round(sum(v["score"] for v in roles.values()), 3),
+         "max_score": round(sum(v["max_score"] for v in roles.values()), 3), "roles": roles, "status": status,
          "files": files or {}, "scenarios": scenarios}
     e.update(extra)
     return e

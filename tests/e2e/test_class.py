@@ -193,6 +193,34 @@ def test_one_handin_graded_per_role(tmp_path):
     assert (out / "index.html").exists()
 
 
+def test_ungradeable_handin_carries_the_maximum(tmp_path):
+    """A hand-in that cannot be graded scores 0 of the maximum a graded one has, not 0/0; a
+    hand-in without client.py scores 0 for its client, of the client's maximum."""
+    out = tmp_path / "out"
+    good = make_handin(str(tmp_path / "good"))
+    r = grade(good, "--out", out, "--scenarios", "3.1", "--roles", "server,client")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    top = grades(out)["good"]
+    assert top["score"] == top["max_score"] > 0
+    os.makedirs(tmp_path / "empty")
+    bad = make_handin(str(tmp_path / "bad"))
+    with open(os.path.join(bad, "server.py"), "a") as f:
+        f.write("\ndef broken(:\n")
+    for name, status in (("empty", "no role files"), ("bad", "syntax error")):
+        r = grade(tmp_path / name, "--out", out, "--scenarios", "3.1", "--roles", "server,client")
+        assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-3000:]
+        e = grades(out)[name]
+        assert e["status"].startswith(status) and e["score"] == 0
+        assert maxima(e) == maxima(top)
+        assert f"points: 0/{top['max_score']:g} (server 0/" in r.stdout, r.stdout
+    serverless = make_handin(str(tmp_path / "serverless"), server=False)
+    r = grade(serverless, "--out", out, "--scenarios", "3.1", "--roles", "server,client")
+    e = grades(out)["serverless"]
+    assert e["status"] == "graded" and maxima(e) == maxima(top)
+    assert e["roles"]["server"]["score"] == 0 and full_marks(e, "client"), e["roles"]
+    assert "no server.py handed in" in r.stdout
+
+
 def test_zipped_nested_crlf_handin_runs(tmp_path):
     folder = make_handin(str(tmp_path / "src"), crlf=True, upper=True)
     z = zip_folder(folder, str(tmp_path / "bob.zip"), prefix="Assignment2/bob")
@@ -299,9 +327,21 @@ def build_class(top):
     return want
 
 
+def maxima(e):
+    return e["max_score"], {r: v["max_score"] for r, v in e["roles"].items()}
+
+
 def check_class(out, want):
     got = grades(out)
     assert sorted(got) == sorted(want)
+    # one maximum for the class, per role too: the E1-only clients ('plain') and the menu client
+    # that sends the scenario's own requests ('menu') meet other checks in 3.3 (only the menu's
+    # E2 is refused), the ungradeable rows were never run; all carry the same maxima
+    tops = {sid: maxima(e) for sid, e in got.items()}
+    assert tops["plain"][0] > 0 and sorted(tops["plain"][1]) == ["client", "proxy", "server"]
+    assert all(m == tops["plain"] for m in tops.values()), tops
+    in_33 = {sid: next(s for s in got[sid]["scenarios"] if s["scenario"] == "3.3") for sid in ("plain", "menu")}
+    assert in_33["menu"]["adapted"] is None and "(refused)" not in in_33["plain"]["adapted"]
     problems = []
     for sid, (status, full, losing) in want.items():
         e = got[sid]
@@ -309,7 +349,7 @@ def check_class(out, want):
             problems.append(f"{sid}: status {e['status']!r}, expected {status!r}")
             continue
         if status != "graded":
-            if e["score"] != 0:
+            if e["score"] != 0 or any(v["score"] for v in e["roles"].values()):
                 problems.append(f"{sid}: {e['score']} points while not graded")
             continue
         for role in full:
