@@ -22,22 +22,16 @@ from . import checks as checks_mod
 from . import procs, runner
 from .scenarios import EXAMPLES, SCENARIOS, Client, Scenario, Sleep, Stop, calculator
 
-CLIENT_CONN_ROLES = ("client->server", "client->proxy")
-
 
 def client_requests(res):
     """Per client run: the connections it opened to the front and the expressions of the requests
     on them, from calc-sniff's --json records of the capture."""
-    conns = sorted((r for r in res.records("conn") if r.get("role") in CLIENT_CONN_ROLES),
-                   key=lambda r: r["ts_first"])
     msgs = {}
     for m in res.records("msg"):
         if m.get("kind") == "request":
             msgs.setdefault(m["conn"], []).append(m)
-    owner = _owners(conns, res.clients)
     out = []
-    for rec in res.clients:
-        mine = [c for c in conns if owner[c["id"]] is rec]
+    for rec, mine in zip(res.clients, checks_mod.client_connections(res.clients, res.records("conn"))):
         exprs = []
         per_conn = []
         for c in mine:
@@ -47,29 +41,6 @@ def client_requests(res):
         out.append({"run": rec["index"] + 1, "connections": len(mine), "requests_per_connection": per_conn,
                     "expressions": exprs, "conns": [c["id"] for c in mine]})
     return out
-
-
-
-def _owners(conns, runs):
-    """conn id -> the client run that opened it: the run alive when its SYN was captured (the lab
-    stamps t0 before it starts a client and t1 once it saw it exit; capture stamps come from the
-    same clock), so sequential runs never share one.  Among runs alive together (a scenario's
-    clients at once) the one with the fewest so far takes it; a connection outside every run
-    (it cannot be, short of a clock step) goes to the nearest."""
-    owner, count = {}, {id(r): 0 for r in runs}
-    for c in conns:
-        ts = c["ts_first"]
-        alive = [r for r in runs if r["t0"] <= ts <= (r.get("t1") or float("inf"))]
-        if alive:
-            pick = min(alive, key=lambda r: (count[id(r)], r["t0"]))
-        elif runs:
-            pick = min(runs, key=lambda r: min(abs(ts - r["t0"]), abs(ts - (r.get("t1") or r["t0"]))))
-        else:
-            pick = None
-        owner[c["id"]] = pick
-        if pick is not None:
-            count[id(pick)] += 1
-    return owner
 
 
 REUSE_CHECK = "client-one-connection-per-request"

@@ -2,22 +2,28 @@
 
 Every wire check (connections, handshake, request-size, request-header, response-size,
 segmentation, teardown, rst, upstream-connections, cache-hit-no-upstream, refused-answer, ordering) comes from
-`calc-sniff verify --json` as it is.  The lab adds what only it can see: what the clients
-printed (client-result, client-steps), the answers to the bad requests it sends itself
-(malformed-answer), and the programs that would not start or were stopped (programs).
+`calc-sniff verify --json` as it is.  The lab adds what only it can see: whether the answers on
+the wire say what the reference's say (answer-result, read from calc-sniff's decoded messages),
+what the clients printed for the answers they received (client-result, client-steps), the
+answers to the bad requests it sends itself (malformed-answer), and the programs that would not
+start or were stopped (programs).
 
 Each check holds items, one per thing looked at: {"passed", "role", "detail", "conn",
 "packets", "time"}; its score is its points times the share of items that pass (partial
 credit)."""
-from .scenarios import REFUSED_ERROR, expected_prints
+from .scenarios import EXAMPLES, REFUSED_ERROR, calculator, expected_prints
+
+CLIENT_CONN_ROLES = ("client->server", "client->proxy")
+# what calc-sniff decodes the reference proxy's refused answer to: the error's type and text
+REFUSED_TEXT = "CalculatorServerError: " + REFUSED_ERROR.split(": ", 1)[1]
 
 POINTS = {
     "connections": 1, "handshake": 1, "request-size": 1, "request-header": 1, "response-size": 1,
     "segmentation": 1, "teardown": 1, "rst": 1, "upstream-connections": 2, "cache-hit-no-upstream": 2, "ordering": 1,
-    "refused-answer": 2, "client-result": 2, "client-steps": 1, "malformed-answer": 2, "programs": 0,
+    "refused-answer": 2, "answer-result": 2, "client-result": 2, "client-steps": 1, "malformed-answer": 2, "programs": 0,
 }
 ORDER = ["connections", "handshake", "request-size", "request-header", "response-size", "segmentation",
-         "teardown", "rst", "upstream-connections", "cache-hit-no-upstream", "refused-answer", "ordering", "client-result",
+         "teardown", "rst", "upstream-connections", "cache-hit-no-upstream", "refused-answer", "ordering", "answer-result", "client-result",
          "client-steps", "malformed-answer", "programs"]
 
 
@@ -61,9 +67,14 @@ def from_sniff(check_records):
             for r in check_records]
 
 
+QUOTED_MAX = 64
+
+
 def _quote(text):
-    """A line a program printed, quoted for a detail (control characters made visible)."""
-    return '"' + "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text) + '"'
+    """A line a program printed or a text from the wire, quoted for a detail: control characters
+    made visible, at most QUOTED_MAX characters of it (it comes from the programs under test)."""
+    shown = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text[:QUOTED_MAX])
+    return '"' + shown + ('..."' if len(text) > QUOTED_MAX else '"')
 
 
 def _printed(stdout):
@@ -84,25 +95,166 @@ def reference_clients(exchanges):
             for i, e in enumerate(exchanges)]
 
 
-def client_checks(exchanges, clients):
-    """client-result and client-steps: each client printed what the reference client prints."""
+def client_connections(clients, conn_records):
+    """Per client run, calc-sniff's records of the connections it opened to the front, in the
+    order they began.  A connection is the run's that was alive when its SYN was captured (the
+    lab stamps t0 before it starts a client and t1 once it saw it exit; capture stamps come from
+    the same clock), so sequential runs never share one.  Among runs alive together (a
+    scenario's clients at once) the one with the fewest so far takes it; a connection outside
+    every run (it cannot be, short of a clock step) goes to the nearest."""
+    conns = sorted((r for r in conn_records if r.get("role") in CLIENT_CONN_ROLES), key=lambda r: r["ts_first"])
+    mine = {id(r): [] for r in clients}
+    for c in conns:
+        ts = c["ts_first"]
+        alive = [r for r in clients if r["t0"] <= ts <= (r.get("t1") or float("inf"))]
+        if alive:
+            pick = min(alive, key=lambda r: (len(mine[id(r)]), r["t0"]))
+        elif clients:
+            pick = min(clients, key=lambda r: min(abs(ts - r["t0"]), abs(ts - (r.get("t1") or r["t0"]))))
+        else:
+            continue
+        mine[id(pick)].append(c)
+    return [mine[id(r)] for r in clients]
+
+
+def _messages(msg_records):
+    """(conn, dir) -> that direction's decoded messages in order."""
+    out = {}
+    for m in msg_records:
+        out.setdefault((m["conn"], m.get("dir")), []).append(m)
+    for v in out.values():
+        v.sort(key=lambda m: m.get("index", 0))
+    return out
+
+
+def _readable(m):
+    """A decoded message with its text, or None (none on the wire, bytes missing, undecodable)."""
+    return m if m is not None and m.get("result") is not None and not m.get("malformed") else None
+
+
+def received_answers(clients, conn_records, msg_records):
+    """Per client run, what reached it on the first connection it opened: {"connected": it opened
+    one, "answer": calc-sniff's decoded record of the first response on it or None, "reset": the
+    other side reset it (then the answer may never have reached the client's program)}."""
+    msgs = _messages(msg_records)
+    out = []
+    for mine in client_connections(clients, conn_records):
+        resp = msgs.get((mine[0]["id"], "resp"), []) if mine else []
+        out.append({"connected": bool(mine), "answer": _readable(resp[0] if resp else None),
+                    # Zeek's history: a lowercase letter is the responder's, r its RST
+                    "reset": bool(mine) and "r" in mine[0].get("history", "")})
+    return out
+
+
+def _reference_answer(e):
+    """The text calc-sniff decodes the reference's answer to exchange `e` to."""
+    return REFUSED_TEXT if e.kind == "refused" else expected_prints(e.example, steps=False)[0][len("Result: "):]
+
+
+def _answer_text(m):
+    return f"{m['size']}-byte answer {_quote(m['result'])}"
+
+
+def answer_checks(exchanges, clients, conn_records, msg_records):
+    """answer-result: each answer on the wire says what the reference's says, read from calc-sniff's
+    decoded messages.  Upstream, the server's answer is the reference's; on the client's
+    connection, the front program's: a server's the reference's, a proxy's what the server last
+    answered it to the same request in this run (forwarded or cached: relaying the server's
+    wrong answer is no fault of the proxy), else the reference's.  Only requests that are the
+    exchange's own are judged (another request has another answer)."""
+    check = Check("answer-result")
+    msgs = _messages(msg_records)
+
+    def first(conn, direction):
+        got = msgs.get((conn, direction))
+        return got[0] if got else None
+
+    upstream, served = {}, []
+    for c in conn_records:
+        if c.get("role") == "proxy->server" and c.get("upstream_of"):
+            if c["upstream_of"].get("request", 1) == 1:   # the connection's first request is judged
+                upstream.setdefault(c["upstream_of"]["conn"], []).append(c)
+            req, resp = first(c["id"], "orig"), _readable(first(c["id"], "resp"))
+            if req is not None and resp is not None:
+                served.append((resp["ts_last"], req.get("expression"), resp["result"]))
+    served.sort(key=lambda x: x[0])
+    for i, (e, mine) in enumerate(zip(exchanges, client_connections(clients, conn_records))):
+        if not mine:
+            continue
+        conn = mine[0]["id"]
+        expr = str(calculator.parse(EXAMPLES[e.example]))
+        req = first(conn, "orig")
+        if req is None or req.get("expression") != expr:
+            continue
+        want = _reference_answer(e)
+        tag = f"client {i + 1} (request {i + 1}, {e.kind}, E{e.example})"
+        for up in upstream.get(conn, []):
+            got = _readable(first(up["id"], "resp"))
+            if got is not None:
+                ok = got["result"] == want
+                check.add(ok, "server", f"{tag}: upstream connection #{up['id']}: the server's {_answer_text(got)}"
+                          + (", as the reference's" if ok else f"; the reference's says {_quote(want)}"),
+                          conn=up["id"], packets=[got["first_packet"]])
+        got = _readable(first(conn, "resp"))
+        if got is None:
+            continue  # no answer: response-size says so
+        said = [r for ts, x, r in served if x == expr and ts <= got["ts_first"]] if e.front == "proxy" else []
+        if said:
+            ok = got["result"] == said[-1]
+            detail = f"the proxy's {_answer_text(got)}" + (
+                ", what the server answered to this request" if ok else
+                f"; the server answered this request {_quote(said[-1])}")
+        else:
+            ok = got["result"] == want
+            detail = f"the {e.front}'s {_answer_text(got)}" + (
+                ", as the reference's" if ok else f"; the reference's says {_quote(want)}")
+        check.add(ok, e.front, f"{tag}: {detail}", conn=conn, packets=[got["first_packet"]])
+    return [check] if check.items else []
+
+
+def client_checks(exchanges, clients, received=None):
+    """client-result and client-steps: each client printed what the reference client prints for
+    the answer it received (`received`: per run what received_answers says reached it; without
+    the list, the reference's answers).  What the answer itself says is answer-result's
+    business: a client that faithfully prints a wrong answer is not at fault, one that prints
+    something else than it received is, and so is one that never connected."""
     result, steps = Check("client-result"), Check("client-steps")
     for i, (e, cl) in enumerate(zip(exchanges, clients)):
         tag = f"client {i + 1} (request {i + 1}, {e.kind}, E{e.example})"
         body = _printed(cl["stdout"])
         exit_note = "" if cl.get("rc") in (0, 1) else \
             " (it was killed: no exit)" if cl.get("rc") is None else f" (exit status {cl['rc']})"
-        if e.kind == "refused":
-            ok = REFUSED_ERROR in body
-            result.add(ok, "client", f"{tag}: " + ("printed the reference's refused-connection error" if ok else
-                       f"printed {_quote(body[0]) if body else 'nothing'}{exit_note}; the reference prints "
-                       f"{_quote(REFUSED_ERROR)}"))
+        reference = [REFUSED_ERROR] if e.kind == "refused" else expected_prints(e.example)
+        got = next((l for l in body if l.startswith(("Result:", "Got error:"))), None)
+        printed = _quote(got) if got else "no result line"
+        if received is not None and not received[i]["connected"]:
+            result.add(False, "client", f"{tag}: it opened no connection; it printed {printed}{exit_note}")
             continue
-        want = expected_prints(e.example)
-        got = next((l for l in body if l.startswith("Result:")), None)
-        ok = got == want[0]
-        result.add(ok, "client", f"{tag}: printed {_quote(got) if got else 'no result line'}" +
-                   (", as the reference does" if ok else f"{exit_note}; the reference prints {_quote(want[0])}"))
+        m = received and received[i]["answer"]
+        if received is None:
+            want, given = reference, "the reference's answer"
+        elif m is None or received[i]["reset"]:
+            # no answer, or one the other side's RST may have thrown away before the client read
+            # it: printing no result is right, printing the answer on the wire too
+            invented = [l for l in body if l.startswith("Result:") and (m is None or l != f"Result: {m['result']}")]
+            why = "no answer reached it on the wire" if m is None else \
+                f"the {e.front} reset the connection after its {_answer_text(m)}"
+            result.add(not invented, "client", f"{tag}: {why}; it printed " +
+                       (printed if not invented else f"{_quote(invented[0])}, a result it was never given"))
+            continue
+        else:
+            given = f"the {_answer_text(m)} it received"
+            if m["header"]["status"] != 200:
+                want = ["Got error: " + m["result"].split(": ", 1)[-1]]
+            elif e.kind != "refused" and f"Result: {m['result']}" == reference[0]:
+                want = reference       # the reference's answer, steps and all
+            else:
+                want = [f"Result: {m['result']}"]   # its steps cannot be read from the capture
+        ok = want[0] in body
+        result.add(ok, "client", f"{tag}: printed {printed}{'' if ok else exit_note} "
+                   f"for {given}" + ("" if ok else f"; the reference client prints {_quote(want[0])}"))
+        if len(want) == 1:
+            continue  # an error carries no steps; another answer's steps are not in the capture
         got_steps = body[body.index("Steps:"):] if "Steps:" in body else []
         if got_steps == want[1:]:
             steps.add(True, "client", f"{tag}: the {len(want) - 1} lines of steps, as the reference prints them")

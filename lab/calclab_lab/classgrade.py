@@ -189,6 +189,13 @@ def _reference_checks(name, golden_dir, client):
             raise runner.LabError(f"calc-sniff does not pass the golden {golden} against itself: "
                                   f"{v.get('reason') or v['status']}")
         found += checks_mod.from_sniff(v["checks"])
+        # the reference's answers, each on its own client connection: the golden's clients ran
+        # one after the other, each for as long as its connection's first packet
+        recs = sniff.describe(golden, sniff.DEFAULT_PORTS)
+        conns = [r for r in recs if r.get("type") == "conn"]
+        runs = sorted(r["ts_first"] for r in conns if r.get("role") in checks_mod.CLIENT_CONN_ROLES)
+        found += checks_mod.answer_checks(scn.exchanges, [{"t0": t, "t1": t} for t in runs], conns,
+                                          [r for r in recs if r.get("type") == "msg"])
     if any(isinstance(a, Raw) for a in scn.actions):
         n = len(protocol_vectors())
         found += checks_mod.malformed_checks([(f"bad request {i + 1}", True, "") for i in range(n)],
@@ -199,6 +206,9 @@ def _reference_checks(name, golden_dir, client):
     if client:
         found.append(adapt._reuse_check([{"run": i + 1, "connections": 1, "requests_per_connection": [1],
                                           "conns": [None]} for i in range(len(scn.exchanges))]))
+    failed = [c.name for c in found if not c.passed]
+    if failed:
+        raise runner.LabError(f"the reference's play of {name} fails the lab's own checks {failed}")
     return [c.to_dict() for c in found]
 
 

@@ -73,30 +73,6 @@ def _request_tag(detail):
     return m.group(1) if m else None
 
 
-# calc-sniff numbers the reference's client connections in the order the lab runs its clients,
-# so "connection K (client->..." of a wire item and "client K (" of a printout item are one run.
-_CLIENT_CONN = re.compile(r"connection (\d+) \(client->")
-_CLIENT_RUN = re.compile(r"client (\d+) \(")
-
-
-def _wrong_answers(checks):
-    """The client runs whose answer reached the client with the wrong size: what the client printed
-    for them is not the client's fault but that of the program that answered it."""
-    out = set()
-    for c in checks:
-        if c["name"] == "response-size":
-            for it in c.get("items", []):
-                m = _CLIENT_CONN.match(it.get("detail", ""))
-                if m and not item_passed(it) and it.get("role") != "client":
-                    out.add(int(m.group(1)))
-    return out
-
-
-def _client_run(detail):
-    m = _CLIENT_RUN.match(detail)
-    return int(m.group(1)) if m else None
-
-
 def _reset_by_front(checks):
     """The requests whose client connection the server or proxy reset."""
     out = set()
@@ -136,7 +112,6 @@ def role_maxima(tables):
 
 def _assign_roles(checks, front, down, client_conns):
     """(check name, items with their role at fault), per check of the run."""
-    wrong = _wrong_answers(checks)
     deviant = set(client_conns)
     reset = _reset_by_front(checks)
     out = []
@@ -155,16 +130,12 @@ def _assign_roles(checks, front, down, client_conns):
                 items.append(dict(it, role=front, passed=False,
                                   detail=it.get("detail", "") + f"; the {front} reset the connection"))
                 continue
-            if (c["name"] in ("client-result", "client-steps") and not item_passed(it)
-                    and _client_run(it.get("detail", "")) in wrong):
-                # it printed what it was given: the answer was the front program's fault
-                role = front
-            elif it.get("role") in ROLES:
+            if it.get("role") in ROLES:
                 role = it["role"]
             else:
                 role = derive_role(c["name"], it.get("detail", ""), front, down)
             items.append(dict(it, role=role, passed=item_passed(it)))
-        out.append((c["name"], items))
+        out.append((c["name"], float(c.get("max_score", c.get("max_points", 1))), items))
     return out
 
 
@@ -174,15 +145,19 @@ def role_checks(checks, graded, front, table, down=(), client_conns=()):
     maximum in the scenario.  A role's maximum is its share of the table; the checks it has items
     in share it in proportion to their table points (a check the run gave no items of the role,
     such as the refused answer of a client that never causes one, passes its points on to the
-    role's other checks), each scored by the share of its items that pass.  Items of a check
-    the table gives the role no points in are shown with 0 points.  `client_conns`: connections
+    role's other checks), each scored by the share of its items that pass.  A failed item of a
+    check the table gives the role no points in (a server leading the teardown the reference's
+    client leads) costs the role what each of the check's items is worth in this run, down to 0
+    for the role in the scenario.  `client_conns`: connections
     (calc-sniff ids, upstream ones included) of client runs that did not send one request on one
     connection; what fails about them (sizes, upstream counts) follows from the client's doing."""
-    groups = {}
-    for name, items in _assign_roles(checks, front, down, client_conns):
-        for it in items:
-            if it["role"] in graded:
-                groups.setdefault((name, it["role"]), []).append(it)
+    groups, worth = {}, {}
+    for name, points, items in _assign_roles(checks, front, down, client_conns):
+        counted = [it for it in items if it["role"] in graded]
+        for it in counted:
+            groups.setdefault((name, it["role"]), []).append(it)
+        if counted:
+            worth[name] = points / len(counted)
     per_role = {}
     for role in graded:
         budget = sum(p for (_, r), p in table.items() if r == role)
@@ -191,8 +166,9 @@ def role_checks(checks, graded, front, table, down=(), client_conns=()):
     out = []
     for (name, role), mine in groups.items():
         v = per_role[role]
+        failed = sum(not it["passed"] for it in mine)
         top = table.get((name, role), 0.0) * v["scale"]
-        lost = top * sum(not it["passed"] for it in mine) / len(mine)
+        lost = top * failed / len(mine) if top else worth[name] * failed
         v["lost"] += lost
         out.append({"name": name, "role": role, "score": round(top - lost, 3), "max_score": round(top, 3),
                     "passed": all(it["passed"] for it in mine), "items": mine})

@@ -347,6 +347,9 @@ def judge(res, golden, golden_ports=None):
     if raw is not None:
         found += checks_mod.malformed_checks(raw, res.records("conn"))
     else:
-        found += checks_mod.client_checks(res.scenario.exchanges, res.clients)
+        conns, msgs = res.records("conn"), res.records("msg")
+        found += checks_mod.answer_checks(res.scenario.exchanges, res.clients, conns, msgs)
+        found += checks_mod.client_checks(res.scenario.exchanges, res.clients,
+                                          checks_mod.received_answers(res.clients, conns, msgs))
     found += checks_mod.program_checks(res.errors)
     res.checks = checks_mod.ordered(found)

@@ -61,6 +61,29 @@ sock.close()
 print(f"{{{host}:{port}}} Connection closed")
 """
 
+# A client that prints another result than the answer it received (E1's sign dropped).
+CLIENT_MISPRINTS = """
+import builtins, sys
+import calc_client
+sys.argv += ["--example", "1"]
+def misprint(*args, **kw):
+    builtins.print(*(str(a).replace("Result: -", "Result: ") for a in args), **kw)
+calc_client.print = misprint
+sys.exit(calc_client.main())
+"""
+
+# A server whose results are wrong but of the reference's size (a float doubled, an int plus 1):
+# only the decoded answer shows it, and the clients that print it faithfully are not at fault.
+SERVER_WRONG_RESULT = """
+import calc_server, calculator
+right = calculator.calculate
+def wrong(expr, steps):
+    result, st = right(expr, steps)
+    return (result * 2 if isinstance(result, float) else result + 1), st
+calculator.calculate = wrong
+calc_server.main()
+"""
+
 CLIENT_OWN_EXPRESSION = """
 import sys
 import calc_client
@@ -306,6 +329,22 @@ def build_class(top):
             f.write(broken_program(name))
         # only the broken program loses points: the others were given its wrong answers
         want[name] = ("graded", tuple(r for r in full if r != role), {role: check})
+    # the never-caching proxy with the menu client, which sends the scenario's own E1, E1, E2: in
+    # 3.3 it faithfully prints the refused answer the proxy gave for request 2, its client is right
+    d = make_handin(os.path.join(top, "proxy_never_caches-menu"), client=CLIENT_MENU)
+    with open(os.path.join(d, "calc_proxy.py"), "wb") as f:
+        f.write(read("calc_proxy.py"))
+    with open(os.path.join(d, "proxy.py"), "wb") as f:
+        f.write(broken_program("proxy_never_caches"))
+    want["proxy_never_caches-menu"] = ("graded", ("server", "client"), {"proxy": "answer-result"})
+    d = make_handin(os.path.join(top, "server_wrong_result"))
+    with open(os.path.join(d, "calc_server.py"), "wb") as f:
+        f.write(read("calc_server.py"))
+    with open(os.path.join(d, "server.py"), "w") as f:
+        f.write(SERVER_WRONG_RESULT)
+    want["server_wrong_result"] = ("graded", ("proxy", "client"), {"server": "answer-result"})
+    make_handin(os.path.join(top, "client_misprints"), client=CLIENT_MISPRINTS)
+    want["client_misprints"] = ("graded", ("server", "proxy"), {"client": "client-result"})
     make_handin(os.path.join(top, "menu"), client=CLIENT_MENU)
     want["menu"] = ("graded", full, {})
     make_handin(os.path.join(top, "own-expression"), client=CLIENT_OWN_EXPRESSION)
@@ -391,6 +430,11 @@ def test_class_grades_every_handin_with_its_per_role_points(tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert r.stderr.count("\n") >= len(want), "a plain progress line per submission when not on a terminal"
     got = check_class(out, want)
+    # the proxy's refused answer to the hit of 3.3 is the proxy's fault, not its faithful client's
+    scn33 = next(s for s in got["proxy_never_caches-menu"]["scenarios"] if s["scenario"] == "3.3")
+    by = {(c["role"], c["name"]): c for c in scn33["checks"]}
+    assert by[("client", "client-result")]["passed"] and not by[("proxy", "answer-result")]["passed"]
+    assert "Got error" in by[("client", "client-result")]["items"][1]["detail"]
     one = next(s for s in got["one-connection"]["scenarios"] if s["scenario"] == "3.1")
     assert [x["requests_per_connection"] for x in one["client_requests"]] == [[2], [2], [2]]
     with open(out / "grades.csv") as f:
