@@ -100,15 +100,17 @@ def client_connections(clients, conn_records):
     order they began.  A connection is the run's that was alive when its SYN was captured (the
     lab stamps t0 before it starts a client and t1 once it saw it exit; capture stamps come from
     the same clock), so sequential runs never share one.  Among runs alive together (a
-    scenario's clients at once) the one with the fewest so far takes it; a connection outside
-    every run (it cannot be, short of a clock step) goes to the nearest."""
+    scenario's clients at once) the one with the fewest so far takes it, of those the one that
+    ended first (taken in the order of their SYNs, that gives as many runs a connection as can
+    have one: the earliest-deadline rule); a connection outside every run (it cannot be, short
+    of a clock step) goes to the nearest."""
     conns = sorted((r for r in conn_records if r.get("role") in CLIENT_CONN_ROLES), key=lambda r: r["ts_first"])
     mine = {id(r): [] for r in clients}
     for c in conns:
         ts = c["ts_first"]
         alive = [r for r in clients if r["t0"] <= ts <= (r.get("t1") or float("inf"))]
         if alive:
-            pick = min(alive, key=lambda r: (len(mine[id(r)]), r["t0"]))
+            pick = min(alive, key=lambda r: (len(mine[id(r)]), r.get("t1") or float("inf"), r["t0"]))
         elif clients:
             pick = min(clients, key=lambda r: min(abs(ts - r["t0"]), abs(ts - (r.get("t1") or r["t0"]))))
         else:

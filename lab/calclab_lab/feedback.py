@@ -14,6 +14,11 @@ def _points(e):
     return f"{e['score']:g}/{e['max_score']:g}" + (f" ({', '.join(parts)})" if parts else "")
 
 
+def _check_points(c):
+    penalty = f" (penalty -{c['penalty']:g} on the {c['role']}'s score)" if c.get("penalty") else ""
+    return f"{c['score']:g}/{c['max_score']:g}{penalty}"
+
+
 def _missing(e):
     """The roles graded that the hand-in has no file for (they score 0), when it was graded."""
     return [r for r in e["roles"] if r not in e.get("files", {})] if e["status"] == "graded" else []
@@ -50,7 +55,7 @@ def text(e, runs):
             lines.append(f"   ERROR {err}")
         for c in s["checks"]:
             lines.append(f"   {'PASS' if c['passed'] else 'FAIL'} {c['role']:<6} {c['name']:<22} "
-                         f"{c['score']:g}/{c['max_score']:g}")
+                         f"{_check_points(c)}")
             for it in c["items"]:
                 if not it["passed"]:
                     lines.append(f"          - {it.get('detail', '')}")
@@ -96,7 +101,7 @@ def page(e, runs):
         body.append("<table><tr><th>role</th><th>check</th><th>score</th><th>details</th></tr>")
         for c in s["checks"]:
             body.append(f'<tr class="{"pass" if c["passed"] else "fail"}"><td>{c["role"]}</td>'
-                        f'<td>{html.escape(c["name"])}</td><td>{c["score"]:g}/{c["max_score"]:g}</td><td>'
+                        f'<td>{html.escape(c["name"])}</td><td>{_check_points(c)}</td><td>'
                         + "<br>".join(("" if it["passed"] else "FAIL ") + html.escape(it.get("detail", ""))
                                       for it in c["items"]) + "</td></tr>")
         body.append("</table>")

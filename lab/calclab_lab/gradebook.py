@@ -147,8 +147,8 @@ def role_checks(checks, graded, front, table, down=(), client_conns=()):
     such as the refused answer of a client that never causes one, passes its points on to the
     role's other checks), each scored by the share of its items that pass.  A failed item of a
     check the table gives the role no points in (a server leading the teardown the reference's
-    client leads) costs the role what each of the check's items is worth in this run, down to 0
-    for the role in the scenario.  `client_conns`: connections
+    client leads) costs the role what each of the check's items is worth in this run (the
+    entry's "penalty", its score and maximum staying 0), down to 0 for the role in the scenario.  `client_conns`: connections
     (calc-sniff ids, upstream ones included) of client runs that did not send one request on one
     connection; what fails about them (sizes, upstream counts) follows from the client's doing."""
     groups, worth = {}, {}
@@ -170,8 +170,12 @@ def role_checks(checks, graded, front, table, down=(), client_conns=()):
         top = table.get((name, role), 0.0) * v["scale"]
         lost = top * failed / len(mine) if top else worth[name] * failed
         v["lost"] += lost
-        out.append({"name": name, "role": role, "score": round(top - lost, 3), "max_score": round(top, 3),
-                    "passed": all(it["passed"] for it in mine), "items": mine})
+        c = {"name": name, "role": role, "score": round(top - lost, 3), "max_score": round(top, 3),
+             "passed": all(it["passed"] for it in mine), "items": mine}
+        if not top and lost:
+            # worth nothing to this role, yet its failure costs it: a penalty on the role's score
+            c.update(score=0.0, penalty=round(lost, 3))
+        out.append(c)
     roles = {}
     for role, v in per_role.items():
         if not v["budget"]:

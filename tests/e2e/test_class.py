@@ -417,7 +417,9 @@ def stable(verdicts):
         racy = RACY.get(sid, set())
         v = dict(v, checks=[c for c in v["checks"] if (c[0], c[2]) not in racy])
         if racy:
+            # which role a racy item blames moves the role's points among its other checks too
             del v["score"], v["max_score"], v["roles"]
+            v["checks"] = [c[:3] + c[4:] for c in v["checks"]]
         out[sid] = v
     return out
 
