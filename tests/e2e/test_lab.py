@@ -87,12 +87,15 @@ BROKEN = {
         calc_proxy.main()
     """,
     "server_closes_first": """
-        import calc_server, api
+        import socket, calc_server, api
         def handle(conn, addr):
             data = api.recv_message(conn)
             if data:
+                # corked, the answer and the FIN leave in one segment: the server's FIN leads
+                # the teardown however late this process runs again after its send
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
                 conn.sendall(calc_server.process(data))
-            conn.close()          # the server's FIN leads the teardown
+            conn.close()
         calc_server.handle = handle
         calc_server.main()
     """,
@@ -118,6 +121,13 @@ BROKEN = {
             data = api.recv_message(conn)
             if data:
                 conn.sendall(calc_proxy.process(data, f"{addr[0]}:{addr[1]}"))
+                # the client's FIN first (it closes once it has the answer), then the reset: the
+                # same order however the two processes are scheduled
+                conn.settimeout(10)
+                try:
+                    conn.recv(1)
+                except OSError:
+                    pass
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             conn.close()          # linger 0: RST instead of FIN
         calc_proxy.handle = handle
@@ -136,12 +146,16 @@ BROKEN = {
         calc_server.main()
     """,
     "proxy_closes_first": """
-        import calc_proxy, api
+        import socket, calc_proxy, api
         def handle(conn, addr):
             data = api.recv_message(conn)
             if data:
-                conn.sendall(calc_proxy.process(data, f"{addr[0]}:{addr[1]}"))
-            conn.close()          # the proxy's FIN leads the teardown with its client
+                answer = calc_proxy.process(data, f"{addr[0]}:{addr[1]}")
+                # corked, the answer and the FIN leave in one segment: the proxy's FIN leads
+                # the teardown with its client however late this process runs after its send
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+                conn.sendall(answer)
+            conn.close()
         calc_proxy.handle = handle
         calc_proxy.main()
     """,
