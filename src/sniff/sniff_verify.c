@@ -157,10 +157,18 @@ static void msg_at(pend *p, const sniff_msg *m) {
   at(p, m->pkt_last, m->ts_last);
 }
 
-/* The request asks for what the golden's asks: same size, same steps and cache flags. */
+/* The request asks for what the golden's asks: same size, same steps and cache flags, same
+ * cache control (the client's max-age, which decides whether the reference proxy may answer
+ * from its cache). */
 static bool same_request(const sniff_msg *g, const sniff_msg *c) {
-  return g->size == c->size && g->h.steps == c->h.steps && g->h.cache == c->h.cache;
+  return g->size == c->size && g->h.steps == c->h.steps && g->h.cache == c->h.cache &&
+         g->h.cache_control == c->h.cache_control;
 }
+
+/* Whether the reference proxy reads its cache for request q at all: never for cache control 0
+ * (a reload), which a request without the cache flag has too (the header's normalisation, done
+ * when the message was framed). Otherwise it depends on what the cache holds and how old it is. */
+static bool reads_cache(const sniff_msg *q) { return q->h.cache_control != 0; }
 
 /* An upstream connection's context: the downstream request that caused it, in the golden and
  * in the capture. The reference proxy forwards what its client sent, so the capture's proxy is
@@ -181,6 +189,7 @@ static sniff_msg forwarded_request(const sniff_msg *g, const fwd_ctx *f) {
   if (g->size == f->gq->size) e.size = f->cq->size;
   if (g->h.steps == f->gq->h.steps) e.h.steps = f->cq->h.steps;
   if (g->h.cache == f->gq->h.cache) e.h.cache = f->cq->h.cache;
+  if (g->h.cache_control == f->gq->h.cache_control) e.h.cache_control = f->cq->h.cache_control;
   return e;
 }
 
@@ -191,17 +200,32 @@ static void say_reference(pend *p, bool from_client, bool ok) {
   else say(p, from_client ? "; forwarding the client's request, the reference's" : "; the reference's");
 }
 
-/* request-header: the steps and cache flags of each request of the same size, against e (the
- * golden's request, or what the reference would forward: from_client when that differs). */
+/* "with steps, with the cache" and, when max_age, the cache control a request with the cache
+ * flag carries ("max-age 0" or "max-age forever"). */
+static void say_asks(pend *p, const calc_header *h, bool max_age) {
+  say(p, "%s steps, %s the cache", h->steps ? "with" : "without", h->cache ? "with" : "without");
+  if (!max_age || !h->cache) return;
+  if (h->cache_control == CALC_CACHE_FOREVER) say(p, ", max-age forever");
+  else say(p, ", max-age %u", h->cache_control);
+}
+
+/* request-header: the steps and cache flags and the max-age of each request of the same size,
+ * against e (the golden's request, or what the reference would forward: from_client when that
+ * differs). */
 static void cmp_request_flags(cmp *x, const char *where, const sniff_conn *cc, const sniff_msg *e,
                               bool from_client, const sniff_msg *c, uint32_t i) {
   pend p;
-  bool ok = e->h.steps == c->h.steps && e->h.cache == c->h.cache;
+  bool ok = e->h.steps == c->h.steps && e->h.cache == c->h.cache && e->h.cache_control == c->h.cache_control;
+  /* the max-age is named where both carry one and they differ (without the cache flag it is 0) */
+  bool max_age = e->h.cache && c->h.cache && e->h.cache_control != c->h.cache_control;
   begin(x, &p, SNIFF_CK_REQUEST_HEADER, ok, sniff_conn_party(cc, 0), cc);
-  say(&p, "%s: request %u asks %s steps, %s the cache", where, i + 1, c->h.steps ? "with" : "without",
-      c->h.cache ? "with" : "without");
+  say(&p, "%s: request %u asks ", where, i + 1);
+  say_asks(&p, &c->h, max_age);
   say_reference(&p, from_client, ok);
-  if (!ok) say(&p, " asks %s steps, %s the cache", e->h.steps ? "with" : "without", e->h.cache ? "with" : "without");
+  if (!ok) {
+    say(&p, " asks ");
+    say_asks(&p, &e->h, max_age);
+  }
   at(&p, c->pkt_first, c->ts_first);
   emit(x, &p);
 }
@@ -292,8 +316,11 @@ static void cmp_conn(cmp *x, const sniff_conn *g, const sniff_conn *c, const cha
 /* The upstream connections each request of a client->proxy connection caused. Where the
  * capture's client asked for something else than the golden's, whether the request is
  * forwarded, and how often, follows from that request (the cache's key holds the payload and
- * the steps flag, and a request without the cache flag never reads the cache): the item is the
- * client's then. */
+ * the steps flag, and the client's max-age bounds the age of an answer it takes from the
+ * cache): the item is the client's then. Only a max-age 0 (a request without the cache flag
+ * has it too) decides it without the cache's state: the reference forwards such a request on
+ * one upstream connection, so a proxy answering it from its cache is at fault whatever the
+ * golden's request got. */
 static void cmp_upstream(cmp *x, const sniff_conn *g, const sniff_conn *c, const char *where,
                          const sniff_msg **gq, uint32_t ngq, const sniff_msg **cq, uint32_t ncq,
                          const sniff_msg **gp, uint32_t ngp, const sniff_msg **cp, uint32_t ncp) {
@@ -305,10 +332,17 @@ static void cmp_upstream(cmp *x, const sniff_conn *g, const sniff_conn *c, const
     char w[200];
     snprintf(w, sizeof w, "%s request %u", where, i + 1);
     bool asked_otherwise = !same_request(gq[i], cq[i]);
-    begin(x, &p, ngu ? SNIFF_CK_UPSTREAM : SNIFF_CK_CACHE_HIT, ngu == ncu,
-          asked_otherwise ? SNIFF_PARTY_CLIENT : SNIFF_PARTY_PROXY, c);
+    /* A request the reference never answers from its cache it forwards on one upstream
+     * connection, whatever the golden's request got: another count is then the proxy's fault,
+     * and that one connection where the golden's was a cache hit the client's. */
+    bool reload = !reads_cache(cq[i]);
+    uint32_t want = reload && !ngu ? 1 : ngu;
+    bool ok = ncu == ngu && ncu == want;
+    bool clients = asked_otherwise && (!reload || ncu == want);
+    begin(x, &p, ngu ? SNIFF_CK_UPSTREAM : SNIFF_CK_CACHE_HIT, ok, clients ? SNIFF_PARTY_CLIENT : SNIFF_PARTY_PROXY,
+          c);
     if (!ngu && !ncu) {
-      say(&p, "%s: answered without an upstream connection (a cache hit), as in the reference", w);
+      say(&p, "%s: answered without an upstream connection (a cache hit)%s", w, ok ? ", as in the reference" : "");
       at(&p, cq[i]->pkt_last, cq[i]->ts_last);
       if (i < ncp) at(&p, cp[i]->pkt_first, cp[i]->ts_first);
     } else {
@@ -319,12 +353,16 @@ static void cmp_upstream(cmp *x, const sniff_conn *g, const sniff_conn *c, const
         at(&p, cu[k]->pkt_first, cu[k]->ts_first);
       }
       if (ncu) say(&p, ")");
-      if (ngu == ncu) say(&p, ", as in the reference");
+      if (ok) say(&p, ", as in the reference");
       else if (!ngu) say(&p, "; the reference answers it from its cache without contacting the server");
-      else say(&p, "; the reference opens %u", ngu);
+      else if (!reload) say(&p, "; the reference opens %u", ngu);
       if (!ncu) at(&p, cq[i]->pkt_last, cq[i]->ts_last);
     }
-    if (asked_otherwise) say(&p, " (the client's request asked for something else)");
+    if (clients) say(&p, " (the client's request asked for something else)");
+    if (reload && !ok)
+      say(&p, "; the reference forwards a request %s on one upstream connection%s",
+          cq[i]->h.cache ? "with max-age 0" : "without the cache flag",
+          ncu == want ? ", as here" : !ncu ? ", never answering it from its cache" : "");
     emit(x, &p);
     fwd_ctx f = {gq[i], cq[i]};
     for (uint32_t k = 0; k < ngu && k < ncu && k < MAXU; k++) {

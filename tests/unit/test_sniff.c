@@ -1001,11 +1001,19 @@ static void test_malformed_messages(void **state) {
 /* ---- request-header: a request whose flags word differs from the reference's ---- */
 #define FLAGS_REF (CALC_FLAG_CACHE | CALC_FLAG_STEPS | CALC_FLAG_REQUEST)  /* the seed's 0x1c00 */
 
-/* A request of size bytes into buf with flags word `flags`. */
+/* A request of size bytes into buf with flags word `flags` (and the reference client's
+ * max-age, forever). */
 static void request_with_flags(uint8_t *buf, uint16_t size, uint16_t flags) {
   pw_msg(buf, size, true, 0);
   buf[6] = (uint8_t)(flags >> 8);
   buf[7] = (uint8_t)flags;
+}
+
+/* The same with cache control (the client's max-age) `max_age`. */
+static void request_with_max_age(uint8_t *buf, uint16_t size, uint16_t flags, uint16_t max_age) {
+  request_with_flags(buf, size, flags);
+  buf[8] = (uint8_t)(max_age >> 8);
+  buf[9] = (uint8_t)max_age;
 }
 
 /* Scenario 3.1's three exchanges straight to the server; exchange `which` (1-based, 0 none)
@@ -1024,23 +1032,23 @@ static void exchanges_3_1(const char *path, int which, uint16_t flags, uint16_t 
   pcapw_close(&w);
 }
 
-/* One proxied E1 request from port cport: the client asks with flags word `client_flags`; when
- * upstream_port is not 0 the proxy forwards it from that port with flags word `upstream_flags`
- * and the server's answer of resp bytes is passed on, otherwise the proxy answers resp bytes from
- * its cache. */
-static void proxied_e1(pcapw *w, uint16_t cport, uint16_t client_flags, uint16_t upstream_port,
+/* One proxied E1 request from port cport: the client asks with flags word `client_flags` and
+ * max-age `max_age`; when upstream_port is not 0 the proxy forwards it from that port with flags
+ * word `upstream_flags` (and the client's max-age) and the server's answer of resp bytes is
+ * passed on, otherwise the proxy answers resp bytes from its cache. */
+static void proxied_e1(pcapw *w, uint16_t cport, uint16_t client_flags, uint16_t max_age, uint16_t upstream_port,
                        uint16_t upstream_flags, uint16_t resp) {
   static uint8_t q[1024], r[1024];
   pw_conn d, u;
   pw_conn_init(&d, w, cport, 9998, 11u * cport, 13u * cport);
   pw_handshake(&d);
-  request_with_flags(q, 687, client_flags);
+  request_with_max_age(q, 687, client_flags, max_age);
   pw_send(&d, 0, q, 687);
   pw_msg(r, resp, false, 200);
   if (upstream_port) {
     pw_conn_init(&u, w, upstream_port, 9999, 17u * upstream_port, 19u * upstream_port);
     pw_handshake(&u);
-    request_with_flags(q, 687, upstream_flags);
+    request_with_max_age(q, 687, upstream_flags, max_age);
     pw_send(&u, 0, q, 687);
     pw_send(&u, 1, r, resp);
     pw_fin(&u, 0, false);
@@ -1054,7 +1062,7 @@ static void proxy_forwards_flags(const char *path, uint16_t client_flags, uint16
                                  uint16_t resp) {
   pcapw w;
   assert_int_equal(pcapw_open(&w, path, SNIFF_DLT_EN10MB, 0), 0);
-  proxied_e1(&w, 41001, client_flags, 41002, upstream_flags, resp);
+  proxied_e1(&w, 41001, client_flags, CALC_CACHE_FOREVER, 41002, upstream_flags, resp);
   pcapw_close(&w);
 }
 
@@ -1148,6 +1156,17 @@ static void test_verify_request_header(void **state) {
   unlink(c);
 }
 
+/* Scenario 3.2's first two exchanges: E1 forwarded (a miss), then E1 again from port 41003
+ * asking with flags word `flags` and max-age `max_age`, forwarded as it came from port
+ * `upstream_port` (0: answered from the cache). */
+static void e1_twice(const char *path, uint16_t flags, uint16_t max_age, uint16_t upstream_port) {
+  pcapw w;
+  assert_int_equal(pcapw_open(&w, path, SNIFF_DLT_EN10MB, 0), 0);
+  proxied_e1(&w, 41001, FLAGS_REF, CALC_CACHE_FOREVER, 41002, FLAGS_REF, 564);
+  proxied_e1(&w, 41003, flags, max_age, upstream_port, flags, 564);
+  pcapw_close(&w);
+}
+
 /* The proxy is judged against what the reference proxy would send upstream for the request its
  * client sent (the reference forwards the client's request), not against the golden's upstream
  * bytes: a client's odd request is the client's fault however far it travels. */
@@ -1222,21 +1241,119 @@ static void test_verify_upstream_follows_client(void **state) {
   sniff_report_free(&rep);
   /* a golden cache hit (no upstream connection) against a client asking without the cache
    * flag, which the reference proxy forwards: the client's fault, not the proxy's */
-  pcapw w;
-  assert_int_equal(pcapw_open(&w, g, SNIFF_DLT_EN10MB, 0), 0);
-  proxied_e1(&w, 41001, FLAGS_REF, 41002, FLAGS_REF, 564);
-  proxied_e1(&w, 41003, FLAGS_REF, 0, 0, 564);
-  pcapw_close(&w);
-  const uint16_t no_cache = CALC_FLAG_STEPS | CALC_FLAG_REQUEST;
-  assert_int_equal(pcapw_open(&w, c, SNIFF_DLT_EN10MB, 0), 0);
-  proxied_e1(&w, 41001, FLAGS_REF, 41002, FLAGS_REF, 564);
-  proxied_e1(&w, 41003, no_cache, 41004, no_cache, 564);
-  pcapw_close(&w);
+  e1_twice(g, FLAGS_REF, CALC_CACHE_FOREVER, 0);
+  e1_twice(c, CALC_FLAG_STEPS | CALC_FLAG_REQUEST, CALC_CACHE_FOREVER, 41004);
   report_files(g, c, &rep);
   assert_int_equal(failed_as(&rep, ANY_CHECK, SNIFF_PARTY_CLIENT), 2);
   assert_failed_item(&rep, SNIFF_CK_CACHE_HIT, SNIFF_PARTY_CLIENT, 3,
                      "connection 2 (client->proxy, #3) request 1: 1 upstream connection (#4); the reference "
                      "answers it from its cache without contacting the server (the client's request asked "
+                     "for something else)");
+  sniff_report_free(&rep);
+  unlink(g);
+  unlink(c);
+}
+
+/* The client's max-age (the request's cache control): 0 makes the reference proxy skip its
+ * cache and forward the request. A proxy forwarding a max-age 0 where the golden's request was
+ * a cache hit is not at fault, the client asking it is; a proxy answering a max-age 0 from its
+ * cache is, whatever the golden's request got. */
+static void test_verify_client_max_age(void **state) {
+  (void)state;
+  const char *g = pcapw_tmp("gage"), *c = pcapw_tmp("cage");
+  sniff_report rep;
+  e1_twice(g, FLAGS_REF, CALC_CACHE_FOREVER, 0);  /* the golden: a miss, then a cache hit */
+  /* the same run: the hit passes as the proxy's */
+  e1_twice(c, FLAGS_REF, CALC_CACHE_FOREVER, 0);
+  report_files(g, c, &rep);
+  assert_int_equal(rep.failed, 0);
+  uint32_t hits = 0;
+  for (uint32_t i = 0; i < rep.n; i++) {
+    const sniff_item *it = &rep.items[i];
+    if (it->check != SNIFF_CK_CACHE_HIT) continue;
+    assert_string_equal(sniff_party_name((sniff_party)it->party), "proxy");
+    assert_non_null(strstr(sniff_item_detail(&rep, it), "connection 2 (client->proxy, #3) request 1: answered "
+                                                        "without an upstream connection (a cache hit), as in the reference"));
+    hits++;
+  }
+  assert_int_equal(hits, 1);
+  sniff_report_free(&rep);
+  /* the client asks max-age 0 and the proxy forwards it: only the client's items fail */
+  e1_twice(c, FLAGS_REF, 0, 41004);
+  report_files(g, c, &rep);
+  assert_int_equal(failed_as(&rep, ANY_CHECK, SNIFF_PARTY_CLIENT), 2);
+  assert_failed_item(&rep, SNIFF_CK_REQUEST_HEADER, SNIFF_PARTY_CLIENT, 3,
+                     "connection 2 (client->proxy, #3): request 1 asks with steps, with the cache, max-age 0; the "
+                     "reference's asks with steps, with the cache, max-age forever");
+  assert_failed_item(&rep, SNIFF_CK_CACHE_HIT, SNIFF_PARTY_CLIENT, 3,
+                     "connection 2 (client->proxy, #3) request 1: 1 upstream connection (#4); the reference answers "
+                     "it from its cache without contacting the server (the client's request asked for something "
+                     "else); the reference forwards a request with max-age 0 on one upstream connection, as here");
+  sniff_report_free(&rep);
+  /* the proxy answers that max-age 0 from its cache: the proxy's fault, though the golden's
+   * request was a hit */
+  const char *served = "connection 2 (client->proxy, #3) request 1: answered without an upstream connection (a "
+                       "cache hit); the reference forwards a request %s on one upstream connection, never "
+                       "answering it from its cache";
+  char want[300];
+  e1_twice(c, FLAGS_REF, 0, 0);
+  report_files(g, c, &rep);
+  assert_int_equal(rep.failed, 2);
+  assert_failed_item(&rep, SNIFF_CK_REQUEST_HEADER, SNIFF_PARTY_CLIENT, 3, "max-age 0; the reference's asks");
+  snprintf(want, sizeof want, served, "with max-age 0");
+  assert_failed_item(&rep, SNIFF_CK_CACHE_HIT, SNIFF_PARTY_PROXY, 3, want);
+  sniff_report_free(&rep);
+  /* ... and so is one without the cache flag (its cache control is 0) */
+  e1_twice(c, CALC_FLAG_STEPS | CALC_FLAG_REQUEST, CALC_CACHE_FOREVER, 0);
+  report_files(g, c, &rep);
+  assert_int_equal(rep.failed, 2);
+  assert_failed_item(&rep, SNIFF_CK_REQUEST_HEADER, SNIFF_PARTY_CLIENT, 3, "asks with steps, without the cache; the");
+  snprintf(want, sizeof want, served, "without the cache flag");
+  assert_failed_item(&rep, SNIFF_CK_CACHE_HIT, SNIFF_PARTY_PROXY, 3, want);
+  sniff_report_free(&rep);
+  /* the server is down (scenario 3.3): the golden's hit is answered, a max-age 0 forwarded to
+   * the stopped server is refused and answered with the proxy's error: all the client's */
+  static uint8_t m[1024];
+  pcapw w;
+  pw_conn d, u;
+  assert_int_equal(pcapw_open(&w, c, SNIFF_DLT_EN10MB, 0), 0);
+  proxied_e1(&w, 41001, FLAGS_REF, CALC_CACHE_FOREVER, 41002, FLAGS_REF, 564);
+  pw_conn_init(&d, &w, 41003, 9998, 5003, 7003);
+  pw_handshake(&d);
+  request_with_max_age(m, 687, FLAGS_REF, 0);
+  pw_send(&d, 0, m, 687);
+  pw_conn_init(&u, &w, 41004, 9999, 5004, 0);
+  pw_refused(&u, 1);
+  pw_msg(m, 170, false, 500);
+  pw_send(&d, 1, m, 170);
+  pw_fin(&d, 0, false);
+  pcapw_close(&w);
+  report_files(g, c, &rep);
+  assert_int_equal(failed_as(&rep, ANY_CHECK, SNIFF_PARTY_CLIENT), 3);
+  assert_failed_item(&rep, SNIFF_CK_CACHE_HIT, SNIFF_PARTY_CLIENT, 3, "1 upstream connection (#4); the reference");
+  assert_failed_item(&rep, SNIFF_CK_RESPONSE_SIZE, SNIFF_PARTY_CLIENT, 3,
+                     "response 1 of 170 B seen; the reference's is 564 B (the request asked for something else)");
+  sniff_report_free(&rep);
+  /* the golden's client reloads (scenario reload): a proxy answering that from its cache fails;
+   * a client asking max-age forever instead, answered from the cache, is the client's */
+  e1_twice(g, FLAGS_REF, 0, 41004);
+  e1_twice(c, FLAGS_REF, 0, 41004);
+  report_files(g, c, &rep);
+  assert_int_equal(rep.failed, 0);
+  sniff_report_free(&rep);
+  e1_twice(c, FLAGS_REF, 0, 0);
+  assert_one_failure(g, c, SNIFF_CK_UPSTREAM, SNIFF_PARTY_PROXY, 3,
+                     "connection 2 (client->proxy, #3) request 1: answered without an upstream connection; the "
+                     "reference forwards a request with max-age 0 on one upstream connection, never answering "
+                     "it from its cache");
+  e1_twice(c, FLAGS_REF, CALC_CACHE_FOREVER, 0);
+  report_files(g, c, &rep);
+  assert_int_equal(failed_as(&rep, ANY_CHECK, SNIFF_PARTY_CLIENT), 2);
+  assert_failed_item(&rep, SNIFF_CK_REQUEST_HEADER, SNIFF_PARTY_CLIENT, 3,
+                     "request 1 asks with steps, with the cache, max-age forever; the reference's asks with steps, "
+                     "with the cache, max-age 0");
+  assert_failed_item(&rep, SNIFF_CK_UPSTREAM, SNIFF_PARTY_CLIENT, 3,
+                     "answered without an upstream connection; the reference opens 1 (the client's request asked "
                      "for something else)");
   sniff_report_free(&rep);
   unlink(g);
@@ -1357,6 +1474,7 @@ int main(void) {
       cmocka_unit_test(test_malformed_messages),
       cmocka_unit_test(test_verify_request_header),
       cmocka_unit_test(test_verify_upstream_follows_client),
+      cmocka_unit_test(test_verify_client_max_age),
       cmocka_unit_test(test_decode_out_of_memory_not_remembered),
       cmocka_unit_test(test_garbage),
   };
