@@ -170,6 +170,16 @@ BROKEN = {
         calc_proxy.process = process
         calc_proxy.main()
     """,
+    "proxy_ignores_max_age": """
+        import calc_proxy, api
+        answer = calc_proxy.process
+        def process(data, peer):
+            if data[6] & 0x10:   # the cache flag: looked up and forwarded as if it asked max-age forever
+                data = data[:8] + bytes([255, 255]) + data[10:]
+            return answer(data, peer)
+        calc_proxy.process = process
+        calc_proxy.main()
+    """,
 }
 
 
@@ -257,6 +267,39 @@ def test_client_without_steps_fails_steps_check(tmp_path, scen):
     # reference proxy does, and the server answered what it was asked
     for name, c in sniffed.items():
         assert failed_roles(c) <= {"client"}, (name, c)
+
+
+@student_only
+@pytest.mark.parametrize("proxy", ["student", "proxy_ignores_max_age"])
+def test_client_asking_max_age_0(tmp_path, proxy):
+    """A client that asks every request with max-age 0 in scenario 3.2: the reference proxy never
+    answers such a request from its cache, so a proxy forwarding the second E1 is not at fault
+    (the client is, its requests are not the golden's); a proxy serving it from its cache is."""
+    args = ["--client", S_CLIENT.replace("--max-age {max_age}", "--max-age 0")]
+    if proxy != "student":
+        args += ["--proxy", f"{PY} {broken(tmp_path, proxy)} -ph {{host}} -pp {{port}} -sh {{server_host}} "
+                            "-sp {server_port}"]
+    out = tmp_path / "out"
+    r = grade(out, "--impl", "student", "--scenarios", "3.2", *args)
+    assert r.returncode == 1, r.stdout[-3000:] + r.stderr
+    checks, g = checks_of(out)
+    assert checks[("3.2", "client-result")]["passed"]
+    # the client's requests are not the golden's; the broken proxy also forwards them rewritten
+    assert failed_roles(checks[("3.2", "request-header")]) == ({"client"} if proxy == "student" else
+                                                               {"client", "proxy"})
+    sniffed, _ = sniff_verdict(g["scenarios"][0])
+    hit = sniffed["cache-hit-no-upstream"]
+    if proxy == "student":
+        assert failed_roles(hit) == {"client"}
+        assert "the reference forwards a request with max-age 0 on one upstream connection, as here" in \
+            next(it["detail"] for it in hit["items"] if not it["passed"])
+        for (_, name), c in checks.items():
+            assert failed_roles(c) <= {"client"}, (name, c)
+    else:
+        assert failed_roles(hit) == {"proxy"}
+        assert failed_roles(checks[("3.2", "cache-hit-no-upstream")]) == {"proxy"}
+    for name, c in sniffed.items():
+        assert failed_roles(c) <= ({"client"} if proxy == "student" else {"client", "proxy"}), (name, c)
 
 
 # What no report may contain: Python's reprs of tuples, lists, dicts or objects, and tracebacks.
