@@ -81,7 +81,9 @@ def label(key):
 def cache_kinds(scn, keys):
     """The exchange kinds the reference gives to requests `keys` played in `scn`'s actions: direct
     without a proxy; through it a request seen (and cached) before is a hit unless the client asks
-    max-age 0, a new one a miss while the server runs and refused once it is stopped."""
+    max-age 0, a new one a miss while the server runs and refused once it is stopped.  An answer
+    to a max-age 0 request is not stored (the client's time remaining is 0, protocol.md section
+    5), so it leaves the cache as it was."""
     kinds, seen, server_up, i = [], set(), True, 0
     for a in scn.actions:
         if isinstance(a, Stop) and a.role == "server":
@@ -96,7 +98,8 @@ def cache_kinds(scn, keys):
                     kinds.append("hit")
                 elif server_up:
                     kinds.append("miss")
-                    seen.add(k)
+                    if a.max_age != 0:
+                        seen.add(k)
                 else:
                     kinds.append("refused")
             i += a.count
