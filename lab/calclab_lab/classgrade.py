@@ -93,11 +93,12 @@ def _start_failures(runs, graded):
 
 
 def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=None, timeout=15.0,
-                     use_sniff=True, golden_dir=None, ports_base=None, limits=None):
+                     use_sniff=True, golden_dir=None, ports_base=None, limits=None, weights=None):
     """Grade one hand-in; its feedback goes to out_dir/<id>/.  `roles`: which of the submission's
     roles are graded (default: every role file found); the others are played by calclab's programs.
     `client_stdin`: text fed to the student's client, with the templates' placeholders
     ({example} {expr} ...).  `limits`: the programs' sandbox.Limits (default: its defaults).
+    `weights`: role -> the points the course gives it (default: what the checks give it).
     Returns the submission's grades.json entry."""
     sub_id = submission_id(path)
     fdir = os.path.join(out_dir, feedback_dirname(sub_id))
@@ -106,7 +107,7 @@ def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=Non
     os.makedirs(fdir)
     scenarios = list(scenarios or GRADABLE)
     wanted = list(roles or ROLES)
-    tables = point_tables(scenarios, wanted, golden_dir)
+    tables, factors = point_tables(scenarios, wanted, golden_dir, weights)
     maxima = gradebook.role_maxima(tables.values())
     work = tempfile.mkdtemp(prefix="calclab-sub-")
     t0 = time.time()
@@ -143,7 +144,7 @@ def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=Non
                 sent = adapt.adapt(res, timeout=timeout, use_sniff=use_sniff, ports_base=_ports_base,
                                    replay_dir=os.path.join(out_dir, ".replays")) if "client" in graded else None
                 runs.append(res)
-                scn_entries.append(_scenario_entry(res, graded, sent, out_dir, tables[name]))
+                scn_entries.append(_scenario_entry(res, graded, sent, out_dir, tables[name], factors))
         failed = _start_failures(runs, graded)
         status = "graded"
         if failed:
@@ -159,17 +160,21 @@ def _py_version():
     return "3.11" if paths.PY == "/usr/bin/python3" else sys.version.split()[0]
 
 
-def point_tables(scenarios, wanted, golden_dir=None):
-    """scenario -> its point table for the wanted roles (gradebook.point_table), the same for
-    every hand-in of the class: read from a fully correct play of the scenario, which is
-    calc-sniff's verdict of its golden against itself, the reference client's printouts and, when
-    the client is wanted, one request per connection.  Made once per process."""
+def point_tables(scenarios, wanted, golden_dir=None, weights=None):
+    """(scenario -> its point table for the wanted roles (gradebook.point_table), role -> the
+    factor its points were multiplied by), the same for every hand-in of the class: read from a
+    fully correct play of the scenario, which is calc-sniff's verdict of its golden against
+    itself, the reference client's printouts and, when the client is wanted, one request per
+    connection.  Made once per process.  `weights` (role -> points) scales each role's points
+    so that its maximum over the scenarios is its weight (gradebook.weight_factors)."""
     key = (tuple(scenarios), tuple(wanted), golden_dir)
     if key not in _tables:
         _tables[key] = {name: gradebook.point_table(_reference_checks(name, golden_dir, "client" in wanted), wanted,
                                                     "proxy" if SCENARIOS[name].uses_proxy else "server")
                         for name in scenarios}
-    return _tables[key]
+    tables = _tables[key]
+    factors = gradebook.weight_factors(gradebook.role_maxima(tables.values()), weights)
+    return {name: gradebook.scaled(t, factors) for name, t in tables.items()}, factors
 
 
 _tables = {}
@@ -212,24 +217,24 @@ def _reference_checks(name, golden_dir, client):
     return [c.to_dict() for c in found]
 
 
-def class_maxima(scenarios, roles, golden_dir=None):
+def class_maxima(scenarios, roles, golden_dir=None, weights=None):
     """role -> the class's maximum (what an ungradeable row carries), {} when the lab cannot
     tell (calc-sniff missing)."""
     try:
         return gradebook.role_maxima(point_tables(list(scenarios or GRADABLE), list(roles or ROLES),
-                                                  golden_dir).values())
+                                                  golden_dir, weights)[0].values())
     except runner.LabError:
         return {}
 
 
-def _scenario_entry(res, graded, sent, out_dir, table):
+def _scenario_entry(res, graded, sent, out_dir, table, factors=None):
     front = "proxy" if res.scenario.uses_proxy else "server"
     down = {role for role in ("server", "proxy")
             if any(e.startswith(f"{role}: ") and ("not listening" in e or "cannot start" in e) for e in res.errors)}
     d = res.to_dict()
     deviant = {c for r in (sent["runs"] if sent else []) if r["requests_per_connection"] != [1] for c in r["conns"]}
     deviant |= {c["id"] for c in res.records("conn") if (c.get("upstream_of") or {}).get("conn") in deviant}
-    checks, roles, untested = gradebook.role_checks(d["checks"], graded, front, table, down, deviant)
+    checks, roles, untested = gradebook.role_checks(d["checks"], graded, front, table, down, deviant, factors)
     out = {"scenario": res.name, "passed": bool(checks) and all(c["passed"] for c in checks),
            "roles": roles, "untested": untested, "checks": checks, "errors": res.errors, "isolation": res.isolation,
            "calc_sniff": (res.sniff or {}).get("status"),
@@ -282,7 +287,8 @@ def _grade_one(args):
         return grade_submission(path, out_dir, **kw)
     except runner.LabError as e:
         return gradebook.entry(submission_id(path), f"not graded: the lab could not run: {e}",
-                               maxima=class_maxima(kw.get("scenarios"), kw.get("roles"), kw.get("golden_dir")))
+                               maxima=class_maxima(kw.get("scenarios"), kw.get("roles"), kw.get("golden_dir"),
+                                                  kw.get("weights")))
     finally:
         procs.stop_all()
 
@@ -319,7 +325,8 @@ def grade_class(class_dir, out_dir, jobs=None, resume=False, progress=None, **kw
             todo.append(p)
     total = len(subs)
     # the point tables are made once here, before the workers fork, and raise if the goldens fail
-    point_tables(list(kw.get("scenarios") or GRADABLE), list(kw.get("roles") or ROLES), kw.get("golden_dir"))
+    point_tables(list(kw.get("scenarios") or GRADABLE), list(kw.get("roles") or ROLES), kw.get("golden_dir"),
+                 kw.get("weights"))
     if progress:
         progress(len(results), total, None)
     jobs = jobs or default_jobs()
@@ -341,7 +348,7 @@ def grade_class(class_dir, out_dir, jobs=None, resume=False, progress=None, **kw
                 except Exception as ex:  # a worker died: the submission gets a row saying so
                     results[p] = gradebook.entry(submission_id(p), f"not graded: grader error {ex!r}",
                                                  maxima=class_maxima(kw.get("scenarios"), kw.get("roles"),
-                                                                     kw.get("golden_dir")))
+                                                                     kw.get("golden_dir"), kw.get("weights")))
                 if progress:
                     progress(len(results), total, results[p])
     entries = [results[p] for p in subs]

@@ -92,6 +92,9 @@ def grade_main(argv=None):
     ap.add_argument("--class", dest="class_dir", metavar="DIR", help="grade every folder and .zip in DIR")
     ap.add_argument("--roles", help="which of a hand-in's roles are graded (comma-separated, default all found); "
                                     "calclab's programs play the others")
+    ap.add_argument("--role-weights", metavar="ROLE=POINTS,...",
+                    help="with SUBMISSION or --class: the points each role is worth over the scenarios, e.g. "
+                         "server=40,proxy=40,client=20 (default: the points its checks give it)")
     ap.add_argument("--jobs", type=int, default=None,
                     help=f"hand-ins graded at once with --class (default {classgrade.default_jobs()} here)")
     ap.add_argument("--resume", action="store_true", help="with --class: grade only what OUT does not have yet")
@@ -116,6 +119,9 @@ def grade_main(argv=None):
         return 2
     if a.submission or a.class_dir:
         return _grade_handins(a, names)
+    if a.role_weights:
+        print("lab/grade: --role-weights goes with SUBMISSION or --class", file=sys.stderr)
+        return 2
     t = runner.templates_for(a.impl, a.server, a.proxy, a.client)
     missing = _check_programs(t, sorted({r for n in names for r in SCENARIOS[n].roles} | {"client"}))
     if missing:
@@ -182,6 +188,21 @@ class _Progress:
         self.stream.flush()
 
 
+def _role_weights(text):
+    """'server=40,proxy=40,client=20' -> {role: points}; None when malformed."""
+    out = {}
+    for part in text.split(","):
+        role, eq, points = part.strip().partition("=")
+        try:
+            value = float(points)
+        except ValueError:
+            return None
+        if not eq or role not in ("server", "proxy", "client") or role in out or not 0 < value < 1e6:
+            return None
+        out[role] = value
+    return out
+
+
 def _grade_handins(a, names):
     """lab/grade SUBMISSION / --class DIR: grades.json, grades.csv, index.html and a feedback folder
     per hand-in under --out."""
@@ -196,8 +217,13 @@ def _grade_handins(a, names):
     if missing:
         print(f"lab/grade: calclab's programs are not built: {', '.join(missing)}", file=sys.stderr)
         return 2
+    weights = _role_weights(a.role_weights) if a.role_weights else None
+    if a.role_weights and weights is None:
+        print(f"lab/grade: --role-weights takes ROLE=POINTS,... with roles server, proxy, client and points > 0 "
+              f"(got {a.role_weights})", file=sys.stderr)
+        return 2
     kw = dict(roles=roles, scenarios=names, timeout=a.timeout, use_sniff=not a.no_sniff, golden_dir=a.golden_dir,
-              limits=sandbox.Limits.from_args(a),
+              limits=sandbox.Limits.from_args(a), weights=weights,
               client_stdin=_unescape(a.client_stdin) if a.client_stdin is not None else None)
     try:
         if a.class_dir:

@@ -101,6 +101,17 @@ def point_table(reference, wanted, front):
     return {k: v for k, v in table.items() if v > 0}
 
 
+def weight_factors(maxima, weights):
+    """role -> what its points are multiplied by so that its maximum (`maxima`, role_maxima) is the
+    course's weight for it (`weights`: role -> points); roles without a weight keep theirs."""
+    return {r: weights[r] / m for r, m in maxima.items() if r in (weights or {}) and m}
+
+
+def scaled(table, factors):
+    """A point table with each role's points multiplied by its factor."""
+    return {k: v * factors.get(k[1], 1.0) for k, v in table.items()}
+
+
 def role_maxima(tables):
     """role -> its maximum over the scenarios' point tables."""
     out = {}
@@ -139,7 +150,7 @@ def _assign_roles(checks, front, down, client_conns):
     return out
 
 
-def role_checks(checks, graded, front, table, down=(), client_conns=()):
+def role_checks(checks, graded, front, table, down=(), client_conns=(), factors=None):
     """The scenario's checks split by role, scored on the scenario's point table (point_table):
     one entry per (check, role) with items of a graded role, and per graded role its score and
     maximum in the scenario.  A role's maximum is its share of the table; the checks it has items
@@ -150,7 +161,9 @@ def role_checks(checks, graded, front, table, down=(), client_conns=()):
     client leads) costs the role what each of the check's items is worth in this run (the
     entry's "penalty", its score and maximum staying 0), down to 0 for the role in the scenario.  `client_conns`: connections
     (calc-sniff ids, upstream ones included) of client runs that did not send one request on one
-    connection; what fails about them (sizes, upstream counts) follows from the client's doing."""
+    connection; what fails about them (sizes, upstream counts) follows from the client's doing.
+    `factors`: role -> the weight factor its table points carry (weight_factors), which its
+    penalties carry too."""
     groups, worth = {}, {}
     for name, points, items in _assign_roles(checks, front, down, client_conns):
         counted = [it for it in items if it["role"] in graded]
@@ -168,7 +181,7 @@ def role_checks(checks, graded, front, table, down=(), client_conns=()):
         v = per_role[role]
         failed = sum(not it["passed"] for it in mine)
         top = table.get((name, role), 0.0) * v["scale"]
-        lost = top * failed / len(mine) if top else worth[name] * failed
+        lost = top * failed / len(mine) if top else worth[name] * failed * (factors or {}).get(role, 1.0)
         v["lost"] += lost
         c = {"name": name, "role": role, "score": round(top - lost, 3), "max_score": round(top, 3),
              "passed": all(it["passed"] for it in mine), "items": mine}

@@ -503,3 +503,36 @@ def test_progress_bar_on_a_terminal_plain_lines_otherwise():
     assert frames[2].endswith("\n") and "2/2" in frames[2]
     assert plain.getvalue().splitlines() == [l for l in plain.getvalue().splitlines() if l.startswith("[")]
     assert [l.split()[1] for l in plain.getvalue().splitlines()] == ["alice:", "bob:"]
+
+
+def test_role_weights_rescale_every_roles_points(tmp_path):
+    """--role-weights makes each role's maximum the course's weight for it, and every score of
+    the role (checks, penalties, totals) the same share of it as without weights."""
+    klass = tmp_path / "class"
+    make_handin(str(klass / "plain"))
+    for name in ("proxy_never_caches", "server_closes_first"):   # a lost check, a penalty
+        role = BROKEN_ROLES[name][0]
+        d = make_handin(str(klass / name))
+        with open(os.path.join(d, f"calc_{role}.py"), "wb") as f:
+            f.write(read(f"calc_{role}.py"))
+        with open(os.path.join(d, f"{role}.py"), "wb") as f:
+            f.write(broken_program(name))
+    make_handin(str(klass / "no-server"), server=False)
+    weights = {"server": 40, "proxy": 40, "client": 20}
+    out_w, out = tmp_path / "weighted", tmp_path / "plain-points"
+    for o, extra in ((out_w, ["--role-weights", ",".join(f"{r}={p}" for r, p in weights.items())]), (out, [])):
+        r = grade("--class", klass, "--out", o, *extra)
+        assert r.returncode == 0, r.stderr[-3000:]
+    got, base = grades(out_w), grades(out)
+    for sid, e in got.items():
+        assert {r: v["max_score"] for r, v in e["roles"].items()} == weights and e["max_score"] == 100, sid
+        for role, v in e["roles"].items():
+            share = base[sid]["roles"][role]["score"] / base[sid]["roles"][role]["max_score"]
+            assert v["score"] == pytest.approx(weights[role] * share, abs=0.01), (sid, role)
+    assert got["plain"]["score"] == 100
+    assert got["proxy_never_caches"]["roles"]["proxy"]["score"] < 40
+    assert got["server_closes_first"]["roles"]["server"]["score"] < 40
+    assert got["no-server"]["roles"]["server"]["score"] == 0
+    # a bad weight is a usage error, said plainly
+    r = grade("--class", klass, "--out", tmp_path / "bad", "--role-weights", "server=40,teacher=60")
+    assert r.returncode == 2 and "--role-weights takes ROLE=POINTS" in r.stderr
