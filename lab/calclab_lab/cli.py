@@ -5,7 +5,7 @@ import subprocess
 import sys
 import time
 
-from . import classgrade, paths, procs, report, runner, sandbox
+from . import classgrade, gradebook, paths, procs, report, runner, sandbox
 from .scenarios import GRADABLE, SCENARIOS
 
 TEMPLATE_HELP = ("command templates with {host} {port} {server_host} {server_port} {expr} {example} "
@@ -188,21 +188,6 @@ class _Progress:
         self.stream.flush()
 
 
-def _role_weights(text):
-    """'server=40,proxy=40,client=20' -> {role: points}; None when malformed."""
-    out = {}
-    for part in text.split(","):
-        role, eq, points = part.strip().partition("=")
-        try:
-            value = float(points)
-        except ValueError:
-            return None
-        if not eq or role not in ("server", "proxy", "client") or role in out or not 0 < value < 1e6:
-            return None
-        out[role] = value
-    return out
-
-
 def _grade_handins(a, names):
     """lab/grade SUBMISSION / --class DIR: grades.json, grades.csv, index.html and a feedback folder
     per hand-in under --out."""
@@ -217,10 +202,10 @@ def _grade_handins(a, names):
     if missing:
         print(f"lab/grade: calclab's programs are not built: {', '.join(missing)}", file=sys.stderr)
         return 2
-    weights = _role_weights(a.role_weights) if a.role_weights else None
-    if a.role_weights and weights is None:
-        print(f"lab/grade: --role-weights takes ROLE=POINTS,... with roles server, proxy, client and points > 0 "
-              f"(got {a.role_weights})", file=sys.stderr)
+    try:
+        weights = gradebook.parse_weights(a.role_weights) if a.role_weights else None
+    except ValueError as e:
+        print(f"lab/grade: --role-weights: {e}", file=sys.stderr)
         return 2
     kw = dict(roles=roles, scenarios=names, timeout=a.timeout, use_sniff=not a.no_sniff, golden_dir=a.golden_dir,
               limits=sandbox.Limits.from_args(a), weights=weights,

@@ -101,6 +101,22 @@ def point_table(reference, wanted, front):
     return {k: v for k, v in table.items() if v > 0}
 
 
+def parse_weights(text):
+    """'server=40,proxy=40,client=20' -> {role: points}; ValueError saying what is wrong."""
+    out = {}
+    for part in text.split(","):
+        role, eq, points = part.strip().partition("=")
+        try:
+            value = float(points) if eq else None
+        except ValueError:
+            value = None
+        if role not in ROLES or role in out or value is None or not 0 < value < 1e6:
+            raise ValueError(f"expected ROLE=POINTS,... with roles {', '.join(ROLES)} once each and points > 0, "
+                             f"got {text!r}")
+        out[role] = value
+    return out
+
+
 def weight_factors(maxima, weights):
     """role -> what its points are multiplied by so that its maximum (`maxima`, role_maxima) is the
     course's weight for it (`weights`: role -> points); roles without a weight keep theirs."""

@@ -14,7 +14,7 @@ from gradescope import grading, results  # noqa: E402
 
 ROOT_ENV = "CALCLAB_AUTOGRADER_ROOT"
 CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "config.json")
-DEFAULTS = {"roles": None, "scenarios": None, "client_stdin": None, "visibility": "visible", "hide": [],
+DEFAULTS = {"roles": None, "role_weights": None, "scenarios": None, "client_stdin": None, "visibility": "visible", "hide": [],
             "stdout_visibility": "hidden", "time_limit": 480}
 
 
@@ -40,7 +40,7 @@ def grade_to_results(root, t0):
     out_dir = os.path.join(root, "calclab-out")
     shutil.rmtree(out_dir, ignore_errors=True)
     g = grading.grade(os.path.join(root, "submission"), out_dir, cfg["roles"], cfg["scenarios"],
-                      cfg["client_stdin"], float(cfg["time_limit"]))
+                      cfg["client_stdin"], float(cfg["time_limit"]), cfg["role_weights"])
     sys.stdout.write(g.log)
     res = results.from_entry(g.entry, time.time() - t0, g.feedback, cfg["rules"], cfg["visibility"],
                              cfg["stdout_visibility"])

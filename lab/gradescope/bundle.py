@@ -17,6 +17,7 @@ import zipfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 LAB = os.path.dirname(HERE)
 sys.path.insert(0, LAB)
+from calclab_lab.gradebook import parse_weights  # noqa: E402
 from calclab_lab.scenarios import SCENARIOS  # noqa: E402
 from gradescope import results  # noqa: E402
 
@@ -95,7 +96,12 @@ def config_from(a):
         except ValueError as e:
             raise BundleError(f"--hide: {e}")
         rules.append(r)
+    try:
+        weights = parse_weights(a.role_weights) if a.role_weights else None
+    except ValueError as e:
+        raise BundleError(f"--role-weights: {e}")
     return {"roles": _names(a.roles, results.ROLES, "role(s)") if a.roles else None,
+            "role_weights": ",".join(f"{r}={p:g}" for r, p in weights.items()) if weights else None,
             "scenarios": _names(a.scenarios, list(SCENARIOS), "scenario(s)") if a.scenarios else None,
             "client_stdin": a.client_stdin,
             "visibility": a.visibility, "hide": rules, "stdout_visibility": a.stdout_visibility,
@@ -111,6 +117,8 @@ def main(argv=None):
     ap.add_argument("--out", default="autograder.zip", help="the zip to write (default autograder.zip)")
     ap.add_argument("--roles", help="comma-separated roles graded from the submission (server,proxy,client; "
                                     "default: every role file found); calclab's programs play the others")
+    ap.add_argument("--role-weights", metavar="ROLE=POINTS,...",
+                    help="the points each role is worth, as lab/grade --role-weights (e.g. server=40,proxy=40,client=20)")
     ap.add_argument("--scenarios", help="comma-separated scenarios (default: lab/grade's, 3.1,3.2,3.3)")
     ap.add_argument("--client-stdin", metavar="TEXT",
                     help="standard input of the student's client, as lab/grade --client-stdin (e.g. '{example}\\nstop\\n')")

@@ -31,10 +31,12 @@ class Graded:
         return os.path.join(self.out_dir, feedback_dirname(str(self.entry.get("id", ""))))
 
 
-def grade_command(submission, out_dir, roles=None, scenarios=None, client_stdin=None):
+def grade_command(submission, out_dir, roles=None, scenarios=None, client_stdin=None, role_weights=None):
     cmd = [PY, os.path.join(LAB, "grade"), submission, "--out", out_dir]
     if roles:
         cmd += ["--roles", ",".join(roles)]
+    if role_weights:
+        cmd += ["--role-weights", role_weights]
     if scenarios:
         cmd += ["--scenarios", ",".join(scenarios)]
     if client_stdin is not None:
@@ -49,10 +51,10 @@ def _signal_group(pgid, sig):
         pass
 
 
-def grade(submission, out_dir, roles=None, scenarios=None, client_stdin=None, time_limit=600.0):
+def grade(submission, out_dir, roles=None, scenarios=None, client_stdin=None, time_limit=600.0, role_weights=None):
     """Run lab/grade; return Graded, or raise GradingFailed with the reason."""
     t0 = time.time()
-    cmd = grade_command(submission, out_dir, roles, scenarios, client_stdin)
+    cmd = grade_command(submission, out_dir, roles, scenarios, client_stdin, role_weights)
     os.makedirs(out_dir, exist_ok=True)
     log_path = os.path.join(out_dir, "lab-grade.log")
     with open(log_path, "w+b") as log:

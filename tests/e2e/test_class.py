@@ -535,4 +535,4 @@ def test_role_weights_rescale_every_roles_points(tmp_path):
     assert got["no-server"]["roles"]["server"]["score"] == 0
     # a bad weight is a usage error, said plainly
     r = grade("--class", klass, "--out", tmp_path / "bad", "--role-weights", "server=40,teacher=60")
-    assert r.returncode == 2 and "--role-weights takes ROLE=POINTS" in r.stderr
+    assert r.returncode == 2 and "--role-weights: expected ROLE=POINTS" in r.stderr

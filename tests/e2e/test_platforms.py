@@ -227,15 +227,27 @@ def test_bundle_holds_the_tracked_sources_and_gradescopes_two_scripts(tmp_path):
         assert (infos[exe].external_attr >> 16) & stat.S_IXUSR, exe
     assert not (infos["README.md"].external_attr >> 16) & stat.S_IXUSR
     assert b"lab/gradescope/install-grader" in root_setup
-    assert cfg == {"roles": ["server", "proxy"], "scenarios": ["3.1", "3.2"], "client_stdin": None, "visibility": "visible",
+    assert cfg == {"roles": ["server", "proxy"], "role_weights": None, "scenarios": ["3.1", "3.2"], "client_stdin": None,
+                   "visibility": "visible",
                    "hide": ["3.2=after_published"], "stdout_visibility": "hidden", "time_limit": 480.0}
     again = bundle(tmp_path / "b.zip", "--roles", "server,proxy", "--scenarios", "3.1,3.2",
                    "--hide", "3.2=after_published", "--visibility", "visible")
     assert z.read_bytes() == again.read_bytes()
 
 
+def test_role_weights_reach_lab_grade_from_the_bundle(tmp_path):
+    z = bundle(tmp_path / "w.zip", "--role-weights", "client=20, server=40,proxy=40")
+    with zipfile.ZipFile(z) as f:
+        cfg = json.loads(f.read("lab/gradescope/config.json"))
+    assert cfg["role_weights"] == "client=20,server=40,proxy=40"
+    from gradescope import grading
+    cmd = grading.grade_command("sub", "out", role_weights=cfg["role_weights"])
+    assert cmd[cmd.index("--role-weights") + 1] == "client=20,server=40,proxy=40"
+
+
 def test_bundle_refuses_unknown_options(tmp_path):
-    for opts in (["--roles", "browser"], ["--scenarios", "9.9"], ["--hide", "3.1=soon"]):
+    for opts in (["--roles", "browser"], ["--scenarios", "9.9"], ["--hide", "3.1=soon"],
+                 ["--role-weights", "server=40,teacher=60"], ["--role-weights", "server=-1"]):
         r = subprocess.run([PY, os.path.join(LAB, "gradescope-bundle"), "--out", str(tmp_path / "x.zip"), *opts],
                            capture_output=True, text=True, timeout=60, cwd=ROOT)
         assert r.returncode == 2 and "lab/gradescope-bundle:" in r.stderr, opts
