@@ -216,6 +216,7 @@ BROKEN_CASES = [  # (BROKEN's name, the role it plays, the scenario, the check t
     ("proxy_resets", "proxy", "3.2", "rst"),
     ("proxy_resets", "proxy", "3.3", "rst"),
     ("server_resets", "server", "3.1", "rst"),
+    ("proxy_ignores_max_age", "proxy", "reload", "upstream-connections"),
 ]
 
 
