@@ -540,15 +540,7 @@ def test_sequence_diagram_renders_in_headless_chromium(tmp_path):
     doc = page.read_text()
     svg = doc[doc.index("<svg"):doc.index("</svg>") + 6]
     root = ET.fromstring(svg)
-    W, H = int(root.get("width")), int(root.get("height"))
-    bare = tmp_path / "svg.html"
-    bare.write_text(f'<!DOCTYPE html><html><body style="margin:0;background:#fff">{svg}</body></html>')
-    shot = tmp_path / "shot.png"
-    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                    "--force-device-scale-factor=1", f"--window-size={W},{H}", f"--screenshot={shot}",
-                    bare.as_uri()], capture_output=True, timeout=120)
-    assert shot.exists(), "chromium wrote no screenshot"
-    w, h, rows, bpp = _png_pixels(str(shot))
+    w, h, rows, bpp = _screenshot(tmp_path, svg, chromium)
     arrows = [e for e in root.iter() if e.get("class") == "arrow" and "PSH" in e.get("data-flags")]
     assert len(arrows) == 10  # 3 requests and 3 answers to the clients, 2 upstream requests and 2 answers
     for a in arrows:
