@@ -178,6 +178,9 @@ typedef struct sniff_conn {
   uint32_t parent_req;      /* ... and its request index */
   int32_t pending_req;      /* client->proxy: msg index of a request not yet answered, -1 */
   int32_t last_req;         /* client->proxy: msg index of the request being answered, -1 */
+  uint32_t early_upstreams; /* client->proxy: upstream connections opened before its first
+                             * request (a proxy that connects as soon as its client does) */
+  uint32_t early_first;     /* ... the first of them (connection id) */
   char history[24];         /* 9 letters per direction at most */
   uint32_t hist_len;
 } sniff_conn;
@@ -201,6 +204,7 @@ typedef struct sniff_an {
   sniff_msg *msgs; uint32_t nmsgs;      /* msgs = msg_store.items */
   sniff_array msg_store;
   uint32_t *pending; uint32_t npending, cappending;  /* proxy conns with unanswered request */
+  uint32_t *fresh; uint32_t nfresh, capfresh;  /* proxy conns without a request yet, oldest first */
   uint32_t *finish; uint32_t nfinish, capfinish;     /* conns sniff_finish must visit */
   bool finish_all;          /* the list above could not grow: sniff_finish visits all */
   uint64_t pkts, tcp_pkts, other_pkts, bad_pkts, trunc_pkts;

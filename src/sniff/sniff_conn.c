@@ -61,6 +61,7 @@ void sniff_an_free(sniff_an *an) {
   calc_free(an->slots);
   sniff_array_free(&an->msg_store);
   calc_free(an->pending);
+  calc_free(an->fresh);
   calc_free(an->finish);
   sniff_text_free(an->tc);
   calc_buf_free(&an->notes);

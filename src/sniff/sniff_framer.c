@@ -76,6 +76,12 @@ static void msg_done(sniff_an *an, sniff_conn *c, int dir, sniff_msg *m, const u
 }
 
 static void msg_start(sniff_an *an, sniff_conn *c, int dir) {
+  if (dir == 0 && c->role == SNIFF_ROLE_CLIENT_PROXY && c->early_upstreams && c->d[0].nmsgs == 1) {
+    /* the upstream connections its proxy opened before this first request are this request's */
+    sniff_msg *m = &an->msgs[c->d[0].cur_msg];
+    m->n_upstream = c->early_upstreams;
+    m->first_upstream = c->early_first;
+  }
   if (dir == 1 && c->role == SNIFF_ROLE_CLIENT_PROXY && c->pending_req >= 0) {
     c->last_req = c->pending_req;
     c->pending_req = -1;

@@ -143,13 +143,56 @@ static sniff_conn *conn_new(sniff_an *an, const sniff_pkt *p, bool orig_is_src, 
   return c;
 }
 
+static int id_list_add(uint32_t **list, uint32_t *n, uint32_t *cap, uint32_t id) {
+  if (*n == *cap) {
+    uint32_t ncap = *cap ? *cap * 2 : 16;
+    uint32_t *p = calc_realloc(*list, ncap * sizeof *p);
+    if (!p) return -1;
+    *list = p;
+    *cap = ncap;
+  }
+  (*list)[(*n)++] = id;
+  return 0;
+}
+
+/* Whether client->proxy connection pc may still be the one a proxy connects upstream for
+ * before its request: open (no FIN, no RST), no such connection yet, and no request yet or
+ * its first still arriving (a whole one is pending: the rule before this one takes it). */
+static bool fresh_for_upstream(const sniff_conn *pc) {
+  return pc && pc->role == SNIFF_ROLE_CLIENT_PROXY && pc->first_fin < 0 && pc->first_rst < 0 &&
+         !pc->early_upstreams && !pc->d[1].nmsgs &&
+         (!pc->d[0].nmsgs || (pc->d[0].nmsgs == 1 && pc->d[0].cur_msg >= 0 && pc->pending_req < 0));
+}
+
+/* The oldest client->proxy connection still fresh_for_upstream, or NULL; those that no longer
+ * are leave the list (it holds only connections that have not yet sent anything). */
+static sniff_conn *oldest_fresh(sniff_an *an) {
+  uint32_t k = 0;
+  sniff_conn *found = NULL;
+  for (uint32_t i = 0; i < an->nfresh; i++) {
+    sniff_conn *pc = sniff_conn_get(an, an->fresh[i]);
+    if (!fresh_for_upstream(pc)) continue;
+    an->fresh[k++] = an->fresh[i];
+    if (!found) found = pc;
+  }
+  an->nfresh = k;
+  return found;
+}
+
 /* Roles (issue 5 item 3): a connection to the server port opened while some client->proxy
  * connection holds a request it has not started answering was caused by that request (the
  * proxy opens the upstream connection after reading request N and before answering N,
- * protocol.md section 6). With several candidates, the most recent request wins. */
+ * protocol.md section 6). With several candidates, the most recent request wins.
+ * A proxy may also connect upstream as soon as its client connects, before the request: then
+ * whether the request or the proxy's SYN reaches the wire first is a race between two
+ * programs, and the role must not follow it. Such a connection, opened while no request is
+ * pending and some client->proxy connection has sent nothing yet, is the upstream of that
+ * connection's first request (the oldest such connection: a proxy accepts its clients in the
+ * order they connected), whichever came first. */
 static void conn_assign_role(sniff_an *an, sniff_conn *c) {
   if (c->port[1] == an->o.proxy_port) {
     c->role = SNIFF_ROLE_CLIENT_PROXY;
+    if (id_list_add(&an->fresh, &an->nfresh, &an->capfresh, c->id) < 0) sniff_incomplete(an, CALC_ERR_NOMEM);
     return;
   }
   if (c->port[1] != an->o.server_port) {
@@ -163,7 +206,24 @@ static void conn_assign_role(sniff_an *an, sniff_conn *c) {
     if (!pc || pc->pending_req < 0 || pc->id == c->id) continue;
     if (best < 0 || an->msgs[pc->pending_req].ts_last >= an->msgs[best].ts_last) best = pc->pending_req;
   }
-  if (best < 0) return;
+  if (best < 0) {
+    sniff_conn *pc = oldest_fresh(an);
+    if (!pc) return;
+    c->role = SNIFF_ROLE_PROXY_SERVER;
+    c->parent = pc->id;
+    c->parent_req = 1;  /* its first request, which takes the count when it comes (msg_start) */
+    if (!pc->early_upstreams++) pc->early_first = c->id;
+    if (pc->d[0].cur_msg >= 0) {  /* the request has begun: it counts the connection itself */
+      sniff_msg *req = &an->msgs[pc->d[0].cur_msg];
+      if (!req->n_upstream++) req->first_upstream = c->id;
+    }
+    if (sniff_note_begin(an)) {
+      sniff_note_s(an, "upstream of #");
+      sniff_note_u(an, pc->id);
+      sniff_note_s(an, " request 1 (opened before it)");
+    }
+    return;
+  }
   sniff_msg *req = &an->msgs[best];
   c->role = SNIFF_ROLE_PROXY_SERVER;
   c->parent = req->conn;
@@ -188,15 +248,7 @@ void sniff_pending_remove(sniff_an *an, uint32_t id) {
 int sniff_pending_add(sniff_an *an, uint32_t id) {
   for (uint32_t i = 0; i < an->npending; i++)
     if (an->pending[i] == id) return 0;
-  if (an->npending == an->cappending) {
-    uint32_t n = an->cappending ? an->cappending * 2 : 16;
-    uint32_t *p = calc_realloc(an->pending, n * sizeof *p);
-    if (!p) return -1;
-    an->pending = p;
-    an->cappending = n;
-  }
-  an->pending[an->npending++] = id;
-  return 0;
+  return id_list_add(&an->pending, &an->npending, &an->cappending, id);
 }
 
 /* Connections sniff_finish must look at: buffered out-of-order data, or a FIN beyond the

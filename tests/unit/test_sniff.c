@@ -607,6 +607,75 @@ static void test_verify_3_2(void **state) {
   unlink(c);
 }
 
+/* One request of scenario 3.2 through a proxy that connects upstream as soon as its client
+ * connects (syn_first: its SYN to the server before the client's request reaches the wire, as
+ * usual; else after it, which a busy proxy also does), forwarding the request on it when
+ * `forward`, closing it before answering. */
+static void early_upstream_request(pcapw *w, uint16_t cport, uint16_t uport, uint16_t req, uint16_t resp,
+                                   bool forward, bool syn_first) {
+  pw_conn d, u;
+  pw_conn_init(&d, w, cport, 9998, cport * 11u, cport * 13u);
+  pw_handshake(&d);
+  pw_conn_init(&u, w, uport, 9999, uport * 17u, uport * 19u);
+  if (syn_first) pw_handshake(&u);
+  pw_msg(M, req, true, 0);
+  pw_send(&d, 0, M, req);
+  if (!syn_first) pw_handshake(&u);
+  if (forward) {
+    pw_send(&u, 0, M, req);
+    pw_msg(M, resp, false, 200);
+    pw_send(&u, 1, M, resp);
+  }
+  pw_fin(&u, 0, true);
+  pw_msg(M, resp, false, 200);
+  pw_send(&d, 1, M, resp);
+  pw_fin(&d, 0, false);
+}
+
+/* Which of the proxy's SYN and its client's request came first is a race between two
+ * programs: either way the upstream connection is its client's first request's, and verify says
+ * the same (the hit's connection, which carries nothing, contacted the server all the same). */
+static void test_upstream_opened_before_the_request(void **state) {
+  (void)state;
+  const char *g = pcapw_tmp("golden"), *c = pcapw_tmp("cap");
+  calc_buf out[2];
+  scenario_3_2(g, P_GOOD, 49893);
+  for (int syn_first = 0; syn_first < 2; syn_first++) {
+    pcapw w;
+    assert_int_equal(pcapw_open(&w, c, SNIFF_DLT_EN10MB, 0), 0);
+    early_upstream_request(&w, 60000, 60001, 687, 564, true, syn_first);
+    early_upstream_request(&w, 60002, 60003, 687, 564, false, syn_first);
+    early_upstream_request(&w, 60004, 60005, 376, 60, true, syn_first);
+    pcapw_close(&w);
+    sniff_an an;
+    sniff_opts o = quiet();
+    assert_int_equal(pcapw_analyze(c, &an, &o), 0);
+    assert_int_equal(an.nconns, 6);
+    for (uint32_t i = 0; i < 6; i += 2) {
+      const sniff_conn *up = &an.conns[i + 1];
+      assert_int_equal(an.conns[i].role, SNIFF_ROLE_CLIENT_PROXY);
+      assert_int_equal(up->role, SNIFF_ROLE_PROXY_SERVER);
+      assert_int_equal(up->parent, an.conns[i].id);
+      assert_int_equal(up->parent_req, 1);
+      const sniff_msg *q[2];
+      assert_int_equal(msgs_of(&an, an.conns[i].id, 0, q, 2), 1);
+      assert_int_equal(q[0]->n_upstream, 1);
+      assert_int_equal(q[0]->first_upstream, up->id);
+    }
+    sniff_an_free(&an);
+    calc_buf_init(&out[syn_first], 0);
+    assert_int_equal(verify_files(g, c, &out[syn_first]), 1);
+    assert_non_null(strstr((char *)out[syn_first].data, "FAIL cache-hit-no-upstream: connection 2 "));
+  }
+  /* the same failure, at other packet numbers */
+  assert_int_equal(strcspn((char *)out[0].data, "("), strcspn((char *)out[1].data, "("));
+  assert_memory_equal(out[0].data, out[1].data, strcspn((char *)out[0].data, "("));
+  calc_buf_free(&out[0]);
+  calc_buf_free(&out[1]);
+  unlink(g);
+  unlink(c);
+}
+
 /* The E1 exchange of scenario 3.1 on client port `cport`, but the server sends the first FIN
  * (the reference's client leads every teardown). */
 static void e1_server_leads_teardown(pcapw *w, uint16_t cport) {
@@ -1465,6 +1534,7 @@ int main(void) {
       cmocka_unit_test(test_gap_and_snaplen),
       cmocka_unit_test(test_reorder_headers_only),
       cmocka_unit_test(test_verify_3_2),
+      cmocka_unit_test(test_upstream_opened_before_the_request),
       cmocka_unit_test(test_verify_3_1_teardown_and_sizes),
       cmocka_unit_test(test_verify_every_difference),
       cmocka_unit_test(test_verify_3_3),
