@@ -15,9 +15,21 @@
 #include "calc/expr.h"
 #include "calc/num.h"
 
+/* How an enum member (the operators' Associativity) is pickled. CPython 3.9-3.10, 3.11.7 and
+ * later write it by value, Associativity(0); CPython 3.11.2 (Debian 12's python3) and other
+ * early 3.11 releases by name, builtins.getattr(Associativity, 'LEFT'). The rest of the graph
+ * is the same in both. */
+typedef enum {
+  CALC_PICKLE_BY_VALUE = 0, /* Associativity(0): the default */
+  CALC_PICKLE_GETATTR = 1   /* getattr(Associativity, 'LEFT') */
+} calc_pickle_flavour;
+
 /* ---- encoder: each appends to out and returns 0, or -1 (out->failed) ---- */
-/* A request: the expression object graph (singletons, memo, frames as CPython writes them). */
+/* A request: the expression object graph (singletons, memo, frames as CPython writes them),
+ * enum members by value. */
 int calc_pickle_request(const calc_tree *t, calc_buf *out);
+/* The same, enum members as `flavour` says: the bytes the reference sends under that Python. */
+int calc_pickle_request_flavour(const calc_tree *t, calc_pickle_flavour flavour, calc_buf *out);
 /* A 200 payload: the tuple (result, steps); steps may be NULL for an empty list. */
 int calc_pickle_result(const calc_num *result, const calc_strlist *steps, calc_buf *out);
 /* A 400 payload: builtins.<type>(*args). */
@@ -28,10 +40,12 @@ int calc_pickle_api_error(const char *cls, const char *msg, calc_buf *out);
 int calc_pickle_proxy_error(const char *inner_cls, const char *inner_msg, calc_buf *out);
 
 /* ---- request decoder (server side) ----
- * 0 with *t filled (free with calc_tree_free), or -1 with exc set to the reference's answer
- * and *t empty:
+ * Both flavours of enum members are read (getattr only of an allowlisted enum class and one of
+ * its member names). 0 with *t filled (free with calc_tree_free), or -1 with exc set to the
+ * reference's answer and *t empty:
  *   ValueError('Received data could not be deserialized')   not a pickle, truncated, a refused
- *       opcode, a refused global or REDUCE (the reference would have imported or run it),
+ *       opcode, a refused global or REDUCE (the reference would have imported or run it; any
+ *       getattr but an enum member's and random.uniform's is one),
  *       lengths or indexes past the input, ints over CALC_MAX_INT_BITS, n > CALC_MAX_PAYLOAD
  *   ValueError('Received data is not an Expression2')       a pickle of allowed globals but not
  *       an expression of the reference's shape; also an empty payload

@@ -5,7 +5,8 @@
  * Error messages (all ValueError, status 400):
  *   'Received data could not be deserialized'  malformed or truncated pickle, refused opcode,
  *       refused global (the reference would have imported or executed it), a refused REDUCE
- *       or NEWOBJ, integers over CALC_MAX_INT_BITS, payloads over CALC_MAX_PAYLOAD;
+ *       or NEWOBJ (a getattr other than an allowlisted enum member's or random.uniform's
+ *       included), integers over CALC_MAX_INT_BITS, payloads over CALC_MAX_PAYLOAD;
  *   'Received data is not an Expression2'      an empty payload, or a well-formed pickle of
  *       allowed globals that is not an expression of the reference's shape;
  *   calclab limits: 'Expression too deeply nested (limit 200 levels)',
@@ -67,8 +68,11 @@ static const char *const fn_name[] = {"sin", "cos", "tan", "sqrt", "log", "max",
 static const int fn_gid[] = {PKG_MATH_SIN, PKG_MATH_COS, PKG_MATH_TAN, PKG_MATH_SQRT, PKG_MATH_LOG,
                              PKG_B_MAX,    PKG_B_MIN,    PKG_B_POW,    -1};
 
-/* Associativity(0) / Associativity(1) -> 0/1, else -1. */
+/* Associativity(0) / Associativity(1), or getattr(Associativity, 'LEFT' / 'RIGHT') as some
+ * CPythons write an enum member -> 0/1, else -1. */
 static int assoc_value(const pkl_val *v) {
+  int m = pkl_enum_member_of(v);
+  if (m >= 0) return pkl_enum_members[m].cls == PKG_ASSOC ? pkl_enum_members[m].value : -1;
   if (!v || v->kind != PKV_CALL || !global_is(v->cls, PKG_ASSOC) || v->has_state || v->args->n != 1) return -1;
   const pkl_val *x = v->args->items[0];
   if (x->kind != PKV_INT) return -1;

@@ -38,6 +38,7 @@ typedef struct {
   pkl_memo_key keys[PKL_ENC_MAX_KEYS];
   size_t nkeys;
   int err;
+  calc_pickle_flavour flavour; /* how enum members are written */
 } pkl_w;
 
 static void w_bytes(pkl_w *w, const void *p, size_t n) {
@@ -166,7 +167,7 @@ static void save_global(pkl_w *w, const char *module, const char *name) {
   if (memo_hit(w, PKN_GLOBAL, key)) return;
   save_str(w, PKN_MODULE, module);
   save_str(w, PKN_NONE, name);
-  w_op(w, 0x93); /* STACK_GLOBAL */
+  w_op(w, PKL_STACK_GLOBAL);
   memo_put(w, PKN_GLOBAL, key);
 }
 
@@ -285,11 +286,21 @@ static void save_assoc(pkl_w *w, int right) {
   boundary(w);
   const char *key = right ? "Associativity.RIGHT" : "Associativity.LEFT";
   if (memo_hit(w, PKN_SINGLETON, key)) return;
-  /* Enum.__reduce_ex__ -> (Associativity, (value,)) */
-  save_global(w, "calculator", "Associativity");
-  boundary(w);
-  save_uint(w, (unsigned long)right);
-  w_op(w, PKL_TUPLE1);
+  if (w->flavour == CALC_PICKLE_GETATTR) {
+    /* 3.11.2's Enum.__reduce_ex__ -> (getattr, (Associativity, 'LEFT')); the member's name
+     * is its own str object, memoized like any other. */
+    save_global(w, "builtins", "getattr");
+    boundary(w); /* save(args) */
+    save_global(w, "calculator", "Associativity");
+    save_str(w, PKN_NONE, right ? "RIGHT" : "LEFT");
+    w_op(w, PKL_TUPLE2);
+  } else {
+    /* Enum.__reduce_ex__ -> (Associativity, (value,)) */
+    save_global(w, "calculator", "Associativity");
+    boundary(w);
+    save_uint(w, (unsigned long)right);
+    w_op(w, PKL_TUPLE1);
+  }
   w_memoize(w);
   w_op(w, PKL_REDUCE);
   memo_put(w, PKN_SINGLETON, key);
@@ -529,6 +540,7 @@ static void w_begin(pkl_w *w, calc_buf *out) {
   w->memo_n = 0;
   w->nkeys = 0;
   w->err = 0;
+  w->flavour = CALC_PICKLE_BY_VALUE;
   if (out->failed) w->err = 1;
   static const uint8_t proto[2] = {PKL_PROTO, 4};
   w_bytes(w, proto, 2);
@@ -547,9 +559,15 @@ static int w_end(pkl_w *w, size_t start) {
 }
 
 int calc_pickle_request(const calc_tree *t, calc_buf *out) {
+  return calc_pickle_request_flavour(t, CALC_PICKLE_BY_VALUE, out);
+}
+
+int calc_pickle_request_flavour(const calc_tree *t, calc_pickle_flavour flavour, calc_buf *out) {
   pkl_w w;
   size_t start = out->len;
   w_begin(&w, out);
+  if (flavour != CALC_PICKLE_BY_VALUE && flavour != CALC_PICKLE_GETATTR) w.err = 1;
+  w.flavour = flavour;
   save_expr(&w, t ? t->root : NULL, t ? t->rng : NULL, 0);
   return w_end(&w, start);
 }

@@ -21,7 +21,7 @@ enum {
   PKL_BINFLOAT = 'G', PKL_BINBYTES = 'B', PKL_SHORT_BINBYTES = 'C',
   PKL_PROTO = 0x80, PKL_NEWOBJ = 0x81, PKL_TUPLE1 = 0x85, PKL_TUPLE2 = 0x86, PKL_TUPLE3 = 0x87,
   PKL_NEWTRUE = 0x88, PKL_NEWFALSE = 0x89, PKL_LONG1 = 0x8a, PKL_LONG4 = 0x8b,
-  PKL_SHORT_BINUNICODE = 0x8c, PKL_MEMOIZE = 0x94, PKL_FRAME = 0x95,
+  PKL_SHORT_BINUNICODE = 0x8c, PKL_STACK_GLOBAL = 0x93, PKL_MEMOIZE = 0x94, PKL_FRAME = 0x95,
   /* protocols 0 and 1 (text arguments ended by a newline), and GLOBAL up to protocol 3 */
   PKL_GLOBAL = 'c', PKL_INT = 'I', PKL_LONG = 'L', PKL_FLOAT = 'F', PKL_UNICODE = 'V',
   PKL_PUT = 'p', PKL_GET = 'g', PKL_DICT = 'd', PKL_LIST = 'l'
@@ -113,5 +113,20 @@ typedef struct pkl_global {
   const char *module, *name;
 } pkl_global;
 extern const pkl_global pkl_globals[PKG_COUNT];
+
+/* The enum members a request may name: some CPythons (3.11.2, Debian 12's python3) pickle an
+ * enum member as builtins.getattr(TheEnumClass, 'NAME') where the others write
+ * TheEnumClass(value). Only these (class, name) pairs are accepted in that form, and the
+ * getattr is recorded, never run. */
+typedef struct pkl_enum_member {
+  pkl_global_id cls;
+  const char *name;
+  int value;
+} pkl_enum_member;
+extern const pkl_enum_member pkl_enum_members[];
+extern const size_t pkl_enum_member_count;
+/* The member's index in pkl_enum_members when v is getattr(<allowlisted enum>, '<member>')
+ * recorded by REDUCE (no state), else -1. */
+int pkl_enum_member_of(const pkl_val *v);
 
 #endif

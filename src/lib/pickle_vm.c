@@ -51,6 +51,13 @@ const pkl_global pkl_globals[PKG_COUNT] = {
   [PKG_OBJECT] = {"builtins", "object"},
 };
 
+/* calculator.Associativity: LEFT = 0, RIGHT = 1 (protocol.md 2.1). */
+const pkl_enum_member pkl_enum_members[] = {
+  {PKG_ASSOC, "LEFT", 0},
+  {PKG_ASSOC, "RIGHT", 1},
+};
+const size_t pkl_enum_member_count = sizeof pkl_enum_members / sizeof *pkl_enum_members;
+
 /* Opcode allowlist: bit 1 = allowed in requests, bit 2 = allowed in responses. The text
  * opcodes of protocols 0-3 that CPython writes for these graphs (GLOBAL, INT, LONG, FLOAT,
  * UNICODE, PUT, GET, DICT, LIST) are read in both; bytes and POP / POP_MARK only in responses.
@@ -61,7 +68,7 @@ const pkl_global pkl_globals[PKG_COUNT] = {
 static const uint8_t pkl_optab[256] = {
   [PKL_PROTO] = RQ | RS, [PKL_FRAME] = RQ | RS, [PKL_SHORT_BINUNICODE] = RQ | RS,
   [PKL_BINUNICODE] = RQ | RS, [PKL_MEMOIZE] = RQ | RS, [PKL_BINGET] = RQ | RS,
-  [PKL_LONG_BINGET] = RQ | RS, [0x93] = RQ | RS /* STACK_GLOBAL */, [PKL_EMPTY_TUPLE] = RQ | RS,
+  [PKL_LONG_BINGET] = RQ | RS, [PKL_STACK_GLOBAL] = RQ | RS, [PKL_EMPTY_TUPLE] = RQ | RS,
   [PKL_TUPLE1] = RQ | RS, [PKL_TUPLE2] = RQ | RS, [PKL_TUPLE3] = RQ | RS, [PKL_MARK] = RQ | RS,
   [PKL_TUPLE] = RQ | RS, [PKL_NEWOBJ] = RQ | RS, [PKL_REDUCE] = RQ | RS,
   [PKL_EMPTY_DICT] = RQ | RS, [PKL_SETITEM] = RQ | RS, [PKL_SETITEMS] = RQ | RS,
@@ -320,6 +327,29 @@ static int global_lookup(const char *module, const char *name) {
 }
 
 bool pkl_is_str(const pkl_val *v) { return v && v->kind == PKV_STR && strlen(v->s) == v->len; }
+
+int pkl_enum_member_of(const pkl_val *v) {
+  if (!v || v->kind != PKV_CALL || v->has_state || v->cls->kind != PKV_GLOBAL ||
+      v->cls->global_id != PKG_GETATTR || v->args->n != 2)
+    return -1;
+  const pkl_val *cls = v->args->items[0], *name = v->args->items[1];
+  if (cls->kind != PKV_GLOBAL || !pkl_is_str(name)) return -1;
+  for (size_t i = 0; i < pkl_enum_member_count; i++)
+    if ((int)pkl_enum_members[i].cls == cls->global_id && strcmp(pkl_enum_members[i].name, name->s) == 0)
+      return (int)i;
+  return -1;
+}
+
+/* The two getattr calls a request may hold, checked when REDUCE records them: an allowlisted
+ * enum member by name, and random.uniform bound to a random.Random made by REDUCE (its state
+ * is checked by the request decoder). The reference's pickle.loads would run any other getattr,
+ * so, like a refused global, it is refused on sight. */
+static bool getattr_allowed(const pkl_val *call) {
+  if (pkl_enum_member_of(call) >= 0) return true;
+  const pkl_val *args = call->args;
+  return args->n == 2 && args->items[0]->kind == PKV_CALL && args->items[0]->cls->global_id == PKG_RANDOM &&
+         pkl_is_str(args->items[1]) && strcmp(args->items[1]->s, "uniform") == 0;
+}
 
 /* A dict key must be hashable: no list or dict inside. Memo sharing makes a tuple a DAG whose
  * paths multiply (40 levels of t = (t, t, t) are 3^40 paths in 330 bytes; CPython's own
@@ -612,7 +642,7 @@ static int step(pkl_vm *vm, pkl_val **result) {
   case PKL_LONG_BINGET:
     if (rd_le(vm, 4, &u) < 0) return -1;
     return push(vm, memo_get(vm, u));
-  case 0x93: /* STACK_GLOBAL: recorded, never imported */
+  case PKL_STACK_GLOBAL: /* recorded, never imported */
     b = pop(vm);
     a = pop(vm);
     if (!pkl_is_str(a) || !pkl_is_str(b)) return -1;
@@ -664,7 +694,8 @@ static int step(pkl_vm *vm, pkl_val **result) {
     return push(vm, v);
   case PKL_REDUCE:
     /* callable(*args): only recorded, NEVER called. Requests: Associativity(n),
-     * random.Random() and builtins.getattr(...), whose shapes are checked later. */
+     * random.Random() and the two getattr shapes (getattr_allowed); the rest of their shapes
+     * is checked by the request decoder. */
     b = pop(vm);
     a = pop(vm);
     if (!a || !b || a->kind != PKV_GLOBAL || b->kind != PKV_TUPLE) return -1;
@@ -686,6 +717,7 @@ static int step(pkl_vm *vm, pkl_val **result) {
     if (!v) return -1;
     v->cls = a;
     v->args = b;
+    if (vm->mode == PKL_MODE_REQUEST && a->global_id == PKG_GETATTR && !getattr_allowed(v)) return -1;
     return push(vm, v);
   case PKL_BUILD:
     b = pop(vm);

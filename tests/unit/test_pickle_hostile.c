@@ -47,7 +47,7 @@ static void pb_str(pb *b, const char *s) {
 static void pb_global(pb *b, const char *m, const char *n) {
   pb_str(b, m);
   pb_str(b, n);
-  pb_op(b, 0x93);
+  pb_op(b, PKL_STACK_GLOBAL);
 }
 static void pb_u32(pb *b, uint8_t op, uint32_t v) {
   uint8_t h[5] = {op, (uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
@@ -117,7 +117,8 @@ static void test_os_system(void **state) {
   assert_int_equal(access(path, F_OK), -1);
 }
 
-/* getattr outside the rand shape, and getattr chains. */
+/* getattr outside the rand and enum-member shapes, and getattr chains: refused on sight, as a
+ * refused global is (the reference's pickle.loads would run them). */
 static void test_getattr(void **state) {
   (void)state;
   pb b;
@@ -129,7 +130,7 @@ static void test_getattr(void **state) {
   pb_op(&b, 0x86);
   pb_op(&b, 'R');
   pb_op(&b, '.');
-  expect_400_pb(&b, MSG_NOTEXPR);
+  expect_400_pb(&b, MSG_DESER);
   /* getattr(getattr(random.Random(), 'uniform'), '__self__') as a Function's function */
   pb_begin(&b);
   pb_global(&b, "builtins", "getattr");
@@ -144,7 +145,7 @@ static void test_getattr(void **state) {
   pb_op(&b, 0x86);
   pb_op(&b, 'R');
   pb_op(&b, '.');
-  expect_400_pb(&b, MSG_NOTEXPR);
+  expect_400_pb(&b, MSG_DESER);
   /* getattr on a str: getattr('os', 'system') */
   pb_begin(&b);
   pb_global(&b, "builtins", "getattr");
@@ -153,7 +154,7 @@ static void test_getattr(void **state) {
   pb_op(&b, 0x86);
   pb_op(&b, 'R');
   pb_op(&b, '.');
-  expect_400_pb(&b, MSG_NOTEXPR);
+  expect_400_pb(&b, MSG_DESER);
   /* A REDUCE on an allowed function (the reference would call _operator.add(1, 2)). */
   pb_begin(&b);
   pb_global(&b, "_operator", "add");
@@ -360,6 +361,206 @@ static void const_obj(pb *b, int v) {
   pb_op(b, (uint8_t)v);
   pb_op(b, 's');
   pb_op(b, 'b');
+}
+
+/* ---- enum members by name: getattr(calculator.Associativity, 'LEFT') ---- */
+
+/* An associativity writer: appends one value to the pickle. */
+typedef void (*assoc_fn)(pb *b, const void *ctx);
+
+/* getattr(<module.cls>, <name>) with the name's length as given (so NULs can be inside). */
+typedef struct {
+  const char *module, *cls, *name;
+  size_t name_len;
+  int args;       /* 2 normally; 1 or 3 for the wrong arity */
+  int build;      /* a BUILD on the result */
+} getattr_case;
+
+static void assoc_getattr(pb *b, const void *ctx) {
+  const getattr_case *g = ctx;
+  pb_global(b, "builtins", "getattr");
+  pb_global(b, g->module, g->cls);
+  if (g->args >= 2) {
+    uint8_t h[2] = {PKL_SHORT_BINUNICODE, (uint8_t)g->name_len};
+    pb_put(b, h, 2);
+    pb_put(b, g->name, g->name_len);
+  }
+  if (g->args == 3) pb_str(b, "LEFT");
+  pb_op(b, g->args == 1 ? PKL_TUPLE1 : g->args == 2 ? PKL_TUPLE2 : PKL_TUPLE3);
+  pb_op(b, PKL_REDUCE);
+  if (g->build) {
+    pb_op(b, PKL_EMPTY_DICT);
+    pb_op(b, PKL_BUILD);
+  }
+}
+
+static void assoc_by_value(pb *b, const void *ctx) {
+  pb_global(b, "calculator", "Associativity");
+  pb_op(b, PKL_BININT1);
+  pb_op(b, (uint8_t)*(const int *)ctx);
+  pb_op(b, PKL_TUPLE1);
+  pb_op(b, PKL_REDUCE);
+}
+
+/* Any value in the associativity's place (`raw` pickle bytes, NUL-terminated). */
+static void assoc_raw(pb *b, const void *ctx) { pb_put(b, ctx, strlen(ctx)); }
+
+/* 1 <op> 2 with `op` ('+' or '**') whose associativity `assoc` writes. No memo: the machine
+ * needs none. */
+static void binexpr_with(pb *b, const char *op, assoc_fn assoc, const void *ctx) {
+  pb_begin(b);
+  pb_global(b, "calculator", "BinaryExpr");
+  pb_op(b, PKL_EMPTY_TUPLE);
+  pb_op(b, PKL_NEWOBJ);
+  pb_op(b, PKL_EMPTY_DICT);
+  pb_op(b, PKL_MARK);
+  pb_str(b, "left_operand");
+  const_obj(b, 1);
+  pb_str(b, "operator");
+  pb_global(b, "calculator", "BinaryOperator");
+  pb_op(b, PKL_EMPTY_TUPLE);
+  pb_op(b, PKL_NEWOBJ);
+  pb_op(b, PKL_EMPTY_DICT);
+  pb_op(b, PKL_MARK);
+  pb_str(b, "symbol");
+  pb_str(b, op);
+  pb_str(b, "function");
+  pb_global(b, "_operator", strcmp(op, "+") == 0 ? "add" : "pow");
+  pb_str(b, "associativity");
+  assoc(b, ctx);
+  pb_op(b, PKL_SETITEMS);
+  pb_op(b, PKL_BUILD);
+  pb_str(b, "right_operand");
+  const_obj(b, 2);
+  pb_op(b, PKL_SETITEMS);
+  pb_op(b, PKL_BUILD);
+  pb_op(b, PKL_STOP);
+}
+
+static void expect_binexpr(pb *b, calc_binop op) {
+  calc_tree t;
+  calc_exc e;
+  assert_int_equal(calc_unpickle_request(b->d, b->n, &t, &e), 0);
+  assert_int_equal(t.root->kind, CALC_EXPR_BINARY);
+  assert_int_equal(t.root->u.bin.op, op);
+  calc_tree_free(&t);
+  free(b->d);
+}
+
+static void test_enum_by_name(void **state) {
+  (void)state;
+  pb b;
+  /* both flavours of both members, each with the operator it belongs to */
+  static const getattr_case left = {"calculator", "Associativity", "LEFT", 4, 2, 0};
+  static const getattr_case right = {"calculator", "Associativity", "RIGHT", 5, 2, 0};
+  static const int zero = 0, one = 1;
+  binexpr_with(&b, "+", assoc_getattr, &left);
+  expect_binexpr(&b, CALC_BIN_ADD);
+  binexpr_with(&b, "**", assoc_getattr, &right);
+  expect_binexpr(&b, CALC_BIN_POW);
+  binexpr_with(&b, "+", assoc_by_value, &zero);
+  expect_binexpr(&b, CALC_BIN_ADD);
+  binexpr_with(&b, "**", assoc_by_value, &one);
+  expect_binexpr(&b, CALC_BIN_POW);
+  /* a member, but not the operator's: not the reference's graph, as Associativity(1) for + */
+  binexpr_with(&b, "+", assoc_getattr, &right);
+  expect_400_pb(&b, MSG_NOTEXPR);
+  binexpr_with(&b, "**", assoc_getattr, &left);
+  expect_400_pb(&b, MSG_NOTEXPR);
+
+  /* Hostile getattrs in the same place: each is refused like a refused global. */
+  static const getattr_case hostile[] = {
+    {"calculator", "Associativity", "MIDDLE", 6, 2, 0},      /* not a member */
+    {"calculator", "Associativity", "left", 4, 2, 0},        /* names are exact */
+    {"calculator", "Associativity", "LEFTX", 5, 2, 0},
+    {"calculator", "Associativity", "LEF", 3, 2, 0},
+    {"calculator", "Associativity", "", 0, 2, 0},
+    {"calculator", "Associativity", "LEFT\0x", 6, 2, 0},     /* a NUL inside */
+    {"calculator", "Associativity", "__class__", 9, 2, 0},   /* attributes that are not members */
+    {"calculator", "Associativity", "_member_map_", 12, 2, 0},
+    {"calculator", "Associativity", "__reduce_ex__", 13, 2, 0},
+    {"calculator", "Associativity", "LEFT", 4, 1, 0},        /* getattr(cls) */
+    {"calculator", "Associativity", "LEFT", 4, 3, 0},        /* getattr(cls, name, default) */
+    {"calculator", "Associativity", "LEFT", 4, 2, 1},        /* BUILD on the member */
+    {"calculator", "Constant", "LEFT", 4, 2, 0},             /* allowlisted, but not an enum */
+    {"calculator", "BinaryOperator", "RIGHT", 5, 2, 0},
+    {"builtins", "getattr", "LEFT", 4, 2, 0},
+    {"random", "Random", "uniform", 7, 2, 0},                /* the class, not an instance */
+    {"random", "Random", "LEFT", 4, 2, 0},
+    {"_operator", "add", "__globals__", 11, 2, 0},
+  };
+  for (size_t i = 0; i < sizeof hostile / sizeof *hostile; i++) {
+    binexpr_with(&b, "+", assoc_getattr, &hostile[i]);
+    expect_400_pb(&b, MSG_DESER);
+  }
+  /* The class must be the global itself, the name a str. */
+  const char *raw[] = {
+    /* getattr('calculator.Associativity', 'LEFT') */
+    "\x8c\x08" "builtins" "\x8c\x07" "getattr" "\x93" "\x8c\x18" "calculator.Associativity" "\x8c\x04" "LEFT" "\x86" "R",
+    /* getattr(Associativity, 0) */
+    "\x8c\x08" "builtins" "\x8c\x07" "getattr" "\x93" "\x8c\x0a" "calculator" "\x8c\x0d" "Associativity" "\x93" "K\x01" "\x86" "R",
+    /* getattr(getattr(Associativity, 'LEFT'), 'RIGHT') */
+    "\x8c\x08" "builtins" "\x8c\x07" "getattr" "\x93" "\x8c\x08" "builtins" "\x8c\x07" "getattr" "\x93"
+    "\x8c\x0a" "calculator" "\x8c\x0d" "Associativity" "\x93" "\x8c\x04" "LEFT" "\x86" "R" "\x8c\x05" "RIGHT" "\x86" "R",
+    /* getattr(random.Random(), 'seed') */
+    "\x8c\x08" "builtins" "\x8c\x07" "getattr" "\x93" "\x8c\x06" "random" "\x8c\x06" "Random" "\x93" ")R"
+    "\x8c\x04" "seed" "\x86" "R",
+    /* getattr(os.system, 'x'): the global itself is refused first */
+    "\x8c\x08" "builtins" "\x8c\x07" "getattr" "\x93" "\x8c\x02" "os" "\x8c\x06" "system" "\x93" "\x8c\x01" "x" "\x86" "R",
+  };
+  for (size_t i = 0; i < sizeof raw / sizeof *raw; i++) {
+    binexpr_with(&b, "+", assoc_raw, raw[i]);
+    expect_400_pb(&b, MSG_DESER);
+  }
+  /* A lone member is a pickle but not an expression; Associativity(7) is not a member. */
+  pb_begin(&b);
+  assoc_getattr(&b, &left);
+  pb_op(&b, PKL_STOP);
+  expect_400_pb(&b, MSG_NOTEXPR);
+  static const int seven = 7;
+  binexpr_with(&b, "+", assoc_by_value, &seven);
+  expect_400_pb(&b, MSG_NOTEXPR);
+}
+
+/* Protocols 0 and 2 as CPython 3.11.2 writes them (GLOBAL c__builtin__ getattr, MARK ...
+ * TUPLE): pickle.dumps(1 + 2 ** 3, protocol=N) of calculator-like classes with an Enum. */
+static void test_enum_by_name_old_protocols(void **state) {
+  (void)state;
+  static const char p0[] =
+      "ccopy_reg\n_reconstructor\np0\n(ccalculator\nBinaryExpr\np1\nc__builtin__\nobject\np2\nNtp3\nRp4\n"
+      "(dp5\nVleft_operand\np6\ng0\n(ccalculator\nConstant\np7\ng2\nNtp8\nRp9\n(dp10\nVvalue\np11\nI1\nsbs"
+      "Voperator\np12\ng0\n(ccalculator\nBinaryOperator\np13\ng2\nNtp14\nRp15\n(dp16\nVsymbol\np17\nV+\np18\n"
+      "sVfunction\np19\nc_operator\nadd\np20\nsVassociativity\np21\nc__builtin__\ngetattr\np22\n"
+      "(ccalculator\nAssociativity\np23\nVLEFT\np24\ntp25\nRp26\nsbsVright_operand\np27\ng0\n(g1\ng2\nNtp28\n"
+      "Rp29\n(dp30\ng6\ng0\n(g7\ng2\nNtp31\nRp32\n(dp33\ng11\nI2\nsbsg12\ng0\n(g13\ng2\nNtp34\nRp35\n(dp36\n"
+      "g17\nV**\np37\nsg19\nc_operator\npow\np38\nsg21\ng22\n(g23\nVRIGHT\np39\ntp40\nRp41\nsbsg27\ng0\n(g7\n"
+      "g2\nNtp42\nRp43\n(dp44\ng11\nI3\nsbsbsb.";
+  static const char p2[] =
+      "\x80\x02" "ccalculator\nBinaryExpr\nq\x00)\x81q\x01}q\x02(X\x0c\x00\x00\x00left_operandq\x03"
+      "ccalculator\nConstant\nq\x04)\x81q\x05}q\x06X\x05\x00\x00\x00valueq\x07K\x01sbX\x08\x00\x00\x00"
+      "operatorq\x08" "ccalculator\nBinaryOperator\nq\x09)\x81q\x0a}q\x0b(X\x06\x00\x00\x00symbolq\x0c"
+      "X\x01\x00\x00\x00+q\x0dX\x08\x00\x00\x00" "functionq\x0e" "c_operator\nadd\nq\x0fX\x0d\x00\x00\x00"
+      "associativityq\x10" "c__builtin__\ngetattr\nq\x11" "ccalculator\nAssociativity\nq\x12"
+      "X\x04\x00\x00\x00LEFTq\x13\x86q\x14Rq\x15ubX\x0d\x00\x00\x00right_operandq\x16h\x00)\x81q\x17}q\x18"
+      "(h\x03h\x04)\x81q\x19}q\x1ah\x07K\x02sbh\x08h\x09)\x81q\x1b}q\x1c(h\x0cX\x02\x00\x00\x00**q\x1d"
+      "h\x0e" "c_operator\npow\nq\x1eh\x10h\x11h\x12X\x05\x00\x00\x00RIGHTq\x1f\x86q Rq!ubh\x16h\x04)\x81q\""
+      "}q#h\x07K\x03sbubub.";
+  const struct {
+    const char *p;
+    size_t n;
+  } cases[] = {{p0, sizeof p0 - 1}, {p2, sizeof p2 - 1}};
+  for (size_t i = 0; i < 2; i++) {
+    calc_tree t;
+    calc_exc e;
+    assert_int_equal(calc_unpickle_request((const uint8_t *)cases[i].p, cases[i].n, &t, &e), 0);
+    assert_int_equal(t.root->u.bin.op, CALC_BIN_ADD);
+    assert_int_equal(t.root->u.bin.right->u.bin.op, CALC_BIN_POW);
+    calc_tree_free(&t);
+  }
+  /* The text forms of hostile getattrs are refused the same way. */
+  expect_text("c__builtin__\ngetattr\n(ccalculator\nAssociativity\nVMIDDLE\ntR.", MSG_DESER);
+  expect_text("c__builtin__\ngetattr\n(c__builtin__\ngetattr\nV__globals__\ntR.", MSG_DESER);
+  expect_text("c__builtin__\ngetattr\n(ccalculator\nAssociativity\nVLEFT\ntR.", MSG_NOTEXPR);
 }
 
 /* A max(...) whose args list holds the memoized value at index `mi` `count` times. */
@@ -618,8 +819,8 @@ static void test_deep(void **state) {
   expect_400_pb(&b, MSG_NOTEXPR);
 }
 
-/* A valid request of every shape: seed-like, with rand. */
-static void make_valid(calc_buf *out, int with_rand) {
+/* A valid request of every shape: seed-like, with rand; enum members in either flavour. */
+static void make_valid(calc_buf *out, int with_rand, calc_pickle_flavour flavour) {
   calc_num n;
   calc_num_init(&n);
   calc_num_set_si(&n, -123456789012L);
@@ -640,23 +841,25 @@ static void make_valid(calc_buf *out, int with_rand) {
     uint32_t key[2] = {42, 7};
     calc_rng_seed_words(t.rng, key, 2);
   }
-  assert_int_equal(calc_pickle_request(&t, out), 0);
+  assert_int_equal(calc_pickle_request_flavour(&t, flavour, out), 0);
   calc_tree_free(&t);
 }
 
-/* Every proper prefix of a valid payload is a 400; the whole decodes and re-encodes. */
+/* Every proper prefix of a valid payload is a 400; the whole decodes and re-encodes; in both
+ * flavours of enum members. */
 static void test_truncation(void **state) {
   (void)state;
-  for (int r = 0; r < 2; r++) {
+  for (int r = 0; r < 4; r++) {
+    calc_pickle_flavour fl = r >= 2 ? CALC_PICKLE_GETATTR : CALC_PICKLE_BY_VALUE;
     calc_buf b;
     calc_buf_init(&b, 0);
-    make_valid(&b, r);
+    make_valid(&b, r & 1, fl);
     calc_tree t;
     calc_exc e;
     assert_int_equal(calc_unpickle_request(b.data, b.len, &t, &e), 0);
     calc_buf c;
     calc_buf_init(&c, 0);
-    assert_int_equal(calc_pickle_request(&t, &c), 0);
+    assert_int_equal(calc_pickle_request_flavour(&t, fl, &c), 0);
     assert_int_equal(c.len, b.len);
     assert_memory_equal(c.data, b.data, b.len);
     calc_buf_free(&c);
@@ -676,13 +879,14 @@ static void test_truncation(void **state) {
 static void test_corruption(void **state) {
   (void)state;
   static const uint8_t vals[] = {0x00, 0x01, 0x02, 0x7f, 0x80, 0xfe, 0xff, '(', '.', 'R', 'b', 'h', 'j',
-                                 'u', 'e', 's', 'a', ')', 0x81, 0x85, 0x86, 0x87, 0x93, 0x94, 0x95, 0x8c,
+                                 'u', 'e', 's', 'a', ')', 0x81, 0x85, 0x86, 0x87, PKL_STACK_GLOBAL, 0x94, 0x95, 0x8c,
                                  'X', 'K', 'M', 'J', 0x8a, 0x8b, 'G', ']', '}', 't', 'N', 0x88};
   size_t accepted = 0, refused = 0;
-  for (int r = 0; r < 2; r++) {
+  for (int k = 0; k < 4; k++) {
+    int r = k & 1;
     calc_buf b;
     calc_buf_init(&b, 0);
-    make_valid(&b, r);
+    make_valid(&b, r, k >= 2 ? CALC_PICKLE_GETATTR : CALC_PICKLE_BY_VALUE);
     uint8_t *p = malloc(b.len);
     /* The plain payload: every position, every byte value. The rand one (4 KB, mostly the
      * Mersenne-Twister ints): every 7th position, the opcode-like values. */
@@ -794,7 +998,7 @@ static void test_failmalloc(void **state) {
   (void)state;
   calc_buf req;
   calc_buf_init(&req, 0);
-  make_valid(&req, 1);
+  make_valid(&req, 1, CALC_PICKLE_BY_VALUE);
   /* (-3, ['a', "it's"]) plus an exception inside a tuple: the response decoder's shapes. */
   static const uint8_t resp[] = {0x80, 0x04, 0x4a, 0xfd, 0xff, 0xff, 0xff, 0x5d, 0x94, 0x28, 0x8c, 0x01, 'a',
                                  0x8c, 0x04, 'i', 't', '\'', 's', 0x65, 0x8c, 0x08, 'b', 'u', 'i', 'l', 't',
@@ -823,6 +1027,8 @@ int main(void) {
     cmocka_unit_test(test_nested_reduce_build),
     cmocka_unit_test(test_refused_opcodes),
     cmocka_unit_test(test_old_protocols),
+    cmocka_unit_test(test_enum_by_name),
+    cmocka_unit_test(test_enum_by_name_old_protocols),
     cmocka_unit_test(test_lengths),
     cmocka_unit_test(test_billion_laughs),
     cmocka_unit_test(test_shared_tuple_key),
