@@ -68,6 +68,25 @@ def test_client_json(procs):
     assert out["status"] == 200 and out["result"] == "6" and out["steps"] == ["max(2, 3) + 3", "3 + 3", "6"]
 
 
+def test_client_local_prints_what_it_prints_for_the_servers_answer(procs):
+    """--local (the lab's oracle): no connection, the request answered by calc-server's own rules;
+    every line is the one the client prints for a live server's answer, the address prefix aside."""
+    _, sport = procs.server()
+    import json
+    for v in load_vectors()[:120]:
+        for extra in ([], ["--no-steps"]):
+            live = client(sport, v["input"], *extra)
+            here = subprocess.run([exe("calc-client"), "--local", *extra, "--", v["input"]], capture_output=True,
+                                  text=True, timeout=20)
+            assert here.returncode == live.returncode, v["name"]
+            assert here.stdout.replace("{local}", f"{{127.0.0.1:{sport}}}") == live.stdout, v["name"]
+    out = json.loads(subprocess.run([exe("calc-client"), "--local", "--json", "--", "(1+2)*rand(1, 2)"],
+                                    capture_output=True, text=True, timeout=20).stdout)
+    assert out["expression"] == "(1 + 2) * rand(1, 2)" and out["deterministic"] is False
+    assert json.loads(subprocess.run([exe("calc-client"), "--local", "--json", "--", "1/0"], capture_output=True,
+                                     text=True, timeout=20).stdout)["error_type"] == "ZeroDivisionError"
+
+
 def test_protocol_vectors_against_server(procs):
     _, sport = procs.server()
     for line in open(VECTORS / "legacy-protocol.jsonl"):

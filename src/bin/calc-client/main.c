@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "calc/alloc.h"
+#include "calc/eval.h"
 #include "calc/parse.h"
 #include "calc/pickle.h"
 #include "calc/server.h"
@@ -23,13 +24,14 @@
 typedef struct options {
   const char *host;
   int port;
-  bool steps, cache, json;
+  bool steps, cache, json, local;
   uint16_t max_age;
   int timeout_ms;
   const char *expr;
 } options;
 
 static char prefix[300]; /* "{127.0.0.1:9999}" */
+static const char *local_expr = ""; /* --local: the expression as printed, for --json */
 
 static void usage(FILE *f) {
   fprintf(f,
@@ -43,6 +45,8 @@ static void usage(FILE *f) {
           "                      forever; 0 forces a reload)\n"
           "      --timeout S     give up after S seconds without an answer (default 30)\n"
           "      --json          print one JSON object instead of the reference's lines\n"
+          "      --local         no connection: the request is answered here by calc-server's own\n"
+          "                      rules (the answer a server gives it, printed as above)\n"
           "  -h, --help          show this help\n\n"
           "Functions: sin cos tan sqrt log max min pow rand; constants: pi tau e;\n"
           "operators: + - * / %% ** with Python's precedence. Quote the expression for the shell.\n"
@@ -168,7 +172,7 @@ static void print_steps(const calc_pyobj *steps) {
 
 /* Prints the answer; returns the exit status. */
 static int report(const options *o, const calc_header *h, const uint8_t *payload, size_t len,
-                  size_t req_len, size_t resp_len) {
+                  size_t req_len, size_t resp_len, const calc_answer_info *local) {
   calc_pyobj *obj = NULL;
   calc_exc exc;
   bool decoded = calc_unpickle_response(payload, len, &obj, &exc) == 0;
@@ -211,6 +215,12 @@ static int report(const options *o, const calc_header *h, const uint8_t *payload
       printf(",\"error_type\":");
       json_string(stdout, obj->name, strlen(obj->name));
     }
+    /* only --local knows whether another evaluation could answer otherwise (rand), and the
+     * request's expression as the server prints it (what a capture's decoder shows) */
+    if (local) {
+      printf(",\"deterministic\":%s,\"expression\":", local->deterministic ? "true" : "false");
+      json_string(stdout, local_expr, strlen(local_expr));
+    }
     printf(",\"cached_max_age\":%u}\n", h->cache_control);
   } else if (status == 0) {
     printf("Result: %.*s\n", (int)text.len, (const char *)text.data);
@@ -225,13 +235,52 @@ static int report(const options *o, const calc_header *h, const uint8_t *payload
   return status;
 }
 
+/* --local: what the client prints for the answer calc-server would send to this request, with
+ * no server and no connection (the lab's oracle for a scenario's expected printouts). The
+ * length lines keep the reference's form, the prefix names no address. */
+static int answer_here(const options *o, const calc_tree *tree, const calc_buf *request) {
+  calc_framer f;
+  calc_framer_init(&f, 0);
+  calc_msg m;
+  calc_buf response;
+  calc_buf_init(&response, 0);
+  calc_answer_info info;
+  calc_server_opts so = {.no_cache = false, .cache_control = CALC_CACHE_FOREVER};
+  calc_buf printed;
+  calc_buf_init(&printed, 0);
+  int rc = 2;
+  if (calc_expr_print(tree->root, &printed) < 0 || calc_buf_putc(&printed, '\0') < 0 ||
+      calc_framer_feed(&f, request->data, request->len) < 0 || calc_framer_next(&f, &m) != 1 ||
+      calc_server_answer(&so, &m, (uint32_t)time(NULL), &response, &info) < 0) {
+    fprintf(stderr, "calc-client: out of memory\n");
+    goto out;
+  }
+  local_expr = (const char *)printed.data;
+  calc_header h;
+  calc_header_decode(response.data, response.len, &h);
+  if (!o->json) {
+    printf("%s Connection established\n", prefix);
+    printf("%s Sending request of length %zu bytes\n", prefix, request->len);
+    printf("%s Got response of length %zu bytes\n", prefix, response.len);
+  }
+  rc = report(o, &h, response.data + CALC_HEADER_SIZE, response.len - CALC_HEADER_SIZE, request->len,
+              response.len, &info);
+  if (!o->json) printf("%s Connection closed\n", prefix);
+out:
+  calc_buf_free(&printed);
+  calc_buf_free(&response);
+  calc_framer_free(&f);
+  return rc;
+}
+
 static void parse_args(int argc, char **argv, options *o) {
-  enum { OPT_NOSTEPS = 256, OPT_NOCACHE, OPT_MAXAGE, OPT_TIMEOUT, OPT_JSON };
+  enum { OPT_NOSTEPS = 256, OPT_NOCACHE, OPT_MAXAGE, OPT_TIMEOUT, OPT_JSON, OPT_LOCAL };
   static const struct option opts[] = {
       {"host", required_argument, 0, 'H'},          {"port", required_argument, 0, 'p'},
       {"no-steps", no_argument, 0, OPT_NOSTEPS},     {"no-cache", no_argument, 0, OPT_NOCACHE},
       {"max-age", required_argument, 0, OPT_MAXAGE}, {"timeout", required_argument, 0, OPT_TIMEOUT},
       {"json", no_argument, 0, OPT_JSON},            {"help", no_argument, 0, 'h'},
+      {"local", no_argument, 0, OPT_LOCAL},
       {0, 0, 0, 0}};
   int c;
   /* "+" stops at the first non-option so "-2 * 3" after "--" or as the expression works. */
@@ -244,6 +293,7 @@ static void parse_args(int argc, char **argv, options *o) {
       case OPT_MAXAGE: o->max_age = (uint16_t)util_parse_long("calc-client", "--max-age", optarg, 0, 65535); break;
       case OPT_TIMEOUT: o->timeout_ms = 1000 * (int)util_parse_long("calc-client", "--timeout", optarg, 1, 86400); break;
       case OPT_JSON: o->json = true; break;
+      case OPT_LOCAL: o->local = true; break;
       case 'h': usage(stdout); exit(0);
       default: usage(stderr); exit(2);
     }
@@ -263,7 +313,8 @@ int main(int argc, char **argv) {
   parse_args(argc, argv, &o);
   calc_alloc_init();
   signal(SIGPIPE, SIG_IGN);
-  snprintf(prefix, sizeof prefix, "{%s:%d}", o.host, o.port);
+  if (o.local) snprintf(prefix, sizeof prefix, "{local}");
+  else snprintf(prefix, sizeof prefix, "{%s:%d}", o.host, o.port);
 
   calc_tree tree = {0};
   calc_parse_error perr;
@@ -284,6 +335,10 @@ int main(int argc, char **argv) {
   calc_message_build(&request, (uint32_t)time(NULL), true, 0, o.cache, o.steps,
                      o.cache ? o.max_age : 0, payload.data, payload.len);
 
+  if (o.local) {
+    rc = answer_here(&o, &tree, &request);
+    goto out;
+  }
   char err[300];
   int fd = connect_to(&o, err, sizeof err);
   if (fd < 0) {
@@ -305,7 +360,7 @@ int main(int argc, char **argv) {
       calc_header_decode(response.data, response.len, &h);
       if (!o.json) printf("%s Got response of length %zu bytes\n", prefix, response.len);
       rc = report(&o, &h, response.data + CALC_HEADER_SIZE, response.len - CALC_HEADER_SIZE,
-                  request.len, response.len);
+                  request.len, response.len, NULL);
     }
   }
   close(fd);
