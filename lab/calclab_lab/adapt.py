@@ -11,16 +11,16 @@ as the golden, the lab's client checks expect the printouts of those expressions
 
 A client run that opens several connections or sends several requests on one connection is
 reported by the check client-one-connection-per-request; its first request stands for the run."""
+import dataclasses
 import fcntl
-import hashlib
 import json
 import os
 import tempfile
 import threading
 
 from . import checks as checks_mod
-from . import procs, runner
-from .scenarios import EXAMPLES, SCENARIOS, Client, Scenario, Sleep, Stop, calculator
+from . import oracle, procs, runner
+from .scenarios import Client, ScenarioError, kinds
 
 
 def client_requests(res):
@@ -45,90 +45,71 @@ def client_requests(res):
 
 REUSE_CHECK = "client-one-connection-per-request"
 
-_keys_lock = threading.Lock()
-
-
 def _canonical(text):
-    """The expression as calculator.py prints it, or None when it does not parse or evaluate (such
-    a request cannot stand for an exchange: its expected answer is unknown)."""
+    """The expression as the server prints it, or None when it does not parse or evaluate to a
+    known answer (such a request cannot stand for an exchange: its expected answer is unknown)."""
     try:
-        tree = calculator.parse(text)
-        calculator.calculate(tree, True)
-        return str(tree)
-    except Exception:
+        a = oracle.answer(text, True)
+    except oracle.OracleError:
         return None
+    return a["expression"] if a.get("deterministic", True) else None
 
 
 def example_key(text):
-    """The EXAMPLES key of an expression a client sent: 1 or 2 for the report's examples, else the
-    expression itself (registered once per process, so that the scenario machinery can use it)."""
-    canon = _canonical(text)
-    if canon is None:
-        return None
-    with _keys_lock:
-        for k, v in list(EXAMPLES.items()):
-            if _canonical(v) == canon:
-                return k
-        EXAMPLES[canon] = canon
-        return canon
+    """The key of an expression a client sent: the expression as the server prints it (E1 and
+    the other expressions of a scenario are known by theirs), None when it cannot stand for one."""
+    return _canonical(text)
 
 
-def label(key):
-    """How the report names an exchange's expression: E1, E2, or the expression in quotes."""
-    return f"E{key}" if isinstance(key, int) else f"'{key}'"
+def label(exchange):
+    return exchange.label
+
+
+def _with_requests(scn, keys):
+    """`scn`'s steps with its clients asking `keys` (flags, counts and targets kept)."""
+    out, i = [], 0
+    for a in scn.actions:
+        if isinstance(a, Client):
+            same = oracle.canonical(a.expr) == keys[i]
+            out.append(dataclasses.replace(a, expr=a.expr if same else keys[i],
+                                           label=a.label if same else f"'{keys[i]}'"))
+            i += a.count
+        else:
+            out.append(a)
+    return out
+
+
+class _Step:
+    """A Client as scenarios.kinds reads a step."""
+    def __init__(self, a):
+        self.expr, self.steps, self.cache, self.max_age, self.count = a.expr, a.steps, a.cache, a.max_age, a.count
+        self.to = a.front if a.kind != "refused" else "proxy"
 
 
 def cache_kinds(scn, keys):
-    """The exchange kinds the reference gives to requests `keys` played in `scn`'s actions: direct
-    without a proxy; through it a request seen (and cached) before is a hit unless the client asks
-    max-age 0, a new one a miss while the server runs and refused once it is stopped.  An answer
-    to a max-age 0 request is not stored (the client's time remaining is 0, protocol.md section
-    5), so it leaves the cache as it was."""
-    kinds, seen, server_up, i = [], set(), True, 0
-    for a in scn.actions:
-        if isinstance(a, Stop) and a.role == "server":
-            server_up = False
-        elif isinstance(a, Sleep) and a.seconds > scn.server_cache_control:
-            seen.clear()
-        elif isinstance(a, Client):
-            for k in keys[i:i + a.count]:
-                if not scn.uses_proxy:
-                    kinds.append("direct")
-                elif k in seen and a.max_age != 0:
-                    kinds.append("hit")
-                elif server_up:
-                    kinds.append("miss")
-                    if a.max_age != 0:
-                        seen.add(k)
-                else:
-                    kinds.append("refused")
-            i += a.count
-    return kinds
+    """The exchange kinds the reference gives to requests `keys` played in `scn`'s steps
+    (scenarios.kinds: the same rules a scenario file's exchanges follow)."""
+    steps = [_Step(a) if isinstance(a, Client) else a for a in _with_requests(scn, keys)]
+    out = []
+    for a, k in zip(steps, kinds(scn.roles, scn.server_cache_control, steps)):
+        if isinstance(a, _Step):
+            out += [k] * a.count
+    return out
 
 
 def adapted_scenario(scn, keys):
-    """`scn` with its clients sending `keys`, registered in SCENARIOS under a name of its own."""
-    kinds = cache_kinds(scn, keys)
-    digest = hashlib.sha1(repr((scn.name, keys)).encode()).hexdigest()[:10]
-    name = f"{scn.name}~{digest}"
-    if name in SCENARIOS:
-        return SCENARIOS[name]
+    """`scn` with its clients sending `keys` (a Scenario of its own, named for what it plays)."""
+    ks = cache_kinds(scn, keys)
     actions, i = [], 0
-    for a in scn.actions:
+    for a in _with_requests(scn, keys):
         if isinstance(a, Client):
-            if a.count == 1:
-                actions.append(Client(keys[i], kinds[i], max_age=a.max_age))
-            else:
-                actions.append(Client(keys[i], kinds[i], max_age=a.max_age, count=a.count))
-                # the clients started at once ask the same expression (checked by the caller)
+            actions.append(dataclasses.replace(a, kind=ks[i]))
             i += a.count
         else:
             actions.append(a)
-    title = f"{scn.title}, as the client sent it: " + ", ".join(f"{label(k)} ({kd})" for k, kd in zip(keys, kinds))
-    out = Scenario(name, title, scn.roles, actions, server_cache_control=scn.server_cache_control, golden=False)
-    with _keys_lock:
-        SCENARIOS.setdefault(name, out)
-    return SCENARIOS[name]
+    out = dataclasses.replace(scn, actions=tuple(actions), golden=False, builtin=False)
+    title = f"{scn.title}, as the client sent it: " + ", ".join(f"{e.label} ({e.kind})" for e in out.exchanges)
+    return dataclasses.replace(out, name=f"{scn.name}~{out.digest[:10]}", title=title)
 
 
 _replays = {}
@@ -171,7 +152,7 @@ def _shared_replay(adapted, timeout, ports_base, use_sniff, wd):
 
 
 def _play_replay(adapted, timeout, ports_base, use_sniff, wd):
-    res = runner.play(adapted.name, runner.templates_for("c"), ports_base=ports_base, workdir=wd,
+    res = runner.play(adapted, runner.templates_for("c"), ports_base=ports_base, workdir=wd,
                       timeout=timeout, golden=None, use_sniff=use_sniff, capture_only=True)
     runner.judge(res, None)
     front = "client->proxy" if adapted.uses_proxy else "client->server"
@@ -225,11 +206,11 @@ def adapt(res, timeout=15.0, use_sniff=True, ports_base=None, replay_dir=None):
     runner.read_capture(res)
     sent = client_requests(res)
     scn = res.scenario
-    own = [e.example for e in scn.exchanges]
+    own = [oracle.canonical(e.expr) for e in scn.exchanges]
     keys = []
-    for e, run in zip(scn.exchanges, sent):
+    for o, run in zip(own, sent):
         k = example_key(run["expressions"][0]) if run["expressions"] else None
-        keys.append(e.example if k is None else k)
+        keys.append(o if k is None else k)
     grouped_ok, i = True, 0
     for a in scn.actions:
         if isinstance(a, Client):
@@ -238,12 +219,15 @@ def adapt(res, timeout=15.0, use_sniff=True, ports_base=None, replay_dir=None):
     adapted = None
     golden, golden_ports = res.golden, None
     if keys != own and grouped_ok and len(keys) == len(own) and scn.golden:
-        new = adapted_scenario(scn, keys)
-        got = replay(new, timeout, ports_base or procs.free_port_pair, use_sniff, replay_dir)
+        try:
+            new = adapted_scenario(scn, keys)
+        except ScenarioError:
+            new = None   # what the client asked leaves the reference's answers to chance
+        got = None if new is None else replay(new, timeout, ports_base or procs.free_port_pair, use_sniff, replay_dir)
         if got is not None:
             res.scenario = new
             golden, golden_ports = got
-            adapted = ", ".join(f"request {n + 1}: {label(k)} ({e.kind})" for n, (k, e) in enumerate(zip(keys, new.exchanges)))
+            adapted = ", ".join(f"request {n + 1}: {e.describe()} ({e.kind})" for n, e in enumerate(new.exchanges))
         else:
             res.errors.append("the scenario could not be adapted to the requests the client sent: calclab's "
                               "replay of them did not pass its own checks")

@@ -16,9 +16,10 @@ import sys
 import tempfile
 import time
 
-from . import adapt, feedback, gradebook, paths, procs, runner, sniff, stage
+from . import adapt, feedback, goldens, gradebook, paths, procs, runner, sniff, stage
 from . import checks as checks_mod
-from .scenarios import GRADABLE, SCENARIOS, Raw, protocol_vectors
+from . import scenarios as scenarios_mod
+from .scenarios import GRADABLE, Raw, protocol_vectors
 from .submission import ROLES, Submission, SubmissionError, submission_id
 
 PORT_LO, PORT_HI = 20000, 32000       # below the kernel's ephemeral range: no client socket takes them
@@ -105,7 +106,7 @@ def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=Non
     if os.path.exists(fdir):
         shutil.rmtree(fdir)
     os.makedirs(fdir)
-    scenarios = list(scenarios or GRADABLE)
+    scenarios = scenario_list(scenarios)
     wanted = list(roles or ROLES)
     tables, factors = point_tables(scenarios, wanted, golden_dir, weights)
     maxima = gradebook.role_maxima(tables.values())
@@ -134,11 +135,12 @@ def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=Non
             templates[r] = sub.template(r, client_stdin)
         scn_entries = []
         with stage.shared():  # the hand-in is copied (and its modules compiled) once for all its runs
-            for name in scenarios:
+            for scn in scenarios:
+                name = scn.name
                 wd = os.path.join(fdir, name)
-                golden = os.path.join(golden_dir or paths.CAPTURES, f"{name}.pcap")
+                golden = goldens.golden_path(scn, golden_dir)
                 # a graded client's run is judged once, by adapt, on the requests it really sent
-                res = runner.play(name, templates, ports_base=ports_base or _ports_base, workdir=wd,
+                res = runner.play(scn, templates, ports_base=ports_base or _ports_base, workdir=wd,
                                   timeout=timeout, golden=golden, use_sniff=use_sniff, limits=limits,
                                   capture_only="client" in graded)
                 sent = adapt.adapt(res, timeout=timeout, use_sniff=use_sniff, ports_base=_ports_base,
@@ -160,6 +162,14 @@ def _py_version():
     return "3.11" if paths.PY == "/usr/bin/python3" else sys.version.split()[0]
 
 
+def scenario_list(specs):
+    """Scenario objects from names, files, folders or Scenarios (default: the report's 3.1-3.3)."""
+    try:
+        return scenarios_mod.resolve(list(specs or GRADABLE))
+    except scenarios_mod.ScenarioError as e:
+        raise runner.LabError(str(e))
+
+
 def point_tables(scenarios, wanted, golden_dir=None, weights=None):
     """(scenario -> its point table for the wanted roles (gradebook.point_table), role -> the
     factor its points were multiplied by), the same for every hand-in of the class: read from a
@@ -167,11 +177,12 @@ def point_tables(scenarios, wanted, golden_dir=None, weights=None):
     itself, the reference client's printouts and, when the client is wanted, one request per
     connection.  Made once per process.  `weights` (role -> points) scales each role's points
     so that its maximum over the scenarios is its weight (gradebook.weight_factors)."""
-    key = (tuple(scenarios), tuple(wanted), golden_dir)
+    scenarios = scenario_list(scenarios)
+    key = (tuple((s.name, s.digest) for s in scenarios), tuple(wanted), golden_dir)
     if key not in _tables:
-        _tables[key] = {name: gradebook.point_table(_reference_checks(name, golden_dir, "client" in wanted), wanted,
-                                                    "proxy" if SCENARIOS[name].uses_proxy else "server")
-                        for name in scenarios}
+        _tables[key] = {s.name: gradebook.point_table(_reference_checks(s, golden_dir, "client" in wanted), wanted,
+                                                      "proxy" if s.uses_proxy else "server")
+                        for s in scenarios}
     tables = _tables[key]
     factors = gradebook.weight_factors(gradebook.role_maxima(tables.values()), weights)
     return {name: gradebook.scaled(t, factors) for name, t in tables.items()}, factors
@@ -180,12 +191,12 @@ def point_tables(scenarios, wanted, golden_dir=None, weights=None):
 _tables = {}
 
 
-def _reference_checks(name, golden_dir, client):
-    """The checks (as dicts) of a fully correct play of scenario `name`, every item passing."""
-    scn = SCENARIOS[name]
+def _reference_checks(scn, golden_dir, client):
+    """The checks (as dicts) of a fully correct play of scenario `scn`, every item passing."""
+    name = scn.name
     found = []
     if scn.golden:
-        golden = os.path.join(golden_dir or paths.CAPTURES, f"{name}.pcap")
+        golden = goldens.golden_path(scn, golden_dir)
         try:
             v = sniff.verify(golden, golden)
         except sniff.SniffError as e:
@@ -221,7 +232,7 @@ def class_maxima(scenarios, roles, golden_dir=None, weights=None):
     """role -> the class's maximum (what an ungradeable row carries), {} when the lab cannot
     tell (calc-sniff missing)."""
     try:
-        return gradebook.role_maxima(point_tables(list(scenarios or GRADABLE), list(roles or ROLES),
+        return gradebook.role_maxima(point_tables(scenarios, list(roles or ROLES),
                                                   golden_dir, weights)[0].values())
     except runner.LabError:
         return {}
@@ -325,7 +336,8 @@ def grade_class(class_dir, out_dir, jobs=None, resume=False, progress=None, **kw
             todo.append(p)
     total = len(subs)
     # the point tables are made once here, before the workers fork, and raise if the goldens fail
-    point_tables(list(kw.get("scenarios") or GRADABLE), list(kw.get("roles") or ROLES), kw.get("golden_dir"),
+    kw["scenarios"] = scenario_list(kw.get("scenarios"))
+    point_tables(kw["scenarios"], list(kw.get("roles") or ROLES), kw.get("golden_dir"),
                  kw.get("weights"))
     if progress:
         progress(len(results), total, None)

@@ -5,7 +5,8 @@ import subprocess
 import sys
 import time
 
-from . import classgrade, gradebook, paths, procs, report, runner, sandbox
+from . import classgrade, goldens, gradebook, paths, procs, report, runner, sandbox
+from . import scenarios as scenarios_mod
 from .scenarios import GRADABLE, SCENARIOS
 
 TEMPLATE_HELP = ("command templates with {host} {port} {server_host} {server_port} {expr} {example} "
@@ -42,7 +43,8 @@ def _check_programs(templates, roles):
 def scenario_main(argv=None):
     ap = argparse.ArgumentParser(prog="lab/scenario", description="Play a scenario of the report, capture it, "
                                  "verify the capture and show the programs' logs side by side. " + TEMPLATE_HELP)
-    ap.add_argument("name", choices=list(SCENARIOS))
+    ap.add_argument("name", help=f"a built-in scenario ({', '.join(SCENARIOS)}) or a scenario file "
+                    "(docs/scenario-files.md)")
     _add_common(ap)
     ap.add_argument("--capture-only", action="store_true", help="capture, do not verify")
     ap.add_argument("--golden", help="golden capture (default captures/NAME.pcap)")
@@ -52,15 +54,19 @@ def scenario_main(argv=None):
     a = ap.parse_args(argv)
     procs.install_signal_handlers()
     t = runner.templates_for(a.impl, a.server, a.proxy, a.client)
-    scn = SCENARIOS[a.name]
-    missing = _check_programs(t, scn.roles + ["client"])
+    try:
+        scn = scenarios_mod.resolve([a.name])[0]
+    except scenarios_mod.ScenarioError as e:
+        print(f"lab/scenario: {e}", file=sys.stderr)
+        return 2
+    missing = _check_programs(t, list(scn.roles) + ["client"])
     if missing:
         print(f"lab/scenario: not built: {', '.join(missing)} (build first, or use --impl student)", file=sys.stderr)
         return 2
-    golden = a.golden or os.path.join(paths.CAPTURES, f"{a.name}.pcap")
     try:
-        res = runner.play(a.name, t, ports_base=a.ports_base or 9998, workdir=a.workdir, timeout=a.timeout,
-                          golden=None if a.capture_only else golden, use_sniff=not a.no_sniff,
+        golden = None if a.capture_only else a.golden or goldens.golden_path(scn)
+        res = runner.play(scn, t, ports_base=a.ports_base or 9998, workdir=a.workdir, timeout=a.timeout,
+                          golden=golden, use_sniff=not a.no_sniff,
                           capture_only=a.capture_only, verbose=lambda m: print(f"[lab] {m}", flush=True),
                           limits=sandbox.Limits.from_args(a))
     except runner.LabError as e:
@@ -100,7 +106,9 @@ def grade_main(argv=None):
     ap.add_argument("--resume", action="store_true", help="with --class: grade only what OUT does not have yet")
     ap.add_argument("--client-stdin", metavar="TEXT", help="standard input of a hand-in's client, with the "
                     "templates' placeholders and \\n for a newline, e.g. '{example}\\nstop\\n'")
-    ap.add_argument("--scenarios", default=",".join(GRADABLE), help="comma-separated (default 3.1,3.2,3.3)")
+    ap.add_argument("--scenarios", default=",".join(GRADABLE),
+                    help="comma-separated built-in names, scenario files (.toml, docs/scenario-files.md) or "
+                         "folders of them (default 3.1,3.2,3.3)")
     _add_common(ap)
     ap.add_argument("--format", choices=["text", "json", "junit", "gradescope"], default="text")
     ap.add_argument("--out", default="grade-out", help="output directory")
@@ -112,10 +120,10 @@ def grade_main(argv=None):
     except SystemExit as e:
         return 2 if e.code else 0
     procs.install_signal_handlers()
-    names = [n.strip() for n in a.scenarios.split(",") if n.strip()]
-    bad = [n for n in names if n not in SCENARIOS]
-    if bad or not names:
-        print(f"lab/grade: unknown scenario(s) {bad} (known: {', '.join(SCENARIOS)})", file=sys.stderr)
+    try:
+        names = scenarios_mod.resolve(a.scenarios)
+    except scenarios_mod.ScenarioError as e:
+        print(f"lab/grade: {e}", file=sys.stderr)
         return 2
     if a.submission or a.class_dir:
         return _grade_handins(a, names)
@@ -123,7 +131,7 @@ def grade_main(argv=None):
         print("lab/grade: --role-weights goes with SUBMISSION or --class", file=sys.stderr)
         return 2
     t = runner.templates_for(a.impl, a.server, a.proxy, a.client)
-    missing = _check_programs(t, sorted({r for n in names for r in SCENARIOS[n].roles} | {"client"}))
+    missing = _check_programs(t, sorted({r for n in names for r in n.roles} | {"client"}))
     if missing:
         print(f"lab/grade: reference programs not built: {', '.join(missing)}", file=sys.stderr)
         return 2
@@ -132,9 +140,9 @@ def grade_main(argv=None):
     try:
         for n in names:
             base = a.ports_base or procs.free_port_pair()
-            wd = os.path.join(a.workdir, n) if a.workdir else None
+            wd = os.path.join(a.workdir, n.name) if a.workdir else None
             res = runner.play(n, t, ports_base=base, workdir=wd, timeout=a.timeout,
-                              golden=os.path.join(a.golden_dir, f"{n}.pcap"), use_sniff=not a.no_sniff,
+                              golden=goldens.golden_path(n, a.golden_dir), use_sniff=not a.no_sniff,
                               limits=sandbox.Limits.from_args(a))
             results.append(res)
     except runner.LabError as e:
@@ -291,7 +299,7 @@ def demo_main(argv=None):
     finally:
         procs.stop_all()
     for c in res.clients:
-        print(f"\n--- client {c['index'] + 1}: E{c['exchange'].example} ({c['kind']}) ---")
+        print(f"\n--- client {c['index'] + 1}: {c['exchange'].describe()} ({c['kind']}) ---")
         print(c["stdout"].rstrip())
     for role in ("proxy", "server"):
         if role in res.procs:

@@ -11,8 +11,9 @@ import threading
 import time
 
 from . import checks as checks_mod
-from . import paths, procs, sandbox, sniff
-from .scenarios import EXAMPLES, SCENARIOS, Client, Raw, Sleep, Stop, protocol_vectors
+from . import oracle, paths, procs, sandbox, sniff
+from . import scenarios as scenarios_mod
+from .scenarios import Client, Raw, Scenario, Sleep, Stop, protocol_vectors
 
 HOST = "127.0.0.1"
 # The longest the lab waits for a program to end its connections: between two exchanges, and
@@ -24,12 +25,12 @@ IMPLS = {
     "c": {
         "server": "{build}/calc-server -H {host} -p {port} --cache-control {cache_control}",
         "proxy": "{build}/calc-proxy -ph {host} -pp {port} -sh {server_host} -sp {server_port}",
-        "client": "{build}/calc-client -H {host} -p {port} --max-age {max_age} -- {expr}",
+        "client": "{build}/calc-client -H {host} -p {port} --max-age {max_age} {client_flags} -- {expr}",
     },
     "student": {
         "server": "{py} {student}/calc_server.py -H {host} -p {port} --cache-control {cache_control}",
         "proxy": "{py} {student}/calc_proxy.py -ph {host} -pp {port} -sh {server_host} -sp {server_port}",
-        "client": "{py} {student}/calc_client.py -H {host} -p {port} --max-age {max_age} -- {expr}",
+        "client": "{py} {student}/calc_client.py -H {host} -p {port} --max-age {max_age} {client_flags} -- {expr}",
     },
 }
 
@@ -39,11 +40,20 @@ class LabError(Exception):
 
 
 def expand(template, **vals):
+    """A command template's argv.  {client_flags} is a token of its own that stands for zero or
+    more options (the request's --no-steps, --no-cache)."""
     base = {"build": paths.BUILD, "student": paths.STUDENT, "py": paths.PY, "host": HOST,
             "cache_control": 65535, "max_age": 65535}
     base.update(vals)
+    flags = list(base.pop("client_flags", ()))
     try:
-        return [tok.format_map(base) for tok in shlex.split(template)]
+        out = []
+        for tok in shlex.split(template):
+            if tok == "{client_flags}":
+                out += flags
+            else:
+                out.append(tok.format_map(base))
+        return out
     except (KeyError, IndexError, ValueError) as e:
         raise LabError(f"bad command template {template!r}: unknown or malformed placeholder {e}")
 
@@ -57,9 +67,9 @@ def templates_for(impl="c", server=None, proxy=None, client=None):
 
 
 class RunResult:
-    def __init__(self, name):
-        self.name = name
-        self.scenario = SCENARIOS[name]
+    def __init__(self, scenario):
+        self.name = scenario.name
+        self.scenario = scenario
         self.checks = []           # checks.Check: calc-sniff's wire checks, then the lab's own
         self.clients = []          # dicts: exchange index, argv, stdout, rc, t0, t1
         self.procs = {}            # role -> Proc (logs)
@@ -154,8 +164,9 @@ def _record_limits(res, box):
 
 def _run_client(res, box, i, exchange, template, ports, timeout, host=HOST):
     port = ports[exchange.front]
-    argv = expand(template, port=port, expr=EXAMPLES[exchange.example], example=exchange.example,
-                  max_age=exchange.max_age, server_host=host, server_port=ports["server"])
+    argv = expand(template, port=port, expr=exchange.expr, example=exchange.example,
+                  max_age=exchange.max_age if exchange.cache else 0, client_flags=exchange.flags,
+                  server_host=host, server_port=ports["server"])
     rec = {"index": i, "exchange": exchange, "kind": exchange.kind, "argv": argv, "stdout": "", "rc": None,
            "t0": time.time()}
     p = _start_program(res, box, f"client{i + 1}", argv)
@@ -208,15 +219,24 @@ def _open_sandbox(res, scn, limits, expose, ports_base):
     return box, ports
 
 
+def scenario_of(spec):
+    """A Scenario: itself, or the built-in / file it names; LabError when there is none."""
+    if isinstance(spec, Scenario):
+        return spec
+    try:
+        return scenarios_mod.resolve([spec])[0]
+    except scenarios_mod.ScenarioError as e:
+        raise LabError(str(e))
+
+
 def play(name, templates, ports_base=None, workdir=None, timeout=15.0, golden=None, use_sniff=True,
          capture_only=False, verbose=None, limits=None, expose=()):
     """Run scenario `name`; returns a RunResult.  Raises LabError when the lab itself cannot run.
     The run is confined by a sandbox.Sandbox with `limits` (sandbox.Limits); `expose` names extra
     paths its programs may read (a submission folder)."""
-    if name not in SCENARIOS:
-        raise LabError(f"unknown scenario {name!r} (known: {', '.join(SCENARIOS)})")
-    scn = SCENARIOS[name]
-    res = RunResult(name)
+    scn = scenario_of(name)
+    name = scn.name
+    res = RunResult(scn)
     t_start = time.time()
     box, ports = _open_sandbox(res, scn, limits, expose, ports_base)
     workdir = workdir or tempfile.mkdtemp(prefix=f"calclab-{name}-")
@@ -255,10 +275,10 @@ def play(name, templates, ports_base=None, workdir=None, timeout=15.0, golden=No
         for a in scn.actions:
             if isinstance(a, Client):
                 if a.count == 1:
-                    say(f"client {i + 1}: E{a.example} -> {a.front} ({a.kind})")
+                    say(f"client {i + 1}: {a.describe()} -> {a.front} ({a.kind})")
                     res.clients.append(_run_client(res, box, i, a, templates["client"], ports, timeout))
                 else:
-                    say(f"clients {i + 1}..{i + a.count}: E{a.example} -> {a.front} ({a.kind}), all at once")
+                    say(f"clients {i + 1}..{i + a.count}: {a.describe()} -> {a.front} ({a.kind}), all at once")
                     recs = [None] * a.count
                     ths = []
                     for k in range(a.count):
@@ -328,6 +348,13 @@ def read_capture(res):
 
 
 def judge(res, golden, golden_ports=None):
+    try:
+        _judge(res, golden, golden_ports)
+    except oracle.OracleError as e:
+        raise LabError(f"the lab's oracle (calc-client --local) cannot say what the reference prints: {e}")
+
+
+def _judge(res, golden, golden_ports=None):
     """The run's verdict: calc-sniff's reading of the capture (the timeline's and the sequence
     diagram's records), its checks against the golden (recorded on golden_ports, default
     9998/9999), and the lab's own checks of what only it sees (the clients' outputs, the bad

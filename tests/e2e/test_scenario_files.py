@@ -1,0 +1,195 @@
+"""Scenario files (docs/scenario-files.md) end to end: a course's own file played by calclab's
+programs and by the student-style implementation, verified against the golden calclab makes
+for it, graded; broken proxies fail on the checks that name the proxy; the built-ins' made
+goldens verify against the recorded captures/*.pcap."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LAB = os.path.join(ROOT, "lab")
+STUDENT = os.path.join(ROOT, "tests", "student")
+BUILD = os.environ.get("CALCLAB_BUILD") or os.environ.get("CALC_BUILD_DIR") or os.path.join(ROOT, "build")
+PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+
+sys.path.insert(0, LAB)
+from calclab_lab import procs  # noqa: E402
+
+for _exe in ("calc-server", "calc-proxy", "calc-client", "calc-sniff"):
+    if not os.access(os.path.join(BUILD, _exe), os.X_OK):
+        pytest.fail(f"{_exe} is not built in {BUILD}: scenario files are played and judged with it", pytrace=False)
+
+S_PROXY = "{py} {prog} -ph {{host}} -pp {{port}} -sh {{server_host}} -sp {{server_port}}"
+
+# three clients at once asking an expression that is neither E1 nor E2 (cached by the first
+# request: which of three uncached requests would hit is left to timing, and the lab refuses
+# that), the server stopped, one more request
+COURSE = """
+    title = "a course's own: 2 ** 10 - 24 (miss), three at once (hits), server stopped, 7 % 3 (refused)"
+    roles = ["server", "proxy"]
+
+    [expressions]
+    K = "2 ** 10 - 24"
+
+    [[steps]]
+    ask = "K"
+
+    [[steps]]
+    ask = "K"
+    clients = 3
+
+    [[steps]]
+    stop = "server"
+
+    [[steps]]
+    ask = "7 % 3"
+"""
+
+BROKEN = {
+    "proxy_never_caches_errors": """
+        import calc_proxy, api
+        class NoErrors(dict):
+            def __setitem__(self, k, v):
+                if api.Header.unpack(v).status == 200:   # an error answer is never stored
+                    dict.__setitem__(self, k, v)
+        calc_proxy.CACHE = NoErrors()
+        calc_proxy.main()
+    """,
+    "proxy_key_ignores_steps": """
+        import calc_proxy
+        class PayloadOnly(dict):
+            # the key is the payload alone: asked with and without steps, one entry
+            def get(self, k, d=None):
+                return dict.get(self, k[0], d)
+            def __contains__(self, k):
+                return dict.__contains__(self, k[0])
+            def __getitem__(self, k):
+                return dict.__getitem__(self, k[0])
+            def __setitem__(self, k, v):
+                dict.__setitem__(self, k[0], v)
+        calc_proxy.CACHE = PayloadOnly()
+        calc_proxy.main()
+    """,
+    "proxy_never_caches": """
+        import calc_proxy
+        class NoCache(dict):
+            def __setitem__(self, k, v):
+                pass
+        calc_proxy.CACHE = NoCache()
+        calc_proxy.main()
+    """,
+}
+
+
+@pytest.fixture
+def goldens(tmp_path, monkeypatch):
+    """A golden cache of the test's own: every golden the test needs is made here, now."""
+    d = tmp_path / "goldens"
+    monkeypatch.setenv("CALCLAB_GOLDENS", str(d))
+    return d
+
+
+def run(cmd, timeout=300):
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+                          env=dict(os.environ, CALCLAB_BUILD=BUILD))
+
+
+def broken(tmp_path, name):
+    (tmp_path / "broken").mkdir(exist_ok=True)
+    p = tmp_path / "broken" / f"{name}.py"
+    p.write_text(f"import sys\nsys.path.insert(0, {STUDENT!r})\n" + textwrap.dedent(BROKEN[name]))
+    return S_PROXY.format(py=PY, prog=p)
+
+
+def course_file(tmp_path):
+    p = tmp_path / "course" / "quiz.toml"
+    p.parent.mkdir(exist_ok=True)
+    p.write_text(textwrap.dedent(COURSE))
+    return str(p)
+
+
+def grade(out, *extra):
+    r = run([PY, os.path.join(LAB, "grade"), "--out", str(out), "--format", "json", "--no-sniff", *extra])
+    with open(os.path.join(out, "grade.json")) as f:
+        g = json.load(f)
+    return r, g
+
+
+def failed_roles(check):
+    return {it["role"] for it in check["items"] if not it["passed"]}
+
+
+@pytest.mark.parametrize("impl", ["c", "student"])
+def test_a_course_file_is_played_verified_and_graded(tmp_path, goldens, impl):
+    f = course_file(tmp_path)
+    r = run([PY, os.path.join(LAB, "scenario"), f, "--impl", impl, "--no-sniff", "--quiet",
+             "--ports-base", str(procs.free_port_pair())])
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    assert "VERDICT quiz: PASS" in r.stdout
+    made = [p for p in os.listdir(goldens) if p.endswith(".pcap")]
+    assert len(made) == 1 and made[0].startswith("quiz-")
+    assert f"verified by calc-sniff against {goldens / made[0]}: pass" in r.stdout
+    r, g = grade(tmp_path / "out", "--impl", impl, "--scenarios", f)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    (s,) = g["scenarios"]
+    assert s["scenario"] == "quiz" and s["passed"]
+    # the kinds and printouts follow from the rules: a miss, three hits, refused
+    assert [c["kind"] for c in s["clients"]] == ["miss", "hit", "hit", "hit", "refused"]
+    assert all("Result: 1000\n" in c["stdout"] for c in s["clients"][:4])
+    assert "Got error: ('Internal proxy error'" in s["clients"][4]["stdout"]
+    assert {c["name"] for c in s["checks"]} >= {"cache-hit-no-upstream", "refused-answer", "client-result"}
+    # the golden is made once: a second grading reuses it
+    grade(tmp_path / "out2", "--impl", impl, "--scenarios", f)
+    assert sorted(os.listdir(goldens)) == sorted(made + [made[0] + ".lock"])
+
+
+def test_a_wrong_proxy_fails_the_course_file_on_the_proxys_check(tmp_path, goldens):
+    f = course_file(tmp_path)
+    r, g = grade(tmp_path / "out", "--impl", "student", "--scenarios", f,
+                 "--proxy", broken(tmp_path, "proxy_never_caches"))
+    assert r.returncode == 1, r.stdout[-3000:] + r.stderr
+    checks = {c["name"]: c for c in g["scenarios"][0]["checks"]}
+    assert not checks["cache-hit-no-upstream"]["passed"]
+    assert failed_roles(checks["cache-hit-no-upstream"]) == {"proxy"}
+    for c in checks.values():
+        assert failed_roles(c) <= {"proxy"}, c
+
+
+@pytest.mark.parametrize("name", ["errors", "no-steps"])
+def test_errors_and_no_steps_pass_on_our_programs(tmp_path, goldens, name):
+    r, g = grade(tmp_path / "out", "--scenarios", name)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr
+    (s,) = g["scenarios"]
+    assert s["passed"] and all(c["passed"] for c in s["checks"])
+    if name == "errors":
+        kinds = [c["kind"] for c in s["clients"]]
+        assert kinds == ["miss", "miss", "hit", "hit"]
+        assert "Got error: division by zero" in s["clients"][2]["stdout"]
+
+
+@pytest.mark.parametrize("name,proxy", [("errors", "proxy_never_caches_errors"),
+                                        ("no-steps", "proxy_key_ignores_steps")])
+def test_errors_and_no_steps_fail_a_broken_proxy_as_the_proxys(tmp_path, goldens, name, proxy):
+    r, g = grade(tmp_path / "out", "--impl", "c", "--scenarios", name, "--proxy", broken(tmp_path, proxy))
+    assert r.returncode == 1, r.stdout[-3000:] + r.stderr
+    checks = {c["name"]: c for c in g["scenarios"][0]["checks"]}
+    failed = {n for n, c in checks.items() if not c["passed"]}
+    assert failed & {"cache-hit-no-upstream", "upstream-connections"}, failed
+    for c in checks.values():
+        assert failed_roles(c) <= {"proxy"}, c
+
+
+def test_the_builtins_made_goldens_verify_against_the_recorded_captures(goldens):
+    from calclab_lab import goldens as goldens_mod, scenarios, sniff
+    for name in ("3.1", "3.2", "3.3", "stale", "reload", "concurrent"):
+        made = goldens_mod.golden_for(scenarios.builtin(name))
+        assert str(goldens) in made
+        for capture, golden in ((made, os.path.join(ROOT, "captures", f"{name}.pcap")),
+                                (os.path.join(ROOT, "captures", f"{name}.pcap"), made)):
+            v = sniff.verify(capture, golden)
+            assert v["status"] == "pass", (name, capture, v.get("reason"),
+                                           [c for c in v["checks"] if not c["passed"]])
