@@ -25,7 +25,6 @@
 
 #define PKL_MSG_DESER "Received data could not be deserialized"
 #define PKL_MSG_NOTEXPR "Received data is not an Expression2"
-#define PKL_MAX_NAMED_LEN 64u
 
 /* ---- the request's object model ---- */
 

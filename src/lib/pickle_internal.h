@@ -36,7 +36,9 @@ enum {
 #define PKL_BATCHSIZE 1000u
 
 /* Decoder limits. A payload never exceeds CALC_MAX_PAYLOAD, and every opcode is at least one
- * byte, so these are reached only by hostile input; they are checked before any allocation. */
+ * byte, so these are reached only by hostile input; they are checked before any allocation.
+ * The build writes them into the Wireshark dissector's calc/limits.lua (lab/wireshark/
+ * gen_limits.c), so both decoders refuse the same payloads. */
 #define PKL_MAX_INPUT CALC_MAX_PAYLOAD
 #ifndef PKL_MAX_MEMO
 #define PKL_MAX_MEMO 65536u
@@ -58,6 +60,14 @@ enum {
  * of them (the reference never shares a Constant); memo sharing must not multiply them. */
 #define PKL_MAX_TREE_INT_BYTES CALC_MAX_PAYLOAD
 #define PKL_MAX_PYDEPTH 200u     /* nesting of a response object */
+/* CPython 3.11 refuses to convert a decimal text of more than 4300 digits (and so would the
+ * reference's unpickler); it is also far inside CALC_MAX_INT_BITS. */
+#define PKL_MAX_TEXT_DIGITS 4300u
+/* Longest module or global name taken (GLOBAL reads at most this much per line): each global
+ * keeps its own copy of both, so a long memoized str named by every STACK_GLOBAL of a hostile
+ * response would otherwise multiply memory by thousands. */
+#define PKL_MAX_GLOBAL_NAME 256u
+#define PKL_MAX_NAMED_LEN 64u    /* bytes of a NamedConstant's name */
 
 /* ---- the non-executing virtual machine shared by both decoders (pickle_vm.c) ---- */
 typedef enum {

@@ -416,10 +416,6 @@ static int rd_line(pkl_vm *vm, size_t max, const uint8_t **line, size_t *n) {
   return 0;
 }
 
-/* CPython 3.11 refuses to convert a decimal text of more than 4300 digits (and so would the
- * reference's unpickler); it is also far inside CALC_MAX_INT_BITS. */
-#define PKL_MAX_TEXT_DIGITS 4300u
-
 /* A decimal integer as repr(int) writes it: an optional sign, then 0s only or no leading 0. */
 static bool decimal_ok(const uint8_t *s, size_t n) {
   size_t i = n > 0 && (s[0] == '-' || s[0] == '+') ? 1 : 0;
@@ -545,11 +541,6 @@ static const char *py3_module(const char *m, int proto) {
   if (!strcmp(m, "copy_reg")) return "copyreg";
   return m;
 }
-
-/* Longest module or global name taken (GLOBAL reads at most this much per line): each global
- * keeps its own copy of both, so a long memoized str named by every STACK_GLOBAL of a hostile
- * response would otherwise multiply memory by thousands. */
-#define PKL_MAX_GLOBAL_NAME 256u
 
 /* Pushes the global module.name (STACK_GLOBAL, GLOBAL); refused in request mode when it is
  * not in the allowlist. */

@@ -1,5 +1,8 @@
 """The Wireshark dissector lab/wireshark/calc.lua, cross-checked against calc-sniff.
 
+The dissector is the plugin the build assembles in build/wireshark (calc.lua, its modules and
+the limits generated from libcalc's headers), as lab/wireshark/install copies it.
+
 tshark with the dissector and `calc-sniff --json` must find the same messages in the same
 captures: sizes, header fields, expressions, results and errors, message by message. The
 captures: every golden capture, a live run of our programs on free loopback ports (captured by
@@ -32,9 +35,9 @@ import time
 import pytest
 
 from calcproc import Procs, client, exe, free_port
-from conftest import REPO, VECTORS
+from conftest import REPO, VECTORS, build_dir
 
-LUA = REPO / "lab" / "wireshark" / "calc.lua"
+LUA = build_dir() / "wireshark" / "calc.lua"
 CAPTURES = REPO / "captures"
 FUZZ = REPO / "fuzz" / "corpus"
 # Debian's tshark package (ci/deps installs it); a missing tshark fails the tests.
@@ -644,13 +647,20 @@ def test_live_run_has_results_errors_and_the_refusal(decoded):
 
 
 def test_install_puts_the_dissector_where_tshark_loads_it(tmp_path):
-    """lab/wireshark/install into a fresh HOME: tshark then decodes a golden capture unasked."""
+    """lab/wireshark/install into a fresh HOME: the build's plugin, modules included, where
+    tshark then decodes a golden capture unasked (Wireshark also runs each module as a plugin
+    of its own: that must be harmless)."""
     env = {**os.environ, "HOME": str(tmp_path)}
-    r = subprocess.run([str(LUA.parent / "install")], env=env, capture_output=True, text=True, timeout=60)
+    r = subprocess.run([str(REPO / "lab" / "wireshark" / "install"), "--build", str(build_dir())], env=env,
+                       capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    assert (tmp_path / ".local" / "lib" / "wireshark" / "plugins" / "calc.lua").read_bytes() == LUA.read_bytes()
+    plugins = tmp_path / ".local" / "lib" / "wireshark" / "plugins"
+    built = sorted(p.relative_to(LUA.parent) for p in LUA.parent.rglob("*.lua"))
+    assert sorted(p.relative_to(plugins) for p in plugins.rglob("*.lua")) == built
+    assert len(built) >= 5 and all((plugins / p).read_bytes() == (LUA.parent / p).read_bytes() for p in built)
     r = subprocess.run([TSHARK, "-r", str(CAPTURES / "3.1.pcap"), "-Y", "calc.result", "-T", "fields",
                         "-e", "calc.result"], env=env, capture_output=True, text=True, timeout=120)
+    assert "Lua" not in r.stderr, r.stderr
     assert r.stdout.split() == ["-0.38748277824137206", "-0.38748277824137206", "6"]
 
 
