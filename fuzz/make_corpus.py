@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """fuzz/make_corpus.py: seed corpora for fuzz_unpickle, fuzz_frame, fuzz_conn and
 fuzz_proxy_conn from the reference's vectors (captures/vectors): every request and response
-payload, the protocol vectors, a few hand-made hostile payloads, and event scripts for the
+payload (some of them also as CPython 3.11.2 pickles requests), the protocol vectors, a few
+hand-made hostile payloads, and event scripts for the
 connection machines. Run from the repository root; rewrites fuzz/corpus/<target>/."""
 import hashlib
 import json
@@ -119,6 +120,14 @@ def main():
                     msgs.append(raw)
                     if len(raw) > 12:
                         put('fuzz_unpickle', raw[12:])
+    # The same requests as CPython 3.11.2 pickles them (enum members by name, getattr): every
+    # 8th of those that differ from the by-value ones.
+    with open(os.path.join(VEC, 'legacy-expressions-py3.11.2.jsonl')) as f:
+        differ = [bytes.fromhex(v['request']['payload']) for v in map(json.loads, f)
+                  if b'getattr' in bytes.fromhex(v['request']['payload'])]
+    for req in differ[::8]:
+        put('fuzz_unpickle', req)
+        msgs.append(header(len(req), 0x1c00) + req)
     # rand: no vector has one, so build the reference's graph from stand-in classes.
     for seed in rand_seeds():
         put('fuzz_unpickle', seed)

@@ -1,5 +1,8 @@
 /* test_pickle_vectors.c: the payload codec against the reference's own vectors
- * (captures/vectors/legacy-expressions.jsonl and legacy-protocol.jsonl, or $CALC_VECTORS).
+ * (captures/vectors/legacy-expressions.jsonl and legacy-protocol.jsonl, or $CALC_VECTORS),
+ * and the same made under CPython 3.11.2 (legacy-*-py3.11.2.jsonl: enum members pickled by
+ * name, getattr(Associativity, 'LEFT')), each encoded in its own flavour. Also: each file's
+ * requests decoded and encoded in the other flavour give the other file's bytes.
  *
  * For every vector (quirk ones counted apart):
  *   request.payload -> calc_unpickle_request -> calc_pickle_request == the same bytes;
@@ -117,9 +120,13 @@ static uint8_t *sub_payload(const char *line, const char *end, const char *obj, 
   return d;
 }
 
-static vec *load_expr_vectors(size_t *count) {
+/* The files and the flavour the current group checks (set by its setup). */
+static const char *EXPR_FILE, *PROTO_FILE;
+static calc_pickle_flavour FLAV;
+
+static vec *load_expr_vectors(const char *file, size_t *count) {
   size_t len;
-  char *txt = read_file("legacy-expressions.jsonl", &len);
+  char *txt = read_file(file, &len);
   if (!txt) return NULL;
   size_t cap = 512, n = 0;
   vec *v = calloc(cap, sizeof *v);
@@ -165,9 +172,21 @@ static void dump_diff(const char *what, const char *name, const calc_buf *b, con
 static vec *V;
 static size_t NV;
 
-static int setup(void **state) {
+static int setup_by_value(void **state) {
   (void)state;
-  V = load_expr_vectors(&NV);
+  EXPR_FILE = "legacy-expressions.jsonl";
+  PROTO_FILE = "legacy-protocol.jsonl";
+  FLAV = CALC_PICKLE_BY_VALUE;
+  V = load_expr_vectors(EXPR_FILE, &NV);
+  return V ? 0 : -1;
+}
+
+static int setup_getattr(void **state) {
+  (void)state;
+  EXPR_FILE = "legacy-expressions-py3.11.2.jsonl";
+  PROTO_FILE = "legacy-protocol-py3.11.2.jsonl";
+  FLAV = CALC_PICKLE_GETATTR;
+  V = load_expr_vectors(EXPR_FILE, &NV);
   return V ? 0 : -1;
 }
 static int teardown(void **state) {
@@ -185,7 +204,7 @@ static void test_request_roundtrip(void **state) {
     calc_buf b;
     calc_buf_init(&b, 0);
     int r = calc_unpickle_request(V[i].req, V[i].req_n, &t, &e);
-    if (r == 0) calc_pickle_request(&t, &b);
+    if (r == 0) calc_pickle_request_flavour(&t, FLAV, &b);
     int good = r == 0 && same(&b, V[i].req, V[i].req_n);
     if (V[i].quirk) {
       nq++;
@@ -200,7 +219,7 @@ static void test_request_roundtrip(void **state) {
     calc_tree_free(&t);
     calc_buf_free(&b);
   }
-  printf("request roundtrip: %zu/%zu non-quirk byte-exact, %zu/%zu quirk\n", ok, ok + bad, qok, nq);
+  printf("%s request roundtrip: %zu/%zu non-quirk byte-exact, %zu/%zu quirk\n", EXPR_FILE, ok, ok + bad, qok, nq);
   assert_int_equal(bad, 0);
   assert_true(ok > 300);
 }
@@ -215,7 +234,7 @@ static void test_parse_encode(void **state) {
     calc_buf b;
     calc_buf_init(&b, 0);
     int r = calc_parse(V[i].input, strlen(V[i].input), &t, &pe);
-    if (r == 0) calc_pickle_request(&t, &b);
+    if (r == 0) calc_pickle_request_flavour(&t, FLAV, &b);
     if (r == 0 && same(&b, V[i].req, V[i].req_n)) {
       ok++;
     } else {
@@ -226,7 +245,7 @@ static void test_parse_encode(void **state) {
     calc_tree_free(&t);
     calc_buf_free(&b);
   }
-  printf("parse -> request: %zu/%zu non-quirk byte-exact\n", ok, ok + bad);
+  printf("%s parse -> request: %zu/%zu non-quirk byte-exact\n", EXPR_FILE, ok, ok + bad);
   assert_int_equal(bad, 0);
 }
 
@@ -279,7 +298,7 @@ static void test_eval_encode(void **state) {
     }
     calc_tree_free(&t);
   }
-  printf("eval -> response: %zu/%zu non-quirk payloads byte-exact\n", ok, ok + bad);
+  printf("%s eval -> response: %zu/%zu non-quirk payloads byte-exact\n", EXPR_FILE, ok, ok + bad);
   assert_int_equal(bad, 0);
 }
 
@@ -320,7 +339,7 @@ static void test_response_decode(void **state) {
       calc_buf_free(&b);
     }
   }
-  printf("response decode + str(): %zu/%zu\n", ok, ok + bad);
+  printf("%s response decode + str(): %zu/%zu\n", EXPR_FILE, ok, ok + bad);
   assert_int_equal(bad, 0);
 }
 
@@ -637,11 +656,11 @@ static void test_rand_shape(void **state) {
   free(p);
 }
 
-/* ---- legacy-protocol.jsonl ---- */
+/* ---- legacy-protocol.jsonl (and its py3.11.2 twin) ---- */
 
 static uint8_t *proto_response(const char *name, size_t *n, uint8_t **req, size_t *req_n) {
   size_t len;
-  char *txt = read_file("legacy-protocol.jsonl", &len);
+  char *txt = read_file(PROTO_FILE, &len);
   assert_non_null(txt);
   char pat[80];
   snprintf(pat, sizeof pat, "\"name\": \"%s\"", name);
@@ -752,9 +771,50 @@ static void test_protocol_reencode(void **state) {
   check_reencode("steps-no-cache");
 }
 
+/* The same expressions under both Pythons: decoding one file's request and encoding it in the
+ * other flavour gives the other file's request, byte for byte; the 3.11.2 file differs exactly
+ * where an operator (and so an Associativity) is in the graph. */
+static void test_cross_flavour(void **state) {
+  (void)state;
+  size_t na, nb;
+  vec *a = load_expr_vectors("legacy-expressions.jsonl", &na);
+  vec *b = load_expr_vectors("legacy-expressions-py3.11.2.jsonl", &nb);
+  assert_non_null(a);
+  assert_non_null(b);
+  assert_int_equal(na, nb);
+  size_t ok = 0, bad = 0, differ = 0;
+  for (size_t i = 0; i < na; i++) {
+    assert_string_equal(a[i].name, b[i].name);
+    differ += a[i].req_n != b[i].req_n || memcmp(a[i].req, b[i].req, a[i].req_n) != 0;
+    for (int dir = 0; dir < 2; dir++) {
+      const vec *from = dir ? &b[i] : &a[i], *to = dir ? &a[i] : &b[i];
+      calc_tree t;
+      calc_exc e;
+      calc_buf out;
+      calc_buf_init(&out, 0);
+      int r = calc_unpickle_request(from->req, from->req_n, &t, &e);
+      if (r == 0) calc_pickle_request_flavour(&t, dir ? CALC_PICKLE_BY_VALUE : CALC_PICKLE_GETATTR, &out);
+      if (r == 0 && same(&out, to->req, to->req_n)) {
+        ok++;
+      } else {
+        bad++;
+        dump_diff(dir ? "getattr -> by value" : "by value -> getattr", a[i].name, &out, to->req, to->req_n);
+      }
+      calc_tree_free(&t);
+      calc_buf_free(&out);
+    }
+  }
+  printf("cross-flavour re-encoding: %zu/%zu byte-exact (%zu of %zu requests differ between the files)\n", ok,
+         ok + bad, differ, na);
+  free_vectors(a, na);
+  free_vectors(b, nb);
+  assert_int_equal(bad, 0);
+  assert_true(differ > 200);
+}
+
 int main(void) {
   calc_alloc_init();
-  const struct CMUnitTest tests[] = {
+  const struct CMUnitTest by_value[] = {
     cmocka_unit_test(test_request_roundtrip),
     cmocka_unit_test(test_parse_encode),
     cmocka_unit_test(test_eval_encode),
@@ -764,6 +824,19 @@ int main(void) {
     cmocka_unit_test(test_rand_shape),
     cmocka_unit_test(test_protocol_errors),
     cmocka_unit_test(test_protocol_reencode),
+    cmocka_unit_test(test_cross_flavour),
   };
-  return cmocka_run_group_tests(tests, setup, teardown);
+  const struct CMUnitTest getattr_flavour[] = {
+    cmocka_unit_test(test_request_roundtrip),
+    cmocka_unit_test(test_parse_encode),
+    cmocka_unit_test(test_eval_encode),
+    cmocka_unit_test(test_response_decode),
+    cmocka_unit_test(test_protocol_errors),
+    cmocka_unit_test(test_protocol_reencode),
+  };
+  int failed = cmocka_run_group_tests_name("enum members by value (CPython 3.9-3.10, 3.11.7+)", by_value,
+                                           setup_by_value, teardown);
+  failed += cmocka_run_group_tests_name("enum members by name (CPython 3.11.2)", getattr_flavour, setup_getattr,
+                                        teardown);
+  return failed;
 }
