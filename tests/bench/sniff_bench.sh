@@ -18,6 +18,8 @@
 #   BUILD_DIR  holds calc-sniff and pcap_readloop (default: build); use a release build
 #   EXCHANGES  rounds of scenario 3.2 traffic to craft (default 4000: ~200,000 packets)
 #   CONNS      one-request connections of the second capture (default 57042: 570,420 packets)
+# best() prints "WALL CPU", which `set -- $(best ...)` splits on purpose into $1 and $2.
+# shellcheck disable=SC2046
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -70,14 +72,14 @@ set -- $(best "$sniff" verify --golden "$cap" -r "$cap"); w_ver=$1; c_ver=$2
 ratio() { echo "$1 $2" | awk '{printf "%.2f", $1/$2}'; }
 echo "capture: $pkts packets (best of 5 runs; wall and CPU seconds)"
 printf '%-44s %7s s wall %7s s cpu\n' "bare libpcap read loop (pcap_readloop)" "$w_loop" "$c_loop"
-printf '%-44s %7s s wall %7s s cpu  %sx / %sx the bare loop\n' "calc-sniff -r FILE >/dev/null (full analysis)" "$w_full" "$c_full" "$(ratio $w_full $w_loop)" "$(ratio $c_full $c_loop)"
-printf '%-44s %7s s wall %7s s cpu  %sx / %sx the bare loop\n' "calc-sniff --stats (no decoding, no notes)" "$w_sum" "$c_sum" "$(ratio $w_sum $w_loop)" "$(ratio $c_sum $c_loop)"
-printf '%-44s %7s s wall %7s s cpu  %sx / %sx the bare loop\n' "calc-sniff --json (+ every payload decoded)" "$w_json" "$c_json" "$(ratio $w_json $w_loop)" "$(ratio $c_json $c_loop)"
-printf '%-44s %7s s wall %7s s cpu  (2 analyses + compare: %sx / %sx two loops)\n' "calc-sniff verify (file against itself)" "$w_ver" "$c_ver" "$(ratio $w_ver $(echo $w_loop | awk '{print 2*$1}'))" "$(ratio $c_ver $(echo $c_loop | awk '{print 2*$1}'))"
+printf '%-44s %7s s wall %7s s cpu  %sx / %sx the bare loop\n' "calc-sniff -r FILE >/dev/null (full analysis)" "$w_full" "$c_full" "$(ratio "$w_full" "$w_loop")" "$(ratio "$c_full" "$c_loop")"
+printf '%-44s %7s s wall %7s s cpu  %sx / %sx the bare loop\n' "calc-sniff --stats (no decoding, no notes)" "$w_sum" "$c_sum" "$(ratio "$w_sum" "$w_loop")" "$(ratio "$c_sum" "$c_loop")"
+printf '%-44s %7s s wall %7s s cpu  %sx / %sx the bare loop\n' "calc-sniff --json (+ every payload decoded)" "$w_json" "$c_json" "$(ratio "$w_json" "$w_loop")" "$(ratio "$c_json" "$c_loop")"
+printf '%-44s %7s s wall %7s s cpu  (2 analyses + compare: %sx / %sx two loops)\n' "calc-sniff verify (file against itself)" "$w_ver" "$c_ver" "$(ratio "$w_ver" "$(echo "$w_loop" | awk '{print 2*$1}')")" "$(ratio "$c_ver" "$(echo "$c_loop" | awk '{print 2*$1}')")"
 if command -v tshark >/dev/null 2>&1; then
   set -- $(best tshark -r "$cap" -q -z conv,tcp); w_ts=$1; c_ts=$2
   printf '%-44s %7s s wall %7s s cpu\n' "tshark -r FILE -q -z conv,tcp" "$w_ts" "$c_ts"
-  echo "calc-sniff's full analysis is $(ratio $w_ts $w_full)x faster than tshark (wall), $(ratio $c_ts $c_full)x (cpu); --stats $(ratio $w_ts $w_sum)x, --json $(ratio $w_ts $w_json)x (wall)"
+  echo "calc-sniff's full analysis is $(ratio "$w_ts" "$w_full")x faster than tshark (wall), $(ratio "$c_ts" "$c_full")x (cpu); --stats $(ratio "$w_ts" "$w_sum")x, --json $(ratio "$w_ts" "$w_json")x (wall)"
   tgt_ts=$(echo "$w_ts $w_full" | awk '{print ($1 / $2 >= 50) ? "met" : "NOT met"}')
 else
   echo "tshark: not installed here, no comparison (install tshark and rerun)"
@@ -92,7 +94,7 @@ if [ "${CALLGRIND:-0}" = 1 ] && command -v valgrind >/dev/null 2>&1; then
       awk '/Collected/ {print $NF}'
   }
   i_loop=$(ir "$loop" "$cap"); i_full=$(ir "$sniff" -r "$cap"); i_sum=$(ir "$sniff" -r "$cap" --stats)
-  echo "instructions (callgrind): bare loop $i_loop, full analysis $i_full ($(ratio $i_full $i_loop)x), --stats $i_sum ($(ratio $i_sum $i_loop)x)"
+  echo "instructions (callgrind): bare loop $i_loop, full analysis $i_full ($(ratio "$i_full" "$i_loop")x), --stats $i_sum ($(ratio "$i_sum" "$i_loop")x)"
 fi
 
 # The capture of many short connections: full analysis against tshark, --json against the loop.
@@ -103,13 +105,13 @@ set -- $(best "$sniff" -r "$many" --json); w_json=$1; c_json=$2
 echo
 echo "capture of $conns one-request connections: $pkts packets (best of 5 runs; wall and CPU seconds)"
 printf '%-44s %7s s wall %7s s cpu\n' "bare libpcap read loop (pcap_readloop)" "$w_loop" "$c_loop"
-printf '%-44s %7s s wall %7s s cpu  %sx / %sx the bare loop\n' "calc-sniff -r FILE >/dev/null (full analysis)" "$w_full" "$c_full" "$(ratio $w_full $w_loop)" "$(ratio $c_full $c_loop)"
-printf '%-44s %7s s wall %7s s cpu  %sx / %sx the bare loop\n' "calc-sniff --json" "$w_json" "$c_json" "$(ratio $w_json $w_loop)" "$(ratio $c_json $c_loop)"
+printf '%-44s %7s s wall %7s s cpu  %sx / %sx the bare loop\n' "calc-sniff -r FILE >/dev/null (full analysis)" "$w_full" "$c_full" "$(ratio "$w_full" "$w_loop")" "$(ratio "$c_full" "$c_loop")"
+printf '%-44s %7s s wall %7s s cpu  %sx / %sx the bare loop\n' "calc-sniff --json" "$w_json" "$c_json" "$(ratio "$w_json" "$w_loop")" "$(ratio "$c_json" "$c_loop")"
 tgt_json=$(echo "$w_json $w_loop" | awk '{print ($1 / $2 <= 3) ? "met" : "NOT met"}')
 if command -v tshark >/dev/null 2>&1; then
   set -- $(best tshark -r "$many" -q -z conv,tcp); w_ts=$1; c_ts=$2
   printf '%-44s %7s s wall %7s s cpu\n' "tshark -r FILE -q -z conv,tcp" "$w_ts" "$c_ts"
-  echo "calc-sniff's full analysis is $(ratio $w_ts $w_full)x faster than tshark (wall), $(ratio $c_ts $c_full)x (cpu)"
+  echo "calc-sniff's full analysis is $(ratio "$w_ts" "$w_full")x faster than tshark (wall), $(ratio "$c_ts" "$c_full")x (cpu)"
   tgt_ts=$(echo "$w_ts $w_full" | awk '{print ($1 / $2 >= 50) ? "met" : "NOT met"}')
 else
   tgt_ts="not measured (no tshark)"
