@@ -25,6 +25,10 @@ def load_config(path=CONFIG):
         with open(path, encoding="utf-8") as f:
             cfg.update(json.load(f))
     cfg["rules"] = [results.parse_rule(r) for r in cfg["hide"]]
+    # a course's scenario files travel in the bundle: their entries are paths in it
+    source = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if cfg["scenarios"]:
+        cfg["scenarios"] = [os.path.join(source, s) if "/" in s else s for s in cfg["scenarios"]]
     return cfg
 
 

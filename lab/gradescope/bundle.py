@@ -18,11 +18,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 LAB = os.path.dirname(HERE)
 sys.path.insert(0, LAB)
 from calclab_lab.gradebook import parse_weights  # noqa: E402
+from calclab_lab import scenarios as scenarios_mod  # noqa: E402
 from calclab_lab.scenarios import SCENARIOS  # noqa: E402
 from gradescope import results  # noqa: E402
 
 ROOT = os.path.dirname(LAB)
 CONFIG_ENTRY = "lab/gradescope/config.json"
+SCENARIO_ENTRY = "lab/gradescope/scenarios"   # a course's own scenario files travel here
 AT_ROOT = {"setup.sh": os.path.join(HERE, "setup.sh"), "run_autograder": os.path.join(HERE, "run_autograder")}
 
 
@@ -61,10 +63,11 @@ def _entry(name, mode, when):
     return info
 
 
-def build(out, config, root=ROOT):
-    """Write the zip; return the number of entries."""
+def build(out, config, root=ROOT, extra=None):
+    """Write the zip; return the number of entries.  `extra`: {entry name: bytes} (scenario files)."""
     when = commit_time(root)
-    files = [f for f in tracked_files(root) if f not in AT_ROOT and f != CONFIG_ENTRY]
+    extra = extra or {}
+    files = [f for f in tracked_files(root) if f not in AT_ROOT and f != CONFIG_ENTRY and f not in extra]
     tmp = out + ".tmp"
     with zipfile.ZipFile(tmp, "w") as z:
         for name, path in AT_ROOT.items():
@@ -75,9 +78,11 @@ def build(out, config, root=ROOT):
             mode = 0o755 if os.access(path, os.X_OK) else 0o644
             with open(path, "rb") as f:
                 z.writestr(_entry(rel, mode, when), f.read())
+        for name in sorted(extra):
+            z.writestr(_entry(name, 0o644, when), extra[name])
         z.writestr(_entry(CONFIG_ENTRY, 0o644, when), json.dumps(config, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, out)
-    return len(files) + len(AT_ROOT) + 1
+    return len(files) + len(AT_ROOT) + 1 + len(extra)
 
 
 def _names(text, known, what):
@@ -88,7 +93,42 @@ def _names(text, known, what):
     return names
 
 
-def config_from(a):
+def scenario_entries(text):
+    """(the config's scenario list, {zip entry: bytes}): built-in names as they are; scenario files
+    and folders' .toml files checked (read as lab/grade will) and carried in the zip under
+    SCENARIO_ENTRY, named there by the entry's path in the bundle."""
+    names, extra = [], {}
+    for spec in (n.strip() for n in text.split(",")):
+        if not spec:
+            continue
+        if spec in SCENARIOS:
+            names.append(spec)
+            continue
+        if not os.path.exists(spec):
+            raise BundleError(f"unknown scenario {spec!r}: not a built-in ({', '.join(SCENARIOS)}), file or folder")
+        files = [spec] if os.path.isfile(spec) else sorted(os.path.join(spec, f) for f in os.listdir(spec)
+                                                           if f.endswith(".toml"))
+        if not files:
+            raise BundleError(f"{spec}: no .toml scenario files")
+        for f in files:
+            try:
+                scn = scenarios_mod.load(f)
+            except scenarios_mod.ScenarioError as e:
+                raise BundleError(str(e))
+            entry = f"{SCENARIO_ENTRY}/{scn.name}.toml"
+            with open(f, "rb") as fh:
+                data = fh.read()
+            if extra.get(entry, data) != data or scn.name in names:
+                raise BundleError(f"two scenarios named {scn.name!r}")
+            extra[entry] = data
+            names.append(entry)
+    if not names:
+        raise BundleError(f"no scenarios in {text!r}")
+    return names, extra
+
+
+def config_from(a, extra=None):
+    """The config.json of the bundle; a course's scenario files go into `extra` (a dict)."""
     rules = []
     for r in a.hide:
         try:
@@ -102,10 +142,17 @@ def config_from(a):
         raise BundleError(f"--role-weights: {e}")
     return {"roles": _names(a.roles, results.ROLES, "role(s)") if a.roles else None,
             "role_weights": ",".join(f"{r}={p:g}" for r, p in weights.items()) if weights else None,
-            "scenarios": _names(a.scenarios, list(SCENARIOS), "scenario(s)") if a.scenarios else None,
+            "scenarios": _scenarios(a.scenarios, extra) if a.scenarios else None,
             "client_stdin": a.client_stdin,
             "visibility": a.visibility, "hide": rules, "stdout_visibility": a.stdout_visibility,
             "time_limit": a.time_limit}
+
+
+def _scenarios(text, extra):
+    names, files = scenario_entries(text)
+    if extra is not None:
+        extra.update(files)
+    return names
 
 
 def main(argv=None):
@@ -119,7 +166,8 @@ def main(argv=None):
                                     "default: every role file found); calclab's programs play the others")
     ap.add_argument("--role-weights", metavar="ROLE=POINTS,...",
                     help="the points each role is worth, as lab/grade --role-weights (e.g. server=40,proxy=40,client=20)")
-    ap.add_argument("--scenarios", help="comma-separated scenarios (default: lab/grade's, 3.1,3.2,3.3)")
+    ap.add_argument("--scenarios", help="comma-separated built-in scenarios, scenario files or folders of them "
+                                        "(the files travel in the zip; default: lab/grade's, 3.1,3.2,3.3)")
     ap.add_argument("--client-stdin", metavar="TEXT",
                     help="standard input of the student's client, as lab/grade --client-stdin (e.g. '{example}\\nstop\\n')")
     ap.add_argument("--visibility", choices=results.VISIBILITIES, default="visible",
@@ -138,8 +186,9 @@ def main(argv=None):
     except SystemExit as e:
         return 2 if e.code else 0
     try:
-        cfg = config_from(a)
-        n = build(os.path.abspath(a.out), cfg)
+        extra = {}
+        cfg = config_from(a, extra)
+        n = build(os.path.abspath(a.out), cfg, extra=extra)
     except (BundleError, OSError) as e:
         print(f"lab/gradescope-bundle: {e}", file=sys.stderr)
         return 2

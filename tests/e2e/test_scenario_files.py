@@ -193,3 +193,53 @@ def test_the_builtins_made_goldens_verify_against_the_recorded_captures(goldens)
             v = sniff.verify(capture, golden)
             assert v["status"] == "pass", (name, capture, v.get("reason"),
                                            [c for c in v["checks"] if not c["passed"]])
+
+
+def handin(folder):
+    """tests/student's programs as a hand-in: server.py, proxy.py, client.py next to api.py and
+    calculator.py; the client hard-codes E1, as the course's skeleton does."""
+    folder.mkdir(parents=True)
+    for dst, src in (("server.py", "calc_server.py"), ("proxy.py", "calc_proxy.py"), ("client.py", "calc_client.py"),
+                     ("api.py", "api.py"), ("calculator.py", "calculator.py")):
+        text = open(os.path.join(STUDENT, src)).read()
+        if dst == "client.py":
+            assert "else a.expression\n" in text
+            text = text.replace("else a.expression\n", "else (a.expression or calculator.EXAMPLES[1])\n")
+        (folder / dst).write_text(text)
+    return folder
+
+
+def test_a_course_file_travels_in_the_bundle_and_reaches_grade_repo(tmp_path, goldens):
+    import zipfile
+    f = course_file(tmp_path)
+    z = tmp_path / "autograder.zip"
+    r = run([PY, os.path.join(LAB, "gradescope-bundle"), "--out", str(z), "--scenarios", f"{f},3.2"])
+    assert r.returncode == 0, r.stdout + r.stderr
+    with zipfile.ZipFile(z) as zf:
+        cfg = json.loads(zf.read("lab/gradescope/config.json"))
+        assert zf.read("lab/gradescope/scenarios/quiz.toml") == open(f, "rb").read()
+        zf.extractall(tmp_path / "source")
+    assert cfg["scenarios"] == ["lab/gradescope/scenarios/quiz.toml", "3.2"]
+    # run_autograder reads the entries as paths in the unpacked bundle
+    got = subprocess.run([PY, "-c", "import autograder; print(autograder.load_config()['scenarios'])"],
+                         cwd=tmp_path / "source" / "lab" / "gradescope", capture_output=True, text=True, timeout=60)
+    assert got.stdout.strip() == str([str(tmp_path / "source" / "lab" / "gradescope" / "scenarios" / "quiz.toml"),
+                                      "3.2"]), got.stderr
+    # a file that breaks the rules is refused when the bundle is made, saying why
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[steps]]\nask = "E1"\nclients = 2\n')
+    r = run([PY, os.path.join(LAB, "gradescope-bundle"), "--out", str(tmp_path / "x.zip"), "--scenarios", str(bad)])
+    assert r.returncode == 2 and "depends on timing" in r.stderr and not (tmp_path / "x.zip").exists()
+    # Classroom's grade-repo: the file given relative to where it runs
+    repo = handin(tmp_path / "repo")
+    r = subprocess.run([PY, os.path.join(LAB, "classroom", "grade-repo"), str(repo), "--out", str(tmp_path / "fb"),
+                        "--summary", str(tmp_path / "summary.md"), "--scenarios", "course/quiz.toml"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                       env={k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"} | {"CALCLAB_BUILD": BUILD})
+    with open(tmp_path / "fb" / "grades.json") as fh:
+        e = json.load(fh)["submissions"][0]
+    assert [s["scenario"] for s in e["scenarios"]] == ["quiz"], e.get("status")
+    # the skeleton's client asks E1 every time: judged on what it sent (the course's file adapted:
+    # the request after the server stopped is then a hit), full marks
+    assert e["status"] == "graded" and e["score"] == e["max_score"], (e["status"], r.stdout[-2000:])
+    assert "(hit)" in e["scenarios"][0]["adapted"].rsplit("request 5:", 1)[1]
