@@ -44,10 +44,36 @@ def test_check_vectors_tool_both_sides():
     assert check_vectors_tool("legacy-expressions.jsonl", "client") == 350
 
 
-def test_check_vectors_tool_server_side_getattr_flavour():
+def test_check_vectors_tool_getattr_flavour():
     """calc-server answers every request pickled as CPython 3.11.2 pickles it as the reference
-    does: 700/700."""
+    does (700/700); calc-client --pickle-flavour getattr sends the reference's 3.11.2 request
+    bytes and prints what it prints (350/350), and by value it sends the other file's bytes
+    (so only the 124 requests without an operator match)."""
     assert check_vectors_tool("legacy-expressions-py3.11.2.jsonl", "server") == 700
+    assert check_vectors_tool("legacy-expressions-py3.11.2.jsonl", "client", "--pickle-flavour", "getattr") == 350
+    tool = str(REPO / "tests" / "tools" / "check_vectors.py")
+    r = subprocess.run(["/usr/bin/python3", tool, str(VECTORS / "legacy-expressions-py3.11.2.jsonl"), "--side",
+                        "client", "--client", exe("calc-client")], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 1 and r.stdout.strip().splitlines()[-1].startswith("124/350 "), r.stdout[-500:]
+
+
+def test_client_pickle_flavour_option(procs):
+    """--pickle-flavour: E1 is 687 bytes by value, 706 by getattr (E2 376/395), the same answer
+    printed; a bad value is a usage error; --help documents it."""
+    _, sport = procs.server()
+    outs = {}
+    for flavour, e1, e2 in (("value", 687, 376), ("getattr", 706, 395)):
+        for expr, size in ((E1, e1), (E2, e2)):
+            r = client(sport, expr, "--pickle-flavour", flavour)
+            assert r.returncode == 0, r.stderr
+            assert f"Sending request of length {size} bytes" in r.stdout
+            outs.setdefault(expr, set()).add(client_body(r.stdout, sport))
+    assert all(len(bodies) == 1 for bodies in outs.values())
+    assert "Sending request of length 687 bytes" in client(sport, E1).stdout   # by value by default
+    r = subprocess.run([exe("calc-client"), "--pickle-flavour", "name", "1"], capture_output=True, text=True)
+    assert r.returncode == 2 and "--pickle-flavour takes value or getattr, not 'name'" in r.stderr
+    help_text = subprocess.run([exe("calc-client"), "--help"], capture_output=True, text=True).stdout
+    assert "--pickle-flavour value|getattr" in help_text and "3.11.2" in help_text
 
 
 @pytest.mark.parametrize("flavour", sorted(FLAVOURS))

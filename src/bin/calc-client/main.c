@@ -27,6 +27,7 @@ typedef struct options {
   bool steps, cache, json, local;
   uint16_t max_age;
   int timeout_ms;
+  calc_pickle_flavour flavour;
   const char *expr;
 } options;
 
@@ -47,6 +48,12 @@ static void usage(FILE *f) {
           "      --json          print one JSON object instead of the reference's lines\n"
           "      --local         no connection: the request is answered here by calc-server's own\n"
           "                      rules (the answer a server gives it, printed as above)\n"
+          "      --pickle-flavour value|getattr\n"
+          "                      how the request pickles the operators' Associativity enum members:\n"
+          "                      'value' (default) as CPython 3.9-3.10 and 3.11.7+ do,\n"
+          "                      Associativity(0); 'getattr' as CPython 3.11.2 (Debian 12's\n"
+          "                      python3) does, getattr(Associativity, 'LEFT'). The bytes are the\n"
+          "                      reference client's under that Python (E1: 687 or 706 bytes)\n"
           "  -h, --help          show this help\n\n"
           "Functions: sin cos tan sqrt log max min pow rand; constants: pi tau e;\n"
           "operators: + - * / %% ** with Python's precedence. Quote the expression for the shell.\n"
@@ -274,13 +281,13 @@ out:
 }
 
 static void parse_args(int argc, char **argv, options *o) {
-  enum { OPT_NOSTEPS = 256, OPT_NOCACHE, OPT_MAXAGE, OPT_TIMEOUT, OPT_JSON, OPT_LOCAL };
+  enum { OPT_NOSTEPS = 256, OPT_NOCACHE, OPT_MAXAGE, OPT_TIMEOUT, OPT_JSON, OPT_LOCAL, OPT_FLAVOUR };
   static const struct option opts[] = {
       {"host", required_argument, 0, 'H'},          {"port", required_argument, 0, 'p'},
       {"no-steps", no_argument, 0, OPT_NOSTEPS},     {"no-cache", no_argument, 0, OPT_NOCACHE},
       {"max-age", required_argument, 0, OPT_MAXAGE}, {"timeout", required_argument, 0, OPT_TIMEOUT},
       {"json", no_argument, 0, OPT_JSON},            {"help", no_argument, 0, 'h'},
-      {"local", no_argument, 0, OPT_LOCAL},
+      {"local", no_argument, 0, OPT_LOCAL},          {"pickle-flavour", required_argument, 0, OPT_FLAVOUR},
       {0, 0, 0, 0}};
   int c;
   /* "+" stops at the first non-option so "-2 * 3" after "--" or as the expression works. */
@@ -294,6 +301,17 @@ static void parse_args(int argc, char **argv, options *o) {
       case OPT_TIMEOUT: o->timeout_ms = 1000 * (int)util_parse_long("calc-client", "--timeout", optarg, 1, 86400); break;
       case OPT_JSON: o->json = true; break;
       case OPT_LOCAL: o->local = true; break;
+      case OPT_FLAVOUR:
+        if (strcmp(optarg, "value") == 0) {
+          o->flavour = CALC_PICKLE_BY_VALUE;
+        } else if (strcmp(optarg, "getattr") == 0) {
+          o->flavour = CALC_PICKLE_GETATTR;
+        } else {
+          fprintf(stderr, "calc-client: --pickle-flavour takes value or getattr, not '%s'\n", optarg);
+          usage(stderr);
+          exit(2);
+        }
+        break;
       case 'h': usage(stdout); exit(0);
       default: usage(stderr); exit(2);
     }
@@ -309,7 +327,7 @@ static void parse_args(int argc, char **argv, options *o) {
 
 int main(int argc, char **argv) {
   options o = {.host = "127.0.0.1", .port = 9999, .steps = true, .cache = true,
-               .max_age = CALC_CACHE_FOREVER, .timeout_ms = 30000};
+               .max_age = CALC_CACHE_FOREVER, .timeout_ms = 30000, .flavour = CALC_PICKLE_BY_VALUE};
   parse_args(argc, argv, &o);
   calc_alloc_init();
   signal(SIGPIPE, SIG_IGN);
@@ -327,7 +345,7 @@ int main(int argc, char **argv) {
   calc_buf_init(&request, 0);
   calc_buf_init(&response, 0);
   int rc = 2;
-  if (calc_pickle_request(&tree, &payload) < 0 || payload.len > CALC_MAX_PAYLOAD) {
+  if (calc_pickle_request_flavour(&tree, o.flavour, &payload) < 0 || payload.len > CALC_MAX_PAYLOAD) {
     fprintf(stderr, "calc-client: the expression does not fit one message (%zu bytes of payload, at most %u)\n",
             payload.len, CALC_MAX_PAYLOAD);
     goto out;
