@@ -238,3 +238,33 @@ def test_lab_status_is_the_verdict_record(capture, tmp_path, monkeypatch):
     assert v["status"] == "usage"
     assert v["reason"].startswith(f"calc-sniff: {junk}: cannot read capture"), v["reason"]
     assert v["checks"] == []
+
+
+def test_both_pickle_flavours_show_their_expressions(tmp_path):
+    """A capture of scenario 3.2 whose requests are pickled as CPython 3.11.2 (Debian 12's
+    python3) pickles them (enum members by name: E1 706 bytes, E2 395) reads as the by-value one
+    does: every request shows its expression, none is malformed, the same expressions and
+    answers in the same places; only the request sizes (and so the sequence numbers) differ."""
+    vectors = REPO / "captures" / "vectors"
+    craft = REPO / "tests" / "bench" / "craft_capture.py"
+    msgs = {}
+    for flavour, name in (("value", "legacy-expressions.jsonl"), ("getattr", "legacy-expressions-py3.11.2.jsonl")):
+        pcap = tmp_path / f"{flavour}.pcap"
+        subprocess.run([sys.executable, str(craft), str(pcap), str(vectors / name), "3.2", "1"], check=True,
+                       capture_output=True)
+        out = sniff("-r", str(pcap), "--json")
+        assert out.returncode == 0, out.stderr
+        records = [__import__("json").loads(line) for line in out.stdout.decode().splitlines()]
+        msgs[flavour] = [r for r in records if r["type"] == "msg"]
+        assert b"undecodable request" not in sniff("-r", str(pcap)).stdout
+    for flavour in msgs:
+        requests = [m for m in msgs[flavour] if m["kind"] == "request"]
+        assert len(requests) == 5 and all(not m["malformed"] and m["expression"] for m in requests)
+    sizes = {f: sorted({m["size"] for m in msgs[f] if m["kind"] == "request"}) for f in msgs}
+    assert sizes == {"value": [376, 687], "getattr": [395, 706]}
+
+    def shown(ms):
+        return [(m["conn"], m["kind"], m.get("expression"), m.get("result")) for m in ms]
+    assert shown(msgs["getattr"]) == shown(msgs["value"])
+    assert {m["expression"] for m in msgs["getattr"] if m["kind"] == "request"} == {
+        "(sin(max(2, (3 * 4), 5, (6 * ((7 * 8) / 9)), (10 / 11))) / 12) * 13", "max(2, 3) + 3"}
