@@ -5,5 +5,6 @@ std = "lua52"
 max_line_length = 120
 files["calc.lua"] = {
   read_globals = { "Proto", "ProtoField", "ProtoExpert", "Pref", "Field", "Listener", "NSTime", "DissectorTable",
-                   "Dissector", "ByteArray", "base", "expert", "frametype", "dissect_tcp_pdus" },
+                   "Dissector", "ByteArray", "base", "expert", "frametype", "dissect_tcp_pdus",
+                   "register_postdissector" },
 }

@@ -65,11 +65,13 @@ local f = {
   response_in = ProtoField.framenum("calc.response_in", "Response in frame", base.NONE, frametype.RESPONSE),
   request_in = ProtoField.framenum("calc.request_in", "Request in frame", base.NONE, frametype.REQUEST),
   response_time = ProtoField.relative_time("calc.response_time", "Time since request"),
+  missing = ProtoField.uint32("calc.missing", "Bytes never sent", base.DEC),
+  sender_port = ProtoField.uint16("calc.sender_port", "Sent from port", base.DEC),
 }
 calc.fields = { f.time, f.length, f.flags, f.reserved, f.cache, f.steps_flag, f.request, f.status,
                 f.cache_control, f.padding, f.payload_length, f.pickle_protocol, f.expression,
                 f.result, f.steps, f.steps_count, f.error_type, f.error_message, f.response_in, f.request_in,
-                f.response_time }
+                f.response_time, f.missing, f.sender_port }
 
 -- Expert infos: key, filter name, summary, group, severity.
 local ex, expert_list = {}, {}
@@ -85,6 +87,8 @@ for _, e in ipairs({
   { "error_answer", "calc.error_answer", "Error answer", expert.group.RESPONSE_CODE, expert.severity.NOTE },
   { "bad_status", "calc.bad_status", "Status outside the protocol", expert.group.PROTOCOL, expert.severity.WARN },
   { "no_request", "calc.no_request", "Response without a request", expert.group.SEQUENCE, expert.severity.WARN },
+  { "cut_short", "calc.cut_short", "Message cut short by the end of its stream", expert.group.MALFORMED,
+    expert.severity.WARN },
 }) do
   ex[e[1]] = ProtoExpert.new(e[2], e[3], e[4], e[5])
   expert_list[#expert_list + 1] = ex[e[1]]
@@ -131,22 +135,20 @@ local framing = {}             -- direction key -> { expect, have, total, header
 local first_msg_segments = {}  -- "frame/direction" -> segments of the first message completing there
 local tap_frame = 0            -- the last frame the tap read since it started (or was reset)
 
--- Feeds one segment's bytes (data, starting at sequence number seq) to the direction's framer.
-local function count_segment(key, seq, data)
-  local st = framing[key]
-  if st == false then return end
-  if st == nil then
-    st = { expect = seq, have = 0, header = "", segs = 0 }
-    framing[key] = st
-  end
-  if seq + #data <= st.expect then return end              -- a retransmission
-  if seq > st.expect then framing[key] = false; return end -- a gap: message boundaries are lost
+-- Feeds one segment's bytes (data, starting at sequence number seq, in frame number frame) to
+-- a direction's framer state st (nil: none yet). Returns the state, or false once the
+-- direction's message boundaries are lost.
+local function feed(st, seq, data, frame)
+  if st == false then return false end
+  if st == nil then st = { expect = seq, have = 0, header = "", segs = 0 } end
+  if seq + #data <= st.expect then return st end   -- a retransmission
+  if seq > st.expect then return false end         -- a gap: message boundaries are lost
   data = data:sub(st.expect - seq + 1)
   st.expect = st.expect + #data
   if st.have > 0 then st.segs = st.segs + 1 end
   local i = 1
   while i <= #data do
-    if st.have == 0 then st.segs, st.header = 1, "" end
+    if st.have == 0 then st.segs, st.header, st.start_frame = 1, "", frame end
     local take
     if st.have < HEADER_SIZE then
       take = math.min(HEADER_SIZE - st.have, #data - i + 1)
@@ -157,17 +159,26 @@ local function count_segment(key, seq, data)
     st.have, i = st.have + take, i + take
     if st.have == HEADER_SIZE then
       st.total = st.header:byte(5) * 256 + st.header:byte(6)
-      if st.total < HEADER_SIZE then framing[key] = false; return end
+      if st.total < HEADER_SIZE then return false end
     end
     if st.have >= HEADER_SIZE and st.have == st.total then st.have = 0 end
   end
+  return st
+end
+
+-- The segment's TCP payload, its sequence number and length, where the frame holds it whole.
+local function segment_data(tvb)
+  local port, seq, len, hdr_len = f_srcport(), f_seq(), f_len(), f_hdr_len()
+  if not (port and seq and len and hdr_len) or port.offset + hdr_len.value + len.value > tvb:len() then return nil end
+  return tvb:raw(port.offset + hdr_len.value, len.value), seq.value
 end
 
 local function tap_segment(pinfo, tvb)
   tap_frame = pinfo.number
-  local port, seq, len, hdr_len = f_srcport(), f_seq(), f_len(), f_hdr_len()
-  if not (port and seq and len and hdr_len) or port.offset + hdr_len.value + len.value > tvb:len() then return end
-  count_segment(direction_key(pinfo), seq.value, tvb:raw(port.offset + hdr_len.value, len.value))
+  local data, seq = segment_data(tvb)
+  if not data then return end
+  local key = direction_key(pinfo)
+  framing[key] = feed(framing[key], seq, data, pinfo.number)
 end
 
 -- The tap sees only the segments of the ports that decode as calc (the preference's and those
@@ -243,11 +254,14 @@ end
 
 local function message_id(pinfo, index) return pinfo.number .. "/" .. index end
 
-local function pair_message(pinfo, index, is_request)
+-- sport, dport: the message's ports where they are not the frame's (a message cut short by
+-- the other side's RST).
+local function pair_message(pinfo, index, is_request, sport, dport)
   local id = message_id(pinfo, index)
   if pinfo.visited then return pairs_of[id] end
   -- the queue of the requests this message's sender sent, or of those it was sent
-  local dir = connection_key(pinfo) .. "/" .. tostring(is_request and pinfo.src_port or pinfo.dst_port)
+  sport, dport = sport or pinfo.src_port, dport or pinfo.dst_port
+  local dir = connection_key(pinfo) .. "/" .. tostring(is_request and sport or dport)
   local q = unanswered[dir]
   if not q then
     q = { first = 1, last = 0 }
@@ -391,6 +405,9 @@ local function missing_bytes_note(tree, have, size)
 end
 
 local frame_messages = 0  -- messages dissected so far in the frame being dissected
+-- Direction key -> the last frame where a message was shown without all its bytes (a snaplen
+-- cut, or TCP's reassembly off): such a message is not shown again when its stream ends.
+local partial_shown = {}
 
 -- One message as dissect_tcp_pdus hands it over: exactly its bytes, or the part of them this
 -- frame holds.
@@ -403,6 +420,7 @@ local function dissect_message(tvb, pinfo, root)
   local items = show_header(tree, tvb)
   local info
   if have < 8 then
+    partial_shown[direction_key(pinfo)] = pinfo.number
     missing_bytes_note(tree, have, have >= 6 and tvb(4, 2):uint() or nil)
     info = "Malformed message: header cut after " .. have .. " B"
   else
@@ -416,6 +434,7 @@ local function dissect_message(tvb, pinfo, root)
                                             "header: the rest of this direction cannot be framed")
       info = "Malformed " .. kind:lower() .. ": total length " .. size
     elseif have < HEADER_SIZE then
+      partial_shown[direction_key(pinfo)] = pinfo.number
       missing_bytes_note(tree, have, size)
       info = "Malformed " .. kind:lower() .. ": header cut after " .. have .. " B"
     else
@@ -423,6 +442,7 @@ local function dissect_message(tvb, pinfo, root)
       local nseg = message_segments(pinfo, first)
       info = kind .. " " .. size .. " B" .. (nseg > 1 and " in " .. nseg .. " segments" or "")
       if have < size then
+        partial_shown[direction_key(pinfo)] = pinfo.number
         missing_bytes_note(tree, have, size)
         info = info .. (not is_request and status ~= 200 and ": status " .. status .. " (bytes missing)" or
                         " (bytes missing)")
@@ -478,6 +498,98 @@ function calc.dissector(tvb, pinfo, tree)
   dissect_tcp_pdus(tvb, tree, HEADER_SIZE, message_length, dissect_message, true)
   return tvb:reported_len()
 end
+
+-- ---- messages cut short: a FIN ends its sender's direction, a RST both directions, and a
+-- message begun there but not whole then never will be (a proxy that forwards only the
+-- 12-byte header, then closes). TCP never hands such a message over, so a postdissector shows
+-- it in the frame that ended it, as calc-sniff reports it: its header as far as it came, the
+-- bytes it had and those that never came. It reads the segment tap's framing of the frames
+-- before (on the pass where the tap is behind this frame) plus this segment's own bytes; what
+-- it finds is kept per frame for later re-dissections.
+local calc_end = Proto("calc_end", "Calculator protocol: messages cut short")
+local f_fin, f_rst, f_dstport = Field.new("tcp.flags.fin"), Field.new("tcp.flags.reset"), Field.new("tcp.dstport")
+local calc_ports = {}  -- port -> true for every port that decodes as calc (calc.init)
+local cut_short = {}   -- frame number -> the messages that frame cut short
+local ended = {}       -- direction key -> the frame of its FIN or of the connection's RST
+
+-- The direction's partial message that this frame ends, or nil (also when an earlier frame
+-- ended the direction: a retransmitted FIN, a RST after a FIN).
+local function cut_message(key, port, st, by, frame)
+  if ended[key] and ended[key] < frame then return nil end
+  ended[key] = frame
+  if not st or st.have == 0 or (partial_shown[key] or 0) >= st.start_frame then return nil end
+  return { header = st.header, have = st.have, total = st.total, segs = st.segs, by = by, key = key, port = port }
+end
+
+local function find_cut_short(tvb, pinfo)
+  local fin, rst = f_fin(), f_rst()
+  local found = {}
+  if not ((fin and fin.value) or (rst and rst.value)) then return found end
+  local key = direction_key(pinfo)
+  local st = framing[key]
+  local data, seq = segment_data(tvb)
+  if data and #data > 0 and st ~= false then
+    -- this segment's bytes come before its FIN: the tap reads them only after this frame
+    local copy = {}
+    for k, v in pairs(st or {}) do copy[k] = v end
+    st = feed(st and copy, seq, data, pinfo.number)
+  end
+  if fin and fin.value and not (rst and rst.value) then
+    -- a FIN after a gap in the stream ends a message whose bytes are missing, not cut short
+    if st and data and seq + #data == st.expect then
+      found[#found + 1] = cut_message(key, pinfo.src_port, st, "FIN", pinfo.number)
+    end
+    ended[key] = ended[key] or pinfo.number
+  else
+    found[#found + 1] = cut_message(key, pinfo.src_port, st, "RST", pinfo.number)
+    local other = connection_key(pinfo) .. "/" .. tostring(pinfo.dst_port)
+    found[#found + 1] = cut_message(other, pinfo.dst_port, framing[other], "RST", pinfo.number)
+  end
+  return found
+end
+
+local function show_cut_short(root, pinfo, m)
+  local first = first_in_frame(pinfo)
+  frame_messages = first and 1 or frame_messages + 1
+  pinfo.cols.protocol:set("CALC")
+  local hdr = ByteArray.new(m.header, true):tvb("Message cut short")
+  local tree = root:add(calc, hdr:range(0, #m.header))
+  show_header(tree, hdr)
+  -- a RST from either side cuts both directions: which one this message was sent in
+  tree:add(f.sender_port, m.port):set_generated()
+  local why = m.by == "FIN" and "its sender closed its side of the connection (FIN)" or
+              "the connection was reset (RST)"
+  local info
+  if m.have < 8 then
+    tree:add_proto_expert_info(ex.cut_short, "Cut short inside its header: " .. why .. " after the message's first " ..
+                               m.have .. " bytes")
+    info = "Malformed message: cut short by " .. m.by .. " after " .. m.have .. " B"
+  else
+    local flags = hdr(6, 2):uint()
+    local is_request = math.floor(flags / 0x400) % 2 == 1
+    local size = hdr(4, 2):uint()
+    local missing = size - m.have
+    local item = tree:add(f.missing, missing):set_generated()
+    item:add_proto_expert_info(ex.cut_short, "Cut short: " .. why .. " after " .. m.have .. " of the message's " ..
+                               size .. " bytes; " .. missing .. " never came")
+    info = (is_request and "Request " or "Response ") .. size .. " B" ..
+           (m.segs > 1 and " in " .. m.segs .. " segments" or "") .. " cut short by " .. m.by .. ": " ..
+           missing .. " B missing"
+    local other = m.port == pinfo.src_port and pinfo.dst_port or pinfo.src_port
+    show_pair(tree, pair_message(pinfo, frame_messages, is_request, m.port, other), is_request)
+  end
+  tree:set_text("Calculator protocol: " .. info)
+  set_info(pinfo, info, first)
+end
+
+function calc_end.dissector(tvb, pinfo, tree)
+  local sport, dport = f_srcport(), f_dstport()
+  if not (sport and dport and (calc_ports[sport.value] or calc_ports[dport.value])) then return end
+  if tap_frame < pinfo.number then cut_short[pinfo.number] = find_cut_short(tvb, pinfo) end
+  for _, m in ipairs(cut_short[pinfo.number] or {}) do show_cut_short(tree, pinfo, m) end
+end
+
+register_postdissector(calc_end)
 
 -- Registration: the ports preference, and "Decode As" offers calc on any other TCP port.
 local tcp_port = DissectorTable.get("tcp.port")
@@ -541,9 +653,16 @@ function calc.init()
   tap_frame = 0
   unanswered = {}
   pairs_of = {}
+  partial_shown = {}
+  cut_short = {}
+  ended = {}
+  calc_ports = {}
   local ports = {}
   for port = 0, 65535 do
-    if decodes_as_calc(port) then ports[#ports + 1] = port end
+    if decodes_as_calc(port) then
+      ports[#ports + 1] = port
+      calc_ports[port] = true
+    end
   end
   start_segment_tap(ports)
 end

@@ -51,7 +51,7 @@ SNIFF_TEXT_MAX = 4096
 
 DLT_NULL, DLT_EN10MB = 0, 1
 LO = bytes([127, 0, 0, 1])
-SYN, FIN, PSH_ACK, ACK, SYN_ACK, FIN_ACK = 0x02, 0x01, 0x18, 0x10, 0x12, 0x11
+SYN, FIN, PSH_ACK, ACK, SYN_ACK, FIN_ACK, RST_ACK, FIN_PSH_ACK = 0x02, 0x01, 0x18, 0x10, 0x12, 0x11, 0x14, 0x19
 # IPv4's 16-bit total length leaves 65495 bytes of TCP payload per segment.
 MAX_SEGMENT = 65495
 
@@ -115,10 +115,25 @@ class Conn:
             self.seq[side] += n
             i, k = i + n, k + 1
 
-    def close(self):
-        self.cap.packet(*self.ports["c"], self.seq["c"], self.seq["s"], FIN_ACK)
-        self.cap.packet(*self.ports["s"], self.seq["s"], self.seq["c"] + 1, FIN_ACK)
-        self.cap.packet(*self.ports["c"], self.seq["c"] + 1, self.seq["s"] + 1, ACK)
+    def close(self, first="c"):
+        """FIN teardown, side first first."""
+        a, b = first, "s" if first == "c" else "c"
+        self.cap.packet(*self.ports[a], self.seq[a], self.seq[b], FIN_ACK)
+        self.cap.packet(*self.ports[b], self.seq[b], self.seq[a] + 1, FIN_ACK)
+        self.cap.packet(*self.ports[a], self.seq[a] + 1, self.seq[b] + 1, ACK)
+
+    def reset(self, side):
+        self.cap.packet(*self.ports[side], self.seq[side], self.seq["s" if side == "c" else "c"], RST_ACK)
+
+    def send_fin(self, side, data):
+        """data and the side's FIN in one segment."""
+        other = "s" if side == "c" else "c"
+        self.cap.packet(*self.ports[side], self.seq[side], self.seq[other], FIN_PSH_ACK, data)
+        self.seq[side] += len(data) + 1
+
+    def skip(self, side, n):
+        """n bytes of the side's stream that the capture never saw."""
+        self.seq[side] += n
 
 
 def message(payload, request=True, status=200, cache=True, steps=True, cc=65535, t=0x638F6089, total=None):
@@ -202,6 +217,59 @@ def craft_segments(path, proxy_port=9998, server_port=9999):
         c.send("c", data[1:], [data[0] % 37 + 1])
         c.close()
     cap.write(path)
+
+
+def craft_cut_short(path):
+    """Messages their stream's end cut short: a proxy that forwards only the 12-byte header
+    upstream, then closes (the server closes too; the proxy answers its client); a request
+    reset (RST) after its second segment; an answer whose last segment carries the server's
+    FIN; headers cut inside by a FIN (5 bytes: no total length) and by the server's RST (8
+    bytes: length and kind known); a request answered after its sender's FIN cut it (the
+    reference answers a short request); and one whose bytes went missing before the FIN (a
+    gap: bytes missing, not cut short, in both decoders). Returns the expected Info of each
+    cut-short message, in frame order."""
+    cap = Pcap()
+    msgs = golden_payloads()
+    req = next(m for m in msgs if m[6] & 0x04)
+    resp = next(m for m in msgs if not m[6] & 0x04)
+    c = Conn(cap, 42000, 9998)
+    c.send("c", req)
+    up = Conn(cap, 42001, 9999)
+    up.send("c", req[:12])
+    up.close()
+    c.send("s", resp)
+    c.close()
+    c = Conn(cap, 42002, 9999)
+    c.send("c", req[:300], [100, 200])
+    c.reset("c")
+    c = Conn(cap, 42003, 9999)
+    c.send("c", req)
+    c.send("s", resp[:400])
+    c.send_fin("s", resp[400:500])
+    c.close("c")
+    c = Conn(cap, 42004, 9999)
+    c.send("c", req[:5])
+    c.close()
+    c = Conn(cap, 42005, 9999)
+    c.send("c", req[:8])
+    c.reset("s")
+    c = Conn(cap, 42006, 9998)
+    c.send("c", req[:200])
+    c.send_fin("c", b"")
+    c.send("s", resp)
+    c.close("s")
+    c = Conn(cap, 42007, 9999)
+    c.send("c", req[:100])
+    c.skip("c", 50)
+    c.close()
+    cap.write(path)
+    n = len(req)
+    return [f"Request {n} B cut short by FIN: {n - 12} B missing",
+            f"Request {n} B in 2 segments cut short by RST: {n - 300} B missing",
+            f"Response {len(resp)} B in 2 segments cut short by FIN: {len(resp) - 500} B missing",
+            "Malformed message: cut short by FIN after 5 B",
+            f"Request {n} B cut short by RST: {n - 8} B missing",
+            f"Request {n} B cut short by FIN: {n - 200} B missing"]
 
 
 def reference_vectors():
@@ -411,6 +479,13 @@ def tshark_view(p):
     """One tshark PDU reduced to what calc-sniff's JSON says about a message."""
     fl = p.get("calc.flags_tree", {})
     ex = experts(p)
+    had = None
+    if "calc.cut_short" in ex:
+        if "calc.missing" not in p:
+            return {"cut": True, "had": int(re.search(r"first (\d+) bytes", ex["calc.cut_short"]).group(1))}
+        had = int(p["calc.length"]) - int(p["calc.missing"])
+        if had < 12:
+            return {"cut": True, "had": had}
     if "calc.expression" in p:
         text = p["calc.expression"]
     elif "calc.result" in p:
@@ -425,7 +500,16 @@ def tshark_view(p):
             "request": fl.get("calc.flags.request") == "1", "cache": fl.get("calc.flags.cache") == "1",
             "steps": fl.get("calc.flags.steps") == "1", "reserved": int(fl.get("calc.flags.reserved", "0"), 16),
             "status": int(p["calc.status"]), "cache_control": int(p["calc.cache_control"]), "text": text,
-            "malformed": "calc.undecodable" in ex or "calc.bad_length" in ex}
+            "malformed": "calc.undecodable" in ex or "calc.bad_length" in ex, "cut": had is not None, "had": had}
+
+
+def cut_short(m, conns):
+    """Whether calc-sniff's message m was cut short by its stream's end: not whole, none of its
+    bytes missing, and its direction ended by its sender's FIN or by a RST (Zeek's history
+    letters: F/f a FIN from the originator/responder, R/r a RST)."""
+    history = conns[m["conn"]]["history"]
+    ended = ("F" if m["dir"] == "orig" else "f") in history or "R" in history or "r" in history
+    return not m["complete"] and not m["bytes_missing"] and not m["malformed"] and ended
 
 
 def run_sniff(path):
@@ -433,16 +517,36 @@ def run_sniff(path):
     assert r.returncode == 0, r.stderr
     # JSON Lines: split at \n only (str.splitlines() also splits inside texts holding U+2028)
     recs = [json.loads(line) for line in r.stdout.split("\n") if line]
-    return {"conns": {c["id"]: c for c in recs if c["type"] == "conn"},
-            "msgs": [m for m in recs if m["type"] == "msg" and (m["complete"] or m["malformed"])]}
+    conns = {c["id"]: c for c in recs if c["type"] == "conn"}
+    msgs = [m for m in recs if m["type"] == "msg" and (m["complete"] or m["malformed"] or cut_short(m, conns))]
+    for m in msgs:
+        if cut_short(m, conns):
+            # the last message of its direction: the direction's bytes less the whole ones before it
+            m["had"] = conns[m["conn"]][m["dir"] + "_dir"]["bytes"] - sum(
+                o["size"] for o in recs if o["type"] == "msg" and (o["conn"], o["dir"]) == (m["conn"], m["dir"])
+                and o["index"] < m["index"])
+    return {"conns": conns, "msgs": msgs}
+
+
+def port_of(addr):
+    return int(addr.rsplit(":", 1)[1])
 
 
 def sniff_view(m):
+    """What calc-sniff says about a message: for one cut short, the bytes it had, and its header
+    only where it came whole (calc-sniff shows a header cut inside as size 0)."""
     h = m["header"]
     text = m.get("expression", m.get("result"))
+    had = m.get("had")
+    if had is not None:
+        if m["nsegments"] <= len(m["segments"]):
+            assert had == sum(m["segments"])
+        if had < 12:
+            return {"cut": True, "had": had}
     return {"size": m["size"], "time": h["time"], "request": h["request"], "cache": h["cache"],
             "steps": h["steps"], "reserved": h["reserved"], "status": h["status"],
-            "cache_control": h["cache_control"], "text": text, "malformed": m["malformed"]}
+            "cache_control": h["cache_control"], "text": text, "malformed": m["malformed"],
+            "cut": had is not None, "had": had}
 
 
 def jobs(tmp):
@@ -459,6 +563,8 @@ def jobs(tmp):
     out.append(("segments", tmp / "segments.pcap", ()))
     craft_vectors(tmp / "vectors.pcap")
     out.append(("vectors", tmp / "vectors.pcap", ()))
+    craft_cut_short(tmp / "cut.pcap")
+    out.append(("cut", tmp / "cut.pcap", ()))
     craft_hostile(tmp / "hostile.pcap", tmp / "EXECUTED")
     out.append(("hostile", tmp / "hostile.pcap", ()))
     ports = live_capture(tmp, tmp / "live.pcap")
@@ -479,7 +585,7 @@ def decoded(tmp_path_factory):
 
 
 NAMES = [p.stem for p in sorted(CAPTURES.glob("*.pcap"))] + ["3.2-dlt-null", "3.3-dlt-null", "3.3-snaplen",
-                                                              "segments", "vectors", "hostile", "live"]
+                                                              "segments", "vectors", "cut", "hostile", "live"]
 
 
 def texts_agree(ours, sniff):
@@ -490,23 +596,74 @@ def texts_agree(ours, sniff):
     return ours == sniff
 
 
+def by_direction(msgs, conn, ports):
+    """Messages grouped by direction, each group in order: {(the connection's port pair, its
+    place among the connections with that pair, the sending port): [messages]}. conn(m) names
+    m's connection, ports(m) its (source, destination) ports."""
+    place, count, out = {}, {}, {}
+    for m in msgs:
+        src, dst = ports(m)
+        if conn(m) not in place:
+            pair = tuple(sorted((src, dst)))
+            place[conn(m)] = (pair, count.get(pair, 0))
+            count[pair] = count.get(pair, 0) + 1
+        out.setdefault(place[conn(m)] + (src,), []).append(m)
+    return out
+
+
+def tshark_ports(m):
+    """A PDU's (source, destination) ports: its frame's, or for a message cut short, where it
+    was sent from (a RST from the other side may have ended it)."""
+    if "calc.sender_port" in m:
+        sender = int(m["calc.sender_port"])
+        return (sender, m["dport"] if sender == m["sport"] else m["sport"])
+    return m["sport"], m["dport"]
+
+
+def sniff_ports(conns):
+    def ports(m):
+        c = conns[m["conn"]]
+        orig, resp = port_of(c["orig"]), port_of(c["resp"])
+        return (orig, resp) if m["dir"] == "orig" else (resp, orig)
+    return ports
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_same_messages_as_calc_sniff(decoded, name):
+    """Message for message, direction by direction (a message cut short shows in the frame that
+    ended its stream, which may come after messages calc-sniff lists later)."""
     tshark_msgs, sniff, _ = decoded[name]
     smsgs = sniff["msgs"]
     assert len(tshark_msgs) == len(smsgs), f"{name}: tshark {len(tshark_msgs)} messages, calc-sniff {len(smsgs)}"
     assert smsgs, f"{name}: no messages"
-    pairing = {}
-    for i, (t, s) in enumerate(zip(tshark_msgs, smsgs)):
-        tv, sv = tshark_view(t), sniff_view(s)
-        where = f"{name} message {i + 1} (frame {t['frame']}, conn {s['conn']} {s['dir']} #{s['index']})"
-        # the same connection and direction, message for message
-        key = (t["stream"], t["sport"])
-        assert pairing.setdefault(key, (s["conn"], s["dir"])) == (s["conn"], s["dir"]), where
-        st, ss = tv.pop("text"), sv.pop("text")
-        assert tv == sv, where
-        assert texts_agree(st, ss), f"{where}: tshark {st!r}\ncalc-sniff {ss!r}"
-    assert len(set(pairing.values())) == len(pairing)
+    ours = by_direction(tshark_msgs, lambda m: m["stream"], tshark_ports)
+    theirs = by_direction(smsgs, lambda m: m["conn"], sniff_ports(sniff["conns"]))
+    assert ours.keys() == theirs.keys(), name
+    for key, ts in ours.items():
+        for i, (t, s) in enumerate(zip(ts, theirs[key])):
+            tv, sv = tshark_view(t), sniff_view(s)
+            where = f"{name} message {i + 1} of {key} (frame {t['frame']}, conn {s['conn']} {s['dir']} #{s['index']})"
+            st, ss = tv.pop("text", None), sv.pop("text", None)
+            assert tv == sv, where
+            assert texts_agree(st, ss), f"{where}: tshark {st!r}\ncalc-sniff {ss!r}"
+        assert len(ts) == len(theirs[key]), (name, key)
+
+
+def test_cut_short_messages(decoded):
+    """The crafted messages their stream's end cut short: each shown in the frame that ended it
+    (calc.cut_short, the bytes that never came in calc.missing), as calc-sniff reports them
+    (the cross-check above); the message whose bytes went missing before the FIN is not one;
+    a request cut short and then answered is the answer's request."""
+    tshark_msgs, sniff, path = decoded["cut"]
+    cut = [m for m in tshark_msgs if "calc.cut_short" in experts(m)]
+    infos = info_column(path, shown="calc.cut_short")
+    assert list(infos.values()) == craft_cut_short(path.parent / "again.pcap")
+    assert [m["frame"] for m in cut] == list(infos)
+    assert sum(cut_short(m, sniff["conns"]) for m in sniff["msgs"]) == len(cut) == 6
+    # answers: the whole one (frame 12), the one cut short (frame 27), and the one that answers
+    # the request cut short (frame 48, the request shown in its FIN's frame 47)
+    answered = run_tshark(path, "-Y", "calc.request_in")
+    assert [(m["frame"], int(m["calc.request_in"])) for m in answered] == [(12, 4), (27, 25), (48, 47)]
 
 
 def test_split_and_merged_segments_are_covered(decoded):
@@ -628,7 +785,10 @@ def test_info_column_reads_like_calc_sniff_notes(decoded, name):
     """The Info column of every frame with messages: calc-sniff's notes for them, capitalised,
     "in K segments" included."""
     path = decoded[name][2]
-    infos = {k: v for k, v in info_column(path).items() if not v.startswith("Unframed data")}
+    # calc-sniff writes no note for a message cut short (test_cut_short_messages checks them)
+    infos = {k: "; ".join(p for p in v.split("; ") if " cut short by " not in p) for k, v in info_column(path).items()
+             if not v.startswith("Unframed data")}
+    infos = {k: v for k, v in infos.items() if v}
     sn = subprocess.run([exe("calc-sniff"), "-r", str(path)], capture_output=True, text=True, timeout=300).stdout
     want = {k: "; ".join(n[0].upper() + n[1:] for n in v) for k, v in message_notes(sn).items()}
     assert want and infos.keys() == want.keys()
