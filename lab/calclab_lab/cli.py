@@ -25,7 +25,21 @@ def _add_common(ap):
     ap.add_argument("--timeout", type=float, default=15.0, help="seconds per program (start, each client)")
     ap.add_argument("--html", metavar="FILE", help="write the sequence diagram of the run")
     ap.add_argument("--workdir", help="where captures and logs go (default: a new temporary directory)")
+    ap.add_argument("--allow-unconfined", action="store_true",
+                    help="where nothing can confine the programs (no namespaces, not root), run them "
+                         "unconfined instead of refusing (docs/sandbox.md)")
     sandbox.Limits.add_arguments(ap)
+
+
+def _refused(a, prog):
+    """'status: not graded: cannot confine ...' when programs may not run here; None when they may."""
+    if a.allow_unconfined:
+        sandbox.allow_unconfined()
+    why = sandbox.refusal()
+    if why:
+        print(f"status: not graded: {why}")
+        print(f"{prog}: not graded: {why}", file=sys.stderr)
+    return why
 
 
 def _check_programs(templates, roles):
@@ -53,6 +67,8 @@ def scenario_main(argv=None):
     ap.add_argument("--quiet", action="store_true", help="no timeline")
     a = ap.parse_args(argv)
     procs.install_signal_handlers()
+    if _refused(a, "lab/scenario"):
+        return 2
     t = runner.templates_for(a.impl, a.server, a.proxy, a.client)
     try:
         scn = scenarios_mod.resolve([a.name])[0]
@@ -127,6 +143,8 @@ def grade_main(argv=None):
         return 2
     if a.submission or a.class_dir:
         return _grade_handins(a, names)
+    if _refused(a, "lab/grade"):
+        return 2
     if a.role_weights:
         print("lab/grade: --role-weights goes with SUBMISSION or --class", file=sys.stderr)
         return 2
@@ -135,6 +153,8 @@ def grade_main(argv=None):
     if missing:
         print(f"lab/grade: reference programs not built: {', '.join(missing)}", file=sys.stderr)
         return 2
+    os.makedirs(a.out, exist_ok=True)
+    sandbox.keep_private(a.out)
     t0 = time.time()
     results = []
     try:
@@ -215,6 +235,17 @@ def _grade_handins(a, names):
     except ValueError as e:
         print(f"lab/grade: --role-weights: {e}", file=sys.stderr)
         return 2
+    why = _refused(a, "lab/grade")
+    if why:
+        if a.submission:  # the platforms show the hand-in's status and the class's maximum
+            os.makedirs(a.out, exist_ok=True)
+            sub_id = classgrade.submission_id(a.submission)
+            classgrade.write_outputs(a.out, [gradebook.entry(sub_id, f"not graded: {why}", maxima=classgrade.class_maxima(
+                names, roles, a.golden_dir, weights))])
+        return 2
+    for p in (a.submission, a.class_dir):
+        if p:
+            sandbox.note_grader_path(p)
     kw = dict(roles=roles, scenarios=names, timeout=a.timeout, use_sniff=not a.no_sniff, golden_dir=a.golden_dir,
               limits=sandbox.Limits.from_args(a), weights=weights,
               client_stdin=_unescape(a.client_stdin) if a.client_stdin is not None else None)
@@ -223,6 +254,8 @@ def _grade_handins(a, names):
             if not os.path.isdir(a.class_dir):
                 print(f"lab/grade: {a.class_dir}: not a folder", file=sys.stderr)
                 return 2
+            os.makedirs(a.out, exist_ok=True)
+            sandbox.keep_private(a.out)
             entries = classgrade.grade_class(a.class_dir, a.out, jobs=a.jobs, resume=a.resume,
                                              progress=_Progress(), **kw)
         else:
@@ -230,6 +263,7 @@ def _grade_handins(a, names):
                 print(f"lab/grade: {a.submission}: no such folder or zip", file=sys.stderr)
                 return 2
             os.makedirs(a.out, exist_ok=True)
+            sandbox.keep_private(a.out)
             entries = [classgrade.grade_submission(a.submission, a.out, ports_base=a.ports_base, **kw)]
             classgrade.write_outputs(a.out, entries)
     except runner.LabError as e:

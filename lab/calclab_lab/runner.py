@@ -208,7 +208,12 @@ def _raw_malformed(box, port, timeout=5.0):
 def _open_sandbox(res, scn, limits, expose, ports_base):
     """The run's sandbox and ports: 9998/9999 in its own namespace, else ports_base and the next
     one (free ones when None; ports_base may be a function giving them), which must be free."""
-    box = sandbox.Sandbox(limits, expose).open()
+    try:
+        box = sandbox.Sandbox(limits, expose).open()
+    except sandbox.Unconfined as e:
+        raise LabError(f"not graded: {e}") from None
+    except (OSError, sandbox.ConfinementError) as e:
+        raise LabError(f"cannot set up the run's sandbox: {e}") from None
     res.isolation = box.isolation
     res.limits = box.limits.to_dict()
     res.ports = ports = box.ports(ports_base)
@@ -241,6 +246,7 @@ def play(name, templates, ports_base=None, workdir=None, timeout=15.0, golden=No
     box, ports = _open_sandbox(res, scn, limits, expose, ports_base)
     workdir = workdir or tempfile.mkdtemp(prefix=f"calclab-{name}-")
     os.makedirs(workdir, exist_ok=True)
+    sandbox.keep_private(workdir)
     res.pcap = os.path.join(workdir, f"{name}.pcap")
     say = verbose or (lambda *_: None)
     say(f"isolation: {res.isolation}")
@@ -334,7 +340,10 @@ def _end_run(res, scn, box, wall):
         if role in res.procs:
             res.procs[role].stop()
     procs.stop_all(res.started)
-    box.close()
+    try:
+        box.close()
+    except sandbox.ConfinementError as e:  # nothing is judged or reported while they may run
+        raise LabError(str(e)) from None
 
 
 def read_capture(res):

@@ -8,12 +8,26 @@ it with calc-jail and then runs under bubblewrap: its own pid namespace (it dies
 daemons included), a read-only view of the system with only its own submission exposed, a
 fresh size-limited tmpfs as scratch (/tmp, its cwd), and, inside, calc-jail again for a
 non-root uid without capabilities and the rlimits (memory, CPU, processes, open files, file
-size).  Where no namespace can be made the run says `isolation: none` (stderr and reports) and
-uses free ports as before."""
+size).
+
+Where no namespace can be made but the lab is root (a container's default seccomp profile), the
+runs use free ports on the host's network and each program runs under an unprivileged uid of
+its own from a block of 16 the run holds (calc-jail --uid: no groups, no capabilities,
+no-new-privs, the rlimits, which bind a uid that is not root), from a private copy of its
+files and a scratch folder it owns, in a folder closed to every other uid; when the run ends,
+every process of its uids is killed and the kill checked (calc-jail --kill-uid) before anything
+is reported: `isolation: uid (no namespaces): ...`.  Where neither works, programs are not run
+(Unconfined) unless the caller allows unconfined runs (--allow-unconfined,
+CALCLAB_ALLOW_UNCONFINED=1): `isolation: none: ...`.  CALCLAB_ISOLATION=uid or none forces a
+fallback."""
+import ctypes
+import fcntl
 import os
+import random
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -27,6 +41,16 @@ GOLDEN_PORTS = {"proxy": 9998, "server": 9999}
 UID_BASE = 1_000_000
 UIDS_PER_RUN = 16
 NOBODY = 65534
+# Without namespaces the uids are real ones of the host, shared with every other grader there: a
+# run holds one of these blocks of UIDS_PER_RUN (a locked file in a root-only folder), so no two
+# runs, in this process or another, share a uid. Far above the ranges of /etc/subuid and of the
+# namespace mode's uids above, so killing a block's uids kills nothing else.
+UID_MODE_BASE = 2_000_000_000
+UID_BLOCKS = 4096
+UID_LOCK_DIRS = ("/run/calclab-uids", "/var/tmp/calclab-uids", "/tmp/calclab-uids")
+# the world-writable folders a uid-mode program can leave files in; emptied of its files at the end
+SHARED_SCRATCH = ("/tmp", "/var/tmp", "/dev/shm")
+PR_SET_CHILD_SUBREAPER = 36
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 # what a program sees of /etc: copies of these, one mount (bubblewrap reads the mount table
 # again for every bind, so eight binds cost more than the copies)
@@ -79,44 +103,102 @@ class Limits:
         return [a for lim in limits for a in ("--limit", lim)]
 
 
+class Unconfined(Exception):
+    """Programs would run unconfined here and the caller did not allow it."""
+
+
+class ConfinementError(Exception):
+    """A run's programs could not be ended for certain (processes of its uids survived)."""
+
+
+ALLOW_ENV = "CALCLAB_ALLOW_UNCONFINED"
+
+
+def allow_unconfined():
+    """Let runs go on unconfined where nothing can confine them (--allow-unconfined); inherited
+    by the lab's own child processes."""
+    os.environ[ALLOW_ENV] = "1"
+
+
+def unconfined_allowed():
+    return os.environ.get(ALLOW_ENV) == "1"
+
+
+def refusal():
+    """Why programs cannot be run here ('cannot confine ...'), or None when they can: confined,
+    or unconfined with the caller's leave."""
+    mode, reason = _probe()
+    if mode is None and not unconfined_allowed():
+        return f"cannot confine the programs here: {reason}; --allow-unconfined runs them unconfined"
+    return None
+
+
 _probed = None
 _probe_lock = threading.Lock()
 _warned = False
+# each probe plays one program through the whole set-up the runs use; it runs `sh`, which must
+# read its exposed copy (a bind or a private copy), write in its scratch folder and not be root
+PROBE_SCRIPT = 'test -r "$1" && cd && : > probe && test "$(id -u)" != 0'
 
 
 def _probe():
     """(mode, reason): mode 'root' or 'rootless' when a namespace with bwrap inside can be made
-    here, else None and why not.  Tried once per process."""
+    here, 'uid' when not but the lab is root, else None; reason says why namespaces (and the
+    uid switch) are not used.  Tried once per process."""
     global _probed
     with _probe_lock:
         if _probed is None:
-            _probed = _try_namespaces()
+            _probed = _try_modes()
         return _probed
 
 
-def _try_namespaces():
-    if os.environ.get("CALCLAB_ISOLATION") == "none":
+def _try_modes():
+    forced = os.environ.get("CALCLAB_ISOLATION", "")
+    if forced == "none":
         return None, "disabled by CALCLAB_ISOLATION=none"
+    if forced not in ("", "uid"):
+        return None, f"CALCLAB_ISOLATION={forced!r} is none of uid, none"
+    if forced == "uid":
+        why_ns = "namespaces not tried (CALCLAB_ISOLATION=uid)"
+    else:
+        mode, why_ns = _try_namespaces()
+        if mode is not None:
+            return mode, ""
+    mode, why_uid = _try_uid()
+    return (mode, why_ns) if mode is not None else (None, f"{why_ns}; {why_uid}")
+
+
+def _try_namespaces():
     if not shutil.which("bwrap"):
         return None, "bwrap not installed (bubblewrap)"
     unbuilt = [t for t, p in (("calc-netns", paths.netns()), ("calc-jail", paths.jail())) if p is None]
     if unbuilt:
         return None, f"{' and '.join(unbuilt)} not built in {paths.BUILD}"
     mode = "root" if os.geteuid() == 0 else "rootless"
+    return _try_mode(mode, "cannot create namespaces")
+
+
+def _try_uid():
+    if os.geteuid() != 0:
+        return None, "not root, so no switch to another uid either"
+    if paths.jail() is None:
+        return None, f"calc-jail not built in {paths.BUILD}"
+    return _try_mode("uid", "cannot switch to another uid")
+
+
+def _try_mode(mode, failing):
+    """Play one program through a run's whole set-up in `mode` (its namespaces, /proc, binds or
+    private copies, scratch, uid, limits): a mode the runs would fail in is never claimed."""
     try:
-        holder = NetnsHolder(rootless=mode == "rootless").start()
-    except OSError as e:
-        return None, f"cannot create namespaces ({mode}): {e}"
-    argv = _enter(holder) + ["bwrap", "--unshare-pid", "--die-with-parent", "--ro-bind", "/", "/"] + \
-        (["--unshare-user", "--uid", str(NOBODY), "--gid", str(NOBODY)] if mode == "rootless" else []) + ["true"]
-    try:
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return None, f"cannot create namespaces: {e}"
-    finally:
-        holder.stop()
+        with Sandbox(mode=mode) as box:
+            argv, env, cwd = box.program(["/bin/sh", "-c", PROBE_SCRIPT, "sh",
+                                          os.path.join(paths.STUDENT, "calc_server.py")])
+            r = subprocess.run(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True,
+                               text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired, ConfinementError) as e:
+        return None, f"{failing} ({mode}): {e}"
     if r.returncode != 0:
-        return None, f"cannot create namespaces ({mode}): {(r.stderr.strip() or f'exit {r.returncode}')[:200]}"
+        return None, f"{failing} ({mode}): {(r.stderr.strip() or f'exit {r.returncode}')[:200]}"
     return mode, ""
 
 
@@ -137,23 +219,41 @@ class Sandbox:
     """One run's namespace and the argv prefixes that put programs into it.  Use as a context
     manager; after close() the namespace is gone."""
 
-    def __init__(self, limits=None, expose=()):
+    def __init__(self, limits=None, expose=(), mode=None):
         self.limits = limits or Limits()
         self.expose = [os.path.abspath(p) for p in expose]
-        self.mode, self.reason = _probe()
+        # a mode given is the probe's: it tries that set-up
+        self._probing = mode is not None
+        self.mode, self.reason = (mode, "") if self._probing else _probe()
         self.holder = None     # netns_holder.NetnsHolder of the run's namespace
         self._next_uid = 0
         self._stage, self._own_stage = stage.current()
+        self._block = None     # uid mode: the UidBlock the run holds
+        self._private = None   # uid mode: the run's folder of the programs' own folders
+        self._uids = {}        # uid mode: uid -> {exposed path: its private copy}
 
     # ------------------------------------------------------------- the namespace
     def open(self):
-        if self.mode is not None:
+        if self.mode in ("root", "rootless"):
             try:
                 self._start_holder()
             except OSError as e:
+                if self._probing:
+                    raise
                 self.mode, self.reason = None, f"cannot create the run's network namespace: {e}"
+        elif self.mode == "uid":
+            _become_subreaper()
+            self._block = UidBlock.acquire()
+            self._private = _private_dir()
+            if not self._probing:
+                _warn_once(f"isolation: uid (no namespaces: {self.reason}); each program runs under a uid of "
+                           "its own, runs use free port pairs and share the host's network")
         if self.mode is None:
-            _warn_once(f"isolation: none ({self.reason}); runs use free port pairs and share the host's network")
+            if not unconfined_allowed():
+                self.close()
+                raise Unconfined(refusal() or f"cannot confine the programs here ({self.reason})")
+            _warn_once(f"isolation: none ({self.reason}); runs use free port pairs and share the host's network; "
+                       "the programs run UNCONFINED (--allow-unconfined)")
         return self
 
     def _start_holder(self):
@@ -165,9 +265,30 @@ class Sandbox:
             self.holder = None
 
     def close(self):
+        """The run's end: its namespace goes; in uid mode every process of its uids is killed and
+        the kill checked (ConfinementError when some survive), then their files go."""
         self._stop_holder()
-        if self._own_stage:
-            self._stage.remove()
+        try:
+            if self._uids:
+                self._end_uid_programs()
+        finally:
+            if self._private is not None:
+                shutil.rmtree(self._private, ignore_errors=True)
+                self._private = None
+            if self._block is not None:
+                self._block.release()
+                self._block = None
+            if self._own_stage:
+                self._stage.remove()
+
+    def _end_uid_programs(self):
+        uids = sorted(self._uids)
+        self._uids = {}
+        why = kill_uids(uids)
+        _reap_orphans(set(uids))
+        _remove_files_of(set(uids))
+        if why:
+            raise ConfinementError(f"the run's programs could not all be killed: {why}")
 
     def __enter__(self):
         return self.open()
@@ -177,13 +298,23 @@ class Sandbox:
 
     @property
     def isolated(self):
-        return self.mode is not None and self.holder is not None
+        """In a network namespace of its own (the goldens' ports, nothing of the host's network)."""
+        return self.mode in ("root", "rootless") and self.holder is not None
 
     @property
     def isolation(self):
-        """What confines the run, for the reports: 'netns, pid ns, ...' or 'none: why'."""
+        """What confines the run, for the reports: 'netns, pid ns, ...', 'uid (no namespaces): ...'
+        or 'none: why'."""
+        if self.mode == "uid":
+            open_ = grader_paths_open()
+            return ("uid (no namespaces): one unprivileged uid per program "
+                    f"({UID_MODE_BASE}+, no groups, no capabilities, no-new-privs), a private copy of its "
+                    "files and a scratch folder it owns, rlimits (processes included), every process of its "
+                    "uids killed and checked before the report; the host's network shared (free ports)"
+                    + (f"; readable by the programs: {', '.join(open_)}" if open_ else "")
+                    + f" [namespaces: {self.reason}]")
         if not self.isolated:
-            return f"none: {self.reason}; rlimits"
+            return f"none: {self.reason}; rlimits only, the programs run unconfined"
         uid = "uid 1000000+ (one per program)" if self.mode == "root" else f"uid {NOBODY} in a user namespace"
         return (f"netns ({self.mode}), pid ns, read-only fs with only the submission, "
                 f"scratch tmpfs /tmp, {uid}, rlimits")
@@ -229,6 +360,8 @@ class Sandbox:
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
                "PYTHONUNBUFFERED": "1"}
         limits = self.limits.jail_argv(address_space=not any(_sanitized(w) for w in argv))
+        if self.mode == "uid":
+            return self._uid_program(argv, env, limits)
         if not self.isolated:
             return [paths.jail()] + limits + ["--"] + list(argv), dict(os.environ, **env), None
         env.update(HOME="/tmp", TMPDIR="/tmp")
@@ -281,6 +414,27 @@ class Sandbox:
         self._next_uid += 1
         return ["--uid", str(uid)]
 
+    def _uid_program(self, argv, env, limits):
+        """uid mode: the program runs as the next uid of the run's block, in its own folder
+        (0700, its own) holding its scratch folder (its cwd, HOME and TMPDIR) and private copies
+        of what it may read, named on its command line in place of the originals."""
+        uid = self._block.first + self._next_uid % UIDS_PER_RUN
+        self._next_uid += 1
+        copies = self._uids.setdefault(uid, {})
+        home = os.path.join(self._private, str(uid))
+        scratch = os.path.join(home, "tmp")
+        if not os.path.isdir(home):
+            os.mkdir(home, 0o700)
+            os.mkdir(scratch, 0o700)
+            os.chown(scratch, uid, uid)
+        for p in self._exposed(argv):
+            if p not in copies:
+                copies[p] = _private_copy(self._stage.copy(p), os.path.join(home, str(len(copies))), uid)
+        os.chown(home, uid, uid)
+        env.update(HOME=scratch, TMPDIR=scratch)
+        words = [_mapped(w, copies) for w in argv]
+        return [paths.jail()] + limits + ["--chdir", scratch, "--uid", str(uid), "--"] + words, env, None
+
     # ------------------------------------------------------------- verdict on a program's end
     def limit_hit(self, role, rc, output, capped=False):
         """'ROLE killed: ... limit ...' when the program ended on one of its limits, else None."""
@@ -302,6 +456,234 @@ class Sandbox:
             if "File too large" in tail:
                 return f"{role} killed: file size limit {lim.file_size_mib} MiB"
         return None
+
+
+# ---------------------------------------------------------------- uid mode
+class UidBlock:
+    """UIDS_PER_RUN uids held by one run: an flock on a file of a root-only folder, released when
+    the run ends or its process dies.  Processes a dead grader left under the block's uids are
+    killed when the block is taken again."""
+
+    def __init__(self, index, fd):
+        self.index, self.fd = index, fd
+        self.first = UID_MODE_BASE + index * UIDS_PER_RUN
+
+    @classmethod
+    def acquire(cls):
+        folder = _lock_dir()
+        start = random.randrange(UID_BLOCKS)
+        for k in range(UID_BLOCKS):
+            i = (start + k) % UID_BLOCKS
+            fd = os.open(os.path.join(folder, str(i)), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            block = cls(i, fd)
+            why = kill_uids(block.uids())
+            if why:
+                block.release()
+                raise ConfinementError(f"processes a previous run left under uids {block.first}+ survive: {why}")
+            return block
+        raise OSError(f"all {UID_BLOCKS} blocks of uids are in use")
+
+    def uids(self):
+        return list(range(self.first, self.first + UIDS_PER_RUN))
+
+    def release(self):
+        os.close(self.fd)
+
+
+def _lock_dir():
+    """A folder only root can enter, for the blocks' lock files (made once, checked every time:
+    a program of an earlier run could have made one of these names in a world-writable folder)."""
+    for d in UID_LOCK_DIRS:
+        try:
+            os.mkdir(d, 0o700)
+        except FileExistsError:
+            pass
+        except OSError:
+            continue
+        st = os.lstat(d)
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == 0 and st.st_mode & 0o077 == 0:
+            return d
+    raise OSError(f"no root-only folder for the uid locks ({', '.join(UID_LOCK_DIRS)})")
+
+
+def _private_dir():
+    """The run's folder of its programs' folders: others may pass through it to their own folder
+    (0711), not list it."""
+    import tempfile
+    d = tempfile.mkdtemp(prefix="calclab-uid-")
+    os.chmod(d, 0o711)
+    return d
+
+
+def _private_copy(master, dest, uid):
+    """A copy of a staged path owned by `uid` (symbolic links kept as links)."""
+    if os.path.isdir(master):
+        shutil.copytree(master, dest, symlinks=True)
+        for d, dirs, files in os.walk(dest):
+            for name in [d] + [os.path.join(d, x) for x in dirs + files]:
+                os.lchown(name, uid, uid)
+    else:
+        shutil.copy2(master, dest)
+        os.chown(dest, uid, uid)
+    return dest
+
+
+def _mapped(word, copies):
+    """A command-line word naming an exposed path (or something in it) names its private copy."""
+    if not word.startswith("/") or not os.path.exists(word):
+        return word
+    real = os.path.realpath(word)
+    for orig, copy in copies.items():
+        if real == orig or real.startswith(orig + "/"):
+            return copy + real[len(orig):]
+    return word
+
+
+def kill_uids(uids):
+    """Kill every process of `uids` and check that none is left (calc-jail --kill-uid); None when
+    done, else why not."""
+    if not uids:
+        return None
+    argv = [paths.jail()] + [a for u in uids for a in ("--kill-uid", str(u))]
+    try:
+        r = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return str(e)
+    return None if r.returncode == 0 else (r.stderr.strip() or f"calc-jail exited {r.returncode}")[:500]
+
+
+_subreaper = False
+
+
+def _become_subreaper():
+    """Orphans of the programs (a daemon's first fork gone) become the lab's children, not those of
+    the machine's pid 1, which in a container may never reap them: their zombies would count
+    against their uid's process limit for good."""
+    global _subreaper
+    if not _subreaper:
+        _subreaper = True
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+
+
+def _reap_orphans(uids):
+    """Reap the zombies of `uids` that are the lab's own children (only those: the runs' other
+    children belong to their subprocess.Popen objects)."""
+    me = os.getpid()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if fields[0] != "Z" or int(fields[1]) != me:
+                continue
+            with open(f"/proc/{pid}/status") as f:
+                uid = next(int(l.split()[1]) for l in f if l.startswith("Uid:"))
+            if uid in uids:
+                os.waitpid(int(pid), os.WNOHANG)
+        except (OSError, ValueError, IndexError, StopIteration, ChildProcessError):
+            continue
+
+
+def _remove_files_of(uids):
+    """What the programs left in the world-writable folders (they write their scratch, but
+    nothing stops /tmp)."""
+    for top in SHARED_SCRATCH:
+        try:
+            entries = list(os.scandir(top))
+        except OSError:
+            continue
+        for e in entries:
+            try:
+                if e.stat(follow_symlinks=False).st_uid not in uids:
+                    continue
+                if e.is_dir(follow_symlinks=False):
+                    shutil.rmtree(e.path, ignore_errors=True)
+                else:
+                    os.unlink(e.path)
+            except OSError:
+                pass
+
+
+def sweep():
+    """Kill what a dead grader left: every process of a uid block no live run holds (the runs'
+    own ends kill theirs; this is for a lab/grade that was itself killed, at a time limit say).
+    Blocks held by live runs, this machine's other gradings, are left alone.  Returns why some
+    survived, or None."""
+    first, last = UID_MODE_BASE, UID_MODE_BASE + UID_BLOCKS * UIDS_PER_RUN
+    blocks = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                uid = next(int(l.split()[1]) for l in f if l.startswith("Uid:"))
+        except (OSError, ValueError, IndexError, StopIteration):
+            continue
+        if first <= uid < last:
+            blocks.setdefault((uid - first) // UIDS_PER_RUN, set()).add(uid)
+    if not blocks:
+        return None
+    folder = _lock_dir()
+    problems = []
+    for i, uids in sorted(blocks.items()):
+        fd = os.open(os.path.join(folder, str(i)), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        try:
+            why = kill_uids(sorted(uids))
+            _reap_orphans(uids)
+            _remove_files_of(uids)
+            if why:
+                problems.append(why)
+        finally:
+            os.close(fd)
+    return "; ".join(problems) or None
+
+
+def keep_private(path):
+    """In uid mode, an output folder of the grader is closed to other uids (the programs')."""
+    if _probe()[0] == "uid" and os.path.isdir(path):
+        os.chmod(path, stat.S_IMODE(os.stat(path).st_mode) & ~0o007)
+
+
+_grader_paths = [paths.ROOT]
+
+
+def note_grader_path(path):
+    """A path of the grader's (a class folder, a hand-in) the isolation line says is open to the
+    programs when it is."""
+    path = os.path.abspath(path)
+    if path not in _grader_paths:
+        _grader_paths.append(path)
+
+
+def grader_paths_open():
+    """The grader's paths another uid can read (every folder above it enterable by others, it
+    readable by them), which in uid mode only permissions protect."""
+    return [p for p in _grader_paths if _open_to_others(p)]
+
+
+def _open_to_others(path):
+    try:
+        parts = os.path.realpath(path).strip("/").split("/")
+        for i in range(len(parts)):
+            if not os.stat("/" + "/".join(parts[:i])).st_mode & stat.S_IXOTH:
+                return False
+        return bool(os.stat(path).st_mode & stat.S_IROTH)
+    except OSError:
+        return False
 
 
 def _under_system(path):

@@ -38,8 +38,9 @@ class Stage:
 
     def _root(self):
         if self._dir is None:
+            # root's alone: a confined program sees a copy through its bind or its own private copy
+            # (uid mode), never this folder, which other runs' programs must not reach either
             self._dir = tempfile.mkdtemp(prefix="calclab-stage-")
-            os.chmod(self._dir, 0o755)
         return self._dir
 
     def copy(self, path):

@@ -402,12 +402,30 @@ def test_lab_grade_works_for_a_non_root_user():
 
 # ---------------------------------------------------------------- fallback
 @student_only
-def test_without_namespaces_the_reports_say_isolation_none(tmp_path):
-    env = dict(os.environ, CALCLAB_ISOLATION="none")
-    r = subprocess.run([PY, str(LAB / "grade"), "--impl", "student", "--scenarios", "3.1", "--no-sniff",
-                        "--out", str(tmp_path / "g"), "--format", "json"], capture_output=True, text=True,
+def test_without_any_confinement_the_lab_refuses_unless_allowed(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "CALCLAB_ALLOW_UNCONFINED"}
+    env["CALCLAB_ISOLATION"] = "none"
+    grade = [PY, str(LAB / "grade"), "--impl", "student", "--scenarios", "3.1", "--no-sniff", "--format", "json"]
+    r = subprocess.run(grade + ["--out", str(tmp_path / "refused")], capture_output=True, text=True, timeout=120,
+                       env=env, cwd=ROOT)
+    assert r.returncode == 2, r.stdout[-2000:] + r.stderr
+    assert r.stdout.startswith("status: not graded: cannot confine the programs here: disabled by "
+                               "CALCLAB_ISOLATION=none; --allow-unconfined runs them unconfined"), r.stdout
+    assert not (tmp_path / "refused" / "grade.json").exists()
+    # a hand-in: its grades.json says so, with the class's maximum, for the platforms to show
+    hand_in = tmp_path / "bob"
+    hand_in.mkdir()
+    shutil.copy(STUDENT / "calc_server.py", hand_in / "server.py")
+    r = subprocess.run([PY, str(LAB / "grade"), str(hand_in), "--out", str(tmp_path / "h")], capture_output=True,
+                       text=True, timeout=120, env=env, cwd=ROOT)
+    assert r.returncode == 2 and "status: not graded: cannot confine" in r.stdout, r.stdout + r.stderr
+    e = json.loads((tmp_path / "h" / "grades.json").read_text())["submissions"][0]
+    assert e["status"].startswith("not graded: cannot confine") and e["score"] == 0 < e["max_score"], e
+    # allowed: graded, and every report says the programs ran unconfined
+    r = subprocess.run(grade + ["--out", str(tmp_path / "g"), "--allow-unconfined"], capture_output=True, text=True,
                        timeout=120, env=env, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr
-    assert "isolation: none (disabled by CALCLAB_ISOLATION=none)" in r.stderr
+    assert "isolation: none (disabled by CALCLAB_ISOLATION=none)" in r.stderr and "UNCONFINED" in r.stderr
     s = json.loads((tmp_path / "g" / "grade.json").read_text())["scenarios"][0]
-    assert s["isolation"].startswith("none: ") and s["ports"]["proxy"] != 9998
+    assert s["isolation"] == "none: disabled by CALCLAB_ISOLATION=none; rlimits only, the programs run unconfined"
+    assert s["ports"]["proxy"] != 9998

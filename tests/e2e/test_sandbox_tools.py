@@ -11,6 +11,9 @@ import pytest
 
 from conftest import build_exe
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "lab"))
+from calclab_lab.sandbox import _become_subreaper, _reap_orphans  # noqa: E402
+
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="dropping to another uid needs root")
 
 
@@ -42,6 +45,59 @@ def test_uid_change_leaves_no_groups_and_no_capabilities():
     assert st["Groups"].strip() == ""
     for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
         assert int(st[cap], 16) == 0, cap
+    assert st["NoNewPrivs"].strip() == "1"   # a setuid-root program gives nothing back
+
+
+def _of_uid(uid):
+    """Processes of `uid` that are not zombies (the kill's own measure)."""
+    ps = subprocess.run(["ps", "-eo", "uid=,stat="], capture_output=True, text=True).stdout
+    return [l for l in ps.splitlines() if int(l.split()[0]) == uid and not l.split()[1].startswith("Z")]
+
+
+@as_root
+def test_kill_uid_kills_every_process_of_the_uid_and_checks():
+    uid = 2_000_999_001
+    # daemons in sessions of their own, a process that ignores SIGTERM, and a fork loop still going
+    prog = ("import os, signal, time\n"
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            "for i in range(20):\n"
+            "    if os.fork() == 0:\n"
+            "        os.setsid()\n"
+            "        os.dup2(os.open(os.devnull, os.O_WRONLY), 1); os.dup2(1, 2)\n"
+            "        while True:\n"
+            "            try:\n"
+            "                if os.fork() == 0: time.sleep(0.05); os._exit(0)\n"
+            "                os.wait()\n"
+            "            except OSError: time.sleep(0.01)\n"
+            "print('started', flush=True)\n")
+    _become_subreaper()   # the daemons' zombies are ours to reap, not left to the machine's pid 1
+    r = jail("--uid", str(uid), "--limit", "nproc=1000", "--", sys.executable, "-c", prog)
+    assert r.returncode == 0 and "started" in r.stdout, r.stderr
+    assert len(_of_uid(uid)) >= 20
+    other = subprocess.Popen(["sleep", "30"])   # root's: untouched
+    try:
+        t0 = time.time()
+        k = jail("--kill-uid", str(uid), "--kill-uid", str(uid + 1))
+        assert k.returncode == 0, k.stderr
+        assert time.time() - t0 < 5
+        assert _of_uid(uid) == [] and other.poll() is None
+    finally:
+        jail("--kill-uid", str(uid))
+        _reap_orphans({uid})
+        other.kill()
+        other.wait()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--kill-uid", "0"], "--kill-uid: expected a uid from 1000"),
+    (["--kill-uid", "999"], "--kill-uid: expected a uid from 1000"),
+    (["--kill-uid", "x"], "--kill-uid: expected a uid from 1000"),
+    (["--kill-uid", "2000000000", "--", "true"], "--kill-uid goes alone"),
+    (["--kill-uid", "2000000000", "--uid", "5"], "--kill-uid goes alone"),
+])
+def test_kill_uid_errors(args, message):
+    r = jail(*args)
+    assert r.returncode == 125 and message in r.stderr, r.stderr
 
 
 def test_enters_the_network_namespace_of_another_process():

@@ -8,20 +8,31 @@
  * the program. util-linux's nsenter, prlimit and setpriv did the same in three execs of larger
  * programs, which cost more CPU than bubblewrap itself at a class's hundreds of starts a minute.
  *
+ * Where no namespace can be made (a container's default seccomp profile) the lab runs it alone:
+ *     calc-jail --uid U --chdir SCRATCH --limit ... -- PROGRAM ARGS
+ * and, once the run is over and before anything is reported,
+ *     calc-jail --kill-uid U [--kill-uid U2 ...]
+ * which kills every process of those uids and checks that none is left.
+ *
  * Exit status: the program's, or 125 when the jail cannot be set up (with a message on stderr),
- * 126 when the program cannot be executed, 127 when it is not found (as env(1) does). */
+ * 126 when the program cannot be executed, 127 when it is not found (as env(1) does).
+ * --kill-uid: 0 once no process of the uids is left, 125 when some still are (named on stderr). */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
 #include <linux/capability.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 enum { EXIT_JAIL = 125, EXIT_CANNOT_EXEC = 126, EXIT_NOT_FOUND = 127 };
@@ -30,14 +41,17 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: calc-jail [--user-ns PATH] [--net-ns PATH] [--chdir DIR] [--uid N]\n"
           "                 [--limit RESOURCE=VALUE]... -- PROGRAM [ARG...]\n"
+          "       calc-jail --kill-uid N [--kill-uid N]...\n"
           "\n"
           "Runs PROGRAM inside the namespaces named (the files /proc/PID/ns/user and\n"
           "/proc/PID/ns/net of a process in them; the user namespace is entered first), with\n"
           "resource limits, as an unprivileged uid (gid the same, no supplementary groups,\n"
-          "no inheritable, ambient or bounding-set capabilities).\n"
+          "no inheritable, ambient or bounding-set capabilities, no-new-privs).\n"
           "  --limit as=BYTES|cpu=SECONDS|nproc=N|nofile=N|fsize=BYTES|core=BYTES\n"
           "                 soft and hard limit (cpu: hard one second above, so that SIGXCPU\n"
           "                 comes before SIGKILL); may be repeated\n"
+          "  --kill-uid N     kill every process of uid N (as root) and check that none is\n"
+          "                 left; exit 0 then, 125 when some survive\n"
           "Exit status: PROGRAM's; 125 jail setup failed, 126 cannot execute, 127 not found.\n");
 }
 
@@ -110,6 +124,8 @@ static int drop_to(unsigned long long uid) {
   if (setgroups(0, NULL) < 0) return fail("cannot clear groups", NULL);
   if (setresgid((gid_t)uid, (gid_t)uid, (gid_t)uid) < 0) return fail("cannot change gid", NULL);
   if (setresuid((uid_t)uid, (uid_t)uid, (uid_t)uid) < 0) return fail("cannot change uid", NULL);
+  /* a setuid-root program (su, mount, ...) must not give root back: exec never adds privileges */
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) return fail("cannot set no-new-privs", NULL);
   /* a setresuid that silently left any id as it was would leave root in the jail */
   uid_t r, e, s;
   if (getresuid(&r, &e, &s) < 0 || r != uid || e != uid || s != uid) {
@@ -119,11 +135,74 @@ static int drop_to(unsigned long long uid) {
   return 0;
 }
 
-enum { OPT_USER_NS = 256, OPT_NET_NS, OPT_CHDIR, OPT_UID, OPT_LIMIT, OPT_HELP };
+/* Processes whose real uid is `uid` and that are not already zombies, from /proc (a zombie is
+ * dead: it holds no memory, files or sockets, only its exit status for its parent). */
+static int live_processes(unsigned long long uid) {
+  DIR *d = opendir("/proc");
+  if (!d) return -1;
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%.20s/status", e->d_name);
+    FILE *f = fopen(path, "re");
+    if (!f) continue; /* gone meanwhile */
+    int zombie = 0, mine = 0;
+    while (fgets(line, sizeof line, f)) {
+      unsigned long long real;
+      if (!strncmp(line, "State:", 6)) zombie = strchr(line, 'Z') || strchr(line, 'X');
+      if (sscanf(line, "Uid: %llu", &real) == 1) mine = real == uid;
+    }
+    fclose(f);
+    n += mine && !zombie;
+  }
+  closedir(d);
+  return n;
+}
+
+enum { KILL_ROUNDS = 500 };
+
+/* SIGKILL to every process of `uid`, from a child that has become that uid: kill(-1) then reaches
+ * exactly the processes that uid owns, in any session, process group or pid namespace, in one
+ * pass of the kernel over its task list (a forking program cannot slip a child past it, and no
+ * pid is reused under us). Repeated, a millisecond apart, until /proc shows none alive; at most
+ * KILL_ROUNDS times (a process in uninterruptible sleep dies only when its I/O ends). */
+static int kill_uid(unsigned long long uid) {
+  int left = -1;
+  for (int round = 0; round < KILL_ROUNDS; round++) {
+    pid_t pid = fork();
+    if (pid < 0) return fail("cannot fork", NULL);
+    if (pid == 0) {
+      if (setgroups(0, NULL) < 0 || setresgid((gid_t)uid, (gid_t)uid, (gid_t)uid) < 0 ||
+          setresuid((uid_t)uid, (uid_t)uid, (uid_t)uid) < 0)
+        _exit(1);
+      kill(-1, SIGKILL); /* its result says nothing: other users' processes count as found */
+      _exit(0);
+    }
+    int st;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+      fprintf(stderr, "calc-jail: --kill-uid %llu: cannot become that uid to kill its processes\n", uid);
+      return -1;
+    }
+    left = live_processes(uid);
+    if (left == 0) return 0;
+    if (left < 0) return fail("cannot read", "/proc");
+    nanosleep(&(struct timespec){0, 1000000}, NULL);
+  }
+  fprintf(stderr, "calc-jail: --kill-uid %llu: %d process%s still alive after %d rounds of SIGKILL\n", uid, left,
+          left == 1 ? "" : "es", KILL_ROUNDS);
+  return -1;
+}
+
+enum { OPT_USER_NS = 256, OPT_NET_NS, OPT_CHDIR, OPT_UID, OPT_LIMIT, OPT_KILL_UID, OPT_HELP };
 static const struct option long_opts[] = {
     {"user-ns", required_argument, 0, OPT_USER_NS}, {"net-ns", required_argument, 0, OPT_NET_NS},
     {"chdir", required_argument, 0, OPT_CHDIR},     {"uid", required_argument, 0, OPT_UID},
-    {"limit", required_argument, 0, OPT_LIMIT},     {"help", no_argument, 0, OPT_HELP},
+    {"limit", required_argument, 0, OPT_LIMIT},     {"kill-uid", required_argument, 0, OPT_KILL_UID},
+    {"help", no_argument, 0, OPT_HELP},
     {0, 0, 0, 0},
 };
 
@@ -131,6 +210,8 @@ int main(int argc, char **argv) {
   const char *user_ns = NULL, *net_ns = NULL, *dir = NULL;
   const char *limits[16];
   int nlimits = 0;
+  unsigned long long kill_uids[64];
+  int nkill = 0;
   unsigned long long uid = 0;
   int have_uid = 0, ch;
   /* "+": options stop at the first operand, so the program's own options are left alone */
@@ -146,6 +227,18 @@ int main(int argc, char **argv) {
         }
         have_uid = 1;
         break;
+      case OPT_KILL_UID:
+        if (nkill == (int)(sizeof kill_uids / sizeof kill_uids[0])) {
+          fprintf(stderr, "calc-jail: too many --kill-uid options\n");
+          return EXIT_JAIL;
+        }
+        /* never root's or a system account's: only the lab's own ranges are meant */
+        if (parse_u64(optarg, &kill_uids[nkill]) < 0 || kill_uids[nkill] < 1000 || kill_uids[nkill] > 0xfffffffeULL) {
+          fprintf(stderr, "calc-jail: --kill-uid: expected a uid from 1000 to 4294967294, got \"%s\"\n", optarg);
+          return EXIT_JAIL;
+        }
+        nkill++;
+        break;
       case OPT_LIMIT:
         if (nlimits == (int)(sizeof limits / sizeof limits[0])) {
           fprintf(stderr, "calc-jail: too many --limit options\n");
@@ -157,6 +250,15 @@ int main(int argc, char **argv) {
       case OPT_HELP: usage(stdout); return 0;
       default: usage(stderr); return EXIT_JAIL;
     }
+  }
+  if (nkill) {
+    if (optind < argc || user_ns || net_ns || dir || have_uid || nlimits) {
+      fprintf(stderr, "calc-jail: --kill-uid goes alone\n");
+      return EXIT_JAIL;
+    }
+    int bad = 0;
+    for (int i = 0; i < nkill; i++) bad |= kill_uid(kill_uids[i]) < 0;
+    return bad ? EXIT_JAIL : 0;
   }
   if (optind >= argc) {
     fprintf(stderr, "calc-jail: no program given\n");

@@ -1,0 +1,348 @@
+"""The sandbox's fallback where no namespace can be made but the lab is root (docs/sandbox.md,
+uid mode), forced with CALCLAB_ISOLATION=uid: the hostile submissions of test_sandbox.py again,
+plus a daemon that keeps rewriting the grader's results file. Each program runs under a uid of
+its own, so only file permissions and the kernel's checks between uids stand between it and the
+grader: the grader's files sit in a folder open to everyone here, as on a machine whose admin
+left them so, and are still neither read nor changed; nothing of a run is left once it is over."""
+import json
+import os
+import pathlib
+import stat
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from test_sandbox import (PY, ROOT, SECRET, assert_none_left, everything, hostile, play, student_only,
+                          with_bystander)
+from calclab_lab import sandbox  # noqa: E402  (test_sandbox put lab/ on the path)
+
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="switching to another uid needs root"), student_only]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def uid_mode():
+    """Every run of this module in uid mode, as where namespaces are refused."""
+    saved, env = sandbox._probed, os.environ.get("CALCLAB_ISOLATION")
+    os.environ["CALCLAB_ISOLATION"] = "uid"
+    sandbox._probed = None
+    try:
+        mode, why = sandbox._probe()
+        assert mode == "uid", why
+        yield
+    finally:
+        sandbox._probed = saved
+        if env is None:
+            os.environ.pop("CALCLAB_ISOLATION", None)
+        else:
+            os.environ["CALCLAB_ISOLATION"] = env
+
+
+@pytest.fixture
+def open_dir():
+    """A folder of the grader's that every uid may enter and read (mode 0755)."""
+    d = pathlib.Path(tempfile.mkdtemp(prefix="calclab-open-"))
+    d.chmod(0o755)
+    yield d
+    subprocess.run(["rm", "-rf", str(d)])
+
+
+def lab_children_left():
+    """Processes (zombies included) of the uid mode's uids that are this process's children."""
+    ps = subprocess.run(["ps", "-eo", "pid=,ppid=,uid=,stat="], capture_output=True, text=True).stdout
+    return [l for l in ps.splitlines() if int(l.split()[1]) == os.getpid() and
+            sandbox.UID_MODE_BASE <= int(l.split()[2]) < sandbox.UID_MODE_BASE + sandbox.UID_BLOCKS * sandbox.UIDS_PER_RUN]
+
+
+def test_isolation_says_uid_and_what_is_open(tmp_path):
+    res = play("3.1", tmp_path)
+    assert res.passed, res.errors
+    assert res.isolation.startswith("uid (no namespaces): one unprivileged uid per program")
+    assert "every process of its uids killed and checked before the report" in res.isolation
+    # the checkout is named when other uids can read it (permissions are all that protect it here)
+    assert ("readable by the programs: " + str(ROOT) in res.isolation) == sandbox._open_to_others(str(ROOT))
+    assert res.ports["proxy"] != 9998  # the host's network: free ports
+
+
+def test_program_runs_as_its_own_uid_without_privileges(tmp_path):
+    tmpl = hostile(tmp_path, "whoami", """
+        import os
+        st = dict(l.split(":", 1) for l in open("/proc/self/status").read().splitlines() if ":" in l)
+        print("STATUS", st["Uid"].split(), st["Groups"].strip(), st["CapEff"].strip(), st["CapBnd"].strip(),
+              st["NoNewPrivs"].strip(), flush=True)
+        print("CWD", os.getcwd(), os.stat(".").st_uid, oct(os.stat("..").st_mode & 0o777), flush=True)
+        print("FILE", __file__, os.stat(__file__).st_uid, flush=True)
+    """)
+    res = play("3.1", tmp_path, server=tmpl)
+    out = res.procs["server"].output()
+    line = next(l for l in out.splitlines() if l.startswith("STATUS"))
+    uid = int(line.split("'")[1])
+    assert uid >= sandbox.UID_MODE_BASE and line.count(f"'{uid}'") == 4, line
+    assert line.endswith("']  0000000000000000 0000000000000000 1"), line   # no groups, no capabilities, no-new-privs
+    cwd = next(l for l in out.splitlines() if l.startswith("CWD")).split()
+    assert cwd[2] == str(uid) and cwd[3] == "0o700", cwd   # its scratch, in its own closed folder
+    f = next(l for l in out.splitlines() if l.startswith("FILE")).split()
+    assert not f[1].startswith(str(tmp_path)) and f[2] == str(uid)   # its private copy, not the hand-in
+    assert res.passed, res.errors
+
+
+def test_secret_of_the_grader_is_in_no_output(tmp_path, open_dir, monkeypatch):
+    (open_dir / "secret-0600.txt").write_text(SECRET)
+    (open_dir / "secret-0600.txt").chmod(0o600)
+    private = open_dir / "private"
+    private.mkdir(mode=0o700)
+    (private / "secret.txt").write_text(SECRET)
+    (private / "secret.txt").chmod(0o644)
+    monkeypatch.setenv("CALCLAB_TEST_SECRET", SECRET)
+    work = open_dir / "out"
+    tmpl = hostile(tmp_path, "secret", f"""
+        import os
+        for path in [{str(open_dir / 'secret-0600.txt')!r}, {str(private / 'secret.txt')!r},
+                     {str(work / 'run-3.1' / 'server.log')!r}, "/proc/1/environ", "/proc/%d/environ" % os.getppid(),
+                     "/etc/shadow"]:
+            try:
+                print("READ", path, open(path, "rb").read()[:200], flush=True)
+            except OSError as e:
+                print("DENIED", path, e, flush=True)
+        print("ENV", dict(os.environ), flush=True)
+        # the secret itself, made at run time (its reversed literal is in the program's own copy,
+        # which it may read); the folders it walks are the whole machine's, other checkouts included
+        needle = {SECRET[::-1]!r}[::-1].encode()
+        for top in ["/tmp", "/run", "/var/tmp", "/dev/shm", "/root", {str(open_dir)!r}]:
+            for d, dirs, files in os.walk(top):
+                for f in files:
+                    try:
+                        if needle in open(os.path.join(d, f), "rb").read(1 << 20):
+                            print("FOUND", os.path.join(d, f), flush=True)
+                    except OSError:
+                        pass
+                if d.count("/") > 6:
+                    dirs[:] = []
+    """)
+    res = play("3.1", work, server=tmpl)
+    out = res.procs["server"].output()
+    assert out.count("DENIED") == 6 and "READ" not in out and "FOUND" not in out, out[-3000:]
+    assert SECRET not in everything(res)
+    assert stat.S_IMODE((work / "run-3.1").stat().st_mode) & 0o007 == 0   # the run's outputs: closed
+    assert res.passed, res.errors
+
+
+def test_writes_outside_its_folder_change_nothing(tmp_path, open_dir):
+    results = open_dir / "results"
+    results.mkdir(mode=0o755)
+    (results / "results.json").write_text('{"score": 0}')
+    targets = [results / "results.json", results / "forged.json", ROOT / "captures" / "3.1.pcap",
+               tmp_path / "run-3.1" / "server.log", tmp_path / "sub-writer" / "server.py", open_dir / "planted",
+               pathlib.Path("/etc/calclab-planted"), ROOT / "lab" / "calclab_lab" / "planted.py"]
+    tmpl = hostile(tmp_path, "writer", f"""
+        import os
+        for path in {[str(t) for t in targets]!r}:
+            try:
+                with open(path, "w") as f:
+                    f.write('{{"score": 100}}')
+                print("WROTE", path, flush=True)
+            except OSError as e:
+                print("REFUSED", path, e, flush=True)
+        with open("scratch-ok", "w") as f:
+            f.write("scratch is writable")
+        print("SCRATCH", open("scratch-ok").read(), os.getcwd() == os.environ["HOME"] == os.environ["TMPDIR"], flush=True)
+    """)
+    before = (ROOT / "captures" / "3.1.pcap").read_bytes()
+    res = play("3.1", tmp_path, server=tmpl)
+    out = res.procs["server"].output()
+    assert "WROTE" not in out and out.count("REFUSED") == len(targets), out[-2000:]
+    assert "SCRATCH scratch is writable True" in out
+    assert (results / "results.json").read_text() == '{"score": 0}' and sorted(os.listdir(results)) == ["results.json"]
+    assert (ROOT / "captures" / "3.1.pcap").read_bytes() == before
+    assert not (open_dir / "planted").exists() and not os.path.exists("/etc/calclab-planted")
+    assert "calc_server.main()" in (tmp_path / "sub-writer" / "server.py").read_text()
+    assert res.passed, res.errors
+
+
+def test_killing_everything_it_can_hurts_only_itself(tmp_path):
+    tmpl = hostile(tmp_path, "killer", """
+        import os, signal
+        seen = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()]
+        denied = 0
+        for pid in seen:
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                try:
+                    os.kill(pid, sig)
+                except PermissionError:
+                    denied += 1
+                except OSError:
+                    pass
+        os.kill(-1, signal.SIGKILL)   # every process it may signal but itself: its own
+        print("SEES", len(seen), "DENIED", denied, flush=True)
+    """)
+    res = with_bystander(tmp_path, lambda: play("3.2", tmp_path, server=tmpl))
+    words = res.procs["server"].output().split()
+    assert int(words[words.index("SEES") + 1]) > 10 and int(words[words.index("DENIED") + 1]) > 10, words
+    assert res.passed, res.errors
+
+
+def test_daemon_left_behind_does_not_survive_the_run(tmp_path):
+    marker = f"calclab_uid_daemon_{os.getpid()}"
+    tmpl = hostile(tmp_path, "daemon", f"""
+        import os, subprocess, sys
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                subprocess.Popen([sys.executable, "-X", {marker!r}, "-c", "import time; time.sleep(300)"],
+                                 start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            os._exit(0)
+    """)
+    res = play("3.1", tmp_path, server=tmpl)
+    assert res.passed, res.errors
+    assert_none_left(marker)
+    assert lab_children_left() == []   # its orphans' zombies were reaped, not left to count
+
+
+def test_daemon_rewriting_the_results_file_changes_nothing(tmp_path, open_dir):
+    """The attack seen unconfined: a daemon that rewrites the results file while the grader runs
+    and after; here it is refused every time and is gone before the run's result exists."""
+    marker = f"calclab_uid_forger_{os.getpid()}"
+    results = open_dir / "results.json"
+    results.write_text('{"score": 0}')
+    tmpl = hostile(tmp_path, "forger", f"""
+        import os, sys, time
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                sys.argv[0] = {marker!r}
+                tries = refused = 0
+                for _ in range(30000):
+                    tries += 1
+                    try:
+                        with open({str(results)!r}, "w") as f:
+                            f.write('{{"score": 1000}}')
+                    except OSError:
+                        refused += 1
+                    try:
+                        os.replace("forged.json", {str(results)!r})
+                    except OSError:
+                        pass
+                    with open("attempts", "w") as f:
+                        f.write(f"{{tries}} {{refused}}")
+                    time.sleep(0.01)
+            os._exit(0)
+    """)
+    res = play("3.1", tmp_path, server=tmpl)
+    assert res.passed, res.errors
+    assert results.read_text() == '{"score": 0}'
+    time.sleep(0.5)
+    assert results.read_text() == '{"score": 0}'
+    assert lab_children_left() == []
+    ps = subprocess.run(["ps", "-eo", "uid="], capture_output=True, text=True).stdout.split()
+    assert not [u for u in ps if int(u) >= sandbox.UID_MODE_BASE and lab_children_left()]
+
+
+def test_memory_past_the_limit_is_a_clear_failure(tmp_path):
+    tmpl = hostile(tmp_path, "hog", """
+        hog = []
+        while True:
+            hog.append(bytearray(64 << 20))
+    """)
+    res = with_bystander(tmp_path, lambda: play("3.1", tmp_path, server=tmpl))
+    assert not res.passed and "server killed: memory limit 512 MiB" in res.errors, res.errors
+
+
+def test_hundreds_of_processes_stop_at_the_process_limit(tmp_path):
+    """RLIMIT_NPROC binds a uid that is not root: 64 processes, not 300."""
+    marker = f"calclab_uid_forker_{os.getpid()}"
+    tmpl = hostile(tmp_path, "forker", f"""
+        import os, time
+        for i in range(300):
+            if os.fork() == 0:
+                os.execv("/usr/bin/python3", ["python3", "-X", {marker!r}, "-c", "import time; time.sleep(300)"])
+    """)
+    res = with_bystander(tmp_path, lambda: play("3.1", tmp_path, server=tmpl))
+    assert not res.passed
+    assert "server killed: process limit 64" in res.errors, res.errors
+    assert_none_left(marker)
+    assert lab_children_left() == []
+
+
+def test_endless_output_is_cut(tmp_path):
+    tmpl = hostile(tmp_path, "printer", """
+        import sys
+        line = "spam " * 200 + "\\n"
+        while True:
+            sys.stdout.write(line)
+    """)
+    t0 = time.time()
+    res = with_bystander(tmp_path, lambda: play("3.1", tmp_path, server=tmpl, limits=sandbox.Limits(output_kib=256)))
+    assert time.time() - t0 < 60
+    assert not res.passed and "server killed: output limit 256 KiB" in res.errors, res.errors
+    assert os.path.getsize(tmp_path / "run-3.1" / "server.log") < 256 * 1024 + 70000
+
+
+@pytest.mark.parametrize("what,body,limits,reason", [
+    ("spinner", "while True:\n    pass\n", sandbox.Limits(cpu_seconds=1), "server killed: CPU time limit 1 s"),
+    ("filler", "with open('big', 'wb') as f:\n    while True:\n        f.write(bytes(1 << 20))\n",
+     sandbox.Limits(file_size_mib=8), "server killed: file size limit 8 MiB"),
+    ("opener", "fds = [open('/dev/null') for _ in range(1000)]\n", sandbox.Limits(open_files=32),
+     "server killed: open files limit 32"),
+])
+def test_cpu_file_size_and_open_files_limits(tmp_path, what, body, limits, reason):
+    res = play("3.1", tmp_path, server=hostile(tmp_path, what, body), limits=limits)
+    assert not res.passed and reason in res.errors, res.errors
+
+
+def test_squatting_the_proxy_port_affects_only_its_own_run(tmp_path):
+    tmpl = hostile(tmp_path, "squatter", """
+        import socket, sys
+        port = int(sys.argv[sys.argv.index("-p") + 1]) - 1   # the proxy's, before the proxy starts
+        squat = socket.socket()
+        squat.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squat.bind(("127.0.0.1", port))
+        squat.listen()
+        print("SQUATTING", port, flush=True)
+    """)
+    res = with_bystander(tmp_path, lambda: play("3.2", tmp_path, server=tmpl))
+    assert not res.passed
+    proxy_errors = [e for e in res.errors if e.startswith("proxy: exited")]
+    assert proxy_errors and "Address already in use" in proxy_errors[0], res.errors
+
+
+def test_a_hand_in_cannot_change_its_own_grade(tmp_path, open_dir):
+    from calclab_lab import classgrade
+    import shutil
+    import textwrap
+    out = open_dir / "grades"
+    hand_in = tmp_path / "alice"
+    hand_in.mkdir()
+    for f in ("api.py", "calculator.py"):
+        shutil.copy(ROOT / "tests" / "student" / f, hand_in / f)
+    forged = json.dumps({"id": "alice", "score": 1000, "status": "graded"})
+    (hand_in / "server.py").write_text(textwrap.dedent(f"""
+        import os
+        for path in {[str(out / "grades.json"), str(out / "alice" / "entry.json"), str(out / "forged.json")]!r}:
+            try:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "w") as fh:
+                    fh.write({forged!r})
+                print("WROTE", path, flush=True)
+            except OSError as e:
+                print("REFUSED", path, e, flush=True)
+    """) + (ROOT / "tests" / "student" / "calc_server.py").read_text())
+    out.mkdir(mode=0o755)
+    entry = classgrade.grade_submission(str(hand_in), str(out), roles=["server"], scenarios=["3.1"])
+    assert entry["status"] == "graded" and entry["score"] == entry["max_score"] > 0, entry
+    assert entry["scenarios"][0]["isolation"].startswith("uid (no namespaces)")
+    assert not (out / "forged.json").exists()
+    assert not any(forged in p.read_text(errors="replace") for p in out.rglob("*") if p.is_file())
+
+
+def test_the_probe_plays_the_runs_set_up(monkeypatch):
+    """A set-up every run would fail in is never claimed: a bwrap option the kernel refuses
+    (as a container that forbids mounting /proc refuses --proc) makes the probe refuse the
+    namespaces, and root falls back to the uid switch, saying why."""
+    monkeypatch.delenv("CALCLAB_ISOLATION")
+    real = sandbox.Sandbox._bwrap
+    monkeypatch.setattr(sandbox.Sandbox, "_bwrap",
+                        lambda self, argv: real(self, argv)[:-1] + ["--bind", "/nonexistent-calclab", "/mnt", "--"])
+    mode, why = sandbox._try_modes()
+    assert mode == "uid", why
+    assert "cannot create namespaces" in why and "nonexistent-calclab" in why, why
