@@ -1,7 +1,7 @@
 /* sniff.h: calc-sniff's library: packet decoding, TCP reassembly, calculator messages, roles,
  * and the reduced behaviour used by `calc-sniff verify` (issue 5, scenarios.md).
  *
- * Layers, one file each:
+ * Layers, one file each, one way through (no file uses one that uses it):
  *   sniff_pkt.c     link (EN10MB+VLAN, NULL, LOOP, LINUX_SLL, LINUX_SLL2, RAW, IPV4, IPV6),
  *                   IPv4/IPv6 and TCP headers, read only through bounds-checked accessors
  *   sniff_tcp.c     connections keyed by 4-tuple + ISN, per-direction reassembly in sequence
@@ -9,11 +9,17 @@
  *   sniff_framer.c  calculator messages framed from each direction's in-order bytes
  *   sniff_text.c    payloads decoded to text through a cache by content
  *   sniff_conn.c    the analyzer's lifetime; teardown classes, Zeek conn_state, names
- *   sniff_trace.c   the reduction of an analysis to scenario behaviour, the --trace text
- *   sniff_verify.c  the comparison with a golden analysis, check by check (sniff_report)
+ *   sniff_reduce.c  an analysis indexed for the behaviour scenarios.md judges
+ *   sniff_trace.c   that behaviour as the --trace text
+ *   sniff_report.c  the report of a verification: checks, parties, items (sniff_report)
+ *   sniff_pair.c    which capture connection is compared with which golden one
+ *   sniff_verify.c  the comparison with a golden analysis, check by check
+ *   sniff_array.c   the growable record arrays
+ * What reassembly and framing see is reported as events (sniff_event) to a callback, in order;
+ * the words for them are the program's.
  *
- * Everything here is sans-I/O: bytes and time stamps in, structs out. The program
- * (src/bin/calc-sniff) owns libpcap handles and printing. */
+ * Everything here is sans-I/O: bytes and time stamps in, structs and events out. The program
+ * (src/bin/calc-sniff) owns libpcap handles, file reading and printing. */
 #ifndef CALC_SNIFF_H
 #define CALC_SNIFF_H
 #include <stdbool.h>
@@ -185,11 +191,51 @@ typedef struct sniff_conn {
   uint32_t hist_len;
 } sniff_conn;
 
+/* ---- events: what the analysis saw, as it sees it ----
+ * Reassembly and framing report what happened to the segment being fed (reordered, a gap, a
+ * message completed, the first FIN...) as events, in the order they happen, to the callback of
+ * sniff_opts. The analysis keeps its results in its structs either way; events are for a
+ * printer that wants to say, per packet, what that packet did (calc-sniff's timeline notes).
+ * An event's pointers are valid during the callback only. */
+typedef enum sniff_ev_kind {
+  SNIFF_EV_SYN_RETRY,       /* c's SYN again, same ISN; n: retries so far */
+  SNIFF_EV_PORT_REUSED,     /* c opened on the 4-tuple of an earlier connection */
+  SNIFF_EV_MIDSTREAM,       /* c picked up without its SYN */
+  SNIFF_EV_UPSTREAM,        /* c (proxy->server) caused by request m of a client->proxy conn */
+  SNIFF_EV_EARLY_UPSTREAM,  /* c (proxy->server) opened before the first request of the
+                             * client->proxy connection n, whose upstream it is */
+  SNIFF_EV_HANDSHAKE,       /* c's 3-way handshake completed */
+  SNIFF_EV_RETRANSMISSION,  /* the segment's bytes were all delivered already */
+  SNIFF_EV_RETRANSMISSION_OOO, /* ... already buffered out of order */
+  SNIFF_EV_OVERLAP,         /* n bytes at its start were delivered already */
+  SNIFF_EV_OUT_OF_WINDOW,   /* too far ahead to be reordering: ignored */
+  SNIFF_EV_OUT_OF_ORDER,    /* n bytes ahead of the next expected byte: buffered */
+  SNIFF_EV_SNAPLEN_CUT,     /* n payload bytes not in the capture (sizes known, bytes not) */
+  SNIFF_EV_GAP,             /* n bytes of direction dir declared lost */
+  SNIFF_EV_UNFRAMED,        /* bytes missing inside a header: direction dir no longer framed */
+  SNIFF_EV_MESSAGE,         /* message m complete (or never completing: m->err) */
+  SNIFF_EV_PROXY_ANSWER,    /* the proxy answers request m (a response on c, dir 1) */
+  SNIFF_EV_FIN,             /* direction dir's first FIN; n: 1 if the connection's first */
+  SNIFF_EV_RST,             /* the connection's first RST, from dir; n: 1 if it refused the SYN */
+} sniff_ev_kind;
+
+struct sniff_an;
+typedef struct sniff_event {
+  sniff_ev_kind kind;
+  const struct sniff_an *an;
+  const struct sniff_conn *c;
+  uint8_t dir;
+  const struct sniff_msg *m;
+  int64_t n;
+} sniff_event;
+typedef void (*sniff_event_fn)(void *ctx, const sniff_event *ev);
+
 typedef struct sniff_opts {
   uint16_t server_port;     /* 9999 */
   uint16_t proxy_port;      /* 9998 */
   bool decode;              /* decode payloads to text (timeline, JSON) */
-  bool notes;               /* build per-packet notes */
+  sniff_event_fn on_event;  /* called with each event (NULL: no events) */
+  void *event_ctx;          /* its first argument */
 } sniff_opts;
 void sniff_opts_default(sniff_opts *o);
 
@@ -213,8 +259,7 @@ typedef struct sniff_an {
   calc_err incomplete;      /* why the analysis missed something it was fed: CALC_OK nothing,
                              * CALC_ERR_LIMIT SNIFF_MAX_CONNS or SNIFF_MAX_MSGS reached,
                              * CALC_ERR_NOMEM memory ran out (kept over a limit reached too) */
-  /* per-packet outputs of sniff_feed */
-  calc_buf notes;           /* "; "-separated notes for the packet just fed */
+  /* per-packet outputs of sniff_feed (its events went to o.on_event) */
   uint32_t last_conn;       /* connection id of the packet just fed, 0 none */
   const char *last_why;     /* sniff_feed_frame: why the frame carried no segment, or NULL */
   uint8_t last_dir;
@@ -223,7 +268,7 @@ typedef struct sniff_an {
 /* Initialises an analyzer (no allocation until the first packet). */
 void sniff_an_init(sniff_an *an, const sniff_opts *o);
 void sniff_an_free(sniff_an *an);
-/* Feeds one decoded TCP segment (in capture order). Fills an->notes / last_conn. Returns
+/* Feeds one decoded TCP segment (in capture order), reporting its events. Sets last_conn. Returns
  * CALC_OK; CALC_ERR_LIMIT when the segment opened a connection past SNIFF_MAX_CONNS (not
  * tracked); CALC_ERR_NOMEM once memory has run out. Either way an->incomplete says so and the
  * analysis goes on, incomplete. */
@@ -262,7 +307,7 @@ sniff_end sniff_conn_end(const sniff_conn *c);
 /* Appends s as a JSON string literal (quotes included, escapes for control bytes). */
 void sniff_json_str(calc_buf *b, const char *s);
 
-/* ---- verify (sniff_verify.c) ---- */
+/* ---- the reduced behaviour (sniff_trace.c) and verify (sniff_report.c, sniff_verify.c) ---- */
 /* Appends the reduced behaviour of an analysis as text (the --trace format, docs/sniff.md). */
 void sniff_trace(const sniff_an *an, calc_buf *out);
 

@@ -11,7 +11,6 @@ void sniff_opts_default(sniff_opts *o) {
   o->server_port = 9999;
   o->proxy_port = 9998;
   o->decode = true;
-  o->notes = true;
 }
 
 const char *sniff_role_name(sniff_role r) {
@@ -39,7 +38,6 @@ const char *sniff_end_name(sniff_end e) {
 void sniff_an_init(sniff_an *an, const sniff_opts *o) {
   memset(an, 0, sizeof *an);
   if (o) an->o = *o; else sniff_opts_default(&an->o);
-  calc_buf_init(&an->notes, 0);
 }
 
 void sniff_dir_free(sniff_dir *d) {
@@ -64,7 +62,6 @@ void sniff_an_free(sniff_an *an) {
   calc_free(an->fresh);
   calc_free(an->finish);
   sniff_text_free(an->tc);
-  calc_buf_free(&an->notes);
   memset(an, 0, sizeof *an);
 }
 

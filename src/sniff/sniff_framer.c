@@ -8,69 +8,46 @@
 #include "calc/alloc.h"
 #include "sniff_int.h"
 
+/* client->proxy connections holding a request they have not started answering: the candidates
+ * for the cause of an upstream connection (sniff_tcp.c's roles). */
+static void pending_remove(sniff_an *an, uint32_t id) {
+  for (uint32_t i = 0; i < an->npending; i++)
+    if (an->pending[i] == id) {
+      an->pending[i] = an->pending[--an->npending];
+      return;
+    }
+}
+
+static int pending_add(sniff_an *an, uint32_t id) {
+  for (uint32_t i = 0; i < an->npending; i++)
+    if (an->pending[i] == id) return 0;
+  if (an->npending == an->cappending) {
+    uint32_t n = an->cappending ? an->cappending * 2 : 16;
+    uint32_t *p = calc_realloc(an->pending, n * sizeof *p);
+    if (!p) return -1;
+    an->pending = p;
+    an->cappending = n;
+  }
+  an->pending[an->npending++] = id;
+  return 0;
+}
+
 /* A message whose last byte arrived (or that can never complete: m->err). body: its
  * payload when it came whole in one segment (decoded straight from the packet), else NULL
  * (the bytes gathered in d->payload). */
 static void msg_done(sniff_an *an, sniff_conn *c, int dir, sniff_msg *m, const uint8_t *body) {
   sniff_dir *d = &c->d[dir];
-  char ab[48] = "";
   if (an->o.decode && m->complete && !m->hole && m->err == CALC_OK && m->size >= CALC_HEADER_SIZE) {
     if (!body) body = d->payload && d->payload->data ? d->payload->data : (const uint8_t *)"";
-    m->text = sniff_text_decode(an, m, body, m->size - CALC_HEADER_SIZE, ab);
+    m->text = sniff_text_decode(an, m, body, m->size - CALC_HEADER_SIZE);
   }
-  if (sniff_note_begin(an)) {
-    const char *kind = m->h.is_request ? "request" : "response";
-    if (m->err != CALC_OK && !m->text) {
-      sniff_note_s(an, "malformed ");
-      sniff_note_s(an, kind);
-      sniff_note_s(an, ": total length ");
-      sniff_note_u(an, m->size);
-    } else {
-      sniff_note_s(an, kind);
-      sniff_note_s(an, " ");
-      sniff_note_u(an, m->size);
-      sniff_note_s(an, " B");
-      if (m->nseg > 1) {
-        sniff_note_s(an, " in ");
-        sniff_note_u(an, m->nseg);
-        sniff_note_s(an, " segments");
-      }
-      if (!m->h.is_request && m->h.status != 200) {
-        sniff_note_s(an, ": status ");
-        sniff_note_u(an, m->h.status);
-        if (m->text) {
-          sniff_note_s(an, " ");
-          sniff_note_s(an, ab);
-        } else if (m->hole) {
-          sniff_note_s(an, " (bytes missing)");
-        }
-      } else {
-        if (m->hole) sniff_note_s(an, " (bytes missing)");
-        if (m->text) {
-          sniff_note_s(an, ": ");
-          sniff_note_s(an, ab);
-        }
-      }
-    }
-  }
+  sniff_emit(an, SNIFF_EV_MESSAGE, c, dir, m, 0);
   if (c->role == SNIFF_ROLE_CLIENT_PROXY) {
     if (dir == 0 && m->complete) {
       c->pending_req = (int32_t)(m - an->msgs);
-      if (sniff_pending_add(an, c->id) < 0) sniff_incomplete(an, CALC_ERR_NOMEM);
+      if (pending_add(an, c->id) < 0) sniff_incomplete(an, CALC_ERR_NOMEM);
     } else if (dir == 1 && c->last_req >= 0) {
-      const sniff_msg *req = &an->msgs[c->last_req];
-      const sniff_conn *u = sniff_conn_get(an, req->first_upstream);
-      if (req->n_upstream == 0) {
-        sniff_note_lit(an, "cache hit: no upstream connection");
-      } else if (req->n_upstream == 1 && u && sniff_conn_end(u) == SNIFF_END_REFUSED) {
-        sniff_note(an, "answered after upstream #%u was refused", u->id);
-      } else if (sniff_note_begin(an)) {
-        sniff_note_s(an, "answered after ");
-        sniff_note_u(an, req->n_upstream);
-        sniff_note_s(an, req->n_upstream == 1 ? " upstream connection (first #" : " upstream connections (first #");
-        sniff_note_u(an, req->first_upstream);
-        sniff_note_s(an, ")");
-      }
+      sniff_emit(an, SNIFF_EV_PROXY_ANSWER, c, dir, &an->msgs[c->last_req], 0);
     }
   }
 }
@@ -85,7 +62,7 @@ static void msg_start(sniff_an *an, sniff_conn *c, int dir) {
   if (dir == 1 && c->role == SNIFF_ROLE_CLIENT_PROXY && c->pending_req >= 0) {
     c->last_req = c->pending_req;
     c->pending_req = -1;
-    sniff_pending_remove(an, c->id);
+    pending_remove(an, c->id);
   }
 }
 
@@ -142,7 +119,7 @@ void sniff_framer_feed(sniff_an *an, sniff_conn *c, int dir, const uint8_t *data
         m->err = CALC_ERR_TRUNCATED;
         d->desync = true;
         d->cur_msg = -1;
-        sniff_note(an, "bytes missing inside a message header: stream no longer framed");
+        sniff_emit(an, SNIFF_EV_UNFRAMED, c, dir, m, 0);
         return;
       }
       memcpy(d->hdr + d->hdr_have, data, take);

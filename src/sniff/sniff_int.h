@@ -4,7 +4,7 @@
  *   sniff_framer.c  calculator messages framed from each direction's in-order bytes
  *   sniff_text.c    payloads decoded to text, through a cache by content
  *   sniff_conn.c    the analyzer's lifetime and what a connection is (names, Zeek state, teardown)
- * and the notes (the timeline's per-packet text) every part appends to. */
+ * and the events (sniff.h) they report, in the order they happen. */
 #ifndef CALC_SNIFF_INT_H
 #define CALC_SNIFF_INT_H
 #include <string.h>
@@ -23,33 +23,14 @@ static inline calc_err sniff_incomplete(sniff_an *an, calc_err e) {
 enum { H_S, H_H, H_A, H_D, H_F, H_R, H_T, H_G, H_W };
 void sniff_hist_add(sniff_conn *c, int dir, int letter);
 
-/* Notes: sniff_note formats one; the hand-made ones (most packets of a capture carry one)
- * start with sniff_note_begin() (false when notes are off), then sniff_note_s / sniff_note_u. */
-void sniff_note(sniff_an *an, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static inline void sniff_note_app(sniff_an *an, const void *s, size_t n) {
-  calc_buf *b = &an->notes;
-  if (!b->failed && !b->limit && n <= b->cap - b->len) {  /* room: no call */
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-  } else {
-    calc_buf_append(b, s, n);
-  }
-}
-static inline bool sniff_note_begin(sniff_an *an) {
-  if (!an->o.notes) return false;
-  if (an->notes.len) sniff_note_app(an, "; ", 2);
-  return true;
-}
-static inline void sniff_note_s(sniff_an *an, const char *s) { sniff_note_app(an, s, strlen(s)); }
-void sniff_note_u(sniff_an *an, uint32_t v);
-/* A note without arguments. */
-static inline void sniff_note_lit(sniff_an *an, const char *s) {
-  if (sniff_note_begin(an)) sniff_note_s(an, s);
+/* Reports an event (sniff.h) to the analysis' callback, if it has one. */
+static inline void sniff_emit(sniff_an *an, sniff_ev_kind k, const sniff_conn *c, int dir, const sniff_msg *m,
+                              int64_t n) {
+  if (!an->o.on_event) return;
+  sniff_event ev = {k, an, c, (uint8_t)dir, m, n};
+  an->o.on_event(an->o.event_ctx, &ev);
 }
 
-/* client->proxy connections holding a request they have not started answering. */
-int sniff_pending_add(sniff_an *an, uint32_t id);
-void sniff_pending_remove(sniff_an *an, uint32_t id);
 /* c must be visited by sniff_finish. */
 void sniff_finish_mark(sniff_an *an, const sniff_conn *c);
 /* Releases a direction's buffers; they are allocated again if ever needed. */
@@ -61,11 +42,10 @@ void sniff_dir_free(sniff_dir *d);
 void sniff_framer_feed(sniff_an *an, sniff_conn *c, int dir, const uint8_t *data, size_t n, uint64_t ts,
                        bool *newseg, bool *mid);
 
-/* m's payload p[0, n) decoded to text (kept by the analysis, shared by equal payloads); ab gets
- * its abbreviation for notes. A payload that is no request or response sets m->err to the
- * decoder's error (its text says why). NULL when memory ran out (an->incomplete set, m->err left
+/* m's payload p[0, n) decoded to text (kept by the analysis, shared by equal payloads). A
+ * payload that is no request or response sets m->err to the decoder's error (its text says why). NULL when memory ran out (an->incomplete set, m->err left
  * CALC_OK: the payload is not to blame, and nothing of it is remembered). */
-char *sniff_text_decode(sniff_an *an, sniff_msg *m, const uint8_t *p, size_t n, char ab[48]);
+char *sniff_text_decode(sniff_an *an, sniff_msg *m, const uint8_t *p, size_t n);
 /* Frees the text cache and the texts. */
 void sniff_text_free(struct sniff_textcache *tc);
 

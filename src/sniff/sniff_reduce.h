@@ -1,5 +1,6 @@
-/* sniff_reduce.h: an analysis indexed for the reduced behaviour (sniff_trace.c), shared by the
- * trace text and the verification (sniff_verify.c). Private to src/sniff. */
+/* sniff_reduce.h: an analysis indexed for the reduced behaviour (sniff_reduce.c), shared by the
+ * trace text (sniff_trace.c) and the verification (sniff_pair.c, sniff_verify.c). Private to
+ * src/sniff. */
 #ifndef CALC_SNIFF_REDUCE_H
 #define CALC_SNIFF_REDUCE_H
 #include "sniff.h"
@@ -30,7 +31,5 @@ bool sniff_msg_single(const sniff_msg *m);
 /* When the proxy was done with an upstream connection: its FIN, a RST, or the refusal
  * (UINT64_MAX: never); *pkt (may be NULL) gets that packet's frame number. */
 uint64_t sniff_upstream_done(const sniff_conn *u, uint64_t *pkt);
-/* Appends the reduced behaviour of connection c (its block of the --trace text). */
-void sniff_trace_conn(const sniff_red *r, const sniff_conn *c, const char *ind, calc_buf *out);
 
 #endif

@@ -13,7 +13,6 @@
  * bytes of a message being decoded: no allocation except amortised array growth. */
 #include "sniff_int.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,26 +21,6 @@
 
 /* Zeek history letters; bit i of sniff_dir.hist is hist_letters[i]. */
 static const char hist_letters[] = "SHADFRTGW";
-
-void sniff_note(sniff_an *an, const char *fmt, ...) {
-  if (!an->o.notes) return;
-  char tmp[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(tmp, sizeof tmp, fmt, ap);
-  va_end(ap);
-  if (an->notes.len) calc_buf_puts(&an->notes, "; ");
-  calc_buf_puts(&an->notes, tmp);
-}
-
-void sniff_note_u(sniff_an *an, uint32_t v) {
-  char tmp[10], *q = tmp + sizeof tmp;
-  do {
-    *--q = (char)('0' + v % 10);
-    v /= 10;
-  } while (v);
-  sniff_note_app(an, q, (size_t)(tmp + sizeof tmp - q));
-}
 
 void sniff_hist_add(sniff_conn *c, int dir, int letter) {
   sniff_dir *d = &c->d[dir];
@@ -217,11 +196,7 @@ static void conn_assign_role(sniff_an *an, sniff_conn *c) {
       sniff_msg *req = &an->msgs[pc->d[0].cur_msg];
       if (!req->n_upstream++) req->first_upstream = c->id;
     }
-    if (sniff_note_begin(an)) {
-      sniff_note_s(an, "upstream of #");
-      sniff_note_u(an, pc->id);
-      sniff_note_s(an, " request 1 (opened before it)");
-    }
+    sniff_emit(an, SNIFF_EV_EARLY_UPSTREAM, c, 0, NULL, pc->id);
     return;
   }
   sniff_msg *req = &an->msgs[best];
@@ -229,26 +204,7 @@ static void conn_assign_role(sniff_an *an, sniff_conn *c) {
   c->parent = req->conn;
   c->parent_req = req->index;
   if (!req->n_upstream++) req->first_upstream = c->id;
-  if (sniff_note_begin(an)) {
-    sniff_note_s(an, "upstream of #");
-    sniff_note_u(an, req->conn);
-    sniff_note_s(an, " request ");
-    sniff_note_u(an, req->index);
-  }
-}
-
-void sniff_pending_remove(sniff_an *an, uint32_t id) {
-  for (uint32_t i = 0; i < an->npending; i++)
-    if (an->pending[i] == id) {
-      an->pending[i] = an->pending[--an->npending];
-      return;
-    }
-}
-
-int sniff_pending_add(sniff_an *an, uint32_t id) {
-  for (uint32_t i = 0; i < an->npending; i++)
-    if (an->pending[i] == id) return 0;
-  return id_list_add(&an->pending, &an->npending, &an->cappending, id);
+  sniff_emit(an, SNIFF_EV_UPSTREAM, c, 0, req, 0);
 }
 
 /* Connections sniff_finish must look at: buffered out-of-order data, or a FIN beyond the
@@ -279,7 +235,7 @@ static void deliver(sniff_an *an, sniff_conn *c, int dir, const uint8_t *data, s
   if (cap) sniff_framer_feed(an, c, dir, data, cap, ts, &newseg, &mid);
   if (len > cap) {
     d->trunc_bytes += len - cap;
-    sniff_note(an, "snaplen cut %zu B", len - cap);
+    sniff_emit(an, SNIFF_EV_SNAPLEN_CUT, c, dir, NULL, (int64_t)(len - cap));
     sniff_framer_feed(an, c, dir, NULL, len - cap, ts, &newseg, &mid);
   }
   d->next += (uint32_t)len;
@@ -320,7 +276,7 @@ static void force_gap(sniff_an *an, sniff_conn *c, int dir, uint64_t ts) {
   }
   d->gap_bytes += best;
   sniff_hist_add(c, dir, H_G);
-  sniff_note(an, "gap of %u B in %s stream", best, dir == 0 ? "client" : "server");
+  sniff_emit(an, SNIFF_EV_GAP, c, dir, NULL, best);
   bool newseg = true, mid = false;
   sniff_framer_feed(an, c, dir, NULL, best, ts, &newseg, &mid);
   d->next += best;
@@ -335,7 +291,7 @@ static void store_ooo(sniff_an *an, sniff_conn *c, int dir, uint32_t seq, const 
     if (d->ro->seg[i].seq == seq && d->ro->seg[i].len >= len) {
       d->retrans_pkts++;
       sniff_hist_add(c, dir, H_T);
-      sniff_note(an, "retransmission (out of order)");
+      sniff_emit(an, SNIFF_EV_RETRANSMISSION_OOO, c, dir, NULL, 0);
       return;
     }
   if (!d->ro) {
@@ -373,7 +329,7 @@ static void handle_data(sniff_an *an, sniff_conn *c, int dir, const sniff_pkt *p
   if ((int64_t)rel + (int64_t)len <= 0) {
     d->retrans_pkts++;
     sniff_hist_add(c, dir, H_T);
-    sniff_note(an, "retransmission");
+    sniff_emit(an, SNIFF_EV_RETRANSMISSION, c, dir, NULL, 0);
     return;
   }
   if (rel < 0) {
@@ -381,27 +337,24 @@ static void handle_data(sniff_an *an, sniff_conn *c, int dir, const sniff_pkt *p
     d->retrans_pkts++;
     d->overlap_bytes += trim;
     sniff_hist_add(c, dir, H_T);
-    sniff_note(an, "overlap: %u B retransmitted", trim);
+    sniff_emit(an, SNIFF_EV_OVERLAP, c, dir, NULL, trim);
     deliver(an, c, dir, p->payload + (trim < cap ? trim : cap), cap > trim ? cap - trim : 0,
             len - trim, p->ts_usec);
   } else if (rel == 0) {
     deliver(an, c, dir, p->payload, cap, len, p->ts_usec);
   } else if ((uint32_t)rel > SNIFF_SEQ_WINDOW) {
     d->bogus_pkts++;
-    sniff_note(an, "sequence number out of window: ignored");
+    sniff_emit(an, SNIFF_EV_OUT_OF_WINDOW, c, dir, NULL, 0);
     return;
   } else {
-    sniff_note(an, "out of order: %d B ahead", rel);
+    sniff_emit(an, SNIFF_EV_OUT_OF_ORDER, c, dir, NULL, rel);
     store_ooo(an, c, dir, seq, p->payload, cap, len, p->ts_usec);
     return;
   }
   if (d->nooo) drain(an, c, dir, p->ts_usec);
 }
 
-static const char *side(int dir) { return dir == 0 ? "client" : "server"; }
-
 calc_err sniff_feed(sniff_an *an, const sniff_pkt *p) {
-  calc_buf_reset(&an->notes);
   an->last_conn = 0;
   an->tcp_pkts++;
   if (!an->ts_first) an->ts_first = p->ts_usec;
@@ -415,14 +368,14 @@ calc_err sniff_feed(sniff_an *an, const sniff_pkt *p) {
   if (syn && !ack) {
     if (c && dir == 0 && c->syn && c->d[0].isn == p->seq) {
       c->syn_retries++;
-      sniff_note(an, "SYN retry %u", c->syn_retries);
+      sniff_emit(an, SNIFF_EV_SYN_RETRY, c, 0, NULL, c->syn_retries);
     } else {
       bool reused = c != NULL;
       if (!(c = conn_new(an, p, true, slot, h))) goto no_conn;
       c->port_reused = reused;
       dir = 0;
       conn_assign_role(an, c);
-      if (reused) sniff_note(an, "port reused: new connection #%u", c->id);
+      if (reused) sniff_emit(an, SNIFF_EV_PORT_REUSED, c, 0, NULL, 0);
     }
   } else if (!c) {
     bool orig_is_src;
@@ -434,7 +387,7 @@ calc_err sniff_feed(sniff_an *an, const sniff_pkt *p) {
     c->midstream = !syn;
     dir = orig_is_src ? 0 : 1;
     conn_assign_role(an, c);
-    if (!syn) sniff_note(an, "connection #%u picked up midstream", c->id);
+    if (!syn) sniff_emit(an, SNIFF_EV_MIDSTREAM, c, dir, NULL, 0);
   }
   if (fresh_slot) an->nused++;
 
@@ -461,7 +414,7 @@ calc_err sniff_feed(sniff_an *an, const sniff_pkt *p) {
   if (ack && !syn && dir == 0 && c->syn && c->synack && !c->established &&
       !(p->flags & SNIFF_TH_RST)) {
     c->established = true;
-    sniff_note_lit(an, "3-way handshake");
+    sniff_emit(an, SNIFF_EV_HANDSHAKE, c, dir, NULL, 0);
   }
   if (!syn && !(p->flags & (SNIFF_TH_FIN | SNIFF_TH_RST)) && !p->payload_len && ack)
     sniff_hist_add(c, dir, H_A);
@@ -481,13 +434,12 @@ calc_err sniff_feed(sniff_an *an, const sniff_pkt *p) {
       if (d->fin_seq != d->next) sniff_finish_mark(an, c);
       /* Nothing more is expected this way: give the buffers back (long captures). */
       if (!d->nooo && d->cur_msg < 0) sniff_dir_free(d);
-      if (c->first_fin < 0) {
+      bool first = c->first_fin < 0;
+      if (first) {
         c->first_fin = dir;
         c->teardown_pkts = 1;
-        sniff_note_lit(an, dir == 0 ? "FIN first by client" : "FIN first by server");
-      } else {
-        sniff_note_lit(an, dir == 0 ? "FIN by client" : "FIN by server");
       }
+      sniff_emit(an, SNIFF_EV_FIN, c, dir, NULL, first);
     }
   }
   if (p->flags & SNIFF_TH_RST) {
@@ -499,10 +451,7 @@ calc_err sniff_feed(sniff_an *an, const sniff_pkt *p) {
     }
     if (c->first_rst < 0) {
       c->first_rst = dir;
-      if (dir == 1 && c->syn && !c->synack)
-        sniff_note(an, "refused: SYN, RST");
-      else
-        sniff_note(an, "RST by %s", side(dir));
+      sniff_emit(an, SNIFF_EV_RST, c, dir, NULL, dir == 1 && c->syn && !c->synack);
     }
   }
   return an->incomplete == CALC_ERR_NOMEM ? CALC_ERR_NOMEM : CALC_OK;
@@ -520,7 +469,6 @@ calc_err sniff_feed_frame(sniff_an *an, int dlt, const uint8_t *buf, size_t capl
   an->last_why = NULL;
   calc_err err = sniff_decode(dlt, buf, caplen, p, &an->last_why);
   if (err != CALC_OK || !p->tcp) {
-    calc_buf_reset(&an->notes);
     an->last_conn = 0;
     if (err != CALC_OK) an->bad_pkts++; else an->other_pkts++;
     return err;
@@ -553,7 +501,6 @@ static int cmp_u32(const void *a, const void *b) {
 }
 
 void sniff_finish(sniff_an *an) {
-  calc_buf_reset(&an->notes);
   if (an->finish_all) {
     for (uint32_t i = 0; i < an->nconns; i++) finish_conn(an, &an->conns[i]);
   } else if (an->nfinish) {

@@ -32,7 +32,6 @@ struct sniff_textcache {
     bool is_request;
     uint8_t err;            /* the decoder's calc_err for this payload */
     const char *text;       /* in chunks */
-    char abbrev[48];        /* text_abbrev(text) for notes */
   } e[TC_SLOTS];
   struct text_chunk *chunks;
 };
@@ -83,23 +82,6 @@ static uint32_t payload_hash(const uint8_t *p, size_t n) {
   return (uint32_t)h;
 }
 
-/* Up to n-1 bytes of s for a note: control bytes and DEL escaped as \xNN (the text comes
- * from an untrusted payload and ends up on a terminal), "..." when cut. */
-static void text_abbrev(const char *s, char *out, size_t n) {
-  size_t o = 0;
-  for (const unsigned char *q = (const unsigned char *)s; *q; q++) {
-    bool esc = *q < 0x20 || *q == 0x7f;
-    size_t need = esc ? 4 : 1;
-    if (o + need + 4 > n) {
-      memcpy(out + o, "...", 4);
-      return;
-    }
-    if (esc) o += (size_t)snprintf(out + o, n - o, "\\x%02x", *q);
-    else out[o++] = (char)*q;
-  }
-  out[o] = 0;
-}
-
 /* The text of m's payload p[0, n) in the analysis's chunks, or NULL when memory ran out (then
  * m->err stays CALC_OK). An undecodable payload's text is the decoder's reason, m->err its
  * error. */
@@ -144,15 +126,14 @@ static char *decode_payload(struct sniff_textcache *tc, sniff_msg *m, const uint
   return s;
 }
 
-char *sniff_text_decode(sniff_an *an, sniff_msg *m, const uint8_t *p, size_t n, char ab[48]) {
+char *sniff_text_decode(sniff_an *an, sniff_msg *m, const uint8_t *p, size_t n) {
   if (!an->tc && !(an->tc = calc_calloc(1, sizeof *an->tc))) {
     sniff_incomplete(an, CALC_ERR_NOMEM);
     return NULL;
   }
   if (n > TC_MAX_PAYLOAD) {
     char *t = decode_payload(an->tc, m, p, n);
-    if (t) text_abbrev(t, ab, 48);
-    else sniff_incomplete(an, CALC_ERR_NOMEM);
+    if (!t) sniff_incomplete(an, CALC_ERR_NOMEM);
     return t;
   }
   uint32_t h = payload_hash(p, n) ^ (m->h.is_request ? 0x80000000u : 0) ^ m->h.status;
@@ -160,7 +141,6 @@ char *sniff_text_decode(sniff_an *an, sniff_msg *m, const uint8_t *p, size_t n, 
   if (e->text && e->hash == h && e->len == n && e->is_request == m->h.is_request &&
       e->status == m->h.status && !memcmp(e->payload, p, n)) {
     m->err = e->err;
-    memcpy(ab, e->abbrev, 48);
     return (char *)e->text;
   }
   char *t = decode_payload(an->tc, m, p, n);
@@ -168,13 +148,11 @@ char *sniff_text_decode(sniff_an *an, sniff_msg *m, const uint8_t *p, size_t n, 
     sniff_incomplete(an, CALC_ERR_NOMEM);
     return NULL;
   }
-  text_abbrev(t, ab, 48);
   uint8_t *copy = calc_malloc(n ? n : 1);
   if (!copy) return t;
   memcpy(copy, p, n);
   calc_free(e->payload);
-  *e = (struct tc_entry){copy, (uint32_t)n, h, m->h.status, m->h.is_request, m->err, t, {0}};
-  memcpy(e->abbrev, ab, 48);
+  *e = (struct tc_entry){copy, (uint32_t)n, h, m->h.status, m->h.is_request, m->err, t};
   return t;
 }
 

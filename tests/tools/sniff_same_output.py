@@ -17,8 +17,8 @@ one made here to reach every note the timeline prints: reordering, retransmissio
 gaps, a hole inside a header, a snaplen cut, SYN retries, port reuse, a refusal, resets, a
 connection picked up midstream, a sequence number out of the window, more out-of-order segments
 than are buffered, a message in more than eight segments, a too-short total length, non-TCP
-and undecodable frames, and a proxy answering from upstream, from its cache and after a refused
-upstream connection."""
+and undecodable frames, and a proxy answering from upstream, from its cache, after a refused
+upstream connection and after an upstream connection it opened before the request."""
 import argparse
 import json
 import pathlib
@@ -224,6 +224,15 @@ def craft_oddities(path):
             cap.seg(9999, 40021, 0, 4001, R | A)
         d.send(1, a[k] if how != "refused" else err)
     d.fin(1)
+    # a proxy that connects upstream as soon as its client connects, before the request
+    d = Conn(cap, 40012, 9998)
+    u = Conn(cap, 40022, 9999)
+    d.send(0, q[1])
+    u.send(0, q[1])
+    u.send(1, a[1])
+    u.fin(0)
+    d.send(1, a[1])
+    d.fin(0)
     # sequence numbers wrapping at 2^32
     c = Conn(cap, 40011, 9999, isn=(0xFFFFFF00, 0xFFFFFFF0))
     c.send(0, q[0], [100, 100, 1000])

@@ -7,6 +7,7 @@ void handle_frame(run *r, const struct pcap_pkthdr *h, const uint8_t *bytes) {
   if (r->dumper) pcap_dump((u_char *)r->dumper, h, bytes);
   /* Out of memory and analysis limits are reported once, at the end (an.incomplete). */
   sniff_pkt p;
+  calc_buf_reset(&r->notes);
   calc_err err = sniff_feed_frame(&r->an, r->dlt, bytes, h->caplen, ts, &p);
   if (r->mode != OUT_TIMELINE && !r->packets) return;
   if (!p.tcp) {
@@ -39,9 +40,4 @@ int open_dumper(pcap_t *p, const input *in, run *r) {
     return -1;
   }
   return 0;
-}
-
-int run_input(const input *in, run *r) {
-  if (in->file) return read_file(in->file, r, in);
-  return capture_live(in, r);
 }

@@ -82,6 +82,12 @@ enum {
   OPT_JSON = 256, OPT_TRACE, OPT_SUMMARY, OPT_STATS, OPT_DURATION, OPT_READY, OPT_GOLDEN, OPT_SERVER,
   OPT_PROXY, OPT_GOLDEN_SERVER, OPT_GOLDEN_PROXY, OPT_PACKETS, OPT_HELP
 };
+/* Reads the capture file or captures live, as `in` says, feeding every frame to r. */
+static int run_input(const input *in, run *r) {
+  if (in->file) return read_file(in->file, r, in);
+  return capture_live(in, r);
+}
+
 static const struct option long_opts[] = {
     {"read", required_argument, 0, 'r'},       {"buffer-size", required_argument, 0, 'B'},       {"interface", required_argument, 0, 'i'},
     {"ports", required_argument, 0, 'p'},      {"write", required_argument, 0, 'w'},
@@ -104,7 +110,11 @@ static sniff_exit run_plain(const input *in, sniff_opts *so, out_mode mode, bool
   r.mode = mode;
   r.packets = packets;
   so->decode = mode == OUT_TIMELINE || mode == OUT_JSON;
-  so->notes = mode == OUT_TIMELINE || packets;
+  if (mode == OUT_TIMELINE || packets) {  /* the outputs that print notes per packet */
+    so->on_event = note_event;
+    so->event_ctx = &r;
+  }
+  calc_buf_init(&r.notes, 0);
   sniff_an_init(&r.an, so);
   static obuf ob;
   if (mode == OUT_TIMELINE) {
@@ -116,6 +126,7 @@ static sniff_exit run_plain(const input *in, sniff_opts *so, out_mode mode, bool
   sniff_finish(&r.an);
   if (rc < 0) {
     sniff_an_free(&r.an);
+    calc_buf_free(&r.notes);
     return SNIFF_EXIT_USAGE;
   }
   if (mode == OUT_TIMELINE) print_summary(&r, true);
@@ -131,6 +142,7 @@ static sniff_exit run_plain(const input *in, sniff_opts *so, out_mode mode, bool
   if (r.live && r.drops)
     fprintf(stderr, "calc-sniff: warning: the kernel dropped %llu packets\n", (unsigned long long)r.drops);
   sniff_an_free(&r.an);
+  calc_buf_free(&r.notes);
   return SNIFF_EXIT_OK;
 }
 

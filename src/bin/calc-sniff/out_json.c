@@ -220,7 +220,7 @@ void print_json_packet(run *r, const sniff_pkt *p) {
                   p->flags & SNIFF_TH_SYN ? 0u : seq, p->flags & SNIFF_TH_ACK ? ack : 0u, p->win, p->payload_len);
   static calc_buf notes;  /* the notes as a C string */
   calc_buf_reset(&notes);
-  if (an->notes.len) calc_buf_append(&notes, an->notes.data, an->notes.len);
+  if (r->notes.len) calc_buf_append(&notes, r->notes.data, r->notes.len);
   calc_buf_putc(&notes, 0);
   sniff_json_str(&b, notes.data && !notes.failed ? (const char *)notes.data : "");
   calc_buf_puts(&b, "}\n");

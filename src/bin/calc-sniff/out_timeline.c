@@ -126,10 +126,10 @@ void print_packet(run *r, const sniff_pkt *p) {
   w = put_u64(w, p->win);
   w = PUT_LIT(w, " Len=");
   w = put_u64(w, p->payload_len);
-  if (an->notes.len) {
+  if (r->notes.len) {
     w = PUT_LIT(w, "  | ");
     o->len += (size_t)(w - w0);
-    ob_write(o, an->notes.data, an->notes.len);
+    ob_write(o, r->notes.data, r->notes.len);
     ob_write(o, "\n", 1);
     return;
   }

@@ -1,7 +1,8 @@
 /* sniff_cli.h: the calc-sniff program's parts (src/bin/calc-sniff): the command line
- * (main.c), capture input (input.c, input_file.c, input_live.c) and one printer per output
- * (out_timeline.c, out_summary.c, out_json.c, out_trace.c, out_verify.c). The analysis itself
- * is src/sniff (sans-I/O). */
+ * (main.c), capture input (input_file.c with block_reader.c, input_live.c; input.c what each
+ * does with a frame), the timeline's notes (notes.c, from the analysis' events) and one
+ * printer per output (out_timeline.c, out_summary.c, out_json.c, out_trace.c, out_verify.c).
+ * The analysis itself is src/sniff (sans-I/O). */
 #ifndef CALC_SNIFF_CLI_H
 #define CALC_SNIFF_CLI_H
 #include <pcap/pcap.h>
@@ -44,11 +45,10 @@ typedef struct run {
   bool live;
   FILE *out;
   struct obuf *ob;           /* timeline: buffered packet lines (obuf.h) */
+  calc_buf notes;            /* timeline, --packets: "; "-separated notes on the frame just fed */
 } run;
 
-/* ---- input (input.c, input_file.c, input_live.c): 0, or -1 with a message on stderr ---- */
-/* Reads the capture file or captures live, as `in` says, feeding every frame to r. */
-int run_input(const input *in, run *r);
+/* ---- input (input_file.c, input_live.c; input.c): 0, or -1 with a message on stderr ---- */
 /* Reads a whole capture file (in may be NULL: no -w). */
 int read_file(const char *file, run *r, const input *in);
 /* Live capture until --duration passes or SIGINT/SIGTERM arrives. */
@@ -60,6 +60,9 @@ int check_dlt(pcap_t *p, const char *what, run *r);
 int open_dumper(pcap_t *p, const input *in, run *r);
 
 /* ---- outputs ---- */
+/* The analysis' event callback (sniff_opts.on_event) for a run (ctx): each event appended to
+ * r->notes as the timeline words it (notes.c). */
+void note_event(void *ctx, const sniff_event *ev);
 void print_timeline_head(run *r);
 void print_packet(run *r, const sniff_pkt *p);
 void print_undecodable(run *r, uint32_t caplen, const char *why);

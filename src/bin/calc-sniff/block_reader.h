@@ -10,8 +10,8 @@
  * the previous block (a record cut by the block boundary) right before the new block's bytes
  * and parse on without copying the block. Where the thread cannot be started, the blocks are
  * read by the caller's thread, with the same results. */
-#ifndef CALC_SNIFF_BLOCK_READER_H
-#define CALC_SNIFF_BLOCK_READER_H
+#ifndef CALC_SNIFF_CLI_BLOCK_READER_H
+#define CALC_SNIFF_CLI_BLOCK_READER_H
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
