@@ -132,8 +132,9 @@ def replay(adapted, timeout, ports_base, use_sniff, replay_dir=None):
             out = _shared_replay(adapted, timeout, ports_base, use_sniff, os.path.join(replay_dir, adapted.name))
     else:
         out = _play_replay(adapted, timeout, ports_base, use_sniff, tempfile.mkdtemp(prefix="calclab-replay-"))
-    with _replays_lock:
-        _replays[adapted.name] = out
+    if out is not None:  # a failed replay is the lab's failure, tried again by the next run
+        with _replays_lock:
+            _replays[adapted.name] = out
     return out
 
 
@@ -142,12 +143,14 @@ def _shared_replay(adapted, timeout, ports_base, use_sniff, wd):
     try:
         with open(done) as f:
             got = json.load(f)
-        return (got["pcap"], got["ports"]) if got["ok"] else None
+        if got["ok"]:
+            return got["pcap"], got["ports"]
     except (OSError, ValueError, KeyError):
         pass
     out = _play_replay(adapted, timeout, ports_base, use_sniff, wd)
-    with open(done, "w") as f:
-        json.dump({"ok": out is not None, "pcap": out and out[0], "ports": out and out[1]}, f)
+    if out is not None:
+        with open(done, "w") as f:
+            json.dump({"ok": True, "pcap": out[0], "ports": out[1]}, f)
     return out
 
 
@@ -228,9 +231,13 @@ def adapt(res, timeout=15.0, use_sniff=True, ports_base=None, replay_dir=None):
             res.scenario = new
             golden, golden_ports = got
             adapted = ", ".join(f"request {n + 1}: {e.describe()} ({e.kind})" for n, e in enumerate(new.exchanges))
+        elif new is None:
+            res.errors.append("the scenario could not be adapted to the requests the client sent: their answers "
+                              "are left to chance by the reference's rules")
         else:
-            res.errors.append("the scenario could not be adapted to the requests the client sent: calclab's "
-                              "replay of them did not pass its own checks")
+            # calclab's own programs could not play what the client asked: the lab's failure
+            raise runner.LabError("calclab's replay of the requests the client sent (" +
+                                  ", ".join(e.describe() for e in new.exchanges) + ") did not pass its own checks")
     _rejudge(res, golden, golden_ports)
     res.checks.append(_reuse_check(sent))
     return {"runs": sent, "adapted": adapted}

@@ -51,9 +51,11 @@ class Check:
 
     @property
     def score(self):
+        """Its points times the share of its items that pass, to a tenth (halves up)."""
         if not self.items:
             return 0.0
-        return round(self.max_points * sum(it["passed"] for it in self.items) / len(self.items), 3)
+        n, ok = len(self.items), sum(it["passed"] for it in self.items)
+        return round((2 * round(self.max_points * 10) * ok + n) // (2 * n) / 10, 1)
 
     def failures(self):
         return [it for it in self.items if not it["passed"]]
@@ -294,14 +296,14 @@ def malformed_checks(raw_results, conn_records):
     return [connections, handshake, answers]
 
 
-def program_checks(errors):
-    """The programs that would not start, hung or were stopped: one failing item each."""
-    if not errors:
+def program_checks(faults):
+    """The student's programs that would not start, hung or were stopped (runner.Fault, each with
+    the role it plays): one failing item each."""
+    if not faults:
         return []
     c = Check("programs")
-    for e in errors:
-        who = e.split(":", 1)[0].split()[0] if ":" in e else ""
-        c.add(False, who if who in ("client", "proxy", "server") else "client", e)
+    for f in faults:
+        c.add(False, f.role, f.text)
     return [c]
 
 

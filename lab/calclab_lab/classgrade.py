@@ -72,14 +72,15 @@ def _last_line(text):
 
 def _start_failures(runs, graded):
     """role -> why its program never got going, when it did not in any scenario: a server or proxy
-    that never listened, a client that never connected and exited with an error every time."""
+    that never listened (runner.Fault of kind not-listening or cannot-start), a client that never
+    connected and exited with an error every time."""
     out = {}
     for role in ("server", "proxy"):
         if role not in graded:
             continue
         mine = [r for r in runs if role in r.scenario.roles]
-        if mine and all(any(e.startswith(f"{role}: ") and ("not listening" in e or "cannot start" in e)
-                            for e in r.errors) for r in mine):
+        if mine and all(any(f.role == role and not f.ours and f.kind in ("not-listening", "cannot-start")
+                            for f in r.faults) for r in mine):
             p = mine[0].procs.get(role)
             out[role] = _last_line(p.output()) if p else "cannot start"
     if "client" in graded and runs:
@@ -91,6 +92,9 @@ def _start_failures(runs, graded):
         if quiet:
             out["client"] = _last_line(runs[0].clients[0]["stdout"]) if runs[0].clients else "no client run"
     return out
+
+
+LAB_ERROR = "lab error: "
 
 
 def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=None, timeout=15.0,
@@ -108,7 +112,7 @@ def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=Non
     os.makedirs(fdir)
     scenarios = scenario_list(scenarios)
     wanted = list(roles or ROLES)
-    tables, factors = point_tables(scenarios, wanted, golden_dir, weights)
+    tables = point_tables(scenarios, wanted, golden_dir, weights)
     maxima = gradebook.role_maxima(tables.values())
     work = tempfile.mkdtemp(prefix="calclab-sub-")
     t0 = time.time()
@@ -134,25 +138,28 @@ def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=Non
         for r in graded:
             templates[r] = sub.template(r, client_stdin)
         scn_entries = []
-        with stage.shared():  # the hand-in is copied (and its modules compiled) once for all its runs
-            for scn in scenarios:
-                name = scn.name
-                wd = os.path.join(fdir, name)
-                golden = goldens.golden_path(scn, golden_dir)
-                # a graded client's run is judged once, by adapt, on the requests it really sent
-                res = runner.play(scn, templates, ports_base=ports_base or _ports_base, workdir=wd,
-                                  timeout=timeout, golden=golden, use_sniff=use_sniff, limits=limits,
-                                  capture_only="client" in graded)
-                sent = adapt.adapt(res, timeout=timeout, use_sniff=use_sniff, ports_base=_ports_base,
-                                   replay_dir=os.path.join(out_dir, ".replays")) if "client" in graded else None
-                runs.append(res)
-                scn_entries.append(_scenario_entry(res, graded, sent, out_dir, tables[name], factors))
+        try:
+            with stage.shared():  # the hand-in is copied (and its modules compiled) once for all its runs
+                for scn in scenarios:
+                    name = scn.name
+                    wd = os.path.join(fdir, name)
+                    golden = goldens.golden_path(scn, golden_dir)
+                    # a graded client's run is judged once, by adapt, on the requests it really sent
+                    res = runner.play(scn, templates, ports_base=ports_base or _ports_base, workdir=wd,
+                                      timeout=timeout, golden=golden, use_sniff=use_sniff, limits=limits,
+                                      capture_only="client" in graded)
+                    sent = adapt.adapt(res, timeout=timeout, use_sniff=use_sniff, ports_base=_ports_base,
+                                       replay_dir=os.path.join(out_dir, ".replays")) if "client" in graded else None
+                    runs.append(res)
+                    scn_entries.append(_scenario_entry(res, graded, sent, out_dir, tables[name]))
+        except (runner.LabError, gradebook.UntypedItem) as e:
+            return _finish(fdir, gradebook.entry(sub_id, LAB_ERROR + str(e), maxima=maxima, files=files), runs)
         failed = _start_failures(runs, graded)
         status = "graded"
         if failed:
             status = "; ".join(f"{files[r]} does not start: {why}" for r, why in failed.items())
         e = gradebook.entry(sub_id, status, scn_entries, maxima=maxima, files=files,
-                            duration=round(time.time() - t0, 3))
+                            duration=round(time.time() - t0, 1))
         return _finish(fdir, e, runs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -171,21 +178,18 @@ def scenario_list(specs):
 
 
 def point_tables(scenarios, wanted, golden_dir=None, weights=None):
-    """(scenario -> its point table for the wanted roles (gradebook.point_table), role -> the
-    factor its points were multiplied by), the same for every hand-in of the class: read from a
-    fully correct play of the scenario, which is calc-sniff's verdict of its golden against
-    itself, the reference client's printouts and, when the client is wanted, one request per
-    connection.  Made once per process.  `weights` (role -> points) scales each role's points
-    so that its maximum over the scenarios is its weight (gradebook.weight_factors)."""
+    """scenario -> its point table for the wanted roles ({(check, role): tenths}), the same for
+    every hand-in of the class: each check's share is read from a fully correct play of the
+    scenario (calc-sniff's verdict of its golden against itself, the reference client's
+    printouts and, when the client is wanted, one request per connection; gradebook.point_table),
+    then each role's shares over the scenarios are turned into half points adding up to its
+    weight (`weights`, role -> points; default gradebook.DEFAULT_WEIGHTS).  Made once per process."""
     scenarios = scenario_list(scenarios)
     key = (tuple((s.name, s.digest) for s in scenarios), tuple(wanted), golden_dir)
     if key not in _tables:
-        _tables[key] = {s.name: gradebook.point_table(_reference_checks(s, golden_dir, "client" in wanted), wanted,
-                                                      "proxy" if s.uses_proxy else "server")
+        _tables[key] = {s.name: gradebook.point_table(_reference_checks(s, golden_dir, "client" in wanted), wanted)
                         for s in scenarios}
-    tables = _tables[key]
-    factors = gradebook.weight_factors(gradebook.role_maxima(tables.values()), weights)
-    return {name: gradebook.scaled(t, factors) for name, t in tables.items()}, factors
+    return gradebook.weighted_tables(_tables[key], weights)
 
 
 _tables = {}
@@ -233,19 +237,16 @@ def class_maxima(scenarios, roles, golden_dir=None, weights=None):
     tell (calc-sniff missing)."""
     try:
         return gradebook.role_maxima(point_tables(scenarios, list(roles or ROLES),
-                                                  golden_dir, weights)[0].values())
+                                                  golden_dir, weights).values())
     except runner.LabError:
         return {}
 
 
-def _scenario_entry(res, graded, sent, out_dir, table, factors=None):
-    front = "proxy" if res.scenario.uses_proxy else "server"
-    down = {role for role in ("server", "proxy")
-            if any(e.startswith(f"{role}: ") and ("not listening" in e or "cannot start" in e) for e in res.errors)}
+def _scenario_entry(res, graded, sent, out_dir, table):
     d = res.to_dict()
     deviant = {c for r in (sent["runs"] if sent else []) if r["requests_per_connection"] != [1] for c in r["conns"]}
     deviant |= {c["id"] for c in res.records("conn") if (c.get("upstream_of") or {}).get("conn") in deviant}
-    checks, roles, untested = gradebook.role_checks(d["checks"], graded, front, table, down, deviant, factors)
+    checks, roles, untested = gradebook.role_checks(d["checks"], graded, table, deviant)
     out = {"scenario": res.name, "passed": bool(checks) and all(c["passed"] for c in checks),
            "roles": roles, "untested": untested, "checks": checks, "errors": res.errors, "isolation": res.isolation,
            "calc_sniff": (res.sniff or {}).get("status"),
@@ -297,7 +298,7 @@ def _grade_one(args):
     try:
         return grade_submission(path, out_dir, **kw)
     except runner.LabError as e:
-        return gradebook.entry(submission_id(path), f"not graded: the lab could not run: {e}",
+        return gradebook.entry(submission_id(path), LAB_ERROR + str(e),
                                maxima=class_maxima(kw.get("scenarios"), kw.get("roles"), kw.get("golden_dir"),
                                                   kw.get("weights")))
     finally:
@@ -363,9 +364,21 @@ def grade_class(class_dir, out_dir, jobs=None, resume=False, progress=None, **kw
                                                                      kw.get("golden_dir"), kw.get("weights")))
                 if progress:
                     progress(len(results), total, results[p])
+    # a lab error is calclab's failure, never the student's: each is graded once more, one at a
+    # time (a loaded machine or a busy port may have caused it); what is left stays a lab error
+    again = [p for p in todo if results[p]["status"].startswith(LAB_ERROR)]
+    for p in again:
+        results[p] = _grade_one((p, out_dir, kw))
+        if progress:
+            progress(total, total, results[p])
     entries = [results[p] for p in subs]
     write_outputs(out_dir, entries)
     return entries
+
+
+def lab_errors(entries):
+    """The entries whose grading calclab itself could not do."""
+    return [e for e in entries if e["status"].startswith(LAB_ERROR)]
 
 
 def write_outputs(out_dir, entries):

@@ -11,6 +11,8 @@ BINS = 10
 def _histogram(entries):
     counts = [0] * BINS
     for e in entries:
+        if e["score"] is None:
+            continue  # a lab error: no points
         frac = e["score"] / e["max_score"] if e["max_score"] else 0.0
         counts[min(BINS - 1, int(frac * BINS))] += 1
     top = max(counts) or 1
@@ -42,16 +44,20 @@ def _failing(entries):
     return out
 
 
+def _pts(x):
+    return "-" if x is None else f"{x:g}"
+
+
 def page(entries, dirs):
     n = len(entries)
     graded = [e for e in entries if e["status"] == "graded"]
     rows = []
     for e in entries:
-        roles = "".join(f"<td>{e['roles'][r]['score']:g}/{e['roles'][r]['max_score']:g}</td>" if r in e["roles"]
+        roles = "".join(f"<td>{_pts(e['roles'][r]['score'])}/{e['roles'][r]['max_score']:g}</td>" if r in e["roles"]
                         else "<td></td>" for r in gradebook.ROLES)
         cls = "ok" if e["status"] == "graded" else "ungraded"
         rows.append(f'<tr class="student {cls}"><td><a href="{html.escape(dirs[e["id"]])}/index.html">'
-                    f'{html.escape(e["id"])}</a></td><td>{e["score"]:g}/{e["max_score"]:g}</td>{roles}'
+                    f'{html.escape(e["id"])}</a></td><td>{_pts(e["score"])}/{e["max_score"]:g}</td>{roles}'
                     f'<td>{html.escape(e["status"])}</td></tr>')
     fails = sorted(_failing(entries).items(), key=lambda kv: (-kv[1][0], kv[0]))
     frows = "".join(f'<tr class="check"><td>{html.escape(k)}</td><td class="nfail">{f}</td><td>{s}</td></tr>'

@@ -42,6 +42,15 @@ def _refused(a, prog):
     return why
 
 
+def _absolute(a, *names):
+    """Paths from options made absolute before anything uses them: programs and tools run from
+    other folders (a hand-in's, the sandbox's)."""
+    for n in names:
+        v = getattr(a, n, None)
+        if v:
+            setattr(a, n, os.path.abspath(v))
+
+
 def _check_programs(templates, roles):
     """Our own programs must exist when a role uses them."""
     missing = []
@@ -67,6 +76,7 @@ def scenario_main(argv=None):
     ap.add_argument("--quiet", action="store_true", help="no timeline")
     a = ap.parse_args(argv)
     procs.install_signal_handlers()
+    _absolute(a, "golden", "workdir", "html")
     if _refused(a, "lab/scenario"):
         return 2
     t = runner.templates_for(a.impl, a.server, a.proxy, a.client)
@@ -136,6 +146,7 @@ def grade_main(argv=None):
     except SystemExit as e:
         return 2 if e.code else 0
     procs.install_signal_handlers()
+    _absolute(a, "submission", "class_dir", "out", "golden_dir", "workdir", "html")
     try:
         names = scenarios_mod.resolve(a.scenarios)
     except scenarios_mod.ScenarioError as e:
@@ -211,8 +222,8 @@ class _Progress:
             if done == total:
                 self.stream.write("\n")
         elif entry is not None:
-            self.stream.write(f"[{done}/{total}] {entry['id']}: {entry['score']:g}/{entry['max_score']:g} "
-                              f"{entry['status']} ({el:.0f}s)\n")
+            pts = "no points" if entry["score"] is None else f"{entry['score']:g}/{entry['max_score']:g}"
+            self.stream.write(f"[{done}/{total}] {entry['id']}: {pts} {entry['status']} ({el:.0f}s)\n")
         self.stream.flush()
 
 
@@ -274,6 +285,14 @@ def _grade_handins(a, names):
     for e in entries if a.submission else []:
         print(open(os.path.join(a.out, classgrade.feedback_dirname(e["id"]), "feedback.txt")).read().split("\n\n")[0])
     print(f"{len(entries)} submission(s) graded; grades.json, grades.csv and index.html in {a.out}")
+    left = classgrade.lab_errors(entries)
+    if left:
+        # calclab's own failures: no points given or taken; grade them again once it is fixed
+        print(f"lab/grade: {len(left)} submission(s) not graded because of a lab error (no points given or taken):",
+              file=sys.stderr)
+        for e in left:
+            print(f"  {e['id']}: {e['status']}", file=sys.stderr)
+        return 2
     return 0 if all(e["status"] == "graded" and e["score"] == e["max_score"] for e in entries) or a.class_dir else 1
 
 

@@ -10,12 +10,14 @@ ROLES = ("server", "proxy", "client")
 
 
 def _points(e):
+    if e["score"] is None:
+        return f"none (a lab error: no points given or taken, of {e['max_score']:g})"
     parts = [f"{r} {v['score']:g}/{v['max_score']:g}" for r, v in e["roles"].items()]
     return f"{e['score']:g}/{e['max_score']:g}" + (f" ({', '.join(parts)})" if parts else "")
 
 
 def _check_points(c):
-    penalty = f" (penalty -{c['penalty']:g} on the {c['role']}'s score)" if c.get("penalty") else ""
+    penalty = f" (penalty {c['penalty_reason']})" if c.get("penalty") else ""
     return f"{c['score']:g}/{c['max_score']:g}{penalty}"
 
 

@@ -11,89 +11,45 @@ play of it shares them (point_table), whatever a hand-in's run produced."""
 import csv
 import json
 import os
-import re
 
 ROLES = ("server", "proxy", "client")
-PROXY_CHECKS = {"upstream-connections", "cache-hit-no-upstream", "ordering", "refused-answer"}
 
 
-def _segments(detail):
-    """(request segments, response segments) named by a segmentation item's detail."""
-    m = re.search(r"request in (\d+) segment", detail)
-    return int(m.group(1)) if m else 1
+class UntypedItem(ValueError):
+    """A check item that does not say which role it is about: blame is set by whoever makes the
+    item (calc-sniff verify, the lab's checks), never guessed from its text."""
 
 
-def derive_role(name, detail, front, down=()):
-    """The role an item is about when it does not say: from the check's name, and for the
-    per-connection checks from whether the item is about the client's connection (client and
-    `front`, the program it talks to) or the proxy's upstream one (proxy and server).  `down`:
-    roles whose program never listened in this run (a missing connection is theirs)."""
-    d = detail.lower()
-    if name.startswith("client-"):
-        return "client"
-    if name in PROXY_CHECKS:
-        return "proxy"
-    if name == "malformed-answer":
-        return "server"
-    for role in ROLES:
-        if name.startswith(role + "-"):
-            return role
-    if "no connection in the capture" in d:
-        return front if front in down else "client"
-    upstream = "upstream" in d
-    if name == "connections":
-        return front if front in down else "client"
-    if name == "handshake":
-        return "server" if upstream else front
-    if name == "request-size":
-        return "proxy" if upstream else "client"
-    if name == "response-size":
-        return "server" if upstream else front
-    if name == "segmentation":
-        if upstream:
-            return "proxy" if _segments(d) != 1 else "server"
-        return "client" if _segments(d) != 1 else front
-    if name == "teardown":
-        if upstream:
-            return "server" if "led by the server" in d else "proxy"
-        return front if "the other side" in d else "client"
-    if name == "rst":
-        if upstream:
-            return "proxy"
-        return front if "the other side" in d else "client"
-    return front
+def item_role(check, item):
+    role = item.get("role")
+    if role not in ROLES:
+        raise UntypedItem(f"check {check}: an item without a role ({item.get('detail', '')[:120]!r})")
+    return role
 
 
 def item_passed(item):
     return bool(item.get("passed", item.get("ok", False)))
 
 
-def _request_tag(detail):
-    m = re.match(r"(request \d+) \(", detail)
-    return m.group(1) if m else None
-
-
-def _reset_by_front(checks):
-    """The requests whose client connection the server or proxy reset."""
-    out = set()
+def _reset_conns(checks):
+    """conn -> the role that reset it (a failed rst item of the server or proxy)."""
+    out = {}
     for c in checks:
         if c["name"] == "rst":
             for it in c.get("items", []):
-                d = it.get("detail", "")
-                if not item_passed(it) and "upstream" not in d and "the other side" in d:
-                    out.add(_request_tag(d))
+                if not item_passed(it) and it.get("role") in ("server", "proxy") and it.get("conn") is not None:
+                    out[it["conn"]] = it["role"]
     return out
 
 
-def point_table(reference, wanted, front):
+def point_table(reference, wanted):
     """{(check, role): points}: how a scenario's points are shared among the roles, read from a
     fully correct play of it (`reference`: its checks as dicts): each check's points are shared
     by its items of the `wanted` roles.  It depends on the scenario and the wanted roles only, so
     every hand-in graded on them gets the same maximum per role, whatever its run looked like."""
     table = {}
     for c in reference:
-        roles = [it["role"] if it.get("role") in ROLES else derive_role(c["name"], it.get("detail", ""), front)
-                 for it in c.get("items", [])]
+        roles = [item_role(c["name"], it) for it in c.get("items", [])]
         counted = [r for r in roles if r in wanted]
         points = float(c.get("max_score", c.get("max_points", 1)))
         for r in counted:
@@ -101,137 +57,198 @@ def point_table(reference, wanted, front):
     return {k: v for k, v in table.items() if v > 0}
 
 
+# What a hand-in's roles are worth by default: the server and the proxy are what students write,
+# the client is mostly the course's skeleton.  100 points in all.
+DEFAULT_WEIGHTS = {"server": 40.0, "proxy": 40.0, "client": 20.0}
+HALF = 5          # points are kept in tenths (ints, no float noise); a table's unit is half a point
+PENALTY = 10      # a failed check worth nothing to the role that failed it: -1 point
+
+
+def tenths(x):
+    """Points (a number with at most one decimal) as an int of tenths."""
+    return int(round(float(x) * 10))
+
+
+def points(t):
+    """An int of tenths as the number the outputs show: 12.5, 40.0 (never 12.500000001)."""
+    return round(t / 10, 1)
+
+
+def _half_up(num, den):
+    """num/den rounded to the nearest int, halves up (exact: ints only)."""
+    return (2 * num + den) // (2 * den)
+
+
+def allocate(total, shares, unit=HALF):
+    """{key: tenths}: `total` tenths (a multiple of `unit`) shared among the keys of `shares`
+    (key -> weight > 0, in order) in proportion to their weights, in whole units, adding up to
+    `total` exactly: each key gets the units its quota holds whole, the units left go to the
+    largest remainders (the first key on ties).  While there are units enough, no key is left
+    with none: a check in the table is worth something."""
+    keys = [k for k, w in shares.items() if w > 0]
+    if not keys or total <= 0:
+        return {k: 0 for k in shares}
+    units = total // unit
+    weight = sum(shares[k] for k in keys)
+    quota = {k: shares[k] * units / weight for k in keys}
+    got = {k: int(quota[k]) for k in keys}
+    left = units - sum(got.values())
+    for k in sorted(keys, key=lambda k: (-(quota[k] - got[k]), keys.index(k)))[:left]:
+        got[k] += 1
+    if units >= len(keys):
+        for k in keys:
+            if got[k] == 0:  # take one from the key with the most (the last such on ties)
+                rich = max(keys, key=lambda j: (got[j], keys.index(j)))
+                got[rich] -= 1
+                got[k] = 1
+    return {k: got.get(k, 0) * unit for k in shares}
+
+
 def parse_weights(text):
-    """'server=40,proxy=40,client=20' -> {role: points}; ValueError saying what is wrong."""
+    """'server=40,proxy=40,client=20' -> {role: points}; ValueError saying what is wrong.  Points
+    are whole or half points (each check's share is)."""
     out = {}
     for part in text.split(","):
-        role, eq, points = part.strip().partition("=")
+        role, eq, pts = part.strip().partition("=")
         try:
-            value = float(points) if eq else None
+            value = float(pts) if eq else None
         except ValueError:
             value = None
-        if role not in ROLES or role in out or value is None or not 0 < value < 1e6:
-            raise ValueError(f"expected ROLE=POINTS,... with roles {', '.join(ROLES)} once each and points > 0, "
-                             f"got {text!r}")
+        if role not in ROLES or role in out or value is None or not 0 < value < 1e6 or (value * 2) % 1:
+            raise ValueError(f"expected ROLE=POINTS,... with roles {', '.join(ROLES)} once each and points > 0 "
+                             f"in whole or half points, got {text!r}")
         out[role] = value
     return out
 
 
-def weight_factors(maxima, weights):
-    """role -> what its points are multiplied by so that its maximum (`maxima`, role_maxima) is the
-    course's weight for it (`weights`: role -> points); roles without a weight keep theirs."""
-    return {r: weights[r] / m for r, m in maxima.items() if r in (weights or {}) and m}
-
-
-def scaled(table, factors):
-    """A point table with each role's points multiplied by its factor."""
-    return {k: v * factors.get(k[1], 1.0) for k, v in table.items()}
+def weighted_tables(raw, weights=None):
+    """The class's point tables: raw (scenario -> {(check, role): share}, what a fully correct
+    play gives each check's items) turned into scenario -> {(check, role): tenths}, where each
+    role's checks over all the scenarios share its weight (`weights`, role -> points, default
+    DEFAULT_WEIGHTS for the roles not given) in half points adding up to it exactly."""
+    w = dict(DEFAULT_WEIGHTS)
+    w.update(weights or {})
+    out = {name: {} for name in raw}
+    for role in ROLES:
+        shares = {(name, key): v for name, t in raw.items() for key, v in t.items() if key[1] == role}
+        for (name, key), t in allocate(tenths(w[role]), shares).items():
+            out[name][key] = t
+    return out
 
 
 def role_maxima(tables):
-    """role -> its maximum over the scenarios' point tables."""
+    """role -> its maximum (tenths) over the scenarios' point tables."""
     out = {}
     for table in tables:
-        for (_, role), points in table.items():
-            out[role] = out.get(role, 0.0) + points
+        for (_, role), t in table.items():
+            out[role] = out.get(role, 0) + t
     return {r: out[r] for r in ROLES if r in out}
 
 
-def _assign_roles(checks, front, down, client_conns):
-    """(check name, items with their role at fault), per check of the run."""
+def _assign_roles(checks, client_conns):
+    """(check name, items with their role at fault), per check of the run.  Two typed rules move
+    blame: what failed on a client run's deviant connections (`client_conns`) is the client's,
+    and a connection the server or proxy reset has no orderly teardown whoever sent a FIN first
+    (which of the FIN and the RST leaves first is a race; the reset is not)."""
     deviant = set(client_conns)
-    reset = _reset_by_front(checks)
+    reset = _reset_conns(checks)
     out = []
     for c in checks:
         items = []
         for it in c.get("items", []):
-            tag = _request_tag(it.get("detail", ""))
+            role = item_role(c["name"], it)
             if deviant and not item_passed(it) and (it.get("conn") in deviant or (
                     c["name"] == "upstream-connections" and it.get("conn") is None)):
                 items.append(dict(it, role="client", passed=False))
                 continue
-            if (c["name"] == "teardown" and "role" not in it and tag in reset
-                    and "upstream" not in it.get("detail", "")):
-                # a connection the other side reset has no orderly teardown, whoever sent a FIN
-                # first: which of the FIN and the RST leaves first is a race, the reset is not
-                items.append(dict(it, role=front, passed=False,
-                                  detail=it.get("detail", "") + f"; the {front} reset the connection"))
+            if c["name"] == "teardown" and it.get("conn") in reset and role == "client":
+                who = reset[it["conn"]]
+                items.append(dict(it, role=who, passed=False,
+                                  detail=it.get("detail", "") + f"; the {who} reset the connection"))
                 continue
-            if it.get("role") in ROLES:
-                role = it["role"]
-            else:
-                role = derive_role(c["name"], it.get("detail", ""), front, down)
             items.append(dict(it, role=role, passed=item_passed(it)))
         out.append((c["name"], float(c.get("max_score", c.get("max_points", 1))), items))
     return out
 
 
-def role_checks(checks, graded, front, table, down=(), client_conns=(), factors=None):
-    """The scenario's checks split by role, scored on the scenario's point table (point_table):
-    one entry per (check, role) with items of a graded role, and per graded role its score and
-    maximum in the scenario.  A role's maximum is its share of the table; the checks it has items
-    in share it in proportion to their table points (a check the run gave no items of the role,
-    such as the refused answer of a client that never causes one, passes its points on to the
-    role's other checks), each scored by the share of its items that pass.  A failed item of a
-    check the table gives the role no points in (a server leading the teardown the reference's
-    client leads) costs the role what each of the check's items is worth in this run (the
-    entry's "penalty", its score and maximum staying 0), down to 0 for the role in the scenario.  `client_conns`: connections
+def role_checks(checks, graded, table, client_conns=()):
+    """The scenario's checks split by role, scored on the scenario's point table (tenths,
+    weighted_tables): one entry per (check, role) with items of a graded role, and per graded
+    role its score and maximum in the scenario.  A role's maximum is its share of the table; the
+    checks it has items in share it again in half points in proportion to their table points (a
+    check the run gave no items of the role, such as the refused answer of a client that never
+    causes one, passes its points on to the role's other checks), each scored by the share of
+    its items that pass, to a tenth.  A failed check the table gives the role nothing in (a
+    server leading the teardown the reference's client leads) is a penalty of one point
+    ("-1: what failed"), down to 0 for the role in the scenario.  `client_conns`: connections
     (calc-sniff ids, upstream ones included) of client runs that did not send one request on one
     connection; what fails about them (sizes, upstream counts) follows from the client's doing.
-    `factors`: role -> the weight factor its table points carry (weight_factors), which its
-    penalties carry too."""
-    groups, worth = {}, {}
-    for name, points, items in _assign_roles(checks, front, down, client_conns):
-        counted = [it for it in items if it["role"] in graded]
-        for it in counted:
-            groups.setdefault((name, it["role"]), []).append(it)
-        if counted:
-            worth[name] = points / len(counted)
-    per_role = {}
+    Returns (checks, roles, untested) with points as numbers of at most one decimal."""
+    groups = {}
+    for name, _, items in _assign_roles(checks, client_conns):
+        for it in items:
+            if it["role"] in graded:
+                groups.setdefault((name, it["role"]), []).append(it)
+    tops, budgets = {}, {}
     for role in graded:
-        budget = sum(p for (_, r), p in table.items() if r == role)
-        tested = sum(table.get(k, 0.0) for k in groups if k[1] == role)
-        per_role[role] = {"budget": budget, "scale": budget / tested if tested else 0.0, "lost": 0.0}
+        budgets[role] = sum(t for (_, r), t in table.items() if r == role)
+        tested = {name: table[(name, r)] for (name, r) in groups if r == role and table.get((name, r))}
+        for name, t in allocate(budgets[role], tested).items():
+            tops[(name, role)] = t
+    lost = {role: 0 for role in graded}
     out = []
     for (name, role), mine in groups.items():
-        v = per_role[role]
-        failed = sum(not it["passed"] for it in mine)
-        top = table.get((name, role), 0.0) * v["scale"]
-        lost = top * failed / len(mine) if top else worth[name] * failed * (factors or {}).get(role, 1.0)
-        v["lost"] += lost
-        c = {"name": name, "role": role, "score": round(top - lost, 3), "max_score": round(top, 3),
-             "passed": all(it["passed"] for it in mine), "items": mine}
-        if not top and lost:
-            # worth nothing to this role, yet its failure costs it: a penalty on the role's score
-            c.update(score=0.0, penalty=round(lost, 3))
+        failed = [it for it in mine if not it["passed"]]
+        top = tops.get((name, role), 0)
+        c = {"name": name, "role": role, "passed": not failed, "items": mine}
+        if top:
+            score = _half_up(top * (len(mine) - len(failed)), len(mine))
+            lost[role] += top - score
+            c.update(score=points(score), max_score=points(top))
+        else:
+            c.update(score=0.0, max_score=0.0)
+            if failed:
+                # worth nothing to this role, yet it failed: a penalty, said as what it is
+                lost[role] += PENALTY
+                c.update(penalty=points(PENALTY), penalty_reason=f"-{points(PENALTY):g}: {failed[0].get('detail', '')}")
         out.append(c)
     roles = {}
-    for role, v in per_role.items():
-        if not v["budget"]:
+    for role in graded:
+        if not budgets[role]:
             continue  # the scenario does not play this role (the proxy in 3.1)
+        tested = any(tops.get((name, r)) for (name, r) in groups if r == role)
         # a role none of whose checks had an item in this run was not seen doing anything
-        score = max(0.0, v["budget"] - v["lost"]) if v["scale"] else 0.0
-        roles[role] = {"score": round(score, 3), "max_score": round(v["budget"], 3)}
+        score = max(0, budgets[role] - lost[role]) if tested else 0
+        roles[role] = {"score": points(score), "max_score": points(budgets[role])}
     untested = [f"{role} {name}" for (name, role) in table if role in graded and (name, role) not in groups]
     return out, roles, untested
 
 
+def is_lab_error(e):
+    return e["status"].startswith("lab error: ")
+
+
 def entry(sub_id, status, scenarios=(), maxima=None, files=None, **extra):
-    """One submission of grades.json.  `maxima`: role -> its maximum on the class's scenarios
+    """One submission of grades.json.  `maxima`: role -> its maximum (tenths) on the class's scenarios
     (role_maxima), the same for every hand-in; a role the hand-in lacks scores 0 of it.  An
-    ungradeable one (status not 'graded') scores zero of the same maximum."""
+    ungradeable one (status not 'graded') scores zero of the same maximum; a lab error (status
+    'lab error: why', calclab's own failure) scores nothing at all: its scores are null, no
+    points given or taken."""
     scenarios = list(scenarios)
-    roles = {r: {"score": 0.0, "max_score": round(m, 3)} for r, m in (maxima or {}).items()}
+    got = {r: 0 for r in (maxima or {})}   # tenths
     if status == "graded":
         for s in scenarios:
             for r, v in s.get("roles", {}).items():
-                if r in roles:
-                    roles[r]["score"] += v["score"]
-    for v in roles.values():
-        v["score"] = round(min(v["score"], v["max_score"]), 3)
-    e = {"id": sub_id, "score": round(sum(v["score"] for v in roles.values()), 3),
-         "max_score": round(sum(v["max_score"] for v in roles.values()), 3), "roles": roles, "status": status,
-         "files": files or {}, "scenarios": scenarios}
+                if r in got:
+                    got[r] += tenths(v["score"])
+    got = {r: min(t, maxima[r]) for r, t in got.items()}
+    roles = {r: {"score": points(got[r]), "max_score": points(m)} for r, m in (maxima or {}).items()}
+    e = {"id": sub_id, "score": points(sum(got.values())), "max_score": points(sum((maxima or {}).values())),
+         "roles": roles, "status": status, "files": files or {}, "scenarios": scenarios}
+    if status.startswith("lab error: "):
+        e["score"] = None
+        for v in roles.values():
+            v["score"] = None
     e.update(extra)
     return e
 
@@ -249,7 +266,7 @@ def check_columns(entries):
 
 
 def _num(x):
-    return f"{x:g}"
+    return "" if x is None else f"{x:g}"
 
 
 def write_csv(path, entries):
@@ -262,7 +279,8 @@ def write_csv(path, entries):
             row = [e["id"], _num(e["score"]), _num(e["max_score"])]
             row += [_num(e["roles"][r]["score"]) if r in e["roles"] else "" for r in ROLES]
             row.append(e["status"])
-            row += [_num(by[k]["score"] if e["status"] == "graded" else 0) if k in by else "" for k in cols]
+            row += [_num(by[k]["score"] if e["status"] == "graded" else 0) if k in by and not is_lab_error(e) else ""
+                    for k in cols]
             w.writerow(row)
 
 

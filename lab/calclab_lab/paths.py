@@ -3,7 +3,10 @@ import os
 import shutil
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BUILD = os.environ.get("CALCLAB_BUILD") or os.environ.get("CALC_BUILD_DIR") or os.path.join(ROOT, "build")
+# absolute whatever the environment says: the programs run from other folders (a hand-in's, the
+# sandbox's), where a relative build/ names nothing
+BUILD = os.path.abspath(os.environ.get("CALCLAB_BUILD") or os.environ.get("CALC_BUILD_DIR")
+                        or os.path.join(ROOT, "build"))
 STUDENT = os.path.join(ROOT, "tests", "student")
 CAPTURES = os.path.join(ROOT, "captures")
 PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else "python3"
@@ -11,7 +14,7 @@ PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else "python3"
 
 # The reference's recorded wire behaviour (request/response vectors) ships with the checkout
 # next to the golden captures; $CALCLAB_VECTORS names another copy explicitly.
-VECTORS = os.environ.get("CALCLAB_VECTORS") or os.path.join(CAPTURES, "vectors")
+VECTORS = os.path.abspath(os.environ.get("CALCLAB_VECTORS") or os.path.join(CAPTURES, "vectors"))
 
 
 def _built(name):

@@ -108,7 +108,7 @@ def summary_text(res):
         out.append(f"  ERROR {e}")
     for c in res.checks:
         mark = "PASS" if c.passed else "FAIL"
-        out.append(f"  {mark} {c.name:<22} {c.score:g}/{c.max_points}")
+        out.append(f"  {mark} {c.name:<22} {c.score:g}/{c.max_points:g}")
         for it in c.failures()[:4]:
             out.append(f"         - {it['detail']} [{it['role']}]")
         if len(c.failures()) > 4:
@@ -248,7 +248,7 @@ def write_html(path, results, title="calclab run"):
         body.append("<table><tr><th>check</th><th>score</th><th>details</th></tr>")
         for c in res.checks:
             body.append(f'<tr class="{"pass" if c.passed else "fail"}"><td>{html.escape(c.name)}</td>'
-                        f'<td>{c.score:g}/{c.max_points}</td><td>'
+                        f'<td>{c.score:g}/{c.max_points:g}</td><td>'
                         + "<br>".join(html.escape(_item_line(c, it)) for it in c.items) + "</td></tr>")
         body.append("</table></section>")
     doc = f"""<!DOCTYPE html>
@@ -279,20 +279,21 @@ def grade_tests(results):
 def write_grade(out_dir, fmt, results, execution_time):
     os.makedirs(out_dir, exist_ok=True)
     tests = grade_tests(results)
-    score = round(sum(t["score"] for t in tests), 3)
-    max_score = sum(t["max_score"] for t in tests)
+    # sums of tenths as ints: no float noise in any output
+    score = round(sum(round(t["score"] * 10) for t in tests) / 10, 1)
+    max_score = round(sum(round(t["max_score"] * 10) for t in tests) / 10, 1)
     if fmt == "gradescope":
         path = os.path.join(out_dir, "results.json")
         with open(path, "w") as f:
             isolation = "; ".join(sorted({f"isolation: {r.isolation}" for r in results}))
-            json.dump({"score": score, "execution_time": round(execution_time, 3), "output":
-                       f"calclab grade: {score:g}/{max_score} points; {isolation}", "visibility": "visible",
+            json.dump({"score": score, "execution_time": round(execution_time, 1), "output":
+                       f"calclab grade: {score:g}/{max_score:g} points; {isolation}", "visibility": "visible",
                        "tests": tests},
                       f, indent=2)
     elif fmt == "json":
         path = os.path.join(out_dir, "grade.json")
         with open(path, "w") as f:
-            json.dump({"score": score, "max_score": max_score, "execution_time": round(execution_time, 3),
+            json.dump({"score": score, "max_score": max_score, "execution_time": round(execution_time, 1),
                        "passed": all(t["status"] == "passed" for t in tests),
                        "scenarios": [r.to_dict() for r in results]}, f, indent=2)
     elif fmt == "junit":
@@ -308,20 +309,20 @@ def write_grade(out_dir, fmt, results, execution_time):
             for t in mine:
                 case = ET.SubElement(suite, "testcase", classname=f"calclab.scenario_{res.name.replace('.', '_')}",
                                      name=t["name"].split(" ", 1)[1], time="0")
-                ET.SubElement(case, "system-out").text = f"score {t['score']:g}/{t['max_score']}\n{t['output']}"
+                ET.SubElement(case, "system-out").text = f"score {t['score']:g}/{t['max_score']:g}\n{t['output']}"
                 if t["status"] != "passed":
-                    ET.SubElement(case, "failure", message=f"{t['name']}: {t['score']:g}/{t['max_score']}",
+                    ET.SubElement(case, "failure", message=f"{t['name']}: {t['score']:g}/{t['max_score']:g}",
                                   type="check").text = t["output"]
         ET.ElementTree(suites).write(path, encoding="utf-8", xml_declaration=True)
     else:
         path = os.path.join(out_dir, "grade.txt")
         lines = []
         for t in tests:
-            lines.append(f"{'PASS' if t['status'] == 'passed' else 'FAIL'} {t['name']:<32} {t['score']:g}/{t['max_score']}")
+            lines.append(f"{'PASS' if t['status'] == 'passed' else 'FAIL'} {t['name']:<32} {t['score']:g}/{t['max_score']:g}")
             if t["status"] != "passed":
                 lines += ["     " + l for l in t["output"].splitlines() if l.startswith("FAIL")][:5]
         lines += [f"isolation {r.name}: {r.isolation}" for r in results]
-        lines.append(f"TOTAL {score:g}/{max_score}")
+        lines.append(f"TOTAL {score:g}/{max_score:g}")
         with open(path, "w") as f:
             f.write("\n".join(lines) + "\n")
     return path, score, max_score

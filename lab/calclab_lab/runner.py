@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 
 from . import checks as checks_mod
 from . import oracle, paths, procs, sandbox, sniff
@@ -37,6 +38,36 @@ IMPLS = {
 
 class LabError(Exception):
     """The lab itself cannot run (exit 2), as opposed to a program under test failing."""
+
+
+# calc-jail's own exit statuses: it could not set the program up (125), the program is not
+# executable (126) or not found (127).  The program never ran: that is the lab's failure.
+JAIL_FAILED, CANNOT_EXEC, NOT_FOUND = 125, 126, 127
+
+
+@dataclass(frozen=True)
+class Fault:
+    """Something that went wrong with one program of a run, typed where it happens: `role` is the
+    role it plays (server, proxy, client), `ours` whether calclab's program plays it (then the
+    run is a lab error, never the student's), `kind` one of cannot-start, not-listening,
+    exited-early, timed-out, limit, jail, and `text` what the reports say."""
+    role: str
+    kind: str
+    ours: bool
+    text: str
+
+    @property
+    def lab_error(self):
+        """Calclab's side failed: its program did not start or died, or the sandbox could not
+        start a program at all."""
+        if self.kind == "jail":
+            return True
+        return self.ours and self.kind in ("cannot-start", "not-listening", "exited-early", "limit")
+
+
+def ours_in(templates):
+    """The roles whose template is one of calclab's own programs (build/ or tests/student)."""
+    return frozenset(r for r, t in templates.items() if any(impl.get(r) == t for impl in IMPLS.values()))
 
 
 def expand(template, **vals):
@@ -86,6 +117,25 @@ class RunResult:
         self.limits = {}           # the programs' limits (sandbox.Limits)
         self.started = []          # every Proc of this run, servers and clients, in start order
         self.expired = False       # the run's wall-clock limit struck
+        self.faults = []           # Fault: what went wrong with which program, typed
+        self.ours = frozenset()    # the roles calclab's programs play in this run
+        self.lab_errors = []       # calclab's own failures (its programs, the capture, calc-sniff)
+
+    def fault(self, role, kind, text, rc=None):
+        """Record what went wrong with a program (`role` may be 'client3'): a calc-jail exit status
+        says the program never ran at all."""
+        role = role.rstrip("0123456789")
+        if rc in (JAIL_FAILED, CANNOT_EXEC, NOT_FOUND) and (rc == JAIL_FAILED or role in self.ours):
+            kind = "jail"
+        f = Fault(role, kind, role in self.ours, text)
+        self.faults.append(f)
+        self.errors.append(text)
+        if f.lab_error:
+            self.lab_errors.append(f"calclab's {text}" if f.ours else text)
+        return f
+
+    def student_faults(self):
+        return [f for f in self.faults if not f.ours and not f.lab_error]
 
     @property
     def lab_passed(self):
@@ -106,7 +156,7 @@ class RunResult:
             "golden": self.golden,
             "calc_sniff": None if self.sniff is None else
             {"status": self.sniff["status"], "reason": self.sniff.get("reason")},
-            "errors": self.errors, "duration": round(self.duration, 3),
+            "errors": self.errors, "duration": round(self.duration, 1),
             "checks": [c.to_dict() for c in self.checks],
             "clients": [{k: v for k, v in c.items() if k not in ("exchange", "lines")} for c in self.clients],
             "logs": {role: [l for _, l in p.lines] for role, p in self.procs.items()},
@@ -117,13 +167,13 @@ class RunResult:
 def _start_program(res, box, role, argv, log_path=None):
     """Start one program under test confined by the run's sandbox; None when it cannot start."""
     if res.expired:
-        res.errors.append(f"{role}: not started: the run's wall-clock limit struck")
+        res.fault(role, "timed-out", f"{role}: not started: the run's wall-clock limit struck")
         return None
     try:
         wrapped, env, cwd = box.program(argv)
         p = procs.Proc(role, wrapped, log_path, env=env, cwd=cwd, max_output=box.limits.output_kib * 1024)
     except OSError as e:
-        res.errors.append(f"{role}: cannot start: {e}")
+        res.fault(role, "cannot-start", f"{role}: cannot start: {e}")
         return None
     p.argv = argv  # the reports show the program's own command line
     res.started.append(p)
@@ -134,7 +184,10 @@ def _arm_wall_clock(res, box):
     """A timer that stops every program of the run when the run exceeds its wall-clock limit."""
     def expire():
         res.expired = True
-        res.errors.append(f"scenario killed: wall-clock limit {box.limits.wall_seconds} s")
+        for role in sorted({r for r in res.procs} | {"client"}):
+            if role not in res.ours:
+                res.fault(role, "timed-out", f"{role}: scenario killed: wall-clock limit {box.limits.wall_seconds} s")
+                break
         procs.stop_all(res.started)
     t = threading.Timer(box.limits.wall_seconds, expire)
     t.daemon = True
@@ -142,14 +195,24 @@ def _arm_wall_clock(res, box):
     return t
 
 
+def _not_listening(res, role, p, ports, timeout):
+    rc = p.p.poll()
+    last = [l for _, l in p.lines if l.strip()][-1:]
+    res.fault(role, "not-listening", f"{role}: not listening on {ports[role]} within {timeout}s"
+              + (f" (exited {rc}: {last[0][:200]})" if rc is not None and last else ""), rc=rc)
+
+
 def _note_early_exits(res, scn):
     """A server or proxy that is gone before the lab stops it (and was not to be stopped) is an
     error of the run, with its last words: 'proxy: exited (1) before the end: OSError: ...'."""
     stopped = {a.role for a in scn.actions if isinstance(a, Stop)}
     for role, p in res.procs.items():
+        if any(f.role == role and f.kind == "not-listening" for f in res.faults):
+            continue  # said already
         if role not in stopped and not p.alive():
             last = [l for _, l in p.lines if l.strip()][-1:] or ["no output"]
-            res.errors.append(f"{role}: exited ({p.p.returncode}) before the end of the scenario: {last[0][:200]}")
+            res.fault(role, "exited-early", f"{role}: exited ({p.p.returncode}) before the end of the scenario: "
+                      f"{last[0][:200]}", rc=p.p.returncode)
 
 
 def _record_limits(res, box):
@@ -159,7 +222,7 @@ def _record_limits(res, box):
         why = box.limit_hit(p.role.rstrip("0123456789"), p.p.returncode, "".join(l + "\n" for _, l in p.lines),
                             p.capped)
         if why and why not in res.errors:
-            res.errors.append(why)
+            res.fault(p.role, "limit", why)
 
 
 def _run_client(res, box, i, exchange, template, ports, timeout, host=HOST):
@@ -176,7 +239,10 @@ def _run_client(res, box, i, exchange, template, ports, timeout, host=HOST):
     rc = p.wait(timeout)
     rec.update(stdout=p.output(), rc=rc, t1=time.time(), lines=list(p.lines))
     if rc is None:
-        res.errors.append(f"client {i + 1}: timed out after {timeout}s (killed)")
+        res.fault("client", "timed-out", f"client {i + 1}: timed out after {timeout}s (killed)")
+    elif rc in (JAIL_FAILED, CANNOT_EXEC, NOT_FOUND):
+        last = [l for _, l in p.lines if l.strip()][-1:] or ["no output"]
+        res.fault("client", "cannot-start", f"client {i + 1}: exited ({rc}): {last[0][:200]}", rc=rc)
     return rec
 
 
@@ -235,13 +301,16 @@ def scenario_of(spec):
 
 
 def play(name, templates, ports_base=None, workdir=None, timeout=15.0, golden=None, use_sniff=True,
-         capture_only=False, verbose=None, limits=None, expose=()):
-    """Run scenario `name`; returns a RunResult.  Raises LabError when the lab itself cannot run.
+         capture_only=False, verbose=None, limits=None, expose=(), ours=None):
+    """Run scenario `name`; returns a RunResult.  Raises LabError when the lab itself cannot run,
+    its own programs included (`ours`: the roles calclab's programs play, by default those whose
+    template is one of IMPLS').
     The run is confined by a sandbox.Sandbox with `limits` (sandbox.Limits); `expose` names extra
     paths its programs may read (a submission folder)."""
     scn = scenario_of(name)
     name = scn.name
     res = RunResult(scn)
+    res.ours = frozenset(ours) if ours is not None else ours_in(templates)
     t_start = time.time()
     box, ports = _open_sandbox(res, scn, limits, expose, ports_base)
     workdir = workdir or tempfile.mkdtemp(prefix=f"calclab-{name}-")
@@ -262,7 +331,7 @@ def play(name, templates, ports_base=None, workdir=None, timeout=15.0, golden=No
             if p is not None:
                 res.procs["server"] = p
             if p is not None and not procs.wait_port(HOST, ports["server"], p, timeout, box.net_dir):
-                res.errors.append(f"server: not listening on {ports['server']} within {timeout}s")
+                _not_listening(res, "server", p, ports, timeout)
         if "proxy" in scn.roles:
             argv = expand(templates["proxy"], port=ports["proxy"], server_host=HOST, server_port=ports["server"])
             say(f"starting proxy: {shlex.join(argv)}")
@@ -270,7 +339,7 @@ def play(name, templates, ports_base=None, workdir=None, timeout=15.0, golden=No
             if p is not None:
                 res.procs["proxy"] = p
             if p is not None and not procs.wait_port(HOST, ports["proxy"], p, timeout, box.net_dir):
-                res.errors.append(f"proxy: not listening on {ports['proxy']} within {timeout}s")
+                _not_listening(res, "proxy", p, ports, timeout)
         # 2. the capture
         run_ports = {ports[role] for role in ("proxy", "server")}
         cap = sniff.Capture(res.pcap, [ports["proxy"], ports["server"]], use_sniff=use_sniff, wrap=box.trusted)
@@ -321,10 +390,13 @@ def play(name, templates, ports_base=None, workdir=None, timeout=15.0, golden=No
             cap.stop()
             if cap.drops:
                 res.errors.append(f"the capture lost {cap.drops} packets (kernel drops): the run is inconclusive")
+                res.lab_errors.append(f"the capture lost {cap.drops} packets (kernel drops)")
         _end_run(res, scn, box, wall)
     res.duration = time.time() - t_start
     _record_limits(res, box)
     res.golden = golden if scn.golden else None
+    if res.lab_errors:
+        raise LabError("; ".join(res.lab_errors))
     # 4. analysis
     if not capture_only:
         judge(res, res.golden)
@@ -376,7 +448,9 @@ def _judge(res, golden, golden_ports=None):
         if res.sniff["status"] in ("usage", "missing-golden"):
             raise LabError(f"calc-sniff cannot verify the run: {res.sniff.get('reason')}")
         if res.sniff["status"] == "inconclusive":
-            res.errors.append(f"calc-sniff: the capture is inconclusive: {res.sniff.get('reason')}")
+            # the capture cannot tell (the kernel dropped packets, bytes missing): nobody's fault
+            # but the lab's, and a new run may do
+            raise LabError(f"calc-sniff: the capture is inconclusive: {res.sniff.get('reason')}")
         found += checks_mod.from_sniff(res.sniff["checks"])
         res.golden_json = sniff.describe(golden, golden_ports or sniff.DEFAULT_PORTS)
     raw = getattr(res, "raw", None)
@@ -387,5 +461,5 @@ def _judge(res, golden, golden_ports=None):
         found += checks_mod.answer_checks(res.scenario.exchanges, res.clients, conns, msgs)
         found += checks_mod.client_checks(res.scenario.exchanges, res.clients,
                                           checks_mod.received_answers(res.clients, conns, msgs))
-    found += checks_mod.program_checks(res.errors)
+    found += checks_mod.program_checks(res.student_faults())
     res.checks = checks_mod.ordered(found)

@@ -55,7 +55,7 @@ def check_role(check):
 
 
 def _num(x):
-    return round(float(x), 3)
+    return round(float(x), 1)  # points are tenths: sums of them rounded back, no float noise
 
 
 def _check_lines(scenario, check, role):
@@ -165,6 +165,9 @@ def isolation_line(entry):
 
 def from_entry(entry, execution_time, feedback="", rules=(), default="visible", stdout_visibility="hidden"):
     """results.json for one graded (or ungradable) submission entry of grades.json."""
+    if str(entry.get("status", "")).startswith("lab error: "):
+        # calclab's own failure: no points given or taken, the reason shown (regrade it)
+        return failure(entry["status"], execution_time)
     tests = role_tests(entry, rules, default)
     shown = [t for t in tests if t["visibility"] == "visible"]
     later = [t for t in tests if t["visibility"] != "visible"]

@@ -506,8 +506,10 @@ def test_progress_bar_on_a_terminal_plain_lines_otherwise():
 
 
 def test_role_weights_rescale_every_roles_points(tmp_path):
-    """--role-weights makes each role's maximum the course's weight for it, and every score of
-    the role (checks, penalties, totals) the same share of it as without weights."""
+    """By default a hand-in is worth 100 points, server 40, proxy 40, client 20; --role-weights
+    makes each role's maximum the course's weight for it, every check's points whole or half
+    points adding up to it, and every score of the role (checks, penalties, totals) about the
+    same share of it as with the default; no number in any output has more than one decimal."""
     klass = tmp_path / "class"
     make_handin(str(klass / "plain"))
     for name in ("proxy_never_caches", "server_closes_first"):   # a lost check, a penalty
@@ -518,21 +520,119 @@ def test_role_weights_rescale_every_roles_points(tmp_path):
         with open(os.path.join(d, f"{role}.py"), "wb") as f:
             f.write(broken_program(name))
     make_handin(str(klass / "no-server"), server=False)
-    weights = {"server": 40, "proxy": 40, "client": 20}
-    out_w, out = tmp_path / "weighted", tmp_path / "plain-points"
+    weights = {"server": 50, "proxy": 30, "client": 20}
+    out_w, out = tmp_path / "weighted", tmp_path / "default"
     for o, extra in ((out_w, ["--role-weights", ",".join(f"{r}={p}" for r, p in weights.items())]), (out, [])):
         r = grade("--class", klass, "--out", o, *extra)
         assert r.returncode == 0, r.stderr[-3000:]
     got, base = grades(out_w), grades(out)
+    for sid, e in base.items():
+        assert {r: v["max_score"] for r, v in e["roles"].items()} == {"server": 40, "proxy": 40, "client": 20}
+        assert e["max_score"] == 100, sid
     for sid, e in got.items():
         assert {r: v["max_score"] for r, v in e["roles"].items()} == weights and e["max_score"] == 100, sid
         for role, v in e["roles"].items():
             share = base[sid]["roles"][role]["score"] / base[sid]["roles"][role]["max_score"]
-            assert v["score"] == pytest.approx(weights[role] * share, abs=0.01), (sid, role)
-    assert got["plain"]["score"] == 100
-    assert got["proxy_never_caches"]["roles"]["proxy"]["score"] < 40
-    assert got["server_closes_first"]["roles"]["server"]["score"] < 40
+            assert v["score"] == pytest.approx(weights[role] * share, abs=1.5), (sid, role)
+    assert got["plain"]["score"] == 100 and base["plain"]["score"] == 100
+    assert got["proxy_never_caches"]["roles"]["proxy"]["score"] < 30
+    assert base["server_closes_first"]["roles"]["server"]["score"] < 40
     assert got["no-server"]["roles"]["server"]["score"] == 0
+    # every check's table points are whole or half points, adding up to the role's weight
+    for e in base.values():
+        for s in e["scenarios"]:
+            for c in s["checks"]:
+                assert (c["max_score"] * 2) % 1 == 0, c
+                assert c["score"] == round(c["score"], 1)
+    pen = [c for s in base["server_closes_first"]["scenarios"] for c in s["checks"] if c.get("penalty")]
+    assert pen and all(c["penalty_reason"].startswith("-1: ") for c in pen), pen
+    assert "(penalty -1: " in (out / "server_closes_first" / "feedback.txt").read_text()
+    for o in (out, out_w):
+        _no_long_decimals(o)
     # a bad weight is a usage error, said plainly
     r = grade("--class", klass, "--out", tmp_path / "bad", "--role-weights", "server=40,teacher=60")
     assert r.returncode == 2 and "--role-weights: expected ROLE=POINTS" in r.stderr
+
+
+POINT_KEYS = ("score", "max_score", "penalty", "duration")
+
+
+def _no_long_decimals(out):
+    """No points (nor durations) with more than one decimal in grades.json, grades.csv, the class
+    page and every feedback file."""
+    import re
+    with open(out / "grades.json") as f:
+        doc = json.load(f)
+
+    def walk(x):
+        if isinstance(x, dict):
+            for k, v in x.items():
+                if k in POINT_KEYS and isinstance(v, float):
+                    assert round(v, 1) == v and len(repr(v).split(".")[1]) <= 1, (k, v)
+                walk(v)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+    walk(doc)
+    long = re.compile(r"\b\d+\.\d{2,}/|/\d+\.\d{2,}\b")
+    for p in [out / "grades.csv", out / "index.html"] + list(out.glob("*/feedback.txt")) + list(out.glob("*/index.html")):
+        text = p.read_text()
+        if p.name == "grades.csv":
+            for cell in text.replace("\n", ",").split(","):
+                assert not re.fullmatch(r"-?\d+\.\d{2,}", cell), (p, cell)
+        else:
+            bad = long.search(text)
+            assert bad is None, (p, text[max(0, bad.start() - 80):bad.end() + 80])
+
+
+# ---------------------------------------------------------------- calclab's own failures
+def _build_with_broken_server(top):
+    """A build folder whose calc-server cannot start (the other tools are the real ones)."""
+    build = os.environ.get("CALC_BUILD_DIR") or os.path.join(ROOT, "build")
+    os.makedirs(top)
+    for tool in ("calc-sniff", "calc-jail", "calc-netns", "calc-proxy", "calc-client"):
+        os.symlink(os.path.join(os.path.abspath(build), tool), os.path.join(top, tool))
+    with open(os.path.join(top, "calc-server"), "w") as f:
+        f.write("#!/bin/sh\necho 'calc-server: cannot listen: Address already in use' >&2\nexit 1\n")
+    os.chmod(os.path.join(top, "calc-server"), 0o755)
+    return top
+
+
+def test_lab_error_is_never_points(tmp_path):
+    """calclab's own server unable to start: the hand-in (its client graded against our server)
+    is a lab error, with no points given or taken, and lab/grade exits 2; a class retries it
+    once and lists it as left."""
+    top = make_handin(str(tmp_path / "alice"))
+    env = dict(os.environ, CALCLAB_BUILD=_build_with_broken_server(str(tmp_path / "build")))
+    out = tmp_path / "out"
+    r = subprocess.run([PY, os.path.join(LAB, "grade"), top, "--out", out, "--roles", "client", "--scenarios", "3.1"],
+                       capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+    assert r.returncode == 2, r.stdout[-3000:] + r.stderr[-3000:]
+    e = grades(out)["alice"]
+    assert e["status"].startswith("lab error: calclab's server: not listening"), e["status"]
+    assert e["score"] is None and e["roles"]["client"]["score"] is None and e["roles"]["client"]["max_score"] > 0
+    assert "lab error" in r.stderr and "alice" in r.stderr
+    with open(out / "grades.csv") as f:
+        row = f.read().splitlines()[1].split(",")
+    assert row[0] == "alice" and row[1] == "" and row[6].startswith("lab error")
+    assert "no points given or taken" in (out / "alice" / "feedback.txt").read_text()
+    # a class: retried once (two lines for alice), still a lab error, listed, exit 2
+    klass = tmp_path / "class"
+    make_handin(str(klass / "alice"))
+    r = subprocess.run([PY, os.path.join(LAB, "grade"), "--class", klass, "--out", tmp_path / "cout", "--roles",
+                        "client", "--scenarios", "3.1"], capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+    assert r.returncode == 2 and r.stderr.count("alice: no points lab error") == 2, r.stderr[-3000:]
+    assert "1 submission(s) not graded because of a lab error" in r.stderr
+
+
+def test_relative_build_path_is_made_absolute(tmp_path):
+    """CALCLAB_BUILD=build (relative to where lab/grade runs): calclab's programs still start in
+    the sandbox, so the course's client against them gets full marks."""
+    build = os.environ.get("CALC_BUILD_DIR") or os.path.join(ROOT, "build")
+    top = make_handin(str(tmp_path / "alice"))
+    out = tmp_path / "out"
+    r = subprocess.run([PY, os.path.join(LAB, "grade"), top, "--out", out, "--roles", "client", "--scenarios", "3.2"],
+                       capture_output=True, text=True, timeout=600, cwd=os.path.dirname(os.path.abspath(build)),
+                       env=dict(os.environ, CALCLAB_BUILD=os.path.basename(os.path.abspath(build))))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert full_marks(grades(out)["alice"], "client")

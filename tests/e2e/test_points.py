@@ -1,0 +1,111 @@
+"""The grading policy on hand-made judged items: no program runs, no capture is read.
+
+Point tables in half points adding up to each role's weight, a run's checks scored to a tenth,
+penalties said as what they are, blame read from the items' typed roles only, lab errors worth
+no points."""
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "lab"))
+from calclab_lab import gradebook  # noqa: E402
+
+pytestmark = pytest.mark.build_independent
+
+
+def item(role, passed=True, conn=None, detail="seen"):
+    return {"role": role, "passed": passed, "conn": conn, "detail": detail}
+
+
+def check(name, *items, points=1):
+    return {"name": name, "max_score": points, "items": list(items)}
+
+
+def one_decimal(x):
+    return isinstance(x, float) and round(x, 1) == x and repr(x) == repr(round(x, 1))
+
+
+def test_allocate_is_half_points_adding_up_exactly():
+    shares = {"a": 1 / 3, "b": 1 / 3, "c": 1 / 3}
+    got = gradebook.allocate(400, shares)
+    assert sum(got.values()) == 400 and all(v % 5 == 0 for v in got.values())
+    assert sorted(got.values()) == [130, 135, 135]
+    # a tiny share still gets half a point while there are half points enough
+    got = gradebook.allocate(200, {"big": 1000.0, "tiny": 0.001})
+    assert got == {"big": 195, "tiny": 5}
+    # deterministic on ties: the first key first
+    assert gradebook.allocate(15, {"x": 1, "y": 1}) == {"x": 10, "y": 5}
+    assert gradebook.allocate(0, {"x": 1}) == {"x": 0}
+
+
+def test_default_weights_are_40_40_20_in_half_points():
+    raw = {"3.1": {("response-size", "server"): 1.0, ("teardown", "client"): 0.7, ("answer-result", "server"): 2.0},
+           "3.2": {("cache-hit-no-upstream", "proxy"): 2.0, ("response-size", "proxy"): 0.6,
+                   ("response-size", "server"): 0.4, ("client-result", "client"): 2.0}}
+    tables = gradebook.weighted_tables(raw)
+    maxima = gradebook.role_maxima(tables.values())
+    assert maxima == {"server": 400, "proxy": 400, "client": 200}
+    assert all(t % 5 == 0 and t > 0 for table in tables.values() for t in table.values())
+    w = gradebook.weighted_tables(raw, {"client": 10.5})
+    assert gradebook.role_maxima(w.values()) == {"server": 400, "proxy": 400, "client": 105}
+
+
+def test_weights_are_whole_or_half_points():
+    assert gradebook.parse_weights("server=40,proxy=37.5,client=22.5") == {"server": 40, "proxy": 37.5, "client": 22.5}
+    for bad in ("server=33.3", "server=0", "teacher=1", "server=1,server=2", "server"):
+        with pytest.raises(ValueError):
+            gradebook.parse_weights(bad)
+
+
+def test_partial_credit_to_a_tenth_and_the_role_total_exact():
+    table = {("response-size", "server"): 100, ("segmentation", "server"): 50, ("answer-result", "server"): 50}
+    checks = [check("response-size", item("server"), item("server", False), item("server", False)),
+              check("segmentation", item("server"), item("client")),
+              check("answer-result", item("server"))]
+    out, roles, untested = gradebook.role_checks(checks, ["server"], table)
+    by = {c["name"]: c for c in out}
+    assert (by["response-size"]["score"], by["response-size"]["max_score"]) == (3.3, 10.0)   # 1/3 of 10
+    assert roles == {"server": {"score": 13.3, "max_score": 20.0}} and untested == []
+    for c in out:
+        assert one_decimal(c["score"]) and one_decimal(c["max_score"])
+
+
+def test_untested_check_passes_its_points_on():
+    table = {("client-result", "client"): 100, ("refused-answer", "client"): 50}
+    out, roles, untested = gradebook.role_checks([check("client-result", item("client"))], ["client"], table)
+    assert roles["client"] == {"score": 15.0, "max_score": 15.0} and untested == ["client refused-answer"]
+    assert out[0]["max_score"] == 15.0
+
+
+def test_penalty_reads_as_what_it_is():
+    table = {("answer-result", "server"): 100}
+    checks = [check("answer-result", item("server")),
+              check("teardown", item("server", False, detail="the server sent the first FIN"), item("client"))]
+    out, roles, _ = gradebook.role_checks(checks, ["server"], table)
+    tear = next(c for c in out if c["name"] == "teardown")
+    assert (tear["score"], tear["max_score"], tear["penalty"]) == (0.0, 0.0, 1.0)
+    assert tear["penalty_reason"] == "-1: the server sent the first FIN"
+    assert roles["server"] == {"score": 9.0, "max_score": 10.0}
+
+
+def test_blame_is_typed_never_read_from_text():
+    checks = [check("handshake", {"passed": False, "detail": "upstream handshake led by the server"})]
+    with pytest.raises(gradebook.UntypedItem):
+        gradebook.role_checks(checks, ["server"], {("handshake", "server"): 10})
+    # a teardown on a connection the proxy reset is the proxy's, by the items' conn ids
+    checks = [check("rst", item("proxy", False, conn=3)), check("teardown", item("client", False, conn=3))]
+    out, roles, _ = gradebook.role_checks(checks, ["proxy"], {("rst", "proxy"): 50, ("teardown", "proxy"): 50})
+    assert {c["name"]: c["passed"] for c in out} == {"rst": False, "teardown": False}
+    assert roles["proxy"]["score"] == 0.0
+
+
+def test_entry_sums_tenths_and_a_lab_error_has_no_points():
+    maxima = {"server": 400, "proxy": 400, "client": 200}
+    scn = [{"roles": {"server": {"score": 0.1, "max_score": 10.0}, "client": {"score": 0.2, "max_score": 5.0}}}]
+    e = gradebook.entry("alice", "graded", scn, maxima=maxima)
+    assert e["score"] == 0.3 and repr(e["score"]) == "0.3" and e["max_score"] == 100.0
+    lab = gradebook.entry("bob", "lab error: calclab's server: not listening", maxima=maxima)
+    assert lab["score"] is None and all(v["score"] is None for v in lab["roles"].values())
+    assert lab["max_score"] == 100.0 and gradebook.is_lab_error(lab)
