@@ -47,8 +47,5 @@ void calc_answer_memo_free(calc_answer_memo *memo);
 int calc_server_answer_memo(const calc_server_opts *o, calc_answer_memo *memo, const calc_msg *m,
                             uint32_t now, calc_buf *out, calc_answer_info *info);
 
-/* Wraps a payload in a response header (status, C/S flags, cache control) into out. */
-int calc_message_build(calc_buf *out, uint32_t now, bool is_request, uint16_t status, bool cache,
-                       bool steps, uint16_t cache_control, const uint8_t *payload, size_t len);
 
 #endif

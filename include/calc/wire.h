@@ -46,6 +46,13 @@ void calc_header_encode(const calc_header *h, uint8_t out[CALC_HEADER_SIZE]);
  * judge total_len: see calc_frame_parse. */
 ssize_t calc_header_decode(const uint8_t *buf, size_t len, calc_header *h);
 
+/* Appends one whole message to out: a header (time stamp now, request or response with its
+ * status, the C and S flags, cache control; normalised as calc_header_encode does) and the
+ * payload. 0, or -1 when the payload cannot fit one message (over CALC_MAX_PAYLOAD: nothing
+ * appended) or out cannot grow (out->failed). */
+int calc_message_build(calc_buf *out, uint32_t now, bool is_request, uint16_t status, bool cache,
+                       bool steps, uint16_t cache_control, const uint8_t *payload, size_t len);
+
 /* Framing by total length (picohttpparser's convention).
  * Returns the length of the first whole message in buf (header+payload, >= 12), -2 when more
  * bytes are needed, or -1 when the header's total length is under 12 (h is still filled so the

@@ -9,18 +9,6 @@
 #include "calc/exc.h"
 #include "calc/pickle.h"
 
-int calc_message_build(calc_buf *out, uint32_t now, bool is_request, uint16_t status, bool cache,
-                       bool steps, uint16_t cache_control, const uint8_t *payload, size_t len) {
-  if (len > CALC_MAX_PAYLOAD) return -1;
-  calc_header h = {.time = now, .total_len = (uint16_t)(CALC_HEADER_SIZE + len), .cache = cache,
-                   .steps = steps, .is_request = is_request, .status = status,
-                   .cache_control = cache_control};
-  uint8_t hdr[CALC_HEADER_SIZE];
-  calc_header_encode(&h, hdr);
-  if (calc_buf_append(out, hdr, sizeof hdr) < 0) return -1;
-  return calc_buf_append(out, payload, len);
-}
-
 static uint16_t response_cc(const calc_server_opts *o) { return o->no_cache ? 0 : o->cache_control; }
 
 /* Packs a response around `payload`; if it cannot fit one message, answers a 400 instead. */

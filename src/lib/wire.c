@@ -33,6 +33,18 @@ void calc_header_encode(const calc_header *in, uint8_t out[CALC_HEADER_SIZE]) {
   wr16(out + 10, 0);
 }
 
+int calc_message_build(calc_buf *out, uint32_t now, bool is_request, uint16_t status, bool cache,
+                       bool steps, uint16_t cache_control, const uint8_t *payload, size_t len) {
+  if (len > CALC_MAX_PAYLOAD) return -1;
+  calc_header h = {.time = now, .total_len = (uint16_t)(CALC_HEADER_SIZE + len), .cache = cache,
+                   .steps = steps, .is_request = is_request, .status = status,
+                   .cache_control = cache_control};
+  uint8_t hdr[CALC_HEADER_SIZE];
+  calc_header_encode(&h, hdr);
+  if (calc_buf_append(out, hdr, sizeof hdr) < 0) return -1;
+  return calc_buf_append(out, payload, len);
+}
+
 ssize_t calc_header_decode(const uint8_t *buf, size_t len, calc_header *h) {
   if (len < CALC_HEADER_SIZE) return -2;
   uint16_t flags = rd16(buf + 6);

@@ -8,6 +8,8 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "calc/server.h"
+
 static const char *component_name = "calc";
 static log_format format = LOG_HUMAN;
 static bool quiet_mode;

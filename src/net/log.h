@@ -15,8 +15,11 @@
 #include <stdint.h>
 
 #include "calc/err.h"
-#include "calc/server.h"
 #include "calc/wire.h"
+
+/* The server's account of an answer (calc/server.h); only its address passes through here, so
+ * the programs' logging does not depend on the server's engine. */
+struct calc_answer_info;
 
 typedef enum { LOG_HUMAN, LOG_JSON } log_format;
 
@@ -46,7 +49,7 @@ void log_request(uint64_t conn_id, const char *peer, const calc_msg *m);
 /* The record of an answer queued: "{peer} Sending response of length N bytes"; info (the
  * server's: steps, and the error of a non-200) may be NULL. */
 void log_response(uint64_t conn_id, const char *peer, size_t len, unsigned status,
-                  const calc_answer_info *info);
+                  const struct calc_answer_info *info);
 /* The record of a connection closed: "{peer} Connection closed", with the reason. */
 void log_closed(uint64_t conn_id, const char *peer, const char *reason);
 /* The reason a closed record gives when a connection machine asked to close for why. */

@@ -32,7 +32,6 @@
 #include "calc/limits.h"
 #include "calc/parse.h"
 #include "calc/pickle.h"
-#include "calc/server.h"
 #include "calc/wire.h"
 
 #define PROG "calc-bench"
