@@ -1,6 +1,8 @@
 /* calc-client: sends one expression, prints the answer exactly as the reference client does
  * (protocol.md section 4). One request per connection; the client closes first, so its FIN
- * leads the teardown as in the report's captures.
+ * leads the teardown as in the report's captures. With --close-wait it first gives the other
+ * side that long to close: a grader's way to make a program that closes before its client show
+ * it every time, instead of when it happens to run before the client.
  * Exit status: 0 a 200 answer, 1 a 400/500 answer, 2 usage, connection or protocol errors. */
 #include <errno.h>
 #include <getopt.h>
@@ -28,6 +30,7 @@ typedef struct options {
   uint16_t max_age;
   int timeout_ms;
   calc_pickle_flavour flavour;
+  int close_wait_ms;
   const char *expr;
 } options;
 
@@ -45,6 +48,9 @@ static void usage(FILE *f) {
           "      --max-age N     accept a cached answer at most N seconds old (default 65535 =\n"
           "                      forever; 0 forces a reload)\n"
           "      --timeout S     give up after S seconds without an answer (default 30)\n"
+          "      --close-wait MS once the answer is read, wait up to MS milliseconds for the\n"
+          "                      other side to close first (default 0: close at once, as the\n"
+          "                      reference client; the other side's FIN ends the wait)\n"
           "      --json          print one JSON object instead of the reference's lines\n"
           "      --local         no connection: the request is answered here by calc-server's own\n"
           "                      rules (the answer a server gives it, printed as above)\n"
@@ -150,6 +156,23 @@ static int read_message(int fd, calc_buf *out, int timeout_ms, char *err, size_t
       return -1;
     }
     out->len += (size_t)k;
+  }
+}
+
+/* Gives the other side up to timeout_ms to close the connection (its FIN, or a reset) before
+ * ours goes: a program that closes right after its answer then sends the first FIN however the
+ * two are scheduled, while one that waits for its client's FIN, as the reference's server and
+ * proxy do, still sees the client's first, only later. Nothing is read meanwhile (bytes left
+ * unread still make our close a reset, as without the wait). */
+static void wait_peer_close(int fd, int timeout_ms) {
+  struct timespec t0, t;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (;;) {
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    long left = timeout_ms - ((t.tv_sec - t0.tv_sec) * 1000L + (t.tv_nsec - t0.tv_nsec) / 1000000L);
+    if (left <= 0) return;
+    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+    if (poll(&p, 1, (int)left) >= 0 || errno != EINTR) return;
   }
 }
 
@@ -281,13 +304,14 @@ out:
 }
 
 static void parse_args(int argc, char **argv, options *o) {
-  enum { OPT_NOSTEPS = 256, OPT_NOCACHE, OPT_MAXAGE, OPT_TIMEOUT, OPT_JSON, OPT_LOCAL, OPT_FLAVOUR };
+  enum { OPT_NOSTEPS = 256, OPT_NOCACHE, OPT_MAXAGE, OPT_TIMEOUT, OPT_JSON, OPT_LOCAL, OPT_FLAVOUR, OPT_CLOSEWAIT };
   static const struct option opts[] = {
       {"host", required_argument, 0, 'H'},          {"port", required_argument, 0, 'p'},
       {"no-steps", no_argument, 0, OPT_NOSTEPS},     {"no-cache", no_argument, 0, OPT_NOCACHE},
       {"max-age", required_argument, 0, OPT_MAXAGE}, {"timeout", required_argument, 0, OPT_TIMEOUT},
       {"json", no_argument, 0, OPT_JSON},            {"help", no_argument, 0, 'h'},
       {"local", no_argument, 0, OPT_LOCAL},          {"pickle-flavour", required_argument, 0, OPT_FLAVOUR},
+      {"close-wait", required_argument, 0, OPT_CLOSEWAIT},
       {0, 0, 0, 0}};
   int c;
   /* "+" stops at the first non-option so "-2 * 3" after "--" or as the expression works. */
@@ -312,6 +336,7 @@ static void parse_args(int argc, char **argv, options *o) {
           exit(2);
         }
         break;
+      case OPT_CLOSEWAIT: o->close_wait_ms = (int)util_parse_long("calc-client", "--close-wait", optarg, 0, 60000); break;
       case 'h': usage(stdout); exit(0);
       default: usage(stderr); exit(2);
     }
@@ -379,6 +404,8 @@ int main(int argc, char **argv) {
       if (!o.json) printf("%s Got response of length %zu bytes\n", prefix, response.len);
       rc = report(&o, &h, response.data + CALC_HEADER_SIZE, response.len - CALC_HEADER_SIZE,
                   request.len, response.len, NULL);
+      fflush(stdout);
+      if (o.close_wait_ms) wait_peer_close(fd, o.close_wait_ms);
     }
   }
   close(fd);

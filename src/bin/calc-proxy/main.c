@@ -3,7 +3,14 @@
  * One epoll loop. What to answer, when to open and close the upstream connection (a NEW one
  * per miss, closed before the client gets its answer: protocol.md section 6) and when to close
  * the client is decided by calc_proxy_conn (calc/proxy_conn.h), one per client; this file only
- * moves bytes between the sockets and those machines and keeps the timers. */
+ * moves bytes between the sockets and those machines and keeps the timers.
+ *
+ * --upstream-close-wait MS: before closing an upstream connection, give the server up to MS
+ * milliseconds to close first (a grader's option, like calc-client's --close-wait): a server
+ * that closes right after its answer then sends the first FIN every time instead of when it
+ * happens to run before the proxy; one that waits for the proxy's FIN, as the reference's does,
+ * sees it as before, only later. The client's answer waits too, so the proxy is still done with
+ * the upstream connection before it answers. */
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -29,6 +36,7 @@ typedef struct config {
   size_t cache_max_bytes;
   calc_conn_limits limits;
   long upstream_timeout_ms, idle_timeout_ms, max_connections;
+  long upstream_close_wait_ms;   /* 0: close at once, as the reference */
 } config;
 
 typedef struct client client;
@@ -46,6 +54,7 @@ struct client {
   idle_node idle;
   calc_proxy_conn *pc;   /* every decision about this client and its upstream exchanges */
   upstream *up;
+  bool holding;          /* the machine asked to close up; the server has until the hold ends */
   uint64_t id;
   char peer[64];
 };
@@ -54,7 +63,7 @@ static config cfg;
 static loop *L;
 static sock_addr server_addr;
 static calc_proxy_config proxy_cfg;
-static idle_list client_idle, upstream_idle;
+static idle_list client_idle, upstream_idle, hold_list;
 static size_t nclients;
 static uint64_t next_id;
 static uint8_t rbuf[65536];  /* every read lands here first */
@@ -128,6 +137,7 @@ static void upstream_close(client *c) {
 
 static void client_close(client *c, const char *reason) {
   if (c->w.fd < 0) return;
+  c->holding = false;
   if (c->up) {
     log_upstream_closed(c, "client gone");
     upstream_close(c);
@@ -172,14 +182,38 @@ static void start_upstream(client *c) {
   log_end(&r, "{%s} Connecting to server %s:%d", c->peer, cfg.server_host, cfg.server_port);
 }
 
+/* CLOSE_UPSTREAM with --upstream-close-wait: the upstream socket is watched for the server's
+ * FIN or reset only, and the machine is not asked for its next action (the client's answer)
+ * until the hold ends (end_hold): that, or the time running out (expire_timeouts). */
+static void start_hold(client *c) {
+  upstream *u = c->up;
+  c->holding = true;
+  idle_remove(&u->idle);
+  idle_touch(&hold_list, &u->idle, loop_now_ms());
+  loop_set(L, &u->w, EPOLLRDHUP);
+  loop_set(L, &c->w, 0);
+}
+
+static void end_hold(client *c) {
+  c->holding = false;
+  upstream_close(c);
+}
+
 /* Carries out what the machine asks, then watches both sockets for what it waits for. */
 static void client_drive(client *c) {
   calc_proxy_conn_action a;
+  if (c->holding) return;
   for (;;) {
     calc_proxy_conn_next(c->pc, &a);
     if (a.kind == CALC_PROXY_WAIT) break;
     switch (a.kind) {
-      case CALC_PROXY_CLOSE_UPSTREAM: upstream_close(c); break;
+      case CALC_PROXY_CLOSE_UPSTREAM:
+        if (cfg.upstream_close_wait_ms && c->up && !c->up->connecting) {
+          start_hold(c);
+          return;
+        }
+        upstream_close(c);
+        break;
       case CALC_PROXY_OPEN_UPSTREAM: start_upstream(c); break;
       case CALC_PROXY_SEND_CLIENT: {
         ssize_t n = sock_send(c->w.fd, a.data, a.len);
@@ -217,6 +251,11 @@ static void on_upstream_event(loop *l, watcher *w, uint32_t events) {
   (void)l;
   upstream *u = w->owner;
   client *c = u->owner;
+  if (c->holding) {  /* the server closed (or reset) first */
+    end_hold(c);
+    client_drive(c);
+    return;
+  }
   if (u->connecting) {
     int err = 0;
     socklen_t sl = sizeof err;
@@ -268,6 +307,10 @@ static void on_upstream_event(loop *l, watcher *w, uint32_t events) {
 static void on_client_event(loop *l, watcher *w, uint32_t events) {
   (void)l;
   client *c = w->owner;
+  if (c->holding) {
+    if (!(events & (EPOLLHUP | EPOLLERR))) return;
+    end_hold(c);  /* the client is gone: nothing waits for the answer any more */
+  }
   if (events & EPOLLOUT) calc_proxy_conn_client_writable(c->pc);
   if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
     size_t room = calc_proxy_conn_client_read_room(c->pc);
@@ -337,6 +380,11 @@ static void on_accept(loop *l, watcher *w, uint32_t events) {
 static void expire_timeouts(void) {
   uint64_t now = loop_now_ms();
   idle_node *n;
+  while ((n = idle_expired(&hold_list, now, (uint64_t)cfg.upstream_close_wait_ms)) != NULL) {
+    client *c = ((upstream *)n->owner)->owner;
+    end_hold(c);
+    client_drive(c);
+  }
   while ((n = idle_expired(&upstream_idle, now, (uint64_t)cfg.upstream_timeout_ms)) != NULL) {
     client *c = ((upstream *)n->owner)->owner;
     idle_remove(n);
@@ -369,6 +417,9 @@ static void usage(FILE *f) {
           "  -sp, --server_port PORT   calculator server port (default 9999)\n"
           "      --cache-max-bytes N   cache size bound, LRU eviction (default 67108864 = 64 MiB)\n"
           "      --upstream-timeout S  give up on the server after S seconds (default 10)\n"
+          "      --upstream-close-wait MS  before closing an upstream connection, wait up to MS\n"
+          "                            milliseconds for the server to close first (default 0:\n"
+          "                            close at once, as the reference; the answer waits too)\n"
           "      --idle-timeout S      close a silent client after S seconds (default 30)\n"
           "      --max-connections N   client connections beyond this are closed (default 10000)\n"
           "      --max-input-bytes N   per client, requests waiting are held up to N bytes; past\n"
@@ -387,7 +438,8 @@ int main(int argc, char **argv) {
                  .limits = {CALC_CONN_DEFAULT_MAX_INPUT, CALC_CONN_DEFAULT_MAX_OUTPUT}};
   log_format fmt = LOG_HUMAN;
   bool quiet = false;
-  enum { OPT_PH = 256, OPT_PP, OPT_SH, OPT_SP, OPT_CMB, OPT_UT, OPT_IT, OPT_MC, OPT_LF, OPT_MAXIN, OPT_MAXOUT };
+  enum { OPT_PH = 256, OPT_PP, OPT_SH, OPT_SP, OPT_CMB, OPT_UT, OPT_IT, OPT_MC, OPT_LF, OPT_MAXIN, OPT_MAXOUT,
+         OPT_UCW };
   /* getopt_long_only: the reference's single-dash long flags (-ph, -pp, -sh, -sp) work as is. */
   static const struct option opts[] = {
       {"ph", required_argument, 0, OPT_PH},          {"proxy_host", required_argument, 0, OPT_PH},
@@ -397,6 +449,7 @@ int main(int argc, char **argv) {
       {"server-host", required_argument, 0, OPT_SH}, {"sp", required_argument, 0, OPT_SP},
       {"server_port", required_argument, 0, OPT_SP}, {"server-port", required_argument, 0, OPT_SP},
       {"cache-max-bytes", required_argument, 0, OPT_CMB}, {"upstream-timeout", required_argument, 0, OPT_UT},
+      {"upstream-close-wait", required_argument, 0, OPT_UCW},
       {"idle-timeout", required_argument, 0, OPT_IT}, {"max-connections", required_argument, 0, OPT_MC},
       {"log-format", required_argument, 0, OPT_LF},  {"max-input-bytes", required_argument, 0, OPT_MAXIN},
       {"max-output-bytes", required_argument, 0, OPT_MAXOUT},  {"quiet", no_argument, 0, 'q'},
@@ -410,6 +463,7 @@ int main(int argc, char **argv) {
       case OPT_SP: cfg.server_port = (int)util_parse_long("calc-proxy", "--server_port", optarg, 1, 65535); break;
       case OPT_CMB: cfg.cache_max_bytes = (size_t)util_parse_long("calc-proxy", "--cache-max-bytes", optarg, 0, 1L << 40); break;
       case OPT_UT: cfg.upstream_timeout_ms = 1000 * util_parse_long("calc-proxy", "--upstream-timeout", optarg, 1, 86400); break;
+      case OPT_UCW: cfg.upstream_close_wait_ms = util_parse_long("calc-proxy", "--upstream-close-wait", optarg, 0, 60000); break;
       case OPT_IT: cfg.idle_timeout_ms = 1000 * util_parse_long("calc-proxy", "--idle-timeout", optarg, 1, 86400); break;
       case OPT_MC: cfg.max_connections = util_parse_long("calc-proxy", "--max-connections", optarg, 1, 10000000); break;
       case OPT_LF:
@@ -462,7 +516,12 @@ int main(int argc, char **argv) {
   bool stopping = false;
   uint64_t deadline = 0;
   for (;;) {
-    loop_run_once(L, 100);
+    int wait = 100;
+    if (hold_list.head) {  /* the oldest hold ends first: they all last as long */
+      uint64_t end = hold_list.head->last_ms + (uint64_t)cfg.upstream_close_wait_ms, now = loop_now_ms();
+      wait = end <= now ? 0 : end - now < 100 ? (int)(end - now) : 100;
+    }
+    loop_run_once(L, wait);
     expire_timeouts();
     if (util_stop_requested && !stopping) {
       /* Stop accepting; idle clients go now; requests in flight get their answers. */
