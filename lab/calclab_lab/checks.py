@@ -73,6 +73,21 @@ def from_sniff(check_records):
             for r in check_records]
 
 
+def note_close_first(checks, hold_ms):
+    """A teardown item the server or proxy failed by sending the first FIN says that this is a
+    race the grader provoked: every client side of a run waited `hold_ms` for the other side to
+    close first (runner.CLOSE_WAIT_MS), so the program closes without waiting for its client's
+    FIN, and would lose or win the race by chance against a client that closes at once."""
+    for c in checks:
+        if c.name != "teardown":
+            continue
+        for it in c.items:
+            if not it["passed"] and it["role"] in ("server", "proxy"):
+                it["detail"] += (f" (its client waited {hold_ms} ms for it to close first: it closes without waiting "
+                                 "for its client's FIN, a race it would win or lose by chance against a client that "
+                                 "closes at once)")
+
+
 QUOTED_MAX = 64
 
 

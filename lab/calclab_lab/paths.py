@@ -22,6 +22,12 @@ def _built(name):
     return p if os.access(p, os.X_OK) else None
 
 
+def close_wait_lib():
+    """libcalc-close-wait.so: preloaded into the programs under test (runner.CLOSE_WAIT_MS)."""
+    p = os.path.join(BUILD, "libcalc-close-wait.so")
+    return p if os.path.isfile(p) else None
+
+
 def sniff():
     return _built("calc-sniff")
 

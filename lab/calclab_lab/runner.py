@@ -2,6 +2,7 @@
 import json
 import os
 import shlex
+import shutil
 import signal
 import socket
 import struct
@@ -17,16 +18,27 @@ from . import scenarios as scenarios_mod
 from .scenarios import Client, Raw, Scenario, Sleep, Stop, protocol_vectors
 
 HOST = "127.0.0.1"
-# The longest the lab waits for a program to end its connections: between two exchanges, and
-# after the last one before the capture stops (what fixed pauses of 50 ms and 0.3 + 0.2 s gave)
-BETWEEN_EXCHANGES = 0.05
+# How long the client side of every connection of a run gives the other side to close first
+# (docs/grades.md, "Races"): calclab's client and proxy by their options (--close-wait,
+# --upstream-close-wait), a student's client or proxy (its upstream connections) by
+# libcalc-close-wait.so, preloaded into every program that is not calclab's. A program that
+# closes right after answering then sends the first FIN every time, not only when its client
+# happens to run later than it; one that waits for the client's FIN, as the reference's server
+# and proxy do, is judged as before and costs this much per connection
+CLOSE_WAIT_MS = 100
+# The longest the lab waits for a program to end its connections: between two exchanges (50 ms,
+# plus two holds: a proxy that closes its upstream connection after its client's gives the
+# server that long too, and the next action may stop the server), and after the last one
+# before the capture stops
+BETWEEN_EXCHANGES = 0.05 + 2 * CLOSE_WAIT_MS / 1000
 AFTER_LAST = 0.5
+ENV = shutil.which("env") or "/usr/bin/env"
 
 IMPLS = {
     "c": {
         "server": "{build}/calc-server -H {host} -p {port} --cache-control {cache_control}",
-        "proxy": "{build}/calc-proxy -ph {host} -pp {port} -sh {server_host} -sp {server_port}",
-        "client": "{build}/calc-client -H {host} -p {port} --max-age {max_age} {client_flags} -- {expr}",
+        "proxy": "{build}/calc-proxy -ph {host} -pp {port} -sh {server_host} -sp {server_port} --upstream-close-wait {close_wait}",
+        "client": "{build}/calc-client -H {host} -p {port} --max-age {max_age} --close-wait {close_wait} {client_flags} -- {expr}",
     },
     "student": {
         "server": "{py} {student}/calc_server.py -H {host} -p {port} --cache-control {cache_control}",
@@ -74,7 +86,7 @@ def expand(template, **vals):
     """A command template's argv.  {client_flags} is a token of its own that stands for zero or
     more options (the request's --no-steps, --no-cache)."""
     base = {"build": paths.BUILD, "student": paths.STUDENT, "py": paths.PY, "host": HOST,
-            "cache_control": 65535, "max_age": 65535}
+            "cache_control": 65535, "max_age": 65535, "close_wait": CLOSE_WAIT_MS}
     base.update(vals)
     flags = list(base.pop("client_flags", ()))
     try:
@@ -170,7 +182,7 @@ def _start_program(res, box, role, argv, log_path=None):
         res.fault(role, "timed-out", f"{role}: not started: the run's wall-clock limit struck")
         return None
     try:
-        wrapped, env, cwd = box.program(argv)
+        wrapped, env, cwd = box.program(_close_wait(argv, res.ports))
         p = procs.Proc(role, wrapped, log_path, env=env, cwd=cwd, max_output=box.limits.output_kib * 1024)
     except OSError as e:
         res.fault(role, "cannot-start", f"{role}: cannot start: {e}")
@@ -178,6 +190,22 @@ def _start_program(res, box, role, argv, log_path=None):
     p.argv = argv  # the reports show the program's own command line
     res.started.append(p)
     return p
+
+
+def _ours(argv):
+    return bool(argv) and argv[0].startswith(os.path.join(paths.BUILD, "calc-"))
+
+
+def _close_wait(argv, ports):
+    """argv with libcalc-close-wait.so preloaded when the program is not one of calclab's (they
+    hold their closes themselves): its connections to the run's server and proxy wait up to
+    CLOSE_WAIT_MS for the other side's FIN before closing."""
+    if _ours(argv) or not ports:
+        return argv
+    lib = paths.close_wait_lib()
+    if lib is None:
+        raise LabError(f"{os.path.join(paths.BUILD, 'libcalc-close-wait.so')} is missing: build calclab again")
+    return [ENV, f"LD_PRELOAD={lib}", f"CALCLAB_CLOSE_WAIT={CLOSE_WAIT_MS}:{ports['proxy']},{ports['server']}"] + argv
 
 
 def _arm_wall_clock(res, box):
@@ -274,8 +302,9 @@ def _raw_malformed(box, port, timeout=5.0):
 def _open_sandbox(res, scn, limits, expose, ports_base):
     """The run's sandbox and ports: 9998/9999 in its own namespace, else ports_base and the next
     one (free ones when None; ports_base may be a function giving them), which must be free."""
+    lib = paths.close_wait_lib()
     try:
-        box = sandbox.Sandbox(limits, expose).open()
+        box = sandbox.Sandbox(limits, tuple(expose) + ((lib,) if lib else ())).open()
     except sandbox.Unconfined as e:
         raise LabError(f"not graded: {e}") from None
     except (OSError, sandbox.ConfinementError) as e:
@@ -452,6 +481,7 @@ def _judge(res, golden, golden_ports=None):
             # but the lab's, and a new run may do
             raise LabError(f"calc-sniff: the capture is inconclusive: {res.sniff.get('reason')}")
         found += checks_mod.from_sniff(res.sniff["checks"])
+        checks_mod.note_close_first(found, CLOSE_WAIT_MS)
         res.golden_json = sniff.describe(golden, golden_ports or sniff.DEFAULT_PORTS)
     raw = getattr(res, "raw", None)
     if raw is not None:
