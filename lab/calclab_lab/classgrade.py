@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 
-from . import adapt, feedback, goldens, gradebook, paths, procs, runner, sniff, stage
+from . import adapt, feedback, goldens, gradebook, paths, plays as plays_mod, procs, runner, sniff, stage
 from . import checks as checks_mod
 from . import scenarios as scenarios_mod
 from .scenarios import GRADABLE, Raw, protocol_vectors
@@ -98,12 +98,13 @@ LAB_ERROR = "lab error: "
 
 
 def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=None, timeout=15.0,
-                     use_sniff=True, golden_dir=None, ports_base=None, limits=None, weights=None):
+                     use_sniff=True, golden_dir=None, ports_base=None, limits=None, weights=None, plays=1):
     """Grade one hand-in; its feedback goes to out_dir/<id>/.  `roles`: which of the submission's
     roles are graded (default: every role file found); the others are played by calclab's programs.
     `client_stdin`: text fed to the student's client, with the templates' placeholders
     ({example} {expr} ...).  `limits`: the programs' sandbox.Limits (default: its defaults).
     `weights`: role -> the points the course gives it (default: what the checks give it).
+    `plays`: each scenario is played that many times and judged as one (plays.merge).
     Returns the submission's grades.json entry."""
     sub_id = submission_id(path)
     fdir = os.path.join(out_dir, feedback_dirname(sub_id))
@@ -144,14 +145,20 @@ def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=Non
                     name = scn.name
                     wd = os.path.join(fdir, name)
                     golden = goldens.golden_path(scn, golden_dir)
-                    # a graded client's run is judged once, by adapt, on the requests it really sent
-                    res = runner.play(scn, templates, ports_base=ports_base or _ports_base, workdir=wd,
-                                      timeout=timeout, golden=golden, use_sniff=use_sniff, limits=limits,
-                                      capture_only="client" in graded)
-                    sent = adapt.adapt(res, timeout=timeout, use_sniff=use_sniff, ports_base=_ports_base,
-                                       replay_dir=os.path.join(out_dir, ".replays")) if "client" in graded else None
+                    played = []
+                    for k in range(plays):
+                        # a graded client's run is judged once, by adapt, on the requests it really sent
+                        res = runner.play(scn, templates, ports_base=ports_base or _ports_base,
+                                          workdir=wd if k == 0 else os.path.join(wd, f"play-{k + 1}"),
+                                          timeout=timeout, golden=golden, use_sniff=use_sniff, limits=limits,
+                                          capture_only="client" in graded)
+                        sent = adapt.adapt(res, timeout=timeout, use_sniff=use_sniff, ports_base=_ports_base,
+                                           replay_dir=os.path.join(out_dir, ".replays")) if "client" in graded else None
+                        played.append((res, sent))
+                    res, sent = played[0]
+                    races = plays_mod.merge([r for r, _ in played]) if plays > 1 else None
                     runs.append(res)
-                    scn_entries.append(_scenario_entry(res, graded, sent, out_dir, tables[name]))
+                    scn_entries.append(_scenario_entry(res, graded, sent, out_dir, tables[name], races))
         except (runner.LabError, gradebook.UntypedItem) as e:
             return _finish(fdir, gradebook.entry(sub_id, LAB_ERROR + str(e), maxima=maxima, files=files), runs)
         failed = _start_failures(runs, graded)
@@ -242,7 +249,7 @@ def class_maxima(scenarios, roles, golden_dir=None, weights=None):
         return {}
 
 
-def _scenario_entry(res, graded, sent, out_dir, table):
+def _scenario_entry(res, graded, sent, out_dir, table, races=None):
     d = res.to_dict()
     deviant = {c for r in (sent["runs"] if sent else []) if r["requests_per_connection"] != [1] for c in r["conns"]}
     deviant |= {c["id"] for c in res.records("conn") if (c.get("upstream_of") or {}).get("conn") in deviant}
@@ -254,6 +261,8 @@ def _scenario_entry(res, graded, sent, out_dir, table):
     if sent is not None:
         out["client_requests"] = sent["runs"]
         out["adapted"] = sent["adapted"]
+    if races is not None:   # --plays: what differed between the plays of the scenario
+        out["races"] = [r for r in races if r["role"] is None or set(r["role"].split(",")) & set(graded)]
     return out
 
 

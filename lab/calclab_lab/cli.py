@@ -135,6 +135,9 @@ def grade_main(argv=None):
     ap.add_argument("--scenarios", default=",".join(GRADABLE),
                     help="comma-separated built-in names, scenario files (.toml, docs/scenario-files.md) or "
                          "folders of them (default 3.1,3.2,3.3)")
+    ap.add_argument("--plays", type=int, default=1, metavar="N",
+                    help="with SUBMISSION or --class: play each scenario N times; an item failing in any play "
+                         "fails, and the report lists the items whose verdict differed (default 1)")
     _add_common(ap)
     ap.add_argument("--format", choices=["text", "json", "junit", "gradescope"], default="text")
     ap.add_argument("--out", default="grade-out", help="output directory")
@@ -246,6 +249,9 @@ def _grade_handins(a, names):
     except ValueError as e:
         print(f"lab/grade: --role-weights: {e}", file=sys.stderr)
         return 2
+    if not 1 <= a.plays <= 20:
+        print(f"lab/grade: --plays takes 1 to 20 (got {a.plays})", file=sys.stderr)
+        return 2
     why = _refused(a, "lab/grade")
     if why:
         if a.submission:  # the platforms show the hand-in's status and the class's maximum
@@ -258,7 +264,7 @@ def _grade_handins(a, names):
         if p:
             sandbox.note_grader_path(p)
     kw = dict(roles=roles, scenarios=names, timeout=a.timeout, use_sniff=not a.no_sniff, golden_dir=a.golden_dir,
-              limits=sandbox.Limits.from_args(a), weights=weights,
+              limits=sandbox.Limits.from_args(a), weights=weights, plays=a.plays,
               client_stdin=_unescape(a.client_stdin) if a.client_stdin is not None else None)
     try:
         if a.class_dir:

@@ -40,6 +40,12 @@ def _sent_text(s):
     return out
 
 
+def _races_text(s):
+    if not s.get("races"):
+        return []
+    return [f"race: {r['detail']}" for r in s["races"]]
+
+
 def text(e, runs):
     lines = [f"submission {e['id']}: {e['status']}", f"points: {_points(e)}"]
     for role, f in sorted(e.get("files", {}).items()):
@@ -61,6 +67,7 @@ def text(e, runs):
             for it in c["items"]:
                 if not it["passed"]:
                     lines.append(f"          - {it.get('detail', '')}")
+        lines += ["   " + l for l in _races_text(s)]
         res = by_name.get(s["scenario"])
         if res is not None:
             lines.append("")
@@ -92,7 +99,7 @@ def page(e, runs):
                     f'<span class="{verdict.lower()}">{verdict}</span></h2>')
         if s.get("adapted"):
             body.append(f"<p>Adapted to the requests the client sent: {html.escape(s['adapted'])}</p>")
-        sent = _sent_text(s) + _untested_text(s)
+        sent = _sent_text(s) + _untested_text(s) + _races_text(s)
         if sent:
             body.append("<ul>" + "".join(f"<li>{html.escape(l)}</li>" for l in sent) + "</ul>")
         for err in s.get("errors", []):
