@@ -573,6 +573,15 @@ def jobs(tmp):
         out.append((name, tmp / f"{name}.pcap", ()))
     craft_cut_short(tmp / "cut.pcap")
     out.append(("cut", tmp / "cut.pcap", ()))
+    # the other test files' captures: calc-sniff's file-reading test (120 connections of large
+    # split messages, undecodable payloads) and scenario 3.2 crafted from each vectors file
+    import test_sniff_files
+    (tmp / "sniff-files.pcap").write_bytes(test_sniff_files.pcap_bytes(test_sniff_files.records()))
+    out.append(("sniff-files", tmp / "sniff-files.pcap", ()))
+    for name, vectors in FLAVOURS.items():
+        subprocess.run([sys.executable, str(REPO / "tests" / "bench" / "craft_capture.py"),
+                        str(tmp / f"3.2-{name}.pcap"), str(VECTORS / vectors), "3.2", "2"], check=True, capture_output=True)
+        out.append((f"3.2-{name}", tmp / f"3.2-{name}.pcap", ()))
     craft_hostile(tmp / "hostile.pcap", tmp / "EXECUTED")
     out.append(("hostile", tmp / "hostile.pcap", ()))
     ports = live_capture(tmp, tmp / "live.pcap")
@@ -593,7 +602,8 @@ def decoded(tmp_path_factory):
 
 
 NAMES = [p.stem for p in sorted(CAPTURES.glob("*.pcap"))] + ["3.2-dlt-null", "3.3-dlt-null", "3.3-snaplen",
-                                                              "segments", *FLAVOURS, "cut", "hostile", "live"]
+                                                              "segments", *FLAVOURS, "cut", "sniff-files",
+                                                              *(f"3.2-{name}" for name in FLAVOURS), "hostile", "live"]
 
 
 def texts_agree(ours, sniff):
