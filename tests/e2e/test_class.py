@@ -590,7 +590,7 @@ def _build_with_broken_server(top):
     """A build folder whose calc-server cannot start (the other tools are the real ones)."""
     build = os.environ.get("CALC_BUILD_DIR") or os.path.join(ROOT, "build")
     os.makedirs(top)
-    for tool in ("calc-sniff", "calc-jail", "calc-netns", "calc-proxy", "calc-client"):
+    for tool in ("calc-sniff", "calc-jail", "calc-netns", "calc-proxy", "calc-client", "libcalc-close-wait.so"):
         os.symlink(os.path.join(os.path.abspath(build), tool), os.path.join(top, tool))
     with open(os.path.join(top, "calc-server"), "w") as f:
         f.write("#!/bin/sh\necho 'calc-server: cannot listen: Address already in use' >&2\nexit 1\n")
