@@ -32,7 +32,12 @@
 local here = debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "./"
 package.path = here .. "?.lua;" .. package.path
 
-local limits = require("calc.limits")
+-- calc/limits.lua is made by the build: the source tree's calc.lua has none beside it.
+local have_limits, limits = pcall(require, "calc.limits")
+if not have_limits then
+  error("calc.lua: no calc/limits.lua in " .. here .. ": load the dissector the build assembles " ..
+        "(build/wireshark/calc.lua), or install it with lab/wireshark/install", 0)
+end
 local payload = require("calc.payload")
 
 local calc = Proto("calc", "Calculator protocol (calclab)")

@@ -845,6 +845,14 @@ def test_install_puts_the_dissector_where_tshark_loads_it(tmp_path):
     assert r.stdout.split() == ["-0.38748277824137206", "-0.38748277824137206", "6"]
 
 
+def test_the_source_trees_calc_lua_says_where_the_dissector_is():
+    """lab/wireshark/calc.lua alone lacks the limits the build generates: loading it says which
+    file to load instead, rather than failing on a missing module."""
+    r = subprocess.run([TSHARK, "-X", f"lua_script:{REPO / 'lab' / 'wireshark' / 'calc.lua'}", "-r",
+                        str(CAPTURES / "3.1.pcap"), "-c", "1"], capture_output=True, text=True, timeout=120)
+    assert "no calc/limits.lua in " in r.stderr and "build/wireshark/calc.lua" in r.stderr, r.stderr
+
+
 # ---- messages the capture does not hold whole
 
 @pytest.mark.build_independent
