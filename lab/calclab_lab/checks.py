@@ -163,7 +163,9 @@ def received_answers(clients, conn_records, msg_records):
     out = []
     for mine in client_connections(clients, conn_records):
         resp = msgs.get((mine[0]["id"], "resp"), []) if mine else []
+        req = msgs.get((mine[0]["id"], "orig"), []) if mine else []
         out.append({"connected": bool(mine), "answer": _readable(resp[0] if resp else None),
+                    "asked_steps": (req[0].get("header") or {}).get("steps", True) if req else True,
                     # Zeek's history: a lowercase letter is the responder's, r its RST
                     "reset": bool(mine) and "r" in mine[0].get("history", "")})
     return out
@@ -270,9 +272,10 @@ def client_checks(exchanges, clients, received=None):
             if m["header"]["status"] != 200:
                 want = ["Got error: " + m["result"].split(": ", 1)[-1]]
             elif e.kind != "refused" and f"Result: {m['result']}" == reference[0]:
-                # the reference's answer, steps and all; an answer that came without its steps
-                # (a proxy's fault) leaves the client only the result line to print
-                want = reference if m["header"].get("steps", True) else reference[:1]
+                # the reference's answer, steps and all; an answer without the steps the client
+                # asked for (a proxy's fault) leaves it only the result line to print
+                stripped = received[i].get("asked_steps", True) and not m["header"].get("steps", True)
+                want = reference[:1] if stripped else reference
             else:
                 want = [f"Result: {m['result']}"]   # its steps cannot be read from the capture
         ok = want[0] in body

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 
-from . import adapt, feedback, goldens, gradebook, paths, plays as plays_mod, procs, runner, sniff, stage
+from . import adapt, feedback, goldens, gradebook, handin_captures, paths, plays as plays_mod, procs, runner, sniff, stage
 from . import checks as checks_mod
 from . import scenarios as scenarios_mod
 from .scenarios import GRADABLE, Raw, protocol_vectors
@@ -98,7 +98,8 @@ LAB_ERROR = "lab error: "
 
 
 def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=None, timeout=15.0,
-                     use_sniff=True, golden_dir=None, ports_base=None, limits=None, weights=None, plays=1):
+                     use_sniff=True, golden_dir=None, ports_base=None, limits=None, weights=None, plays=1,
+                     captures=None, capture_ports=None, capture_points=0.0):
     """Grade one hand-in; its feedback goes to out_dir/<id>/.  `roles`: which of the submission's
     roles are graded (default: every role file found); the others are played by calclab's programs.
     `client_stdin`: text fed to the student's client, with the templates' placeholders
@@ -167,9 +168,37 @@ def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=Non
             status = "; ".join(f"{files[r]} does not start: {why}" for r, why in failed.items())
         e = gradebook.entry(sub_id, status, scn_entries, maxima=maxima, files=files,
                             duration=round(time.time() - t0, 1))
+        _add_captures(e, sub, scenarios, golden_dir, captures, capture_ports, capture_points)
         return _finish(fdir, e, runs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _add_captures(e, sub, scenarios, golden_dir, mapping, ports, points):
+    """The student's own captures (handin_captures), verified against the goldens, into entry `e`:
+    "captures", and with `points` > 0 each graded scenario's capture worth that many (a missing
+    one 0 of them)."""
+    from . import scenarios as scenarios_mod
+    graded = {s.name: s for s in scenarios}
+    names = list(graded) + [n for n in scenarios_mod.BUILTIN_NAMES if n not in graded]
+    found = handin_captures.find(sub.src, names, mapping)
+    caps = []
+    for name, path in found.items():
+        scn = graded.get(name) or scenarios_mod.builtin(name)
+        if not scn.golden:
+            continue
+        worth = points if name in graded else 0.0
+        caps.append(handin_captures.judge(path, scn, goldens.golden_path(scn, golden_dir),
+                                          rel=os.path.relpath(path, sub.src), ports=ports, points=worth))
+    if points:
+        for name, scn in graded.items():
+            if scn.golden and name not in found:
+                caps.append({"scenario": name, "file": None, "status": "not handed in", "complete": False,
+                             "differences": [], "timeline": "", "score": 0.0, "max_score": float(points)})
+        e["score"] = round(e["score"] + sum(c["score"] for c in caps), 1)
+        e["max_score"] = round(e["max_score"] + sum(c["max_score"] for c in caps), 1)
+    if caps:
+        e["captures"] = caps
 
 
 def _py_version():

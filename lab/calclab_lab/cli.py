@@ -130,6 +130,13 @@ def grade_main(argv=None):
     ap.add_argument("--jobs", type=int, default=None,
                     help=f"hand-ins graded at once with --class (default {classgrade.default_jobs()} here)")
     ap.add_argument("--resume", action="store_true", help="with --class: grade only what OUT does not have yet")
+    ap.add_argument("--captures", metavar="SCENARIO=FILE,...",
+                    help="with SUBMISSION or --class: the hand-in's own capture files of scenarios (paths in the "
+                         "hand-in); files named for a scenario (3.2.pcapng) are found without it")
+    ap.add_argument("--capture-ports", metavar="PROXY,SERVER",
+                    help="the ports in the students' captures (default: found from each capture's connections)")
+    ap.add_argument("--capture-points", type=float, default=0.0, metavar="P",
+                    help="what a complete capture of each graded scenario is worth (default 0: feedback only)")
     ap.add_argument("--client-stdin", metavar="TEXT", help="standard input of a hand-in's client, with the "
                     "templates' placeholders and \\n for a newline, e.g. '{example}\\nstop\\n'")
     ap.add_argument("--scenarios", default=",".join(GRADABLE),
@@ -249,6 +256,16 @@ def _grade_handins(a, names):
     except ValueError as e:
         print(f"lab/grade: --role-weights: {e}", file=sys.stderr)
         return 2
+    try:
+        caps = dict(x.split("=", 1) for x in a.captures.split(",") if x.strip()) if a.captures else None
+        cports = [int(x) for x in a.capture_ports.split(",")] if a.capture_ports else None
+        if cports is not None and (len(cports) != 2 or not all(0 < p < 65536 for p in cports)):
+            raise ValueError("two ports, the proxy's and the server's")
+        if a.capture_points < 0:
+            raise ValueError("--capture-points is 0 or more")
+    except ValueError as e:
+        print(f"lab/grade: --captures/--capture-ports/--capture-points: {e}", file=sys.stderr)
+        return 2
     if not 1 <= a.plays <= 20:
         print(f"lab/grade: --plays takes 1 to 20 (got {a.plays})", file=sys.stderr)
         return 2
@@ -263,7 +280,9 @@ def _grade_handins(a, names):
     for p in (a.submission, a.class_dir):
         if p:
             sandbox.note_grader_path(p)
-    kw = dict(roles=roles, scenarios=names, timeout=a.timeout, use_sniff=not a.no_sniff, golden_dir=a.golden_dir,
+    kw = dict(roles=roles, scenarios=names, captures=caps, capture_points=a.capture_points,
+              capture_ports={"proxy": cports[0], "server": cports[1]} if cports else None,
+              timeout=a.timeout, use_sniff=not a.no_sniff, golden_dir=a.golden_dir,
               limits=sandbox.Limits.from_args(a), weights=weights, plays=a.plays,
               client_stdin=_unescape(a.client_stdin) if a.client_stdin is not None else None)
     try:

@@ -4,7 +4,7 @@ clients' outputs next to the captures and program logs the runs left in each sce
 import html
 import os
 
-from . import report
+from . import handin_captures, report
 
 ROLES = ("server", "proxy", "client")
 
@@ -72,6 +72,7 @@ def text(e, runs):
         if res is not None:
             lines.append("")
             lines.append(report.timeline(res, width=40))
+    lines += handin_captures.text(e.get("captures"))
     return "\n".join(lines) + "\n"
 
 
@@ -121,6 +122,9 @@ def page(e, runs):
                 body.append(f"<details><summary>client {c['index'] + 1} output</summary>"
                             f"<pre>{html.escape(c['stdout'])}</pre></details>")
         body.append("</section>")
+    caps = handin_captures.text(e.get("captures"))
+    if caps:
+        body.append("<section><h2>Your captures</h2><pre>" + html.escape("\n".join(caps[2:])) + "</pre></section>")
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>calclab: {html.escape(e['id'])}</title>
 <style>body{{font-family:sans-serif;margin:1em}} .pass{{color:#080}} .fail{{color:#b00}}

@@ -10,6 +10,7 @@ goldens' ports 9998/9999 (a run without its own network namespace plays on free 
 made golden is verified like a recorded one.  A play that does not pass the lab's own checks of
 it is never kept (LabError).  Concurrent graders make it once: a file lock per golden."""
 import fcntl
+import functools
 import hashlib
 import os
 import shutil
@@ -29,16 +30,18 @@ def cache_dir():
     return os.path.abspath(d)
 
 
-def _file_digest(path, _memo={}):
+@functools.lru_cache(maxsize=64)
+def _digest_of(path, mtime_ns, size):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _file_digest(path):
     st = os.stat(path)
-    key = (path, st.st_mtime_ns, st.st_size)
-    if key not in _memo:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        _memo[key] = h.hexdigest()
-    return _memo[key]
+    return _digest_of(path, st.st_mtime_ns, st.st_size)
 
 
 def programs_digest():

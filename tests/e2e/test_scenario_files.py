@@ -243,3 +243,102 @@ def test_a_course_file_travels_in_the_bundle_and_reaches_grade_repo(tmp_path, go
     # the request after the server stopped is then a hit), full marks
     assert e["status"] == "graded" and e["score"] == e["max_score"], (e["status"], r.stdout[-2000:])
     assert "(hit)" in e["scenarios"][0]["adapted"].rsplit("request 5:", 1)[1]
+
+
+# ---------------------------------------------------------------- students' own captures
+def record(tmp_path, name, *extra):
+    """A capture of scenario `name` played by calclab's programs (lab/scenario --capture-only)."""
+    wd = tmp_path / f"rec-{name}-{len(extra)}"
+    r = run([PY, os.path.join(LAB, "scenario"), name, "--capture-only", "--quiet", "--workdir", str(wd),
+             "--ports-base", str(procs.free_port_pair()), *extra])
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr
+    return str(wd / f"{name}.pcap")
+
+
+def student_copy(src, dst, link, port_base):
+    """`src` rewritten as a student's machine would have captured it: link type `link`, the
+    clients' ports from 64031 (the report's), the proxy and server on port_base, port_base + 1."""
+    from calclab_lab import pcapio
+    pk = [s for s in map(pcapio.tcp_of, pcapio.read(src)) if s]
+    listen = pcapio.find_ports(pcapio.read(src))
+    mapping = {listen["server"]: port_base + 1}
+    if listen.get("proxy"):
+        mapping[listen["proxy"]] = port_base
+    others = sorted({p for s in pk for p in (s.src[1], s.dst[1])} - set(mapping))
+    mapping.update({p: 64031 + i for i, p in enumerate(others)})
+    pcapio.rewrite(src, dst, ports=mapping, link=link)
+    return dst
+
+
+def test_students_captures_of_any_link_type_and_ports_are_judged_complete(tmp_path, goldens):
+    from calclab_lab import goldens as goldens_mod, handin_captures, pcapio, scenarios
+    for name in ("3.1", "3.2", "3.3"):
+        src = record(tmp_path, name)
+        scn = scenarios.builtin(name)
+        golden = goldens_mod.golden_path(scn)
+        for link, suffix, base in ((pcapio.NULL, ".pcapng", 5000), (pcapio.EN10MB, ".pcap", 9998),
+                                   (pcapio.LINUX_SLL2, ".pcapng", 41000)):
+            cap = student_copy(src, str(tmp_path / f"{name}-{link}{suffix}"), link, base)
+            got = handin_captures.judge(cap, scn, golden)
+            assert got["status"] == "complete" and got["complete"], (name, link, got["differences"], got.get("reason"))
+            assert got["ports"] == {"proxy": base if scn.uses_proxy else handin_captures.UNUSED_PORT,
+                                    "server": base + 1}
+            assert got["ports_from"].startswith("found") and got["link"] == pcapio.LINK_NAMES[link]
+            assert "64031" in got["timeline"]   # calc-sniff's timeline of the student's own capture
+
+
+def test_a_capture_missing_the_hit_or_with_an_extra_upstream_connection_is_judged_so(tmp_path, goldens):
+    from calclab_lab import goldens as goldens_mod, handin_captures, pcapio, scenarios
+    scn = scenarios.builtin("3.2")
+    golden = goldens_mod.golden_path(scn)
+    src = record(tmp_path, "3.2")
+    # the cache hit's connection left out: the second client connection to the proxy
+    listen = pcapio.find_ports(pcapio.read(src))
+    syns = [s for s in map(pcapio.tcp_of, pcapio.read(src))
+            if s and s.flags & pcapio.SYN and not s.flags & pcapio.ACK and s.dst[1] == listen["proxy"]]
+    hit_port = syns[1].src[1]
+    cut = str(tmp_path / "3.2-no-hit.pcapng")
+    pcapio.rewrite(src, cut, link=pcapio.NULL, keep=lambda s: hit_port not in (s.src[1], s.dst[1]))
+    got = handin_captures.judge(cut, scn, golden)
+    assert got["status"] == "incomplete" and not got["complete"]
+    assert any(d.startswith("connections:") for d in got["differences"]), got["differences"]
+    # a proxy that forwards the hit: one upstream connection more than the scenario has
+    extra = record(tmp_path, "3.2", "--impl", "student", "--proxy",
+                      broken(tmp_path, "proxy_never_caches"))
+    got = handin_captures.judge(student_copy(extra, str(tmp_path / "3.2-extra.pcapng"), pcapio.NULL, 6000),
+                                scn, golden)
+    assert got["status"] == "incomplete"
+    assert any(d.startswith(("upstream-connections:", "cache-hit-no-upstream:")) for d in got["differences"]), \
+        got["differences"]
+
+
+def test_a_handins_captures_are_graded_in_a_section_of_their_own(tmp_path, goldens):
+    from calclab_lab import pcapio
+    sub = handin(tmp_path / "sub")
+    (sub / "wireshark").mkdir()
+    src = record(tmp_path, "3.2")
+    student_copy(src, str(sub / "wireshark" / "3.2.pcapng"), pcapio.NULL, 9998)
+    src1 = record(tmp_path, "3.1")
+    student_copy(src1, str(sub / "wireshark" / "direct.pcap"), pcapio.LINUX_SLL2, 7000)
+    out = tmp_path / "out"
+    r = run([PY, os.path.join(LAB, "grade"), str(sub), "--out", str(out), "--scenarios", "3.1,3.2",
+             "--captures", "3.1=wireshark/direct.pcap", "--capture-points", "2"])
+    assert r.returncode in (0, 1), r.stdout[-3000:] + r.stderr
+    with open(out / "grades.json") as f:
+        e = json.load(f)["submissions"][0]
+    caps = {c["scenario"]: c for c in e["captures"]}
+    assert caps["3.2"]["file"] == "wireshark/3.2.pcapng" and caps["3.2"]["status"] == "complete"
+    assert caps["3.1"]["file"] == "wireshark/direct.pcap" and caps["3.1"]["status"] == "complete"
+    assert (caps["3.1"]["score"], caps["3.1"]["max_score"]) == (2.0, 2.0)
+    roles = sum(v["max_score"] for v in e["roles"].values())
+    assert e["max_score"] == pytest.approx(roles + 4)
+    fb = (out / "sub" / "feedback.txt").read_text()
+    assert "== your captures (the Wireshark part)" in fb
+    assert "wireshark/3.2.pcapng: scenario 3.2: complete, 2/2 points" in fb
+    # by default a capture is feedback only
+    r = run([PY, os.path.join(LAB, "grade"), str(sub), "--out", str(tmp_path / "out0"), "--scenarios", "3.2"])
+    with open(tmp_path / "out0" / "grades.json") as f:
+        e0 = json.load(f)["submissions"][0]
+    assert e0["captures"][0]["max_score"] == 0 and e0["max_score"] == pytest.approx(
+        sum(v["max_score"] for v in e0["roles"].values()))
+    assert "(feedback only)" in (tmp_path / "out0" / "sub" / "feedback.txt").read_text()
