@@ -4,8 +4,9 @@ drop-ins for the reference) playing it, kept while the scenario and the programs
 golden_for(scenario) plays it once with build/'s calc-server, calc-proxy and calc-client and
 keeps the capture under the golden cache (CALCLAB_GOLDENS, else $XDG_CACHE_HOME/calclab/goldens,
 else ~/.cache/calclab/goldens), named for what decides its bytes: the scenario's steps (not its
-file's name or comments), the three programs' executables, and the flavour (the interpreter
-whose pickles the client writes; today calc-client has one).  The capture is rewritten to the
+file's name or comments), the three programs' executables, and the pickle flavour of the
+interpreter that runs students' programs (calc-client --pickle-flavour: 'value', CPython's
+default, or 'getattr', as CPython 3.11.2 writes enum members).  The capture is rewritten to the
 goldens' ports 9998/9999 (a run without its own network namespace plays on free ports), so a
 made golden is verified like a recorded one.  A play that does not pass the lab's own checks of
 it is never kept (LabError).  Concurrent graders make it once: a file lock per golden."""
@@ -59,13 +60,16 @@ def key(scenario, flavour=None):
     return hashlib.sha256(f"{scenario.digest}\0{programs_digest()}\0{flavour or 'default'}".encode()).hexdigest()[:20]
 
 
-def recorded(scenario, golden_dir=None):
+FLAVOURS = ("value", "getattr")
+
+
+def recorded(scenario, golden_dir=None, flavour=None):
     """A recorded golden for the scenario: NAME.pcap in golden_dir (given), or in captures/ for a
-    built-in one; None otherwise."""
+    built-in one (recorded in the value flavour); None otherwise."""
     if golden_dir and os.path.abspath(golden_dir) != os.path.abspath(paths.CAPTURES):
         p = os.path.join(golden_dir, f"{scenario.name}.pcap")
         return p if os.path.exists(p) else None
-    if scenario.builtin:
+    if scenario.builtin and flavour in (None, "value"):
         p = os.path.join(paths.CAPTURES, f"{scenario.name}.pcap")
         return p if os.path.exists(p) else None
     return None
@@ -76,11 +80,15 @@ def golden_path(scenario, golden_dir=None, flavour=None):
     recorded), else the made one.  None for a scenario without a golden (malformed)."""
     if not scenario.golden:
         return None
-    return recorded(scenario, golden_dir) or golden_for(scenario, flavour)
+    return recorded(scenario, golden_dir, flavour) or golden_for(scenario, flavour)
 
 
 def golden_for(scenario, flavour=None, timeout=15.0):
-    """The made golden of `scenario`: its path in the golden cache, played now when not there."""
+    """The made golden of `scenario` in pickle `flavour` (default value): its path in the golden
+    cache, played now when not there."""
+    if flavour not in (None,) + FLAVOURS:
+        raise runner.LabError(f"unknown pickle flavour {flavour!r} (known: {', '.join(FLAVOURS)})")
+    flavour = None if flavour == "value" else flavour
     d = cache_dir()
     try:
         os.makedirs(d, exist_ok=True)
@@ -94,15 +102,17 @@ def golden_for(scenario, flavour=None, timeout=15.0):
     with open(path + ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not os.path.exists(path):
-            _make(scenario, path, timeout)
+            _make(scenario, path, timeout, flavour)
     return path
 
 
-def _make(scenario, path, timeout):
+def _make(scenario, path, timeout, flavour=None):
     work = tempfile.mkdtemp(prefix="calclab-golden-")
+    templates = runner.templates_for("c")
+    if flavour:
+        templates["client"] = templates["client"].replace(" -- {expr}", f" --pickle-flavour {flavour} -- {{expr}}")
     try:
-        res = runner.play(scenario, runner.templates_for("c"), workdir=work, timeout=timeout, golden=None,
-                          capture_only=True)
+        res = runner.play(scenario, templates, workdir=work, timeout=timeout, golden=None, capture_only=True)
         runner.judge(res, None)
         front = "client->proxy" if scenario.uses_proxy else "client->server"
         conns = [c for c in res.records("conn") if c.get("role") == front]

@@ -15,7 +15,7 @@ from gradescope import grading, results  # noqa: E402
 ROOT_ENV = "CALCLAB_AUTOGRADER_ROOT"
 CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "config.json")
 DEFAULTS = {"roles": None, "role_weights": None, "scenarios": None, "client_stdin": None, "visibility": "visible", "hide": [],
-            "stdout_visibility": "hidden", "time_limit": 480}
+            "stdout_visibility": "hidden", "time_limit": 480, "capture_points": 0}
 
 
 def load_config(path=CONFIG):
@@ -44,7 +44,8 @@ def grade_to_results(root, t0):
     out_dir = os.path.join(root, "calclab-out")
     shutil.rmtree(out_dir, ignore_errors=True)
     g = grading.grade(os.path.join(root, "submission"), out_dir, cfg["roles"], cfg["scenarios"],
-                      cfg["client_stdin"], float(cfg["time_limit"]), cfg["role_weights"])
+                      cfg["client_stdin"], float(cfg["time_limit"]), cfg["role_weights"],
+                      capture_points=float(cfg["capture_points"] or 0))
     sys.stdout.write(g.log)
     res = results.from_entry(g.entry, time.time() - t0, g.feedback, cfg["rules"], cfg["visibility"],
                              cfg["stdout_visibility"])

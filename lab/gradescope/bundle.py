@@ -129,6 +129,8 @@ def scenario_entries(text):
 
 def config_from(a, extra=None):
     """The config.json of the bundle; a course's scenario files go into `extra` (a dict)."""
+    if a.capture_points < 0:
+        raise BundleError("--capture-points is 0 or more")
     rules = []
     for r in a.hide:
         try:
@@ -145,7 +147,7 @@ def config_from(a, extra=None):
             "scenarios": _scenarios(a.scenarios, extra) if a.scenarios else None,
             "client_stdin": a.client_stdin,
             "visibility": a.visibility, "hide": rules, "stdout_visibility": a.stdout_visibility,
-            "time_limit": a.time_limit}
+            "time_limit": a.time_limit} | ({"capture_points": a.capture_points} if a.capture_points else {})
 
 
 def _scenarios(text, extra):
@@ -168,6 +170,9 @@ def main(argv=None):
                     help="the points each role is worth, as lab/grade --role-weights (e.g. server=40,proxy=40,client=20)")
     ap.add_argument("--scenarios", help="comma-separated built-in scenarios, scenario files or folders of them "
                                         "(the files travel in the zip; default: lab/grade's, 3.1,3.2,3.3)")
+    ap.add_argument("--capture-points", type=float, default=0.0, metavar="P",
+                    help="what a hand-in's own capture of each scenario is worth, as lab/grade --capture-points "
+                         "(default 0: feedback only)")
     ap.add_argument("--client-stdin", metavar="TEXT",
                     help="standard input of the student's client, as lab/grade --client-stdin (e.g. '{example}\\nstop\\n')")
     ap.add_argument("--visibility", choices=results.VISIBILITIES, default="visible",

@@ -31,7 +31,8 @@ class Graded:
         return os.path.join(self.out_dir, feedback_dirname(str(self.entry.get("id", ""))))
 
 
-def grade_command(submission, out_dir, roles=None, scenarios=None, client_stdin=None, role_weights=None):
+def grade_command(submission, out_dir, roles=None, scenarios=None, client_stdin=None, role_weights=None,
+                  capture_points=0):
     cmd = [PY, os.path.join(LAB, "grade"), submission, "--out", out_dir]
     if roles:
         cmd += ["--roles", ",".join(roles)]
@@ -41,6 +42,8 @@ def grade_command(submission, out_dir, roles=None, scenarios=None, client_stdin=
         cmd += ["--scenarios", ",".join(scenarios)]
     if client_stdin is not None:
         cmd += ["--client-stdin", client_stdin]
+    if capture_points:   # what a hand-in's own capture of each scenario is worth (default feedback only)
+        cmd += ["--capture-points", f"{capture_points:g}"]
     return cmd
 
 
@@ -51,10 +54,11 @@ def _signal_group(pgid, sig):
         pass
 
 
-def grade(submission, out_dir, roles=None, scenarios=None, client_stdin=None, time_limit=600.0, role_weights=None):
+def grade(submission, out_dir, roles=None, scenarios=None, client_stdin=None, time_limit=600.0, role_weights=None,
+          capture_points=0):
     """Run lab/grade; return Graded, or raise GradingFailed with the reason."""
     t0 = time.time()
-    cmd = grade_command(submission, out_dir, roles, scenarios, client_stdin, role_weights)
+    cmd = grade_command(submission, out_dir, roles, scenarios, client_stdin, role_weights, capture_points)
     os.makedirs(out_dir, exist_ok=True)
     log_path = os.path.join(out_dir, "lab-grade.log")
     with open(log_path, "w+b") as log:

@@ -213,13 +213,19 @@ def test_a_course_file_travels_in_the_bundle_and_reaches_grade_repo(tmp_path, go
     import zipfile
     f = course_file(tmp_path)
     z = tmp_path / "autograder.zip"
-    r = run([PY, os.path.join(LAB, "gradescope-bundle"), "--out", str(z), "--scenarios", f"{f},3.2"])
+    r = run([PY, os.path.join(LAB, "gradescope-bundle"), "--out", str(z), "--scenarios", f"{f},3.2",
+             "--capture-points", "2"])
     assert r.returncode == 0, r.stdout + r.stderr
     with zipfile.ZipFile(z) as zf:
         cfg = json.loads(zf.read("lab/gradescope/config.json"))
         assert zf.read("lab/gradescope/scenarios/quiz.toml") == open(f, "rb").read()
         zf.extractall(tmp_path / "source")
     assert cfg["scenarios"] == ["lab/gradescope/scenarios/quiz.toml", "3.2"]
+    # the students' captures' points reach lab/grade
+    assert cfg["capture_points"] == 2
+    from gradescope import grading
+    cmd = grading.grade_command("sub", "out", capture_points=cfg["capture_points"])
+    assert cmd[cmd.index("--capture-points") + 1] == "2"
     # run_autograder reads the entries as paths in the unpacked bundle
     got = subprocess.run([PY, "-c", "import autograder; print(autograder.load_config()['scenarios'])"],
                          cwd=tmp_path / "source" / "lab" / "gradescope", capture_output=True, text=True, timeout=60)
@@ -342,3 +348,21 @@ def test_a_handins_captures_are_graded_in_a_section_of_their_own(tmp_path, golde
     assert e0["captures"][0]["max_score"] == 0 and e0["max_score"] == pytest.approx(
         sum(v["max_score"] for v in e0["roles"].values()))
     assert "(feedback only)" in (tmp_path / "out0" / "sub" / "feedback.txt").read_text()
+
+
+def test_a_golden_made_in_the_getattr_flavour_carries_the_debian_python_requests(goldens):
+    """CPython 3.11.2 (Debian 12's python3) pickles the operators' enum members by name: the
+    golden made in that flavour has its 706/395-byte requests, the value flavour 687/376, and
+    a built-in's recorded golden (value) is not used for it."""
+    from calclab_lab import goldens as goldens_mod, scenarios, sniff
+    scn = scenarios.builtin("3.2")
+    got = goldens_mod.golden_path(scn, flavour="getattr")
+    assert str(goldens) in got
+    assert goldens_mod.golden_path(scn, flavour="value").endswith(os.path.join("captures", "3.2.pcap"))
+    sizes = [m["size"] for m in sniff.describe(got, sniff.DEFAULT_PORTS)
+             if m.get("type") == "msg" and m.get("kind") == "request" and m.get("dir") == "orig"]
+    assert sorted(set(sizes)) == [395, 706], sizes
+    assert sniff.verify(got, got)["status"] == "pass"
+    with pytest.raises(Exception) as e:
+        goldens_mod.golden_for(scn, "pickle5")
+    assert "unknown pickle flavour" in str(e.value)
