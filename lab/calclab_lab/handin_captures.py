@@ -9,6 +9,7 @@ golden with calc-sniff: the server and proxy ports are found from the capture's 
 capture is a complete capture of the scenario, what differs, and shows calc-sniff's annotated
 timeline.  Its points are the course's choice (--capture-points, default 0: feedback only)."""
 import os
+import re
 import subprocess
 import tempfile
 
@@ -19,9 +20,16 @@ MAX_DEPTH = 3
 UNUSED_PORT = 9   # the proxy port calc-sniff is given for a capture of a scenario without a proxy
 
 
+def _norm(name):
+    """A file's name as students write a scenario's: 3.2, 3_2, Scenario 3.2, scenario-3-2."""
+    out = re.sub(r"[-_ ]+", ".", name.strip().lower())
+    return out.removeprefix("scenario").lstrip(".")
+
+
 def find(top, names, mapping=None):
     """{scenario name: the capture file's path} in the hand-in folder `top`: files named for one of
-    `names` (any case, a few folders down), or as `mapping` (scenario -> path relative to top)."""
+    `names` (any case, '_', '-' or ' ' for '.', a leading 'scenario' left out; a few folders
+    down), or as `mapping` (scenario -> path relative to top)."""
     found = {}
     for d, dirs, files in os.walk(top):
         depth = os.path.relpath(d, top).count(os.sep) + (d != top)
@@ -30,7 +38,7 @@ def find(top, names, mapping=None):
             stem, ext = os.path.splitext(f)
             if ext.lower() in SUFFIXES:
                 for n in names:
-                    if stem.lower() == n.lower() and n not in found:
+                    if _norm(stem) == _norm(n) and n not in found:
                         found[n] = os.path.join(d, f)
     for n, rel in (mapping or {}).items():
         p = os.path.normpath(os.path.join(top, rel))

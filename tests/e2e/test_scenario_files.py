@@ -293,6 +293,40 @@ def test_students_captures_of_any_link_type_and_ports_are_judged_complete(tmp_pa
             assert "64031" in got["timeline"]   # calc-sniff's timeline of the student's own capture
 
 
+def windows_retries(src, dst):
+    """`src` (a 3.3 capture) as Windows' Npcap loopback shows it: DLT_NULL, and the proxy's refused
+    SYN to the server tried four times (each answered by RST, half a second apart), as the
+    report's capture shows it."""
+    from calclab_lab import pcapio
+    pk = pcapio.read(src)
+    listen = pcapio.find_ports(pk)
+    out, shift = [], 0.0
+    for n, p in enumerate(pk):
+        got, seg = pcapio.ip_of(p), pcapio.tcp_of(p)
+        if got is None or seg is None:
+            continue
+        frame = pcapio.frame(*got, pcapio.NULL)
+        out.append(pcapio.Packet(p.ts + shift, pcapio.NULL, frame, len(frame)))
+        if seg.flags & pcapio.RST and seg.src[1] == listen["server"]:
+            syn = out[-2]
+            for k in range(3):
+                shift += 0.5
+                out.append(pcapio.Packet(p.ts + shift, pcapio.NULL, syn.data, syn.orig_len))
+                out.append(pcapio.Packet(p.ts + shift + 0.0001, pcapio.NULL, frame, len(frame)))
+    pcapio.write_pcapng(dst, out, pcapio.NULL)
+    return dst
+
+
+def test_a_windows_capture_of_3_3_with_retried_syns_is_complete(tmp_path, goldens):
+    from calclab_lab import goldens as goldens_mod, handin_captures, pcapio, scenarios
+    scn = scenarios.builtin("3.3")
+    cap = windows_retries(student_copy(record(tmp_path, "3.3"), str(tmp_path / "a.pcap"), pcapio.EN10MB, 9998),
+                          str(tmp_path / "3.3.pcapng"))
+    got = handin_captures.judge(cap, scn, goldens_mod.golden_path(scn))
+    assert got["status"] == "complete", got["differences"]
+    assert got["timeline"].count("[SYN]") >= 4 + 3
+
+
 def test_a_capture_missing_the_hit_or_with_an_extra_upstream_connection_is_judged_so(tmp_path, goldens):
     from calclab_lab import goldens as goldens_mod, handin_captures, pcapio, scenarios
     scn = scenarios.builtin("3.2")
@@ -366,3 +400,17 @@ def test_a_golden_made_in_the_getattr_flavour_carries_the_debian_python_requests
     with pytest.raises(Exception) as e:
         goldens_mod.golden_for(scn, "pickle5")
     assert "unknown pickle flavour" in str(e.value)
+
+
+def test_captures_are_found_by_the_names_students_give_them(tmp_path):
+    from calclab_lab import handin_captures
+    for rel in ("Scenario_3_1.pcapng", "wireshark/3.2.PCAP", "a/b/scenario-3-3.pcapng", "a/b/c/d/3.1.pcap",
+                "stale.txt", "notes/no_steps.cap"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"")
+    got = {n: os.path.relpath(p, tmp_path) for n, p in
+           handin_captures.find(str(tmp_path), ["3.1", "3.2", "3.3", "stale", "no-steps"],
+                                {"stale": "a/b/c/d/3.1.pcap", "errors": "../outside.pcap"}).items()}
+    assert got == {"3.1": "Scenario_3_1.pcapng", "3.2": os.path.join("wireshark", "3.2.PCAP"),
+                   "3.3": os.path.join("a", "b", "scenario-3-3.pcapng"), "no-steps": os.path.join("notes", "no_steps.cap"),
+                   "stale": os.path.join("a", "b", "c", "d", "3.1.pcap")}
