@@ -8,6 +8,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "calc/json.h"
 #include "calc/server.h"
 
 static const char *component_name = "calc";
@@ -41,23 +42,13 @@ static void putf(log_rec *r, const char *fmt, ...) {
   if (n > 0) put(r, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
 }
 
-/* JSON string escaping; bytes >= 0x80 are written as \u00XX so output is always valid. */
+static void put_sink(void *r, const void *s, size_t n) { put(r, s, n); }
+
+/* A JSON string (calc/json.h), ASCII: what a peer sent need not be UTF-8, the line is always
+ * valid JSON. Cut, as every field, where the record's buffer ends. */
 static void put_json_string(log_rec *r, const void *data, size_t len) {
   if (format != LOG_JSON) return;
-  const unsigned char *p = data;
-  put(r, "\"", 1);
-  for (size_t i = 0; i < len; i++) {
-    unsigned char c = p[i];
-    if (c == '"' || c == '\\') {
-      char e[2] = {'\\', (char)c};
-      put(r, e, 2);
-    } else if (c < 0x20 || c >= 0x7f) {
-      putf(r, "\\u%04x", c);
-    } else {
-      put(r, (const char *)&c, 1);
-    }
-  }
-  put(r, "\"", 1);
+  calc_json_write(data, len, CALC_JSON_ASCII, put_sink, r);
 }
 
 static void put_key(log_rec *r, const char *key) {

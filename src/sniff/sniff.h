@@ -304,9 +304,6 @@ bool sniff_conn_lossy(const sniff_conn *c);
 /* Teardown class. */
 sniff_end sniff_conn_end(const sniff_conn *c);
 
-/* Appends s as a JSON string literal (quotes included, escapes for control bytes). */
-void sniff_json_str(calc_buf *b, const char *s);
-
 /* ---- the reduced behaviour (sniff_trace.c) and verify (sniff_report.c, sniff_verify.c) ---- */
 /* Appends the reduced behaviour of an analysis as text (the --trace format, docs/sniff.md). */
 void sniff_trace(const sniff_an *an, calc_buf *out);

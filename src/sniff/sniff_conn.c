@@ -1,5 +1,5 @@
 /* sniff_conn.c: the analyzer's lifetime, and what a connection is: role and teardown names,
- * Zeek's conn_state, the teardown class, whether bytes are missing; JSON string literals. */
+ * Zeek's conn_state, the teardown class, whether bytes are missing. */
 #include <stdio.h>
 #include <string.h>
 
@@ -101,20 +101,5 @@ bool sniff_conn_lossy(const sniff_conn *c) {
   for (int i = 0; i < 2; i++)
     if (c->d[i].gap_bytes || c->d[i].trunc_bytes || c->d[i].desync) return true;
   return false;
-}
-
-void sniff_json_str(calc_buf *b, const char *s) {
-  calc_buf_putc(b, '"');
-  for (const unsigned char *q = (const unsigned char *)s; *q; q++) {
-    if (*q == '"' || *q == '\\') {
-      calc_buf_putc(b, '\\');
-      calc_buf_putc(b, *q);
-    } else if (*q < 0x20 || *q == 0x7f) {
-      calc_buf_printf(b, "\\u%04x", *q);
-    } else {
-      calc_buf_putc(b, *q);
-    }
-  }
-  calc_buf_putc(b, '"');
 }
 

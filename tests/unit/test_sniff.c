@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "calc/json.h"
 #include "helpers/failmalloc.h"
 #include "helpers/pcapw.h"
 #include "helpers/testmsg.h"
@@ -1017,7 +1018,7 @@ static void test_untrusted_text(void **state) {
   assert_string_equal(an.msgs[0].text, "\x1b[31m");
   calc_buf b;
   calc_buf_init(&b, 0);
-  sniff_json_str(&b, an.msgs[0].text);
+  calc_json_str(&b, an.msgs[0].text, strlen(an.msgs[0].text), 0);
   calc_buf_putc(&b, 0);
   assert_string_equal((char *)b.data, "\"\\u001b[31m\"");
   calc_buf_free(&b);

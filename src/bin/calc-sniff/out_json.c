@@ -2,6 +2,7 @@
  * message at the end of the analysis, and with --packets one per TCP segment as it comes. */
 #include <inttypes.h>
 
+#include "calc/json.h"
 #include "obuf.h"
 #include "sniff_cli.h"
 
@@ -21,32 +22,10 @@ static inline char *put_bool(char *w, bool b) {
   return b ? PUT_LIT(w, "true") : PUT_LIT(w, "false");
 }
 
-/* s as a JSON string (as sniff_json_str writes it), copied run by run. */
-static void put_json_text(obuf *o, const char *s) {
-  ob_write(o, "\"", 1);
-  const char *plain = s;
-  for (const unsigned char *q = (const unsigned char *)s;; q++) {
-    unsigned char ch = *q;
-    if (ch >= 0x20 && ch != '"' && ch != '\\' && ch != 0x7f) continue;
-    ob_write(o, plain, (size_t)((const char *)q - plain));
-    if (!ch) break;
-    char esc[8];
-    size_t n = 2;
-    esc[0] = '\\';
-    if (ch == '"' || ch == '\\') {
-      esc[1] = (char)ch;
-    } else {
-      static const char hex[] = "0123456789abcdef";
-      memcpy(esc + 1, "u00", 3);
-      esc[4] = hex[ch >> 4];
-      esc[5] = hex[ch & 15];
-      n = 6;
-    }
-    ob_write(o, esc, n);
-    plain = (const char *)q + 1;
-  }
-  ob_write(o, "\"", 1);
-}
+static void ob_sink(void *o, const void *p, size_t n) { ob_write(o, p, n); }
+
+/* s as a JSON string (calc/json.h), copied run by run into the output buffer. */
+static void put_json_text(obuf *o, const char *s) { calc_json_write(s, strlen(s), 0, ob_sink, o); }
 
 static char *put_dir(char *w, const char *name, size_t name_len, const sniff_dir *s) {
   w = put_lit(w, name, name_len);
@@ -222,7 +201,8 @@ void print_json_packet(run *r, const sniff_pkt *p) {
   calc_buf_reset(&notes);
   if (r->notes.len) calc_buf_append(&notes, r->notes.data, r->notes.len);
   calc_buf_putc(&notes, 0);
-  sniff_json_str(&b, notes.data && !notes.failed ? (const char *)notes.data : "");
+  const char *text = notes.data && !notes.failed ? (const char *)notes.data : "";
+  calc_json_str(&b, text, strlen(text), 0);
   calc_buf_puts(&b, "}\n");
   fwrite(b.data, 1, b.len, r->out);
 }

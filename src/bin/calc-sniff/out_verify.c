@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <string.h>
 
+#include "calc/json.h"
 #include "sniff_cli.h"
 
 bool analysis_lossy(const sniff_an *an) {
@@ -25,7 +26,8 @@ static void count(const sniff_report *rep, sniff_check k, uint32_t *n, uint32_t 
 static void item_json(calc_buf *b, const sniff_report *rep, const sniff_item *it) {
   calc_buf_printf(b, "{\"passed\":%s,\"role\":\"%s\",\"detail\":", it->passed ? "true" : "false",
                   sniff_party_name((sniff_party)it->party));
-  sniff_json_str(b, sniff_item_detail(rep, it));
+  const char *detail = sniff_item_detail(rep, it);
+  calc_json_str(b, detail, strlen(detail), 0);
   if (it->conn) calc_buf_printf(b, ",\"conn\":%u", it->conn);
   else calc_buf_puts(b, ",\"conn\":null");
   calc_buf_puts(b, ",\"packets\":[");
@@ -113,7 +115,7 @@ sniff_exit print_verify(const sniff_an *g, const sniff_an *c, uint64_t drops, bo
   if (json) {
     calc_buf_printf(&b, "{\"type\":\"verdict\",\"verdict\":\"%s\",\"items\":%u,\"failed\":%u,\"reason\":",
                     verdict, rep.n, failed);
-    if (reason) sniff_json_str(&b, reason);
+    if (reason) calc_json_str(&b, reason, strlen(reason), 0);
     else calc_buf_puts(&b, "null");
     calc_buf_puts(&b, "}\n");
   } else if (reason) {
