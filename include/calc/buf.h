@@ -4,19 +4,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum { CALC_BUF_NOMEM = 1, CALC_BUF_OVER_LIMIT = 2 };
+#include "calc/err.h"
 
 typedef struct calc_buf {
   uint8_t *data;
   size_t len, cap;
   size_t limit;   /* 0 = unlimited; appends that would pass it fail */
-  int failed;     /* sticky: set once an append failed: CALC_BUF_NOMEM or CALC_BUF_OVER_LIMIT */
+  calc_err failed; /* sticky: CALC_OK until an append failed: CALC_ERR_NOMEM (no memory), or
+                   * CALC_ERR_LIMIT (it would pass limit) */
 } calc_buf;
 
 void calc_buf_init(calc_buf *b, size_t limit);
 void calc_buf_free(calc_buf *b);
-void calc_buf_reset(calc_buf *b);              /* len = 0, failed = 0, keeps memory */
-int calc_buf_reserve(calc_buf *b, size_t extra); /* 0 or -1 (and failed = 1) */
+void calc_buf_reset(calc_buf *b);              /* len = 0, failed = CALC_OK, keeps memory */
+int calc_buf_reserve(calc_buf *b, size_t extra); /* 0 or -1 (and failed set) */
 int calc_buf_append(calc_buf *b, const void *p, size_t n);
 int calc_buf_putc(calc_buf *b, uint8_t c);
 int calc_buf_puts(calc_buf *b, const char *s);

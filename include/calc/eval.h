@@ -16,7 +16,7 @@ int calc_expr_print(const calc_expr *e, calc_buf *out);
 /* calc_expr_print that gives up (-1, out's length past its old end is then unspecified) when
  * the printed text would exceed max_len bytes (0 = no limit), without building much more than
  * that: the steps' size limit uses it so a huge tree is never printed in full. When memory ran
- * out instead, out->failed is CALC_BUF_NOMEM. */
+ * out instead, out->failed is CALC_ERR_NOMEM. */
 int calc_expr_print_limited(const calc_expr *e, calc_buf *out, size_t max_len);
 
 #endif

@@ -20,13 +20,13 @@ void calc_buf_free(calc_buf *b) {
 
 void calc_buf_reset(calc_buf *b) {
   b->len = 0;
-  b->failed = 0;
+  b->failed = CALC_OK;
 }
 
 int calc_buf_reserve(calc_buf *b, size_t extra) {
   if (b->failed) return -1;
   if (extra > SIZE_MAX / 2 - b->len || (b->limit && b->len + extra > b->limit)) {
-    b->failed = CALC_BUF_OVER_LIMIT;
+    b->failed = CALC_ERR_LIMIT;
     return -1;
   }
   size_t need = b->len + extra;
@@ -36,7 +36,7 @@ int calc_buf_reserve(calc_buf *b, size_t extra) {
   if (b->limit && cap > b->limit) cap = b->limit;
   uint8_t *d = calc_realloc(b->data, cap);
   if (!d) {
-    b->failed = CALC_BUF_NOMEM;
+    b->failed = CALC_ERR_NOMEM;
     return -1;
   }
   b->data = d;
@@ -61,7 +61,9 @@ int calc_buf_printf(calc_buf *b, const char *fmt, ...) {
   va_start(ap, fmt);
   int n = vsnprintf(small, sizeof small, fmt, ap);
   va_end(ap);
-  if (n < 0) return b->failed = 1, -1;
+  /* a format the C library cannot print: nothing to append, and (as every failed append) the
+   * buffer stays failed; counted as no memory, the one failure callers tell from a limit */
+  if (n < 0) return b->failed = CALC_ERR_NOMEM, -1;
   if ((size_t)n < sizeof small) return calc_buf_append(b, small, (size_t)n);
   if (calc_buf_reserve(b, (size_t)n + 1) < 0) return -1;
   va_start(ap, fmt);

@@ -79,7 +79,7 @@ static int snapshot(eval_ctx *c) {
   calc_buf_init(&b, 0);
   size_t cap = c->budget > STEP_OVERHEAD ? c->budget - STEP_OVERHEAD : 0;
   if (cap == 0 || calc_expr_print_limited(c->copy, &b, cap) < 0) {
-    bool nomem = b.failed == CALC_BUF_NOMEM;
+    bool nomem = b.failed == CALC_ERR_NOMEM;
     calc_buf_free(&b);
     if (nomem) return oom(c);
     /* Over the budget: no more steps are recorded. */

@@ -25,7 +25,7 @@ calc_buf *msgq_tail(msgq *q) {
 
 void msgq_undo(msgq *q, size_t len) {
   q->buf.len = len;
-  q->buf.failed = 0;
+  q->buf.failed = CALC_OK;
 }
 
 bool msgq_next(msgq *q, const uint8_t **data, size_t *len) {

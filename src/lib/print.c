@@ -164,10 +164,10 @@ int calc_expr_print_limited(const calc_expr *e, calc_buf *out, size_t max_len) {
   if (print_full(e, &full, 0) == 0 && !full.failed &&
       remove_brackets((const char *)full.data, full.len, out) == 0) {
     rc = (max_len && out->len - before > max_len) ? -1 : 0;
-  } else if (full.failed != CALC_BUF_OVER_LIMIT && !out->failed) {
+  } else if (full.failed != CALC_ERR_LIMIT && !out->failed) {
     /* the caller tells this from a printout over max_len, or over out's own limit (which
      * remove_brackets has recorded in out->failed) */
-    out->failed = CALC_BUF_NOMEM;
+    out->failed = CALC_ERR_NOMEM;
   }
   calc_buf_free(&full);
   return rc;

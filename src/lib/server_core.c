@@ -106,7 +106,7 @@ int calc_server_answer(const calc_server_opts *o, const calc_msg *m, uint32_t no
     if (guess <= CALC_MAX_PAYLOAD) calc_buf_reserve(&p, guess);
     if (calc_pickle_result(&result, &steps, &p) == 0) {
       rc = respond(o, now, 200, steps.n > 0, &p, out, info);
-    } else if (p.failed != CALC_BUF_OVER_LIMIT) {
+    } else if (p.failed != CALC_ERR_LIMIT) {
       /* Memory ran out while encoding: say so, as the evaluation would have. */
       info->deterministic = false;
       calc_exc_nomem(&e, "");

@@ -82,7 +82,7 @@ int calc_framer_feed(calc_framer *f, const void *data, size_t len) {
     f->off = 0;
   }
   if (calc_buf_append(&f->in, data, len) < 0) {
-    f->in.failed = 0; /* nothing was added: the framer stays usable */
+    f->in.failed = CALC_OK; /* nothing was added: the framer stays usable */
     return -1;
   }
   return 0;

@@ -119,7 +119,7 @@ static char *decode_payload(struct sniff_textcache *tc, sniff_msg *m, const uint
   }
   /* Out of memory while decoding or printing: no text, rather than one that says the payload
    * is bad (or a cut one) and would be remembered for every copy of it. */
-  char *s = e.err == CALC_ERR_NOMEM || b.failed == CALC_BUF_NOMEM
+  char *s = e.err == CALC_ERR_NOMEM || b.failed == CALC_ERR_NOMEM
                 ? NULL
                 : text_keep(tc, b.data ? (const char *)b.data : "", b.len);
   calc_buf_free(&b);

@@ -181,7 +181,7 @@ static void test_full_buffer(void **state) {
   calc_buf b;
   calc_buf_init(&b, 4);
   assert_int_equal(calc_json_str(&b, "abcdef", 6, 0), -1);
-  assert_true(b.failed);
+  assert_int_equal(b.failed, CALC_ERR_LIMIT);  /* the buffer's errors are calc_err's */
   calc_buf_free(&b);
 }
 

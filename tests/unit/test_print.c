@@ -107,7 +107,7 @@ static void test_limited(void **state) {
   /* A printout over the buffer's own limit is that, not a lack of memory. */
   calc_buf_init(&o, 12);
   assert_int_equal(calc_expr_print(t.root, &o), -1);
-  assert_int_equal(o.failed, CALC_BUF_OVER_LIMIT);
+  assert_int_equal(o.failed, CALC_ERR_LIMIT);
   calc_buf_free(&o);
   calc_tree_free(&t);
 }
