@@ -147,7 +147,7 @@ def config_from(a, extra=None):
             "scenarios": _scenarios(a.scenarios, extra) if a.scenarios else None,
             "client_stdin": a.client_stdin,
             "visibility": a.visibility, "hide": rules, "stdout_visibility": a.stdout_visibility,
-            "time_limit": a.time_limit} | ({"capture_points": a.capture_points} if a.capture_points else {})
+            "time_limit": a.time_limit, "allow_unconfined": a.allow_unconfined} | ({"capture_points": a.capture_points} if a.capture_points else {})
 
 
 def _scenarios(text, extra):
@@ -186,6 +186,9 @@ def main(argv=None):
     ap.add_argument("--time-limit", type=float, default=480.0,
                     help="seconds lab/grade may take per submission before results say it was stopped "
                          "(keep it below the assignment's autograder timeout, so the result says why; default 480)")
+    ap.add_argument("--allow-unconfined", action="store_true",
+                    help="grade even where nothing can confine the students' programs (no namespaces and "
+                         "not root); by default such a submission is not graded (docs/sandbox.md)")
     try:
         a = ap.parse_args(argv)
     except SystemExit as e:

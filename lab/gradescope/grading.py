@@ -7,6 +7,7 @@ import signal
 import subprocess
 import time
 
+from calclab_lab import sandbox
 from calclab_lab.classgrade import feedback_dirname
 
 LAB = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,8 +33,10 @@ class Graded:
 
 
 def grade_command(submission, out_dir, roles=None, scenarios=None, client_stdin=None, role_weights=None,
-                  capture_points=0):
+                  capture_points=0, allow_unconfined=False):
     cmd = [PY, os.path.join(LAB, "grade"), submission, "--out", out_dir]
+    if allow_unconfined:
+        cmd += ["--allow-unconfined"]
     if roles:
         cmd += ["--roles", ",".join(roles)]
     if role_weights:
@@ -54,11 +57,32 @@ def _signal_group(pgid, sig):
         pass
 
 
+def _sweep():
+    """Nothing the programs started may outlive lab/grade: its runs kill their own, this kills
+    what a lab/grade stopped at its time limit left (uid mode; namespaced programs die with
+    their sandbox)."""
+    if os.geteuid() == 0:
+        why = sandbox.sweep()
+        if why:
+            raise GradingFailed(f"processes of the graded programs survive: {why}")
+
+
 def grade(submission, out_dir, roles=None, scenarios=None, client_stdin=None, time_limit=600.0, role_weights=None,
-          capture_points=0):
-    """Run lab/grade; return Graded, or raise GradingFailed with the reason."""
+          capture_points=0, allow_unconfined=False):
+    """Run lab/grade; return Graded, or raise GradingFailed with the reason.  Every process the
+    programs started is gone when it returns or raises."""
+    try:
+        return _grade(submission, out_dir, roles, scenarios, client_stdin, time_limit, role_weights, capture_points,
+                      allow_unconfined)
+    finally:
+        _sweep()
+
+
+def _grade(submission, out_dir, roles, scenarios, client_stdin, time_limit, role_weights, capture_points,
+           allow_unconfined):
     t0 = time.time()
-    cmd = grade_command(submission, out_dir, roles, scenarios, client_stdin, role_weights, capture_points)
+    cmd = grade_command(submission, out_dir, roles, scenarios, client_stdin, role_weights, capture_points,
+                        allow_unconfined)
     os.makedirs(out_dir, exist_ok=True)
     log_path = os.path.join(out_dir, "lab-grade.log")
     with open(log_path, "w+b") as log:

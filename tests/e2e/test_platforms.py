@@ -17,6 +17,8 @@ import shutil
 import stat
 import subprocess
 import sys
+import textwrap
+import time
 import zipfile
 
 import pytest
@@ -229,7 +231,8 @@ def test_bundle_holds_the_tracked_sources_and_gradescopes_two_scripts(tmp_path):
     assert b"lab/gradescope/install-grader" in root_setup
     assert cfg == {"roles": ["server", "proxy"], "role_weights": None, "scenarios": ["3.1", "3.2"], "client_stdin": None,
                    "visibility": "visible",
-                   "hide": ["3.2=after_published"], "stdout_visibility": "hidden", "time_limit": 480.0}
+                   "hide": ["3.2=after_published"], "stdout_visibility": "hidden", "time_limit": 480.0,
+                   "allow_unconfined": False}
     again = bundle(tmp_path / "b.zip", "--roles", "server,proxy", "--scenarios", "3.1,3.2",
                    "--hide", "3.2=after_published", "--visibility", "visible")
     assert z.read_bytes() == again.read_bytes()
@@ -273,9 +276,9 @@ def platform_env(root):
     return env
 
 
-def run_autograder(root, timeout=900):
-    r = subprocess.run([str(root / "run_autograder")], cwd=root, env=platform_env(root), capture_output=True,
-                       text=True, timeout=timeout)
+def run_autograder(root, timeout=900, **env):
+    r = subprocess.run([str(root / "run_autograder")], cwd=root, env=dict(platform_env(root), **env),
+                       capture_output=True, text=True, timeout=timeout)
     assert r.returncode == 0, r.stdout + r.stderr
     with open(root / "results" / "results.json") as f:
         res = json.load(f)
@@ -453,7 +456,12 @@ def _processes_under(path):
     return found
 
 
-def test_grading_past_its_time_limit_is_stopped_and_said(platform):
+@pytest.mark.parametrize("isolation", ["", "uid"])
+def test_grading_past_its_time_limit_is_stopped_and_said(platform, isolation):
+    """Stopped lab/grade or not, nothing it started is left: namespaced programs die with their
+    sandbox, uid-mode ones are killed by uid (their runs' ends never came)."""
+    if isolation == "uid" and os.geteuid() != 0:
+        pytest.skip("switching to another uid needs root")
     root = platform
     cfg_path = root / "source" / "lab" / "gradescope" / "config.json"
     saved = cfg_path.read_text()
@@ -462,12 +470,125 @@ def test_grading_past_its_time_limit_is_stopped_and_said(platform):
         cfg["time_limit"] = 2
         cfg_path.write_text(json.dumps(cfg))
         # a server that never listens: the lab waits for it far past 2 s (a correct hand-in is
-        # graded in less than that)
+        # graded in less than that); it names itself, for it runs from a copy elsewhere in uid mode
+        marker = f"calclab_hang_{os.getpid()}_{isolation}"
         hang = handin(root / "submission")
         with open(os.path.join(hang, "server.py"), "w") as f:
-            f.write("import time\ntime.sleep(600)\n")
-        res, _ = run_autograder(root, timeout=120)
+            f.write(f"import os, sys\nos.execv(sys.executable, [sys.executable, '-X', {marker!r}, '-c', "
+                    "'import time; time.sleep(600)'])\n")
+        res, _ = run_autograder(root, timeout=120, CALCLAB_ISOLATION=isolation)
     finally:
         cfg_path.write_text(saved)
     assert res["score"] == 0 and "longer than its limit of 2 s and was stopped" in res["output"]
-    assert _processes_under(root) == []   # lab/grade and the programs it started are gone
+    # lab/grade and the programs it started are gone
+    assert _processes_under(root) == [] and _processes_under(marker) == []
+
+
+# ---------------------------------------------------------------- confinement on the platform
+def test_a_grade_outside_the_class_range_is_refused():
+    from gradescope import autograder
+    cfg = dict(autograder.DEFAULTS, roles=["server"], scenarios=["3.1"])
+    from calclab_lab import classgrade, gradebook
+    top = gradebook.points(sum(classgrade.class_maxima(["3.1"], ["server"]).values()))
+    good = {"score": top / 2, "max_score": top, "roles": {"server": {"score": top / 2, "max_score": top}}}
+    assert autograder.out_of_range(good, cfg) == []
+    forged = [dict(good, score=1000), dict(good, score=-1), dict(good, max_score=1000, score=1000),
+              dict(good, score=float("nan")), dict(good, score=True),
+              dict(good, roles={"server": {"score": top * 2}}), dict(good, roles={"teacher": {"score": 1}}),
+              dict(good, score=top, roles={"server": {"score": top / 2}})]
+    for e in forged:
+        assert autograder.out_of_range(e, cfg), e
+    # a hand-in's own captures add at most the configured points each
+    caps = dict(cfg, capture_points=2)
+    with_caps = dict(good, score=top / 2 + 1, max_score=top + 2,
+                     captures=[{"scenario": "3.1", "score": 1.0, "max_score": 2.0}])
+    assert autograder.out_of_range(with_caps, caps) == []
+    assert autograder.out_of_range(dict(with_caps, captures=[{"score": 50.0, "max_score": 50.0}]), caps)
+    assert autograder.out_of_range(with_caps, cfg)   # no capture points configured: no room for them
+    # a lab error scores nothing (null): from_entry says why, no range to check
+    assert autograder.out_of_range(dict(good, score=None, status="lab error: calc-sniff died"), cfg) == []
+
+
+def forging_handin(folder, root, marker):
+    """A good hand-in whose server first leaves a daemon that keeps rewriting results.json to 1000
+    points (as the file and by renaming its own over it), and tries the grader's source."""
+    handin(folder)
+    server = os.path.join(folder, "server.py")
+    with open(server) as f:
+        text = f.read()
+    loop = textwrap.dedent(f"""
+        import time
+        for _ in range(100000):
+            for path, text in (({str(root / "results" / "results.json")!r}, '{{"score": 1000, "tests": []}}'),
+                               ({str(root / "source" / "lab" / "grade")!r}, "forged"),
+                               ({str(root / "source" / "lab" / "planted")!r}, "planted")):
+                try:
+                    with open(path, "w") as fh:
+                        fh.write(text)
+                except OSError:
+                    pass
+            try:
+                print(open({str(root / "source" / "lab" / "gradescope" / "config.json")!r}).read(), flush=True)
+            except OSError:
+                pass
+            time.sleep(0.01)
+    """)
+    with open(server, "w") as f:
+        f.write(textwrap.dedent(f"""
+            import os, sys
+            if os.fork() == 0:
+                os.setsid()
+                if os.fork() == 0:
+                    os.execv(sys.executable, [sys.executable, "-X", {marker!r}, "-c", {loop!r}])
+                os._exit(0)
+        """) + text)
+    return folder
+
+
+def test_gradescope_without_namespaces_grades_under_uids_and_nothing_forges(platform):
+    """Forced to the uid fallback (as in a container with Docker's default seccomp profile): the
+    forging daemon changes nothing, is gone before results.json is written, and the hand-in
+    still gets full marks."""
+    root = platform
+    if os.geteuid() != 0:
+        pytest.skip("switching to another uid needs root")
+    marker = f"calclab_forger_{os.getpid()}"
+    source_before = (root / "source" / "lab" / "grade").read_bytes()
+    forging_handin(root / "submission", root, marker)
+    res, run = run_autograder(root, CALCLAB_ISOLATION="uid")
+    assert results.problems(res) == []
+    assert "isolation: uid (no namespaces)" in results.md_text(res["output"]).replace("\\", "") or \
+        "uid (no namespaces)" in res["output"], res["output"][:2000]
+    full = sum(t["max_score"] for t in res["tests"])
+    assert res["score"] == pytest.approx(full) and full > 0, res["output"][:3000]
+    time.sleep(1)
+    with open(root / "results" / "results.json") as f:
+        assert json.load(f) == res     # nothing rewrote it after run_autograder
+    assert (root / "source" / "lab" / "grade").read_bytes() == source_before
+    assert not (root / "source" / "lab" / "planted").exists()
+    assert stat.S_IMODE(os.stat(root).st_mode) & 0o077 == 0
+    assert _processes_under(marker) == [] and _processes_under(root) == []
+    assert '"role_weights"' not in run.stdout   # the config it tried to read never reached the log
+
+
+def test_gradescope_refuses_to_grade_unconfined(platform):
+    root = platform
+    handin(root / "submission")
+    res, _ = run_autograder(root, timeout=300, CALCLAB_ISOLATION="none", CALCLAB_ALLOW_UNCONFINED="0")
+    assert res["score"] == 0
+    assert "not graded: cannot confine the programs here: disabled by CALCLAB_ISOLATION=none" in \
+        res["output"].replace("\\", ""), res["output"][:2000]
+
+
+def test_docker_trial_says_why_it_cannot_run():
+    """tests/docker/gradescope_trial.py repeats the Docker trial where an engine runs (by hand: it
+    makes an image with debootstrap and takes minutes); elsewhere it skips, saying why, exit 77."""
+    engine = shutil.which("docker") and subprocess.run(["docker", "info"], capture_output=True,
+                                                       timeout=60).returncode == 0
+    if engine:
+        pytest.skip("a Docker engine runs here: run tests/docker/gradescope_trial.py by hand (minutes, downloads)")
+    r = subprocess.run([PY, os.path.join(ROOT, "tests", "docker", "gradescope_trial.py")], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 77, r.stdout + r.stderr
+    assert r.stdout.startswith("trial: skipped: no docker client") or \
+        r.stdout.startswith("trial: skipped: no Docker engine reachable"), r.stdout
