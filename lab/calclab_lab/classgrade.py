@@ -119,23 +119,33 @@ def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=Non
     work = tempfile.mkdtemp(prefix="calclab-sub-")
     t0 = time.time()
     runs = []
+
+    def finish(e, sub=None):
+        """The entry with the hand-in's own captures judged (whatever became of its programs: a
+        course may grade the Wireshark part alone), or, without a hand-in to read, with their
+        maximum, so every row of a class has the same."""
+        if sub is not None:
+            _add_captures(e, sub, scenarios, golden_dir, captures, capture_ports, capture_points)
+        elif capture_points:
+            e["max_score"] = round(e["max_score"] + capture_points * sum(s.golden for s in scenarios), 1)
+        return _finish(fdir, e, runs)
     try:
         try:
             sub = Submission(path, work)
         except (SubmissionError, OSError) as e:
-            return _finish(fdir, gradebook.entry(sub_id, f"not graded: {e}", maxima=maxima), runs)
+            return finish(gradebook.entry(sub_id, f"not graded: {e}", maxima=maxima))
         files = {r: sub.rel(r) for r in sub.files}
         if not sub.files:
-            return _finish(fdir, gradebook.entry(sub_id, "no role files (server.py, proxy.py, client.py) found",
-                                                 maxima=maxima), runs)
+            return finish(gradebook.entry(sub_id, "no role files (server.py, proxy.py, client.py) found",
+                                          maxima=maxima), sub)
         graded = [r for r in ROLES if r in sub.files and r in wanted]
         if not graded:
-            return _finish(fdir, gradebook.entry(sub_id, f"none of {', '.join(f'{r}.py' for r in wanted)} found",
-                                                 maxima=maxima, files=files), runs)
+            return finish(gradebook.entry(sub_id, f"none of {', '.join(f'{r}.py' for r in wanted)} found",
+                                          maxima=maxima, files=files), sub)
         bad = [f"{sub.rel(r)} {sub.errors[r]}" for r in graded if r in sub.errors]
         if bad:
-            return _finish(fdir, gradebook.entry(sub_id, f"syntax error (Python {_py_version()}): " + "; ".join(bad),
-                                                 maxima=maxima, files=files), runs)
+            return finish(gradebook.entry(sub_id, f"syntax error (Python {_py_version()}): " + "; ".join(bad),
+                                          maxima=maxima, files=files), sub)
         templates = runner.templates_for("c")
         for r in graded:
             templates[r] = sub.template(r, client_stdin)
@@ -161,15 +171,14 @@ def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=Non
                     runs.append(res)
                     scn_entries.append(_scenario_entry(res, graded, sent, out_dir, tables[name], races))
         except (runner.LabError, gradebook.UntypedItem) as e:
-            return _finish(fdir, gradebook.entry(sub_id, LAB_ERROR + str(e), maxima=maxima, files=files), runs)
+            return finish(gradebook.entry(sub_id, LAB_ERROR + str(e), maxima=maxima, files=files))
         failed = _start_failures(runs, graded)
         status = "graded"
         if failed:
             status = "; ".join(f"{files[r]} does not start: {why}" for r, why in failed.items())
         e = gradebook.entry(sub_id, status, scn_entries, maxima=maxima, files=files,
                             duration=round(time.time() - t0, 1))
-        _add_captures(e, sub, scenarios, golden_dir, captures, capture_ports, capture_points)
-        return _finish(fdir, e, runs)
+        return finish(e, sub)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -188,8 +197,13 @@ def _add_captures(e, sub, scenarios, golden_dir, mapping, ports, points):
         if not scn.golden:
             continue
         worth = points if name in graded else 0.0
-        caps.append(handin_captures.judge(path, scn, goldens.golden_path(scn, golden_dir),
-                                          rel=os.path.relpath(path, sub.src), ports=ports, points=worth))
+        rel = os.path.relpath(path, sub.src)
+        try:
+            caps.append(handin_captures.judge(path, scn, goldens.golden_path(scn, golden_dir),
+                                              rel=rel, ports=ports, points=worth))
+        except (runner.LabError, sniff.SniffError) as ex:   # calclab's fault: said, no points taken
+            caps.append({"scenario": name, "file": rel, "status": f"lab error: {ex}", "complete": False,
+                         "differences": [], "timeline": "", "score": 0.0, "max_score": 0.0})
     if points:
         for name, scn in graded.items():
             if scn.golden and name not in found:

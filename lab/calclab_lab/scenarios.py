@@ -364,6 +364,8 @@ def resolve(specs):
     for s in specs:
         if isinstance(s, Scenario):
             out.append(s)
+        elif s in BUILTIN_NAMES:   # a built-in's name, whatever files the current folder holds
+            out.append(builtin(s))
         elif os.path.isdir(s):
             files = sorted(f for f in os.listdir(s) if f.endswith(".toml"))
             if not files:

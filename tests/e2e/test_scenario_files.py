@@ -414,3 +414,27 @@ def test_captures_are_found_by_the_names_students_give_them(tmp_path):
     assert got == {"3.1": "Scenario_3_1.pcapng", "3.2": os.path.join("wireshark", "3.2.PCAP"),
                    "3.3": os.path.join("a", "b", "scenario-3-3.pcapng"), "no-steps": os.path.join("notes", "no_steps.cap"),
                    "stale": os.path.join("a", "b", "c", "d", "3.1.pcap")}
+
+
+def test_a_handin_of_captures_alone_has_them_judged_with_the_class_maximum(tmp_path, goldens):
+    """The Wireshark part graded on its own: no programs handed in, the captures still judged;
+    every row carries the same maximum."""
+    from calclab_lab import pcapio
+    cls = tmp_path / "class"
+    only = cls / "only-captures"
+    only.mkdir(parents=True)
+    student_copy(record(tmp_path, "3.2"), str(only / "3.2.pcapng"), pcapio.NULL, 9998)
+    handin(cls / "full")
+    (cls / "broken.zip").write_bytes(b"not a zip")
+    out = tmp_path / "out"
+    r = run([PY, os.path.join(LAB, "grade"), "--class", str(cls), "--out", str(out), "--scenarios", "3.1,3.2",
+             "--capture-points", "2", "--jobs", "1"])
+    assert r.returncode in (0, 1), r.stdout[-3000:] + r.stderr
+    with open(out / "grades.json") as f:
+        rows = {e["id"]: e for e in json.load(f)["submissions"]}
+    assert len({e["max_score"] for e in rows.values()}) == 1, {i: e["max_score"] for i, e in rows.items()}
+    caps = {c["scenario"]: c for c in rows["only-captures"]["captures"]}
+    assert caps["3.2"]["status"] == "complete" and caps["3.2"]["score"] == 2
+    assert caps["3.1"]["status"] == "not handed in" and caps["3.1"]["score"] == 0
+    assert rows["only-captures"]["score"] == 2
+    assert rows["full"]["score"] == rows["full"]["max_score"] - 4   # its captures are not handed in
