@@ -5,7 +5,7 @@ import subprocess
 import sys
 import time
 
-from . import classgrade, goldens, gradebook, paths, procs, report, runner, sandbox
+from . import classgrade, goldens, gradebook, paths, procs, report, runner, sandbox, sniff
 from . import scenarios as scenarios_mod
 from .scenarios import GRADABLE, SCENARIOS
 
@@ -74,9 +74,16 @@ def scenario_main(argv=None):
     ap.add_argument("--no-sniff", action="store_true",
                     help="capture with tcpdump instead of calc-sniff (calc-sniff still judges the capture)")
     ap.add_argument("--quiet", action="store_true", help="no timeline")
+    ap.add_argument("--check-capture", metavar="FILE",
+                    help="play nothing: judge FILE, a capture of the scenario made elsewhere (a student's own, any "
+                         "link type, pcap or pcapng) against its golden, as lab/grade judges a hand-in's captures")
+    ap.add_argument("--capture-ports", metavar="PROXY,SERVER",
+                    help="with --check-capture: the capture's ports (default: found from its connections)")
     a = ap.parse_args(argv)
     procs.install_signal_handlers()
     _absolute(a, "golden", "workdir", "html")
+    if a.check_capture:
+        return _check_capture(a)
     if _refused(a, "lab/scenario"):
         return 2
     t = runner.templates_for(a.impl, a.server, a.proxy, a.client)
@@ -112,6 +119,29 @@ def scenario_main(argv=None):
         return 0 if not res.errors else 1
     print(report.summary_text(res))
     return 0 if res.passed else 1
+
+
+def _check_capture(a):
+    """lab/scenario NAME --check-capture FILE: 0 a complete capture of the scenario, 1 not, 2 unreadable."""
+    from . import handin_captures
+    try:
+        scn = scenarios_mod.resolve([a.name])[0]
+        ports = None
+        if a.capture_ports:
+            px, sv = (int(x) for x in a.capture_ports.split(","))
+            ports = {"proxy": px, "server": sv}
+        got = handin_captures.judge(a.check_capture, scn, a.golden or goldens.golden_path(scn), rel=a.check_capture,
+                                    ports=ports)
+    except ValueError:
+        print("lab/scenario: --capture-ports takes PROXY,SERVER", file=sys.stderr)
+        return 2
+    except (scenarios_mod.ScenarioError, runner.LabError, sniff.SniffError) as e:
+        print(f"lab/scenario: {e}", file=sys.stderr)
+        return 2
+    if a.quiet:
+        got = dict(got, timeline="")
+    print("\n".join(handin_captures.text([got])[1:]))
+    return 0 if got["complete"] else 1 if got["status"] == "incomplete" else 2
 
 
 def grade_main(argv=None):

@@ -438,3 +438,17 @@ def test_a_handin_of_captures_alone_has_them_judged_with_the_class_maximum(tmp_p
     assert caps["3.1"]["status"] == "not handed in" and caps["3.1"]["score"] == 0
     assert rows["only-captures"]["score"] == 2
     assert rows["full"]["score"] == rows["full"]["max_score"] - 4   # its captures are not handed in
+
+
+def test_lab_scenario_checks_a_capture_made_elsewhere(tmp_path, goldens):
+    from calclab_lab import pcapio
+    cap = str(tmp_path / "mine.pcapng")
+    pcapio.rewrite(os.path.join(ROOT, "captures", "3.3.pcap"), cap, ports={9998: 4000, 9999: 4001}, link=pcapio.NULL)
+    scenario = [PY, os.path.join(LAB, "scenario")]
+    r = run(scenario + ["3.3", "--check-capture", cap])
+    assert r.returncode == 0 and "scenario 3.3: complete" in r.stdout and "proxy port 4000" in r.stdout, r.stdout
+    assert "127.0.0.1:4001" in r.stdout   # the timeline of the file itself
+    r = run(scenario + ["3.2", "--check-capture", cap, "--quiet", "--capture-ports", "4000,4001"])
+    assert r.returncode == 1 and "- refused-answer:" in r.stdout and "(given)" in r.stdout, r.stdout
+    r = run(scenario + ["3.2", "--check-capture", os.path.join(ROOT, "README.md")])
+    assert r.returncode == 2 and "not a pcap or pcapng file" in r.stdout
