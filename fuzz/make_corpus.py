@@ -27,7 +27,7 @@ def header(n, flags):
 
 def rand_seeds():
     """pickle.dumps of calculator graphs holding rand (random.uniform of a random.Random),
-    made with stand-ins for the reference's classes (protocol.md 2.1: same names, same
+    made with stand-ins for the reference's classes (docs/protocol.md section 2.1: same names, same
     attribute order)."""
     import enum, math, operator, pickle, random, types
     mod = types.ModuleType('calculator')

@@ -1,4 +1,4 @@
-/* calc/cache.h: the proxy's response cache with the reference's rules (protocol.md section 5),
+/* calc/cache.h: the proxy's response cache with the reference's rules (docs/protocol.md section 5),
  * bounded in bytes with LRU eviction. No I/O and no clock: callers pass `now`.
  *
  * Key: the request payload bytes together with the S flag. Age = now - the cached response's

@@ -7,7 +7,7 @@
  * requests are answered in order, one message per send; a total length under 12 is answered
  * with the reference's 500 and the connection closes once the answer is out; bytes that never
  * became a whole message when the peer closes (or goes silent) are answered with the
- * reference's "too short" 500; the peer's FIN leads the teardown (protocol.md section 6).
+ * reference's "too short" 500; the peer's FIN leads the teardown (docs/protocol.md section 6).
  *
  * Buffers are bounded per connection (calc_conn_limits): a client that sends without reading
  * stops being answered once its queued answers reach max_output, and stops being read once

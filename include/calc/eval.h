@@ -1,4 +1,4 @@
-/* calc/eval.h: evaluation with the reference's steps and printing (protocol.md 3, 3.1, 3.2). */
+/* calc/eval.h: evaluation with the reference's steps and printing (docs/protocol.md sections 3, 3.1, 3.2). */
 #ifndef CALC_EVAL_H
 #define CALC_EVAL_H
 #include "calc/buf.h"

@@ -1,4 +1,4 @@
-/* calc/expr.h: the expression tree, mirroring the reference's object model (protocol.md 2.1).
+/* calc/expr.h: the expression tree, mirroring the reference's object model (docs/protocol.md section 2.1).
  *
  * Operators and functions are enums (the reference's singletons); named constants keep their
  * name and value. Nodes are allocated with calc_malloc and owned by their parent; the rand

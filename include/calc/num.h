@@ -1,6 +1,6 @@
 /* calc/num.h: Python 3 numbers (int = arbitrary precision via GMP, float = IEEE double) and
  * the operations the calculator applies to them, with Python's exact results, reprs and
- * exceptions (protocol.md section 3). I/O-free. */
+ * exceptions (docs/protocol.md section 3). I/O-free. */
 #ifndef CALC_NUM_H
 #define CALC_NUM_H
 #include <gmp.h>

@@ -1,4 +1,4 @@
-/* calc/pickle.h: the payload codec, CPython protocol-4 pickles (protocol.md section 2).
+/* calc/pickle.h: the payload codec, CPython protocol-4 pickles (docs/protocol.md section 2).
  *
  * The encoder writes exactly the bytes CPython 3.11's pickle.dumps writes for the reference's
  * object graphs. The decoder is a non-executing stack machine over an allowlist of opcodes,

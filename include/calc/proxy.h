@@ -1,4 +1,4 @@
-/* calc/proxy.h: the caching proxy's per-request decisions, with no I/O (protocol.md sections
+/* calc/proxy.h: the caching proxy's per-request decisions, with no I/O (docs/protocol.md sections
  * 5 and 6).
  *
  * For each framed client request calc_proxy_on_request says what to do (answer from the cache,

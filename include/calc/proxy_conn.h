@@ -2,7 +2,7 @@
  * it opens for each miss, as a machine without I/O (like calc/conn.h for the server).
  *
  * The program feeds it what happened on both sockets and carries out what it asks. Every
- * decision of the reference proxy is made here (protocol.md sections 5 and 6):
+ * decision of the reference proxy is made here (docs/protocol.md sections 5 and 6):
  *   - one request at a time; a hit is answered from the cache with the stored bytes, opening
  *     no upstream connection;
  *   - a miss asks for a NEW upstream connection, forwards the re-packed request, reads one

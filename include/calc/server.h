@@ -28,7 +28,7 @@ typedef struct calc_answer_info {
 int calc_server_answer(const calc_server_opts *o, const calc_msg *m, uint32_t now,
                        calc_buf *out, calc_answer_info *info);
 
-/* The 500 answers for bytes that do not frame as a message (protocol.md, legacy-protocol.jsonl):
+/* The 500 answers for bytes that do not frame as a message (docs/protocol.md, legacy-protocol.jsonl):
  * a total length under 12, or a stream that ended with fewer than 12 bytes (`short_len`) or with
  * a message cut short (`short_len` >= 12, total length `claimed`). */
 int calc_server_answer_bad_length(const calc_server_opts *o, unsigned total_len, uint32_t now,

@@ -1,4 +1,4 @@
-/* calc/wire.h: the 12-byte message header and an incremental framer (protocol.md section 1).
+/* calc/wire.h: the 12-byte message header and an incremental framer (docs/protocol.md section 1).
  *
  *   0               1               2               3
  *   0 1 2 3 4 5 6 7 0 1 2 3 4 5 6 7 0 1 2 3 4 5 6 7 0 1 2 3 4 5 6 7

@@ -3,7 +3,7 @@
 A scenario file says what happens: the roles in play, the server's cache control, and its steps
 in order (a client's request, several clients at once, a pause, a program stopped, the lab's
 own bad requests).  What every exchange must be on the wire follows from the reference's rules
-(protocol.md section 5), worked out here by a small model, never written in the file:
+(docs/protocol.md section 5), worked out here by a small model, never written in the file:
   direct   client -> server
   miss     client -> proxy, exactly one upstream connection proxy -> server with the same bytes
   hit      client -> proxy, no upstream connection at all
@@ -140,7 +140,7 @@ def _decide(what, verdicts):
 
 def kinds(roles, server_cc, steps):
     """The kind of every exchange of `steps` (Client-like requests with .expr .steps .cache
-    .max_age .count .to, Stop, Sleep, Raw) under the reference's rules (protocol.md section 5):
+    .max_age .count .to, Stop, Sleep, Raw) under the reference's rules (docs/protocol.md section 5):
     the cache key is the request's payload with its steps flag; a request with the cache flag
     and a max-age > 0 is a hit while the entry's age leaves both the server's cache control and
     the client's max-age time remaining; otherwise the proxy forwards it on a new upstream

@@ -1,4 +1,4 @@
-/* eval.c: evaluation with the reference's steps (protocol.md 3, 3.1).
+/* eval.c: evaluation with the reference's steps (docs/protocol.md sections 3 and 3.1).
  *
  * The reference reduces the tree post-order and records snapshots of the whole expression.
  * An equivalent model, checked against every vector: work on a private copy of the tree;

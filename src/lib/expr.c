@@ -1,5 +1,5 @@
 /* expr.c: the expression tree (calc/expr.h), mirroring the reference's object model
- * (protocol.md 2.1): constructors, deep clone, free, and the three named constants. */
+ * (docs/protocol.md section 2.1): constructors, deep clone, free, and the three named constants. */
 #include "calc/expr.h"
 
 #include <string.h>

@@ -2,7 +2,7 @@
  * shared by conn.c and proxy_conn.c).
  *
  * Each message is offered on its own, so the program sends one message per write and captures
- * keep one PSH segment per message (protocol.md section 1). Every message queued is whole, so
+ * keep one PSH segment per message (docs/protocol.md section 1). Every message queued is whole, so
  * its own header says where it ends. The sent front is dropped once it is at least as long as
  * the unsent rest, so each byte is moved at most once; with messages only queued while fewer
  * than `max_queued` bytes wait, the buffer never needs more than 2 x max_queued + one message. */

@@ -1,4 +1,4 @@
-/* pickle_dec.c: the request decoder (protocol.md 2.1): runs the pickle machine
+/* pickle_dec.c: the request decoder (docs/protocol.md section 2.1): runs the pickle machine
  * (pickle_vm.c) in request mode, then checks the recorded graph against the reference's object
  * model: exact class, exact attribute set, operator/function pairs matching the singletons.
  *

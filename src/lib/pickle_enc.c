@@ -1,4 +1,4 @@
-/* pickle_enc.c: the payload encoder (protocol.md 2): exactly the bytes CPython 3.11's
+/* pickle_enc.c: the payload encoder (docs/protocol.md section 2): exactly the bytes CPython 3.11's
  * pickle.dumps(obj) (protocol 4, C pickler) writes for the reference's object graphs.
  *
  * The reference graph is rebuilt on the fly from the calc_tree: every save below mirrors one

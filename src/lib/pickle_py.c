@@ -1,5 +1,5 @@
-/* pickle_py.c: the response decoder (protocol.md 2.2) and Python's str()/repr() of what it
- * decodes, for the client's output (protocol.md 4).
+/* pickle_py.c: the response decoder (docs/protocol.md section 2.2) and Python's str()/repr() of what it
+ * decodes, for the client's output (docs/protocol.md section 4).
  *
  * The pickle machine (pickle_vm.c, response mode) records any global and any REDUCE without
  * calling it. Here a REDUCE of builtins.complex(re, im) becomes a complex number and every other

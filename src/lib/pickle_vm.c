@@ -51,7 +51,7 @@ const pkl_global pkl_globals[PKG_COUNT] = {
   [PKG_OBJECT] = {"builtins", "object"},
 };
 
-/* calculator.Associativity: LEFT = 0, RIGHT = 1 (protocol.md 2.1). */
+/* calculator.Associativity: LEFT = 0, RIGHT = 1 (docs/protocol.md section 2.1). */
 const pkl_enum_member pkl_enum_members[] = {
   {PKG_ASSOC, "LEFT", 0},
   {PKG_ASSOC, "RIGHT", 1},

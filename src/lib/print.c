@@ -1,4 +1,4 @@
-/* print.c: the reference's stringify(e, add_brackets=True) (protocol.md 3.2), quirk included.
+/* print.c: the reference's stringify(e, add_brackets=True) (docs/protocol.md section 3.2), quirk included.
  *
  * Pass 1 prints every node bracketed. Pass 2 removes "unnecessary" brackets the way the
  * reference does: for each matching pair (l, r), taken in the order the closing brackets occur,

@@ -1,4 +1,4 @@
-/* wire.c: the 12-byte header and framing by total length (protocol.md section 1).
+/* wire.c: the 12-byte header and framing by total length (docs/protocol.md section 1).
  * No I/O here: the programs and calc-sniff feed bytes in and take messages out. */
 #include "calc/wire.h"
 

@@ -1,5 +1,5 @@
 /* sniff.h: calc-sniff's library: packet decoding, TCP reassembly, calculator messages, roles,
- * and the reduced behaviour used by `calc-sniff verify` (issue 5, scenarios.md).
+ * and the reduced behaviour `calc-sniff verify` judges a run by (docs/scenarios.md).
  *
  * Layers, one file each, one way through (no file uses one that uses it):
  *   sniff_pkt.c     link (EN10MB+VLAN, NULL, LOOP, LINUX_SLL, LINUX_SLL2, RAW, IPV4, IPV6),
@@ -9,7 +9,7 @@
  *   sniff_framer.c  calculator messages framed from each direction's in-order bytes
  *   sniff_text.c    payloads decoded to text through a cache by content
  *   sniff_conn.c    the analyzer's lifetime; teardown classes, Zeek conn_state, names
- *   sniff_reduce.c  an analysis indexed for the behaviour scenarios.md judges
+ *   sniff_reduce.c  an analysis indexed for the behaviour docs/scenarios.md judges
  *   sniff_trace.c   that behaviour as the --trace text
  *   sniff_report.c  the report of a verification: checks, parties, items (sniff_report)
  *   sniff_pair.c    which capture connection is compared with which golden one
@@ -352,7 +352,7 @@ static inline const char *sniff_item_detail(const sniff_report *r, const sniff_i
   return (const char *)r->text.data + it->detail;
 }
 
-/* Compares a capture against a golden capture under scenarios.md's tolerance rules and records
+/* Compares a capture against a golden capture under docs/scenarios.md's tolerance rules and records
  * every item each check looked at, passed or failed. Returns the number of failed items. */
 uint32_t sniff_verify(const sniff_an *golden, const sniff_an *cap, sniff_report *rep);
 /* The same, with each failed item appended to out as one line "FAIL <check>: <detail>".

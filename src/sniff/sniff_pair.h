@@ -16,7 +16,7 @@ typedef struct pair_list {
  * --trace text of each). false: out of memory (pair_list_free still frees what was made). */
 bool pair_list_build(pair_list *l, const sniff_red *r);
 void pair_list_free(pair_list *l);
-/* Pairing (scenarios.md: "how segments of different connections interleave" varies):
+/* Pairing (docs/scenarios.md: "how segments of different connections interleave" varies):
  * 1. each golden connection takes the first unpaired capture connection with the same reduced
  *    behaviour, trying the same position first: concurrent clients may come in any order;
  * 2. the rest are paired in order and compared check by check; leftovers are missing/extra;

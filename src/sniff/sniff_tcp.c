@@ -158,10 +158,12 @@ static sniff_conn *oldest_fresh(sniff_an *an) {
   return found;
 }
 
-/* Roles (issue 5 item 3): a connection to the server port opened while some client->proxy
- * connection holds a request it has not started answering was caused by that request (the
- * proxy opens the upstream connection after reading request N and before answering N,
- * protocol.md section 6). With several candidates, the most recent request wins.
+/* Roles: which program opened a connection decides whom verify blames for what it carries, and
+ * a proxy's upstream connection must be told from a client's own. A connection to the server
+ * port opened while some client->proxy connection holds a request it has not started answering
+ * was caused by that request (the proxy opens the upstream connection after reading request N
+ * and before answering N, docs/protocol.md section 6). With several candidates, the most recent
+ * request wins.
  * A proxy may also connect upstream as soon as its client connects, before the request: then
  * whether the request or the proxy's SYN reaches the wire first is a race between two
  * programs, and the role must not follow it. Such a connection, opened while no request is

@@ -1,11 +1,11 @@
-/* sniff_trace.c: an analysis reduced to the behaviour scenarios.md judges (sniff_reduce.h),
+/* sniff_trace.c: an analysis reduced to the behaviour docs/scenarios.md judges (sniff_reduce.h),
  * printed as the --trace text (sniff_trace.h); sniff_verify.c compares two reductions.
  *
  * Kept: downstream connections (client->server, client->proxy) in the order their first
  * packet appeared, with handshake, teardown class, message sizes and segmentation; for each
  * request on a client->proxy connection, the upstream connections it caused, each reduced the
  * same way, and whether the proxy closed them before it started the response.
- * Dropped (scenarios.md "What varies"): ports, sequence numbers, time stamps, windows, options,
+ * Dropped (docs/scenarios.md "What varies"): ports, sequence numbers, time stamps, windows, options,
  * 3- vs 4-segment teardowns, SYN retry counts, interleaving of different connections. */
 #include "sniff_trace.h"
 

@@ -2,7 +2,7 @@
  *
  * Both analyses are reduced (sniff_reduce.h); downstream connections are paired by behaviour
  * (sniff_pair.h), then every paired connection, message and upstream connection is compared
- * under scenarios.md's tolerance rules. Each comparison is an item of a named check, passed or
+ * under docs/scenarios.md's tolerance rules. Each comparison is an item of a named check, passed or
  * failed, with the program it is about (the one at fault when it fails), the capture's
  * connection, frame numbers and time, and one line of text saying what was seen and what the
  * reference does instead (sniff_report.h). */

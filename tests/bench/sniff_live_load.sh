@@ -1,6 +1,7 @@
 #!/bin/sh
 # sniff_live_load.sh: does a live calc-sniff keep up with calc-server at full benchmark load?
-# (issue 5: "Live capture of the server at full benchmark load drops nothing".)
+# (A dropped packet makes a verdict inconclusive, so a live capture must keep up with the
+# fastest traffic the lab produces.)
 # Starts calc-server on a free loopback port, starts `calc-sniff -i lo --stats` on that port and
 # waits for its ready file, runs calc-bench (16 connections, E1; one request per connection,
 # then keep-alive, SECONDS each), stops the capture and prints the kernel's drop count next to

@@ -1,6 +1,6 @@
 """The lab's model of the reference proxy's cache (scenarios.kinds, adapt.cache_kinds), which
 decides what a scenario file's exchanges and an adapted scenario expect of each request
-(protocol.md section 5).  The expressions' keys come from calclab's calc-client (--local)."""
+(docs/protocol.md section 5).  The expressions' keys come from calclab's calc-client (--local)."""
 import os
 import sys
 import textwrap

@@ -54,7 +54,7 @@ def decode(items):
 
 
 def client_prints(d):
-    """What the reference client prints for an answer (protocol.md 4), from the decoder's texts."""
+    """What the reference client prints for an answer (docs/protocol.md section 4), from the decoder's texts."""
     if "emsg" in d:
         return f"Got error: {d['emsg']}\n"
     out = f"Result: {d['result']}\n"
@@ -144,7 +144,7 @@ def test_expression_vectors(name):
 def test_expression_vectors_pickled_by_name():
     vectors = by_name_vectors()
     e1 = next(v for v in vectors if v["name"] == "seed-1")
-    assert len(bytes.fromhex(e1["request"]["payload"])) + 12 == 706   # protocol.md 2.1: E1 is 706 B
+    assert len(bytes.fromhex(e1["request"]["payload"])) + 12 == 706   # docs/protocol.md section 2.1: E1 is 706 B
     # every request with a binary operator names its associativity by getattr
     with_binop = [v for v in vectors if '"bin"' in json.dumps(v["tree"])]
     assert len(with_binop) > 200

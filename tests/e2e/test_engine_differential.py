@@ -1,4 +1,4 @@
-"""Differential test of the engine against Python 3.11 itself (protocol.md 3: any Python 3.11
+"""Differential test of the engine against Python 3.11 itself (docs/protocol.md section 3: any Python 3.11
 is a valid oracle).
 
 Seeded random expression trees (depth up to 6, every operator and function but rand, edge

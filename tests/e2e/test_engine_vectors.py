@@ -2,7 +2,7 @@
 
 For every non-quirk vector of legacy-expressions.jsonl:
   - parsing `input` gives exactly `tree` (ints stay ints, floats stay floats);
-  - printing that tree gives `text` (protocol.md 3.2, bracket quirk included);
+  - printing that tree gives `text` (docs/protocol.md section 3.2, bracket quirk included);
   - evaluating with steps gives what the `steps` response carries: (result, steps) for a 200,
     the exception's class and str for a 400; the same without steps for `nosteps`.
 The expected payloads are decoded with a restricted unpickler: only tuples/lists/str/numbers

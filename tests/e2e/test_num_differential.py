@@ -1,4 +1,4 @@
-"""Differential test of libcalc's numbers against Python 3.11 itself (protocol.md section 3).
+"""Differential test of libcalc's numbers against Python 3.11 itself (docs/protocol.md section 3).
 
 A seeded generator builds >= 50,000 operations (binary operators, unary operators and the
 calculator's functions) over interesting operands: zeros of both signs, small and huge ints,

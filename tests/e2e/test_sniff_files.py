@@ -1,5 +1,5 @@
-"""calc-sniff reading capture files (issue 5 items 1 and 6): every way a file is read gives
-the same analysis, and damaged files get a clear message and exit 2, never a crash or a hang.
+"""calc-sniff reading capture files: every way a file is read gives the same analysis, and
+damaged files get a clear message and exit 2, never a crash or a hang.
 
 A native-order microsecond pcap file is read by calc-sniff itself, in blocks a reader thread
 reads ahead, with records cut by block boundaries carried over; standard input, byte-swapped

@@ -714,7 +714,7 @@ def test_hostile_payloads_decode_safely(decoded):
 
 
 def client_prints(p):
-    """What the reference client prints for a response (protocol.md 4), from the dissector's
+    """What the reference client prints for a response (docs/protocol.md section 4), from the dissector's
     fields: the result and its steps, or the error."""
     if "calc.error.message" in p:
         return f'Got error: {p["calc.error.message"]}\n'
@@ -730,7 +730,7 @@ def client_prints(p):
 def test_reference_vectors(decoded, name):
     """Against the reference itself, in both pickle flavours: every vector's expression as it
     printed it, and its client's output (result, steps, errors) rebuilt from the dissector's
-    fields. The two quirk vectors (a complex result, protocol.md 2.2) make the reference client
+    fields. The two quirk vectors (a complex result, docs/protocol.md section 2.2) make the reference client
     fail on what it received, which no field shows: their answers are checked by calc-sniff only."""
     msgs = iter(decoded[name][0])
     for v in reference_vectors(name):

@@ -14,7 +14,7 @@ class CalculatorServerError(CalculatorError):
     pass
 
 
-# ---------------------------------------------------------------- wire format (protocol.md 1)
+# ---------------------------------------------------------------- wire format (docs/protocol.md section 1)
 import io
 import pickle
 import socket

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Student-style calculator client, written from protocol.md section 4.
+"""Student-style calculator client, written from docs/protocol.md section 4.
 Usage: calc_client.py [-H HOST] [-p PORT] [--no-steps] [--no-cache] [--max-age N]
                       [--example N | [--] EXPRESSION]"""
 import argparse

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Student-style caching proxy (threaded), written from protocol.md sections 5 and 6.
+"""Student-style caching proxy (threaded), written from docs/protocol.md sections 5 and 6.
 Usage: calc_proxy.py [-ph HOST] [-pp PORT] [-sh HOST] [-sp PORT]"""
 import argparse
 import os

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Student-style calculator server (threaded, pickle), written from protocol.md.
+"""Student-style calculator server (threaded, pickle), written from docs/protocol.md.
 Usage: calc_server.py [-H HOST] [-p PORT] [--cache-control N]"""
 import argparse
 import os

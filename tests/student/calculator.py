@@ -1,4 +1,4 @@
-"""Student-style stand-in for the course's `calculator` module (protocol.md 2.1, 3, 3.1, 3.2).
+"""Student-style stand-in for the course's `calculator` module (docs/protocol.md sections 2.1, 3, 3.1 and 3.2).
 
 The classes carry exactly the attributes, in exactly the order, that the reference's objects
 carry, and the operators/functions/constants are module-level singletons, so that
@@ -106,7 +106,7 @@ CONSTANTS = {c.name: c for c in (PI, TAU, E)}
 
 # ---------------------------------------------------------------- evaluation with steps
 def _eval(e):
-    """Return (value, snapshots) following protocol.md 3.1 (post-order)."""
+    """Return (value, snapshots) following docs/protocol.md section 3.1 (post-order)."""
     if isinstance(e, (Constant, NamedConstant)):
         return e.value, []
     if isinstance(e, BinaryExpr):

@@ -1,4 +1,4 @@
-/* test_cache.c: the proxy's cache rules (protocol.md section 5) and its LRU byte bound. */
+/* test_cache.c: the proxy's cache rules (docs/protocol.md section 5) and its LRU byte bound. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>

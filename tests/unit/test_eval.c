@@ -1,4 +1,4 @@
-/* test_eval.c: evaluation with the reference's steps (protocol.md 3.1): step lists from the
+/* test_eval.c: evaluation with the reference's steps (docs/protocol.md section 3.1): step lists from the
  * vectors, Python's first exception, and the limits (depth, integer size, steps size). */
 #include <setjmp.h>
 #include <stdarg.h>

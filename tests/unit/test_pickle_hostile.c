@@ -108,7 +108,7 @@ static void test_os_system(void **state) {
     pb_op(&b, '.');
     expect_400_pb(&b, MSG_DESER);
   }
-  /* The vector's own bytes (protocol.md's malicious-pickle). */
+  /* The vector's own bytes (docs/protocol.md's malicious-pickle). */
   static const uint8_t mal[] = {0x80, 0x04, 0x95, 0x32, 0, 0, 0, 0, 0, 0, 0, 0x8c, 0x05, 'p', 'o', 's', 'i', 'x',
                                 0x94, 0x8c, 0x06, 's', 'y', 's', 't', 'e', 'm', 0x94, 0x93, 0x94, 0x8c, 0x17,
                                 'e', 'c', 'h', 'o', ' ', 'p', 'w', 'n', 'e', 'd', ' ', '>', ' ', '/', 't', 'm',

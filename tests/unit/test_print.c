@@ -1,4 +1,4 @@
-/* test_print.c: the reference's stringify (protocol.md 3.2), bracket-removal quirk included.
+/* test_print.c: the reference's stringify (docs/protocol.md section 3.2), bracket-removal quirk included.
  * Expected texts are the vectors' `text` fields (legacy-expressions.jsonl). */
 #include <setjmp.h>
 #include <stdarg.h>

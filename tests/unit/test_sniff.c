@@ -1,5 +1,6 @@
 /* test_sniff.c: calc-sniff's decoding, reassembly, teardown classes, roles and verify, over
- * captures crafted here with tests/unit/helpers/pcapw (issue 5 "Must show"). */
+ * captures crafted here with tests/unit/helpers/pcapw: each case builds the exact segments
+ * (reordered, lost, cut, reset) a real capture only shows by chance. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

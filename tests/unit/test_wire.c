@@ -1,4 +1,4 @@
-/* test_wire.c: the header codec and the framer (protocol.md section 1). */
+/* test_wire.c: the header codec and the framer (docs/protocol.md section 1). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -210,7 +210,7 @@ local function print_full(e, o)
   end
 end
 
--- Passes 2 and 3 of the reference's bracket removal (protocol.md 3.2), quirk included: for
+-- Passes 2 and 3 of the reference's bracket removal (docs/protocol.md section 3.2), quirk included: for
 -- each bracket pair (l, r) in the order the closing brackets occur, when l+1 opens a pair
 -- closing at r-1, the characters at positions l and r-1 OF THE CURRENT STRING go, l and r
 -- being indices into the ORIGINAL string; then the outer pair goes when position 0 opened a

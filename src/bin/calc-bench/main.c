@@ -1,4 +1,4 @@
-/* calc-bench: a closed-loop load generator for the calculator protocol (protocol.md section 1).
+/* calc-bench: a closed-loop load generator for the calculator protocol (docs/protocol.md section 1).
  *
  * C connection slots, each with one request in flight at a time. By default every request uses
  * a new connection (connect, send, read one whole response framed by its total length, close,

@@ -1,5 +1,5 @@
 /* calc-client: sends one expression, prints the answer exactly as the reference client does
- * (protocol.md section 4). One request per connection; the client closes first, so its FIN
+ * (docs/protocol.md section 4). One request per connection; the client closes first, so its FIN
  * leads the teardown as in the report's captures. With --close-wait it first gives the other
  * side that long to close: a grader's way to make a program that closes before its client show
  * it every time, instead of when it happens to run before the client.

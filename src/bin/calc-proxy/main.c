@@ -1,7 +1,7 @@
 /* calc-proxy: the caching proxy, drop-in for the course's Python reference.
  *
  * One epoll loop. What to answer, when to open and close the upstream connection (a NEW one
- * per miss, closed before the client gets its answer: protocol.md section 6) and when to close
+ * per miss, closed before the client gets its answer: docs/protocol.md section 6) and when to close
  * the client is decided by calc_proxy_conn (calc/proxy_conn.h), one per client; this file only
  * moves bytes between the sockets and those machines and keeps the timers.
  *

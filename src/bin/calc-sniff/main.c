@@ -1,6 +1,6 @@
 /* calc-sniff: capture or read calculator traffic, rebuild every TCP conversation and message,
  * print a timeline / JSON Lines / the reduced behaviour, or verify a run against a golden
- * capture (issue 5; usage in docs/sniff.md). libpcap handles live here; the analysis is
+ * capture, so that a run is judged by what it put on the wire (usage in docs/sniff.md). libpcap handles live here; the analysis is
  * src/sniff (sans-I/O). */
 #include <errno.h>
 #include <getopt.h>
