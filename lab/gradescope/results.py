@@ -163,12 +163,26 @@ def isolation_line(entry):
     return "isolation: " + ("; ".join(seen) if seen else "none (the grader recorded no sandbox)")
 
 
+def capture_tests(entry, default="visible"):
+    """The hand-in's own captures as one test when the course gives them points (lab/grade
+    --capture-points): the tests then add up to the score, which counts them."""
+    caps = [c for c in entry.get("captures") or [] if c.get("max_score")]
+    if not caps:
+        return []
+    from calclab_lab import handin_captures
+    score, top = sum(c["score"] for c in caps), sum(c["max_score"] for c in caps)
+    text = "\n".join(handin_captures.text([dict(c, timeline="") for c in caps])[2:])
+    return [{"name": "captures (the Wireshark part)", "score": _num(score), "max_score": _num(top),
+             "status": "passed" if score >= top else "failed", "output": text, "output_format": "text",
+             "visibility": default}]
+
+
 def from_entry(entry, execution_time, feedback="", rules=(), default="visible", stdout_visibility="hidden"):
     """results.json for one graded (or ungradable) submission entry of grades.json."""
     if str(entry.get("status", "")).startswith("lab error: "):
         # calclab's own failure: no points given or taken, the reason shown (regrade it)
         return failure(entry["status"], execution_time)
-    tests = role_tests(entry, rules, default)
+    tests = role_tests(entry, rules, default) + capture_tests(entry, default)
     shown = [t for t in tests if t["visibility"] == "visible"]
     later = [t for t in tests if t["visibility"] != "visible"]
     lines = []

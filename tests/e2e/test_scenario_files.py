@@ -372,6 +372,13 @@ def test_a_handins_captures_are_graded_in_a_section_of_their_own(tmp_path, golde
     assert (caps["3.1"]["score"], caps["3.1"]["max_score"]) == (2.0, 2.0)
     roles = sum(v["max_score"] for v in e["roles"].values())
     assert e["max_score"] == pytest.approx(roles + 4)
+    # on Gradescope the captures are a test of their own, and the tests add up to the score
+    from gradescope import results
+    res = results.from_entry(e, 1.0, "")
+    assert not results.problems(res), results.problems(res)
+    (cap_test,) = [t for t in res["tests"] if t["name"].startswith("captures")]
+    assert (cap_test["score"], cap_test["max_score"]) == (4, 4)
+    assert sum(t["max_score"] for t in res["tests"]) == pytest.approx(e["max_score"])
     fb = (out / "sub" / "feedback.txt").read_text()
     assert "== your captures (the Wireshark part)" in fb
     assert "wireshark/3.2.pcapng: scenario 3.2: complete, 2/2 points" in fb
