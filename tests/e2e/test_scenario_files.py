@@ -4,6 +4,7 @@ for it, graded; broken proxies fail on the checks that name the proxy; the built
 goldens verify against the recorded captures/*.pcap."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -277,6 +278,7 @@ def student_copy(src, dst, link, port_base):
 
 
 def test_students_captures_of_any_link_type_and_ports_are_judged_complete(tmp_path, goldens):
+    assert shutil.which("tshark"), "tshark is not installed (ci/deps): the rewritten captures are checked against it"
     from calclab_lab import goldens as goldens_mod, handin_captures, pcapio, scenarios
     for name in ("3.1", "3.2", "3.3"):
         src = record(tmp_path, name)
@@ -291,6 +293,12 @@ def test_students_captures_of_any_link_type_and_ports_are_judged_complete(tmp_pa
                                     "server": base + 1}
             assert got["ports_from"].startswith("found") and got["link"] == pcapio.LINK_NAMES[link]
             assert "64031" in got["timeline"]   # calc-sniff's timeline of the student's own capture
+            # what Wireshark itself makes of the file: every frame TCP over IP, checksums good
+            r = subprocess.run(["tshark", "-r", cap, "-o", "tcp.check_checksum:TRUE", "-T", "fields",
+                                "-e", "frame.protocols", "-e", "tcp.checksum.status"],
+                               capture_output=True, text=True, timeout=120)
+            rows = [l.split("\t") for l in r.stdout.splitlines()]
+            assert rows and all(":ip:tcp" in p and st == "1" for p, st in rows), (cap, r.stdout[:500], r.stderr[-500:])
 
 
 def windows_retries(src, dst):
