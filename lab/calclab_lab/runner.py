@@ -18,13 +18,14 @@ from . import scenarios as scenarios_mod
 from .scenarios import Client, Raw, Scenario, Sleep, Stop, protocol_vectors
 
 HOST = "127.0.0.1"
-# How long the client side of every connection of a run gives the other side to close first
+# How long the client side of a connection to a program under test gives it to close first
 # (docs/grades.md, "Races"): calclab's client and proxy by their options (--close-wait,
 # --upstream-close-wait), a student's client or proxy (its upstream connections) by
 # libcalc-close-wait.so, preloaded into every program that is not calclab's. A program that
 # closes right after answering then sends the first FIN every time, not only when its client
 # happens to run later than it; one that waits for the client's FIN, as the reference's server
-# and proxy do, is judged as before and costs this much per connection
+# and proxy do, is judged as before and costs this much per connection. calclab's own server
+# and proxy never close first: connections to them are not held
 CLOSE_WAIT_MS = 100
 # The longest the lab waits for a program to end its connections: between two exchanges (50 ms,
 # plus two holds: a proxy that closes its upstream connection after its client's gives the
@@ -131,6 +132,7 @@ class RunResult:
         self.expired = False       # the run's wall-clock limit struck
         self.faults = []           # Fault: what went wrong with which program, typed
         self.ours = frozenset()    # the roles calclab's programs play in this run
+        self.held = frozenset()    # the ports of the server and proxy under test (CLOSE_WAIT_MS)
         self.lab_errors = []       # calclab's own failures (its programs, the capture, calc-sniff)
 
     def fault(self, role, kind, text, rc=None):
@@ -182,7 +184,7 @@ def _start_program(res, box, role, argv, log_path=None):
         res.fault(role, "timed-out", f"{role}: not started: the run's wall-clock limit struck")
         return None
     try:
-        wrapped, env, cwd = box.program(_close_wait(argv, res.ports))
+        wrapped, env, cwd = box.program(_close_wait(argv, res.held))
         p = procs.Proc(role, wrapped, log_path, env=env, cwd=cwd, max_output=box.limits.output_kib * 1024)
     except OSError as e:
         res.fault(role, "cannot-start", f"{role}: cannot start: {e}")
@@ -196,16 +198,21 @@ def _ours(argv):
     return bool(argv) and argv[0].startswith(os.path.join(paths.BUILD, "calc-"))
 
 
-def _close_wait(argv, ports):
+def _close_wait(argv, held):
     """argv with libcalc-close-wait.so preloaded when the program is not one of calclab's (they
-    hold their closes themselves): its connections to the run's server and proxy wait up to
-    CLOSE_WAIT_MS for the other side's FIN before closing."""
-    if _ours(argv) or not ports:
+    hold their closes themselves): its connections to the `held` ports (the server and proxy
+    under test) wait up to CLOSE_WAIT_MS for the other side's FIN before closing."""
+    if _ours(argv) or not held:
         return argv
     lib = paths.close_wait_lib()
     if lib is None:
         raise LabError(f"{os.path.join(paths.BUILD, 'libcalc-close-wait.so')} is missing: build calclab again")
-    return [ENV, f"LD_PRELOAD={lib}", f"CALCLAB_CLOSE_WAIT={CLOSE_WAIT_MS}:{ports['proxy']},{ports['server']}"] + argv
+    return [ENV, f"LD_PRELOAD={lib}", f"CALCLAB_CLOSE_WAIT={CLOSE_WAIT_MS}:{','.join(map(str, sorted(held)))}"] + argv
+
+
+def _hold(res, role, ports):
+    """The close wait of a connection to `role`'s program: CLOSE_WAIT_MS for a program under test."""
+    return CLOSE_WAIT_MS if ports[role] in res.held else 0
 
 
 def _arm_wall_clock(res, box):
@@ -257,7 +264,7 @@ def _run_client(res, box, i, exchange, template, ports, timeout, host=HOST):
     port = ports[exchange.front]
     argv = expand(template, port=port, expr=exchange.expr, example=exchange.example,
                   max_age=exchange.max_age if exchange.cache else 0, client_flags=exchange.flags,
-                  server_host=host, server_port=ports["server"])
+                  server_host=host, server_port=ports["server"], close_wait=_hold(res, exchange.front, ports))
     rec = {"index": i, "exchange": exchange, "kind": exchange.kind, "argv": argv, "stdout": "", "rc": None,
            "t0": time.time()}
     p = _start_program(res, box, f"client{i + 1}", argv)
@@ -342,6 +349,7 @@ def play(name, templates, ports_base=None, workdir=None, timeout=15.0, golden=No
     res.ours = frozenset(ours) if ours is not None else ours_in(templates)
     t_start = time.time()
     box, ports = _open_sandbox(res, scn, limits, expose, ports_base)
+    res.held = frozenset(ports[r] for r in ("server", "proxy") if r in scn.roles and r not in res.ours)
     workdir = workdir or tempfile.mkdtemp(prefix=f"calclab-{name}-")
     os.makedirs(workdir, exist_ok=True)
     sandbox.keep_private(workdir)
@@ -362,7 +370,8 @@ def play(name, templates, ports_base=None, workdir=None, timeout=15.0, golden=No
             if p is not None and not procs.wait_port(HOST, ports["server"], p, timeout, box.net_dir):
                 _not_listening(res, "server", p, ports, timeout)
         if "proxy" in scn.roles:
-            argv = expand(templates["proxy"], port=ports["proxy"], server_host=HOST, server_port=ports["server"])
+            argv = expand(templates["proxy"], port=ports["proxy"], server_host=HOST, server_port=ports["server"],
+                          close_wait=_hold(res, "server", ports))
             say(f"starting proxy: {shlex.join(argv)}")
             p = _start_program(res, box, "proxy", argv, os.path.join(workdir, "proxy.log"))
             if p is not None:
