@@ -135,12 +135,14 @@ static int drop_to(unsigned long long uid) {
   return 0;
 }
 
-/* Processes whose real uid is `uid` and that are not already zombies, from /proc (a zombie is
- * dead: it holds no memory, files or sockets, only its exit status for its parent). */
-static int live_processes(unsigned long long uid) {
+/* How many processes of each of uids[0..n) are alive (not zombies), from one pass over /proc:
+ * left[i] for uids[i]; the total, or -1 when /proc cannot be read. A zombie is dead: it holds no
+ * memory, files or sockets, only its exit status for its parent. */
+static int live_processes(const unsigned long long *uids, int n, int *left) {
   DIR *d = opendir("/proc");
   if (!d) return -1;
-  int n = 0;
+  memset(left, 0, sizeof *left * (size_t)n);
+  int total = 0;
   struct dirent *e;
   while ((e = readdir(d))) {
     if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
@@ -148,52 +150,67 @@ static int live_processes(unsigned long long uid) {
     snprintf(path, sizeof path, "/proc/%.20s/status", e->d_name);
     FILE *f = fopen(path, "re");
     if (!f) continue; /* gone meanwhile */
-    int zombie = 0, mine = 0;
+    int zombie = 0;
+    unsigned long long real = 0;
     while (fgets(line, sizeof line, f)) {
-      unsigned long long real;
       if (!strncmp(line, "State:", 6)) zombie = strchr(line, 'Z') || strchr(line, 'X');
-      if (sscanf(line, "Uid: %llu", &real) == 1) mine = real == uid;
+      if (sscanf(line, "Uid: %llu", &real) == 1) break; /* State comes before Uid */
     }
     fclose(f);
-    n += mine && !zombie;
+    for (int i = 0; i < n && !zombie; i++)
+      if (real == uids[i]) {
+        left[i]++;
+        total++;
+      }
   }
   closedir(d);
-  return n;
+  return total;
 }
 
-enum { KILL_ROUNDS = 500 };
+enum { KILL_ROUNDS = 500, MAX_KILL_UIDS = 64 };
 
 /* SIGKILL to every process of `uid`, from a child that has become that uid: kill(-1) then reaches
  * exactly the processes that uid owns, in any session, process group or pid namespace, in one
  * pass of the kernel over its task list (a forking program cannot slip a child past it, and no
- * pid is reused under us). Repeated, a millisecond apart, until /proc shows none alive; at most
- * KILL_ROUNDS times (a process in uninterruptible sleep dies only when its I/O ends). */
-static int kill_uid(unsigned long long uid) {
-  int left = -1;
-  for (int round = 0; round < KILL_ROUNDS; round++) {
-    pid_t pid = fork();
-    if (pid < 0) return fail("cannot fork", NULL);
-    if (pid == 0) {
-      if (setgroups(0, NULL) < 0 || setresgid((gid_t)uid, (gid_t)uid, (gid_t)uid) < 0 ||
-          setresuid((uid_t)uid, (uid_t)uid, (uid_t)uid) < 0)
-        _exit(1);
-      kill(-1, SIGKILL); /* its result says nothing: other users' processes count as found */
-      _exit(0);
-    }
-    int st;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-    }
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-      fprintf(stderr, "calc-jail: --kill-uid %llu: cannot become that uid to kill its processes\n", uid);
-      return -1;
-    }
-    left = live_processes(uid);
-    if (left == 0) return 0;
-    if (left < 0) return fail("cannot read", "/proc");
-    nanosleep(&(struct timespec){0, 1000000}, NULL);
+ * pid is reused under us). 0, or -1 when the child could not become the uid. */
+static int kill_as(unsigned long long uid) {
+  pid_t pid = fork();
+  if (pid < 0) return fail("cannot fork", NULL);
+  if (pid == 0) {
+    if (setgroups(0, NULL) < 0 || setresgid((gid_t)uid, (gid_t)uid, (gid_t)uid) < 0 ||
+        setresuid((uid_t)uid, (uid_t)uid, (uid_t)uid) < 0)
+      _exit(1);
+    kill(-1, SIGKILL); /* its result says nothing: other users' processes count as found */
+    _exit(0);
   }
-  fprintf(stderr, "calc-jail: --kill-uid %llu: %d process%s still alive after %d rounds of SIGKILL\n", uid, left,
-          left == 1 ? "" : "es", KILL_ROUNDS);
+  int st;
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+    fprintf(stderr, "calc-jail: --kill-uid %llu: cannot become that uid to kill its processes\n", uid);
+    return -1;
+  }
+  return 0;
+}
+
+/* Kills the processes of uids[0..n) until /proc shows none of them alive, a millisecond between
+ * rounds, at most KILL_ROUNDS (a process in uninterruptible sleep dies only when its I/O ends).
+ * A uid with no process costs no fork. */
+static int kill_uids(const unsigned long long *uids, int n) {
+  int left[MAX_KILL_UIDS];
+  for (int round = 0; round < KILL_ROUNDS; round++) {
+    int total = live_processes(uids, n, left);
+    if (total < 0) return fail("cannot read", "/proc");
+    if (total == 0) return 0;
+    for (int i = 0; i < n; i++)
+      if (left[i] && kill_as(uids[i]) < 0) return -1;
+    if (round) nanosleep(&(struct timespec){0, 1000000}, NULL);
+  }
+  live_processes(uids, n, left);
+  for (int i = 0; i < n; i++)
+    if (left[i])
+      fprintf(stderr, "calc-jail: --kill-uid %llu: %d process%s still alive after %d rounds of SIGKILL\n", uids[i],
+              left[i], left[i] == 1 ? "" : "es", KILL_ROUNDS);
   return -1;
 }
 
@@ -210,7 +227,7 @@ int main(int argc, char **argv) {
   const char *user_ns = NULL, *net_ns = NULL, *dir = NULL;
   const char *limits[16];
   int nlimits = 0;
-  unsigned long long kill_uids[64];
+  unsigned long long kill_list[MAX_KILL_UIDS];
   int nkill = 0;
   unsigned long long uid = 0;
   int have_uid = 0, ch;
@@ -228,12 +245,12 @@ int main(int argc, char **argv) {
         have_uid = 1;
         break;
       case OPT_KILL_UID:
-        if (nkill == (int)(sizeof kill_uids / sizeof kill_uids[0])) {
+        if (nkill == MAX_KILL_UIDS) {
           fprintf(stderr, "calc-jail: too many --kill-uid options\n");
           return EXIT_JAIL;
         }
         /* never root's or a system account's: only the lab's own ranges are meant */
-        if (parse_u64(optarg, &kill_uids[nkill]) < 0 || kill_uids[nkill] < 1000 || kill_uids[nkill] > 0xfffffffeULL) {
+        if (parse_u64(optarg, &kill_list[nkill]) < 0 || kill_list[nkill] < 1000 || kill_list[nkill] > 0xfffffffeULL) {
           fprintf(stderr, "calc-jail: --kill-uid: expected a uid from 1000 to 4294967294, got \"%s\"\n", optarg);
           return EXIT_JAIL;
         }
@@ -256,9 +273,7 @@ int main(int argc, char **argv) {
       fprintf(stderr, "calc-jail: --kill-uid goes alone\n");
       return EXIT_JAIL;
     }
-    int bad = 0;
-    for (int i = 0; i < nkill; i++) bad |= kill_uid(kill_uids[i]) < 0;
-    return bad ? EXIT_JAIL : 0;
+    return kill_uids(kill_list, nkill) < 0 ? EXIT_JAIL : 0;
   }
   if (optind >= argc) {
     fprintf(stderr, "calc-jail: no program given\n");
