@@ -12,6 +12,7 @@ import json
 import os
 import pathlib
 import pwd
+import shlex
 import shutil
 import subprocess
 import sys
@@ -404,6 +405,37 @@ def test_lab_grade_works_for_a_non_root_user():
 
 
 # ---------------------------------------------------------------- fallback
+def test_a_namespace_that_cannot_mount_proc_is_not_claimed(tmp_path):
+    """As in a container that allows user namespaces but masks part of /proc (Docker binds
+    /dev/null over some of its files): bwrap cannot mount a fresh /proc there. The probe plays
+    the runs' whole set-up, so it refuses the rootless sandbox instead of claiming it and failing
+    every run, and lab/grade, not root, refuses to grade."""
+    if os.geteuid() != 0 or not shutil.which("useradd") or not shutil.which("unshare"):
+        pytest.skip("needs root, useradd and unshare to make a user and a mount namespace")
+    user = _test_user()
+    as_user = f"setpriv --reuid={user.pw_uid} --regid={user.pw_gid} --clear-groups --"
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/", "CALC_BUILD_DIR": os.environ.get("CALC_BUILD_DIR", str(ROOT / "build"))}
+
+    def masked(cmd):
+        return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                               f"mount --bind /dev/null /proc/uptime && exec {as_user} {cmd}"],
+                              capture_output=True, text=True, timeout=120, env=env, cwd="/")
+    bare = masked("bwrap --unshare-user --unshare-pid --ro-bind / / true")
+    if bare.returncode != 0:
+        pytest.skip(f"the kernel refuses unprivileged user namespaces: {bare.stderr.strip()}")
+    code = f"import json, sys; sys.path.insert(0, {str(LAB)!r}); from calclab_lab import sandbox; " \
+           "print(json.dumps(sandbox._probe()))"
+    r = masked(f"{PY} -c {shlex.quote(code)}")
+    assert r.returncode == 0, r.stderr
+    mode, why = json.loads(r.stdout)
+    assert mode is None and why.startswith("cannot create namespaces (rootless): bwrap: Can't mount proc"), why
+    assert why.endswith("not root, so no switch to another uid either")
+    g = masked(f"{PY} {LAB / 'grade'} --impl student --scenarios 3.1 --no-sniff --out {tmp_path / 'g'}")
+    assert g.returncode == 2 and g.stdout.startswith("status: not graded: cannot confine the programs here: "
+                                                     "cannot create namespaces (rootless): bwrap: Can't mount proc"), \
+        g.stdout + g.stderr
+
+
 @student_only
 def test_without_any_confinement_the_lab_refuses_unless_allowed(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "CALCLAB_ALLOW_UNCONFINED"}
