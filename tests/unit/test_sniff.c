@@ -1518,6 +1518,121 @@ static void test_garbage(void **state) {
   sniff_an_free(&an);
 }
 
+/* ---- events: what reassembly and framing report, in order ---- */
+typedef struct ev_log {
+  uint32_t n;
+  struct { sniff_ev_kind kind; uint32_t conn; uint8_t dir; int64_t n; uint32_t size, nseg, req, mconn; } e[64];
+} ev_log;
+
+static void log_event(void *ctx, const sniff_event *ev) {
+  ev_log *l = ctx;
+  assert_true(l->n < 64);
+  assert_non_null(ev->an);
+  assert_non_null(ev->c);
+  l->e[l->n].kind = ev->kind;
+  l->e[l->n].conn = ev->c->id;
+  l->e[l->n].dir = ev->dir;
+  l->e[l->n].n = ev->n;
+  l->e[l->n].size = ev->m ? ev->m->size : 0;
+  l->e[l->n].nseg = ev->m ? ev->m->nseg : 0;
+  l->e[l->n].req = ev->m ? ev->m->index : 0;
+  l->e[l->n].mconn = ev->m ? ev->m->conn : 0;
+  l->n++;
+}
+
+/* One exchange with a reordered request, a retransmission and a client-led teardown: each
+ * thing reassembly and framing saw comes once, in the order the packets showed it, about the
+ * right connection, direction and message; without a callback the analysis is the same. */
+static void test_events_of_one_exchange(void **state) {
+  (void)state;
+  const char *f = pcapw_tmp("events");
+  pcapw w;
+  assert_int_equal(pcapw_open(&w, f, SNIFF_DLT_EN10MB, 0), 0);
+  pw_conn c;
+  pw_conn_init(&c, &w, 40000, 9999, 1000, 5000);
+  pw_handshake(&c);
+  pw_msg(M, 100, true, 0);
+  pw_send_at(&c, 0, 40, M + 40, 60);  /* 40 bytes ahead */
+  pw_send_at(&c, 0, 0, M, 40);        /* the hole filled: the request is whole */
+  pw_advance(&c, 0, 100);
+  pw_send_at(&c, 0, 0, M, 40);        /* sent again */
+  pw_msg(M, 60, false, 200);
+  pw_send(&c, 1, M, 60);
+  pw_fin(&c, 0, false);
+  pcapw_close(&w);
+  ev_log l = {0};
+  sniff_opts o = quiet();
+  o.on_event = log_event;
+  o.event_ctx = &l;
+  sniff_an an, plain;
+  assert_int_equal(pcapw_analyze(f, &an, &o), 0);
+  static const struct { sniff_ev_kind kind; uint8_t dir; int64_t n; uint32_t size, nseg; } want[] = {
+      {SNIFF_EV_HANDSHAKE, 0, 0, 0, 0},     {SNIFF_EV_OUT_OF_ORDER, 0, 40, 0, 0},
+      {SNIFF_EV_MESSAGE, 0, 0, 100, 2},     {SNIFF_EV_RETRANSMISSION, 0, 0, 0, 0},
+      {SNIFF_EV_MESSAGE, 1, 0, 60, 1},      {SNIFF_EV_FIN, 0, 1, 0, 0},
+      {SNIFF_EV_FIN, 1, 0, 0, 0},
+  };
+  assert_int_equal(l.n, sizeof want / sizeof *want);
+  for (uint32_t i = 0; i < l.n; i++) {
+    assert_int_equal(l.e[i].kind, want[i].kind);
+    assert_int_equal(l.e[i].conn, 1);
+    assert_int_equal(l.e[i].dir, want[i].dir);
+    assert_int_equal(l.e[i].n, want[i].n);
+    assert_int_equal(l.e[i].size, want[i].size);
+    assert_int_equal(l.e[i].nseg, want[i].nseg);
+  }
+  sniff_opts q = quiet();
+  assert_int_equal(pcapw_analyze(f, &plain, &q), 0);
+  calc_buf a, b;
+  calc_buf_init(&a, 0);
+  calc_buf_init(&b, 0);
+  sniff_trace(&an, &a);
+  sniff_trace(&plain, &b);
+  assert_int_equal(a.len, b.len);
+  assert_memory_equal(a.data, b.data, a.len);
+  calc_buf_free(&a);
+  calc_buf_free(&b);
+  sniff_an_free(&an);
+  sniff_an_free(&plain);
+  unlink(f);
+}
+
+/* Scenario 3.2 through the proxy: each upstream connection is reported with the request that
+ * caused it (requests 1 and 3), and each answer of the proxy with the request it answers. */
+static void test_events_of_the_proxy(void **state) {
+  (void)state;
+  const char *f = pcapw_tmp("events-proxy");
+  scenario_3_2(f, P_GOOD, 41000);
+  ev_log l = {0};
+  sniff_opts o = quiet();
+  o.on_event = log_event;
+  o.event_ctx = &l;
+  sniff_an an;
+  assert_int_equal(pcapw_analyze(f, &an, &o), 0);
+  uint32_t up = 0, answers = 0;
+  for (uint32_t i = 0; i < l.n; i++) {
+    if (l.e[i].kind == SNIFF_EV_UPSTREAM) {
+      const sniff_conn *u = sniff_conn_get(&an, l.e[i].conn);
+      assert_int_equal(u->role, SNIFF_ROLE_PROXY_SERVER);
+      assert_int_equal(l.e[i].mconn, u->parent);
+      assert_int_equal(l.e[i].req, u->parent_req);
+      assert_int_equal(l.e[i].req, 1);  /* each client connection's one request */
+      up++;
+    }
+    if (l.e[i].kind == SNIFF_EV_PROXY_ANSWER) {
+      const sniff_conn *d = sniff_conn_get(&an, l.e[i].conn);
+      assert_int_equal(d->role, SNIFF_ROLE_CLIENT_PROXY);
+      assert_int_equal(l.e[i].dir, 1);
+      assert_int_equal(l.e[i].mconn, d->id);  /* the request answered is its own */
+      answers++;
+    }
+  }
+  assert_int_equal(up, 2);
+  assert_int_equal(answers, 3);
+  sniff_an_free(&an);
+  unlink(f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_link_types),
@@ -1549,6 +1664,8 @@ int main(void) {
       cmocka_unit_test(test_verify_client_max_age),
       cmocka_unit_test(test_decode_out_of_memory_not_remembered),
       cmocka_unit_test(test_garbage),
+      cmocka_unit_test(test_events_of_one_exchange),
+      cmocka_unit_test(test_events_of_the_proxy),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
