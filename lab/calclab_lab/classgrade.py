@@ -78,12 +78,14 @@ def _start_failures(runs, graded):
     for role in ("server", "proxy"):
         if role not in graded:
             continue
-        mine = [r for r in runs if role in r.scenario.roles]
+        mine = [r for r in runs if role in getattr(r, "judged", r.scenario.roles)]
         if mine and all(any(f.role == role and not f.ours and f.kind in ("not-listening", "cannot-start")
                             for f in r.faults) for r in mine):
             p = mine[0].procs.get(role)
             out[role] = _last_line(p.output()) if p else "cannot start"
-    if "client" in graded and runs:
+    mine = [r for r in runs if "client" in getattr(r, "judged", ["client"])]
+    if "client" in graded and mine:
+        runs = mine
         quiet = True
         for r in runs:
             if any(c.get("role") in ("client->proxy", "client->server") for c in r.records("conn")) \
@@ -98,14 +100,18 @@ LAB_ERROR = "lab error: "
 
 
 def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=None, timeout=15.0,
-                     use_sniff=True, golden_dir=None, ports_base=None, limits=None, weights=None, plays=1,
-                     captures=None, capture_ports=None, capture_points=0.0):
+                     use_sniff=True, golden_dir=None, ports_base=None, limits=None, weights=None,
+                     integration=None, plays=1, captures=None, capture_ports=None, capture_points=0.0):
     """Grade one hand-in; its feedback goes to out_dir/<id>/.  `roles`: which of the submission's
     roles are graded (default: every role file found); the others are played by calclab's programs.
     `client_stdin`: text fed to the student's client, with the templates' placeholders
     ({example} {expr} ...).  `limits`: the programs' sandbox.Limits (default: its defaults).
-    `weights`: role -> the points the course gives it (default: what the checks give it).
-    `plays`: each scenario is played that many times and judged as one (plays.merge).
+    `weights`: role -> the points the course gives it (default gradebook.DEFAULT_WEIGHTS).
+    Each graded role is judged in runs of its own, calclab's programs playing the other roles,
+    so its points never depend on the other roles' bugs.  `integration`: None, or the points
+    (0: feedback only) of the runs with all the student's programs at once, the report's own
+    set-up, shown in the entry's "integration" section.
+    `plays`: each run is played that many times and judged as one (plays.merge).
     Returns the submission's grades.json entry."""
     sub_id = submission_id(path)
     fdir = os.path.join(out_dir, feedback_dirname(sub_id))
@@ -116,6 +122,10 @@ def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=Non
     wanted = list(roles or ROLES)
     tables = point_tables(scenarios, wanted, golden_dir, weights)
     maxima = gradebook.role_maxima(tables.values())
+    if integration is not None:
+        integration_tables = point_tables(scenarios, wanted, golden_dir,
+                                          gradebook.integration_weights(maxima, integration))
+        integration_max = gradebook.tenths(integration)
     work = tempfile.mkdtemp(prefix="calclab-sub-")
     t0 = time.time()
     runs = []
@@ -129,55 +139,63 @@ def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=Non
         elif capture_points:
             e["max_score"] = round(e["max_score"] + capture_points * sum(s.golden for s in scenarios), 1)
         return _finish(fdir, e, runs)
+
+    def row(status, sub=None, **kw):
+        """An entry that was not graded: zero points of the class's maximum, integration's too."""
+        if integration is not None:
+            kw["integration"] = gradebook.integration([], integration_max, status)
+        return finish(gradebook.entry(sub_id, status, maxima=maxima, **kw), sub)
+
     try:
         try:
             sub = Submission(path, work)
         except (SubmissionError, OSError) as e:
-            return finish(gradebook.entry(sub_id, f"not graded: {e}", maxima=maxima))
+            return row(f"not graded: {e}")
         files = {r: sub.rel(r) for r in sub.files}
         if not sub.files:
-            return finish(gradebook.entry(sub_id, "no role files (server.py, proxy.py, client.py) found",
-                                          maxima=maxima), sub)
+            return row("no role files (server.py, proxy.py, client.py) found", sub)
         graded = [r for r in ROLES if r in sub.files and r in wanted]
         if not graded:
-            return finish(gradebook.entry(sub_id, f"none of {', '.join(f'{r}.py' for r in wanted)} found",
-                                          maxima=maxima, files=files), sub)
-        bad = [f"{sub.rel(r)} {sub.errors[r]}" for r in graded if r in sub.errors]
-        if bad:
-            return finish(gradebook.entry(sub_id, f"syntax error (Python {_py_version()}): " + "; ".join(bad),
-                                          maxima=maxima, files=files), sub)
-        templates = runner.templates_for("c")
-        for r in graded:
-            templates[r] = sub.template(r, client_stdin)
-        scn_entries = []
+            return row(f"none of {', '.join(f'{r}.py' for r in wanted)} found", sub, files=files)
+        # a file that does not compile costs its role only: the others are graded
+        problems = {r: f"syntax error (Python {_py_version()}): {sub.rel(r)} {sub.errors[r]}"
+                    for r in graded if r in sub.errors}
+        runnable = [r for r in graded if r not in problems]
+        scn_entries, integ_entries = [], []
         try:
             with stage.shared():  # the hand-in is copied (and its modules compiled) once for all its runs
                 for scn in scenarios:
-                    name = scn.name
-                    wd = os.path.join(fdir, name)
-                    golden = goldens.golden_path(scn, golden_dir)
-                    played = []
-                    for k in range(plays):
-                        # a graded client's run is judged once, by adapt, on the requests it really sent
-                        res = runner.play(scn, templates, ports_base=ports_base or _ports_base,
-                                          workdir=wd if k == 0 else os.path.join(wd, f"play-{k + 1}"),
-                                          timeout=timeout, golden=golden, use_sniff=use_sniff, limits=limits,
-                                          capture_only="client" in graded)
-                        sent = adapt.adapt(res, timeout=timeout, use_sniff=use_sniff, ports_base=_ports_base,
-                                           replay_dir=os.path.join(out_dir, ".replays")) if "client" in graded else None
-                        played.append((res, sent))
-                    res, sent = played[0]
-                    races = plays_mod.merge([r for r, _ in played]) if plays > 1 else None
-                    runs.append(res)
-                    scn_entries.append(_scenario_entry(res, graded, sent, out_dir, tables[name], races))
+                    # each role on its own: calclab's programs play the others
+                    parts = []
+                    for role in [r for r in runnable if r == "client" or r in scn.roles]:
+                        templates = runner.templates_for("c")
+                        templates[role] = sub.template(role, client_stdin)
+                        res = _play(scn, templates, [role], os.path.join(fdir, scn.name, role), out_dir,
+                                    timeout, use_sniff, golden_dir, ports_base, limits, plays)
+                        runs.append(res)
+                        parts.append(_role_part(res, role, out_dir, tables[scn.name]))
+                    scn_entries.append(_scenario_entry(scn.name, parts))
+                    if integration is not None and runnable:
+                        # the report's own set-up: every role the student's at once
+                        templates = runner.templates_for("c")
+                        for r in runnable:
+                            templates[r] = sub.template(r, client_stdin)
+                        res = _play(scn, templates, runnable, os.path.join(fdir, "integration", scn.name), out_dir,
+                                    timeout, use_sniff, golden_dir, ports_base, limits, plays)
+                        res.integration = True
+                        runs.append(res)
+                        integ_entries.append(_scenario_entry(scn.name, [_role_part(
+                            res, runnable, out_dir, integration_tables[scn.name])]))
         except (runner.LabError, gradebook.UntypedItem) as e:
-            return finish(gradebook.entry(sub_id, LAB_ERROR + str(e), maxima=maxima, files=files))
-        failed = _start_failures(runs, graded)
-        status = "graded"
-        if failed:
-            status = "; ".join(f"{files[r]} does not start: {why}" for r, why in failed.items())
-        e = gradebook.entry(sub_id, status, scn_entries, maxima=maxima, files=files,
-                            duration=round(time.time() - t0, 1))
+            return row(LAB_ERROR + str(e), files=files)
+        for r, why in _start_failures([x for x in runs if not getattr(x, "integration", False)], runnable).items():
+            problems[r] = f"{files[r]} does not start: {why}"
+        status = "graded" if len(problems) < len(graded) else "; ".join(problems[r] for r in graded)
+        extra = {}
+        if integration is not None:
+            extra["integration"] = gradebook.integration(integ_entries, integration_max, status)
+        e = gradebook.entry(sub_id, status, scn_entries, maxima=maxima, files=files, problems=problems,
+                            duration=round(time.time() - t0, 1), **extra)
         return finish(e, sub)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -213,6 +231,25 @@ def _add_captures(e, sub, scenarios, golden_dir, mapping, ports, points):
         e["max_score"] = round(e["max_score"] + sum(c["max_score"] for c in caps), 1)
     if caps:
         e["captures"] = caps
+
+
+def _play(scn, templates, judged, workdir, out_dir, timeout, use_sniff, golden_dir, ports_base, limits, plays=1):
+    """One run of `scn` with `templates`, judged on the roles `judged`: a graded client's run is
+    judged once, by adapt, on the requests it really sent.  With `plays` > 1 it is played that
+    many times and judged as one (plays.merge); res.races lists what differed, else None."""
+    played = []
+    for k in range(plays):
+        res = runner.play(scn, templates, ports_base=ports_base or _ports_base,
+                          workdir=workdir if k == 0 else os.path.join(workdir, f"play-{k + 1}"), timeout=timeout,
+                          golden=goldens.golden_path(scn, golden_dir), use_sniff=use_sniff, limits=limits,
+                          capture_only="client" in judged)
+        res.judged = list(judged)
+        res.sent = adapt.adapt(res, timeout=timeout, use_sniff=use_sniff, ports_base=_ports_base,
+                               replay_dir=os.path.join(out_dir, ".replays")) if "client" in judged else None
+        played.append(res)
+    res = played[0]
+    res.races = plays_mod.merge(played) if plays > 1 else None
+    return res
 
 
 def _py_version():
@@ -292,20 +329,56 @@ def class_maxima(scenarios, roles, golden_dir=None, weights=None):
         return {}
 
 
-def _scenario_entry(res, graded, sent, out_dir, table, races=None):
+def _shown_path(path, out_dir):
+    """A golden as grades.json names it: a replay relative to OUT, a file of the checkout
+    relative to it, whichever machine or OUT graded the hand-in."""
+    if not path:
+        return None
+    path = os.path.abspath(path)
+    for top in (os.path.abspath(out_dir), paths.ROOT):
+        if path.startswith(top + os.sep):
+            return os.path.relpath(path, top)
+    return path
+
+
+def _role_part(res, judged, out_dir, table):
+    """What one run says about the role(s) it judged: their checks, points and untested checks."""
+    judged = [judged] if isinstance(judged, str) else list(judged)
     d = res.to_dict()
+    sent = res.sent
     deviant = {c for r in (sent["runs"] if sent else []) if r["requests_per_connection"] != [1] for c in r["conns"]}
     deviant |= {c["id"] for c in res.records("conn") if (c.get("upstream_of") or {}).get("conn") in deviant}
-    checks, roles, untested = gradebook.role_checks(d["checks"], graded, table, deviant)
-    out = {"scenario": res.name, "passed": bool(checks) and all(c["passed"] for c in checks),
-           "roles": roles, "untested": untested, "checks": checks, "errors": res.errors, "isolation": res.isolation,
-           "calc_sniff": (res.sniff or {}).get("status"),
-           "golden": os.path.relpath(res.golden, out_dir) if res.golden else None}
+    checks, roles, untested = gradebook.role_checks(d["checks"], judged, table, deviant)
+    out = {"judged": judged, "checks": checks, "roles": roles, "untested": untested, "errors": res.errors,
+           "isolation": res.isolation, "calc_sniff": (res.sniff or {}).get("status"),
+           "golden": _shown_path(res.golden, out_dir)}
     if sent is not None:
         out["client_requests"] = sent["runs"]
         out["adapted"] = sent["adapted"]
-    if races is not None:   # --plays: what differed between the plays of the scenario
-        out["races"] = [r for r in races if r["role"] is None or set(r["role"].split(",")) & set(graded)]
+    if res.races is not None:   # --plays: what differed between the plays of the scenario
+        out["races"] = [r for r in res.races if r["role"] is None or set(r["role"].split(",")) & set(judged)]
+    return out
+
+
+def _scenario_entry(name, parts):
+    """A scenario of grades.json from the runs that judged its roles (one per role, or the
+    integration run that judged them all)."""
+    checks = [c for p in parts for c in p["checks"]]
+    out = {"scenario": name, "passed": bool(checks) and all(c["passed"] for c in checks),
+           "roles": {r: v for p in parts for r, v in p["roles"].items()},
+           "untested": [u for p in parts for u in p["untested"]], "checks": checks,
+           "errors": [e for p in parts for e in p["errors"]],
+           "isolation": parts[0]["isolation"] if parts else None,
+           "calc_sniff": next((p["calc_sniff"] for p in parts if p["calc_sniff"] != "pass"),
+                              parts[0]["calc_sniff"] if parts else None),
+           "golden": next((p["golden"] for p in parts if p.get("adapted")), parts[0]["golden"] if parts else None),
+           "runs": [{"judged": p["judged"], "calc_sniff": p["calc_sniff"], "golden": p["golden"]} for p in parts]}
+    if any("races" in p for p in parts):
+        out["races"] = [r for p in parts for r in p.get("races", [])]
+    client = next((p for p in parts if "client_requests" in p), None)
+    if client is not None:
+        out["client_requests"] = client["client_requests"]
+        out["adapted"] = client["adapted"]
     return out
 
 

@@ -157,6 +157,10 @@ def grade_main(argv=None):
     ap.add_argument("--role-weights", metavar="ROLE=POINTS,...",
                     help="with SUBMISSION or --class: the points each role is worth over the scenarios, e.g. "
                          "server=40,proxy=40,client=20 (default: the points its checks give it)")
+    ap.add_argument("--integration", nargs="?", type=float, const=0.0, default=None, metavar="POINTS",
+                    help="with SUBMISSION or --class: also play each scenario with all the hand-in's programs at "
+                         "once (the report's set-up), shown in a section of its own, worth POINTS (default 0: "
+                         "feedback only); each role's points always come from runs of its own")
     ap.add_argument("--jobs", type=int, default=None,
                     help=f"hand-ins graded at once with --class (default {classgrade.default_jobs()} here)")
     ap.add_argument("--resume", action="store_true", help="with --class: grade only what OUT does not have yet")
@@ -196,8 +200,8 @@ def grade_main(argv=None):
         return _grade_handins(a, names)
     if _refused(a, "lab/grade"):
         return 2
-    if a.role_weights:
-        print("lab/grade: --role-weights goes with SUBMISSION or --class", file=sys.stderr)
+    if a.role_weights or a.integration is not None:
+        print("lab/grade: --role-weights and --integration go with SUBMISSION or --class", file=sys.stderr)
         return 2
     t = runner.templates_for(a.impl, a.server, a.proxy, a.client)
     missing = _check_programs(t, sorted({r for n in names for r in n.roles} | {"client"}))
@@ -313,7 +317,7 @@ def _grade_handins(a, names):
     kw = dict(roles=roles, scenarios=names, captures=caps, capture_points=a.capture_points,
               capture_ports={"proxy": cports[0], "server": cports[1]} if cports else None,
               timeout=a.timeout, use_sniff=not a.no_sniff, golden_dir=a.golden_dir,
-              limits=sandbox.Limits.from_args(a), weights=weights, plays=a.plays,
+              limits=sandbox.Limits.from_args(a), weights=weights, plays=a.plays, integration=a.integration,
               client_stdin=_unescape(a.client_stdin) if a.client_stdin is not None else None)
     try:
         if a.class_dir:

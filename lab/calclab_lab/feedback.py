@@ -46,38 +46,67 @@ def _races_text(s):
     return [f"race: {r['detail']}" for r in s["races"]]
 
 
+def _runs_of(runs, s, integration):
+    return [r for r in runs if r.name == s["scenario"] and getattr(r, "integration", False) == integration]
+
+
+def _run_title(res):
+    judged = getattr(res, "judged", None) or []
+    if getattr(res, "integration", False):
+        return "run with all your programs at once (the report's set-up)"
+    mine = " and ".join(f"your {r}" for r in judged)
+    return f"run judging {mine}; calclab's programs play the other roles"
+
+
+def _sections(e):
+    out = [("", e["scenarios"], False)]
+    integ = e.get("integration")
+    if integ is not None:
+        title = (f"integration: all your programs at once, {integ['score']:g}/{integ['max_score']:g} points"
+                 + ("" if integ["max_score"] else " (feedback only)"))
+        out.append((title, integ["scenarios"], True))
+    return out
+
+
+def _problems(e):
+    return [f"{r}: {v['problem']} (0 points)" for r, v in e.get("roles", {}).items() if v.get("problem")]
+
+
 def text(e, runs):
     lines = [f"submission {e['id']}: {e['status']}", f"points: {_points(e)}"]
     for role, f in sorted(e.get("files", {}).items()):
         lines.append(f"  {role}: {f}")
     for role in _missing(e):
         lines.append(f"  {role}: no {role}.py handed in (0 points)")
-    by_name = {r.name: r for r in runs}
-    for s in e["scenarios"]:
-        lines.append("")
-        lines.append(f"== scenario {s['scenario']}: {'PASS' if s['passed'] else 'FAIL'}")
-        if s.get("adapted"):
-            lines.append(f"   (adapted to the requests the client sent: {s['adapted']})")
-        lines += ["   " + l for l in _sent_text(s) + _untested_text(s)]
-        for err in s.get("errors", []):
-            lines.append(f"   ERROR {err}")
-        for c in s["checks"]:
-            lines.append(f"   {'PASS' if c['passed'] else 'FAIL'} {c['role']:<6} {c['name']:<22} "
-                         f"{_check_points(c)}")
-            for it in c["items"]:
-                if not it["passed"]:
-                    lines.append(f"          - {it.get('detail', '')}")
-        lines += ["   " + l for l in _races_text(s)]
-        res = by_name.get(s["scenario"])
-        if res is not None:
+    lines += ["  " + l for l in _problems(e)]
+    for title, scenarios, integ in _sections(e):
+        if title:
+            lines += ["", f"==== {title}"]
+        for s in scenarios:
             lines.append("")
-            lines.append(report.timeline(res, width=40))
+            lines.append(f"== {'integration ' if integ else ''}scenario {s['scenario']}: {'PASS' if s['passed'] else 'FAIL'}")
+            if s.get("adapted"):
+                lines.append(f"   (adapted to the requests the client sent: {s['adapted']})")
+            lines += ["   " + l for l in _sent_text(s) + _untested_text(s)]
+            for err in s.get("errors", []):
+                lines.append(f"   ERROR {err}")
+            for c in s["checks"]:
+                lines.append(f"   {'PASS' if c['passed'] else 'FAIL'} {c['role']:<6} {c['name']:<22} "
+                             f"{_check_points(c)}")
+                for it in c["items"]:
+                    if not it["passed"]:
+                        lines.append(f"          - {it.get('detail', '')}")
+            lines += ["   " + l for l in _races_text(s)]
+            for res in _runs_of(runs, s, integ):
+                lines.append("")
+                lines.append(f"   -- {_run_title(res)}")
+                lines.append(report.timeline(res, width=40))
     lines += handin_captures.text(e.get("captures"))
     return "\n".join(lines) + "\n"
 
 
-def _client_outputs(fdir, res):
-    d = os.path.join(fdir, res.name)
+def _client_outputs(res):
+    d = os.path.dirname(res.pcap)
     os.makedirs(d, exist_ok=True)
     for c in res.clients:
         with open(os.path.join(d, f"client-{c['index'] + 1}.txt"), "w") as f:
@@ -85,7 +114,6 @@ def _client_outputs(fdir, res):
 
 
 def page(e, runs):
-    by_name = {r.name: r for r in runs}
     body = [f"<h1>{html.escape(e['id'])}</h1>",
             f'<p class="status {"pass" if e["status"] == "graded" else "fail"}">status: {html.escape(e["status"])}</p>',
             f"<p>points: {html.escape(_points(e))}</p>"]
@@ -94,34 +122,38 @@ def page(e, runs):
                                               for r, f in sorted(e["files"].items())) + "</p>")
     for role in _missing(e):
         body.append(f'<p class="fail">{role}: no {role}.py handed in (0 points)</p>')
-    for s in e["scenarios"]:
-        verdict = "PASS" if s["passed"] else "FAIL"
-        body.append(f'<section><h2>Scenario {html.escape(s["scenario"])} '
-                    f'<span class="{verdict.lower()}">{verdict}</span></h2>')
-        if s.get("adapted"):
-            body.append(f"<p>Adapted to the requests the client sent: {html.escape(s['adapted'])}</p>")
-        sent = _sent_text(s) + _untested_text(s) + _races_text(s)
-        if sent:
-            body.append("<ul>" + "".join(f"<li>{html.escape(l)}</li>" for l in sent) + "</ul>")
-        for err in s.get("errors", []):
-            body.append(f'<p class="fail">{html.escape(err)}</p>')
-        res = by_name.get(s["scenario"])
-        if res is not None:
-            body.append(report.sequence_svg(res))
-        body.append("<table><tr><th>role</th><th>check</th><th>score</th><th>details</th></tr>")
-        for c in s["checks"]:
-            body.append(f'<tr class="{"pass" if c["passed"] else "fail"}"><td>{c["role"]}</td>'
-                        f'<td>{html.escape(c["name"])}</td><td>{_check_points(c)}</td><td>'
-                        + "<br>".join(("" if it["passed"] else "FAIL ") + html.escape(it.get("detail", ""))
-                                      for it in c["items"]) + "</td></tr>")
-        body.append("</table>")
-        if res is not None:
-            for role, p in res.procs.items():
-                body.append(f"<details><summary>{role} output</summary><pre>{html.escape(p.output())}</pre></details>")
-            for c in res.clients:
-                body.append(f"<details><summary>client {c['index'] + 1} output</summary>"
-                            f"<pre>{html.escape(c['stdout'])}</pre></details>")
-        body.append("</section>")
+    for line in _problems(e):
+        body.append(f'<p class="fail">{html.escape(line)}</p>')
+    for title, scenarios, integ in _sections(e):
+        if title:
+            body.append(f'<h2 id="integration">{html.escape(title)}</h2>')
+        for s in scenarios:
+            verdict = "PASS" if s["passed"] else "FAIL"
+            body.append(f'<section><h2>{"Integration scenario" if integ else "Scenario"} {html.escape(s["scenario"])} '
+                        f'<span class="{verdict.lower()}">{verdict}</span></h2>')
+            if s.get("adapted"):
+                body.append(f"<p>Adapted to the requests the client sent: {html.escape(s['adapted'])}</p>")
+            sent = _sent_text(s) + _untested_text(s) + _races_text(s)
+            if sent:
+                body.append("<ul>" + "".join(f"<li>{html.escape(l)}</li>" for l in sent) + "</ul>")
+            for err in s.get("errors", []):
+                body.append(f'<p class="fail">{html.escape(err)}</p>')
+            body.append("<table><tr><th>role</th><th>check</th><th>score</th><th>details</th></tr>")
+            for c in s["checks"]:
+                body.append(f'<tr class="{"pass" if c["passed"] else "fail"}"><td>{c["role"]}</td>'
+                            f'<td>{html.escape(c["name"])}</td><td>{html.escape(_check_points(c))}</td><td>'
+                            + "<br>".join(("" if it["passed"] else "FAIL ") + html.escape(it.get("detail", ""))
+                                          for it in c["items"]) + "</td></tr>")
+            body.append("</table>")
+            for res in _runs_of(runs, s, integ):
+                body.append(f"<h3>{html.escape(_run_title(res))}</h3>")
+                body.append(report.sequence_svg(res))
+                for role, p in res.procs.items():
+                    body.append(f"<details><summary>{role} output</summary><pre>{html.escape(p.output())}</pre></details>")
+                for c in res.clients:
+                    body.append(f"<details><summary>client {c['index'] + 1} output</summary>"
+                                f"<pre>{html.escape(c['stdout'])}</pre></details>")
+            body.append("</section>")
     caps = handin_captures.text(e.get("captures"))
     if caps:
         body.append("<section><h2>Your captures</h2><pre>" + html.escape("\n".join(caps[2:])) + "</pre></section>")
@@ -137,7 +169,8 @@ section{{margin-bottom:2em}} pre{{font-size:11px;background:#f6f6f6;padding:4px}
 def write(fdir, e, runs):
     os.makedirs(fdir, exist_ok=True)
     for res in runs:
-        _client_outputs(fdir, res)
+        if res.pcap:
+            _client_outputs(res)
     with open(os.path.join(fdir, "feedback.txt"), "w") as f:
         f.write(text(e, runs))
     with open(os.path.join(fdir, "index.html"), "w") as f:

@@ -207,7 +207,7 @@ def role_checks(checks, graded, table, client_conns=()):
             c.update(score=points(score), max_score=points(top))
         else:
             c.update(score=0.0, max_score=0.0)
-            if failed:
+            if failed and budgets.get(role):
                 # worth nothing to this role, yet it failed: a penalty, said as what it is
                 lost[role] += PENALTY
                 c.update(penalty=points(PENALTY), penalty_reason=f"-{points(PENALTY):g}: {failed[0].get('detail', '')}")
@@ -222,6 +222,19 @@ def role_checks(checks, graded, table, client_conns=()):
         roles[role] = {"score": points(score), "max_score": points(budgets[role])}
     untested = [f"{role} {name}" for (name, role) in table if role in graded and (name, role) not in groups]
     return out, roles, untested
+
+
+def integration_weights(maxima, total):
+    """role -> points of the integration runs (all the student's programs at once), `total`
+    points shared among the roles as their maxima (tenths) share the hand-in's, in half points."""
+    return {r: points(t) for r, t in allocate(tenths(total), dict(maxima)).items()}
+
+
+def integration(scenarios, max_tenths, status):
+    """The entry's integration section: the runs with all the student's programs at once, scored
+    on integration tables worth `max_tenths` in all (0: feedback only)."""
+    got = sum(tenths(v["score"]) for s in scenarios for v in s.get("roles", {}).values()) if status == "graded" else 0
+    return {"score": points(min(got, max_tenths)), "max_score": points(max_tenths), "scenarios": list(scenarios)}
 
 
 def is_lab_error(e):
@@ -241,15 +254,23 @@ def entry(sub_id, status, scenarios=(), maxima=None, files=None, **extra):
             for r, v in s.get("roles", {}).items():
                 if r in got:
                     got[r] += tenths(v["score"])
-    got = {r: min(t, maxima[r]) for r, t in got.items()}
+    problems = extra.get("problems") or {}
+    got = {r: 0 if r in problems else min(t, maxima[r]) for r, t in got.items()}
     roles = {r: {"score": points(got[r]), "max_score": points(m)} for r, m in (maxima or {}).items()}
-    e = {"id": sub_id, "score": points(sum(got.values())), "max_score": points(sum((maxima or {}).values())),
+    for r, why in problems.items():
+        if r in roles:
+            roles[r]["problem"] = why
+    integ = extra.get("integration") or {"score": 0.0, "max_score": 0.0}
+    e = {"id": sub_id, "score": points(sum(got.values()) + tenths(integ["score"])),
+         "max_score": points(sum((maxima or {}).values()) + tenths(integ["max_score"])),
          "roles": roles, "status": status, "files": files or {}, "scenarios": scenarios}
+    e.update(extra)
     if status.startswith("lab error: "):
         e["score"] = None
+        e.pop("problems", None)
         for v in roles.values():
             v["score"] = None
-    e.update(extra)
+            v.pop("problem", None)
     return e
 
 

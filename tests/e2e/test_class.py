@@ -210,8 +210,9 @@ def test_one_handin_graded_per_role(tmp_path):
     with open(out / "grades.csv") as f:
         head = f.readline().strip().split(",")
     assert head[:7] == ["submission", "score", "max_score", "server", "proxy", "client", "status"]
-    for name in ("index.html", "feedback.txt", "3.2/3.2.pcap", "3.2/server.log", "3.2/proxy.log",
-                 "3.2/client-1.txt"):
+    # each role in runs of its own: the scenario's folder holds one run per graded role
+    for name in ("index.html", "feedback.txt", "3.2/server/3.2.pcap", "3.2/server/server.log",
+                 "3.2/proxy/proxy.log", "3.2/proxy/3.2.pcap", "3.2/server/client-1.txt"):
         assert (out / "alice" / name).exists(), name
     assert (out / "index.html").exists()
 
@@ -229,13 +230,23 @@ def test_ungradeable_handin_carries_the_maximum(tmp_path):
     bad = make_handin(str(tmp_path / "bad"))
     with open(os.path.join(bad, "server.py"), "a") as f:
         f.write("\ndef broken(:\n")
-    for name, status in (("empty", "no role files"), ("bad", "syntax error")):
-        r = grade(tmp_path / name, "--out", out, "--scenarios", "3.1", "--roles", "server,client")
-        assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-3000:]
-        e = grades(out)[name]
-        assert e["status"].startswith(status) and e["score"] == 0
-        assert maxima(e) == maxima(top)
-        assert f"points: 0/{top['max_score']:g} (server 0/" in r.stdout, r.stdout
+    r = grade(tmp_path / "empty", "--out", out, "--scenarios", "3.1", "--roles", "server,client")
+    assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-3000:]
+    e = grades(out)["empty"]
+    assert e["status"].startswith("no role files") and e["score"] == 0
+    assert maxima(e) == maxima(top)
+    assert f"points: 0/{top['max_score']:g} (server 0/" in r.stdout, r.stdout
+    # a server that does not compile costs the server only: the client is graded
+    r = grade(tmp_path / "bad", "--out", out, "--scenarios", "3.1", "--roles", "server,client")
+    assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-3000:]
+    e = grades(out)["bad"]
+    assert e["status"] == "graded" and maxima(e) == maxima(top)
+    assert e["roles"]["server"]["score"] == 0 and e["roles"]["server"]["problem"].startswith("syntax error")
+    assert full_marks(e, "client")
+    # a hand-in none of whose graded roles can run is not graded, zero of the same maximum
+    r = grade(tmp_path / "bad", "--out", out, "--scenarios", "3.1", "--roles", "server")
+    e = grades(out)["bad"]
+    assert e["status"].startswith("syntax error") and e["score"] == 0, e["status"]
     serverless = make_handin(str(tmp_path / "serverless"), server=False)
     r = grade(serverless, "--out", out, "--scenarios", "3.1", "--roles", "server,client")
     e = grades(out)["serverless"]
@@ -354,13 +365,14 @@ def build_class(top):
     bad = make_handin(os.path.join(top, "syntax-error"))
     with open(os.path.join(bad, "proxy.py"), "a") as f:
         f.write("\ndef broken(:\n    pass\n")
-    want["syntax-error"] = ("syntax error", (), {})
+    # a file that does not compile, a program that does not start: that role only scores 0
+    want["syntax-error"] = ("graded", ("server", "client"), {"proxy": "syntax error"})
     crash = make_handin(os.path.join(top, "crash-at-start"))
     with open(os.path.join(crash, "server.py"), "r+") as f:
         text = f.read()
         f.seek(0)
         f.write("import numpy_is_not_installed_here\n" + text)
-    want["crash-at-start"] = ("server.py does not start", (), {})
+    want["crash-at-start"] = ("graded", ("proxy", "client"), {"server": "does not start"})
     os.makedirs(os.path.join(top, "empty"))
     want["empty"] = ("no role files", (), {})
     return want
@@ -396,6 +408,10 @@ def check_class(out, want):
                 problems.append(f"{sid}: {role} {e['roles'][role]}, expected full marks")
         for role, check in losing.items():
             v = e["roles"][role]
+            if v.get("problem"):
+                if v["score"] != 0 or check not in v["problem"]:
+                    problems.append(f"{sid}: {role} {v}, expected 0 points for {check!r}")
+                continue
             failed = {c["name"] for s in e["scenarios"] for c in s["checks"] if c["role"] == role and not c["passed"]}
             if not v["score"] < v["max_score"] or check not in failed:
                 problems.append(f"{sid}: {role} {v}, failed {sorted(failed)}, expected {check} to fail")
@@ -411,11 +427,11 @@ def test_class_grades_every_handin_with_its_per_role_points(tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert r.stderr.count("\n") >= len(want), "a plain progress line per submission when not on a terminal"
     got = check_class(out, want)
-    # the proxy's refused answer to the hit of 3.3 is the proxy's fault, not its faithful client's
+    # the proxy's refused answer to the hit of 3.3 is the proxy's fault (its own run)
     scn33 = next(s for s in got["proxy_never_caches-menu"]["scenarios"] if s["scenario"] == "3.3")
     by = {(c["role"], c["name"]): c for c in scn33["checks"]}
     assert by[("client", "client-result")]["passed"] and not by[("proxy", "answer-result")]["passed"]
-    assert "Got error" in by[("client", "client-result")]["items"][1]["detail"]
+    assert got["syntax-error"]["roles"]["proxy"]["problem"].startswith("syntax error (Python")
     one = next(s for s in got["one-connection"]["scenarios"] if s["scenario"] == "3.1")
     assert [x["requests_per_connection"] for x in one["client_requests"]] == [[2], [2], [2]]
     with open(out / "grades.csv") as f:
@@ -585,6 +601,47 @@ def _no_long_decimals(out):
             assert bad is None, (p, text[max(0, bad.start() - 80):bad.end() + 80])
 
 
+def test_each_role_judged_on_its_own_integration_shows_the_rest(tmp_path):
+    """A hand-in whose proxy never caches and whose client is the course's: the client gets full
+    marks (judged against calclab's proxy and server), the proxy loses its cache checks, and with
+    --integration (worth 0 by default) the run of all the student's programs at once shows the
+    proxy's failure in a section of its own without changing the points; an interactive client
+    that dies on its empty stdin costs the client only."""
+    top = make_handin(str(tmp_path / "eve"), client=CLIENT_MENU)
+    with open(os.path.join(top, "calc_proxy.py"), "wb") as f:
+        f.write(read("calc_proxy.py"))
+    with open(os.path.join(top, "proxy.py"), "wb") as f:
+        f.write(broken_program("proxy_never_caches"))
+    out = tmp_path / "out"
+    r = grade(top, "--out", out, "--client-stdin", r"{example}\nstop\n", "--integration")
+    assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-3000:]
+    e = grades(out)["eve"]
+    assert e["max_score"] == 100 and {r: v["max_score"] for r, v in e["roles"].items()} == \
+        {"server": 40, "proxy": 40, "client": 20}
+    assert full_marks(e, "client") and full_marks(e, "server"), e["roles"]
+    assert e["roles"]["proxy"]["score"] < 40
+    integ = e["integration"]
+    assert (integ["score"], integ["max_score"]) == (0, 0)
+    failed = {(s["scenario"], c["role"], c["name"]) for s in integ["scenarios"] for c in s["checks"] if not c["passed"]}
+    assert ("3.2", "proxy", "cache-hit-no-upstream") in failed, failed
+    # in the all-student run the client faithfully prints the refused answer the proxy gave
+    i33 = {(c["role"], c["name"]): c for s in integ["scenarios"] if s["scenario"] == "3.3" for c in s["checks"]}
+    assert i33[("client", "client-result")]["passed"] and not i33[("proxy", "answer-result")]["passed"]
+    assert any("Got error" in it["detail"] for it in i33[("client", "client-result")]["items"])
+    text = (out / "eve" / "feedback.txt").read_text()
+    assert "==== integration: all your programs at once, 0/0 points (feedback only)" in text
+    # with points for it, the maximum grows by them and the broken proxy costs some
+    r = grade(top, "--out", tmp_path / "out10", "--client-stdin", r"{example}\nstop\n", "--integration", "10")
+    e10 = grades(tmp_path / "out10")["eve"]
+    assert e10["max_score"] == 110 and e10["integration"]["max_score"] == 10 and e10["integration"]["score"] < 10
+    # the same hand-in with an interactive client and no stdin: only the client loses
+    r = grade(top, "--out", tmp_path / "nostdin", "--scenarios", "3.1,3.2")
+    e = grades(tmp_path / "nostdin")["eve"]
+    assert e["status"] == "graded" and full_marks(e, "server"), e["status"]
+    assert e["roles"]["client"]["score"] == 0 and "does not start" in e["roles"]["client"]["problem"]
+    assert e["roles"]["proxy"]["score"] > 0
+
+
 # ---------------------------------------------------------------- calclab's own failures
 def _build_with_broken_server(top):
     """A build folder whose calc-server cannot start (the other tools are the real ones)."""
@@ -636,3 +693,4 @@ def test_relative_build_path_is_made_absolute(tmp_path):
                        env=dict(os.environ, CALCLAB_BUILD=os.path.basename(os.path.abspath(build))))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert full_marks(grades(out)["alice"], "client")
+
