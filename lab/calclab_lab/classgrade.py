@@ -441,11 +441,39 @@ def load_done(out_dir, path):
         return None
 
 
-def grade_class(class_dir, out_dir, jobs=None, resume=False, progress=None, **kw):
+def shard_of(subs, shard):
+    """The K-th of N deterministic slices of a class's hand-ins (`shard` = (K, N), K from 1): every
+    N-th one in class order from the K-th, so each slice has hand-ins from all over the class."""
+    k, n = shard
+    return [p for i, p in enumerate(subs) if i % n == k - 1]
+
+
+def parse_shard(text):
+    """'K/N' -> (K, N); ValueError saying what is wrong."""
+    k, sep, n = text.partition("/")
+    try:
+        k, n = int(k), int(n)
+    except ValueError:
+        k = n = 0
+    if not sep or not 1 <= k <= n:
+        raise ValueError(f"expected K/N with 1 <= K <= N, got {text!r}")
+    return k, n
+
+
+SHARD_FILE = "shard.json"
+
+
+def grade_class(class_dir, out_dir, jobs=None, resume=False, progress=None, shard=None, **kw):
     """Grade every hand-in of class_dir into out_dir; returns the entries in class order.
-    `progress(done, total, entry)` is called as each one finishes."""
+    `progress(done, total, entry)` is called as each one finishes.  `shard` (K, N): grade only
+    the K-th of N slices (shard_of), and say so in out_dir/shard.json for merge()."""
     os.makedirs(out_dir, exist_ok=True)
     subs = class_entries(class_dir)
+    if shard:
+        whole = [submission_id(p) for p in subs]
+        subs = shard_of(subs, shard)
+        with open(os.path.join(out_dir, SHARD_FILE), "w") as f:
+            json.dump({"shard": list(shard), "class": whole, "ids": [submission_id(p) for p in subs]}, f, indent=1)
     ids = [submission_id(p) for p in subs]
     dirs = [feedback_dirname(i) for i in ids]
     dup = sorted({i for i, d in zip(ids, dirs) if ids.count(i) > 1 or dirs.count(d) > 1})
@@ -499,6 +527,57 @@ def grade_class(class_dir, out_dir, jobs=None, resume=False, progress=None, **kw
     entries = [results[p] for p in subs]
     write_outputs(out_dir, entries)
     return entries
+
+
+class MergeError(Exception):
+    pass
+
+
+def merge(shard_dirs, out_dir):
+    """The class's gradebook from the OUT folders of its N shards (grade_class with shard=(K, N)):
+    every shard once, all of one class; each hand-in's feedback folder and the shared replays
+    copied into out_dir, grades.json, grades.csv and index.html written as one machine grading
+    the whole class writes them.  Returns the entries in class order."""
+    seen, entries, klass = {}, {}, None
+    for d in shard_dirs:
+        try:
+            with open(os.path.join(d, SHARD_FILE)) as f:
+                info = json.load(f)
+            with open(os.path.join(d, "grades.json")) as f:
+                got = json.load(f)["submissions"]
+        except (OSError, ValueError, KeyError) as e:
+            raise MergeError(f"{d}: not the output of lab/grade --class --shard ({e})")
+        k, n = info["shard"]
+        if klass is None:
+            klass, count = info["class"], n
+        if info["class"] != klass or n != count:
+            raise MergeError(f"{d}: shard {k}/{n} of another class or another number of shards")
+        if k in seen:
+            raise MergeError(f"{d}: shard {k}/{n} given twice (also {seen[k]})")
+        seen[k] = d
+        for e in got:
+            entries[e["id"]] = (e, d)
+    missing = sorted(set(range(1, count + 1)) - set(seen)) if klass is not None else []
+    if klass is None or missing:
+        raise MergeError(f"shard(s) {', '.join(f'{k}/{count}' for k in missing) or 'all'} missing")
+    lost = [i for i in klass if i not in entries]
+    if lost:
+        raise MergeError(f"hand-in(s) {', '.join(lost)} in no shard's grades.json")
+    os.makedirs(out_dir, exist_ok=True)
+    for i in klass:
+        e, d = entries[i]
+        src, dst = os.path.join(d, feedback_dirname(i)), os.path.join(out_dir, feedback_dirname(i))
+        if os.path.abspath(src) != os.path.abspath(dst) and os.path.isdir(src):
+            shutil.rmtree(dst, ignore_errors=True)
+            shutil.copytree(src, dst, symlinks=True)
+    for d in shard_dirs:  # the replays the hand-ins' goldens name (.replays/...), once each
+        src = os.path.join(d, ".replays")
+        if os.path.isdir(src) and os.path.abspath(src) != os.path.abspath(os.path.join(out_dir, ".replays")):
+            shutil.copytree(src, os.path.join(out_dir, ".replays"), symlinks=True, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("*.lock"))
+    merged = [entries[i][0] for i in klass]
+    write_outputs(out_dir, merged)
+    return merged
 
 
 def lab_errors(entries):

@@ -164,6 +164,10 @@ def grade_main(argv=None):
     ap.add_argument("--jobs", type=int, default=None,
                     help=f"hand-ins graded at once with --class (default {classgrade.default_jobs()} here)")
     ap.add_argument("--resume", action="store_true", help="with --class: grade only what OUT does not have yet")
+    ap.add_argument("--shard", metavar="K/N", help="with --class: grade only the K-th of N deterministic slices of the "
+                                                   "class (every N-th hand-in from the K-th), for lab/grade --merge")
+    ap.add_argument("--merge", nargs="+", metavar="OUT", help="build the class's gradebook in --out from the OUT "
+                                                               "folders of its N --shard runs")
     ap.add_argument("--captures", metavar="SCENARIO=FILE,...",
                     help="with SUBMISSION or --class: the hand-in's own capture files of scenarios (paths in the "
                          "hand-in); files named for a scenario (3.2.pcapng) are found without it")
@@ -191,10 +195,16 @@ def grade_main(argv=None):
         return 2 if e.code else 0
     procs.install_signal_handlers()
     _absolute(a, "submission", "class_dir", "out", "golden_dir", "workdir", "html")
+    a.merge = [os.path.abspath(p) for p in a.merge] if a.merge else None
     try:
         names = scenarios_mod.resolve(a.scenarios)
     except scenarios_mod.ScenarioError as e:
         print(f"lab/grade: {e}", file=sys.stderr)
+        return 2
+    if a.merge:
+        return _merge(a)
+    if a.shard and not a.class_dir:
+        print("lab/grade: --shard goes with --class", file=sys.stderr)
         return 2
     if a.submission or a.class_dir:
         return _grade_handins(a, names)
@@ -271,6 +281,23 @@ class _Progress:
         self.stream.flush()
 
 
+def _merge(a):
+    """lab/grade --merge OUT1 ... --out OUT: one gradebook from the shards' outputs."""
+    if a.submission or a.class_dir:
+        print("lab/grade: --merge takes the shards' OUT folders, not SUBMISSION or --class", file=sys.stderr)
+        return 2
+    try:
+        entries = classgrade.merge(a.merge, a.out)
+    except (classgrade.MergeError, OSError) as e:
+        print(f"lab/grade: --merge: {e}", file=sys.stderr)
+        return 2
+    print(f"{len(entries)} submission(s) from {len(a.merge)} shard(s); grades.json, grades.csv and index.html in {a.out}")
+    left = classgrade.lab_errors(entries)
+    for e in left:
+        print(f"  {e['id']}: {e['status']}", file=sys.stderr)
+    return 2 if left else 0
+
+
 def _grade_handins(a, names):
     """lab/grade SUBMISSION / --class DIR: grades.json, grades.csv, index.html and a feedback folder
     per hand-in under --out."""
@@ -326,8 +353,13 @@ def _grade_handins(a, names):
                 return 2
             os.makedirs(a.out, exist_ok=True)
             sandbox.keep_private(a.out)
+            try:
+                shard = classgrade.parse_shard(a.shard) if a.shard else None
+            except ValueError as e:
+                print(f"lab/grade: --shard: {e}", file=sys.stderr)
+                return 2
             entries = classgrade.grade_class(a.class_dir, a.out, jobs=a.jobs, resume=a.resume,
-                                             progress=_Progress(), **kw)
+                                             progress=_Progress(), shard=shard, **kw)
         else:
             if not os.path.exists(a.submission):
                 print(f"lab/grade: {a.submission}: no such folder or zip", file=sys.stderr)
