@@ -49,7 +49,7 @@ UID_MODE_BASE = 2_000_000_000
 UID_BLOCKS = 4096
 UID_LOCK_DIRS = ("/run/calclab-uids", "/var/tmp/calclab-uids", "/tmp/calclab-uids")
 # the world-writable folders a uid-mode program can leave files in; emptied of its files at the end
-SHARED_SCRATCH = ("/tmp", "/var/tmp", "/dev/shm")
+SHARED_SCRATCH = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
 PR_SET_CHILD_SUBREAPER = 36
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 # what a program sees of /etc: copies of these, one mount (bubblewrap reads the mount table
@@ -485,6 +485,11 @@ class UidBlock:
             if why:
                 block.release()
                 raise ConfinementError(f"processes a previous run left under uids {block.first}+ survive: {why}")
+            if _has_zombies(set(block.uids())):
+                # a dead grader's zombies, which no one here can reap (their parent is pid 1):
+                # they count against their uid's process limit, so the block is not used
+                block.release()
+                continue
             return block
         raise OSError(f"all {UID_BLOCKS} blocks of uids are in use")
 
@@ -591,6 +596,22 @@ def _reap_orphans(uids):
                 os.waitpid(int(pid), os.WNOHANG)
         except (OSError, ValueError, IndexError, StopIteration, ChildProcessError):
             continue
+
+
+def _has_zombies(uids):
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] != "Z":
+                    continue
+            with open(f"/proc/{pid}/status") as f:
+                if next(int(l.split()[1]) for l in f if l.startswith("Uid:")) in uids:
+                    return True
+        except (OSError, ValueError, IndexError, StopIteration):
+            continue
+    return False
 
 
 def _remove_files_of(uids):
