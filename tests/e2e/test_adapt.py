@@ -141,3 +141,13 @@ def test_files_the_rules_cannot_play_are_refused_with_the_reason(text, why):
     with pytest.raises(ScenarioError) as e:
         parse(text, "t", source="t.toml")
     assert why in str(e.value) and str(e.value).startswith("t.toml")
+
+
+def test_the_examples_in_the_docs_are_scenarios_the_rules_accept():
+    text = open(os.path.join(ROOT, "docs", "scenario-files.md")).read()
+    blocks = [b.split("```", 1)[0] for b in text.split("```toml\n")[1:]]
+    assert len(blocks) >= 4
+    got = [[e.kind for e in parse(b, f"example{n}").exchanges] for n, b in enumerate(blocks)]
+    assert got[0] == ["miss", "hit", "refused"]              # E1, the server stopped, E1, E3
+    assert ["miss", "hit", "hit", "hit", "refused"] in got
+    assert ["miss", "miss"] in got                            # the stale one
