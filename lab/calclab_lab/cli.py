@@ -358,7 +358,14 @@ def _grade_handins(a, names):
             except ValueError as e:
                 print(f"lab/grade: --shard: {e}", file=sys.stderr)
                 return 2
-            entries = classgrade.grade_class(a.class_dir, a.out, jobs=a.jobs, resume=a.resume,
+            jobs = a.jobs
+            if jobs is None and sandbox._probe()[0] == "uid":
+                # without namespaces the runs share the host's network: one hand-in's programs
+                # could reach another's ports, so hand-ins go one at a time unless --jobs says
+                jobs = 1
+                print("lab/grade: isolation: uid (no namespaces): hand-ins graded one at a time (their programs "
+                      "would share the network); --jobs N to run several at once", file=sys.stderr)
+            entries = classgrade.grade_class(a.class_dir, a.out, jobs=jobs, resume=a.resume,
                                              progress=_Progress(), shard=shard, **kw)
         else:
             if not os.path.exists(a.submission):
