@@ -178,3 +178,25 @@ def test_five_gradings_of_a_racy_class_give_the_same_grades(tmp_path):
         assert {s for s, _ in failed(e, "proxy", "cache-hit-no-upstream")} == {"3.2", "3.3"}
         assert failed(e, "proxy", "ordering") and not failed(e, "proxy", "teardown")
         assert full_marks(e, "server")
+
+
+def test_plays_agree_with_the_provoked_race(tmp_path):
+    """--plays 3: the close-first server fails its teardown items in every play (no race left to
+    find: the hold provokes it), each play has its folder, and grades.json says so."""
+    klass = str(tmp_path / "class")
+    build_regrade_class(klass)
+    out = str(tmp_path / "out")
+    r = subprocess.run([PY, os.path.join(LAB, "grade"), os.path.join(klass, "server_closes_first"), "--out", out,
+                        "--roles", "server", "--scenarios", "3.1", "--plays", "3"],
+                       capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-3000:]
+    e = grades(out)["server_closes_first"]
+    (scn,) = e["scenarios"]
+    assert scn["races"] == []
+    lost = failed(e, "server", "teardown")
+    assert len(lost) == 3 and not any("seen in" in it["detail"] for _, it in lost), lost
+    for k in (2, 3):
+        assert os.path.exists(os.path.join(out, "server_closes_first", "3.1", f"play-{k}", "3.1.pcap"))
+    r = subprocess.run([PY, os.path.join(LAB, "grade"), os.path.join(klass, "plain"), "--out", out, "--plays", "0"],
+                       capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert r.returncode == 2 and "--plays takes 1 to 20" in r.stderr
