@@ -114,8 +114,8 @@ def _make(scenario, path, timeout, flavour=None):
     try:
         res = runner.play(scenario, templates, workdir=work, timeout=timeout, golden=None, capture_only=True)
         runner.judge(res, None)
-        front = "client->proxy" if scenario.uses_proxy else "client->server"
-        conns = [c for c in res.records("conn") if c.get("role") == front]
+        # every exchange's own client connection, to the proxy or (a direct request) the server
+        conns = [c for c in res.records("conn") if c.get("role") in ("client->proxy", "client->server")]
         if not res.lab_passed or len(conns) != len(scenario.exchanges):
             why = "; ".join([f"{c.name}: {c.failures()[0]['detail']}" for c in res.checks if not c.passed][:3]
                             + res.errors[:3]) or f"{len(conns)} client connections for {len(scenario.exchanges)} requests"

@@ -467,3 +467,36 @@ def test_lab_scenario_checks_a_capture_made_elsewhere(tmp_path, goldens):
     assert r.returncode == 1 and "- refused-answer:" in r.stdout and "(given)" in r.stdout, r.stdout
     r = run(scenario + ["3.2", "--check-capture", os.path.join(ROOT, "README.md")])
     assert r.returncode == 2 and "not a pcap or pcapng file" in r.stdout
+
+
+MAX_AGE = """
+    # the client's max-age against the age of the proxy's entry, and a request straight to the server
+    [[steps]]
+    ask = "E2"
+    [[steps]]
+    pause = 3.2
+    [[steps]]
+    ask = "E2"
+    max-age = 2          # the entry is 3 or 4 s old: too old for this client, a miss (stored again)
+    [[steps]]
+    ask = "E2"
+    max-age = 30         # the new entry is fresh: a hit
+    [[steps]]
+    ask = "E2"
+    to = "server"        # direct, past the proxy
+    [[steps]]
+    ask = "E2"
+    cache = false        # never read nor stored: a miss
+"""
+
+
+@pytest.mark.parametrize("impl", ["c", "student"])
+def test_a_clients_max_age_and_a_direct_request_play_as_the_model_says(tmp_path, goldens, impl):
+    f = tmp_path / "maxage.toml"
+    f.write_text(textwrap.dedent(MAX_AGE))
+    from calclab_lab import scenarios
+    assert [e.kind for e in scenarios.load(str(f)).exchanges] == ["miss", "miss", "hit", "direct", "miss"]
+    r = run([PY, os.path.join(LAB, "scenario"), str(f), "--impl", impl, "--no-sniff", "--quiet",
+             "--ports-base", str(procs.free_port_pair())])
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    assert "VERDICT maxage: PASS" in r.stdout
