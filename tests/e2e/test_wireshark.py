@@ -853,6 +853,90 @@ def test_the_source_trees_calc_lua_says_where_the_dissector_is():
     assert "no calc/limits.lua in " in r.stderr and "build/wireshark/calc.lua" in r.stderr, r.stderr
 
 
+# ---- the lab's runs: tests/student's programs graded by lab/grade, and its broken ones
+
+def lab_runs():
+    """(name, role, scenario, broken program) of the lab/grade runs cross-checked: scenarios
+    3.1-3.3 as tests/student's programs play them, and each broken implementation that
+    tests/e2e/test_lab grades (resets, early closes, split writes, a proxy that never caches or
+    ignores max-age) in its scenario."""
+    import test_lab
+    out = [(f"lab-{scn}", None, scn, None) for scn in ("3.1", "3.2", "3.3")]
+    seen = set()
+    for what, role, scn, _ in test_lab.BROKEN_CASES:
+        if (what, scn) not in seen:
+            seen.add((what, scn))
+            out.append((f"lab-{what}-{scn}", role, scn, what))
+    out.append(("lab-proxy_forwards_header_only-3.2", "proxy", "3.2", "proxy_forwards_header_only"))
+    return out
+
+
+LAB_RUNS = lab_runs()
+# A broken proxy of our own: it forwards only the request's 12-byte header upstream, then
+# closes its side (FIN), and answers its client with whatever the server said to that.
+HEADER_ONLY_PROXY = """
+import socket
+import sys
+sys.path.insert(0, %r)
+import api, calc_proxy
+def ask_server(data):
+    with socket.create_connection(calc_proxy.SERVER, timeout=10) as up:
+        up.sendall(data[:api.HEADER_LEN])
+        up.shutdown(socket.SHUT_WR)
+        resp = api.recv_message(up)
+    if len(resp) < api.HEADER_LEN:
+        raise api.CalculatorServerError("The server closed the connection without a complete response")
+    return resp
+calc_proxy.ask_server = ask_server
+calc_proxy.main()
+""" % str(REPO / "tests" / "student")
+
+
+def lab_capture(tmp, name, role, scn, what):
+    """Grades one run (lab/grade --impl student) and returns a copy of its capture."""
+    import test_lab
+    d = tmp / name
+    d.mkdir()
+    extra = ()
+    if what == "proxy_forwards_header_only":
+        prog = d / "header_only.py"
+        prog.write_text(HEADER_ONLY_PROXY)
+    elif what:
+        prog = test_lab.broken(d, what)
+    if what:
+        extra = (f"--{role}", {"server": f"{test_lab.PY} {prog} -H {{host}} -p {{port}}",
+                               "proxy": f"{test_lab.PY} {prog} -ph {{host}} -pp {{port}} -sh {{server_host}} "
+                                        "-sp {server_port}"}[role])
+    test_lab.grade(d / "out", "--impl", "student", "--scenarios", scn, *extra)
+    _, g = test_lab.checks_of(d / "out")
+    shutil.copy(g["scenarios"][0]["pcap"], d / "run.pcap")
+    return d / "run.pcap"
+
+
+@pytest.fixture(scope="module")
+def lab_decoded(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("lab")
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        paths = {run[0]: pool.submit(lab_capture, tmp, *run) for run in LAB_RUNS}
+        paths = {name: f.result() for name, f in paths.items()}
+        ts = {name: pool.submit(run_tshark, path) for name, path in paths.items()}
+        sn = {name: pool.submit(run_sniff, path) for name, path in paths.items()}
+        return {name: (ts[name].result(), sn[name].result(), paths[name]) for name in paths}
+
+
+@pytest.mark.build_independent
+@pytest.mark.parametrize("name", [run[0] for run in LAB_RUNS])
+def test_lab_runs_same_messages_as_calc_sniff(lab_decoded, name):
+    """The captures of the lab's own runs, the broken implementations' included (a proxy or a
+    server resetting mid-exchange, closing first, writing in pieces): the same messages as
+    calc-sniff finds; the proxy that forwards only the header cuts each upstream request short."""
+    test_same_messages_as_calc_sniff(lab_decoded, name)
+    cut = [m for m in lab_decoded[name][0] if "calc.cut_short" in experts(m)]
+    if name == "lab-proxy_forwards_header_only-3.2":
+        assert cut and all(m["calc.missing"] != "0" and m["calc.flags_tree"]["calc.flags.request"] == "1"
+                           for m in cut), cut
+
+
 # ---- messages the capture does not hold whole
 
 @pytest.mark.build_independent
