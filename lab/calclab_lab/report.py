@@ -277,6 +277,7 @@ def grade_tests(results):
 
 
 def write_grade(out_dir, fmt, results, execution_time):
+    from gradescope import results as gradescope_results  # Gradescope's JSON is written in one place
     os.makedirs(out_dir, exist_ok=True)
     tests = grade_tests(results)
     # sums of tenths as ints: no float noise in any output
@@ -284,12 +285,9 @@ def write_grade(out_dir, fmt, results, execution_time):
     max_score = round(sum(round(t["max_score"] * 10) for t in tests) / 10, 1)
     if fmt == "gradescope":
         path = os.path.join(out_dir, "results.json")
-        with open(path, "w") as f:
-            isolation = "; ".join(sorted({f"isolation: {r.isolation}" for r in results}))
-            json.dump({"score": score, "execution_time": round(execution_time, 1), "output":
-                       f"calclab grade: {score:g}/{max_score:g} points; {isolation}", "visibility": "visible",
-                       "tests": tests},
-                      f, indent=2)
+        isolation = "; ".join(sorted({f"isolation: {r.isolation}" for r in results}))
+        gradescope_results.write(path, gradescope_results.from_tests(
+            tests, execution_time, f"calclab grade: {score:g}/{max_score:g} points; {isolation}"))
     elif fmt == "json":
         path = os.path.join(out_dir, "grade.json")
         with open(path, "w") as f:

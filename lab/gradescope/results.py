@@ -212,6 +212,24 @@ def from_entry(entry, execution_time, feedback="", rules=(), default="visible", 
             "stdout_visibility": stdout_visibility, "tests": tests}
 
 
+def from_tests(tests, execution_time, output):
+    """results.json for programs given by command templates (lab/grade --format gradescope): one
+    test per (scenario, check), the score their sum (points are tenths: no float noise)."""
+    score = round(sum(round(t["score"] * 10) for t in tests) / 10, 1)
+    return {"score": score, "execution_time": int(math.ceil(max(0.0, execution_time))), "output": output,
+            "visibility": "visible", "tests": tests}
+
+
+def write(path, res):
+    """The one place a results.json is written: whole or not at all (a reader never sees half)."""
+    import json
+    import os
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(res, f, indent=2)
+    os.replace(tmp, path)
+
+
 def failure(reason, execution_time):
     """results.json when grading itself failed: score 0 and the reason, visible to the student."""
     text = f"calclab could not grade this submission: {reason}"

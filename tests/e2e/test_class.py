@@ -749,3 +749,37 @@ def test_three_shards_merged_are_one_run(tmp_path):
     assert r.returncode == 2 and "shard(s) 3/3 missing" in r.stderr
     r = grade("--merge", shards[0], shards[0], shards[2], "--out", tmp_path / "bad")
     assert r.returncode == 2 and "given twice" in r.stderr
+
+
+def test_the_same_points_confined_or_not_on_any_port_pair(tmp_path):
+    """A hand-in gets the same points in every check whether its programs are confined (their own
+    network namespace, the goldens' 9998/9999) or not (isolation none, as on a platform's bare
+    container), on any port pair."""
+    hands = {"plain": make_handin(str(tmp_path / "plain"))}
+    for name in ("server_closes_first", "proxy_never_caches"):
+        role = BROKEN_ROLES[name][0]
+        d = make_handin(str(tmp_path / name))
+        with open(os.path.join(d, f"calc_{role}.py"), "wb") as f:
+            f.write(read(f"calc_{role}.py"))
+        with open(os.path.join(d, f"{role}.py"), "wb") as f:
+            f.write(broken_program(name))
+        hands[name] = d
+
+    def points(e):
+        return e["score"], {r: v["score"] for r, v in e["roles"].items()}, sorted(
+            (s["scenario"], c["role"], c["name"], c["score"], tuple(it["passed"] for it in c["items"]))
+            for s in e["scenarios"] for c in s["checks"])
+    for name, top in hands.items():
+        got = []
+        for how, extra, env in (("confined", [], {}),
+                                ("none-21000", ["--ports-base", "21000", "--allow-unconfined"], {"CALCLAB_ISOLATION": "none"}),
+                                ("none-28642", ["--ports-base", "28642", "--allow-unconfined"], {"CALCLAB_ISOLATION": "none"})):
+            out = tmp_path / f"{name}-{how}"
+            r = subprocess.run([PY, os.path.join(LAB, "grade"), top, "--out", out, *extra], capture_output=True,
+                               text=True, timeout=600, cwd=ROOT, env=dict(os.environ, **env))
+            assert r.returncode in (0, 1), r.stdout[-2000:] + r.stderr[-2000:]
+            e = grades(out)[name]
+            iso = {s["isolation"].split(":")[0] for s in e["scenarios"]}
+            assert iso == ({"none"} if env else iso - {"none"}), (how, iso)
+            got.append(points(e))
+        assert got[0] == got[1] == got[2], (name, got)
