@@ -20,7 +20,7 @@ import threading
 
 from . import checks as checks_mod
 from . import oracle, procs, runner
-from .scenarios import Client, ScenarioError, kinds
+from .scenarios import REPORT_EXPRESSIONS, Client, ScenarioError, kinds
 
 
 def client_requests(res):
@@ -34,16 +34,22 @@ def client_requests(res):
     for rec, mine in zip(res.clients, checks_mod.client_connections(res.clients, res.records("conn"))):
         exprs = []
         per_conn = []
+        flags = None
         for c in mine:
             reqs = sorted(msgs.get(c["id"], []), key=lambda m: m.get("index", 0))
             per_conn.append(len(reqs))
             exprs += [m.get("expression") or "(unreadable request)" for m in reqs]
+            h = reqs[0].get("header") if reqs and flags is None else None
+            if h:
+                # the first request's flags as the reference reads them (no cache flag: max-age 0)
+                flags = [bool(h.get("steps")), bool(h.get("cache")), int(h.get("cache_control", 0)) if h.get("cache") else 0]
         out.append({"run": rec["index"] + 1, "connections": len(mine), "requests_per_connection": per_conn,
-                    "expressions": exprs, "conns": [c["id"] for c in mine]})
+                    "expressions": exprs, "flags": flags, "conns": [c["id"] for c in mine]})
     return out
 
 
 REUSE_CHECK = "client-one-connection-per-request"
+REFERENCE_FLAGS = (True, True, 65535)   # what the reference client asks: steps, cache, max-age forever
 
 def _canonical(text):
     """The expression as the server prints it, or None when it does not parse or evaluate to a
@@ -65,14 +71,33 @@ def label(exchange):
     return exchange.label
 
 
+def _label(canon):
+    """E1 or E2 for the report's expressions, else the expression in quotes."""
+    for name, text in REPORT_EXPRESSIONS:
+        if oracle.canonical(text) == canon:
+            return name
+    return f"'{canon}'"
+
+
+def _key(a, key):
+    """A request key: (expression as the server prints it, steps, cache, max-age); a bare
+    expression keeps exchange `a`'s flags."""
+    if isinstance(key, str):
+        return (key, a.steps, a.cache, a.max_age if a.cache else 0)
+    return tuple(key)
+
+
 def _with_requests(scn, keys):
-    """`scn`'s steps with its clients asking `keys` (flags, counts and targets kept)."""
+    """`scn`'s steps with its clients asking `keys` (request keys, or bare expressions that keep
+    the steps' flags; counts and targets kept)."""
     out, i = [], 0
     for a in scn.actions:
         if isinstance(a, Client):
-            same = oracle.canonical(a.expr) == keys[i]
-            out.append(dataclasses.replace(a, expr=a.expr if same else keys[i],
-                                           label=a.label if same else f"'{keys[i]}'"))
+            expr, steps, cache, max_age = _key(a, keys[i])
+            same = oracle.canonical(a.expr) == expr
+            out.append(dataclasses.replace(a, expr=a.expr if same else expr, label=a.label if same else _label(expr),
+                                           steps=steps, cache=cache,
+                                           max_age=max_age if cache else a.max_age))
             i += a.count
         else:
             out.append(a)
@@ -209,11 +234,17 @@ def adapt(res, timeout=15.0, use_sniff=True, ports_base=None, replay_dir=None):
     runner.read_capture(res)
     sent = client_requests(res)
     scn = res.scenario
-    own = [oracle.canonical(e.expr) for e in scn.exchanges]
+    # a request is its expression and its flags.  Where the scenario asks other flags than the
+    # reference client's (steps, cache, forever), the client is judged on the flags it sent: a
+    # course's skeleton client cannot be told --no-steps (the proxy and server are judged on
+    # those flags in runs of their own, with calclab's client); elsewhere other flags are the
+    # client's fault, as they always were
+    own = [_key(e, oracle.canonical(e.expr)) for e in scn.exchanges]
     keys = []
     for o, run in zip(own, sent):
         k = example_key(run["expressions"][0]) if run["expressions"] else None
-        keys.append(o if k is None else k)
+        flags = tuple(run["flags"]) if run.get("flags") and o[1:] != REFERENCE_FLAGS else o[1:]
+        keys.append(((o[0] if k is None else k),) + flags)
     grouped_ok, i = True, 0
     for a in scn.actions:
         if isinstance(a, Client):

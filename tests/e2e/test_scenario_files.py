@@ -500,3 +500,26 @@ def test_a_clients_max_age_and_a_direct_request_play_as_the_model_says(tmp_path,
              "--ports-base", str(procs.free_port_pair())])
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     assert "VERDICT maxage: PASS" in r.stdout
+
+
+def test_a_skeleton_client_is_judged_on_the_flags_it_sent_only_where_it_cannot_be_told_others(tmp_path, goldens):
+    """The course's client takes no --no-steps: in errors and no-steps it asks E1 with steps every
+    time, and is judged on that (full marks, the proxy and server are judged on the scenario's
+    flags in runs of their own); in 3.2, whose requests are the reference client's, a client that
+    asks without steps is at fault as before."""
+    sub = handin(tmp_path / "sub")
+    r = run([PY, os.path.join(LAB, "grade"), str(sub), "--out", str(tmp_path / "out"), "--scenarios", "errors,no-steps"])
+    with open(tmp_path / "out" / "grades.json") as f:
+        e = json.load(f)["submissions"][0]
+    assert r.returncode == 0 and e["score"] == e["max_score"], (r.stdout[-2000:], e["status"])
+    adapted = {s["scenario"]: s.get("adapted") for s in e["scenarios"] if s.get("adapted")}
+    assert adapted["no-steps"] == "request 1: E1 (miss), request 2: E1 (hit), request 3: E1 (hit), request 4: E1 (hit)"
+    bad = handin(tmp_path / "bad")
+    client = (bad / "client.py").read_text()
+    (bad / "client.py").write_text(client.replace("steps=not a.no_steps", "steps=False"))
+    r = run([PY, os.path.join(LAB, "grade"), str(bad), "--out", str(tmp_path / "out2"), "--scenarios", "3.2",
+             "--roles", "client"])
+    with open(tmp_path / "out2" / "grades.json") as f:
+        e = json.load(f)["submissions"][0]
+    failed = {c["name"] for s in e["scenarios"] for c in s["checks"] if not c["passed"] and c["role"] == "client"}
+    assert e["roles"]["client"]["score"] < e["roles"]["client"]["max_score"] and "request-header" in failed, failed
