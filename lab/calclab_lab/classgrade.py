@@ -7,6 +7,7 @@ to what the student's client really sent, and writes the student's feedback fold
 the submission's entry of grades.json (gradebook.py); grade_class() runs it over a folder in
 worker processes (each play stops every program it started, so plays never share a process)."""
 import concurrent.futures as cf
+from dataclasses import dataclass
 import json
 import multiprocessing
 import os
@@ -78,12 +79,12 @@ def _start_failures(runs, graded):
     for role in ("server", "proxy"):
         if role not in graded:
             continue
-        mine = [r for r in runs if role in getattr(r, "judged", r.scenario.roles)]
+        mine = [r.res for r in runs if role in r.judged]
         if mine and all(any(f.role == role and not f.ours and f.kind in ("not-listening", "cannot-start")
                             for f in r.faults) for r in mine):
             p = mine[0].procs.get(role)
             out[role] = _last_line(p.output()) if p else "cannot start"
-    mine = [r for r in runs if "client" in getattr(r, "judged", ["client"])]
+    mine = [r.res for r in runs if "client" in r.judged]
     if "client" in graded and mine:
         runs = mine
         quiet = True
@@ -170,25 +171,24 @@ def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=Non
                     for role in [r for r in runnable if r == "client" or r in scn.roles]:
                         templates = runner.templates_for("c")
                         templates[role] = sub.template(role, client_stdin)
-                        res = _play(scn, templates, [role], os.path.join(fdir, scn.name, role), out_dir,
+                        run = _play(scn, templates, (role,), os.path.join(fdir, scn.name, role), out_dir,
                                     timeout, use_sniff, golden_dir, ports_base, limits, plays)
-                        runs.append(res)
-                        parts.append(_role_part(res, role, out_dir, tables[scn.name]))
+                        runs.append(run)
+                        parts.append(_role_part(run, out_dir, tables[scn.name]))
                     scn_entries.append(_scenario_entry(scn.name, parts))
                     if integration is not None and runnable:
                         # the report's own set-up: every role the student's at once
                         templates = runner.templates_for("c")
                         for r in runnable:
                             templates[r] = sub.template(r, client_stdin)
-                        res = _play(scn, templates, runnable, os.path.join(fdir, "integration", scn.name), out_dir,
-                                    timeout, use_sniff, golden_dir, ports_base, limits, plays)
-                        res.integration = True
-                        runs.append(res)
+                        run = _play(scn, templates, tuple(runnable), os.path.join(fdir, "integration", scn.name),
+                                    out_dir, timeout, use_sniff, golden_dir, ports_base, limits, plays, integration=True)
+                        runs.append(run)
                         integ_entries.append(_scenario_entry(scn.name, [_role_part(
-                            res, runnable, out_dir, integration_tables[scn.name])]))
+                            run, out_dir, integration_tables[scn.name])]))
         except (runner.LabError, gradebook.UntypedItem) as e:
             return row(LAB_ERROR + str(e), files=files)
-        for r, why in _start_failures([x for x in runs if not getattr(x, "integration", False)], runnable).items():
+        for r, why in _start_failures([x for x in runs if not x.integration], runnable).items():
             problems[r] = f"{files[r]} does not start: {why}"
         status = "graded" if len(problems) < len(graded) else "; ".join(problems[r] for r in graded)
         extra = {}
@@ -233,23 +233,39 @@ def _add_captures(e, sub, scenarios, golden_dir, mapping, ports, points):
         e["captures"] = caps
 
 
-def _play(scn, templates, judged, workdir, out_dir, timeout, use_sniff, golden_dir, ports_base, limits, plays=1):
-    """One run of `scn` with `templates`, judged on the roles `judged`: a graded client's run is
-    judged once, by adapt, on the requests it really sent.  With `plays` > 1 it is played that
-    many times and judged as one (plays.merge); res.races lists what differed, else None."""
-    played = []
+@dataclass(frozen=True)
+class RoleRun:
+    """A run judged on some of the hand-in's roles (one, or all at once for --integration): the
+    played run, the roles it judges, what the student's client sent (adapt) and, with --plays,
+    what differed between the plays.  Made once, never changed."""
+    res: object              # runner.RunResult
+    judged: tuple
+    sent: dict = None
+    races: list = None
+    integration: bool = False
+
+    @property
+    def name(self):
+        return self.res.name
+
+
+def _play(scn, templates, judged, workdir, out_dir, timeout, use_sniff, golden_dir, ports_base, limits, plays=1,
+          integration=False):
+    """One RoleRun of `scn` with `templates`, judged on the roles `judged`: a graded client's run
+    is judged once, by adapt, on the requests it really sent.  With `plays` > 1 it is played that
+    many times and judged as one (plays.merge)."""
+    played, sent = [], None
     for k in range(plays):
         res = runner.play(scn, templates, ports_base=ports_base or _ports_base,
                           workdir=workdir if k == 0 else os.path.join(workdir, f"play-{k + 1}"), timeout=timeout,
                           golden=goldens.golden_path(scn, golden_dir), use_sniff=use_sniff, limits=limits,
                           capture_only="client" in judged)
-        res.judged = list(judged)
-        res.sent = adapt.adapt(res, timeout=timeout, use_sniff=use_sniff, ports_base=_ports_base,
-                               replay_dir=os.path.join(out_dir, ".replays")) if "client" in judged else None
+        got = adapt.adapt(res, timeout=timeout, use_sniff=use_sniff, ports_base=_ports_base,
+                          replay_dir=os.path.join(out_dir, ".replays")) if "client" in judged else None
+        sent = sent or got
         played.append(res)
-    res = played[0]
-    res.races = plays_mod.merge(played) if plays > 1 else None
-    return res
+    races = plays_mod.merge(played) if plays > 1 else None
+    return RoleRun(played[0], tuple(judged), sent, races, integration)
 
 
 def _py_version():
@@ -341,11 +357,10 @@ def _shown_path(path, out_dir):
     return path
 
 
-def _role_part(res, judged, out_dir, table):
-    """What one run says about the role(s) it judged: their checks, points and untested checks."""
-    judged = [judged] if isinstance(judged, str) else list(judged)
+def _role_part(run, out_dir, table):
+    """What one RoleRun says about the role(s) it judged: their checks, points and untested checks."""
+    res, judged, sent = run.res, list(run.judged), run.sent
     d = res.to_dict()
-    sent = res.sent
     deviant = {c for r in (sent["runs"] if sent else []) if r["requests_per_connection"] != [1] for c in r["conns"]}
     deviant |= {c["id"] for c in res.records("conn") if (c.get("upstream_of") or {}).get("conn") in deviant}
     checks, roles, untested = gradebook.role_checks(d["checks"], judged, table, deviant)
@@ -355,8 +370,8 @@ def _role_part(res, judged, out_dir, table):
     if sent is not None:
         out["client_requests"] = sent["runs"]
         out["adapted"] = sent["adapted"]
-    if res.races is not None:   # --plays: what differed between the plays of the scenario
-        out["races"] = [r for r in res.races if r["role"] is None or set(r["role"].split(",")) & set(judged)]
+    if run.races is not None:   # --plays: what differed between the plays of the scenario
+        out["races"] = [r for r in run.races if r["role"] is None or set(r["role"].split(",")) & set(judged)]
     return out
 
 
@@ -403,10 +418,10 @@ def class_entries(class_dir):
 
 
 def default_jobs():
-    """A hand-in costs ~0.6 CPU-s over ~1.3 s of wall time one at a time (program starts, waits
-    for ports and connections), so four per core keep the cores busy (5, 8 and 12 jobs on 2
-    cores: 27, 23 and 23 s for 50 hand-ins) without slowing any program enough to change a
-    verdict (tests/bench/class_bench.py compares with --jobs 1)."""
+    """A hand-in costs ~1 CPU-s over ~3 s of wall time one at a time (eight runs: program starts,
+    waits for ports and connections), so four per core keep the cores busy without slowing any
+    program enough to change a verdict (tests/bench/class_bench.py compares with --jobs 1:
+    3.0-3.3x faster at 8 jobs on 2 cores, identical verdicts)."""
     return max(1, min(12, 4 * (os.cpu_count() or 1)))
 
 

@@ -47,12 +47,12 @@ def _races_text(s):
 
 
 def _runs_of(runs, s, integration):
-    return [r for r in runs if r.name == s["scenario"] and getattr(r, "integration", False) == integration]
+    return [r for r in runs if r.name == s["scenario"] and r.integration == integration]
 
 
-def _run_title(res):
-    judged = getattr(res, "judged", None) or []
-    if getattr(res, "integration", False):
+def _run_title(run):
+    judged = run.judged
+    if run.integration:
         return "run with all your programs at once (the report's set-up)"
     mine = " and ".join(f"your {r}" for r in judged)
     return f"run judging {mine}; calclab's programs play the other roles"
@@ -97,10 +97,10 @@ def text(e, runs):
                     if not it["passed"]:
                         lines.append(f"          - {it.get('detail', '')}")
             lines += ["   " + l for l in _races_text(s)]
-            for res in _runs_of(runs, s, integ):
+            for run in _runs_of(runs, s, integ):
                 lines.append("")
-                lines.append(f"   -- {_run_title(res)}")
-                lines.append(report.timeline(res, width=40))
+                lines.append(f"   -- {_run_title(run)}")
+                lines.append(report.timeline(run.res, width=40))
     lines += handin_captures.text(e.get("captures"))
     return "\n".join(lines) + "\n"
 
@@ -145,8 +145,9 @@ def page(e, runs):
                             + "<br>".join(("" if it["passed"] else "FAIL ") + html.escape(it.get("detail", ""))
                                           for it in c["items"]) + "</td></tr>")
             body.append("</table>")
-            for res in _runs_of(runs, s, integ):
-                body.append(f"<h3>{html.escape(_run_title(res))}</h3>")
+            for run in _runs_of(runs, s, integ):
+                res = run.res
+                body.append(f"<h3>{html.escape(_run_title(run))}</h3>")
                 body.append(report.sequence_svg(res))
                 for role, p in res.procs.items():
                     body.append(f"<details><summary>{role} output</summary><pre>{html.escape(p.output())}</pre></details>")
@@ -168,9 +169,9 @@ section{{margin-bottom:2em}} pre{{font-size:11px;background:#f6f6f6;padding:4px}
 
 def write(fdir, e, runs):
     os.makedirs(fdir, exist_ok=True)
-    for res in runs:
-        if res.pcap:
-            _client_outputs(res)
+    for run in runs:
+        if run.res.pcap:
+            _client_outputs(run.res)
     with open(os.path.join(fdir, "feedback.txt"), "w") as f:
         f.write(text(e, runs))
     with open(os.path.join(fdir, "index.html"), "w") as f:
