@@ -109,3 +109,23 @@ def test_entry_sums_tenths_and_a_lab_error_has_no_points():
     lab = gradebook.entry("bob", "lab error: calclab's server: not listening", maxima=maxima)
     assert lab["score"] is None and all(v["score"] is None for v in lab["roles"].values())
     assert lab["max_score"] == 100.0 and gradebook.is_lab_error(lab)
+
+
+def test_every_output_of_an_entry_has_at_most_one_decimal():
+    """Gradescope's results.json and the template mode's check scores (JUnit, text, Gradescope) show
+    points with at most one decimal, sums included."""
+    sys.path.insert(0, os.path.join(ROOT, "lab"))
+    from gradescope import results
+    from calclab_lab import checks
+    table = {("response-size", "server"): 35, ("segmentation", "server"): 35, ("answer-result", "server"): 30}
+    made = [check("response-size", item("server"), item("server", False), item("server", False)),
+            check("segmentation", *[item("server", k % 3 == 0) for k in range(7)]),
+            check("answer-result", item("server"), item("server", False), item("server"))]
+    out, roles, _ = gradebook.role_checks(made, ["server"], table)
+    e = gradebook.entry("alice", "graded", [{"scenario": "3.1", "passed": False, "roles": roles, "checks": out}],
+                        maxima={"server": 100})
+    res = results.from_entry(e, 12.3)
+    nums = [res["score"]] + [t[k] for t in res["tests"] for k in ("score", "max_score")]
+    assert all(round(x, 1) == x and len(repr(float(x)).split(".")[1]) <= 1 for x in nums), nums
+    c = checks.Check("teardown", points=1, items=[checks.item(k < 2, "client", "x") for k in range(3)])
+    assert c.score == 0.7 and repr(c.score) == "0.7"
