@@ -14,16 +14,15 @@
  * caller is that connection's client side) first wait up to MS milliseconds for the peer's FIN or
  * reset. Nothing is read meanwhile: unread data still makes the close a reset, as without it. */
 #include <dlfcn.h>
-#include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "peer_close.h"
 
 #define MAX_PORTS 8
 
@@ -67,31 +66,16 @@ static bool held(int fd) {
   return false;
 }
 
-/* Until the peer's FIN or reset, at most wait_ms. */
-static void wait_peer_close(int fd) {
-  int saved = errno;
-  struct timespec t0, t;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
-  for (;;) {
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    long left = wait_ms - ((t.tv_sec - t0.tv_sec) * 1000L + (t.tv_nsec - t0.tv_nsec) / 1000000L);
-    if (left <= 0) break;
-    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
-    int rc = poll(&p, 1, (int)left);
-    if (rc < 0 && errno == EINTR) continue;
-    break;
-  }
-  errno = saved;
-}
-
-int close(int fd) {
+/* The only two symbols it exports (the build hides the rest, calc_wait_peer_close included,
+ * from the programs it is loaded into). */
+__attribute__((visibility("default"))) int close(int fd) {
   if (!real_close) real_close = (int (*)(int))dlsym(RTLD_NEXT, "close");
-  if (nports && held(fd)) wait_peer_close(fd);
+  if (nports && held(fd)) calc_wait_peer_close(fd, wait_ms);
   return real_close(fd);
 }
 
-int shutdown(int fd, int how) {
+__attribute__((visibility("default"))) int shutdown(int fd, int how) {
   if (!real_shutdown) real_shutdown = (int (*)(int, int))dlsym(RTLD_NEXT, "shutdown");
-  if (nports && how != SHUT_RD && held(fd)) wait_peer_close(fd);
+  if (nports && how != SHUT_RD && held(fd)) calc_wait_peer_close(fd, wait_ms);
   return real_shutdown(fd, how);
 }

@@ -20,6 +20,7 @@
 #include "calc/pickle.h"
 #include "calc/server.h"
 #include "calc/wire.h"
+#include "peer_close.h"
 #include "sock.h"
 #include "util.h"
 
@@ -156,23 +157,6 @@ static int read_message(int fd, calc_buf *out, int timeout_ms, char *err, size_t
       return -1;
     }
     out->len += (size_t)k;
-  }
-}
-
-/* Gives the other side up to timeout_ms to close the connection (its FIN, or a reset) before
- * ours goes: a program that closes right after its answer then sends the first FIN however the
- * two are scheduled, while one that waits for its client's FIN, as the reference's server and
- * proxy do, still sees the client's first, only later. Nothing is read meanwhile (bytes left
- * unread still make our close a reset, as without the wait). */
-static void wait_peer_close(int fd, int timeout_ms) {
-  struct timespec t0, t;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
-  for (;;) {
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    long left = timeout_ms - ((t.tv_sec - t0.tv_sec) * 1000L + (t.tv_nsec - t0.tv_nsec) / 1000000L);
-    if (left <= 0) return;
-    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
-    if (poll(&p, 1, (int)left) >= 0 || errno != EINTR) return;
   }
 }
 
@@ -405,7 +389,7 @@ int main(int argc, char **argv) {
       rc = report(&o, &h, response.data + CALC_HEADER_SIZE, response.len - CALC_HEADER_SIZE,
                   request.len, response.len, NULL);
       fflush(stdout);
-      if (o.close_wait_ms) wait_peer_close(fd, o.close_wait_ms);
+      if (o.close_wait_ms) calc_wait_peer_close(fd, o.close_wait_ms);
     }
   }
   close(fd);
