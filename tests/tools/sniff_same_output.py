@@ -29,6 +29,8 @@ import sys
 import tempfile
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "lab"))
+from calclab_lab import pcapio  # noqa: E402
 CAPTURES = REPO / "captures"
 VECTORS = REPO / "captures" / "vectors" / "legacy-expressions.jsonl"
 LO = bytes([127, 0, 0, 1])
@@ -37,13 +39,13 @@ S, F, R, P, A = 0x02, 0x01, 0x04, 0x08, 0x10
 
 
 def read_pcap(path):
-    data = path.read_bytes()
-    header = struct.unpack("<IHHiIII", data[:24])
-    recs, off = [], 24
-    while off + 16 <= len(data):
-        sec, usec, caplen, wirelen = struct.unpack("<IIII", data[off:off + 16])
-        recs.append((sec, usec, wirelen, data[off + 16:off + 16 + caplen]))
-        off += 16 + caplen
+    """A classic little-endian microsecond pcap file: its header's fields and its records (sec,
+    usec, wire length, frame), read by the lab's reader."""
+    header = struct.unpack("<IHHiIII", path.read_bytes()[:24])
+    recs = []
+    for p in pcapio.read(path):
+        sec = int(p.ts)
+        recs.append((sec, round((p.ts - sec) * 1e6), p.orig_len, p.data))
     return header, recs
 
 
