@@ -474,11 +474,8 @@ class UidBlock:
         start = random.randrange(UID_BLOCKS)
         for k in range(UID_BLOCKS):
             i = (start + k) % UID_BLOCKS
-            fd = os.open(os.path.join(folder, str(i)), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
+            fd = _lock_block(folder, i)
+            if fd is None:
                 continue
             block = cls(i, fd)
             why = kill_uids(block.uids())
@@ -514,6 +511,17 @@ def _lock_dir():
         if stat.S_ISDIR(st.st_mode) and st.st_uid == 0 and st.st_mode & 0o077 == 0:
             return d
     raise OSError(f"no root-only folder for the uid locks ({', '.join(UID_LOCK_DIRS)})")
+
+
+def _lock_block(folder, i):
+    """The lock of uid block i, held (an open fd), or None when another grader holds it."""
+    fd = os.open(os.path.join(folder, str(i)), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def _private_dir():
@@ -656,11 +664,8 @@ def sweep():
     folder = _lock_dir()
     problems = []
     for i, uids in sorted(blocks.items()):
-        fd = os.open(os.path.join(folder, str(i)), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+        fd = _lock_block(folder, i)
+        if fd is None:
             continue
         try:
             why = kill_uids(sorted(uids))
