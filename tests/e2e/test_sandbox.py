@@ -7,7 +7,6 @@ the proxy's port. Each run is graded fail with a clear reason (or pass where the
 is right), the secret appears in no output, nothing outside changes, nothing survives, and a
 run going on at the same time stays correct. Then: gradings 8 at a time give the verdicts they
 get one at a time; lab/grade works for a non-root user the test creates."""
-import hashlib
 import json
 import os
 import pathlib
@@ -15,71 +14,21 @@ import pwd
 import shlex
 import shutil
 import subprocess
-import sys
 import tempfile
-import textwrap
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-LAB = ROOT / "lab"
-STUDENT = ROOT / "tests" / "student"
-PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
-sys.path.insert(0, str(LAB))
-from calclab_lab import runner, sandbox  # noqa: E402
+from hostile import (LAB, PY, ROOT, SECRET, STUDENT, everything, grade_forging_hand_in, hostile, limit_cases, play,
+                     run_daemon, run_forker, run_hog, run_printer, run_squatter, secret_hunter, student_only,
+                     with_bystander, writer)
+from calclab_lab import runner, sandbox  # noqa: E402  (hostile put lab/ on the path)
 from test_lab import BROKEN, BROKEN_CASES, broken, have_c  # noqa: E402
 
 MODE, WHY_NOT = sandbox._probe()
 needs_namespaces = pytest.mark.skipif(MODE not in ("root", "rootless"),
                                       reason=f"no namespaces here ({MODE or 'none'}): {WHY_NOT}")
-student_only = pytest.mark.build_independent
-SECRET = "calclab-grader-secret-" + hashlib.sha256(os.urandom(16)).hexdigest()[:16]
-SERVER_ARGS = "-H {host} -p {port} --cache-control {cache_control}"
-
-
-def hostile(tmp_path, name, body):
-    """A server that runs `body` first, then the student-style server; in a folder of its own."""
-    d = tmp_path / f"sub-{name}"
-    d.mkdir(mode=0o755)
-    prog = d / "server.py"
-    prog.write_text(f"import sys\nsys.path.insert(0, {str(STUDENT)!r})\n" + textwrap.dedent(body) +
-                    "\nimport calc_server\ncalc_server.main()\n")
-    return f"{PY} {prog} {SERVER_ARGS}"
-
-
-def play(name, tmp_path, server=None, proxy=None, limits=None, tag="run"):
-    work = tmp_path / f"{tag}-{name}"
-    t = runner.templates_for("student", server=server, proxy=proxy)
-    return runner.play(name, t, workdir=str(work), timeout=10, use_sniff=False, limits=limits)
-
-
-def everything(res):
-    """All the run's output and reports, as the grader keeps them."""
-    return json.dumps(res.to_dict()) + "".join(p.output() for p in res.started)
-
-
-def with_bystander(tmp_path, fn):
-    """Run fn() while an ordinary 3.2 run goes on; returns fn's result and asserts the bystander's
-    run passed."""
-    out = {}
-    th = threading.Thread(target=lambda: out.update(res=play("3.2", tmp_path, tag="bystander")))
-    th.start()
-    try:
-        got = fn()
-    finally:
-        th.join(120)
-    assert out["res"].passed, everything(out["res"])[-3000:]
-    return got
-
-
-def assert_none_left(marker):
-    """No process whose command line has `marker` is left once the run is over."""
-    time.sleep(0.5)
-    ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    assert [l for l in ps.splitlines() if marker in l and "ps -eo" not in l] == []
 
 
 # ---------------------------------------------------------------- hostile submissions
@@ -90,30 +39,11 @@ def test_secret_of_the_grader_is_in_no_output(tmp_path, monkeypatch):
     grader.mkdir()
     (grader / "secret.txt").write_text(SECRET)
     monkeypatch.setenv("CALCLAB_TEST_SECRET", SECRET)
-    tmpl = hostile(tmp_path, "secret", f"""
-        import os
-        for path in [{str(grader / 'secret.txt')!r}, {str(ROOT / 'captures' / '3.1.pcap')!r}, "/proc/1/environ"]:
-            try:
-                print("READ", path, open(path, "rb").read()[:200], flush=True)
-            except OSError as e:
-                print("DENIED", path, e, flush=True)
-        print("ENV", dict(os.environ), flush=True)
-        # the needle is made at run time: a literal, even split in two, would be folded into the
-        # program's own compiled module (the sandbox compiles a hand-in's modules ahead)
-        needle = "-".join(["calclab", "grader", "secret", ""]).encode()
-        for top in ["/", {str(tmp_path)!r}]:
-            for d, dirs, files in os.walk(top):
-                if d == "/":
-                    dirs[:] = [x for x in dirs if x not in ("usr", "proc", "sys", "dev")]
-                for f in files:
-                    try:
-                        if needle in open(os.path.join(d, f), "rb").read(1 << 20):
-                            print("FOUND", os.path.join(d, f), flush=True)
-                    except OSError:
-                        pass
-                if d.count("/") > 6:
-                    dirs[:] = []
-    """)
+    # the needle is made at run time: a literal, even split in two, would be folded into the
+    # program's own compiled module (the sandbox compiles a hand-in's modules ahead)
+    tmpl = hostile(tmp_path, "secret", secret_hunter(
+        [grader / "secret.txt", ROOT / "captures" / "3.1.pcap", "/proc/1/environ"], ["/", tmp_path],
+        """"-".join(["calclab", "grader", "secret", ""]).encode()"""))
     res = play("3.1", tmp_path, server=tmpl)
     out = res.procs["server"].output()
     assert "DENIED " + str(grader / "secret.txt") in out and "FOUND" not in out, out[-2000:]
@@ -132,15 +62,7 @@ def test_writes_outside_scratch_change_nothing(tmp_path):
     targets = [out_dir / "grade.json", out_dir / "forged.json", ROOT / "captures" / "3.1.pcap",
                tmp_path / "run-3.1" / "server.log", tmp_path / "run-3.1" / "3.1.pcap",
                tmp_path / "sub-writer" / "server.py", tmp_path / "planted", pathlib.Path("/etc/calclab-planted")]
-    tmpl = hostile(tmp_path, "writer", f"""
-        import os
-        for path in {[str(t) for t in targets]!r}:
-            try:
-                with open(path, "w") as f:
-                    f.write('{{"score": 100}}')
-                print("WROTE", path, flush=True)
-            except OSError as e:
-                print("REFUSED", path, e, flush=True)
+    tmpl = hostile(tmp_path, "writer", writer(targets), """
         with open("/tmp/scratch-ok", "w") as f:
             f.write("scratch is writable")
         print("SCRATCH", open("/tmp/scratch-ok").read(), os.getcwd(), flush=True)
@@ -183,32 +105,13 @@ def test_killing_everything_it_sees_hurts_only_itself(tmp_path):
 @needs_namespaces
 @student_only
 def test_daemon_left_behind_does_not_survive_the_run(tmp_path):
-    marker = f"calclab_daemon_{os.getpid()}"
-    tmpl = hostile(tmp_path, "daemon", f"""
-        import os, subprocess, sys
-        if os.fork() == 0:
-            os.setsid()
-            if os.fork() == 0:
-                subprocess.Popen([sys.executable, "-X", {marker!r}, "-c", "import time; time.sleep(300)"],
-                                 start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            os._exit(0)
-    """)
-    res = play("3.1", tmp_path, server=tmpl)
-    assert res.passed, res.errors
-    assert_none_left(marker)
+    run_daemon(tmp_path, f"calclab_daemon_{os.getpid()}")
 
 
 @needs_namespaces
 @student_only
 def test_memory_past_the_limit_is_a_clear_failure(tmp_path):
-    tmpl = hostile(tmp_path, "hog", """
-        hog = []
-        while True:
-            hog.append(bytearray(64 << 20))
-    """)
-    res = with_bystander(tmp_path, lambda: play("3.1", tmp_path, server=tmpl))
-    assert not res.passed
-    assert "server killed: memory limit 512 MiB" in res.errors
+    res = run_hog(tmp_path)
     programs = [c for c in res.checks if c.name == "programs"]
     assert programs and {"passed": False, "role": "server", "detail": "server killed: memory limit 512 MiB"}.items() \
         <= [it for it in programs[0].failures() if "memory" in it["detail"]][0].items()
@@ -217,48 +120,20 @@ def test_memory_past_the_limit_is_a_clear_failure(tmp_path):
 @needs_namespaces
 @student_only
 def test_hundreds_of_processes_stop_at_the_process_limit(tmp_path):
-    marker = f"calclab_forker_{os.getpid()}"
-    tmpl = hostile(tmp_path, "forker", f"""
-        import os, time
-        for i in range(300):
-            if os.fork() == 0:
-                os.execv("/usr/bin/python3", ["python3", "-X", {marker!r}, "-c", "import time; time.sleep(300)"])
-    """)
-    res = with_bystander(tmp_path, lambda: play("3.1", tmp_path, server=tmpl))
-    assert not res.passed
-    assert "server killed: process limit 64" in res.errors, res.errors
-    assert_none_left(marker)
+    run_forker(tmp_path, f"calclab_forker_{os.getpid()}")
 
 
 @needs_namespaces
 @student_only
 def test_endless_output_is_cut_and_costs_the_grader_nothing(tmp_path):
-    tmpl = hostile(tmp_path, "printer", """
-        import sys
-        line = "spam " * 200 + "\\n"
-        while True:
-            sys.stdout.write(line)
-    """)
-    small = sandbox.Limits(output_kib=256)
-    t0 = time.time()
-    res = with_bystander(tmp_path, lambda: play("3.1", tmp_path, server=tmpl, limits=small))
-    assert time.time() - t0 < 60
-    assert not res.passed
-    assert "server killed: output limit 256 KiB" in res.errors, res.errors
+    res = run_printer(tmp_path)
     kept = sum(len(l) + 1 for _, l in res.procs["server"].lines)
     assert kept < 256 * 1024 + 70000
-    assert os.path.getsize(tmp_path / "run-3.1" / "server.log") < 256 * 1024 + 70000
 
 
 @needs_namespaces
 @student_only
-@pytest.mark.parametrize("what,body,limits,reason", [
-    ("spinner", "while True:\n    pass\n", sandbox.Limits(cpu_seconds=1), "server killed: CPU time limit 1 s"),
-    ("filler", "with open('/tmp/big', 'wb') as f:\n    while True:\n        f.write(bytes(1 << 20))\n",
-     sandbox.Limits(file_size_mib=8), "server killed: file size limit 8 MiB"),
-    ("opener", "fds = [open('/dev/null') for _ in range(1000)]\n", sandbox.Limits(open_files=32),
-     "server killed: open files limit 32"),
-])
+@pytest.mark.parametrize("what,body,limits,reason", limit_cases("/tmp/big"))
 def test_cpu_file_size_and_open_files_limits(tmp_path, what, body, limits, reason):
     res = play("3.1", tmp_path, server=hostile(tmp_path, what, body), limits=limits)
     assert not res.passed and reason in res.errors, res.errors
@@ -283,47 +158,13 @@ def test_a_run_past_its_wall_clock_is_stopped(tmp_path):
 @needs_namespaces
 @student_only
 def test_squatting_the_proxy_port_affects_only_its_own_run(tmp_path):
-    tmpl = hostile(tmp_path, "squatter", """
-        import socket
-        squat = socket.socket()
-        squat.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        squat.bind(("127.0.0.1", 9998))   # the proxy's port, before the proxy starts
-        squat.listen()
-        print("SQUATTING 9998", flush=True)
-    """)
-    # the proxy that cannot bind is calclab's: a lab error of the squatter's run (no points given
-    # or taken), which the run beside it never sees
-    def squatted():
-        with pytest.raises(runner.LabError, match="calclab's proxy: exited .*Address already in use"):
-            play("3.2", tmp_path, server=tmpl)
-    with_bystander(tmp_path, squatted)
+    run_squatter(tmp_path)
 
 
 @needs_namespaces
 @student_only
 def test_a_hand_in_cannot_change_its_own_grade(tmp_path):
-    from calclab_lab import classgrade
-    out = tmp_path / "grades"
-    hand_in = tmp_path / "alice"
-    hand_in.mkdir()
-    for f in ("api.py", "calculator.py"):
-        shutil.copy(STUDENT / f, hand_in / f)
-    forged = json.dumps({"id": "alice", "score": 1000, "status": "graded"})
-    (hand_in / "server.py").write_text(textwrap.dedent(f"""
-        import os
-        for path in {[str(out / "grades.json"), str(out / "alice" / "entry.json"), str(out / "forged.json")]!r}:
-            try:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                with open(path, "w") as fh:
-                    fh.write({forged!r})
-                print("WROTE (its own scratch at most)", path, flush=True)
-            except OSError as e:
-                print("REFUSED", path, e, flush=True)
-    """) + (STUDENT / "calc_server.py").read_text())
-    entry = classgrade.grade_submission(str(hand_in), str(out), roles=["server"], scenarios=["3.1"])
-    assert entry["status"] == "graded" and entry["score"] == entry["max_score"] > 0, entry
-    assert not (out / "forged.json").exists()
-    assert not any(forged in p.read_text(errors="replace") for p in out.rglob("*") if p.is_file())
+    grade_forging_hand_in(tmp_path, tmp_path / "grades")
 
 
 # ---------------------------------------------------------------- parallel gradings

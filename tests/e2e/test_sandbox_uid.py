@@ -4,7 +4,6 @@ plus a daemon that keeps rewriting the grader's results file. Each program runs 
 its own, so only file permissions and the kernel's checks between uids stand between it and the
 grader: the grader's files sit in a folder open to everyone here, as on a machine whose admin
 left them so, and are still neither read nor changed; nothing of a run is left once it is over."""
-import json
 import os
 import pathlib
 import stat
@@ -14,9 +13,10 @@ import time
 
 import pytest
 
-from test_sandbox import (PY, ROOT, SECRET, assert_none_left, everything, hostile, play, student_only,
-                          with_bystander)
-from calclab_lab import runner, sandbox  # noqa: E402  (test_sandbox put lab/ on the path)
+from hostile import (ROOT, SECRET, assert_none_left, everything, grade_forging_hand_in, hostile, limit_cases, play,
+                     run_daemon, run_forker, run_hog, run_printer, run_squatter, secret_hunter, student_only,
+                     with_bystander, writer)
+from calclab_lab import sandbox  # noqa: E402  (hostile put lab/ on the path)
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="switching to another uid needs root"), student_only]
 
@@ -96,30 +96,13 @@ def test_secret_of_the_grader_is_in_no_output(tmp_path, open_dir, monkeypatch):
     (private / "secret.txt").chmod(0o644)
     monkeypatch.setenv("CALCLAB_TEST_SECRET", SECRET)
     work = open_dir / "out"
-    tmpl = hostile(tmp_path, "secret", f"""
-        import os
-        for path in [{str(open_dir / 'secret-0600.txt')!r}, {str(private / 'secret.txt')!r},
-                     {str(work / 'run-3.1' / 'server.log')!r}, "/proc/1/environ", "/proc/%d/environ" % os.getppid(),
-                     "/etc/shadow"]:
-            try:
-                print("READ", path, open(path, "rb").read()[:200], flush=True)
-            except OSError as e:
-                print("DENIED", path, e, flush=True)
-        print("ENV", dict(os.environ), flush=True)
-        # the secret itself, made at run time (its reversed literal is in the program's own copy,
-        # which it may read); the folders it walks are the whole machine's, other checkouts included
-        needle = {SECRET[::-1]!r}[::-1].encode()
-        for top in ["/tmp", "/run", "/var/tmp", "/dev/shm", "/root", {str(open_dir)!r}]:
-            for d, dirs, files in os.walk(top):
-                for f in files:
-                    try:
-                        if needle in open(os.path.join(d, f), "rb").read(1 << 20):
-                            print("FOUND", os.path.join(d, f), flush=True)
-                    except OSError:
-                        pass
-                if d.count("/") > 6:
-                    dirs[:] = []
-    """)
+    # the secret itself, made at run time (its reversed literal is in the program's own copy,
+    # which it may read); the folders it walks are the whole machine's, other checkouts included
+    tmpl = hostile(tmp_path, "secret", secret_hunter(
+        [open_dir / "secret-0600.txt", private / "secret.txt", work / "run-3.1" / "server.log", "/proc/1/environ",
+         "/etc/shadow"],
+        ["/tmp", "/run", "/var/tmp", "/dev/shm", "/root", open_dir], f"{SECRET[::-1]!r}[::-1].encode()",
+        more='["/proc/%d/environ" % os.getppid()]'))
     res = play("3.1", work, server=tmpl)
     out = res.procs["server"].output()
     assert out.count("DENIED") == 6 and "READ" not in out and "FOUND" not in out, out[-3000:]
@@ -135,15 +118,7 @@ def test_writes_outside_its_folder_change_nothing(tmp_path, open_dir):
     targets = [results / "results.json", results / "forged.json", ROOT / "captures" / "3.1.pcap",
                tmp_path / "run-3.1" / "server.log", tmp_path / "sub-writer" / "server.py", open_dir / "planted",
                pathlib.Path("/etc/calclab-planted"), ROOT / "lab" / "calclab_lab" / "planted.py"]
-    tmpl = hostile(tmp_path, "writer", f"""
-        import os
-        for path in {[str(t) for t in targets]!r}:
-            try:
-                with open(path, "w") as f:
-                    f.write('{{"score": 100}}')
-                print("WROTE", path, flush=True)
-            except OSError as e:
-                print("REFUSED", path, e, flush=True)
+    tmpl = hostile(tmp_path, "writer", writer(targets), """
         with open("scratch-ok", "w") as f:
             f.write("scratch is writable")
         print("SCRATCH", open("scratch-ok").read(), os.getcwd() == os.environ["HOME"] == os.environ["TMPDIR"], flush=True)
@@ -183,19 +158,7 @@ def test_killing_everything_it_can_hurts_only_itself(tmp_path):
 
 
 def test_daemon_left_behind_does_not_survive_the_run(tmp_path):
-    marker = f"calclab_uid_daemon_{os.getpid()}"
-    tmpl = hostile(tmp_path, "daemon", f"""
-        import os, subprocess, sys
-        if os.fork() == 0:
-            os.setsid()
-            if os.fork() == 0:
-                subprocess.Popen([sys.executable, "-X", {marker!r}, "-c", "import time; time.sleep(300)"],
-                                 start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            os._exit(0)
-    """)
-    res = play("3.1", tmp_path, server=tmpl)
-    assert res.passed, res.errors
-    assert_none_left(marker)
+    run_daemon(tmp_path, f"calclab_uid_daemon_{os.getpid()}")
     assert lab_children_left() == []   # its orphans' zombies were reaped, not left to count
 
 
@@ -238,102 +201,34 @@ for _ in range(30000):
 
 
 def test_memory_past_the_limit_is_a_clear_failure(tmp_path):
-    tmpl = hostile(tmp_path, "hog", """
-        hog = []
-        while True:
-            hog.append(bytearray(64 << 20))
-    """)
-    res = with_bystander(tmp_path, lambda: play("3.1", tmp_path, server=tmpl))
-    assert not res.passed and "server killed: memory limit 512 MiB" in res.errors, res.errors
+    run_hog(tmp_path)
 
 
 def test_hundreds_of_processes_stop_at_the_process_limit(tmp_path):
     """RLIMIT_NPROC binds a uid that is not root: 64 processes, not 300."""
-    marker = f"calclab_uid_forker_{os.getpid()}"
-    tmpl = hostile(tmp_path, "forker", f"""
-        import os, time
-        for i in range(300):
-            if os.fork() == 0:
-                os.execv("/usr/bin/python3", ["python3", "-X", {marker!r}, "-c", "import time; time.sleep(300)"])
-    """)
-    res = with_bystander(tmp_path, lambda: play("3.1", tmp_path, server=tmpl))
-    assert not res.passed
-    assert "server killed: process limit 64" in res.errors, res.errors
-    assert_none_left(marker)
+    run_forker(tmp_path, f"calclab_uid_forker_{os.getpid()}")
     assert lab_children_left() == []
 
 
 def test_endless_output_is_cut(tmp_path):
-    tmpl = hostile(tmp_path, "printer", """
-        import sys
-        line = "spam " * 200 + "\\n"
-        while True:
-            sys.stdout.write(line)
-    """)
-    t0 = time.time()
-    res = with_bystander(tmp_path, lambda: play("3.1", tmp_path, server=tmpl, limits=sandbox.Limits(output_kib=256)))
-    assert time.time() - t0 < 60
-    assert not res.passed and "server killed: output limit 256 KiB" in res.errors, res.errors
-    assert os.path.getsize(tmp_path / "run-3.1" / "server.log") < 256 * 1024 + 70000
+    run_printer(tmp_path)
 
 
-@pytest.mark.parametrize("what,body,limits,reason", [
-    ("spinner", "while True:\n    pass\n", sandbox.Limits(cpu_seconds=1), "server killed: CPU time limit 1 s"),
-    ("filler", "with open('big', 'wb') as f:\n    while True:\n        f.write(bytes(1 << 20))\n",
-     sandbox.Limits(file_size_mib=8), "server killed: file size limit 8 MiB"),
-    ("opener", "fds = [open('/dev/null') for _ in range(1000)]\n", sandbox.Limits(open_files=32),
-     "server killed: open files limit 32"),
-])
+@pytest.mark.parametrize("what,body,limits,reason", limit_cases("big"))
 def test_cpu_file_size_and_open_files_limits(tmp_path, what, body, limits, reason):
     res = play("3.1", tmp_path, server=hostile(tmp_path, what, body), limits=limits)
     assert not res.passed and reason in res.errors, res.errors
 
 
 def test_squatting_the_proxy_port_affects_only_its_own_run(tmp_path):
-    tmpl = hostile(tmp_path, "squatter", """
-        import socket, sys
-        port = int(sys.argv[sys.argv.index("-p") + 1]) - 1   # the proxy's, before the proxy starts
-        squat = socket.socket()
-        squat.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        squat.bind(("127.0.0.1", port))
-        squat.listen()
-        print("SQUATTING", port, flush=True)
-    """)
-    # the proxy that cannot bind is calclab's: a lab error of the squatter's run (no points given
-    # or taken), which the run beside it never sees
-    def squatted():
-        with pytest.raises(runner.LabError, match="calclab's proxy: exited .*Address already in use"):
-            play("3.2", tmp_path, server=tmpl)
-    with_bystander(tmp_path, squatted)
+    run_squatter(tmp_path)
 
 
 def test_a_hand_in_cannot_change_its_own_grade(tmp_path, open_dir):
-    from calclab_lab import classgrade
-    import shutil
-    import textwrap
     out = open_dir / "grades"
-    hand_in = tmp_path / "alice"
-    hand_in.mkdir()
-    for f in ("api.py", "calculator.py"):
-        shutil.copy(ROOT / "tests" / "student" / f, hand_in / f)
-    forged = json.dumps({"id": "alice", "score": 1000, "status": "graded"})
-    (hand_in / "server.py").write_text(textwrap.dedent(f"""
-        import os
-        for path in {[str(out / "grades.json"), str(out / "alice" / "entry.json"), str(out / "forged.json")]!r}:
-            try:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                with open(path, "w") as fh:
-                    fh.write({forged!r})
-                print("WROTE", path, flush=True)
-            except OSError as e:
-                print("REFUSED", path, e, flush=True)
-    """) + (ROOT / "tests" / "student" / "calc_server.py").read_text())
     out.mkdir(mode=0o755)
-    entry = classgrade.grade_submission(str(hand_in), str(out), roles=["server"], scenarios=["3.1"])
-    assert entry["status"] == "graded" and entry["score"] == entry["max_score"] > 0, entry
+    entry = grade_forging_hand_in(tmp_path, out)
     assert entry["scenarios"][0]["isolation"].startswith("uid (no namespaces)")
-    assert not (out / "forged.json").exists()
-    assert not any(forged in p.read_text(errors="replace") for p in out.rglob("*") if p.is_file())
 
 
 def test_the_probe_plays_the_runs_set_up(monkeypatch):
