@@ -19,7 +19,7 @@ import tempfile
 import threading
 
 from . import checks as checks_mod
-from . import oracle, procs, runner
+from . import interp, oracle, procs, runner
 from .scenarios import REPORT_EXPRESSIONS, Client, ScenarioError, kinds
 
 
@@ -141,29 +141,33 @@ _replays = {}
 _replays_lock = threading.Lock()
 
 
-def replay(adapted, timeout, ports_base, use_sniff, replay_dir=None):
+def replay(adapted, timeout, ports_base, use_sniff, replay_dir=None, flavour=None):
     """Play `adapted` with calclab's programs, once per process and, with `replay_dir`, once for
     all the processes sharing it (a class's workers: the first one plays it under a file lock,
-    the others read its result).  Returns (capture, its ports) to judge a student's run against,
-    or None when the replay does not pass the lab's own checks of it (the clients' printouts):
-    then nothing can be concluded from it."""
+    the others read its result).  Its client pickles in `flavour` ('value', the default, or
+    'getattr'), as the reference's does under the students' Python.  Returns (capture, its
+    ports) to judge a student's run against, or None when the replay does not pass the lab's
+    own checks of it (the clients' printouts): then nothing can be concluded from it."""
+    flavour = flavour or interp.BY_VALUE
+    name = adapted.name if flavour == interp.BY_VALUE else f"{adapted.name}~{flavour}"
     with _replays_lock:
-        if adapted.name in _replays:
-            return _replays[adapted.name]
+        if name in _replays:
+            return _replays[name]
     if replay_dir:
         os.makedirs(replay_dir, exist_ok=True)
-        with open(os.path.join(replay_dir, adapted.name + ".lock"), "w") as lock:
+        with open(os.path.join(replay_dir, name + ".lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            out = _shared_replay(adapted, timeout, ports_base, use_sniff, os.path.join(replay_dir, adapted.name))
+            out = _shared_replay(adapted, timeout, ports_base, use_sniff, os.path.join(replay_dir, name), flavour)
     else:
-        out = _play_replay(adapted, timeout, ports_base, use_sniff, tempfile.mkdtemp(prefix="calclab-replay-"))
+        out = _play_replay(adapted, timeout, ports_base, use_sniff, tempfile.mkdtemp(prefix="calclab-replay-"),
+                           flavour)
     if out is not None:  # a failed replay is the lab's failure, tried again by the next run
         with _replays_lock:
-            _replays[adapted.name] = out
+            _replays[name] = out
     return out
 
 
-def _shared_replay(adapted, timeout, ports_base, use_sniff, wd):
+def _shared_replay(adapted, timeout, ports_base, use_sniff, wd, flavour):
     done = os.path.join(wd, "replay.json")
     try:
         with open(done) as f:
@@ -172,15 +176,15 @@ def _shared_replay(adapted, timeout, ports_base, use_sniff, wd):
             return got["pcap"], got["ports"]
     except (OSError, ValueError, KeyError):
         pass
-    out = _play_replay(adapted, timeout, ports_base, use_sniff, wd)
+    out = _play_replay(adapted, timeout, ports_base, use_sniff, wd, flavour)
     if out is not None:
         with open(done, "w") as f:
             json.dump({"ok": True, "pcap": out[0], "ports": out[1]}, f)
     return out
 
 
-def _play_replay(adapted, timeout, ports_base, use_sniff, wd):
-    res = runner.play(adapted, runner.templates_for("c"), ports_base=ports_base, workdir=wd,
+def _play_replay(adapted, timeout, ports_base, use_sniff, wd, flavour):
+    res = runner.play(adapted, runner.templates_for("c", flavour=flavour), ports_base=ports_base, workdir=wd,
                       timeout=timeout, golden=None, use_sniff=use_sniff, capture_only=True)
     runner.judge(res, None)
     fronts = ("client->proxy", "client->server")   # a request may go straight to the server
@@ -227,10 +231,11 @@ def _rejudge(res, golden, golden_ports):
         res.clients = shown
 
 
-def adapt(res, timeout=15.0, use_sniff=True, ports_base=None, replay_dir=None):
+def adapt(res, timeout=15.0, use_sniff=True, ports_base=None, replay_dir=None, flavour=None):
     """Re-judge `res` (a run with the student's client) on the requests it sent.  Returns
     {"runs": what each client run sent, "adapted": the rewritten exchanges or None}.  `res` may
-    be judged already or only captured (runner.play capture_only: it is judged once, here)."""
+    be judged already or only captured (runner.play capture_only: it is judged once, here).
+    `flavour`: how the reference client pickles under the students' Python (the replay's)."""
     runner.read_capture(res)
     sent = client_requests(res)
     scn = res.scenario
@@ -257,7 +262,8 @@ def adapt(res, timeout=15.0, use_sniff=True, ports_base=None, replay_dir=None):
             new = adapted_scenario(scn, keys)
         except ScenarioError:
             new = None   # what the client asked leaves the reference's answers to chance
-        got = None if new is None else replay(new, timeout, ports_base or procs.free_port_pair, use_sniff, replay_dir)
+        got = None if new is None else replay(new, timeout, ports_base or procs.free_port_pair, use_sniff, replay_dir,
+                                              flavour)
         if got is not None:
             res.scenario = new
             golden, golden_ports = got

@@ -13,11 +13,10 @@ import multiprocessing
 import os
 import random
 import shutil
-import sys
 import tempfile
 import time
 
-from . import adapt, feedback, goldens, gradebook, handin_captures, paths, plays as plays_mod, procs, runner, sniff, stage
+from . import adapt, feedback, goldens, gradebook, handin_captures, interp, paths, plays as plays_mod, procs, runner, sniff, stage
 from . import checks as checks_mod
 from . import scenarios as scenarios_mod
 from .scenarios import GRADABLE, Raw, protocol_vectors
@@ -102,7 +101,7 @@ LAB_ERROR = "lab error: "
 
 def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=None, timeout=15.0,
                      use_sniff=True, golden_dir=None, ports_base=None, limits=None, weights=None,
-                     integration=None, plays=1, captures=None, capture_ports=None, capture_points=0.0):
+                     integration=None, plays=1, captures=None, capture_ports=None, capture_points=0.0, python=None):
     """Grade one hand-in; its feedback goes to out_dir/<id>/.  `roles`: which of the submission's
     roles are graded (default: every role file found); the others are played by calclab's programs.
     `client_stdin`: text fed to the student's client, with the templates' placeholders
@@ -113,7 +112,11 @@ def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=Non
     (0: feedback only) of the runs with all the student's programs at once, the report's own
     set-up, shown in the entry's "integration" section.
     `plays`: each run is played that many times and judged as one (plays.merge).
+    `python`: the interpreter that runs the hand-in's programs (default: the one in use,
+    interp.current); the goldens, replays and calclab's own client follow how it pickles.
     Returns the submission's grades.json entry."""
+    if python:
+        _use_python(python)
     sub_id = submission_id(path)
     fdir = os.path.join(out_dir, feedback_dirname(sub_id))
     if os.path.exists(fdir):
@@ -169,7 +172,7 @@ def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=Non
                     # each role on its own: calclab's programs play the others
                     parts = []
                     for role in [r for r in runnable if r == "client" or r in scn.roles]:
-                        templates = runner.templates_for("c")
+                        templates = runner.templates_for("c", flavour=interp.current_flavour())
                         templates[role] = sub.template(role, client_stdin)
                         run = _play(scn, templates, (role,), os.path.join(fdir, scn.name, role), out_dir,
                                     timeout, use_sniff, golden_dir, ports_base, limits, plays)
@@ -178,7 +181,7 @@ def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=Non
                     scn_entries.append(_scenario_entry(scn.name, parts))
                     if integration is not None and runnable:
                         # the report's own set-up: every role the student's at once
-                        templates = runner.templates_for("c")
+                        templates = runner.templates_for("c", flavour=interp.current_flavour())
                         for r in runnable:
                             templates[r] = sub.template(r, client_stdin)
                         run = _play(scn, templates, tuple(runnable), os.path.join(fdir, "integration", scn.name),
@@ -253,15 +256,18 @@ def _play(scn, templates, judged, workdir, out_dir, timeout, use_sniff, golden_d
           integration=False):
     """One RoleRun of `scn` with `templates`, judged on the roles `judged`: a graded client's run
     is judged once, by adapt, on the requests it really sent.  With `plays` > 1 it is played that
-    many times and judged as one (plays.merge)."""
+    many times and judged as one (plays.merge).  The golden, the replays and calclab's client
+    are in the pickle flavour of the students' Python."""
+    flavour = interp.current_flavour()
     played, sent = [], None
     for k in range(plays):
         res = runner.play(scn, templates, ports_base=ports_base or _ports_base,
                           workdir=workdir if k == 0 else os.path.join(workdir, f"play-{k + 1}"), timeout=timeout,
-                          golden=goldens.golden_path(scn, golden_dir), use_sniff=use_sniff, limits=limits,
+                          golden=goldens.golden_path(scn, golden_dir, flavour), use_sniff=use_sniff, limits=limits,
                           capture_only="client" in judged)
         got = adapt.adapt(res, timeout=timeout, use_sniff=use_sniff, ports_base=_ports_base,
-                          replay_dir=os.path.join(out_dir, ".replays")) if "client" in judged else None
+                          replay_dir=os.path.join(out_dir, ".replays"),
+                          flavour=flavour) if "client" in judged else None
         sent = sent or got
         played.append(res)
     races = plays_mod.merge(played) if plays > 1 else None
@@ -269,7 +275,14 @@ def _play(scn, templates, judged, workdir, out_dir, timeout, use_sniff, golden_d
 
 
 def _py_version():
-    return "3.11" if paths.PY == "/usr/bin/python3" else sys.version.split()[0]
+    return interp.current().version
+
+
+def _use_python(path):
+    try:
+        interp.use(path)
+    except interp.InterpreterError as e:
+        raise runner.LabError(f"--python {e}")
 
 
 def scenario_list(specs):
@@ -286,7 +299,11 @@ def point_tables(scenarios, wanted, golden_dir=None, weights=None):
     scenario (calc-sniff's verdict of its golden against itself, the reference client's
     printouts and, when the client is wanted, one request per connection; gradebook.point_table),
     then each role's shares over the scenarios are turned into half points adding up to its
-    weight (`weights`, role -> points; default gradebook.DEFAULT_WEIGHTS).  Made once per process."""
+    weight (`weights`, role -> points; default gradebook.DEFAULT_WEIGHTS).  Made once per process.
+    Read from the by-value goldens whatever the students' Python: a pickle flavour changes the
+    requests' sizes, not which checks and items a correct play has, so every interpreter gets
+    the same tables (and a by-name golden that cannot be made is a hand-in's lab error, not the
+    class's)."""
     scenarios = scenario_list(scenarios)
     key = (tuple((s.name, s.digest) for s in scenarios), tuple(wanted), golden_dir)
     if key not in _tables:
@@ -398,6 +415,8 @@ def _scenario_entry(name, parts):
 
 
 def _finish(fdir, e, runs):
+    # the interpreter that ran the programs, as it said itself: its version and how it pickles
+    e.setdefault("python", interp.current().to_dict())
     feedback.write(fdir, e, runs)
     with open(os.path.join(fdir, "entry.json"), "w") as f:
         json.dump(e, f, indent=1)
@@ -505,6 +524,8 @@ def grade_class(class_dir, out_dir, jobs=None, resume=False, progress=None, shar
             todo.append(p)
     total = len(subs)
     # the point tables are made once here, before the workers fork, and raise if the goldens fail
+    if kw.get("python"):
+        _use_python(kw["python"])
     kw["scenarios"] = scenario_list(kw.get("scenarios"))
     point_tables(kw["scenarios"], list(kw.get("roles") or ROLES), kw.get("golden_dir"),
                  kw.get("weights"))

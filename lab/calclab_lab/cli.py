@@ -5,7 +5,7 @@ import subprocess
 import sys
 import time
 
-from . import classgrade, goldens, gradebook, paths, procs, report, runner, sandbox, sniff
+from . import classgrade, goldens, gradebook, interp, paths, procs, report, runner, sandbox, sniff
 from . import scenarios as scenarios_mod
 from .scenarios import GRADABLE, SCENARIOS
 
@@ -28,7 +28,25 @@ def _add_common(ap):
     ap.add_argument("--allow-unconfined", action="store_true",
                     help="where nothing can confine the programs (no namespaces, not root), run them "
                          "unconfined instead of refusing (docs/sandbox.md)")
+    _add_python(ap)
     sandbox.Limits.add_arguments(ap)
+
+
+def _add_python(ap):
+    ap.add_argument("--python", metavar="PATH", default=paths.PY,
+                    help="the Python that runs the students' programs ({py} in the templates, the hand-ins; "
+                         f"default {paths.PY}). Runs are judged against what the reference sends under it: "
+                         "CPython 3.11.2 (Debian 12's python3) pickles enum members by name, other versions by "
+                         "value, and the goldens and calclab's client follow")
+
+
+def _use_python(prog, a):
+    """interp.use(--python); the interpreter, or None after printing why it cannot be used."""
+    try:
+        return interp.use(a.python)
+    except interp.InterpreterError as e:
+        print(f"{prog}: --python {e}", file=sys.stderr)
+        return None
 
 
 def _refused(a, prog):
@@ -84,7 +102,7 @@ def scenario_main(argv=None):
     _absolute(a, "golden", "workdir", "html")
     if a.check_capture:
         return _check_capture(a)
-    if _refused(a, "lab/scenario"):
+    if _refused(a, "lab/scenario") or _use_python("lab/scenario", a) is None:
         return 2
     t = runner.templates_for(a.impl, a.server, a.proxy, a.client)
     try:
@@ -97,7 +115,8 @@ def scenario_main(argv=None):
         print(f"lab/scenario: not built: {', '.join(missing)} (build first, or use --impl student)", file=sys.stderr)
         return 2
     try:
-        golden = None if a.capture_only else a.golden or goldens.golden_path(scn)
+        flavour = runner.flavour_for(a.impl, a.server, a.proxy, a.client)
+        golden = None if a.capture_only else a.golden or goldens.golden_path(scn, flavour=flavour)
         res = runner.play(scn, t, ports_base=a.ports_base or 9998, workdir=a.workdir, timeout=a.timeout,
                           golden=golden, use_sniff=not a.no_sniff,
                           capture_only=a.capture_only, verbose=lambda m: print(f"[lab] {m}", flush=True),
@@ -196,6 +215,8 @@ def grade_main(argv=None):
     procs.install_signal_handlers()
     _absolute(a, "submission", "class_dir", "out", "golden_dir", "workdir", "html")
     a.merge = [os.path.abspath(p) for p in a.merge] if a.merge else None
+    if _use_python("lab/grade", a) is None:
+        return 2
     try:
         names = scenarios_mod.resolve(a.scenarios)
     except scenarios_mod.ScenarioError as e:
@@ -227,7 +248,9 @@ def grade_main(argv=None):
             base = a.ports_base or procs.free_port_pair()
             wd = os.path.join(a.workdir, n.name) if a.workdir else None
             res = runner.play(n, t, ports_base=base, workdir=wd, timeout=a.timeout,
-                              golden=goldens.golden_path(n, a.golden_dir), use_sniff=not a.no_sniff,
+                              golden=goldens.golden_path(n, a.golden_dir,
+                                                         runner.flavour_for(a.impl, a.server, a.proxy, a.client)),
+                              use_sniff=not a.no_sniff,
                               limits=sandbox.Limits.from_args(a))
             results.append(res)
     except runner.LabError as e:
@@ -436,13 +459,17 @@ def demo_main(argv=None):
                     help="student: use the Python implementation (tests/student) instead of build/")
     ap.add_argument("--ports-base", type=int, default=9998)
     ap.add_argument("--html", metavar="FILE")
+    _add_python(ap)
     a = ap.parse_args(argv)
     procs.install_signal_handlers()
     if a.impl == "c" and not build_if_needed():
         return 2
+    if _use_python("lab/demo", a) is None:
+        return 2
     t = runner.templates_for(a.impl)
     try:
-        res = runner.play("3.2", t, ports_base=a.ports_base, golden=os.path.join(paths.CAPTURES, "3.2.pcap"),
+        scn = runner.scenario_of("3.2")
+        res = runner.play(scn, t, ports_base=a.ports_base, golden=goldens.golden_path(scn, flavour=runner.flavour_for(a.impl)),
                           verbose=lambda m: print(f"[demo] {m}", flush=True))
     except runner.LabError as e:
         print(f"lab/demo: {e}", file=sys.stderr)

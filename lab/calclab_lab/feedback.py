@@ -21,6 +21,12 @@ def _check_points(c):
     return f"{c['score']:g}/{c['max_score']:g}{penalty}"
 
 
+def _python(py):
+    how = "by name (getattr)" if py.get("pickle_flavour") == "getattr" else "by value"
+    return (f"{py.get('implementation', 'Python')} {py.get('version')} ({py.get('path')}; enum members pickled "
+            f"{how}: requests are judged against what the reference sends under it)")
+
+
 def _missing(e):
     """The roles graded that the hand-in has no file for (they score 0), when it was graded."""
     return [r for r in e["roles"] if r not in e.get("files", {})] if e["status"] == "graded" else []
@@ -74,6 +80,8 @@ def _problems(e):
 
 def text(e, runs):
     lines = [f"submission {e['id']}: {e['status']}", f"points: {_points(e)}"]
+    if e.get("python"):
+        lines.append(f"python: {_python(e['python'])}")
     for role, f in sorted(e.get("files", {}).items()):
         lines.append(f"  {role}: {f}")
     for role in _missing(e):
@@ -117,6 +125,8 @@ def page(e, runs):
     body = [f"<h1>{html.escape(e['id'])}</h1>",
             f'<p class="status {"pass" if e["status"] == "graded" else "fail"}">status: {html.escape(e["status"])}</p>',
             f"<p>points: {html.escape(_points(e))}</p>"]
+    if e.get("python"):
+        body.append(f"<p>python: {html.escape(_python(e['python']))}</p>")
     if e.get("files"):
         body.append("<p>files: " + ", ".join(f"{html.escape(r)}: <code>{html.escape(f)}</code>"
                                               for r, f in sorted(e["files"].items())) + "</p>")

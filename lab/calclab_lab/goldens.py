@@ -108,9 +108,7 @@ def golden_for(scenario, flavour=None, timeout=15.0):
 
 def _make(scenario, path, timeout, flavour=None):
     work = tempfile.mkdtemp(prefix="calclab-golden-")
-    templates = runner.templates_for("c")
-    if flavour:
-        templates["client"] = templates["client"].replace(" -- {expr}", f" --pickle-flavour {flavour} -- {{expr}}")
+    templates = runner.templates_for("c", flavour=flavour or "value")
     try:
         res = runner.play(scenario, templates, workdir=work, timeout=timeout, golden=None, capture_only=True)
         runner.judge(res, None)

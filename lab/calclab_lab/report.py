@@ -5,6 +5,8 @@ import json
 import os
 import xml.etree.ElementTree as ET
 
+from . import interp
+
 
 # ---------------------------------------------------------------- who is who on the wire
 FLAG_ORDER = ("SYN", "ACK", "PSH", "FIN", "RST")
@@ -286,8 +288,10 @@ def write_grade(out_dir, fmt, results, execution_time):
     if fmt == "gradescope":
         path = os.path.join(out_dir, "results.json")
         isolation = "; ".join(sorted({f"isolation: {r.isolation}" for r in results}))
+        py = interp.current()   # the students' Python, as it said itself
         gradescope_results.write(path, gradescope_results.from_tests(
-            tests, execution_time, f"calclab grade: {score:g}/{max_score:g} points; {isolation}"))
+            tests, execution_time, f"calclab grade: {score:g}/{max_score:g} points; {isolation}; "
+                                   f"python: {py.describe()}"))
     elif fmt == "json":
         path = os.path.join(out_dir, "grade.json")
         with open(path, "w") as f:

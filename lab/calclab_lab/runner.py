@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 
 from . import checks as checks_mod
-from . import oracle, paths, procs, sandbox, sniff
+from . import interp, oracle, paths, procs, sandbox, sniff
 from . import scenarios as scenarios_mod
 from .scenarios import Client, Raw, Scenario, Sleep, Stop, protocol_vectors
 
@@ -102,11 +102,36 @@ def expand(template, **vals):
         raise LabError(f"bad command template {template!r}: unknown or malformed placeholder {e}")
 
 
-def templates_for(impl="c", server=None, proxy=None, client=None):
+def templates_for(impl="c", server=None, proxy=None, client=None, flavour=None):
+    """The command templates of a play: `impl`'s programs in the roles no template is given for.
+    `flavour` (interp.BY_VALUE or GETATTR): how calclab's own client pickles its requests, as the
+    reference client does under the students' interpreter; None: by value when only calclab's
+    programs play, else as the interpreter in use (interp.current) pickles."""
+    t = _chosen(impl, server, proxy, client)
+    return with_flavour(t, flavour or flavour_for(impl, server, proxy, client))
+
+
+def _chosen(impl, server, proxy, client):
     t = dict(IMPLS[impl])
     for role, v in (("server", server), ("proxy", proxy), ("client", client)):
         if v:
             t[role] = v
+    return t
+
+
+def flavour_for(impl="c", server=None, proxy=None, client=None):
+    """The flavour a play of these programs is judged in (templates_for's default): by value
+    when only calclab's programs play (no Python in play), else as the interpreter in use pickles."""
+    return interp.BY_VALUE if _chosen(impl, server, proxy, client) == IMPLS["c"] else interp.current_flavour()
+
+
+def with_flavour(templates, flavour):
+    """`templates` with calclab's client sending its requests in `flavour` (calc-client
+    --pickle-flavour); another client's template is left as it is."""
+    t = dict(templates)
+    base = IMPLS["c"]["client"]
+    if flavour == interp.GETATTR and t.get("client") == base:
+        t["client"] = base.replace(" -- {expr}", " --pickle-flavour getattr -- {expr}")
     return t
 
 

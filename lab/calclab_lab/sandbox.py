@@ -58,6 +58,17 @@ SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/hosts", "/etc/nsswitch.conf", "/etc/pr
                 "/etc/services", "/etc/localtime", "/etc/passwd", "/etc/group")
 # where calc-jail is inside the sandbox, for the steps after bubblewrap
 INNER_JAIL = "/run/calc-jail"
+# Installations outside SYSTEM_DIRS of the interpreter that runs the programs (lab/grade --python
+# /opt/python3.12/bin/python3): shown read-only as they are, like the system, never copied
+INTERPRETER_DIRS = []
+
+
+def show_interpreter(prefixes):
+    """Let the programs see the interpreter installed under `prefixes` (interp.use)."""
+    for p in prefixes:
+        p = os.path.realpath(p)
+        if p != "/" and not _under_system(p) and p not in INTERPRETER_DIRS:
+            INTERPRETER_DIRS.append(p)
 
 
 class Limits:
@@ -381,6 +392,12 @@ class Sandbox:
                 "--proc", "/proc", "--dev", "/dev",
                 "--perms", "1777", "--size", str(self.limits.file_size_mib * 1024 * 1024), "--tmpfs", "/tmp"]
         made = set()
+        for d in INTERPRETER_DIRS:
+            for parent in _ancestors(d):
+                if parent not in made:
+                    made.add(parent)
+                    out += ["--perms", "0755", "--dir", parent]
+            out += ["--ro-bind", d, d]
         for p in self._exposed(argv):
             # the folders leading to it are made world-traversable whatever the lab's umask
             for parent in _ancestors(p):
@@ -713,7 +730,8 @@ def _open_to_others(path):
 
 
 def _under_system(path):
-    return any(path == d or path.startswith(d + "/") for d in SYSTEM_DIRS + ("/etc", "/proc", "/dev"))
+    return any(path == d or path.startswith(d + "/")
+               for d in SYSTEM_DIRS + ("/etc", "/proc", "/dev") + tuple(INTERPRETER_DIRS))
 
 
 def _ancestors(path):

@@ -24,7 +24,7 @@ ROOT_ENV = "CALCLAB_AUTOGRADER_ROOT"
 CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "config.json")
 DEFAULTS = {"roles": None, "role_weights": None, "scenarios": None, "client_stdin": None, "visibility": "visible", "hide": [],
             "stdout_visibility": "hidden", "time_limit": 480, "capture_points": 0,
-            "allow_unconfined": False}
+            "allow_unconfined": False, "python": None}
 
 
 def load_config(path=CONFIG):
@@ -113,7 +113,7 @@ def grade_to_results(root, t0):
     g = grading.grade(os.path.join(root, "submission"), out_dir, cfg["roles"], cfg["scenarios"],
                       cfg["client_stdin"], float(cfg["time_limit"]), cfg["role_weights"],
                       capture_points=float(cfg["capture_points"] or 0),
-                      allow_unconfined=bool(cfg["allow_unconfined"]))
+                      allow_unconfined=bool(cfg["allow_unconfined"]), python=cfg["python"])
     sys.stdout.write(g.log)
     bad = out_of_range(g.entry, cfg)
     if bad:

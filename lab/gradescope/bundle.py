@@ -147,7 +147,8 @@ def config_from(a, extra=None):
             "scenarios": _scenarios(a.scenarios, extra) if a.scenarios else None,
             "client_stdin": a.client_stdin,
             "visibility": a.visibility, "hide": rules, "stdout_visibility": a.stdout_visibility,
-            "time_limit": a.time_limit, "allow_unconfined": a.allow_unconfined} | ({"capture_points": a.capture_points} if a.capture_points else {})
+            "time_limit": a.time_limit, "allow_unconfined": a.allow_unconfined} | ({"capture_points": a.capture_points} if a.capture_points else {}) \
+        | ({"python": a.python} if a.python else {})
 
 
 def _scenarios(text, extra):
@@ -183,6 +184,9 @@ def main(argv=None):
                          "repeatable, the first match wins")
     ap.add_argument("--stdout-visibility", choices=results.VISIBILITIES, default="hidden",
                     help="when students see run_autograder's stdout (lab/grade's log; default hidden)")
+    ap.add_argument("--python", metavar="PATH",
+                    help="the Python that runs the students' programs on Gradescope, as lab/grade --python "
+                         "(default: the grading machine's python3); judged against what the reference sends under it")
     ap.add_argument("--time-limit", type=float, default=480.0,
                     help="seconds lab/grade may take per submission before results say it was stopped "
                          "(keep it below the assignment's autograder timeout, so the result says why; default 480)")

@@ -33,8 +33,10 @@ class Graded:
 
 
 def grade_command(submission, out_dir, roles=None, scenarios=None, client_stdin=None, role_weights=None,
-                  capture_points=0, allow_unconfined=False):
+                  capture_points=0, allow_unconfined=False, python=None):
     cmd = [PY, os.path.join(LAB, "grade"), submission, "--out", out_dir]
+    if python:  # the students' interpreter; lab/grade's default is the system's python3
+        cmd += ["--python", python]
     if allow_unconfined:
         cmd += ["--allow-unconfined"]
     if roles:
@@ -68,21 +70,21 @@ def _sweep():
 
 
 def grade(submission, out_dir, roles=None, scenarios=None, client_stdin=None, time_limit=600.0, role_weights=None,
-          capture_points=0, allow_unconfined=False):
+          capture_points=0, allow_unconfined=False, python=None):
     """Run lab/grade; return Graded, or raise GradingFailed with the reason.  Every process the
     programs started is gone when it returns or raises."""
     try:
         return _grade(submission, out_dir, roles, scenarios, client_stdin, time_limit, role_weights, capture_points,
-                      allow_unconfined)
+                      allow_unconfined, python)
     finally:
         _sweep()
 
 
 def _grade(submission, out_dir, roles, scenarios, client_stdin, time_limit, role_weights, capture_points,
-           allow_unconfined):
+           allow_unconfined, python=None):
     t0 = time.time()
     cmd = grade_command(submission, out_dir, roles, scenarios, client_stdin, role_weights, capture_points,
-                        allow_unconfined)
+                        allow_unconfined, python)
     os.makedirs(out_dir, exist_ok=True)
     log_path = os.path.join(out_dir, "lab-grade.log")
     with open(log_path, "w+b") as log:

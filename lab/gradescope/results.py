@@ -177,6 +177,15 @@ def capture_tests(entry, default="visible"):
              "visibility": default}]
 
 
+def python_line(entry):
+    """The interpreter that ran the programs, as the grader asked it (grades.json's python)."""
+    py = entry.get("python") or {}
+    if not py.get("version"):
+        return None
+    how = "by name (getattr)" if py.get("pickle_flavour") == "getattr" else "by value"
+    return f"python: {py.get('implementation', 'Python')} {py['version']} ({py.get('path', '?')}; enum members pickled {how})"
+
+
 def from_entry(entry, execution_time, feedback="", rules=(), default="visible", stdout_visibility="hidden"):
     """results.json for one graded (or ungradable) submission entry of grades.json."""
     if str(entry.get("status", "")).startswith("lab error: "):
@@ -195,6 +204,8 @@ def from_entry(entry, execution_time, feedback="", rules=(), default="visible", 
         lines.append("- more checks are graded; their results are shown " + " or ".join(WHEN[w] for w in whens))
     lines.append(f"- status: {md_text(entry.get('status', 'graded'))}")
     lines.append(f"- {md_text(isolation_line(entry))}")
+    if python_line(entry):
+        lines.append(f"- {md_text(python_line(entry))}")
     verdicts = [f"{s.get('scenario')} {'PASS' if s.get('passed') else 'FAIL'}" for s in entry.get("scenarios") or []]
     if verdicts and not later:  # a scenario's verdict would tell a hidden check's result
         lines.append("- scenarios: " + ", ".join(verdicts))

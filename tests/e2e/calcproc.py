@@ -17,6 +17,19 @@ STUDENT = REPO / "tests" / "student"
 PY = "/usr/bin/python3"
 
 
+def pickle_flavour(python):
+    """How `python` pickles an Enum member, so how the course's (and tests/student's) code sends
+    its requests under it: 'getattr' (by name: CPython 3.11.2, Debian 12's python3) or 'value'."""
+    probe = ("import enum, pickle\nclass P(enum.Enum):\n    A = 0\n"
+             "print('getattr' if b'getattr' in pickle.dumps(P.A) else 'value')")
+    return subprocess.run([python, "-I", "-c", probe], capture_output=True, text=True, timeout=30,
+                          check=True).stdout.strip()
+
+
+# calc-client --pickle-flavour for the bytes tests/student's client sends under PY
+PY_FLAVOUR = pickle_flavour(PY) if os.access(PY, os.X_OK) else "value"
+
+
 def exe(name):
     p = build_dir() / name
     assert p.exists(), f"{p} is not built: build the project first (ci/test does)"

@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from calcproc import client, procs  # noqa: F401
+from calcproc import PY_FLAVOUR, client, procs  # noqa: F401
 
 E1 = "(sin(max(2, 3 * 4, 5, 6 * ((7 * 8) / 9), 10 / 11)) / 12) * 13"
 E2 = "max(2, 3) + 3"
@@ -26,7 +26,8 @@ def play(procs, scenario, py_server, py_proxy, py_client):
         if scenario == "3.3" and i == 1:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=10)
-        r = client(target, expr, student=py_client)
+        # calclab's client sends what the student-style one sends under PY (its flavour)
+        r = client(target, expr, *([] if py_client else ["--pickle-flavour", PY_FLAVOUR]), student=py_client)
         outs.append((r.returncode, normalise(r.stdout, target)))
     return outs
 

@@ -19,9 +19,18 @@ import api  # noqa: E402  (the student's safe unpickler and message helpers)
 PROTOCOLS = (0, 1, 2, 3)
 
 
+# The same requests as CPython 3.11.2 pickles them (enum members by name): what pickle.dumps of
+# the stand-in's objects gives when this interpreter is such a CPython.
+BY_NAME = {v["request"]["payload"]: w["request"]["payload"]
+           for v, w in zip(load_vectors(quirks=True), load_vectors("legacy-expressions-py3.11.2.jsonl", quirks=True))}
+
+
 def repickle(payload_hex, protocol):
+    """The payload's objects pickled again with `protocol`, by this interpreter (so enum members
+    by value or by name, as it pickles them)."""
     obj = api.loads(bytes.fromhex(payload_hex))
-    assert pickle.dumps(obj, protocol=4) == bytes.fromhex(payload_hex)  # the objects are faithful
+    # the objects are faithful: protocol 4 gives the reference's bytes under this Python
+    assert pickle.dumps(obj, protocol=4).hex() in (payload_hex, BY_NAME.get(payload_hex))
     return pickle.dumps(obj, protocol=protocol)
 
 

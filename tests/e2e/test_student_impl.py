@@ -2,7 +2,12 @@
 
 It is the oracle and interop peer of the lab, so it must speak the reference's bytes: request
 payloads equal to the vectors' byte for byte, server responses equal to the vectors' (time stamp
-aside), the client's printed text equal to `client_prints`, and the proxy's refused answer."""
+aside), the client's printed text equal to `client_prints`, and the proxy's refused answer.
+
+Its Associativity is a plain Enum, as the course's is, so its requests are what the course's
+code sends under the Python running it: CPython 3.11.2 (Debian 12's python3) pickles enum
+members by name and matches legacy-expressions-py3.11.2.jsonl, the others by value and match
+legacy-expressions.jsonl."""
 import json
 import os
 import pickle
@@ -31,8 +36,24 @@ import calculator  # noqa: E402
 pytestmark = pytest.mark.build_independent
 
 
-def _vectors():
-    with open(VECTORS) as f:
+FLAVOUR_FILES = {"value": VECTORS, "getattr": os.path.join(VECTORS_DIR, "legacy-expressions-py3.11.2.jsonl")}
+
+_PROBE = ("import enum, pickle\nclass P(enum.Enum):\n    A = 0\n"
+          "print('getattr' if b'getattr' in pickle.dumps(P.A) else 'value')")
+
+
+def flavour_of(python):
+    """How `python` pickles an enum member: 'getattr' (by name) or 'value'."""
+    return subprocess.run([python, "-I", "-c", _PROBE], capture_output=True, text=True, timeout=30,
+                          check=True).stdout.strip()
+
+
+HERE = flavour_of(sys.executable)    # the interpreter running these tests (calculator imported here)
+PY_FLAVOUR = flavour_of(PY)          # the one running the student programs
+
+
+def _vectors(flavour="value"):
+    with open(FLAVOUR_FILES[flavour]) as f:
         return [v for v in map(json.loads, f) if not v.get("quirk")]
 
 
@@ -111,12 +132,12 @@ def server():
 
 
 def test_tree_pickles_equal_vector_requests():
-    bad = [v["name"] for v in _vectors() if pickle.dumps(build(v["tree"])).hex() != v["request"]["payload"]]
+    bad = [v["name"] for v in _vectors(HERE) if pickle.dumps(build(v["tree"])).hex() != v["request"]["payload"]]
     assert not bad, bad[:5]
 
 
 def test_parser_gives_vector_requests():
-    bad = [v["name"] for v in _vectors()
+    bad = [v["name"] for v in _vectors(HERE)
            if pickle.dumps(calculator.parse(v["input"])).hex() != v["request"]["payload"]]
     assert not bad, bad[:5]
 
@@ -128,13 +149,57 @@ def test_stringify_bracket_quirk():
 
 
 def test_examples_sizes():
-    assert len(pickle.dumps(calculator.parse(calculator.E1))) + 12 == 687
-    assert len(pickle.dumps(calculator.parse(calculator.E2))) + 12 == 376
+    sizes = {"value": (687, 376), "getattr": (706, 395)}[HERE]
+    assert len(pickle.dumps(calculator.parse(calculator.E1))) + 12 == sizes[0]
+    assert len(pickle.dumps(calculator.parse(calculator.E2))) + 12 == sizes[1]
 
 
-def test_server_answers_every_vector(server):
+# CPythons that may be on the machine: Debian's own (always), pyenv's (where installed)
+PYENV = os.path.expanduser("~/.pyenv/versions")
+PYTHONS = ["/usr/bin/python3"] + [os.path.join(PYENV, v, "bin", "python3")
+                                  for v in ("3.9.18", "3.10.13", "3.11.7", "3.12.1", "3.13.0")]
+
+
+def _request_of(python, args, exp):
+    """The request the student client run by `python` with `args` sends to a stand-in server
+    answering `exp`, and what it printed."""
+    seen = {}
+    port, t = _fake_server(exp, seen)
+    r = subprocess.run([python, os.path.join(STUDENT, "calc_client.py"), "-H", "127.0.0.1", "-p", str(port), *args],
+                       capture_output=True, text=True, timeout=30)
+    t.join(10)
+    return seen.get("req", b""), r.stdout.replace(f"{{127.0.0.1:{port}}}", "{server}")
+
+
+@pytest.mark.parametrize("python", PYTHONS)
+def test_student_client_sends_the_reference_bytes_under_every_python(python):
+    """E1 and E2 as the course's client sends them under each interpreter, byte for byte: 706 and
+    395 bytes under CPython 3.11.2 (enum members by name), 687 and 376 under the others; what it
+    prints is the same under all."""
+    if not os.access(python, os.X_OK):
+        pytest.skip(f"{python} is not installed here")
+    version = subprocess.run([python, "-c", "import platform; print(platform.python_version())"],
+                             capture_output=True, text=True, timeout=30).stdout.strip()
+    flavour = flavour_of(python)
+    if version == "3.11.2":
+        assert flavour == "getattr"
+    elif version.startswith(("3.9.", "3.10.", "3.12.", "3.13.")) or version == "3.11.7":
+        assert flavour == "value"
+    vecs = {v["name"]: v for v in _vectors(flavour)}
+    sizes = []
+    for example, name in ((1, "seed-1"), (2, "seed-2")):
+        v = vecs[name]
+        req, out = _request_of(python, ["--example", str(example)], v["steps"])
+        assert req[12:].hex() == v["request"]["payload"], (python, version, name, len(req))
+        assert v["steps"]["client_prints"].splitlines()[0] in out
+        sizes.append(len(req))
+    assert sizes == ([706, 395] if flavour == "getattr" else [687, 376]), (python, version)
+
+
+@pytest.mark.parametrize("flavour", sorted(FLAVOUR_FILES))
+def test_server_answers_every_vector(server, flavour):
     bad, total = [], 0
-    for v in _vectors():
+    for v in _vectors(flavour):
         data = bytes.fromhex(v["request"]["payload"])
         for steps in (True, False):
             total += 1
@@ -214,7 +279,7 @@ def _fake_server(exp, seen):
 
 @pytest.mark.parametrize("steps", [True, False])
 def test_client_requests_and_prints(steps):
-    vecs = _vectors()
+    vecs = _vectors(PY_FLAVOUR)
     if not steps:
         vecs = vecs[::7]
     bad = []

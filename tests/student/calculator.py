@@ -12,13 +12,13 @@ import random
 
 
 class Associativity(enum.Enum):
+    """Whether a binary operator groups from the left or the right.  A plain Enum, as the
+    course's is: pickle writes its members the way the running Python writes any Enum member,
+    so this module's requests differ between interpreters exactly as the course's do (by value,
+    Associativity(0), on most; by name, getattr(Associativity, 'LEFT'), on CPython 3.11.2,
+    Debian 12's python3)."""
     LEFT = 0
     RIGHT = 1
-
-    def __reduce_ex__(self, proto):
-        # CPython 3.11.0-3.11.4 pickle enums by name (getattr); the reference's 3.11 pickled
-        # them by value: Associativity(0).  Pin the by-value form on every Python.
-        return self.__class__, (self._value_,)
 
 
 class Expression:
