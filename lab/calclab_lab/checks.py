@@ -305,7 +305,7 @@ def malformed_checks(raw_results, conn_records):
     connections = Check("connections")
     connections.add(len(conns) == len(raw_results), "server",
                     f"{len(conns)} connections to the server for the lab's {len(raw_results)} bad requests"
-                    + ("" if len(conns) == len(raw_results) else f"; one per request expected"))
+                    + ("" if len(conns) == len(raw_results) else "; one per request expected"))
     handshake = Check("handshake")
     for c in conns:
         handshake.add(c.get("handshake"), "server", f"connection #{c['id']}: 3-way handshake "

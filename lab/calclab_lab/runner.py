@@ -1,12 +1,9 @@
 """Play one scenario: start the programs, capture, run the clients, stop everything, analyse."""
-import json
 import os
 import shlex
 import shutil
-import signal
 import socket
 import struct
-import subprocess
 import tempfile
 import threading
 import time

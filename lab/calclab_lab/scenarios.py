@@ -18,7 +18,6 @@ import os
 import tomllib
 
 from . import oracle, paths
-from .oracle import REFUSED_ERROR, REFUSED_LEN, REFUSED_TEXT  # noqa: F401  (re-exported)
 
 FOREVER = 65535
 BUILTIN_DIR = os.path.join(paths.ROOT, "lab", "scenarios")

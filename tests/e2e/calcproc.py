@@ -198,13 +198,3 @@ def serve_once_each(answers):
 def load_vectors(name="legacy-expressions.jsonl", quirks=False):
     vs = [json.loads(l) for l in open(VECTORS / name)]
     return [v for v in vs if quirks or not v.get("quirk")]
-
-
-import pytest  # noqa: E402
-
-
-@pytest.fixture
-def procs(tmp_path):
-    p = Procs(tmp_path)
-    yield p
-    p.stop_all()

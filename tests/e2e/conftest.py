@@ -31,6 +31,15 @@ def build_exe(name: str) -> pathlib.Path:
     return p
 
 
+@pytest.fixture
+def procs(tmp_path):
+    """Our programs started by one test (calcproc.Procs), all stopped after it."""
+    from calcproc import Procs   # calcproc imports this file: not at the top
+    p = Procs(tmp_path)
+    yield p
+    p.stop_all()
+
+
 @pytest.fixture(scope="session")
 def vectors_dir() -> pathlib.Path:
     return VECTORS

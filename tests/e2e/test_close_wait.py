@@ -12,10 +12,8 @@ import sys
 import threading
 import time
 
-import pytest
-
 from conftest import REPO, build_dir
-from calcproc import exe, free_port, procs  # noqa: F401
+from calcproc import exe, free_port
 
 sys.path.insert(0, str(REPO / "tests" / "student"))
 import api  # noqa: E402

@@ -9,7 +9,7 @@ import socket
 import struct
 import time
 
-from calcproc import procs, recv_message, request_bytes  # noqa: F401
+from calcproc import recv_message, request_bytes
 from test_programs import vector_by_name
 
 MAX_IN = 262144

@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from calcproc import PY_FLAVOUR, client, procs  # noqa: F401
+from calcproc import PY_FLAVOUR, client
 
 E1 = "(sin(max(2, 3 * 4, 5, 6 * ((7 * 8) / 9), 10 / 11)) / 12) * 13"
 E2 = "max(2, 3) + 3"

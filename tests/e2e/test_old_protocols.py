@@ -10,8 +10,7 @@ import sys
 
 import pytest
 
-from calcproc import (REPO, client, client_body, exchange, load_vectors, procs,  # noqa: F401
-                      request_bytes, serve_once_each)
+from calcproc import REPO, client, client_body, exchange, load_vectors, request_bytes, serve_once_each
 
 sys.path.insert(0, str(REPO / "tests" / "student"))
 import api  # noqa: E402  (the student's safe unpickler and message helpers)

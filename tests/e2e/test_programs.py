@@ -10,8 +10,8 @@ import time
 import pytest
 
 from conftest import REPO
-from calcproc import (PY_FLAVOUR, VECTORS, client, client_body, exchange, free_port, load_vectors, procs,  # noqa: F401
-                      recv_message, recv_messages, request_bytes, exe)
+from calcproc import (PY_FLAVOUR, VECTORS, client, client_body, exchange, free_port, load_vectors, recv_message,
+                      recv_messages, request_bytes, exe)
 
 E1 = "(sin(max(2, 3 * 4, 5, 6 * ((7 * 8) / 9), 10 / 11)) / 12) * 13"
 E2 = "max(2, 3) + 3"

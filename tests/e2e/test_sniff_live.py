@@ -3,7 +3,6 @@ runs as they happen, so the live path must reach the same verdict as a file), al
 with a small kernel buffer (-B), and -B's bad values are usage errors. Every replay runs on the lo
 of a network namespace of its own: the goldens use the fixed ports 9998 and 9999, and other tests'
 traffic on the host's lo must not mix in."""
-import os
 import subprocess
 import time
 
