@@ -265,6 +265,11 @@ def test_a_namespace_that_cannot_mount_proc_is_not_claimed(tmp_path):
 
     def masked(cmd):
         return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                               # another proc mount fully visible in the namespace (a chroot's
+                               # bind of /proc, say) would let the kernel allow a fresh /proc
+                               # after all: only the masked one is left
+                               "awk '$3 == \"proc\" && $2 != \"/proc\" {print $2}' /proc/self/mounts"
+                               " | sort -r | while read -r m; do umount -l \"$m\"; done; "
                                f"mount --bind /dev/null /proc/uptime && exec {as_user} {cmd}"],
                               capture_output=True, text=True, timeout=120, env=env, cwd="/")
     bare = masked("bwrap --unshare-user --unshare-pid --ro-bind / / true")
