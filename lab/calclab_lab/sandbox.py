@@ -579,7 +579,10 @@ def kill_uids(uids):
     done, else why not."""
     if not uids:
         return None
-    argv = [paths.jail()] + [a for u in uids for a in ("--kill-uid", str(u))]
+    jail = paths.jail()
+    if jail is None:  # a grader without calclab's build (its tools not found) cannot kill by uid
+        return f"calc-jail not built in {paths.BUILD}: cannot kill the processes of uids {uids[0]}-{uids[-1]}"
+    argv = [jail] + [a for u in uids for a in ("--kill-uid", str(u))]
     try:
         r = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as e:
