@@ -30,7 +30,9 @@ class Server:
 
     def __init__(self, closes_first):
         self.closes_first = closes_first
-        self.fin_seen = []
+        self._fin_seen = []
+        self._recorded = threading.Condition()
+        self._accepted = 0
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
@@ -43,19 +45,35 @@ class Server:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
+            with self._recorded:
+                self._accepted += 1
             data = api.recv_message(conn)
             if data:
                 conn.sendall(calc_server.process(data))
             if self.closes_first:
                 conn.setblocking(False)
                 try:
-                    self.fin_seen.append(conn.recv(1) == b"")
+                    seen = conn.recv(1) == b""
                 except BlockingIOError:
-                    self.fin_seen.append(False)
+                    seen = False
             else:
                 conn.settimeout(30)
-                self.fin_seen.append(conn.recv(1) == b"")
+                seen = conn.recv(1) == b""
             conn.close()
+            with self._recorded:
+                self._fin_seen.append(seen)
+                self._recorded.notify_all()
+
+    @property
+    def fin_seen(self):
+        """What the server saw so far, once its thread has recorded every connection accepted:
+        the client can exit before the server's thread has read its FIN."""
+        with self._recorded:
+            self._recorded.wait_for(lambda: self._pending() == 0, timeout=10)
+            return list(self._fin_seen)
+
+    def _pending(self):
+        return self._accepted - len(self._fin_seen)
 
     def close(self):
         self.sock.close()
