@@ -24,6 +24,9 @@ typedef enum calc_err {
 
 /* A short English description of e; never NULL. */
 const char *calc_strerror(calc_err e);
+/* e's stable lowercase name ("invalid", "limit", "truncated", ...), for machine-read output
+ * (calc-sniff's JSON): the English of calc_strerror may be reworded, these names never are. */
+const char *calc_err_name(calc_err e);
 
 /* What the reference answers when e happens while serving a peer: the exception class it
  * raises and the response status. CALC_OK: no exception (NULL), 200. Evaluation exceptions

@@ -22,6 +22,25 @@ const char *calc_strerror(calc_err e) {
   return "unknown error";
 }
 
+const char *calc_err_name(calc_err e) {
+  /* No default, as above. */
+  switch (e) {
+    case CALC_OK: return "ok";
+    case CALC_ERR_NOMEM: return "nomem";
+    case CALC_ERR_TRUNCATED: return "truncated";
+    case CALC_ERR_INVALID: return "invalid";
+    case CALC_ERR_LIMIT: return "limit";
+    case CALC_ERR_REFUSED: return "refused";
+    case CALC_ERR_TIMEOUT: return "timeout";
+    case CALC_ERR_RESET: return "reset";
+    case CALC_ERR_CLOSED: return "closed";
+    case CALC_ERR_SYSTEM: return "system";
+    case CALC_ERR_FRAMING: return "framing";
+    case CALC_ERR_BAD_UPSTREAM: return "bad-upstream";
+  }
+  return "unknown";
+}
+
 calc_err_answer calc_err_reference(calc_err e) {
   /* No default, as above. */
   switch (e) {

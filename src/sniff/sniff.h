@@ -114,6 +114,9 @@ const char *sniff_end_name(sniff_end e);
 #define SNIFF_MAX_MSGS (8u << 20)
 /* Expression/result text kept per message (JSON carries it; notes abbreviate it). */
 #define SNIFF_TEXT_MAX 4096
+/* Bytes of refused payloads kept per analysis (sniff_msg.refused): refused payloads are rare
+ * in real traffic, and this bounds what a capture made only of them costs. */
+#define SNIFF_REFUSED_MAX (16u << 20)
 
 typedef struct sniff_msg {
   uint32_t conn;            /* connection id (1-based) */
@@ -134,6 +137,11 @@ typedef struct sniff_msg {
                              * CALC_ERR_LIMIT a payload that is no request or response */
   char *text;               /* request: expression; response: result or error (may be NULL);
                              * owned by the analysis, shared by messages with the same payload */
+  const uint8_t *refused;   /* the payload when the decoder refused it (m->err its error), else
+                             * NULL: what a reader needs to tell whether another decoder would
+                             * take it; kept by the analysis like text, up to SNIFF_REFUSED_MAX
+                             * bytes of such payloads per analysis (NULL past them) */
+  uint32_t refused_len;
   /* requests on a client->proxy connection: upstream connections it caused */
   uint32_t n_upstream;
   uint32_t first_upstream;  /* connection id */

@@ -43,7 +43,8 @@ void sniff_framer_feed(sniff_an *an, sniff_conn *c, int dir, const uint8_t *data
                        bool *newseg, bool *mid);
 
 /* m's payload p[0, n) decoded to text (kept by the analysis, shared by equal payloads). A
- * payload that is no request or response sets m->err to the decoder's error (its text says why). NULL when memory ran out (an->incomplete set, m->err left
+ * payload that is no request or response sets m->err to the decoder's error (its text says why)
+ * and m->refused to a kept copy of it. NULL when memory ran out (an->incomplete set, m->err left
  * CALC_OK: the payload is not to blame, and nothing of it is remembered). */
 char *sniff_text_decode(sniff_an *an, sniff_msg *m, const uint8_t *p, size_t n);
 /* Frees the text cache and the texts. */

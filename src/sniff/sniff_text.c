@@ -32,8 +32,10 @@ struct sniff_textcache {
     bool is_request;
     uint8_t err;            /* the decoder's calc_err for this payload */
     const char *text;       /* in chunks */
+    const uint8_t *refused; /* in chunks: the payload, when the decoder refused it (or NULL) */
   } e[TC_SLOTS];
   struct text_chunk *chunks;
+  size_t refused_bytes;     /* kept for sniff_msg.refused, bounded by SNIFF_REFUSED_MAX */
 };
 
 /* A copy of s[0, n) in the analysis's text chunks, or NULL (out of memory). */
@@ -82,6 +84,17 @@ static uint32_t payload_hash(const uint8_t *p, size_t n) {
   return (uint32_t)h;
 }
 
+/* A refused payload p[0, n) kept for m (sniff_msg.refused), within the analysis' bound; past
+ * it, or out of memory, m->refused stays NULL (the text still says why it was refused). */
+static void keep_refused(struct sniff_textcache *tc, sniff_msg *m, const uint8_t *p, size_t n) {
+  if (n > SNIFF_REFUSED_MAX - tc->refused_bytes) return;
+  char *k = text_keep(tc, (const char *)p, n);
+  if (!k) return;
+  tc->refused_bytes += n;
+  m->refused = (const uint8_t *)k;
+  m->refused_len = (uint32_t)n;
+}
+
 /* The text of m's payload p[0, n) in the analysis's chunks, or NULL when memory ran out (then
  * m->err stays CALC_OK). An undecodable payload's text is the decoder's reason, m->err its
  * error. */
@@ -123,6 +136,7 @@ static char *decode_payload(struct sniff_textcache *tc, sniff_msg *m, const uint
                 ? NULL
                 : text_keep(tc, b.data ? (const char *)b.data : "", b.len);
   calc_buf_free(&b);
+  if (s && m->err != CALC_OK) keep_refused(tc, m, p, n);
   return s;
 }
 
@@ -141,6 +155,8 @@ char *sniff_text_decode(sniff_an *an, sniff_msg *m, const uint8_t *p, size_t n) 
   if (e->text && e->hash == h && e->len == n && e->is_request == m->h.is_request &&
       e->status == m->h.status && !memcmp(e->payload, p, n)) {
     m->err = e->err;
+    m->refused = e->refused;
+    m->refused_len = e->refused ? e->len : 0;
     return (char *)e->text;
   }
   char *t = decode_payload(an->tc, m, p, n);
@@ -152,7 +168,7 @@ char *sniff_text_decode(sniff_an *an, sniff_msg *m, const uint8_t *p, size_t n) 
   if (!copy) return t;
   memcpy(copy, p, n);
   calc_free(e->payload);
-  *e = (struct tc_entry){copy, (uint32_t)n, h, m->h.status, m->h.is_request, m->err, t};
+  *e = (struct tc_entry){copy, (uint32_t)n, h, m->h.status, m->h.is_request, m->err, t, m->refused};
   return t;
 }
 

@@ -5,6 +5,8 @@ A native-order microsecond pcap file is read by calc-sniff itself, in blocks a r
 reads ahead, with records cut by block boundaries carried over; standard input, byte-swapped
 nanosecond and pcapng files are read by libpcap. The captures here are crafted so that many records
 (up to 64 KiB each) straddle the 256 KiB blocks, and the two paths are compared on them."""
+import json
+import pickle
 import random
 import struct
 import subprocess
@@ -268,3 +270,69 @@ def test_both_pickle_flavours_show_their_expressions(tmp_path):
     assert shown(msgs["getattr"]) == shown(msgs["value"])
     assert {m["expression"] for m in msgs["getattr"] if m["kind"] == "request"} == {
         "(sin(max(2, (3 * 4), 5, (6 * ((7 * 8) / 9)), (10 / 11))) / 12) * 13", "max(2, 3) + 3"}
+
+
+def student_pickle(build):
+    """pickle.dumps of build(calculator) with tests/student's calculator module: the bytes the
+    course's client sends for that tree."""
+    sys.path.insert(0, str(REPO / "tests" / "student"))
+    try:
+        import calculator
+    finally:
+        sys.path.pop(0)
+    return pickle.dumps(build(calculator))
+
+
+def nested(calc, depth):
+    """((1 + 1) + 1) + ... nested depth deep."""
+    e = calc.Constant(1)
+    for _ in range(depth - 1):
+        e = calc.BinaryExpr(e, calc.ADD, calc.Constant(1))
+    return e
+
+
+def conversation(payloads):
+    """One client->server connection carrying each payload as a request, each answered by an
+    empty 400 response, as (ts_usec, frame) records."""
+    t, out = 1_670_340_000_000_000, []
+    n = [1001, 5001]
+
+    def seg(side, flags, data=b""):
+        nonlocal t
+        t += 10
+        a, b = (40000, 9999) if side == 0 else (9999, 40000)
+        out.append((t, frame(a, b, n[side], n[1 - side], flags, data)))
+        n[side] += len(data)
+    out.append((t, frame(40000, 9999, 1000, 0, 0x02)))
+    out.append((t + 1, frame(9999, 40000, 5000, 1001, 0x12)))
+    seg(0, 0x10)
+    for p in payloads:
+        seg(0, 0x18, struct.pack(">IHHHH", 0x638F6089, 12 + len(p), 0x1C00, 65535, 0) + p)
+        seg(1, 0x18, struct.pack(">IHHHH", 0x638F6089, 12, 0x1990, 65535, 0))
+    return out
+
+
+def test_refused_payloads_are_named_and_kept(tmp_path):
+    """A request the decoder refuses carries the decoder's error's name and its payload in hex
+    (what a reader needs to ask whether the course's own code would take it): a tree nested
+    past calclab's depth limit (refused on the limit, though pickled by the course's classes),
+    the same bytes again, a cut pickle twice (the second from the decoder's cache) and a payload
+    too long for the text cache (both invalid: the decoder gets a whole payload, so running out
+    of bytes inside it is no "truncated" message); a request it decodes carries neither."""
+    deep = student_pickle(lambda c: nested(c, 250))
+    good = student_pickle(lambda c: nested(c, 3))
+    cut = good[:-5]
+    big = b"\x80\x04" + b"N" * 20000 + b"."
+    payloads = [deep, good, deep, cut, cut, big]
+    pcap = tmp_path / "refused.pcap"
+    pcap.write_bytes(pcap_bytes(conversation(payloads)))
+    out = sniff("-r", pcap, "--json")
+    assert out.returncode in (0, 1), out.stderr
+    reqs = [r for r in map(json.loads, out.stdout.decode().splitlines())
+            if r["type"] == "msg" and r["kind"] == "request"]
+    assert [r["malformed"] for r in reqs] == [True, False, True, True, True, True]
+    assert [r.get("error") for r in reqs] == ["limit", None, "limit", "invalid", "invalid", "invalid"]
+    assert [r.get("payload") for r in reqs] == [deep.hex(), None, deep.hex(), cut.hex(), cut.hex(), big.hex()]
+    assert all(reqs[i]["expression"].startswith("undecodable request: ") for i in (0, 2, 3, 4, 5))
+    assert "nested" in reqs[0]["expression"]
+    assert reqs[1]["expression"] == "(1 + 1) + 1"

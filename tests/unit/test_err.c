@@ -19,11 +19,18 @@ static void test_every_value_described_and_mapped(void **state) {
   assert_int_equal(CALC_ERR_NOMEM, 1);
   assert_int_equal(CALC_ERR_CLOSED, 8);
   assert_int_equal(CALC_ERR_BAD_UPSTREAM, 11);
+  /* calc-sniff's JSON carries these names; docs/sniff.md lists the decoder's three */
+  assert_string_equal(calc_err_name(CALC_ERR_INVALID), "invalid");
+  assert_string_equal(calc_err_name(CALC_ERR_LIMIT), "limit");
+  assert_string_equal(calc_err_name(CALC_ERR_TRUNCATED), "truncated");
   for (int i = 0; i <= LAST_ERR; i++) {
     const char *s = calc_strerror((calc_err)i);
     assert_non_null(s);
     assert_true(strlen(s) > 0);
     for (int j = 0; j < i; j++) assert_string_not_equal(s, calc_strerror((calc_err)j));
+    const char *name = calc_err_name((calc_err)i);
+    assert_true(strlen(name) > 0);
+    for (int j = 0; j < i; j++) assert_string_not_equal(name, calc_err_name((calc_err)j));
     calc_err_answer a = calc_err_reference((calc_err)i);
     if (i == CALC_OK) {
       assert_null(a.exc_class);

@@ -98,6 +98,26 @@ static void json_conn(obuf *o, const sniff_conn *c) {
   o->len += (size_t)(w - w0);
 }
 
+/* The payload the decoder refused, in hex: a reader can then ask whether the course's own code
+ * would take it (the lab does, so that calclab's limits are never a student's fault). At most
+ * CALC_MAX_PAYLOAD bytes, written a slice at a time (their hex is twice the output buffer). */
+static void put_refused(obuf *o, const sniff_msg *m) {
+  if (!m->refused) return;
+  static const char hex[] = "0123456789abcdef";
+  ob_write(o, ",\"payload\":\"", 12);
+  for (uint32_t i = 0; i < m->refused_len;) {
+    uint32_t k = m->refused_len - i < 4096 ? m->refused_len - i : 4096;
+    char *w0 = ob_room(o, 2 * (size_t)k), *w = w0;
+    for (uint32_t j = 0; j < k; j++) {
+      *w++ = hex[m->refused[i + j] >> 4];
+      *w++ = hex[m->refused[i + j] & 15];
+    }
+    o->len += (size_t)(w - w0);
+    i += k;
+  }
+  ob_write(o, "\"", 1);
+}
+
 static void json_msg(obuf *o, const sniff_an *an, const sniff_msg *m) {
   char *w0 = ob_room(o, JSON_ROOM), *w = w0;
   w = PUT_LIT(w, "{\"type\":\"msg\",\"conn\":");
@@ -144,6 +164,11 @@ static void json_msg(obuf *o, const sniff_an *an, const sniff_msg *m) {
   w = put_bool(w, m->hole);
   w = PUT_LIT(w, ",\"malformed\":");
   w = put_bool(w, m->err != CALC_OK);
+  if (m->err != CALC_OK) {
+    w = PUT_LIT(w, ",\"error\":\"");
+    w = put_str(w, calc_err_name((calc_err)m->err));
+    *w++ = '"';
+  }
   const sniff_conn *c = sniff_conn_get(an, m->conn);
   if (m->h.is_request && c && c->role == SNIFF_ROLE_CLIENT_PROXY) {
     w = PUT_LIT(w, ",\"upstream_connections\":");
@@ -153,11 +178,13 @@ static void json_msg(obuf *o, const sniff_an *an, const sniff_msg *m) {
     w = m->h.is_request ? PUT_LIT(w, ",\"expression\":") : PUT_LIT(w, ",\"result\":");
     o->len += (size_t)(w - w0);
     put_json_text(o, m->text);
+    put_refused(o, m);
     ob_write(o, "}\n", 2);
     return;
   }
-  w = PUT_LIT(w, "}\n");
   o->len += (size_t)(w - w0);
+  put_refused(o, m);
+  ob_write(o, "}\n", 2);
 }
 
 void print_json(run *r) {
