@@ -341,6 +341,12 @@ def _grade_handins(a, names):
         print(f"lab/grade: --role-weights: {e}", file=sys.stderr)
         return 2
     try:
+        if a.integration is not None:
+            a.integration = gradebook.integration_points(a.integration)
+    except ValueError as e:
+        print(f"lab/grade: --integration: {e}", file=sys.stderr)
+        return 2
+    try:
         caps = dict(x.split("=", 1) for x in a.captures.split(",") if x.strip()) if a.captures else None
         cports = [int(x) for x in a.capture_ports.split(",")] if a.capture_ports else None
         if cports is not None and (len(cports) != 2 or not all(0 < p < 65536 for p in cports)):

@@ -121,6 +121,18 @@ def parse_weights(text):
     return out
 
 
+def integration_points(value):
+    """--integration's POINTS as a number; ValueError unless 0 or more in whole or half points
+    (its tables share them among the roles in half points)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = -1.0
+    if not 0 <= v < 1e6 or (v * 2) % 1:
+        raise ValueError(f"expected 0 or more points in whole or half points, got {value!r}")
+    return v
+
+
 def weighted_tables(raw, weights=None):
     """The class's point tables: raw (scenario -> {(check, role): share}, what a fully correct
     play gives each check's items) turned into scenario -> {(check, role): tenths}, where each

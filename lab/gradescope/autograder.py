@@ -14,7 +14,6 @@ import os
 import shutil
 import stat
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -24,7 +23,7 @@ ROOT_ENV = "CALCLAB_AUTOGRADER_ROOT"
 CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "config.json")
 DEFAULTS = {"roles": None, "role_weights": None, "scenarios": None, "client_stdin": None, "visibility": "visible", "hide": [],
             "stdout_visibility": "hidden", "time_limit": 480, "capture_points": 0,
-            "allow_unconfined": False, "python": None}
+            "allow_unconfined": False, "python": None, "integration": None}
 
 
 def load_config(path=CONFIG):
@@ -39,22 +38,6 @@ def load_config(path=CONFIG):
     if cfg["scenarios"]:
         cfg["scenarios"] = [os.path.join(source, s) if "/" in s else s for s in cfg["scenarios"]]
     return cfg
-
-
-def write_results(path, res):
-    """Atomically, from a folder only root may enter (made in the results folder, so the rename
-    stays on one file system): no reader sees half a file, nobody else can swap it."""
-    private = tempfile.mkdtemp(prefix=".calclab-", dir=os.path.dirname(path))
-    try:
-        tmp = os.path.join(private, "results.json")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(res, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        shutil.rmtree(private, ignore_errors=True)
 
 
 def close_to_others(root):
@@ -87,7 +70,18 @@ def out_of_range(entry, cfg):
     if not isinstance(caps, list) or not all(isinstance(c, dict) and num(c.get("score")) and num(c.get("max_score"))
                                              and 0 <= c["score"] <= c["max_score"] <= each for c in caps):
         return out + [f"captures outside 0..{each:g} each"]
-    total = sum(maxima.values()) + sum(c["max_score"] for c in caps)
+    # --integration adds a section worth exactly the configured points (null: no section)
+    integ_top = cfg.get("integration")
+    integ = entry.get("integration")
+    if integ_top is None and integ is not None:
+        return out + ["an integration section the class does not have"]
+    if integ_top is not None:
+        top = float(integ_top)
+        if not isinstance(integ, dict) or not num(integ.get("score")) or not num(integ.get("max_score")) \
+                or abs(integ["max_score"] - top) > 0.05 or not 0 <= integ["score"] <= top + 0.05:
+            return out + [f"integration section outside 0..{top:g}"]
+    integ_score = integ["score"] if integ_top is not None else 0
+    total = sum(maxima.values()) + sum(c["max_score"] for c in caps) + float(integ_top or 0)
     score, max_score = entry.get("score"), entry.get("max_score")
     if not num(max_score) or abs(max_score - total) > 0.05:
         out.append(f"maximum {max_score!r} is not the class's {total:g}")
@@ -101,7 +95,7 @@ def out_of_range(entry, cfg):
         if role not in maxima or not num(s) or not 0 <= s <= maxima[role] + 0.05:
             out.append(f"{role}'s score {s!r} is outside 0..{maxima.get(role, 0):g}")
     if roles and num(score) and all(isinstance(r, dict) and num(r.get("score")) for r in roles.values()) \
-            and abs(sum(r["score"] for r in roles.values()) + sum(c["score"] for c in caps) - score) > 0.05:
+            and abs(sum(r["score"] for r in roles.values()) + sum(c["score"] for c in caps) + integ_score - score) > 0.05:
         out.append(f"the roles' points do not add up to the score {score!r}")
     return out
 
@@ -113,7 +107,8 @@ def grade_to_results(root, t0):
     g = grading.grade(os.path.join(root, "submission"), out_dir, cfg["roles"], cfg["scenarios"],
                       cfg["client_stdin"], float(cfg["time_limit"]), cfg["role_weights"],
                       capture_points=float(cfg["capture_points"] or 0),
-                      allow_unconfined=bool(cfg["allow_unconfined"]), python=cfg["python"])
+                      allow_unconfined=bool(cfg["allow_unconfined"]), python=cfg["python"],
+                      integration=cfg["integration"])
     sys.stdout.write(g.log)
     bad = out_of_range(g.entry, cfg)
     if bad:
@@ -140,7 +135,7 @@ def main():
         res = results.failure(str(e), time.time() - t0)
     except Exception as e:  # this script's own bug must still leave the student a reason
         res = results.failure(f"internal error of the autograder: {e!r}", time.time() - t0)
-    write_results(os.path.join(results_dir, "results.json"), res)
+    results.write(os.path.join(results_dir, "results.json"), res)
     print(f"run_autograder: score {res['score']:g}; "
           + "; ".join(f"{t['name']} {t['score']:g}/{t.get('max_score', 0):g}" for t in res["tests"]))
     return 0

@@ -17,7 +17,7 @@ import zipfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 LAB = os.path.dirname(HERE)
 sys.path.insert(0, LAB)
-from calclab_lab.gradebook import parse_weights  # noqa: E402
+from calclab_lab.gradebook import integration_points, parse_weights  # noqa: E402
 from calclab_lab import scenarios as scenarios_mod  # noqa: E402
 from calclab_lab.scenarios import SCENARIOS  # noqa: E402
 from gradescope import results  # noqa: E402
@@ -142,13 +142,18 @@ def config_from(a, extra=None):
         weights = parse_weights(a.role_weights) if a.role_weights else None
     except ValueError as e:
         raise BundleError(f"--role-weights: {e}")
+    try:
+        integration = integration_points(a.integration) if a.integration is not None else None
+    except ValueError as e:
+        raise BundleError(f"--integration: {e}")
     return {"roles": _names(a.roles, results.ROLES, "role(s)") if a.roles else None,
             "role_weights": ",".join(f"{r}={p:g}" for r, p in weights.items()) if weights else None,
             "scenarios": _scenarios(a.scenarios, extra) if a.scenarios else None,
             "client_stdin": a.client_stdin,
             "visibility": a.visibility, "hide": rules, "stdout_visibility": a.stdout_visibility,
             "time_limit": a.time_limit, "allow_unconfined": a.allow_unconfined} | ({"capture_points": a.capture_points} if a.capture_points else {}) \
-        | ({"python": a.python} if a.python else {})
+        | ({"python": a.python} if a.python else {}) \
+        | ({"integration": integration} if integration is not None else {})
 
 
 def _scenarios(text, extra):
@@ -169,6 +174,10 @@ def main(argv=None):
                                     "default: every role file found); calclab's programs play the others")
     ap.add_argument("--role-weights", metavar="ROLE=POINTS,...",
                     help="the points each role is worth, as lab/grade --role-weights (e.g. server=40,proxy=40,client=20)")
+    ap.add_argument("--integration", nargs="?", type=float, const=0.0, default=None, metavar="POINTS",
+                    help="also play each scenario with all the submission's programs at once (the report's set-up), "
+                         "as lab/grade --integration: a test of its own worth POINTS (default 0: feedback only), "
+                         "added to the score; each role's points still come from runs of its own")
     ap.add_argument("--scenarios", help="comma-separated built-in scenarios, scenario files or folders of them "
                                         "(the files travel in the zip; default: lab/grade's, 3.1,3.2,3.3)")
     ap.add_argument("--capture-points", type=float, default=0.0, metavar="P",
@@ -207,5 +216,6 @@ def main(argv=None):
     size = os.path.getsize(a.out)
     print(f"lab/gradescope-bundle: {a.out}: {n} entries, {size / 1024:.0f} KiB; roles {','.join(cfg['roles'] or ['all found'])}, "
           f"scenarios {','.join(cfg['scenarios'] or ['default'])}, visibility {cfg['visibility']}"
-          + (f", hidden: {' '.join(cfg['hide'])}" if cfg["hide"] else ""))
+          + (f", hidden: {' '.join(cfg['hide'])}" if cfg["hide"] else "")
+          + (f", integration {cfg['integration']:g} points" if cfg.get("integration") is not None else ""))
     return 0

@@ -33,7 +33,7 @@ class Graded:
 
 
 def grade_command(submission, out_dir, roles=None, scenarios=None, client_stdin=None, role_weights=None,
-                  capture_points=0, allow_unconfined=False, python=None):
+                  capture_points=0, allow_unconfined=False, python=None, integration=None):
     cmd = [PY, os.path.join(LAB, "grade"), submission, "--out", out_dir]
     if python:  # the students' interpreter; lab/grade's default is the system's python3
         cmd += ["--python", python]
@@ -49,6 +49,8 @@ def grade_command(submission, out_dir, roles=None, scenarios=None, client_stdin=
         cmd += ["--client-stdin", client_stdin]
     if capture_points:   # what a hand-in's own capture of each scenario is worth (default feedback only)
         cmd += ["--capture-points", f"{capture_points:g}"]
+    if integration is not None:   # also all the programs at once, worth that many points (0: feedback only)
+        cmd += ["--integration", f"{float(integration):g}"]
     return cmd
 
 
@@ -70,21 +72,21 @@ def _sweep():
 
 
 def grade(submission, out_dir, roles=None, scenarios=None, client_stdin=None, time_limit=600.0, role_weights=None,
-          capture_points=0, allow_unconfined=False, python=None):
+          capture_points=0, allow_unconfined=False, python=None, integration=None):
     """Run lab/grade; return Graded, or raise GradingFailed with the reason.  Every process the
     programs started is gone when it returns or raises."""
     try:
         return _grade(submission, out_dir, roles, scenarios, client_stdin, time_limit, role_weights, capture_points,
-                      allow_unconfined, python)
+                      allow_unconfined, python, integration)
     finally:
         _sweep()
 
 
 def _grade(submission, out_dir, roles, scenarios, client_stdin, time_limit, role_weights, capture_points,
-           allow_unconfined, python=None):
+           allow_unconfined, python=None, integration=None):
     t0 = time.time()
     cmd = grade_command(submission, out_dir, roles, scenarios, client_stdin, role_weights, capture_points,
-                        allow_unconfined, python)
+                        allow_unconfined, python, integration)
     os.makedirs(out_dir, exist_ok=True)
     log_path = os.path.join(out_dir, "lab-grade.log")
     with open(log_path, "w+b") as log:

@@ -58,9 +58,9 @@ def _num(x):
     return round(float(x), 1)  # points are tenths: sums of them rounded back, no float noise
 
 
-def _check_lines(scenario, check, role):
+def _check_lines(scenario, check, role, tag=""):
     mark = "ok  " if check.get("passed") else "FAIL"
-    lines = [f"{mark} {scenario} {check.get('name', '?'):<24} {_num(check.get('score', 0)):g}/"
+    lines = [f"{mark} {scenario} {check.get('name', '?'):<24} {tag}{_num(check.get('score', 0)):g}/"
              f"{_num(check.get('max_score', 0)):g}"]
     failed = [it for it in check.get("items", []) if not it.get("passed", it.get("ok", False))
               and it.get("role", role) == role]
@@ -123,6 +123,31 @@ def role_tests(entry, rules=(), default="visible"):
                       "max_score": _num(entry.get("max_score", 0)), "status": "failed",
                       "output": f"not graded: {status}", "output_format": "text", "visibility": "visible"})
     return tests
+
+
+def integration_tests(entry, rules=(), default="visible"):
+    """The entry's integration section (lab/grade --integration: every program the student's at
+    once, the report's set-up) as one test worth its points (0/0 when feedback only), so the
+    tests add up to the score, which counts them.  It names checks of every role, so it is
+    shown when the strictest rule over them says (never leaking a hidden check)."""
+    integ = entry.get("integration")
+    if not isinstance(integ, dict):
+        return []
+    status = entry.get("status", "graded")
+    lines = [] if status == "graded" else [f"not graded: {status}"]
+    vis, ok = default, status == "graded"
+    for scn in integ.get("scenarios") or []:
+        name = scn.get("scenario", "?")
+        for chk in scn.get("checks") or []:
+            role = check_role(chk)
+            lines += _check_lines(name, chk, role, f"{role or '?':<7}")
+            ok = ok and bool(chk.get("passed"))
+            v = visibility_of(name, chk.get("name", "?"), rules, default)
+            vis = max(vis, v, key=VISIBILITIES.index)
+    s, m = _num(integ.get("score", 0)), _num(integ.get("max_score", 0))
+    return [{"name": "integration: all the programs at once" + ("" if m else " (feedback only)"),
+             "score": s, "max_score": m, "status": "passed" if ok and s >= m else "failed",
+             "output": "\n".join(lines) or "(no checks)", "output_format": "text", "visibility": vis}]
 
 
 # ---------------------------------------------------------------- the whole results.json
@@ -191,7 +216,7 @@ def from_entry(entry, execution_time, feedback="", rules=(), default="visible", 
     if str(entry.get("status", "")).startswith("lab error: "):
         # calclab's own failure: no points given or taken, the reason shown (regrade it)
         return failure(entry["status"], execution_time)
-    tests = role_tests(entry, rules, default) + capture_tests(entry, default)
+    tests = role_tests(entry, rules, default) + integration_tests(entry, rules, default) + capture_tests(entry, default)
     shown = [t for t in tests if t["visibility"] == "visible"]
     later = [t for t in tests if t["visibility"] != "visible"]
     lines = []
@@ -232,13 +257,25 @@ def from_tests(tests, execution_time, output):
 
 
 def write(path, res):
-    """The one place a results.json is written: whole or not at all (a reader never sees half)."""
+    """The one place a results.json is written (lab/grade --format gradescope, run_autograder):
+    whole or not at all, from a folder only its owner may enter, made next to `path` so the
+    rename stays on one file system: no reader sees half a file, nobody else can swap it in
+    between.  0644: Gradescope's harness reads it as another user."""
     import json
     import os
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(res, f, indent=2)
-    os.replace(tmp, path)
+    import shutil
+    import tempfile
+    private = tempfile.mkdtemp(prefix=".calclab-", dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        tmp = os.path.join(private, "results.json")
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(res, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
 
 
 def failure(reason, execution_time):

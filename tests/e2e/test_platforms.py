@@ -201,6 +201,50 @@ def test_problems_name_what_departs_from_the_specification():
     assert results.problems([]) == ["results.json is not a JSON object"]
 
 
+def integration_entry():
+    """sample_entry graded with --integration 5: all the student's programs at once, its proxy
+    failing the cache check there too."""
+    e = sample_entry()
+    integ = {"score": 3.0, "max_score": 5.0, "scenarios": [
+        {"scenario": "3.2", "passed": False, "checks": [
+            _check("cache-hit-no-upstream", "proxy", 0, 1, [_item(False, "proxy", CACHE_DETAIL, 2)]),
+            _check("response-size", "server", 1, 1, [_item(True, "server", "172 bytes as the reference")])]},
+        {"scenario": "3.3", "passed": True, "checks": [
+            _check("refused-answer", "proxy", 2, 2, [_item(True, "proxy", "170-byte refused answer")])]}]}
+    return dict(e, integration=integ, score=e["score"] + 3.0, max_score=e["max_score"] + 5.0)
+
+
+def test_integration_is_a_test_of_its_own_and_the_tests_add_up():
+    e = integration_entry()
+    res = results.from_entry(e, 2, FEEDBACK)
+    assert results.problems(res) == []
+    t = by_name(res)
+    integ = t["integration: all the programs at once"]
+    assert (integ["score"], integ["max_score"], integ["status"]) == (3, 5, "failed")
+    assert "FAIL 3.2 cache-hit-no-upstream    proxy  0/1" in integ["output"] and CACHE_DETAIL in integ["output"]
+    assert "ok   3.3 refused-answer" in integ["output"]
+    assert sum(x["score"] for x in res["tests"]) == res["score"] == 10.5
+    assert sum(x["max_score"] for x in res["tests"]) == e["max_score"] == 16
+    # a rule hiding a check also hides the integration test that names it
+    res = results.from_entry(e, 2, FEEDBACK, [results.parse_rule("cache-hit-no-upstream")])
+    assert by_name(res)["integration: all the programs at once"]["visibility"] == "after_due_date"
+    assert CACHE_DETAIL not in res["output"]
+    # feedback only: worth 0/0, still shown
+    e0 = dict(sample_entry(), integration=dict(e["integration"], score=0.0, max_score=0.0))
+    t = by_name(results.from_entry(e0, 2, ""))["integration: all the programs at once (feedback only)"]
+    assert (t["score"], t["max_score"]) == (0, 0) and CACHE_DETAIL in t["output"]
+
+
+def test_results_json_is_written_whole_readable_and_alone(tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text('{"score": 1000}')
+    res = results.from_entry(sample_entry(), 1, FEEDBACK)
+    results.write(str(path), res)
+    assert json.loads(path.read_text()) == res
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+    assert os.listdir(tmp_path) == ["results.json"]   # no temporary file or folder left
+
+
 # ---------------------------------------------------------------- the bundle
 def bundle(path, *options):
     r = subprocess.run([PY, os.path.join(LAB, "gradescope-bundle"), "--out", str(path), *options],
@@ -246,6 +290,25 @@ def test_role_weights_reach_lab_grade_from_the_bundle(tmp_path):
     from gradescope import grading
     cmd = grading.grade_command("sub", "out", role_weights=cfg["role_weights"])
     assert cmd[cmd.index("--role-weights") + 1] == "client=20,server=40,proxy=40"
+
+
+def test_integration_reaches_lab_grade_from_the_bundle(tmp_path):
+    z = bundle(tmp_path / "i.zip", "--integration", "7.5")
+    with zipfile.ZipFile(z) as f:
+        cfg = json.loads(f.read("lab/gradescope/config.json"))
+    assert cfg["integration"] == 7.5
+    z = bundle(tmp_path / "i0.zip", "--integration")
+    with zipfile.ZipFile(z) as f:
+        assert json.loads(f.read("lab/gradescope/config.json"))["integration"] == 0
+    from gradescope import grading
+    cmd = grading.grade_command("sub", "out", integration=7.5)
+    assert cmd[cmd.index("--integration") + 1] == "7.5"
+    assert "--integration" not in grading.grade_command("sub", "out")
+    for bad in ("-1", "2.3", "many"):
+        r = subprocess.run([PY, os.path.join(LAB, "gradescope-bundle"), "--out", str(tmp_path / "x.zip"),
+                            "--integration", bad], capture_output=True, text=True, timeout=60, cwd=ROOT)
+        assert r.returncode == 2 and "lab/gradescope-bundle:" in r.stderr or "invalid float" in r.stderr, bad
+        assert not (tmp_path / "x.zip").exists()
 
 
 def test_bundle_refuses_unknown_options(tmp_path):
@@ -425,6 +488,45 @@ def test_gradescope_and_classroom_grade_handins_as_lab_grade_does(platform, tmp_
     assert proxy["score"] < by_name(good)["proxy"]["score"]
 
 
+def test_gradescope_and_classroom_grade_the_integration_section(platform, tmp_path):
+    """--integration through both platforms on a hand-in whose proxy never caches: each role's
+    points come from runs of its own (the client and server at full marks), the integration
+    section shows the proxy's failure with every program the student's, worth its points."""
+    root = platform
+    cfg_path = root / "source" / "lab" / "gradescope" / "config.json"
+    saved = cfg_path.read_text()
+    try:
+        cfg_path.write_text(json.dumps(dict(json.loads(saved), integration=10)))
+        handin(root / "submission", broken=True)
+        res, _ = run_autograder(root)
+    finally:
+        cfg_path.write_text(saved)
+    t = by_name(res)
+    integ = t["integration: all the programs at once"]
+    assert integ["max_score"] == 10 and integ["score"] < 10 and integ["status"] == "failed", integ
+    assert "FAIL 3.2 cache-hit-no-upstream" in integ["output"]
+    assert (t["client"]["score"], t["server"]["score"]) == (t["client"]["max_score"], t["server"]["max_score"])
+    assert res["score"] == pytest.approx(sum(x["score"] for x in res["tests"]))
+    assert sum(x["max_score"] for x in res["tests"]) == 110
+    # GitHub Classroom: the same option, the same section, in the job summary
+    summary = tmp_path / "summary.md"
+    r = subprocess.run([PY, os.path.join(LAB, "classroom", "grade-repo"), str(handin(tmp_path / "repo", True)),
+                        "--out", str(tmp_path / "fb"), "--summary", str(summary), "--integration", "10"],
+                       capture_output=True, text=True, timeout=900, cwd=ROOT,
+                       env={k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"})
+    assert r.returncode == 1, r.stdout + r.stderr
+    with open(tmp_path / "fb" / "grades.json") as f:
+        e = json.load(f)["submissions"][0]
+    assert e["integration"]["max_score"] == 10 and e["max_score"] == 110
+    assert e["integration"]["score"] == integ["score"] and e["score"] == pytest.approx(res["score"])
+    text = summary.read_text()
+    assert f"| integration: all the programs at once | {integ['score']:g}/10 | failed |" in text
+    assert "**3.2 cache-hit-no-upstream** (integration: proxy)" in text
+    bad = subprocess.run([PY, os.path.join(LAB, "classroom", "grade-repo"), str(tmp_path / "repo"), "--out",
+                          str(tmp_path / "x"), "--integration", "0.3"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--integration" in bad.stderr
+
+
 def test_classroom_workflow_only_calls_the_tested_scripts():
     """calclab.yml: each `run:` is one call of a script of this checkout tested here; the artifact is
     the folder grade-repo writes."""
@@ -507,6 +609,15 @@ def test_a_grade_outside_the_class_range_is_refused():
     assert autograder.out_of_range(with_caps, cfg)   # no capture points configured: no room for them
     # a lab error scores nothing (null): from_entry says why, no range to check
     assert autograder.out_of_range(dict(good, score=None, status="lab error: calc-sniff died"), cfg) == []
+    # --integration: a section worth exactly the configured points, counted in the score
+    integ = dict(cfg, integration=5.0)
+    with_integ = dict(good, score=top / 2 + 2, max_score=top + 5,
+                      integration={"score": 2.0, "max_score": 5.0, "scenarios": []})
+    assert autograder.out_of_range(with_integ, integ) == []
+    assert autograder.out_of_range(with_integ, cfg)      # a section the class does not have
+    assert autograder.out_of_range(good, integ)          # the class's section missing
+    assert autograder.out_of_range(dict(with_integ, integration={"score": 50.0, "max_score": 50.0}), integ)
+    assert autograder.out_of_range(dict(with_integ, score=top / 2 + 5), integ)   # does not add up
 
 
 def forging_handin(folder, root, marker):
