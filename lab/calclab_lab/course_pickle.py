@@ -530,7 +530,8 @@ def judge(payload):
         depth, nodes, args = _tree(root)
     except _Refused as e:
         return Verdict(False, str(e))
-    return Verdict(True, f"an expression of {nodes} nodes, nested {depth} deep, at most {args} arguments a call")
+    calls = f", {args} arguments in its largest call" if args else ""
+    return Verdict(True, f"an expression of {nodes} nodes, nested {depth} deep{calls}")
 
 
 def judge_hex(text):
@@ -539,3 +540,35 @@ def judge_hex(text):
         return judge(bytes.fromhex(text))
     except (TypeError, ValueError):
         return Verdict(False, "no payload in hex")
+
+
+# Who sends the requests on a connection of each calc-sniff role: its originator.
+SENDERS = {"client->server": "client", "client->proxy": "client", "proxy->server": "proxy"}
+LAB_ERROR = "calclab cannot decode a request the course's code accepts"
+
+
+def calclab_faults(records, ours):
+    """The requests of a run that calclab's decoder refused but the course's code accepts, as
+    lab errors' texts: calc-sniff's records of the run's capture (its --json: conn and msg
+    records, a refused payload in hex), `ours` the roles calclab's own programs played.  Only
+    requests a student's program sent count (calclab's own never send what the course's code
+    would refuse, and the lab's deliberately bad ones are not a run's to blame); a request the
+    course's code refuses too stays the sender's fault (empty list)."""
+    roles = {r.get("id"): r.get("role") for r in records if r.get("type") == "conn"}
+    out, seen = [], set()
+    for m in records:
+        if (m.get("type") != "msg" or m.get("kind") != "request" or m.get("dir") != "orig"
+                or not m.get("malformed") or m.get("payload") is None):
+            continue
+        sender = SENDERS.get(roles.get(m.get("conn")))
+        if sender is None or sender in ours:
+            continue
+        verdict = judge_hex(m["payload"])
+        if not verdict.accepted:
+            continue
+        why = (m.get("expression") or "").removeprefix("undecodable request: ") or m.get("error") or "refused"
+        if (sender, why) in seen:
+            continue
+        seen.add((sender, why))
+        out.append(f"{LAB_ERROR}: {why} (the {sender}'s request on connection {m.get('conn')}: {verdict.why})")
+    return out

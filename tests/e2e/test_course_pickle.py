@@ -71,7 +71,7 @@ def test_over_calclab_s_other_limits(calc):
     for name, tree in cases.items():
         v = course_pickle.judge(pickle.dumps(tree))
         assert v.accepted, (name, v.why)
-    assert "at most 1001 arguments" in course_pickle.judge(pickle.dumps(cases["args"])).why
+    assert "1001 arguments in its largest call" in course_pickle.judge(pickle.dumps(cases["args"])).why
     assert "30001 nodes" in course_pickle.judge(pickle.dumps(cases["shared"])).why
 
 
@@ -208,3 +208,34 @@ def test_any_bytes_get_a_verdict(calc, vectors_dir):
         assert isinstance(v, course_pickle.Verdict) and v.why
         verdicts.append(v.accepted)
     assert 0 < sum(verdicts) < len(verdicts) / 2
+
+
+def sniffed(payload, role="client->server", dir="orig", error="limit",
+            why="undecodable request: Expression too deeply nested (limit 200 levels)"):
+    """calc-sniff's --json records of one connection carrying one refused request."""
+    return [{"type": "conn", "id": 1, "role": role},
+            {"type": "msg", "conn": 1, "dir": dir, "index": 1, "kind": "request", "malformed": True,
+             "error": error, "payload": payload.hex(), "expression": why}]
+
+
+def test_which_refusals_are_calclab_s(calc):
+    """calclab_faults: a student's client's (or proxy's) request calclab refused and the course
+    takes is a lab error saying why; the same from calclab's own program, one the course refuses
+    too, one without its payload, and a server's message are nobody's lab error."""
+    deep = dumps(nested(calc, 250))
+    got = course_pickle.calclab_faults(sniffed(deep), ours=frozenset({"server", "proxy"}))
+    assert got == ["calclab cannot decode a request the course's code accepts: Expression too deeply nested "
+                   "(limit 200 levels) (the client's request on connection 1: an expression of 499 nodes, "
+                   "nested 249 deep)"]
+    assert course_pickle.calclab_faults(sniffed(deep, role="client->proxy"), ours={"server"})
+    assert "the proxy's request" in course_pickle.calclab_faults(sniffed(deep, role="proxy->server"), {"client"})[0]
+    assert course_pickle.calclab_faults(sniffed(deep), ours={"client"}) == []
+    assert course_pickle.calclab_faults(sniffed(deep, role="proxy->server"), ours={"proxy"}) == []
+    assert course_pickle.calclab_faults(sniffed(deep, dir="resp"), ours=set()) == []
+    bad = reference_payload("malicious-pickle")
+    assert course_pickle.calclab_faults(sniffed(bad, error="invalid"), ours={"server"}) == []
+    recs = sniffed(deep)
+    del recs[1]["payload"]
+    assert course_pickle.calclab_faults(recs, ours={"server"}) == []
+    twice = sniffed(deep) + [dict(sniffed(deep)[1], index=2)]
+    assert len(course_pickle.calclab_faults(twice, ours={"server"})) == 1
