@@ -5,7 +5,7 @@ import subprocess
 import sys
 import time
 
-from . import classgrade, goldens, gradebook, interp, paths, procs, report, runner, sandbox, sniff
+from . import adapt, classgrade, goldens, gradebook, interp, paths, procs, report, runner, sandbox, sniff
 from . import scenarios as scenarios_mod
 from .scenarios import GRADABLE, SCENARIOS
 
@@ -174,8 +174,9 @@ def grade_main(argv=None):
     ap.add_argument("--roles", help="which of a hand-in's roles are graded (comma-separated, default all found); "
                                     "calclab's programs play the others")
     ap.add_argument("--role-weights", metavar="ROLE=POINTS,...",
-                    help="with SUBMISSION or --class: the points each role is worth over the scenarios, e.g. "
-                         "server=40,proxy=40,client=20 (default: the points its checks give it)")
+                    help="the points each role graded is worth over the scenarios, in whole or half points "
+                         "(default server=40,proxy=40,client=20); with templates the roles graded are those they give "
+                         "that are not calclab's own programs (all of them when none is given)")
     ap.add_argument("--integration", nargs="?", type=float, const=0.0, default=None, metavar="POINTS",
                     help="with SUBMISSION or --class: also play each scenario with all the hand-in's programs at "
                          "once (the report's set-up), shown in a section of its own, worth POINTS (default 0: "
@@ -231,8 +232,14 @@ def grade_main(argv=None):
         return _grade_handins(a, names)
     if _refused(a, "lab/grade"):
         return 2
-    if a.role_weights or a.integration is not None:
-        print("lab/grade: --role-weights and --integration go with SUBMISSION or --class", file=sys.stderr)
+    if a.integration is not None:
+        print("lab/grade: --integration goes with SUBMISSION or --class (the templates' programs already play "
+              "together)", file=sys.stderr)
+        return 2
+    try:
+        weights = gradebook.parse_weights(a.role_weights) if a.role_weights else None
+    except ValueError as e:
+        print(f"lab/grade: --role-weights: {e}", file=sys.stderr)
         return 2
     t = runner.templates_for(a.impl, a.server, a.proxy, a.client)
     missing = _check_programs(t, sorted({r for n in names for r in n.roles} | {"client"}))
@@ -244,16 +251,24 @@ def grade_main(argv=None):
     t0 = time.time()
     results = []
     try:
+        under_test = _under_test(a)
+        tables = classgrade.point_tables(names, under_test, a.golden_dir, weights)
+        flavour = runner.flavour_for(a.impl, a.server, a.proxy, a.client)
+        runs = []
         for n in names:
             base = a.ports_base or procs.free_port_pair()
             wd = os.path.join(a.workdir, n.name) if a.workdir else None
+            client = "client" in under_test
             res = runner.play(n, t, ports_base=base, workdir=wd, timeout=a.timeout,
-                              golden=goldens.golden_path(n, a.golden_dir,
-                                                         runner.flavour_for(a.impl, a.server, a.proxy, a.client)),
-                              use_sniff=not a.no_sniff,
-                              limits=sandbox.Limits.from_args(a))
+                              golden=goldens.golden_path(n, a.golden_dir, flavour), use_sniff=not a.no_sniff,
+                              limits=sandbox.Limits.from_args(a), capture_only=client)
+            # a client under test is judged as a hand-in's is: on the requests it sent (adapt)
+            sent = adapt.adapt(res, timeout=a.timeout, use_sniff=not a.no_sniff, ports_base=procs.free_port_pair,
+                               replay_dir=os.path.join(a.out, ".replays"), flavour=flavour) if client else None
             results.append(res)
-    except runner.LabError as e:
+            runs.append(classgrade.RoleRun(res, tuple(under_test), sent))
+        entry = _score_templates(runs, under_test, tables, {r: t[r] for r in under_test}, a.out, time.time() - t0)
+    except (runner.LabError, gradebook.UntypedItem) as e:
         print(f"lab/grade: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # the grader itself broke
@@ -261,13 +276,37 @@ def grade_main(argv=None):
         return 2
     finally:
         procs.stop_all()
-    path, score, max_score = report.write_grade(a.out, a.format, results, time.time() - t0)
+    path = report.write_grade(a.out, a.format, entry, runs, time.time() - t0)
     if a.html:
-        report.write_html(a.html, results, title="calclab grade")
-    for res in results:
-        print(report.summary_text(res))
-    print(f"score {score:g}/{max_score}; {a.format} written to {path}")
-    return 0 if all(r.passed for r in results) else 1
+        report.write_grade_html(a.html, entry, runs)
+    for res, s in zip(results, entry["scenarios"]):
+        print(report.summary_text(res, s))
+    print(f"score {report.points_text(entry)}; {a.format} written to {path}")
+    return 0 if report.full_marks(entry) else 1
+
+
+def _under_test(a):
+    """The roles a template grading judges: those the templates give that are not calclab's own
+    programs (runner.ours_in); with none (calclab's programs alone), every role, so a template
+    run of the reference gets what the same programs handed in get."""
+    given = {r: v for r, v in (("server", a.server), ("proxy", a.proxy), ("client", a.client)) if v}
+    ours = runner.ours_in(given)
+    return [r for r in gradebook.ROLES if r in given and r not in ours] or list(gradebook.ROLES)
+
+
+def _score_templates(runs, under_test, tables, templates, out_dir, duration):
+    """The template runs (classgrade.RoleRun) scored as hand-ins are (gradebook's model: the
+    class's point tables, role weights, half points, penalties): the gradebook entry every
+    output is made from."""
+    maxima = gradebook.role_maxima(tables.values())
+    scenarios = [classgrade._scenario_entry(run.name, [classgrade._role_part(run, out_dir, tables[run.name])])
+                 for run in runs]
+    problems = {r: f"{templates[r]} does not start: {why}"
+                for r, why in classgrade._start_failures(runs, under_test).items()}
+    status = "graded" if len(problems) < len(under_test) else "; ".join(problems[r] for r in under_test)
+    e = gradebook.entry("templates", status, scenarios, maxima=maxima, files=templates, problems=problems,
+                        duration=round(duration, 1), python=interp.current().to_dict())
+    return e
 
 
 def _unescape(text):

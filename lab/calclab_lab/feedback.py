@@ -16,11 +16,6 @@ def _points(e):
     return f"{e['score']:g}/{e['max_score']:g}" + (f" ({', '.join(parts)})" if parts else "")
 
 
-def _check_points(c):
-    penalty = f" (penalty {c['penalty_reason']})" if c.get("penalty") else ""
-    return f"{c['score']:g}/{c['max_score']:g}{penalty}"
-
-
 def _python(py):
     how = "by name (getattr)" if py.get("pickle_flavour") == "getattr" else "by value"
     return (f"{py.get('implementation', 'Python')} {py.get('version')} ({py.get('path')}; enum members pickled "
@@ -100,7 +95,7 @@ def text(e, runs):
                 lines.append(f"   ERROR {err}")
             for c in s["checks"]:
                 lines.append(f"   {'PASS' if c['passed'] else 'FAIL'} {c['role']:<6} {c['name']:<22} "
-                             f"{_check_points(c)}")
+                             f"{report.check_points(c)}")
                 for it in c["items"]:
                     if not it["passed"]:
                         lines.append(f"          - {it.get('detail', '')}")
@@ -151,7 +146,7 @@ def page(e, runs):
             body.append("<table><tr><th>role</th><th>check</th><th>score</th><th>details</th></tr>")
             for c in s["checks"]:
                 body.append(f'<tr class="{"pass" if c["passed"] else "fail"}"><td>{c["role"]}</td>'
-                            f'<td>{html.escape(c["name"])}</td><td>{html.escape(_check_points(c))}</td><td>'
+                            f'<td>{html.escape(c["name"])}</td><td>{html.escape(report.check_points(c))}</td><td>'
                             + "<br>".join(("" if it["passed"] else "FAIL ") + html.escape(it.get("detail", ""))
                                           for it in c["items"]) + "</td></tr>")
             body.append("</table>")

@@ -5,7 +5,6 @@ import json
 import os
 import xml.etree.ElementTree as ET
 
-from . import interp
 
 
 # ---------------------------------------------------------------- who is who on the wire
@@ -99,7 +98,14 @@ def _item_line(c, it):
     return f"{'ok  ' if it['passed'] else 'FAIL'} {it['detail']}{where}"
 
 
-def summary_text(res):
+def _items_text(c):
+    """A check's verdict without points (lab/scenario judges, it does not grade): items passed."""
+    return f"{len(c.items) - len(c.failures())}/{len(c.items)} items"
+
+
+def summary_text(res, scored=None):
+    """A run's summary.  `scored`: the run's scenario in a gradebook entry (lab/grade): its checks
+    per graded role with their points; without it (lab/scenario) each check's items passed."""
     out = [f"scenario {res.name}: {res.scenario.title}",
            f"ports: proxy {res.ports.get('proxy')}, server {res.ports.get('server')}; capture {res.pcap}",
            f"isolation: {res.isolation}"]
@@ -108,13 +114,18 @@ def summary_text(res):
                    + (f" ({res.sniff['reason']})" if res.sniff.get("reason") else ""))
     for e in res.errors:
         out.append(f"  ERROR {e}")
-    for c in res.checks:
-        mark = "PASS" if c.passed else "FAIL"
-        out.append(f"  {mark} {c.name:<22} {c.score:g}/{c.max_points:g}")
-        for it in c.failures()[:4]:
+    rows = [(c["passed"], f"{c['role']:<6} {c['name']:<22} {check_points(c)}",
+             [it for it in c["items"] if not it["passed"]]) for c in scored["checks"]] if scored is not None else \
+        [(c.passed, f"{c.name:<22} {_items_text(c)}", c.failures()) for c in res.checks]
+    for passed, text, failed in rows:
+        out.append(f"  {'PASS' if passed else 'FAIL'} {text}")
+        for it in failed[:4]:
             out.append(f"         - {it['detail']} [{it['role']}]")
-        if len(c.failures()) > 4:
-            out.append(f"         - ... and {len(c.failures()) - 4} more")
+        if len(failed) > 4:
+            out.append(f"         - ... and {len(failed) - 4} more")
+    if scored is not None and scored.get("untested"):
+        out.append("  not tested in this run (their points go to the role's other checks): "
+                   + ", ".join(scored["untested"]))
     out.append(f"VERDICT {res.name}: {'PASS' if res.passed else 'FAIL'}")
     return "\n".join(out)
 
@@ -247,10 +258,10 @@ def write_html(path, results, title="calclab run"):
         if res.golden_json:
             body.append('<div class="diagram"><h3>the reference</h3>' + golden_svg(res) + "</div>")
         body.append("</div>")
-        body.append("<table><tr><th>check</th><th>score</th><th>details</th></tr>")
+        body.append("<table><tr><th>check</th><th>items passed</th><th>details</th></tr>")
         for c in res.checks:
             body.append(f'<tr class="{"pass" if c.passed else "fail"}"><td>{html.escape(c.name)}</td>'
-                        f'<td>{c.score:g}/{c.max_points:g}</td><td>'
+                        f'<td>{_items_text(c)}</td><td>'
                         + "<br>".join(html.escape(_item_line(c, it)) for it in c.items) + "</td></tr>")
         body.append("</table></section>")
     doc = f"""<!DOCTYPE html>
@@ -267,64 +278,84 @@ section{{margin-bottom:2em}} .diagrams{{display:flex;gap:2em;align-items:flex-st
 
 
 # ---------------------------------------------------------------- grading formats
-def grade_tests(results):
-    """One test per (scenario, check)."""
-    tests = []
-    for res in results:
-        for c in res.checks:
-            out = "\n".join(_item_line(c, it) for it in c.items)
-            tests.append({"name": f"{res.name} {c.name}", "score": c.score, "max_score": c.max_points,
-                          "status": "passed" if c.passed else "failed", "output": out, "visibility": "visible"})
-    return tests
+# lab/grade with command templates: every output made from the one gradebook entry (gradebook.py),
+# as a hand-in's are; points are tenths there, shown with at most one decimal.
+def check_points(c):
+    """A scored check's points: '2.5/2.5', or '0/0 (penalty -1: what failed)'."""
+    penalty = f" (penalty {c['penalty_reason']})" if c.get("penalty") else ""
+    return f"{c['score']:g}/{c['max_score']:g}{penalty}"
 
 
-def write_grade(out_dir, fmt, results, execution_time):
-    from gradescope import results as gradescope_results  # Gradescope's JSON is written in one place
+def points_text(e):
+    """'87.5/100 (server 40/40, proxy 27.5/40, client 20/20)'."""
+    roles = ", ".join(f"{r} {v['score']:g}/{v['max_score']:g}" for r, v in e["roles"].items())
+    return f"{e['score']:g}/{e['max_score']:g}" + (f" ({roles})" if roles else "")
+
+
+def full_marks(e):
+    """Every point and every check of the graded roles: lab/grade's exit 0."""
+    return e["status"] == "graded" and e["score"] == e["max_score"] and \
+        all(c["passed"] for s in e["scenarios"] for c in s["checks"])
+
+
+def _run_dict(res):
+    """A run as played (ports, capture, clients, logs, checks with their items' verdicts); its
+    checks carry no points: the entry's are the grade."""
+    d = res.to_dict()
+    d["checks"] = [{k: v for k, v in c.items() if k not in ("score", "max_score")} for c in d["checks"]]
+    return d
+
+
+def junit(e, runs, execution_time):
+    """JUnit XML of an entry: a testsuite per scenario, a testcase per check and graded role."""
+    failed = [c for s in e["scenarios"] for c in s["checks"] if not c["passed"]]
+    total = sum(len(s["checks"]) for s in e["scenarios"])
+    suites = ET.Element("testsuites", name="calclab grade", tests=str(total), failures=str(len(failed)),
+                        time=f"{execution_time:.3f}")
+    took = {r.name: r.res.duration for r in runs}
+    for s in e["scenarios"]:
+        name = s["scenario"]
+        suite = ET.SubElement(suites, "testsuite", name=f"scenario {name}", tests=str(len(s["checks"])),
+                              failures=str(sum(not c["passed"] for c in s["checks"])), errors="0",
+                              time=f"{took.get(name, 0.0):.3f}")
+        for c in s["checks"]:
+            case = ET.SubElement(suite, "testcase", classname=f"calclab.scenario_{name.replace('.', '_')}.{c['role']}",
+                                 name=c["name"], time="0")
+            lines = "\n".join(f"{'ok  ' if it['passed'] else 'FAIL'} {it.get('detail', '')} [{it['role']}]"
+                               for it in c["items"])
+            ET.SubElement(case, "system-out").text = f"{c['role']} score {check_points(c)}\n{lines}"
+            if not c["passed"]:
+                ET.SubElement(case, "failure", message=f"{name} {c['name']} ({c['role']}): {check_points(c)}",
+                              type="check").text = lines
+    return suites
+
+
+def write_grade_html(path, e, runs):
+    """lab/grade --html with templates: the entry's page, as a hand-in's feedback index.html."""
+    from . import feedback
+    with open(path, "w") as f:
+        f.write(feedback.page(e, runs))
+
+
+def write_grade(out_dir, fmt, e, runs, execution_time):
+    """lab/grade with templates: the entry `e` (runs: classgrade.RoleRun) in `fmt`; returns the path."""
+    from gradescope import results as gradescope_results  # Gradescope's JSON is made and written in one place
+    from . import feedback
     os.makedirs(out_dir, exist_ok=True)
-    tests = grade_tests(results)
-    # sums of tenths as ints: no float noise in any output
-    score = round(sum(round(t["score"] * 10) for t in tests) / 10, 1)
-    max_score = round(sum(round(t["max_score"] * 10) for t in tests) / 10, 1)
     if fmt == "gradescope":
         path = os.path.join(out_dir, "results.json")
-        isolation = "; ".join(sorted({f"isolation: {r.isolation}" for r in results}))
-        py = interp.current()   # the students' Python, as it said itself
-        gradescope_results.write(path, gradescope_results.from_tests(
-            tests, execution_time, f"calclab grade: {score:g}/{max_score:g} points; {isolation}; "
-                                   f"python: {py.describe()}"))
+        gradescope_results.write(path, gradescope_results.from_entry(e, execution_time, feedback.text(e, runs)))
     elif fmt == "json":
         path = os.path.join(out_dir, "grade.json")
         with open(path, "w") as f:
-            json.dump({"score": score, "max_score": max_score, "execution_time": round(execution_time, 1),
-                       "passed": all(t["status"] == "passed" for t in tests),
-                       "scenarios": [r.to_dict() for r in results]}, f, indent=2)
+            json.dump({"score": e["score"], "max_score": e["max_score"], "roles": e["roles"],
+                       "passed": full_marks(e), "execution_time": round(execution_time, 1),
+                       "entry": e, "scenarios": [_run_dict(r.res) for r in runs]}, f, indent=2)
     elif fmt == "junit":
         path = os.path.join(out_dir, "junit.xml")
-        suites = ET.Element("testsuites", name="calclab grade", tests=str(len(tests)),
-                            failures=str(sum(t["status"] != "passed" for t in tests)),
-                            time=f"{execution_time:.3f}")
-        for res in results:
-            mine = [t for t in tests if t["name"].startswith(res.name + " ")]
-            suite = ET.SubElement(suites, "testsuite", name=f"scenario {res.name}", tests=str(len(mine)),
-                                  failures=str(sum(t["status"] != "passed" for t in mine)), errors="0",
-                                  time=f"{res.duration:.3f}")
-            for t in mine:
-                case = ET.SubElement(suite, "testcase", classname=f"calclab.scenario_{res.name.replace('.', '_')}",
-                                     name=t["name"].split(" ", 1)[1], time="0")
-                ET.SubElement(case, "system-out").text = f"score {t['score']:g}/{t['max_score']:g}\n{t['output']}"
-                if t["status"] != "passed":
-                    ET.SubElement(case, "failure", message=f"{t['name']}: {t['score']:g}/{t['max_score']:g}",
-                                  type="check").text = t["output"]
-        ET.ElementTree(suites).write(path, encoding="utf-8", xml_declaration=True)
+        ET.ElementTree(junit(e, runs, execution_time)).write(path, encoding="utf-8", xml_declaration=True)
     else:
         path = os.path.join(out_dir, "grade.txt")
-        lines = []
-        for t in tests:
-            lines.append(f"{'PASS' if t['status'] == 'passed' else 'FAIL'} {t['name']:<32} {t['score']:g}/{t['max_score']:g}")
-            if t["status"] != "passed":
-                lines += ["     " + l for l in t["output"].splitlines() if l.startswith("FAIL")][:5]
-        lines += [f"isolation {r.name}: {r.isolation}" for r in results]
-        lines.append(f"TOTAL {score:g}/{max_score:g}")
         with open(path, "w") as f:
-            f.write("\n".join(lines) + "\n")
-    return path, score, max_score
+            f.write(feedback.text(e, runs))
+    return path

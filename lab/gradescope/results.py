@@ -248,14 +248,6 @@ def from_entry(entry, execution_time, feedback="", rules=(), default="visible", 
             "stdout_visibility": stdout_visibility, "tests": tests}
 
 
-def from_tests(tests, execution_time, output):
-    """results.json for programs given by command templates (lab/grade --format gradescope): one
-    test per (scenario, check), the score their sum (points are tenths: no float noise)."""
-    score = round(sum(round(t["score"] * 10) for t in tests) / 10, 1)
-    return {"score": score, "execution_time": int(math.ceil(max(0.0, execution_time))), "output": output,
-            "visibility": "visible", "tests": tests}
-
-
 def write(path, res):
     """The one place a results.json is written (lab/grade --format gradescope, run_autograder):
     whole or not at all, from a folder only its owner may enter, made next to `path` so the

@@ -52,9 +52,15 @@ def grade(out, *extra, fmt="json"):
 
 
 def checks_of(out):
+    """grade.json's runs as played: (scenario, check) -> the check's items and verdict, and the file."""
     with open(os.path.join(out, "grade.json")) as f:
         g = json.load(f)
     return {(s["scenario"], c["name"]): c for s in g["scenarios"] for c in s["checks"]}, g
+
+
+def points_of(g):
+    """grade.json's entry, the grade: (scenario, role, check) -> the check's points for that role."""
+    return {(s["scenario"], c["role"], c["name"]): c for s in g["entry"]["scenarios"] for c in s["checks"]}
 
 
 def have_c():
@@ -231,7 +237,11 @@ def test_broken_implementation_fails_named_check(tmp_path, what, role, scn, chec
     assert r.returncode == 1, r.stdout[-3000:] + r.stderr
     checks, g = checks_of(out)
     assert not checks[(scn, check)]["passed"], checks[(scn, check)]
-    assert checks[(scn, check)]["score"] < checks[(scn, check)]["max_score"]
+    # graded as a hand-in's role is: only the broken program's role, which loses points on it
+    assert g["entry"]["roles"].keys() == {role} and g["score"] < g["max_score"] == {"server": 40, "proxy": 40}[role]
+    scored = points_of(g)[(scn, role, check)]
+    assert scored["score"] < scored["max_score"] or scored.get("penalty"), scored
+    assert {r for (_, r, _) in points_of(g)} == {role}
     # the role at fault is the broken program's, on every failed item of every check
     for (_, name), c in checks.items():
         assert failed_roles(c) <= {role}, (name, c)
@@ -341,24 +351,49 @@ def test_unknown_scenario_is_a_grader_error(tmp_path):
 # ---------------------------------------------------------------- output formats, isolation
 @student_only
 def test_gradescope_results_schema(tmp_path):
+    """Template mode's results.json is made from the same entry as a hand-in's: one test per role
+    graded (all three for calclab's own programs), 100 points 40/40/20 for the reference."""
     r = grade(tmp_path, "--impl", "student", fmt="gradescope")
     assert r.returncode == 0, r.stdout[-3000:]
     with open(tmp_path / "results.json") as f:
         res = json.load(f)
+    from gradescope import results
+    assert results.problems(res) == []
     assert isinstance(res["score"], (int, float)) and isinstance(res["execution_time"], (int, float))
-    assert res["tests"]
-    names = set()
-    for t in res["tests"]:
-        assert set(t) >= {"name", "score", "max_score", "status", "output", "visibility"}
-        assert isinstance(t["name"], str) and isinstance(t["output"], str)
-        assert isinstance(t["score"], (int, float)) and isinstance(t["max_score"], (int, float))
-        assert t["status"] in ("passed", "failed")
-        assert t["visibility"] in ("hidden", "after_due_date", "after_published", "visible")
-        assert 0 <= t["score"] <= t["max_score"]
-        names.add(t["name"])
-    assert {"3.2 cache-hit-no-upstream", "3.3 refused-answer", "3.1 teardown", "3.1 client-steps"} <= names
-    assert abs(res["score"] - sum(t["score"] for t in res["tests"])) < 1e-6
-    assert res["score"] == sum(t["max_score"] for t in res["tests"])
+    t = {x["name"]: x for x in res["tests"]}
+    assert {k: (v["score"], v["max_score"], v["status"]) for k, v in t.items()} == \
+        {"server": (40, 40, "passed"), "proxy": (40, 40, "passed"), "client": (20, 20, "passed")}
+    assert "ok   3.2 cache-hit-no-upstream" in t["proxy"]["output"] and "ok   3.3 refused-answer" in t["server"]["output"]
+    assert res["score"] == sum(x["score"] for x in res["tests"]) == 100
+    assert "isolation: " in res["output"] and "python: " in res["output"]
+
+
+def test_template_grading_scores_as_a_hand_in(tmp_path):
+    """One model: a template run of the reference and the same programs handed in get the same
+    points, per role and per check; --role-weights applies to templates too."""
+    sys.path.insert(0, LAB)
+    from calclab_lab import classgrade, gradebook
+    r = grade(tmp_path / "t", "--impl", "student", "--scenarios", "3.1,3.2", "--proxy", S_PROXY,
+              "--role-weights", "proxy=30")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr
+    _, g = checks_of(tmp_path / "t")
+    e = g["entry"]
+    assert e["status"] == "graded" and e["roles"] == {"proxy": {"score": 30.0, "max_score": 30.0}}
+    assert (g["score"], g["max_score"]) == (30, 30) and "score 30/30 (proxy 30/30)" in r.stdout
+    tables = classgrade.point_tables(["3.1", "3.2"], ["proxy"], weights={"proxy": 30})
+    assert {(s["scenario"], c["name"]): gradebook.tenths(c["max_score"]) for s in e["scenarios"]
+            for c in s["checks"]} == {(scn, name): t for scn, table in tables.items() for (name, _), t in table.items()}
+    # the runs as played carry verdicts and items, never points of another model
+    assert all("score" not in c and "max_score" not in c for s in g["scenarios"] for c in s["checks"])
+    for fmt, name in (("text", "grade.txt"), ("junit", "junit.xml")):
+        r = grade(tmp_path / fmt, "--impl", "student", "--scenarios", "3.1,3.2", "--proxy", S_PROXY,
+                  "--role-weights", "proxy=30", fmt=fmt)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr
+        text = (tmp_path / fmt / name).read_text()
+        assert re.search(r"\d\.\d{2,}/|/\d+\.\d{2,}", text) is None, fmt   # points: at most one decimal
+    assert "points: 30/30 (proxy 30/30)" in (tmp_path / "text" / "grade.txt").read_text()
+    assert 'classname="calclab.scenario_3_2.proxy" name="cache-hit-no-upstream"' in \
+        (tmp_path / "junit" / "junit.xml").read_text()
 
 
 @student_only

@@ -129,3 +129,27 @@ def test_every_output_of_an_entry_has_at_most_one_decimal():
     assert all(round(x, 1) == x and len(repr(float(x)).split(".")[1]) <= 1 for x in nums), nums
     c = checks.Check("teardown", points=1, items=[checks.item(k < 2, "client", "x") for k in range(3)])
     assert c.score == 0.7 and repr(c.score) == "0.7"
+
+
+def test_template_outputs_are_made_from_the_entry():
+    """lab/grade with templates writes JUnit, its text and its exit from the same entry as a
+    hand-in's: a testcase per check and graded role, the penalty said, one decimal at most."""
+    from calclab_lab import report
+    table = {("answer-result", "server"): 35, ("response-size", "server"): 65}
+    made = [check("answer-result", item("server"), item("server", False, detail="E2 answered 3"), item("server")),
+            check("response-size", item("server"), item("proxy", False)),
+            check("teardown", item("server", False, detail="the server sent the first FIN"), item("client"))]
+    out, roles, _ = gradebook.role_checks(made, ["server"], table)
+    e = gradebook.entry("templates", "graded", [{"scenario": "3.1", "passed": False, "roles": roles, "checks": out}],
+                        maxima={"server": 100})
+    assert report.points_text(e) == "7.8/10 (server 7.8/10)" and not report.full_marks(e)
+    suites = report.junit(e, [], 1.5)
+    cases = {(c.get("classname"), c.get("name")): c for c in suites.iter("testcase")}
+    assert set(cases) == {("calclab.scenario_3_1.server", n) for n in ("answer-result", "response-size", "teardown")}
+    assert suites.get("tests") == "3" and suites.get("failures") == "2"
+    fail = cases[("calclab.scenario_3_1.server", "teardown")].find("failure")
+    assert fail.get("message") == "3.1 teardown (server): 0/0 (penalty -1: the server sent the first FIN)"
+    assert cases[("calclab.scenario_3_1.server", "answer-result")].find("failure").get("message") == \
+        "3.1 answer-result (server): 2.3/3.5"
+    full = dict(e, score=10.0, scenarios=[{"scenario": "3.1", "checks": [dict(c, passed=True) for c in out]}])
+    assert report.full_marks(full)
