@@ -55,7 +55,10 @@ def _run_title(run):
     judged = run.judged
     if run.integration:
         return "run with all your programs at once (the report's set-up)"
-    mine = " and ".join(f"your {r}" for r in judged)
+    playing = set(run.res.scenario.roles) | {"client"}
+    mine = " and ".join(f"your {r}" for r in judged if r in playing)
+    if playing <= set(judged):   # lab/grade's templates playing every role
+        return f"run judging {mine}"
     return f"run judging {mine}; calclab's programs play the other roles"
 
 

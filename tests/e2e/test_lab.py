@@ -391,7 +391,8 @@ def test_template_grading_scores_as_a_hand_in(tmp_path):
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr
         text = (tmp_path / fmt / name).read_text()
         assert re.search(r"\d\.\d{2,}/|/\d+\.\d{2,}", text) is None, fmt   # points: at most one decimal
-    assert "points: 30/30 (proxy 30/30)" in (tmp_path / "text" / "grade.txt").read_text()
+    text = (tmp_path / "text" / "grade.txt").read_text()
+    assert "points: 30/30 (proxy 30/30)" in text and "-- run judging your proxy; calclab's programs play" in text
     assert 'classname="calclab.scenario_3_2.proxy" name="cache-hit-no-upstream"' in \
         (tmp_path / "junit" / "junit.xml").read_text()
 
