@@ -12,6 +12,7 @@ use(path) makes `path` the interpreter of the lab's runs ({py} in the command te
 hand-ins' programs, the syntax check) and returns what it is; current() is the one in use
 (default: the system's python3, paths.PY)."""
 import dataclasses
+import functools
 import json
 import os
 import subprocess
@@ -55,34 +56,36 @@ class Interpreter:
                 "pickle_flavour": self.flavour}
 
 
-_probed = {}
-
-
 def probe(path):
-    """Ask the interpreter at `path` (a file or a name on PATH) what it is; cached per process
-    (and per executable's modification time)."""
+    """Ask the interpreter at `path` (a file or a name on PATH) what it is (InterpreterError when
+    it cannot be asked)."""
     exe = path if os.sep in path else (_which(path) or path)
     try:
         st = os.stat(exe)
     except OSError as e:
         raise InterpreterError(f"{path}: {e.strerror or e}")
-    key = (os.path.realpath(exe), st.st_mtime_ns, path)
-    if key not in _probed:
-        try:
-            r = subprocess.run([exe, "-I", "-S", "-c", _PROBE], capture_output=True, text=True, timeout=30)
-        except (OSError, subprocess.TimeoutExpired) as e:
-            raise InterpreterError(f"{path}: cannot run it: {e}")
-        try:
-            got = json.loads(r.stdout.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            why = (r.stderr.strip().splitlines() or [f"exit status {r.returncode}"])[-1]
-            raise InterpreterError(f"{path}: not a Python 3 the lab can use: {why[:200]}")
-        if got["by_name"] == got["by_value"]:
-            raise InterpreterError(f"{path}: pickles an enum member neither by value nor by name as CPython does")
-        prefixes = tuple(dict.fromkeys(os.path.realpath(p) for p in (got["prefix"], got["exec_prefix"]) if p))
-        _probed[key] = Interpreter(path, got["version"], got["implementation"],
-                                   GETATTR if got["by_name"] else BY_VALUE, prefixes)
-    return _probed[key]
+    return _asked(os.path.realpath(exe), st.st_mtime_ns, path)
+
+
+@functools.lru_cache(maxsize=64)
+def _asked(exe, mtime_ns, path):
+    """What the executable `exe`, as it was at `mtime_ns`, says it is: a function of that file
+    alone, so asked once per process (an interpreter replaced in place has another time and is
+    asked again).  Failures raise and are not cached."""
+    try:
+        r = subprocess.run([exe, "-I", "-S", "-c", _PROBE], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise InterpreterError(f"{path}: cannot run it: {e}")
+    try:
+        got = json.loads(r.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        why = (r.stderr.strip().splitlines() or [f"exit status {r.returncode}"])[-1]
+        raise InterpreterError(f"{path}: not a Python 3 the lab can use: {why[:200]}")
+    if got["by_name"] == got["by_value"]:
+        raise InterpreterError(f"{path}: pickles an enum member neither by value nor by name as CPython does")
+    prefixes = tuple(dict.fromkeys(os.path.realpath(p) for p in (got["prefix"], got["exec_prefix"]) if p))
+    return Interpreter(path, got["version"], got["implementation"], GETATTR if got["by_name"] else BY_VALUE,
+                       prefixes)
 
 
 def _which(name):
@@ -95,11 +98,10 @@ def _which(name):
 
 def use(path):
     """Make `path` the interpreter of the lab's runs; returns what it is (InterpreterError when it
-    cannot be asked).  Its installation is shown read-only to sandboxed programs."""
+    cannot be asked).  A sandbox shows its installation read-only to the programs it runs
+    (sandbox.Sandbox's python, this one by default)."""
     it = probe(path)
     paths.PY = path
-    from . import sandbox   # the sandbox shows its installation to the programs it runs
-    sandbox.show_interpreter(it.prefixes)
     return it
 
 

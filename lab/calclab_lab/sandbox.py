@@ -22,6 +22,7 @@ CALCLAB_ALLOW_UNCONFINED=1): `isolation: none: ...`.  CALCLAB_ISOLATION=uid or n
 fallback."""
 import ctypes
 import fcntl
+import functools
 import os
 import random
 import shutil
@@ -32,7 +33,7 @@ import subprocess
 import sys
 import threading
 
-from . import paths, stage
+from . import interp, paths, stage
 from .netns_holder import NetnsHolder
 
 GOLDEN_PORTS = {"proxy": 9998, "server": 9999}
@@ -58,17 +59,18 @@ SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/hosts", "/etc/nsswitch.conf", "/etc/pr
                 "/etc/services", "/etc/localtime", "/etc/passwd", "/etc/group")
 # where calc-jail is inside the sandbox, for the steps after bubblewrap
 INNER_JAIL = "/run/calc-jail"
-# Installations outside SYSTEM_DIRS of the interpreter that runs the programs (lab/grade --python
-# /opt/python3.12/bin/python3): shown read-only as they are, like the system, never copied
-INTERPRETER_DIRS = []
 
 
-def show_interpreter(prefixes):
-    """Let the programs see the interpreter installed under `prefixes` (interp.use)."""
+def interpreter_dirs(prefixes):
+    """The folders of an interpreter installed under `prefixes` (interp.Interpreter.prefixes) that
+    lie outside SYSTEM_DIRS (lab/grade --python /opt/python3.12/bin/python3): shown read-only as
+    they are, like the system, never copied."""
+    out = []
     for p in prefixes:
         p = os.path.realpath(p)
-        if p != "/" and not _under_system(p) and p not in INTERPRETER_DIRS:
-            INTERPRETER_DIRS.append(p)
+        if p != "/" and not _under_system(p) and p not in out:
+            out.append(p)
+    return tuple(out)
 
 
 class Limits:
@@ -144,27 +146,26 @@ def refusal():
     return None
 
 
-_probed = None
-_probe_lock = threading.Lock()
-_warned = False
 # each probe plays one program through the whole set-up the runs use; it runs `sh`, which must
 # read its exposed copy (a bind or a private copy), write in its scratch folder and not be root
 PROBE_SCRIPT = 'test -r "$1" && cd && : > probe && test "$(id -u)" != 0'
 
 
-def _probe():
+def probe(forced=None):
     """(mode, reason): mode 'root' or 'rootless' when a namespace with bwrap inside can be made
     here, 'uid' when not but the lab is root, else None; reason says why namespaces (and the
-    uid switch) are not used.  Tried once per process."""
-    global _probed
-    with _probe_lock:
-        if _probed is None:
-            _probed = _try_modes()
-        return _probed
+    uid switch) are not used.  `forced`: the level asked for, as CALCLAB_ISOLATION says it ('',
+    'uid' or 'none'; default: the environment's).  Tried once per process and level: the
+    machine does not change under a grading, and a probe plays a program through the whole
+    set-up (the lock keeps concurrent first callers from playing it twice)."""
+    if forced is None:
+        forced = os.environ.get("CALCLAB_ISOLATION", "")
+    with _PROBE_LOCK:
+        return _probe_once(forced)
 
 
-def _try_modes():
-    forced = os.environ.get("CALCLAB_ISOLATION", "")
+def _try_modes(forced=""):
+    """probe's answer found now, never remembered (the probe's tests)."""
     if forced == "none":
         return None, "disabled by CALCLAB_ISOLATION=none"
     if forced not in ("", "uid"):
@@ -177,6 +178,12 @@ def _try_modes():
             return mode, ""
     mode, why_uid = _try_uid()
     return (mode, why_ns) if mode is not None else (None, f"{why_ns}; {why_uid}")
+
+
+_probe_once = functools.lru_cache(maxsize=None)(_try_modes)
+_PROBE_LOCK = threading.Lock()
+# what the callers that knew the probe by its old name call (cli)
+_probe = probe
 
 
 def _try_namespaces():
@@ -219,23 +226,29 @@ def _enter(holder):
     return [paths.jail()] + user + ["--net-ns", holder.ns("net"), "--"]
 
 
-def _warn_once(text):
-    global _warned
-    if not _warned:
-        _warned = True
-        print(f"calclab: {text}", file=sys.stderr, flush=True)
+@functools.lru_cache(maxsize=None)
+def _notice(text):
+    """Tell the person running the lab, once per process, that its runs are less confined than
+    namespaces would make them.  The cache is what remembers it was said: a notice belongs to
+    the process (its stderr), like the verdict of the probe it follows from."""
+    print(f"calclab: {text}", file=sys.stderr, flush=True)
 
 
 class Sandbox:
     """One run's namespace and the argv prefixes that put programs into it.  Use as a context
     manager; after close() the namespace is gone."""
 
-    def __init__(self, limits=None, expose=(), mode=None):
+    def __init__(self, limits=None, expose=(), mode=None, python=None):
+        """`python`: the interp.Interpreter whose programs run here (default interp.current()): its
+        installation is shown to them read-only.  A `mode` given is the probe's: it tries that
+        set-up (and runs no Python)."""
         self.limits = limits or Limits()
         self.expose = [os.path.abspath(p) for p in expose]
-        # a mode given is the probe's: it tries that set-up
         self._probing = mode is not None
-        self.mode, self.reason = (mode, "") if self._probing else _probe()
+        self.mode, self.reason = (mode, "") if self._probing else probe()
+        if python is None and not self._probing:
+            python = interp.current()
+        self.interpreter_dirs = interpreter_dirs(python.prefixes) if python is not None else ()
         self.holder = None     # netns_holder.NetnsHolder of the run's namespace
         self._next_uid = 0
         self._stage, self._own_stage = stage.current()
@@ -257,13 +270,13 @@ class Sandbox:
             self._block = UidBlock.acquire()
             self._private = _private_dir()
             if not self._probing:
-                _warn_once(f"isolation: uid (no namespaces: {self.reason}); each program runs under a uid of "
+                _notice(f"isolation: uid (no namespaces: {self.reason}); each program runs under a uid of "
                            "its own, runs use free port pairs and share the host's network")
         if self.mode is None:
             if not unconfined_allowed():
                 self.close()
                 raise Unconfined(refusal() or f"cannot confine the programs here ({self.reason})")
-            _warn_once(f"isolation: none ({self.reason}); runs use free port pairs and share the host's network; "
+            _notice(f"isolation: none ({self.reason}); runs use free port pairs and share the host's network; "
                        "the programs run UNCONFINED (--allow-unconfined)")
         return self
 
@@ -392,7 +405,7 @@ class Sandbox:
                 "--proc", "/proc", "--dev", "/dev",
                 "--perms", "1777", "--size", str(self.limits.file_size_mib * 1024 * 1024), "--tmpfs", "/tmp"]
         made = set()
-        for d in INTERPRETER_DIRS:
+        for d in self.interpreter_dirs:
             for parent in _ancestors(d):
                 if parent not in made:
                     made.add(parent)
@@ -413,7 +426,7 @@ class Sandbox:
         student-style implementation (public course code) and what the caller exposes."""
         seen = []
         for word in list(argv) + [paths.STUDENT] + self.expose:
-            if not word.startswith("/") or not os.path.exists(word) or _under_system(word):
+            if not word.startswith("/") or not os.path.exists(word) or _under_system(word, self.interpreter_dirs):
                 continue
             p = os.path.realpath(word)
             if os.path.isfile(p) and not _is_elf(p):
@@ -590,20 +603,15 @@ def kill_uids(uids):
     return None if r.returncode == 0 else (r.stderr.strip() or f"calc-jail exited {r.returncode}")[:500]
 
 
-_subreaper = False
-
-
 def _become_subreaper():
     """Orphans of the programs (a daemon's first fork gone) become the lab's children, not those of
     the machine's pid 1, which in a container may never reap them: their zombies would count
-    against their uid's process limit for good."""
-    global _subreaper
-    if not _subreaper:
-        _subreaper = True
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-        except (OSError, AttributeError):
-            pass
+    against their uid's process limit for good.  Setting the flag again is harmless (prctl
+    only sets it), so every uid run asks."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _reap_orphans(uids):
@@ -700,7 +708,7 @@ def sweep():
 
 def keep_private(path):
     """In uid mode, an output folder of the grader is closed to other uids (the programs')."""
-    if _probe()[0] == "uid" and os.path.isdir(path):
+    if probe()[0] == "uid" and os.path.isdir(path):
         os.chmod(path, stat.S_IMODE(os.stat(path).st_mode) & ~0o007)
 
 
@@ -732,9 +740,11 @@ def _open_to_others(path):
         return False
 
 
-def _under_system(path):
+def _under_system(path, interpreter=()):
+    """Whether `path` is of the system every program sees anyway (or of the `interpreter` dirs
+    a sandbox shows as they are)."""
     return any(path == d or path.startswith(d + "/")
-               for d in SYSTEM_DIRS + ("/etc", "/proc", "/dev") + tuple(INTERPRETER_DIRS))
+               for d in SYSTEM_DIRS + ("/etc", "/proc", "/dev") + tuple(interpreter))
 
 
 def _ancestors(path):
@@ -743,19 +753,20 @@ def _ancestors(path):
     return ["/" + "/".join(parts[:i + 1]) for i in range(len(parts))]
 
 
-_sanitized_cache = {}
-
-
 def _sanitized(path):
     """Whether `path` is an executable built with a sanitizer (its runtime's init symbol)."""
     if not path.startswith("/") or not _is_elf(path):
         return False
-    key = (path, os.stat(path).st_mtime_ns)
-    if key not in _sanitized_cache:
-        with open(path, "rb") as f:
-            data = f.read()
-        _sanitized_cache[key] = any(m in data for m in (b"__asan_init", b"__tsan_init", b"__msan_init"))
-    return _sanitized_cache[key]
+    return _has_sanitizer(path, os.stat(path).st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _has_sanitizer(path, mtime_ns):
+    """What _sanitized says of `path` as it was at `mtime_ns`: a pure function of the file's
+    contents, which the modification time names, so it is read once per build, not per run."""
+    with open(path, "rb") as f:
+        data = f.read()
+    return any(m in data for m in (b"__asan_init", b"__tsan_init", b"__msan_init"))
 
 
 def _is_elf(path):

@@ -26,7 +26,7 @@ from hostile import (LAB, PY, ROOT, SECRET, STUDENT, everything, grade_forging_h
 from calclab_lab import goldens, runner, sandbox, scenarios  # noqa: E402  (hostile put lab/ on the path)
 from test_lab import BROKEN, BROKEN_CASES, broken, have_c  # noqa: E402
 
-MODE, WHY_NOT = sandbox._probe()
+MODE, WHY_NOT = sandbox.probe()
 needs_namespaces = pytest.mark.skipif(MODE not in ("root", "rootless"),
                                       reason=f"no namespaces here ({MODE or 'none'}): {WHY_NOT}")
 
@@ -276,7 +276,7 @@ def test_a_namespace_that_cannot_mount_proc_is_not_claimed(tmp_path):
     if bare.returncode != 0:
         pytest.skip(f"the kernel refuses unprivileged user namespaces: {bare.stderr.strip()}")
     code = f"import json, sys; sys.path.insert(0, {str(LAB)!r}); from calclab_lab import sandbox; " \
-           "print(json.dumps(sandbox._probe()))"
+           "print(json.dumps(sandbox.probe()))"
     r = masked(f"{PY} -c {shlex.quote(code)}")
     assert r.returncode == 0, r.stderr
     mode, why = json.loads(r.stdout)

@@ -24,15 +24,13 @@ pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="switching to another
 @pytest.fixture(scope="module", autouse=True)
 def uid_mode():
     """Every run of this module in uid mode, as where namespaces are refused."""
-    saved, env = sandbox._probed, os.environ.get("CALCLAB_ISOLATION")
+    env = os.environ.get("CALCLAB_ISOLATION")
     os.environ["CALCLAB_ISOLATION"] = "uid"
-    sandbox._probed = None
     try:
-        mode, why = sandbox._probe()
+        mode, why = sandbox.probe()
         assert mode == "uid", why
         yield
     finally:
-        sandbox._probed = saved
         if env is None:
             os.environ.pop("CALCLAB_ISOLATION", None)
         else:
