@@ -206,7 +206,9 @@ def find_ports(packets):
 
 # ---------------------------------------------------------------- writing
 
-def _csum(data):
+def checksum(data):
+    """The Internet checksum (RFC 1071) of `data`: the one's complement of the one's-complement
+    sum of its 16-bit words, an odd last byte padded with a zero."""
     if len(data) % 2:
         data += b"\0"
     s = sum(struct.unpack(f"!{len(data) // 2}H", data))
@@ -230,7 +232,7 @@ def _retcp(v, ip, ports):
         pseudo = bytes(head[12:20]) + struct.pack("!BBH", 0, 6, len(seg))
     else:
         pseudo = bytes(head[8:40]) + struct.pack("!IxxxB", len(seg), 6)
-    seg[16:18] = struct.pack("!H", _csum(pseudo + bytes(seg)))
+    seg[16:18] = struct.pack("!H", checksum(pseudo + bytes(seg)))
     return v, bytes(head) + bytes(seg)
 
 

@@ -16,11 +16,12 @@ import json
 import pickle
 import shutil
 import subprocess
-import sys
 
 import pytest
 
 from conftest import REPO, VECTORS, build_dir
+import refvectors
+from refvectors import load, student_calculator
 
 LUA = shutil.which("lua5.2") or "lua5.2"
 DRIVER = REPO / "tests" / "tools" / "lua_decode.lua"
@@ -54,27 +55,8 @@ def decode(items):
 
 
 def client_prints(d):
-    """What the reference client prints for an answer (docs/protocol.md section 4), from the decoder's texts."""
-    if "emsg" in d:
-        return f"Got error: {d['emsg']}\n"
-    out = f"Result: {d['result']}\n"
-    steps = d["step"]
-    if steps:
-        out += f"Steps:\n{steps[0]} = {steps[1]}\n" + "".join(f'{" " * len(steps[0])} = {x}\n' for x in steps[2:])
-    return out
-
-
-def load(path):
-    return [json.loads(line) for line in open(path)]
-
-
-def student_calculator():
-    sys.path.insert(0, str(REPO / "tests" / "student"))
-    try:
-        import calculator
-    finally:
-        sys.path.pop(0)
-    return calculator
+    """What the reference client prints for an answer, from the decoder's texts."""
+    return refvectors.client_prints(d.get("result"), d.get("step"), d.get("emsg"))
 
 
 def build(c, t):
@@ -116,7 +98,7 @@ def by_name_vectors():
     """The by-value expression vectors with their requests pickled by name (answers unchanged)."""
     c = student_calculator()
     out = []
-    for v in load(VECTORS / "legacy-expressions.jsonl"):
+    for v in load("legacy-expressions.jsonl"):
         tree = build(c, v["tree"])
         # the stand-in makes the reference's bytes, so the by-name ones are the reference's too
         assert dumps_by_value(c, tree).hex() == v["request"]["payload"], v["name"]
@@ -147,7 +129,7 @@ def check_expressions(vectors):
 
 @pytest.mark.parametrize("name", EXPRESSION_FILES)
 def test_expression_vectors(name):
-    vectors = load(VECTORS / name)
+    vectors = load(name)
     assert len(vectors) > 300
     check_expressions(vectors)
 
@@ -234,7 +216,7 @@ def test_protocol_vectors(name):
     an expression where the reference answered it, or to the reason the reference gave for
     refusing it; every answer's error as Python's str() prints it."""
     items, want = [], []
-    for v in load(VECTORS / name):
+    for v in load(name):
         if v["response"] is None:     # the reference ran the payload and never answered
             items.append(("request", bytes.fromhex(v["request"])[12:]))
             want.append({"error": MSG_DESER})

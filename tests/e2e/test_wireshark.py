@@ -36,6 +36,11 @@ import pytest
 
 from calcproc import Procs, client, exe, free_port
 from conftest import REPO, VECTORS, build_dir
+import refvectors
+from refvectors import student_calculator
+
+sys.path.insert(0, str(REPO / "lab"))
+from calclab_lab.pcapio import checksum  # noqa: E402  (the lab's own; its rewrites make checksums too)
 
 LUA = build_dir() / "wireshark" / "calc.lua"
 CAPTURES = REPO / "captures"
@@ -54,15 +59,6 @@ LO = bytes([127, 0, 0, 1])
 SYN, FIN, PSH_ACK, ACK, SYN_ACK, FIN_ACK, RST_ACK, FIN_PSH_ACK = 0x02, 0x01, 0x18, 0x10, 0x12, 0x11, 0x14, 0x19
 # IPv4's 16-bit total length leaves 65495 bytes of TCP payload per segment.
 MAX_SEGMENT = 65495
-
-
-def checksum(data):
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
 
 
 class Pcap:
@@ -278,7 +274,7 @@ FLAVOURS = {"vectors": "legacy-expressions.jsonl", "vectors-py3.11.2": "legacy-e
 
 
 def reference_vectors(name="vectors"):
-    return [json.loads(line) for line in open(VECTORS / FLAVOURS[name])]
+    return refvectors.load(FLAVOURS[name])
 
 
 def craft_vectors(path, name="vectors"):
@@ -294,16 +290,6 @@ def craft_vectors(path, name="vectors"):
                                 steps=a["show_steps"], cc=a["cache_control"]))
     c.close()
     cap.write(path)
-
-
-def student_calculator():
-    """tests/student's calculator module: the reference's classes, singletons and stringify()."""
-    sys.path.insert(0, str(REPO / "tests" / "student"))
-    try:
-        import calculator
-    finally:
-        sys.path.pop(0)
-    return calculator
 
 
 def extreme_requests():
@@ -716,14 +702,9 @@ def test_hostile_payloads_decode_safely(decoded):
 def client_prints(p):
     """What the reference client prints for a response (docs/protocol.md section 4), from the dissector's
     fields: the result and its steps, or the error."""
-    if "calc.error.message" in p:
-        return f'Got error: {p["calc.error.message"]}\n'
-    out = f'Result: {p["calc.result"]}\n'
     steps = p.get("calc.steps.count_tree", {}).get("calc.steps", [])
-    steps = [steps] if isinstance(steps, str) else steps
-    if steps:
-        out += f"Steps:\n{steps[0]} = {steps[1]}\n" + "".join(f'{" " * len(steps[0])} = {x}\n' for x in steps[2:])
-    return out
+    return refvectors.client_prints(p.get("calc.result"), [steps] if isinstance(steps, str) else steps,
+                                    p.get("calc.error.message"))
 
 
 @pytest.mark.parametrize("name", FLAVOURS)
