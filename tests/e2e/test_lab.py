@@ -12,7 +12,6 @@ import os
 import re
 import subprocess
 import sys
-import textwrap
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -30,6 +29,7 @@ PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executabl
 sys.path.insert(0, LAB)
 from calclab_lab import procs  # noqa: E402
 from calclab_lab.scenarios import SCENARIOS  # noqa: E402
+import student_faults  # noqa: E402
 
 S_SERVER = f"{PY} {STUDENT}/calc_server.py -H {{host}} -p {{port}} --cache-control {{cache_control}}"
 S_PROXY = f"{PY} {STUDENT}/calc_proxy.py -ph {{host}} -pp {{port}} -sh {{server_host}} -sp {{server_port}}"
@@ -84,27 +84,8 @@ def test_client_template_with_example_number(tmp_path):
 
 # ---------------------------------------------------------------- broken implementations
 BROKEN = {
-    "proxy_never_caches": """
-        import calc_proxy
-        class NoCache(dict):
-            def __setitem__(self, k, v):
-                pass
-        calc_proxy.CACHE = NoCache()
-        calc_proxy.main()
-    """,
-    "server_closes_first": """
-        import socket, calc_server, api
-        def handle(conn, addr):
-            data = api.recv_message(conn)
-            if data:
-                # corked, the answer and the FIN leave in one segment: the server's FIN leads
-                # the teardown however late this process runs again after its send
-                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
-                conn.sendall(calc_server.process(data))
-            conn.close()
-        calc_server.handle = handle
-        calc_server.main()
-    """,
+    "proxy_never_caches": student_faults.PROXY_NEVER_CACHES,
+    "server_closes_first": student_faults.closes_first("server", cork=True),
     "server_split_writes": """
         import socket, time, calc_server, api
         def handle(conn, addr):
@@ -151,20 +132,7 @@ BROKEN = {
         calc_server.handle = handle
         calc_server.main()
     """,
-    "proxy_closes_first": """
-        import socket, calc_proxy, api
-        def handle(conn, addr):
-            data = api.recv_message(conn)
-            if data:
-                answer = calc_proxy.process(data, f"{addr[0]}:{addr[1]}")
-                # corked, the answer and the FIN leave in one segment: the proxy's FIN leads
-                # the teardown with its client however late this process runs after its send
-                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
-                conn.sendall(answer)
-            conn.close()
-        calc_proxy.handle = handle
-        calc_proxy.main()
-    """,
+    "proxy_closes_first": student_faults.closes_first("proxy", cork=True),
     "proxy_asks_server_on_hit": """
         import calc_proxy, api
         answer = calc_proxy.process
@@ -190,12 +158,7 @@ BROKEN = {
 
 
 def broken(tmp_path, name):
-    # a folder of their own: the sandbox shows a program the folder it lives in, and tmp_path
-    # also holds the runs' work folders, which other runs write while this one copies it
-    (tmp_path / "broken").mkdir(exist_ok=True)
-    p = tmp_path / "broken" / f"{name}.py"
-    p.write_text(f"import sys\nsys.path.insert(0, {STUDENT!r})\n" + textwrap.dedent(BROKEN[name]))
-    return str(p)
+    return student_faults.write(tmp_path, name, BROKEN[name])
 
 
 def sniff_verdict(run_dict):

@@ -16,30 +16,11 @@ import signal
 import subprocess
 import time
 
+from student_faults import closes_first
 from test_class import LAB, PY, ROOT, grades, make_handin, read
 
-CLOSES_FIRST = {
-    "server": """
-import calc_server, api
-def handle(conn, addr):
-    data = api.recv_message(conn)
-    if data:
-        conn.sendall(calc_server.process(data))
-    conn.close()
-calc_server.handle = handle
-calc_server.main()
-""",
-    "proxy": """
-import calc_proxy, api
-def handle(conn, addr):
-    data = api.recv_message(conn)
-    if data:
-        conn.sendall(calc_proxy.process(data, f"{addr[0]}:{addr[1]}"))
-    conn.close()
-calc_proxy.handle = handle
-calc_proxy.main()
-""",
-}
+# plain student code: no TCP_CORK fixes the order of their FIN and their client's
+CLOSES_FIRST = {role: closes_first(role, cork=False) for role in ("server", "proxy")}
 
 EARLY_UPSTREAM_PROXY = """
 import socket, threading, calc_proxy, api

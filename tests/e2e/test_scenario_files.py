@@ -19,6 +19,7 @@ PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executabl
 
 sys.path.insert(0, LAB)
 from calclab_lab import procs  # noqa: E402
+import student_faults  # noqa: E402
 
 for _exe in ("calc-server", "calc-proxy", "calc-client", "calc-sniff"):
     if not os.access(os.path.join(BUILD, _exe), os.X_OK):
@@ -75,14 +76,7 @@ BROKEN = {
         calc_proxy.CACHE = PayloadOnly()
         calc_proxy.main()
     """,
-    "proxy_never_caches": """
-        import calc_proxy
-        class NoCache(dict):
-            def __setitem__(self, k, v):
-                pass
-        calc_proxy.CACHE = NoCache()
-        calc_proxy.main()
-    """,
+    "proxy_never_caches": student_faults.PROXY_NEVER_CACHES,
 }
 
 
@@ -100,10 +94,7 @@ def run(cmd, timeout=300):
 
 
 def broken(tmp_path, name):
-    (tmp_path / "broken").mkdir(exist_ok=True)
-    p = tmp_path / "broken" / f"{name}.py"
-    p.write_text(f"import sys\nsys.path.insert(0, {STUDENT!r})\n" + textwrap.dedent(BROKEN[name]))
-    return S_PROXY.format(py=PY, prog=p)
+    return S_PROXY.format(py=PY, prog=student_faults.write(tmp_path, name, BROKEN[name]))
 
 
 def course_file(tmp_path):
