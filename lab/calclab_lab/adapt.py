@@ -17,21 +17,35 @@ import json
 import os
 import tempfile
 import threading
+from dataclasses import dataclass
 
 from . import checks as checks_mod
 from . import interp, oracle, procs, runner
 from .scenarios import REPORT_EXPRESSIONS, Client, ScenarioError, kinds
+from .values import freeze
 
 
-def client_requests(res):
-    """Per client run: the connections it opened to the front and the expressions of the requests
-    on them, from calc-sniff's --json records of the capture."""
+@dataclass(frozen=True)
+class Adapted:
+    """What adapt() found: the run judged on the requests its client really sent (`result`, a new
+    runner.RunResult), what each client run sent (`runs`, frozen: client_requests), and the
+    rewritten exchanges (`adapted`, None when the scenario's own were judged)."""
+    result: object
+    runs: tuple
+    adapted: str = None
+
+
+def client_requests(clients, records):
+    """Per client run (`clients`, the run's ClientRuns): the connections it opened to the front
+    and the expressions of the requests on them, from calc-sniff's --json `records` of the
+    capture."""
     msgs = {}
-    for m in res.records("msg"):
-        if m.get("kind") == "request":
+    for m in records:
+        if m.get("type") == "msg" and m.get("kind") == "request":
             msgs.setdefault(m["conn"], []).append(m)
+    conns = [r for r in records if r.get("type") == "conn"]
     out = []
-    for rec, mine in zip(res.clients, checks_mod.client_connections(res.clients, res.records("conn"))):
+    for rec, mine in zip(clients, checks_mod.client_connections(clients, conns)):
         exprs = []
         per_conn = []
         flags = None
@@ -137,22 +151,36 @@ def adapted_scenario(scn, keys):
     return dataclasses.replace(out, name=f"{scn.name}~{out.digest[:10]}", title=title)
 
 
-_replays = {}
-_replays_lock = threading.Lock()
+class Replays:
+    """The replays one grading has played, owned by whoever grades (a class's worker keeps one for
+    all its hand-ins): each adapted scenario is played once by it and, with a `replay_dir`, once
+    for all the processes sharing that folder."""
+
+    def __init__(self):
+        self._done = {}
+        self._lock = threading.Lock()
+
+    def replay(self, adapted, timeout, ports_base, use_sniff, replay_dir=None, flavour=None):
+        """Play `adapted` with calclab's programs, once for this Replays and, with `replay_dir`,
+        once for all the processes sharing it (a class's workers: the first one plays it under a
+        file lock, the others read its result).  Its client pickles in `flavour` ('value', the
+        default, or 'getattr'), as the reference's does under the students' Python.  Returns
+        (capture, its ports) to judge a student's run against, or None when the replay does not
+        pass the lab's own checks of it (the clients' printouts): then nothing can be concluded
+        from it."""
+        flavour = flavour or interp.BY_VALUE
+        name = adapted.name if flavour == interp.BY_VALUE else f"{adapted.name}~{flavour}"
+        with self._lock:
+            if name in self._done:
+                return self._done[name]
+        out = _replay(adapted, timeout, ports_base, use_sniff, replay_dir, flavour, name)
+        if out is not None:  # a failed replay is the lab's failure, tried again by the next run
+            with self._lock:
+                self._done[name] = out
+        return out
 
 
-def replay(adapted, timeout, ports_base, use_sniff, replay_dir=None, flavour=None):
-    """Play `adapted` with calclab's programs, once per process and, with `replay_dir`, once for
-    all the processes sharing it (a class's workers: the first one plays it under a file lock,
-    the others read its result).  Its client pickles in `flavour` ('value', the default, or
-    'getattr'), as the reference's does under the students' Python.  Returns (capture, its
-    ports) to judge a student's run against, or None when the replay does not pass the lab's
-    own checks of it (the clients' printouts): then nothing can be concluded from it."""
-    flavour = flavour or interp.BY_VALUE
-    name = adapted.name if flavour == interp.BY_VALUE else f"{adapted.name}~{flavour}"
-    with _replays_lock:
-        if name in _replays:
-            return _replays[name]
+def _replay(adapted, timeout, ports_base, use_sniff, replay_dir, flavour, name):
     if replay_dir:
         os.makedirs(replay_dir, exist_ok=True)
         with open(os.path.join(replay_dir, name + ".lock"), "w") as lock:
@@ -161,9 +189,6 @@ def replay(adapted, timeout, ports_base, use_sniff, replay_dir=None, flavour=Non
     else:
         out = _play_replay(adapted, timeout, ports_base, use_sniff, tempfile.mkdtemp(prefix="calclab-replay-"),
                            flavour)
-    if out is not None:  # a failed replay is the lab's failure, tried again by the next run
-        with _replays_lock:
-            _replays[name] = out
     return out
 
 
@@ -185,18 +210,17 @@ def _shared_replay(adapted, timeout, ports_base, use_sniff, wd, flavour):
 
 def _play_replay(adapted, timeout, ports_base, use_sniff, wd, flavour):
     res = runner.play(adapted, runner.templates_for("c", flavour=flavour), ports_base=ports_base, workdir=wd,
-                      timeout=timeout, golden=None, use_sniff=use_sniff, capture_only=True)
-    runner.judge(res, None)
+                      timeout=timeout, golden=None, use_sniff=use_sniff)
     fronts = ("client->proxy", "client->server")   # a request may go straight to the server
     ok = res.lab_passed and len([c for c in res.records("conn") if c.get("role") in fronts]) == len(adapted.exchanges)
     return (res.pcap, dict(res.ports)) if ok else None
 
 
 def _reuse_check(sent):
-    ck = checks_mod.Check(REUSE_CHECK, points=1)
+    ck = checks_mod.CheckBuilder(REUSE_CHECK, points=1)
     for run in sent:
-        n, per = run["connections"], run["requests_per_connection"]
-        ok = n == 1 and per == [1]
+        n, per = run["connections"], tuple(run["requests_per_connection"])
+        ok = n == 1 and per == (1,)
         if ok:
             detail = f"client run {run['run']}: one request on one connection"
         elif n == 0:
@@ -207,37 +231,30 @@ def _reuse_check(sent):
         else:
             detail = f"client run {run['run']}: {n} connections with {sum(per)} requests, expected one request on one"
         ck.add(ok, "client", detail, conn=run["conns"][0] if run["conns"] else None)
-    return ck
+    return ck.done()
 
 
 def exchange_output(clients):
-    """The client records with each run's output cut after its last 'Connection closed' line: what
-    an interactive client prints after the exchange (its menu's next prompt) is not part of it."""
+    """The client records (runner.ClientRun) with each run's output cut after its last 'Connection
+    closed' line: what an interactive client prints after the exchange (its menu's next prompt)
+    is not part of it.  New records; the run's are left as they are (the reports show them whole)."""
     out = []
     for rec in clients:
-        lines = rec["stdout"].splitlines(keepends=True)
+        lines = rec.stdout.splitlines(keepends=True)
         ends = [i for i, l in enumerate(lines) if l.rstrip().endswith("} Connection closed")]
-        out.append(dict(rec, stdout="".join(lines[:ends[-1] + 1]) if ends else rec["stdout"]))
+        out.append(dataclasses.replace(rec, stdout="".join(lines[:ends[-1] + 1]) if ends else rec.stdout))
     return out
 
 
-def _rejudge(res, golden, golden_ports):
-    """Judge `res` again (against `golden`) on the clients' exchange output."""
-    shown = res.clients
-    res.clients = exchange_output(shown)
-    try:
-        runner.judge(res, golden, golden_ports=golden_ports)
-    finally:
-        res.clients = shown
-
-
-def adapt(res, timeout=15.0, use_sniff=True, ports_base=None, replay_dir=None, flavour=None):
-    """Re-judge `res` (a run with the student's client) on the requests it sent.  Returns
-    {"runs": what each client run sent, "adapted": the rewritten exchanges or None}.  `res` may
-    be judged already or only captured (runner.play capture_only: it is judged once, here).
-    `flavour`: how the reference client pickles under the students' Python (the replay's)."""
-    runner.read_capture(res)
-    sent = client_requests(res)
+def adapt(res, timeout=15.0, use_sniff=True, ports_base=None, replay_dir=None, flavour=None, replays=None):
+    """`res` (a RunResult of a run with the student's client) judged on the requests it sent:
+    an Adapted, whose result is a new RunResult; `res` is left as it was.  `res` may be judged
+    already or only captured (runner.play capture_only: it is judged once, here).
+    `flavour`: how the reference client pickles under the students' Python (the replay's);
+    `replays`: the grading's Replays (default: one of its own, for this call)."""
+    replays = replays or Replays()
+    records = runner.read_capture(res)
+    sent = freeze(client_requests(res.clients, records))
     scn = res.scenario
     # a request is its expression and its flags.  Where the scenario asks other flags than the
     # reference client's (steps, cache, forever), the client is judged on the flags it sent: a
@@ -255,26 +272,28 @@ def adapt(res, timeout=15.0, use_sniff=True, ports_base=None, replay_dir=None, f
         if isinstance(a, Client):
             grouped_ok &= len(set(keys[i:i + a.count])) == 1
             i += a.count
-    adapted = None
+    adapted, errors = None, []
     golden, golden_ports = res.golden, None
     if keys != own and grouped_ok and len(keys) == len(own) and scn.golden:
         try:
             new = adapted_scenario(scn, keys)
         except ScenarioError:
             new = None   # what the client asked leaves the reference's answers to chance
-        got = None if new is None else replay(new, timeout, ports_base or procs.free_port_pair, use_sniff, replay_dir,
-                                              flavour)
+        got = None if new is None else replays.replay(new, timeout, ports_base or procs.free_port_pair, use_sniff,
+                                                      replay_dir, flavour)
         if got is not None:
-            res.scenario = new
+            scn = new
             golden, golden_ports = got
             adapted = ", ".join(f"request {n + 1}: {e.describe()} ({e.kind})" for n, e in enumerate(new.exchanges))
         elif new is None:
-            res.errors.append("the scenario could not be adapted to the requests the client sent: their answers "
-                              "are left to chance by the reference's rules")
+            errors.append("the scenario could not be adapted to the requests the client sent: their answers "
+                          "are left to chance by the reference's rules")
         else:
             # calclab's own programs could not play what the client asked: the lab's failure
             raise runner.LabError("calclab's replay of the requests the client sent (" +
                                   ", ".join(e.describe() for e in new.exchanges) + ") did not pass its own checks")
-    _rejudge(res, golden, golden_ports)
-    res.checks.append(_reuse_check(sent))
-    return {"runs": sent, "adapted": adapted}
+    # judged on the clients' exchange output; the result shows their whole output
+    judged = runner.judge(res, golden, golden_ports=golden_ports, scenario=scn,
+                          clients=exchange_output(res.clients), records=records, errors=errors)
+    judged = judged.with_judgement(checks=judged.checks + (_reuse_check(sent),))
+    return Adapted(judged, sent, adapted)

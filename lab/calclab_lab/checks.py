@@ -8,11 +8,14 @@ what the clients printed for the answers they received (client-result, client-st
 answers to the bad requests it sends itself (malformed-answer), and the programs that would not
 start or were stopped (programs).
 
-Each check holds items, one per thing looked at: {"passed", "role", "detail", "conn",
-"packets", "time"}; its score is its points times the share of items that pass (partial
+Each check holds items (Item), one per thing looked at: passed, role, detail, conn, packets,
+time; checks and items are frozen values; its score is its points times the share of items that pass (partial
 credit)."""
+from dataclasses import dataclass, replace
+
 from . import oracle
 from .oracle import REFUSED_ERROR, REFUSED_TEXT
+from .values import Fields
 
 CLIENT_CONN_ROLES = ("client->server", "client->proxy")
 
@@ -31,38 +34,75 @@ ORDER = ["connections", "handshake", "request-size", "request-header", "response
          "client-steps", "malformed-answer", "programs"]
 
 
+@dataclass(frozen=True)
+class Item(Fields):
+    """One thing a check looked at: whether it passed, the role whose behaviour it is about (set
+    by whoever makes the item: calc-sniff verify, the lab's own checks; nothing downstream reads
+    it from the detail), what it says, and where on the wire (connection, frames, time)."""
+    passed: bool
+    role: str
+    detail: str = ""
+    conn: object = None
+    packets: tuple = ()
+    time: object = None
+
+    def to_dict(self):
+        return {"passed": self.passed, "role": self.role, "detail": self.detail, "conn": self.conn,
+                "packets": list(self.packets), "time": self.time}
+
+
 def item(passed, role, detail, conn=None, packets=(), time=None):
-    return {"passed": bool(passed), "role": role, "detail": detail, "conn": conn, "packets": list(packets),
-            "time": time}
+    return Item(bool(passed), role, detail, conn, tuple(packets), time)
 
 
+@dataclass(frozen=True, init=False)
 class Check:
-    def __init__(self, name, points=None, items=None):
-        self.name = name
-        self.max_points = POINTS.get(name, 1) if points is None else points
-        self.items = list(items or [])
+    """A named check of a run: its points and its items, made once (a stage that changes what a
+    check says makes a new one: with_items)."""
+    name: str
+    max_points: float
+    items: tuple
 
-    def add(self, passed, role, detail, **where):
-        self.items.append(item(passed, role, detail, **where))
+    def __init__(self, name, points=None, items=()):
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "max_points", POINTS.get(name, 1) if points is None else points)
+        object.__setattr__(self, "items", tuple(items))
+
+    def with_items(self, items):
+        return Check(self.name, self.max_points, items)
 
     @property
     def passed(self):
-        return bool(self.items) and all(it["passed"] for it in self.items)
+        return bool(self.items) and all(it.passed for it in self.items)
 
     @property
     def score(self):
         """Its points times the share of its items that pass, to a tenth (halves up)."""
         if not self.items:
             return 0.0
-        n, ok = len(self.items), sum(it["passed"] for it in self.items)
+        n, ok = len(self.items), sum(it.passed for it in self.items)
         return round((2 * round(self.max_points * 10) * ok + n) // (2 * n) / 10, 1)
 
     def failures(self):
-        return [it for it in self.items if not it["passed"]]
+        return [it for it in self.items if not it.passed]
 
     def to_dict(self):
         return {"name": self.name, "passed": self.passed, "score": self.score, "max_score": self.max_points,
-                "items": [dict(it) for it in self.items]}
+                "items": [it.to_dict() for it in self.items]}
+
+
+class CheckBuilder:
+    """A check's items as one producer gathers them, made a Check once (done()); local to the
+    function that makes the check."""
+
+    def __init__(self, name, points=None):
+        self.name, self.points, self.items = name, points, []
+
+    def add(self, passed, role, detail, **where):
+        self.items.append(item(passed, role, detail, **where))
+
+    def done(self):
+        return Check(self.name, self.points, self.items)
 
 
 def from_sniff(check_records):
@@ -78,14 +118,12 @@ def note_close_first(checks, hold_ms):
     race the grader provoked: every client side of a run waited `hold_ms` for the other side to
     close first (runner.CLOSE_WAIT_MS), so the program closes without waiting for its client's
     FIN, and would lose or win the race by chance against a client that closes at once."""
-    for c in checks:
-        if c.name != "teardown":
-            continue
-        for it in c.items:
-            if not it["passed"] and it["role"] in ("server", "proxy"):
-                it["detail"] += (f" (its client waited {hold_ms} ms for it to close first: it closes without waiting "
-                                 "for its client's FIN, a race it would win or lose by chance against a client that "
-                                 "closes at once)")
+    note = (f" (its client waited {hold_ms} ms for it to close first: it closes without waiting "
+            "for its client's FIN, a race it would win or lose by chance against a client that closes at once)")
+
+    def noted(it):
+        return replace(it, detail=it.detail + note) if not it.passed and it.role in ("server", "proxy") else it
+    return [c.with_items([noted(it) for it in c.items]) if c.name == "teardown" else c for c in checks]
 
 
 QUOTED_MAX = 64
@@ -187,7 +225,7 @@ def answer_checks(exchanges, clients, conn_records, msg_records):
     answered it to the same request in this run (forwarded or cached: relaying the server's
     wrong answer is no fault of the proxy), else the reference's.  Only requests that are the
     exchange's own are judged (another request has another answer)."""
-    check = Check("answer-result")
+    check = CheckBuilder("answer-result")
     msgs = _messages(msg_records)
 
     def first(conn, direction):
@@ -234,7 +272,7 @@ def answer_checks(exchanges, clients, conn_records, msg_records):
             detail = f"the {e.front}'s {_answer_text(got)}" + (
                 ", as the reference's" if ok else f"; the reference's says {_quote(want)}")
         check.add(ok, e.front, f"{tag}: {detail}", conn=conn, packets=[got["first_packet"]])
-    return [check] if check.items else []
+    return [check.done()] if check.items else []
 
 
 def client_checks(exchanges, clients, received=None):
@@ -243,7 +281,7 @@ def client_checks(exchanges, clients, received=None):
     the list, the reference's answers).  What the answer itself says is answer-result's
     business: a client that faithfully prints a wrong answer is not at fault, one that prints
     something else than it received is, and so is one that never connected."""
-    result, steps = Check("client-result"), Check("client-steps")
+    result, steps = CheckBuilder("client-result"), CheckBuilder("client-steps")
     for i, (e, cl) in enumerate(zip(exchanges, clients)):
         tag = f"client {i + 1} (request {i + 1}, {e.kind}, {e.describe()})"
         body = _printed(cl["stdout"])
@@ -292,26 +330,26 @@ def client_checks(exchanges, clients, received=None):
                     f"{_quote(want[1 + first])}") if first is not None else ""
             steps.add(False, "client", f"{tag}: {len(got_steps)} lines of steps printed, the reference prints "
                       f"{len(want) - 1}{diff}")
-    return [c for c in (result, steps) if c.items]
+    return [c.done() for c in (result, steps) if c.items]
 
 
 def malformed_checks(raw_results, conn_records):
     """The malformed scenario has no golden: the lab is the client.  Its own bad requests must get
     the reference's answers; calc-sniff's records show one accepted connection per request."""
-    answers = Check("malformed-answer")
+    answers = CheckBuilder("malformed-answer")
     for name, ok, detail in raw_results:
         answers.add(ok, "server", f"{name}: {detail}")
     conns = [c for c in conn_records if c.get("role") == "client->server"]
-    connections = Check("connections")
+    connections = CheckBuilder("connections")
     connections.add(len(conns) == len(raw_results), "server",
                     f"{len(conns)} connections to the server for the lab's {len(raw_results)} bad requests"
                     + ("" if len(conns) == len(raw_results) else "; one per request expected"))
-    handshake = Check("handshake")
+    handshake = CheckBuilder("handshake")
     for c in conns:
         handshake.add(c.get("handshake"), "server", f"connection #{c['id']}: 3-way handshake "
                       + ("seen" if c.get("handshake") else "not seen (the server did not accept it)"),
                       conn=c["id"], packets=[c["first_packet"]] if c.get("first_packet") else ())
-    return [connections, handshake, answers]
+    return [connections.done(), handshake.done(), answers.done()]
 
 
 def program_checks(faults):
@@ -319,10 +357,7 @@ def program_checks(faults):
     the role it plays): one failing item each."""
     if not faults:
         return []
-    c = Check("programs")
-    for f in faults:
-        c.add(False, f.role, f.text)
-    return [c]
+    return [Check("programs", items=[item(False, f.role, f.text) for f in faults])]
 
 
 def ordered(checks):
@@ -330,7 +365,7 @@ def ordered(checks):
     by_name = {}
     for c in checks:
         if c.name in by_name:
-            by_name[c.name].items += c.items
+            by_name[c.name] = by_name[c.name].with_items(by_name[c.name].items + c.items)
         else:
             by_name[c.name] = c
     return [by_name[n] for n in ORDER if n in by_name] + [c for n, c in by_name.items() if n not in ORDER]

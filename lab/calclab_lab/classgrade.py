@@ -6,11 +6,11 @@ with the student's programs in the graded roles and calclab's in the others, ada
 to what the student's client really sent, and writes the student's feedback folder.  It returns
 the submission's entry of grades.json (gradebook.py); grade_class() runs it over a folder in
 worker processes (each play stops every program it started, so plays never share a process)."""
-import concurrent.futures as cf
 from dataclasses import dataclass
 import json
 import multiprocessing
 import os
+import queue
 import random
 import shutil
 import tempfile
@@ -21,6 +21,7 @@ from . import checks as checks_mod
 from . import scenarios as scenarios_mod
 from .scenarios import GRADABLE, Raw, protocol_vectors
 from .submission import ROLES, Submission, SubmissionError, submission_id
+from .values import thaw
 
 PORT_LO, PORT_HI = 20000, 32000       # below the kernel's ephemeral range: no client socket takes them
 PORTS_PER_WORKER = 400
@@ -34,35 +35,56 @@ def feedback_dirname(sub_id):
     return "_" + safe if not safe or safe in ("index.html", "grades.json", "grades.csv") else safe
 
 
-_block = None          # this process's block of port pairs (a multiple of PORTS_PER_WORKER)
-_next_port = 0
+class PortBlock:
+    """A grading process's own block of (proxy, server) port pairs, so that the workers of a class
+    never race for the same pair: block `index` (mod the blocks there are), or a random one, so
+    that independent graders (other courses' runs, tests) rarely meet in the same block.  Called,
+    it gives the next free pair of the block, from a random start."""
+
+    def __init__(self, index=None):
+        blocks = (PORT_HI - PORT_LO) // PORTS_PER_WORKER
+        rng = random.Random(os.getpid() ^ time.time_ns())
+        self.first = PORT_LO + (rng.randrange(blocks) if index is None else index % blocks) * PORTS_PER_WORKER
+        self._next = rng.randrange(0, PORTS_PER_WORKER, 2)
+
+    def __call__(self):
+        for _ in range(PORTS_PER_WORKER // 2):
+            base = self.first + self._next
+            self._next = (self._next + 2) % PORTS_PER_WORKER
+            if not procs.listening(base) and not procs.listening(base + 1):
+                try:
+                    return procs.free_port_pair(lo=base, hi=base + 1)
+                except RuntimeError:
+                    continue
+        return procs.free_port_pair(lo=PORT_LO, hi=PORT_HI)
 
 
-def _pick_block(index=None):
-    """Take port block `index` (mod the blocks there are), or a random one: independent graders
-    (other courses' runs, tests) then rarely meet in the same block."""
-    global _block, _next_port
-    blocks = (PORT_HI - PORT_LO) // PORTS_PER_WORKER
-    rng = random.Random(os.getpid() ^ time.time_ns())
-    _block = PORT_LO + (rng.randrange(blocks) if index is None else index % blocks) * PORTS_PER_WORKER
-    _next_port = rng.randrange(0, PORTS_PER_WORKER, 2)
+class PointTables:
+    """The class's point tables (point_tables), each made once for the grading that owns this:
+    every hand-in of a class gets the same."""
+
+    def __init__(self):
+        self._raw = {}
+
+    def __call__(self, scenarios, wanted, golden_dir=None, weights=None):
+        scenarios = scenario_list(scenarios)
+        key = (tuple((s.name, s.digest) for s in scenarios), tuple(wanted), golden_dir)
+        if key not in self._raw:
+            self._raw[key] = {s.name: gradebook.point_table(_reference_checks(s, golden_dir, "client" in wanted),
+                                                            wanted)
+                              for s in scenarios}
+        return gradebook.weighted_tables(self._raw[key], weights)
 
 
-def _ports_base():
-    """A free (proxy, server) port pair from this process's own block, so that the workers of a
-    class never race for the same pair."""
-    global _next_port
-    if _block is None:
-        _pick_block()
-    for _ in range(PORTS_PER_WORKER // 2):
-        base = _block + _next_port
-        _next_port = (_next_port + 2) % PORTS_PER_WORKER
-        if not procs.listening(base) and not procs.listening(base + 1):
-            try:
-                return procs.free_port_pair(lo=base, hi=base + 1)
-            except RuntimeError:
-                continue
-    return procs.free_port_pair(lo=PORT_LO, hi=PORT_HI)
+class Grading:
+    """What one grading process keeps from one hand-in to the next, owned by whoever grades (a
+    class's worker, grade_submission alone): its port block, the replays it played
+    (adapt.Replays) and the class's point tables."""
+
+    def __init__(self, ports=None, tables=None):
+        self.ports = ports or PortBlock()
+        self.replays = adapt.Replays()
+        self.tables = tables or PointTables()
 
 
 def _last_line(text):
@@ -89,10 +111,10 @@ def _start_failures(runs, graded):
         quiet = True
         for r in runs:
             if any(c.get("role") in ("client->proxy", "client->server") for c in r.records("conn")) \
-                    or any(c["rc"] in (0, None) for c in r.clients):
+                    or any(c.rc in (0, None) for c in r.clients):
                 quiet = False
         if quiet:
-            out["client"] = _last_line(runs[0].clients[0]["stdout"]) if runs[0].clients else "no client run"
+            out["client"] = _last_line(runs[0].clients[0].stdout) if runs[0].clients else "no client run"
     return out
 
 
@@ -101,7 +123,8 @@ LAB_ERROR = "lab error: "
 
 def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=None, timeout=15.0,
                      use_sniff=True, golden_dir=None, ports_base=None, limits=None, weights=None,
-                     integration=None, plays=1, captures=None, capture_ports=None, capture_points=0.0, python=None):
+                     integration=None, plays=1, captures=None, capture_ports=None, capture_points=0.0, python=None,
+                     grading=None):
     """Grade one hand-in; its feedback goes to out_dir/<id>/.  `roles`: which of the submission's
     roles are graded (default: every role file found); the others are played by calclab's programs.
     `client_stdin`: text fed to the student's client, with the templates' placeholders
@@ -114,7 +137,9 @@ def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=Non
     `plays`: each run is played that many times and judged as one (plays.merge).
     `python`: the interpreter that runs the hand-in's programs (default: the one in use,
     interp.current); the goldens, replays and calclab's own client follow how it pickles.
+    `grading`: the Grading of the process (a class's worker's), else one of its own.
     Returns the submission's grades.json entry."""
+    grading = grading or Grading()
     if python:
         _use_python(python)
     sub_id = submission_id(path)
@@ -124,11 +149,11 @@ def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=Non
     os.makedirs(fdir)
     scenarios = scenario_list(scenarios)
     wanted = list(roles or ROLES)
-    tables = point_tables(scenarios, wanted, golden_dir, weights)
+    tables = grading.tables(scenarios, wanted, golden_dir, weights)
     maxima = gradebook.role_maxima(tables.values())
     if integration is not None:
-        integration_tables = point_tables(scenarios, wanted, golden_dir,
-                                          gradebook.integration_weights(maxima, integration))
+        integration_tables = grading.tables(scenarios, wanted, golden_dir,
+                                             gradebook.integration_weights(maxima, integration))
         integration_max = gradebook.tenths(integration)
     work = tempfile.mkdtemp(prefix="calclab-sub-")
     t0 = time.time()
@@ -174,7 +199,7 @@ def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=Non
                     for role in [r for r in runnable if r == "client" or r in scn.roles]:
                         templates = runner.templates_for("c", flavour=interp.current_flavour())
                         templates[role] = sub.template(role, client_stdin)
-                        run = _play(scn, templates, (role,), os.path.join(fdir, scn.name, role), out_dir,
+                        run = _play(grading, scn, templates, (role,), os.path.join(fdir, scn.name, role), out_dir,
                                     timeout, use_sniff, golden_dir, ports_base, limits, plays)
                         runs.append(run)
                         parts.append(_role_part(run, out_dir, tables[scn.name]))
@@ -184,8 +209,9 @@ def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=Non
                         templates = runner.templates_for("c", flavour=interp.current_flavour())
                         for r in runnable:
                             templates[r] = sub.template(r, client_stdin)
-                        run = _play(scn, templates, tuple(runnable), os.path.join(fdir, "integration", scn.name),
-                                    out_dir, timeout, use_sniff, golden_dir, ports_base, limits, plays, integration=True)
+                        run = _play(grading, scn, templates, tuple(runnable),
+                                    os.path.join(fdir, "integration", scn.name), out_dir, timeout, use_sniff,
+                                    golden_dir, ports_base, limits, plays, integration=True)
                         runs.append(run)
                         integ_entries.append(_scenario_entry(scn.name, [_role_part(
                             run, out_dir, integration_tables[scn.name])]))
@@ -239,12 +265,12 @@ def _add_captures(e, sub, scenarios, golden_dir, mapping, ports, points):
 @dataclass(frozen=True)
 class RoleRun:
     """A run judged on some of the hand-in's roles (one, or all at once for --integration): the
-    played run, the roles it judges, what the student's client sent (adapt) and, with --plays,
-    what differed between the plays.  Made once, never changed."""
+    judged run, the roles it judges, what the student's client sent (adapt.Adapted) and, with
+    --plays, what differed between the plays.  Made once, never changed."""
     res: object              # runner.RunResult
     judged: tuple
-    sent: dict = None
-    races: list = None
+    sent: object = None      # adapt.Adapted (its runs and adapted exchanges) when the client is judged
+    races: tuple = None
     integration: bool = False
 
     @property
@@ -252,25 +278,30 @@ class RoleRun:
         return self.res.name
 
 
-def _play(scn, templates, judged, workdir, out_dir, timeout, use_sniff, golden_dir, ports_base, limits, plays=1,
-          integration=False):
+def _play(grading, scn, templates, judged, workdir, out_dir, timeout, use_sniff, golden_dir, ports_base, limits,
+          plays=1, integration=False):
     """One RoleRun of `scn` with `templates`, judged on the roles `judged`: a graded client's run
     is judged once, by adapt, on the requests it really sent.  With `plays` > 1 it is played that
     many times and judged as one (plays.merge).  The golden, the replays and calclab's client
-    are in the pickle flavour of the students' Python."""
+    are in the pickle flavour of the students' Python; ports and replays are `grading`'s."""
     flavour = interp.current_flavour()
     played, sent = [], None
     for k in range(plays):
-        res = runner.play(scn, templates, ports_base=ports_base or _ports_base,
+        res = runner.play(scn, templates, ports_base=ports_base or grading.ports,
                           workdir=workdir if k == 0 else os.path.join(workdir, f"play-{k + 1}"), timeout=timeout,
                           golden=goldens.golden_path(scn, golden_dir, flavour), use_sniff=use_sniff, limits=limits,
                           capture_only="client" in judged)
-        got = adapt.adapt(res, timeout=timeout, use_sniff=use_sniff, ports_base=_ports_base,
-                          replay_dir=os.path.join(out_dir, ".replays"),
-                          flavour=flavour) if "client" in judged else None
-        sent = sent or got
+        if "client" in judged:
+            got = adapt.adapt(res, timeout=timeout, use_sniff=use_sniff, ports_base=grading.ports,
+                              replay_dir=os.path.join(out_dir, ".replays"), flavour=flavour, replays=grading.replays)
+            res = got.result
+            sent = sent or got
         played.append(res)
-    races = plays_mod.merge(played) if plays > 1 else None
+    races = None
+    if plays > 1:
+        merged, races = plays_mod.merge(played)
+        played[0] = merged
+        races = tuple(races)
     return RoleRun(played[0], tuple(judged), sent, races, integration)
 
 
@@ -293,7 +324,7 @@ def scenario_list(specs):
         raise runner.LabError(str(e))
 
 
-def point_tables(scenarios, wanted, golden_dir=None, weights=None):
+def point_tables(scenarios, wanted, golden_dir=None, weights=None, tables=None):
     """scenario -> its point table for the wanted roles ({(check, role): tenths}), the same for
     every hand-in of the class: each check's share is read from a fully correct play of the
     scenario (calc-sniff's verdict of its golden against itself, the reference client's
@@ -303,16 +334,8 @@ def point_tables(scenarios, wanted, golden_dir=None, weights=None):
     Read from the by-value goldens whatever the students' Python: a pickle flavour changes the
     requests' sizes, not which checks and items a correct play has, so every interpreter gets
     the same tables (and a by-name golden that cannot be made is a hand-in's lab error, not the
-    class's)."""
-    scenarios = scenario_list(scenarios)
-    key = (tuple((s.name, s.digest) for s in scenarios), tuple(wanted), golden_dir)
-    if key not in _tables:
-        _tables[key] = {s.name: gradebook.point_table(_reference_checks(s, golden_dir, "client" in wanted), wanted)
-                        for s in scenarios}
-    return gradebook.weighted_tables(_tables[key], weights)
-
-
-_tables = {}
+    class's).  `tables`: the grading's PointTables that keeps them (default: made for this call)."""
+    return (tables or PointTables())(scenarios, wanted, golden_dir, weights)
 
 
 def _reference_checks(scn, golden_dir, client):
@@ -352,12 +375,12 @@ def _reference_checks(scn, golden_dir, client):
     return [c.to_dict() for c in found]
 
 
-def class_maxima(scenarios, roles, golden_dir=None, weights=None):
+def class_maxima(scenarios, roles, golden_dir=None, weights=None, tables=None):
     """role -> the class's maximum (what an ungradeable row carries), {} when the lab cannot
-    tell (calc-sniff missing)."""
+    tell (calc-sniff missing).  `tables`: the grading's PointTables, if it has one."""
     try:
         return gradebook.role_maxima(point_tables(scenarios, list(roles or ROLES),
-                                                  golden_dir, weights).values())
+                                                  golden_dir, weights, tables).values())
     except runner.LabError:
         return {}
 
@@ -378,15 +401,16 @@ def _role_part(run, out_dir, table):
     """What one RoleRun says about the role(s) it judged: their checks, points and untested checks."""
     res, judged, sent = run.res, list(run.judged), run.sent
     d = res.to_dict()
-    deviant = {c for r in (sent["runs"] if sent else []) if r["requests_per_connection"] != [1] for c in r["conns"]}
+    deviant = {c for r in (sent.runs if sent else ()) if tuple(r["requests_per_connection"]) != (1,)
+               for c in r["conns"]}
     deviant |= {c["id"] for c in res.records("conn") if (c.get("upstream_of") or {}).get("conn") in deviant}
     checks, roles, untested = gradebook.role_checks(d["checks"], judged, table, deviant)
-    out = {"judged": judged, "checks": checks, "roles": roles, "untested": untested, "errors": res.errors,
+    out = {"judged": judged, "checks": checks, "roles": roles, "untested": untested, "errors": list(res.errors),
            "isolation": res.isolation, "calc_sniff": (res.sniff or {}).get("status"),
            "golden": _shown_path(res.golden, out_dir)}
     if sent is not None:
-        out["client_requests"] = sent["runs"]
-        out["adapted"] = sent["adapted"]
+        out["client_requests"] = thaw(sent.runs)
+        out["adapted"] = sent.adapted
     if run.races is not None:   # --plays: what differed between the plays of the scenario
         out["races"] = [r for r in run.races if r["role"] is None or set(r["role"].split(",")) & set(judged)]
     return out
@@ -444,24 +468,85 @@ def default_jobs():
     return max(1, min(12, 4 * (os.cpu_count() or 1)))
 
 
-def _init_worker(counter, first_block):
-    with counter.get_lock():
-        slot = counter.value
-        counter.value += 1
-    _pick_block(first_block + slot)
-    procs.install_signal_handlers()
-
-
-def _grade_one(args):
-    path, out_dir, kw = args
+def _grade_one(path, out_dir, kw, grading):
     try:
-        return grade_submission(path, out_dir, **kw)
+        return grade_submission(path, out_dir, grading=grading, **kw)
     except runner.LabError as e:
-        return gradebook.entry(submission_id(path), LAB_ERROR + str(e),
-                               maxima=class_maxima(kw.get("scenarios"), kw.get("roles"), kw.get("golden_dir"),
-                                                  kw.get("weights")))
+        return gradebook.entry(submission_id(path), LAB_ERROR + str(e), maxima=_maxima(kw, grading))
     finally:
         procs.stop_all()
+
+
+def _maxima(kw, grading):
+    return class_maxima(kw.get("scenarios"), kw.get("roles"), kw.get("golden_dir"), kw.get("weights"),
+                        grading.tables)
+
+
+def _grader_error(path, why, kw, grading):
+    """The row of a hand-in the grader itself broke on (an exception of calclab's, a worker that died)."""
+    return gradebook.entry(submission_id(path), f"not graded: grader error {why}", maxima=_maxima(kw, grading))
+
+
+def _worker(slot, first_block, tables, tasks, results):
+    """A class's worker process: grades the hand-ins it takes from `tasks` ((path, out_dir, kw),
+    until None) with a Grading of its own (port block first_block + slot, its replays, the
+    class's point tables made before the fork), saying (slot, path, None) when it starts one
+    and (slot, path, entry) when it is done on `results`."""
+    procs.install_signal_handlers()
+    grading = Grading(PortBlock(first_block + slot), tables)
+    for path, out_dir, kw in iter(tasks.get, None):
+        results.put((slot, path, None))
+        try:
+            entry = _grade_one(path, out_dir, kw, grading)
+        except Exception as ex:  # the grader broke on this hand-in: it gets a row saying so
+            entry = _grader_error(path, repr(ex), kw, grading)
+        results.put((slot, path, entry))
+
+
+def _grade_in_workers(todo, out_dir, kw, jobs, grading, done):
+    """Grade `todo` in `jobs` worker processes (forked: they share what this process made), each
+    with its own Grading; `done(path, entry)` as each finishes.  A hand-in whose worker died
+    under it gets a grader error row; the others go on in the workers left."""
+    mp = multiprocessing.get_context("fork")
+    tasks, results = mp.Queue(), mp.Queue()
+    for p in todo:
+        tasks.put((p, out_dir, kw))
+    n = min(jobs, len(todo))
+    for _ in range(n):
+        tasks.put(None)
+    first = random.randrange(1 << 16)
+    workers = [mp.Process(target=_worker, args=(k, first, grading.tables, tasks, results), daemon=True)
+               for k in range(n)]
+    for w in workers:
+        w.start()
+    busy, left = {}, set(todo)
+    try:
+        while left:
+            try:
+                slot, path, entry = results.get(timeout=0.5)
+            except queue.Empty:
+                for k, w in enumerate(workers):
+                    if w.exitcode is not None and k in busy:
+                        path = busy.pop(k)
+                        left.discard(path)
+                        done(path, _grader_error(path, f"(its worker process ended with {w.exitcode})", kw, grading))
+                if left and all(w.exitcode is not None for w in workers):
+                    for path in [p for p in todo if p in left]:   # nobody is left to grade them
+                        left.discard(path)
+                        done(path, _grader_error(path, "(every worker process ended)", kw, grading))
+                continue
+            if entry is None:
+                busy[slot] = path
+            elif path in left:
+                busy.pop(slot, None)
+                left.discard(path)
+                done(path, entry)
+    finally:
+        for w in workers:
+            w.join(5)
+            if w.exitcode is None:
+                w.terminate()
+                w.join(5)
 
 
 def load_done(out_dir, path):
@@ -527,37 +612,26 @@ def grade_class(class_dir, out_dir, jobs=None, resume=False, progress=None, shar
     if kw.get("python"):
         _use_python(kw["python"])
     kw["scenarios"] = scenario_list(kw.get("scenarios"))
-    point_tables(kw["scenarios"], list(kw.get("roles") or ROLES), kw.get("golden_dir"),
-                 kw.get("weights"))
+    grading = Grading()
+    grading.tables(kw["scenarios"], list(kw.get("roles") or ROLES), kw.get("golden_dir"), kw.get("weights"))
     if progress:
         progress(len(results), total, None)
+
+    def done(p, entry):
+        results[p] = entry
+        if progress:
+            progress(len(results), total, entry)
     jobs = jobs or default_jobs()
     if jobs == 1 or len(todo) <= 1:
         for p in todo:
-            results[p] = _grade_one((p, out_dir, kw))
-            if progress:
-                progress(len(results), total, results[p])
+            done(p, _grade_one(p, out_dir, kw, grading))
     else:
-        counter = multiprocessing.get_context("fork").Value("i", 0)
-        with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork"),
-                                    initializer=_init_worker,
-                                    initargs=(counter, random.randrange(1 << 16))) as pool:
-            futs = {pool.submit(_grade_one, (p, out_dir, kw)): p for p in todo}
-            for f in cf.as_completed(futs):
-                p = futs[f]
-                try:
-                    results[p] = f.result()
-                except Exception as ex:  # a worker died: the submission gets a row saying so
-                    results[p] = gradebook.entry(submission_id(p), f"not graded: grader error {ex!r}",
-                                                 maxima=class_maxima(kw.get("scenarios"), kw.get("roles"),
-                                                                     kw.get("golden_dir"), kw.get("weights")))
-                if progress:
-                    progress(len(results), total, results[p])
+        _grade_in_workers(todo, out_dir, kw, jobs, grading, done)
     # a lab error is calclab's failure, never the student's: each is graded once more, one at a
     # time (a loaded machine or a busy port may have caused it); what is left stays a lab error
     again = [p for p in todo if results[p]["status"].startswith(LAB_ERROR)]
     for p in again:
-        results[p] = _grade_one((p, out_dir, kw))
+        results[p] = _grade_one(p, out_dir, kw, grading)
         if progress:
             progress(total, total, results[p])
     entries = [results[p] for p in subs]

@@ -265,6 +265,7 @@ def grade_main(argv=None):
             # a client under test is judged as a hand-in's is: on the requests it sent (adapt)
             sent = adapt.adapt(res, timeout=a.timeout, use_sniff=not a.no_sniff, ports_base=procs.free_port_pair,
                                replay_dir=os.path.join(a.out, ".replays"), flavour=flavour) if client else None
+            res = sent.result if sent else res   # adapt's judged run (it leaves its input as it was)
             results.append(res)
             runs.append(classgrade.RoleRun(res, tuple(under_test), sent))
         entry = _score_templates(runs, under_test, tables, {r: t[r] for r in under_test}, a.out, time.time() - t0)

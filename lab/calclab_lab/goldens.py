@@ -111,7 +111,7 @@ def _make(scenario, path, timeout, flavour=None):
     templates = runner.templates_for("c", flavour=flavour or "value")
     try:
         res = runner.play(scenario, templates, workdir=work, timeout=timeout, golden=None, capture_only=True)
-        runner.judge(res, None)
+        res = runner.judge(res, None)
         # every exchange's own client connection, to the proxy or (a direct request) the server
         conns = [c for c in res.records("conn") if c.get("role") in ("client->proxy", "client->server")]
         if not res.lab_passed or len(conns) != len(scenario.exchanges):

@@ -1,4 +1,6 @@
-"""Play one scenario: start the programs, capture, run the clients, stop everything, analyse."""
+"""Play one scenario: start the programs, capture, run the clients, stop everything (play: a
+frozen Run of what happened), then judge it (judge: a frozen Judgement; RunResult holds both)."""
+import dataclasses
 import os
 import shlex
 import shutil
@@ -7,12 +9,15 @@ import struct
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from . import checks as checks_mod
 from . import interp, oracle, paths, procs, sandbox, sniff
 from . import scenarios as scenarios_mod
 from .scenarios import Client, Raw, Scenario, Sleep, Stop, protocol_vectors
+from .values import Fields, freeze, thaw
 
 HOST = "127.0.0.1"
 # How long the client side of a connection to a program under test gives it to close first
@@ -132,30 +137,200 @@ def with_flavour(templates, flavour):
     return t
 
 
+@dataclass(frozen=True)
+class ClientRun(Fields):
+    """One client program's run: the exchange it played, its command line, what it printed (and
+    when: `lines`), its exit status (None: killed or never started, then `error` says why), and
+    the clock around it (t0 before it started, t1 once it was seen to exit)."""
+    index: int
+    exchange: object
+    kind: str
+    argv: tuple
+    stdout: str
+    rc: object
+    t0: float
+    t1: float
+    lines: tuple = ()
+    error: str = None
+
+    def to_dict(self):
+        """What the reports show of it (the exchange and the timed lines are shown elsewhere)."""
+        out = {"index": self.index, "kind": self.kind, "argv": list(self.argv), "stdout": self.stdout,
+               "rc": self.rc, "t0": self.t0}
+        if self.error is not None:
+            out["error"] = self.error
+        out["t1"] = self.t1
+        return out
+
+
+@dataclass(frozen=True)
+class Log:
+    """What a server or proxy of the run printed, line by line with times, and how it ended."""
+    role: str
+    argv: tuple
+    lines: tuple
+    returncode: object
+
+    def output(self):
+        return "".join(l + "\n" for _, l in self.lines)
+
+
+@dataclass(frozen=True)
+class Run:
+    """What happened when a scenario was played (runner.play): made once the run is over, never
+    changed.  `faults` are the programs' troubles, typed; `errors` what the reports say of the
+    run's troubles (the faults' texts, a capture that lost packets); `lab_errors` calclab's own
+    failures (play raises LabError on them, so a Run handed on has none)."""
+    scenario: Scenario
+    ports: Mapping
+    isolation: str
+    limits: Mapping
+    pcap: str
+    clients: tuple           # ClientRun, in the scenario's order
+    procs: Mapping           # role -> Log of the run's servers and proxies
+    events: tuple            # (t, who, text) for the timeline
+    faults: tuple            # Fault
+    errors: tuple
+    lab_errors: tuple
+    expired: bool            # the run's wall-clock limit struck
+    duration: float
+    golden: str = None       # the golden the run is to be verified against (None: no golden)
+    raw: tuple = None        # the malformed scenario's own bad requests: (name, ok, detail)
+    ours: frozenset = frozenset()   # the roles calclab's programs played
+
+    @property
+    def name(self):
+        return self.scenario.name
+
+    def student_faults(self):
+        return [f for f in self.faults if not f.ours and not f.lab_error]
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """What judging a Run found (runner.judge): the scenario it was judged against (adapt's may
+    be the one the student's client really asked), calc-sniff's verdict against `golden` and its
+    records of the run's capture and of the golden, the checks (calc-sniff's and the lab's,
+    every item's role set by the check that made it) and what else the judging said (`errors`)."""
+    scenario: Scenario
+    golden: str
+    sniff: Mapping           # calc-sniff verify's verdict, None without a golden
+    records: tuple           # calc-sniff's records of the run's capture (pkt, conn, msg, summary)
+    golden_records: tuple
+    checks: tuple            # checks.Check
+    errors: tuple = ()
+
+
+@dataclass(frozen=True)
 class RunResult:
-    def __init__(self, scenario):
-        self.name = scenario.name
+    """A played run and, once judged, its judgement: what the outputs read (report, feedback,
+    classgrade), by the names the one mutable result of before had.  Stages that add to it
+    (judge, adapt, plays.merge) return a new RunResult."""
+    run: Run
+    judgement: Judgement = None
+
+    # what was played
+    name = property(lambda self: self.run.name)
+    ports = property(lambda self: self.run.ports)
+    isolation = property(lambda self: self.run.isolation)
+    limits = property(lambda self: self.run.limits)
+    pcap = property(lambda self: self.run.pcap)
+    clients = property(lambda self: self.run.clients)
+    procs = property(lambda self: self.run.procs)
+    events = property(lambda self: self.run.events)
+    faults = property(lambda self: self.run.faults)
+    lab_errors = property(lambda self: self.run.lab_errors)
+    expired = property(lambda self: self.run.expired)
+    duration = property(lambda self: self.run.duration)
+    raw = property(lambda self: self.run.raw)
+
+    def student_faults(self):
+        return self.run.student_faults()
+
+    # what judging it found
+    @property
+    def scenario(self):
+        return self.judgement.scenario if self.judgement else self.run.scenario
+
+    @property
+    def golden(self):
+        j = self.judgement
+        return j.golden if j is not None and j.golden is not None else self.run.golden
+
+    @property
+    def sniff(self):
+        return self.judgement.sniff if self.judgement else None
+
+    @property
+    def sniff_json(self):
+        return self.judgement.records if self.judgement else ()
+
+    @property
+    def golden_json(self):
+        return self.judgement.golden_records if self.judgement else ()
+
+    @property
+    def checks(self):
+        return self.judgement.checks if self.judgement else ()
+
+    @property
+    def errors(self):
+        return self.run.errors + (self.judgement.errors if self.judgement else ())
+
+    @property
+    def lab_passed(self):
+        return bool(self.checks) and all(c.passed for c in self.checks) and not self.errors
+
+    @property
+    def passed(self):
+        """One verdict: every check passes, and calc-sniff judged the capture (pass)."""
+        return self.lab_passed and (self.sniff is None or self.sniff["status"] == "pass")
+
+    def records(self, kind):
+        return [r for r in self.sniff_json if r.get("type") == kind]
+
+    def with_judgement(self, **changes):
+        """This run with its judgement changed (`changes`: Judgement's fields): a new value."""
+        return RunResult(self.run, dataclasses.replace(self.judgement, **changes))
+
+    def to_dict(self):
+        return {
+            "scenario": self.name, "title": self.scenario.title, "passed": self.passed,
+            "ports": dict(self.ports), "isolation": self.isolation, "limits": thaw(self.limits), "pcap": self.pcap,
+            "golden": self.golden,
+            "calc_sniff": None if self.sniff is None else
+            {"status": self.sniff["status"], "reason": self.sniff.get("reason")},
+            "errors": list(self.errors), "duration": round(self.duration, 1),
+            "checks": [c.to_dict() for c in self.checks],
+            "clients": [c.to_dict() for c in self.clients],
+            "logs": {role: [l for _, l in p.lines] for role, p in self.procs.items()},
+            "connections": thaw(self.records("conn")),
+        }
+
+
+class _Playing:
+    """What play() gathers while the run goes on (the programs, the clients' records, the
+    faults), local to one play and frozen into a Run when it is over."""
+
+    def __init__(self, scenario, ours):
         self.scenario = scenario
-        self.checks = []           # checks.Check: calc-sniff's wire checks, then the lab's own
-        self.clients = []          # dicts: exchange index, argv, stdout, rc, t0, t1
-        self.procs = {}            # role -> Proc (logs)
-        self.events = []           # (t, role, text) for the timeline
+        self.ours = ours           # the roles calclab's programs play in this run
+        self.clients = []          # ClientRun
+        self.procs = {}            # role -> procs.Proc
+        self.events = []
         self.ports = {}
         self.pcap = None
-        self.golden = None         # the golden capture the run was verified against
-        self.sniff = None          # calc-sniff's verdict: status, reason, checks (sniff.verify)
-        self.sniff_json = []       # calc-sniff's records of the capture (pkt, conn, msg, summary)
-        self.golden_json = []      # ... and of the golden
-        self.errors = []           # things that went wrong with the programs (not the lab)
-        self.duration = 0.0
-        self.isolation = None      # what confined the run (sandbox.Sandbox.isolation)
-        self.limits = {}           # the programs' limits (sandbox.Limits)
+        self.golden = None
+        self.errors = []
+        self.isolation = None
+        self.limits = {}
         self.started = []          # every Proc of this run, servers and clients, in start order
-        self.expired = False       # the run's wall-clock limit struck
-        self.faults = []           # Fault: what went wrong with which program, typed
-        self.ours = frozenset()    # the roles calclab's programs play in this run
+        self.expired = False
+        self.faults = []
         self.held = frozenset()    # the ports of the server and proxy under test (CLOSE_WAIT_MS)
-        self.lab_errors = []       # calclab's own failures (its programs, the capture, calc-sniff)
+        self.lab_errors = []
+        self.raw = None
+        self.duration = 0.0
 
     def fault(self, role, kind, text, rc=None):
         """Record what went wrong with a program (`role` may be 'client3'): a calc-jail exit status
@@ -170,34 +345,12 @@ class RunResult:
             self.lab_errors.append(f"calclab's {text}" if f.ours else text)
         return f
 
-    def student_faults(self):
-        return [f for f in self.faults if not f.ours and not f.lab_error]
-
-    @property
-    def lab_passed(self):
-        return bool(self.checks) and all(c.passed for c in self.checks) and not self.errors
-
-    @property
-    def passed(self):
-        """One verdict: every check passes, and calc-sniff judged the capture (pass)."""
-        return self.lab_passed and (self.sniff is None or self.sniff["status"] == "pass")
-
-    def records(self, kind):
-        return [r for r in self.sniff_json if r.get("type") == kind]
-
-    def to_dict(self):
-        return {
-            "scenario": self.name, "title": self.scenario.title, "passed": self.passed,
-            "ports": self.ports, "isolation": self.isolation, "limits": self.limits, "pcap": self.pcap,
-            "golden": self.golden,
-            "calc_sniff": None if self.sniff is None else
-            {"status": self.sniff["status"], "reason": self.sniff.get("reason")},
-            "errors": self.errors, "duration": round(self.duration, 1),
-            "checks": [c.to_dict() for c in self.checks],
-            "clients": [{k: v for k, v in c.items() if k not in ("exchange", "lines")} for c in self.clients],
-            "logs": {role: [l for _, l in p.lines] for role, p in self.procs.items()},
-            "connections": self.records("conn"),
-        }
+    def frozen(self):
+        procs_ = {role: Log(role, tuple(p.argv), tuple(p.lines), p.p.returncode) for role, p in self.procs.items()}
+        return Run(self.scenario, MappingProxyType(dict(self.ports)), self.isolation, freeze(self.limits), self.pcap,
+                   tuple(self.clients), MappingProxyType(procs_), tuple(self.events), tuple(self.faults),
+                   tuple(self.errors), tuple(self.lab_errors), self.expired, self.duration, self.golden,
+                   None if self.raw is None else tuple(self.raw), frozenset(self.ours))
 
 
 def _start_program(res, box, role, argv, log_path=None):
@@ -287,14 +440,13 @@ def _run_client(res, box, i, exchange, template, ports, timeout, host=HOST):
     argv = expand(template, port=port, expr=exchange.expr, example=exchange.example,
                   max_age=exchange.max_age if exchange.cache else 0, client_flags=exchange.flags,
                   server_host=host, server_port=ports["server"], close_wait=_hold(res, exchange.front, ports))
-    rec = {"index": i, "exchange": exchange, "kind": exchange.kind, "argv": argv, "stdout": "", "rc": None,
-           "t0": time.time()}
+    t0 = time.time()
     p = _start_program(res, box, f"client{i + 1}", argv)
     if p is None:
-        rec.update(stdout="", rc=None, error=f"client {i + 1} did not start", t1=time.time())
-        return rec
+        return ClientRun(i, exchange, exchange.kind, tuple(argv), "", None, t0, time.time(),
+                         error=f"client {i + 1} did not start")
     rc = p.wait(timeout)
-    rec.update(stdout=p.output(), rc=rc, t1=time.time(), lines=list(p.lines))
+    rec = ClientRun(i, exchange, exchange.kind, tuple(argv), p.output(), rc, t0, time.time(), tuple(p.lines))
     if rc is None:
         res.fault("client", "timed-out", f"client {i + 1}: timed out after {timeout}s (killed)")
     elif rc in (JAIL_FAILED, CANNOT_EXEC, NOT_FOUND):
@@ -360,15 +512,15 @@ def scenario_of(spec):
 
 def play(name, templates, ports_base=None, workdir=None, timeout=15.0, golden=None, use_sniff=True,
          capture_only=False, verbose=None, limits=None, expose=(), ours=None):
-    """Run scenario `name`; returns a RunResult.  Raises LabError when the lab itself cannot run,
+    """Run scenario `name`; returns a RunResult: the Run, judged (judge) unless `capture_only`.
+    Nothing of it changes afterwards.  Raises LabError when the lab itself cannot run,
     its own programs included (`ours`: the roles calclab's programs play, by default those whose
     template is one of IMPLS').
     The run is confined by a sandbox.Sandbox with `limits` (sandbox.Limits); `expose` names extra
     paths its programs may read (a submission folder)."""
     scn = scenario_of(name)
     name = scn.name
-    res = RunResult(scn)
-    res.ours = frozenset(ours) if ours is not None else ours_in(templates)
+    res = _Playing(scn, frozenset(ours) if ours is not None else ours_in(templates))
     t_start = time.time()
     box, ports = _open_sandbox(res, scn, limits, expose, ports_base)
     res.held = frozenset(ports[r] for r in ("server", "proxy") if r in scn.roles and r not in res.ours)
@@ -457,10 +609,9 @@ def play(name, templates, ports_base=None, workdir=None, timeout=15.0, golden=No
     res.golden = golden if scn.golden else None
     if res.lab_errors:
         raise LabError("; ".join(res.lab_errors))
+    played = RunResult(res.frozen())
     # 4. analysis
-    if not capture_only:
-        judge(res, res.golden)
-    return res
+    return played if capture_only else judge(played, played.golden)
 
 
 def _end_run(res, scn, box, wall):
@@ -479,48 +630,66 @@ def _end_run(res, scn, box, wall):
 
 
 def read_capture(res):
-    """calc-sniff's records of the run's capture, read once (judging again reuses them)."""
-    if not res.sniff_json:
-        try:
-            res.sniff_json = sniff.records(res.pcap, res.ports)
-        except sniff.SniffError as e:
-            raise LabError(str(e))
-    return res.sniff_json
-
-
-def judge(res, golden, golden_ports=None):
+    """calc-sniff's records of a run's capture, frozen: a judged run's own (judging again reuses
+    them), else read from its capture."""
+    if res.judgement is not None:
+        return res.judgement.records
     try:
-        _judge(res, golden, golden_ports)
+        return freeze(sniff.records(res.pcap, dict(res.ports)))
+    except sniff.SniffError as e:
+        raise LabError(str(e))
+
+
+def judge(res, golden, golden_ports=None, scenario=None, clients=None, records=None, errors=()):
+    """`res` (a RunResult, judged or only played) judged against `golden`: a new RunResult whose
+    judgement says what calc-sniff and the lab's checks found; `res` is left as it was.
+    `scenario`: the one to judge against (default res.scenario), `clients`: the clients' records
+    the lab's checks read (default the run's), `records`: the capture's (default read_capture),
+    `errors`: what the caller's own judging found, shown with the run's."""
+    try:
+        return RunResult(res.run, _judge(res.run, golden, golden_ports, scenario or res.scenario,
+                                         res.clients if clients is None else tuple(clients),
+                                         read_capture(res) if records is None else records, tuple(errors)))
     except oracle.OracleError as e:
         raise LabError(f"the lab's oracle (calc-client --local) cannot say what the reference prints: {e}")
 
 
-def _judge(res, golden, golden_ports=None):
-    """The run's verdict: calc-sniff's reading of the capture (the timeline's and the sequence
-    diagram's records), its checks against the golden (recorded on golden_ports, default
+def lab_side_errors(run, records, verdict):
+    """Calclab's own failures that only judging the run shows, as texts (judge raises LabError on
+    them: no points given or taken).  `records` are calc-sniff's reading of the run's capture,
+    `verdict` its verdict against the golden (None without one).  The place for what calclab
+    reads from the capture and must not blame on a program: a request calclab cannot decode that
+    the course's code would accept is calclab's failure, never the student's "undecodable
+    request".  calc-sniff's own verdicts on the capture are handled in _judge."""
+    return []
+
+
+def _judge(run, golden, golden_ports, scenario, clients, records, errors):
+    """The run's Judgement: calc-sniff's reading of the capture (`records`: the timeline's and the
+    sequence diagram's), its checks against the golden (recorded on golden_ports, default
     9998/9999), and the lab's own checks of what only it sees (the clients' outputs, the bad
     requests it sent, the programs' troubles)."""
-    read_capture(res)
-    found = []
+    found, verdict, golden_records = [], None, ()
     if golden is not None:
-        res.golden = golden
-        res.sniff = sniff.verify(res.pcap, golden, res.ports, golden_ports=golden_ports)
-        if res.sniff["status"] in ("usage", "missing-golden"):
-            raise LabError(f"calc-sniff cannot verify the run: {res.sniff.get('reason')}")
-        if res.sniff["status"] == "inconclusive":
+        verdict = sniff.verify(run.pcap, golden, dict(run.ports), golden_ports=golden_ports)
+        if verdict["status"] in ("usage", "missing-golden"):
+            raise LabError(f"calc-sniff cannot verify the run: {verdict.get('reason')}")
+        if verdict["status"] == "inconclusive":
             # the capture cannot tell (the kernel dropped packets, bytes missing): nobody's fault
             # but the lab's, and a new run may do
-            raise LabError(f"calc-sniff: the capture is inconclusive: {res.sniff.get('reason')}")
-        found += checks_mod.from_sniff(res.sniff["checks"])
-        checks_mod.note_close_first(found, CLOSE_WAIT_MS)
-        res.golden_json = sniff.describe(golden, golden_ports or sniff.DEFAULT_PORTS)
-    raw = getattr(res, "raw", None)
-    if raw is not None:
-        found += checks_mod.malformed_checks(raw, res.records("conn"))
+            raise LabError(f"calc-sniff: the capture is inconclusive: {verdict.get('reason')}")
+        found += checks_mod.note_close_first(checks_mod.from_sniff(verdict["checks"]), CLOSE_WAIT_MS)
+        golden_records = freeze(sniff.describe(golden, golden_ports or sniff.DEFAULT_PORTS))
+    lab = lab_side_errors(run, records, verdict)
+    if lab:
+        raise LabError("; ".join(lab))
+    conns, msgs = [r for r in records if r.get("type") == "conn"], [r for r in records if r.get("type") == "msg"]
+    if run.raw is not None:
+        found += checks_mod.malformed_checks(run.raw, conns)
     else:
-        conns, msgs = res.records("conn"), res.records("msg")
-        found += checks_mod.answer_checks(res.scenario.exchanges, res.clients, conns, msgs)
-        found += checks_mod.client_checks(res.scenario.exchanges, res.clients,
-                                          checks_mod.received_answers(res.clients, conns, msgs))
-    found += checks_mod.program_checks(res.student_faults())
-    res.checks = checks_mod.ordered(found)
+        found += checks_mod.answer_checks(scenario.exchanges, clients, conns, msgs)
+        found += checks_mod.client_checks(scenario.exchanges, clients,
+                                          checks_mod.received_answers(clients, conns, msgs))
+    found += checks_mod.program_checks(run.student_faults())
+    return Judgement(scenario, golden, freeze(verdict), records, golden_records, tuple(checks_mod.ordered(found)),
+                     errors)
