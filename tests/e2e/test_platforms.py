@@ -489,14 +489,16 @@ def test_gradescope_and_classroom_grade_handins_as_lab_grade_does(platform, tmp_
 
 
 def test_gradescope_and_classroom_grade_the_integration_section(platform, tmp_path):
-    """--integration through both platforms on a hand-in whose proxy never caches: each role's
-    points come from runs of its own (the client and server at full marks), the integration
-    section shows the proxy's failure with every program the student's, worth its points."""
+    """--integration and --role-weights through both platforms on a hand-in whose proxy never
+    caches: each role's points come from runs of its own (the client and server at full marks,
+    worth their weights), the integration section shows the proxy's failure with every program
+    the student's, worth its points."""
     root = platform
     cfg_path = root / "source" / "lab" / "gradescope" / "config.json"
     saved = cfg_path.read_text()
+    weights = "server=50,proxy=30,client=20"
     try:
-        cfg_path.write_text(json.dumps(dict(json.loads(saved), integration=10)))
+        cfg_path.write_text(json.dumps(dict(json.loads(saved), integration=10, role_weights=weights)))
         handin(root / "submission", broken=True)
         res, _ = run_autograder(root)
     finally:
@@ -506,18 +508,21 @@ def test_gradescope_and_classroom_grade_the_integration_section(platform, tmp_pa
     assert integ["max_score"] == 10 and integ["score"] < 10 and integ["status"] == "failed", integ
     assert "FAIL 3.2 cache-hit-no-upstream" in integ["output"]
     assert (t["client"]["score"], t["server"]["score"]) == (t["client"]["max_score"], t["server"]["max_score"])
+    assert {r: t[r]["max_score"] for r in ("server", "proxy", "client")} == {"server": 50, "proxy": 30, "client": 20}
     assert res["score"] == pytest.approx(sum(x["score"] for x in res["tests"]))
     assert sum(x["max_score"] for x in res["tests"]) == 110
     # GitHub Classroom: the same option, the same section, in the job summary
     summary = tmp_path / "summary.md"
     r = subprocess.run([PY, os.path.join(LAB, "classroom", "grade-repo"), str(handin(tmp_path / "repo", True)),
-                        "--out", str(tmp_path / "fb"), "--summary", str(summary), "--integration", "10"],
+                        "--out", str(tmp_path / "fb"), "--summary", str(summary), "--integration", "10",
+                        "--role-weights", weights],
                        capture_output=True, text=True, timeout=900, cwd=ROOT,
                        env={k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"})
     assert r.returncode == 1, r.stdout + r.stderr
     with open(tmp_path / "fb" / "grades.json") as f:
         e = json.load(f)["submissions"][0]
     assert e["integration"]["max_score"] == 10 and e["max_score"] == 110
+    assert {r: v["max_score"] for r, v in e["roles"].items()} == {"server": 50, "proxy": 30, "client": 20}
     assert e["integration"]["score"] == integ["score"] and e["score"] == pytest.approx(res["score"])
     text = summary.read_text()
     assert f"| integration: all the programs at once | {integ['score']:g}/10 | failed |" in text
