@@ -346,6 +346,13 @@ def test_template_grading_scores_as_a_hand_in(tmp_path):
     tables = classgrade.point_tables(["3.1", "3.2"], ["proxy"], weights={"proxy": 30})
     assert {(s["scenario"], c["name"]): gradebook.tenths(c["max_score"]) for s in e["scenarios"]
             for c in s["checks"]} == {(scn, name): t for scn, table in tables.items() for (name, _), t in table.items()}
+    def points(x):   # every score, max_score and penalty in the entry
+        if isinstance(x, dict):
+            return [v for k, v in x.items() if k in ("score", "max_score", "penalty")] + \
+                [p for k, v in x.items() for p in points(v)]
+        return [p for v in x for p in points(v)] if isinstance(x, list) else []
+    found = points(e)
+    assert found and all(round(v, 1) == v and len(repr(float(v)).split(".")[1]) == 1 for v in found), found
     # the runs as played carry verdicts and items, never points of another model
     assert all("score" not in c and "max_score" not in c for s in g["scenarios"] for c in s["checks"])
     for fmt, name in (("text", "grade.txt"), ("junit", "junit.xml")):
