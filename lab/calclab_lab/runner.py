@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from . import checks as checks_mod
-from . import interp, oracle, paths, procs, sandbox, sniff
+from . import course_pickle, interp, oracle, paths, procs, sandbox, sniff
 from . import scenarios as scenarios_mod
 from .scenarios import Client, Raw, Scenario, Sleep, Stop, protocol_vectors
 from .values import Fields, freeze, thaw
@@ -660,8 +660,9 @@ def lab_side_errors(run, records, verdict):
     `verdict` its verdict against the golden (None without one).  The place for what calclab
     reads from the capture and must not blame on a program: a request calclab cannot decode that
     the course's code would accept is calclab's failure, never the student's "undecodable
-    request".  calc-sniff's own verdicts on the capture are handled in _judge."""
-    return []
+    request".  calc-sniff's own verdicts on the capture are handled in _judge.  The malformed
+    scenario's bad requests are the lab's own, nobody's to blame."""
+    return [] if run.raw is not None else course_pickle.calclab_faults(records, run.ours)
 
 
 def _judge(run, golden, golden_ports, scenario, clients, records, errors):
