@@ -1064,6 +1064,55 @@ static void test_malformed_messages(void **state) {
   assert_int_equal(an.msgs[2].err, CALC_ERR_FRAMING);
   assert_int_equal(an.msgs[2].size, 5);
   assert_int_equal(an.incomplete, CALC_OK);
+  /* the refused payloads are kept (a reader may ask another decoder); an unframed one has none */
+  static const uint8_t zeros[28];
+  assert_int_equal(an.msgs[0].refused_len, 28);
+  assert_memory_equal(an.msgs[0].refused, zeros, 28);
+  assert_int_equal(an.msgs[1].refused_len, 8);
+  assert_memory_equal(an.msgs[1].refused, zeros, 8);
+  assert_null(an.msgs[2].refused);
+  sniff_an_free(&an);
+  unlink(f);
+}
+
+/* Refused payloads are kept up to SNIFF_REFUSED_MAX bytes an analysis: a capture of nothing but
+ * the largest refused requests keeps the first 256 of them whole, and none after. */
+static void test_refused_payloads_bounded(void **state) {
+  (void)state;
+  const char *f = pcapw_tmp("refused");
+  pcapw w;
+  assert_int_equal(pcapw_open(&w, f, SNIFF_DLT_EN10MB, 0), 0);
+  const uint32_t n = SNIFF_REFUSED_MAX / CALC_MAX_PAYLOAD + 2;
+  for (uint32_t i = 0; i < n; i++) {
+    pw_msg(M, CALC_MAX_MESSAGE, true, 0);
+    memset(M + 12, 0xff, CALC_MAX_PAYLOAD);  /* 0xff: no opcode, refused at its first byte */
+    memcpy(M + 13, &i, sizeof i);            /* each its own payload */
+    pw_conn c;  /* in two segments: one would not fit an IPv4 packet */
+    pw_conn_init(&c, &w, (uint16_t)(40000 + i), 9999, 1000u * i, 7u * i);
+    pw_handshake(&c);
+    pw_send(&c, 0, M, 32768);
+    pw_send(&c, 0, M + 32768, CALC_MAX_MESSAGE - 32768);
+    pw_fin(&c, 0, false);
+  }
+  pcapw_close(&w);
+  sniff_an an;
+  analyze_decoded(f, &an, n);
+  size_t kept = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    const sniff_msg *m = &an.msgs[i];
+    assert_int_equal(m->err, CALC_ERR_INVALID);
+    if (i < SNIFF_REFUSED_MAX / CALC_MAX_PAYLOAD) {
+      assert_non_null(m->refused);
+      assert_int_equal(m->refused_len, CALC_MAX_PAYLOAD);
+      assert_int_equal(m->refused[0], 0xff);
+      assert_memory_equal(m->refused + 1, &i, sizeof i);
+    } else {
+      assert_null(m->refused);
+    }
+    kept += m->refused_len;
+  }
+  assert_true(kept <= SNIFF_REFUSED_MAX);
+  assert_int_equal(an.incomplete, CALC_OK);
   sniff_an_free(&an);
   unlink(f);
 }
@@ -1649,6 +1698,7 @@ int main(void) {
       cmocka_unit_test(test_port_reuse),
       cmocka_unit_test(test_rst_teardowns),
       cmocka_unit_test(test_gap_and_snaplen),
+      cmocka_unit_test(test_refused_payloads_bounded),
       cmocka_unit_test(test_reorder_headers_only),
       cmocka_unit_test(test_verify_3_2),
       cmocka_unit_test(test_upstream_opened_before_the_request),
