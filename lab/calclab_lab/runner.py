@@ -405,9 +405,15 @@ def _arm_wall_clock(res, box):
     return t
 
 
+def _last_words(p):
+    """The last line an exited program printed: output() waits for the reader thread to have read
+    all it wrote (read straight after the exit, a crash's traceback may not have been yet)."""
+    return [l for l in p.output().splitlines() if l.strip()][-1:]
+
+
 def _not_listening(res, role, p, ports, timeout):
     rc = p.p.poll()
-    last = [l for _, l in p.lines if l.strip()][-1:]
+    last = _last_words(p) if rc is not None else []
     res.fault(role, "not-listening", f"{role}: not listening on {ports[role]} within {timeout}s"
               + (f" (exited {rc}: {last[0][:200]})" if rc is not None and last else ""), rc=rc)
 
@@ -420,7 +426,7 @@ def _note_early_exits(res, scn):
         if any(f.role == role and f.kind == "not-listening" for f in res.faults):
             continue  # said already
         if role not in stopped and not p.alive():
-            last = [l for _, l in p.lines if l.strip()][-1:] or ["no output"]
+            last = _last_words(p) or ["no output"]
             res.fault(role, "exited-early", f"{role}: exited ({p.p.returncode}) before the end of the scenario: "
                       f"{last[0][:200]}", rc=p.p.returncode)
 
