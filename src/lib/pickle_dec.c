@@ -10,7 +10,8 @@
  *   'Received data is not an Expression2'      an empty payload, or a well-formed pickle of
  *       allowed globals that is not an expression of the reference's shape;
  *   calclab limits: 'Expression too deeply nested (limit 200 levels)',
- *       'Expression too large (limit 20000 nodes)';
+ *       'Expression too large (limit 20000 nodes)',
+ *       'Expression has too many arguments (limit 1000 per call)';
  *   MemoryError when memory runs out (never remembered as an answer).
  * NamedConstant: any name (a str of at most 64 bytes) with a float value is accepted, since
  * students' clients may send constants of their own; PI, TAU and E re-encode as the shared
@@ -28,14 +29,18 @@
 
 /* ---- the request's object model ---- */
 
+/* Which of calclab's limits a request passed: each is named in its 400, so that whoever reads
+ * the answer (a student, the lab's report) knows which one. */
+typedef enum { LIMIT_NONE, LIMIT_DEPTH, LIMIT_NODES, LIMIT_ARGS } pkl_limit;
+
 typedef struct {
   calc_tree *t;
   const pkl_val *rng_src;  /* the random.Random all rand functions must share */
   size_t nodes;
   size_t int_bytes;        /* bytes of int data copied into the tree */
   calc_err err;            /* CALC_OK, or CALC_ERR_INVALID (not an expression), CALC_ERR_LIMIT
-                              (too_deep says which limit) or CALC_ERR_NOMEM */
-  bool too_deep;
+                              (limit says which) or CALC_ERR_NOMEM */
+  pkl_limit limit;
 } pkl_conv;
 
 /* The object's attributes, checked to be exactly `names` (any order, each once). Fills out[]. */
@@ -153,11 +158,12 @@ static calc_expr *conv(pkl_conv *c, const pkl_val *o, int depth) {
   if (c->err) return NULL;
   if (depth > CALC_MAX_DEPTH) {
     c->err = CALC_ERR_LIMIT;
-    c->too_deep = true;
+    c->limit = LIMIT_DEPTH;
     return NULL;
   }
   if (++c->nodes > CALC_MAX_NODES) {
     c->err = CALC_ERR_LIMIT;
+    c->limit = LIMIT_NODES;
     return NULL;
   }
   if (!o || o->kind != PKV_OBJ) {
@@ -226,6 +232,7 @@ static calc_expr *conv(pkl_conv *c, const pkl_val *o, int depth) {
     size_t n = a[1]->n;
     if (n > CALC_MAX_ARGS) {
       c->err = CALC_ERR_LIMIT;
+      c->limit = LIMIT_ARGS;
       return NULL;
     }
     calc_expr **args = calc_calloc(n ? n : 1, sizeof *args);
@@ -269,8 +276,11 @@ int calc_unpickle_request(const uint8_t *p, size_t n, calc_tree *t, calc_exc *ex
   if (t->root && !c.err) return 0;
   calc_tree_free(t);
   if (c.err == CALC_ERR_NOMEM) return calc_exc_nomem(exc, "");
-  if (c.err == CALC_ERR_LIMIT && c.too_deep)
+  if (c.err == CALC_ERR_LIMIT && c.limit == LIMIT_DEPTH)
     return calc_exc_set_err(exc, CALC_ERR_LIMIT, "Expression too deeply nested (limit %d levels)", CALC_MAX_DEPTH);
+  if (c.err == CALC_ERR_LIMIT && c.limit == LIMIT_ARGS)
+    return calc_exc_set_err(exc, CALC_ERR_LIMIT, "Expression has too many arguments (limit %d per call)",
+                            CALC_MAX_ARGS);
   if (c.err == CALC_ERR_LIMIT)
     return calc_exc_set_err(exc, CALC_ERR_LIMIT, "Expression too large (limit %d nodes)", CALC_MAX_NODES);
   return calc_exc_set_err(exc, CALC_ERR_INVALID, PKL_MSG_NOTEXPR);

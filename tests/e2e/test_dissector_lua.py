@@ -160,6 +160,11 @@ def test_the_generated_limits_are_libcalcs():
     ok, deep = decode([("request", pickle.dumps(t)) for t in trees])
     assert ok["expression"] == c.stringify(trees[0])
     assert deep == {"step": [], "error": "Expression too deeply nested (limit 200 levels)", "proto": "4"}
+    # the arguments' limit has its own message, as libcalc's 400
+    calls = [c.FunctionCallExpr(c.MAX, *[c.Constant(1)] * n) for n in (1000, 1001)]
+    ok, wide = decode([("request", pickle.dumps(t)) for t in calls])
+    assert ok.get("expression") == c.stringify(calls[0]), ok
+    assert wide == {"step": [], "error": "Expression has too many arguments (limit 1000 per call)", "proto": "4"}
 
 
 class Getattr:

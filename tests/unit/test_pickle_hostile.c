@@ -608,6 +608,25 @@ static void test_billion_laughs(void **state) {
   pb_op(&b, '.');
   expect_400_pb(&b, "Expression too large (limit 20000 nodes)");
 
+  /* One call over the arguments' limit, far under the nodes': the 400 names the limit passed. */
+  pb_begin(&b);
+  const_obj(&b, 7);
+  pb_op(&b, 0x94);
+  call_args_of(&b, 0, CALC_MAX_ARGS + 1);
+  pb_op(&b, '.');
+  expect_400_pb(&b, "Expression has too many arguments (limit 1000 per call)");
+  pb_begin(&b);
+  const_obj(&b, 7);
+  pb_op(&b, 0x94);
+  call_args_of(&b, 0, CALC_MAX_ARGS);
+  pb_op(&b, '.');
+  calc_tree at_limit;
+  calc_exc no_exc;
+  assert_int_equal(calc_unpickle_request(b.d, b.n, &at_limit, &no_exc), 0);
+  assert_int_equal(at_limit.root->u.call.argc, CALC_MAX_ARGS);
+  calc_tree_free(&at_limit);
+  free(b.d);
+
   /* The same in a response: lists of lists, printed through repr. */
   pb_begin(&b);
   pb_op(&b, ']');

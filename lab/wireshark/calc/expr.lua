@@ -125,7 +125,7 @@ local function fn_of(c, o)
 end
 
 -- The expression tree of a recorded graph: { kind = "const"|"named"|"bin"|"un"|"call", ... }.
--- c.err: "notexpr", "depth" or "size".
+-- c.err: "notexpr", "depth", "size" or "args" (which limit: each has its own 400).
 local function conv(c, o, depth)
   if c.err then return nil end
   if depth > MAX_DEPTH then c.err = "depth"; return nil end
@@ -167,7 +167,7 @@ local function conv(c, o, depth)
     local a = attrs(o, cls, { "function", "args" })
     local name = a and fn_of(c, a[1])
     if name and a[2].k == "list" then
-      if a[2].n > MAX_ARGS then c.err = "size"; return nil end
+      if a[2].n > MAX_ARGS then c.err = "args"; return nil end
       local args = {}
       for i = 1, a[2].n do
         args[i] = conv(c, a[2].items[i], depth + 1)

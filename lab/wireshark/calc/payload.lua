@@ -18,6 +18,7 @@ M.MSG_DESER = "Received data could not be deserialized"
 M.MSG_NOTEXPR = "Received data is not an Expression2"
 local MSG_DEPTH = string.format("Expression too deeply nested (limit %d levels)", limits.MAX_DEPTH)
 local MSG_SIZE = string.format("Expression too large (limit %d nodes)", limits.MAX_NODES)
+local MSG_ARGS = string.format("Expression has too many arguments (limit %d per call)", limits.MAX_ARGS)
 
 -- A request payload: { expression = text, cut = shortened, proto = pickle protocol } or
 -- { error = reason, proto = pickle protocol when the pickle itself was read }.
@@ -32,6 +33,7 @@ function M.request(s)
   if not tree then
     if err == "depth" then return { error = MSG_DEPTH, proto = proto } end
     if err == "size" then return { error = MSG_SIZE, proto = proto } end
+    if err == "args" then return { error = MSG_ARGS, proto = proto } end
     return { error = M.MSG_NOTEXPR, proto = proto }
   end
   local text, cut = expr.text(tree)
