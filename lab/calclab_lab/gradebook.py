@@ -302,16 +302,39 @@ def _num(x):
     return "" if x is None else f"{x:g}"
 
 
+def _extra_columns(entries):
+    """The parts of a score beyond the roles', each a column when some entry has it: the
+    integration section (--integration) and the hand-in's own captures (--capture-points)."""
+    cols = []
+    if any(e.get("integration") for e in entries):
+        cols.append("integration")
+    if any(c.get("max_score") for e in entries for c in e.get("captures") or []):
+        cols.append("captures")
+    return cols
+
+
+def _extra(e, col):
+    if is_lab_error(e):
+        return ""
+    if col == "integration":
+        return _num(e["integration"]["score"]) if e.get("integration") else ""
+    return _num(points(sum(tenths(c.get("score") or 0) for c in e.get("captures") or [])))
+
+
 def write_csv(path, entries):
+    """grades.csv: per submission its points, each role's, the extra parts' (so the columns add up
+    to the score), its status, then each check's."""
     cols = check_columns(entries)
+    extra = _extra_columns(entries)
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["submission", "score", "max_score", "server", "proxy", "client", "status"] + cols)
+        w.writerow(["submission", "score", "max_score", "server", "proxy", "client", "status"] + extra + cols)
         for e in entries:
             by = {f"{s['scenario']} {c['role']} {c['name']}": c for s in e["scenarios"] for c in s["checks"]}
             row = [e["id"], _num(e["score"]), _num(e["max_score"])]
             row += [_num(e["roles"][r]["score"]) if r in e["roles"] else "" for r in ROLES]
             row.append(e["status"])
+            row += [_extra(e, c) for c in extra]
             row += [_num(by[k]["score"] if e["status"] == "graded" else 0) if k in by and not is_lab_error(e) else ""
                     for k in cols]
             w.writerow(row)

@@ -153,3 +153,24 @@ def test_template_outputs_are_made_from_the_entry():
         "3.1 answer-result (server): 2.3/3.5"
     full = dict(e, score=10.0, scenarios=[{"scenario": "3.1", "checks": [dict(c, passed=True) for c in out]}])
     assert report.full_marks(full)
+
+
+def test_csv_columns_add_up_to_the_score(tmp_path):
+    """grades.csv shows the integration section's and the captures' points beside the roles', so a
+    row's parts add up to its score; a lab error has none."""
+    import csv
+    maxima = {"server": 400, "proxy": 400, "client": 200}
+    scn = [{"scenario": "3.1", "checks": [], "roles": {"server": {"score": 35.5, "max_score": 40.0}}}]
+    integ = gradebook.integration([{"roles": {"server": {"score": 2.5, "max_score": 5.0}}}], 100, "graded")
+    a = gradebook.entry("alice", "graded", scn, maxima=maxima, integration=integ)
+    a["captures"] = [{"scenario": "3.1", "score": 0.5, "max_score": 1.0}]
+    a["score"], a["max_score"] = round(a["score"] + 0.5, 1), round(a["max_score"] + 1, 1)
+    b = gradebook.entry("bob", "lab error: calc-sniff died", maxima=maxima,
+                        integration=gradebook.integration([], 100, "lab error: calc-sniff died"))
+    gradebook.write_csv(str(tmp_path / "g.csv"), [a, b])
+    with open(tmp_path / "g.csv") as f:
+        head, ra, rb = list(csv.reader(f))
+    assert head == ["submission", "score", "max_score", "server", "proxy", "client", "status", "integration", "captures"]
+    assert ra == ["alice", "38.5", "111", "35.5", "0", "0", "graded", "2.5", "0.5"]
+    assert sum(float(x) for x in ra[3:6] + ra[7:9]) == float(ra[1])
+    assert rb[1] == "" and rb[7:9] == ["", ""]
