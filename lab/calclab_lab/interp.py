@@ -97,9 +97,9 @@ def _which(name):
 
 
 def use(path):
-    """Make `path` the interpreter of the lab's runs; returns what it is (InterpreterError when it
-    cannot be asked).  A sandbox shows its installation read-only to the programs it runs
-    (sandbox.Sandbox's python, this one by default)."""
+    """Make `path` the interpreter of the lab's runs where no settings.Lab says which (paths.PY,
+    what current() answers); returns what it is (InterpreterError when it cannot be asked).  An
+    entry point that hands a settings.Lab down needs no use()."""
     it = probe(path)
     paths.PY = path
     return it

@@ -9,7 +9,11 @@ import subprocess
 import threading
 import time
 
-_LIVE = []          # every Proc started and not yet reaped, for the signal handlers
+# Every Proc started and not yet reaped, for the signal handlers.  Process-wide on purpose: a
+# signal stops the whole process, and its handler has no caller to be handed a list by, so the
+# registry is the process's own (as its children and its signal dispositions are).  Only Proc
+# adds and removes entries, under the lock (a class's scenario clients start from threads).
+_LIVE = []
 _LOCK = threading.Lock()
 # how often the waits below look at the TCP tables: a look costs ~0.1 ms, a late one adds
 # its delay to every run

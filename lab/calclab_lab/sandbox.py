@@ -33,7 +33,7 @@ import subprocess
 import sys
 import threading
 
-from . import interp, paths, stage
+from . import interp, paths, settings, stage
 from .netns_holder import NetnsHolder
 
 GOLDEN_PORTS = {"proxy": 9998, "server": 9999}
@@ -238,17 +238,16 @@ class Sandbox:
     """One run's namespace and the argv prefixes that put programs into it.  Use as a context
     manager; after close() the namespace is gone."""
 
-    def __init__(self, limits=None, expose=(), mode=None, python=None):
-        """`python`: the interp.Interpreter whose programs run here (default interp.current()): its
-        installation is shown to them read-only.  A `mode` given is the probe's: it tries that
-        set-up (and runs no Python)."""
+    def __init__(self, limits=None, expose=(), mode=None, lab=None):
+        """`lab`: the grading's settings.Lab (default: default_lab()): the installation of its
+        Python is shown to the programs read-only, its grader's folders are watched.  A `mode`
+        given is the probe's: it tries that set-up (and runs no Python)."""
         self.limits = limits or Limits()
         self.expose = [os.path.abspath(p) for p in expose]
         self._probing = mode is not None
         self.mode, self.reason = (mode, "") if self._probing else probe()
-        if python is None and not self._probing:
-            python = interp.current()
-        self.interpreter_dirs = interpreter_dirs(python.prefixes) if python is not None else ()
+        self.lab = lab if lab is not None or self._probing else default_lab()
+        self.interpreter_dirs = interpreter_dirs(self.lab.python.prefixes) if self.lab is not None else ()
         self.holder = None     # netns_holder.NetnsHolder of the run's namespace
         self._next_uid = 0
         self._stage, self._own_stage = stage.current()
@@ -330,7 +329,7 @@ class Sandbox:
         """What confines the run, for the reports: 'netns, pid ns, ...', 'uid (no namespaces): ...'
         or 'none: why'."""
         if self.mode == "uid":
-            open_ = grader_paths_open()
+            open_ = open_to_others(self.lab.grader_paths)
             return ("uid (no namespaces): one unprivileged uid per program "
                     f"({UID_MODE_BASE}+, no groups, no capabilities, no-new-privs), a private copy of its "
                     "files and a scratch folder it owns, rlimits (processes included), every process of its "
@@ -712,21 +711,30 @@ def keep_private(path):
         os.chmod(path, stat.S_IMODE(os.stat(path).st_mode) & ~0o007)
 
 
-_grader_paths = [paths.ROOT]
+# What note_grader_path was told, for default_lab(): with interp.use's paths.PY, the settings
+# still made at run time, by the callers that do not hand a settings.Lab down yet (cli, runner).
+_noted_grader_paths = []
 
 
 def note_grader_path(path):
     """A path of the grader's (a class folder, a hand-in) the isolation line says is open to the
-    programs when it is."""
+    programs when it is, for the sandboxes made without a Lab (settings.Lab.grader_paths is the
+    way to say it)."""
     path = os.path.abspath(path)
-    if path not in _grader_paths:
-        _grader_paths.append(path)
+    if path not in _noted_grader_paths:
+        _noted_grader_paths.append(path)
 
 
-def grader_paths_open():
-    """The grader's paths another uid can read (every folder above it enterable by others, it
+def default_lab():
+    """The Lab of a sandbox made without one: the interpreter in use (interp.current()) and the
+    checkout with the grader's paths noted."""
+    return settings.Lab(interp.current(), settings.folders([paths.ROOT] + _noted_grader_paths))
+
+
+def open_to_others(paths_):
+    """Those of `paths_` another uid can read (every folder above it enterable by others, it
     readable by them), which in uid mode only permissions protect."""
-    return [p for p in _grader_paths if _open_to_others(p)]
+    return [p for p in paths_ if _open_to_others(p)]
 
 
 def _open_to_others(path):

@@ -346,6 +346,8 @@ def _builtin_files():
 BUILTIN_NAMES = _builtin_files()
 
 
+# The built-ins are files of the checkout, read once per process: a Scenario is immutable and
+# loading a file twice gives an equal one, so the cache only saves the parse.
 @functools.lru_cache(maxsize=None)
 def builtin(name):
     if name not in BUILTIN_NAMES:
@@ -385,7 +387,8 @@ def resolve(specs):
 
 
 class _Builtins:
-    """A read-only name -> Scenario view of the built-ins, each file read when first asked for."""
+    """A read-only name -> Scenario view of the built-ins, each file read when first asked for.
+    It holds nothing of its own (no item can be set), so SCENARIOS is a constant."""
 
     def __getitem__(self, name):
         try:

@@ -12,6 +12,7 @@ import pytest
 from conftest import build_exe
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "lab"))
+from calclab_lab import interp, sandbox, settings  # noqa: E402
 from calclab_lab.sandbox import _become_subreaper, _reap_orphans  # noqa: E402
 
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="dropping to another uid needs root")
@@ -219,3 +220,31 @@ def test_netns_tcp_tables_are_the_namespaces_own():
 def test_netns_usage_errors_exit_2(args):
     r = subprocess.run([str(build_exe("calc-netns")), *args], capture_output=True, text=True, timeout=10)
     assert r.returncode == 2 and "usage: calc-netns" in r.stderr
+
+
+def test_a_sandbox_shows_its_own_labs_python():
+    """The installation a sandbox shows its programs is its Lab's Python's, whatever else the
+    process graded with: two Labs in one process, each sandbox binds only its own (the system's
+    python3 needs no bind, it is under /usr)."""
+    def lab(prefix):
+        return settings.Lab(interp.Interpreter(f"{prefix}/bin/python3", "3.12.1", "CPython", interp.BY_VALUE,
+                                               (prefix, "/usr")))
+    a = sandbox.Sandbox(mode="root", lab=lab("/opt/calclab-py-a"))
+    b = sandbox.Sandbox(mode="root", lab=lab("/opt/calclab-py-b"))
+    try:
+        binds = {box: {argv[i + 1] for i, w in enumerate(argv) if w == "--ro-bind"}
+                 for box in (a, b) for argv in [box._bwrap(["/bin/true"])]}
+    finally:
+        a.close()
+        b.close()
+    assert "/opt/calclab-py-a" in binds[a] and "/opt/calclab-py-b" not in binds[a]
+    assert "/opt/calclab-py-b" in binds[b] and "/opt/calclab-py-a" not in binds[b]
+    assert sandbox.interpreter_dirs(("/usr", "/usr/lib/python3.11", "/opt/py/../py2")) == ("/opt/py2",)
+
+
+def test_a_lab_is_made_once_and_says_what_it_cannot_use():
+    lab = settings.Lab.create(None, grader_paths=("class", None, "class"))
+    assert lab.python.path == interp.current().path and lab.flavour == lab.python.flavour
+    assert lab.grader_paths == (settings.paths.ROOT, os.path.abspath("class"))
+    with pytest.raises(interp.InterpreterError, match="not a Python 3"):
+        settings.Lab.create("/bin/true")
