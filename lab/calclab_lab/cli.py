@@ -179,8 +179,8 @@ def grade_main(argv=None):
                          "that are not calclab's own programs (all of them when none is given)")
     ap.add_argument("--integration", nargs="?", type=float, const=0.0, default=None, metavar="POINTS",
                     help="with SUBMISSION or --class: also play each scenario with all the hand-in's programs at "
-                         "once (the report's set-up), shown in a section of its own, worth POINTS (default 0: "
-                         "feedback only); each role's points always come from runs of its own")
+                         "once (the report's set-up), shown in a section of its own, worth POINTS in whole or half "
+                         "points (default 0: feedback only); each role's points always come from runs of its own")
     ap.add_argument("--jobs", type=int, default=None,
                     help=f"hand-ins graded at once with --class (default {classgrade.default_jobs()} here)")
     ap.add_argument("--resume", action="store_true", help="with --class: grade only what OUT does not have yet")
