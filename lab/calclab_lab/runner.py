@@ -81,8 +81,10 @@ class Fault:
 
 
 def ours_in(templates):
-    """The roles whose template is one of calclab's own programs (build/ or tests/student)."""
-    return frozenset(r for r, t in templates.items() if any(impl.get(r) == t for impl in IMPLS.values()))
+    """The roles whose template is one of calclab's own programs (build/ or tests/student), its
+    client in either pickle flavour (with_flavour)."""
+    known = list(IMPLS.values()) + [with_flavour(IMPLS["c"], interp.GETATTR)]
+    return frozenset(r for r, t in templates.items() if any(impl.get(r) == t for impl in known))
 
 
 def expand(template, **vals):

@@ -120,3 +120,14 @@ def test_no_module_level_mutable_state(module):
     found = [name for name, v in vars(module).items() if not name.startswith("__") and not name.isupper()
              and isinstance(v, (dict, list, set, bytearray, lock))]
     assert found == []
+
+
+def test_calclabs_client_is_known_in_either_pickle_flavour():
+    """Under an interpreter that pickles enum members by name, calclab's client carries
+    --pickle-flavour getattr: it is still calclab's, so its failures are lab errors."""
+    from calclab_lab import interp
+    for flavour in (interp.BY_VALUE, interp.GETATTR):
+        t = runner.templates_for("c", server="python3 server.py {port}", flavour=flavour)
+        assert runner.ours_in(t) == {"proxy", "client"}, (flavour, t)
+    assert runner.ours_in(runner.templates_for("c", client="python3 client.py", flavour=interp.GETATTR)) \
+        == {"server", "proxy"}
