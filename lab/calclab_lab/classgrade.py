@@ -9,8 +9,8 @@ worker processes (each play stops every program it started, so plays never share
 from dataclasses import dataclass
 import json
 import multiprocessing
+from multiprocessing.connection import wait
 import os
-import queue
 import random
 import shutil
 import tempfile
@@ -487,20 +487,23 @@ def _grader_error(path, why, kw, grading):
     return gradebook.entry(submission_id(path), f"not graded: grader error {why}", maxima=_maxima(kw, grading))
 
 
-def _worker(slot, first_block, tables, tasks, results):
+def _worker(slot, first_block, tables, tasks, out):
     """A class's worker process: grades the hand-ins it takes from `tasks` ((path, out_dir, kw),
     until None) with a Grading of its own (port block first_block + slot, its replays, the
-    class's point tables made before the fork), saying (slot, path, None) when it starts one
-    and (slot, path, entry) when it is done on `results`."""
+    class's point tables made before the fork), sending (path, None) on its pipe `out` when it
+    starts one and (path, entry) when it is done.  A pipe's send is written before it returns
+    (a Queue's goes through a thread a dying process may not have run), so the parent knows
+    which hand-in a worker was grading when it died."""
     procs.install_signal_handlers()
     grading = Grading(PortBlock(first_block + slot), tables)
     for path, out_dir, kw in iter(tasks.get, None):
-        results.put((slot, path, None))
+        out.send((path, None))
         try:
             entry = _grade_one(path, out_dir, kw, grading)
         except Exception as ex:  # the grader broke on this hand-in: it gets a row saying so
             entry = _grader_error(path, repr(ex), kw, grading)
-        results.put((slot, path, entry))
+        out.send((path, entry))
+    out.close()
 
 
 def _grade_in_workers(todo, out_dir, kw, jobs, grading, done):
@@ -508,45 +511,55 @@ def _grade_in_workers(todo, out_dir, kw, jobs, grading, done):
     with its own Grading; `done(path, entry)` as each finishes.  A hand-in whose worker died
     under it gets a grader error row; the others go on in the workers left."""
     mp = multiprocessing.get_context("fork")
-    tasks, results = mp.Queue(), mp.Queue()
+    tasks = mp.Queue()
     for p in todo:
         tasks.put((p, out_dir, kw))
     n = min(jobs, len(todo))
     for _ in range(n):
         tasks.put(None)
     first = random.randrange(1 << 16)
-    workers = [mp.Process(target=_worker, args=(k, first, grading.tables, tasks, results), daemon=True)
-               for k in range(n)]
-    for w in workers:
+    workers, live = [], {}
+    for k in range(n):
+        recv, send = mp.Pipe(duplex=False)
+        w = mp.Process(target=_worker, args=(k, first, grading.tables, tasks, send), daemon=True)
         w.start()
+        send.close()   # the worker's alone: its end closes when the worker ends
+        workers.append(w)
+        live[recv] = k
     busy, left = {}, set(todo)
     try:
-        while left:
-            try:
-                slot, path, entry = results.get(timeout=0.5)
-            except queue.Empty:
-                for k, w in enumerate(workers):
-                    if w.exitcode is not None and k in busy:
-                        path = busy.pop(k)
+        while live and left:
+            for conn in wait(list(live)):
+                k = live[conn]
+                try:
+                    path, entry = conn.recv()
+                except EOFError:   # the worker has ended, and all it sent has been read
+                    del live[conn]
+                    conn.close()
+                    path = busy.pop(k, None)
+                    if path is not None:   # it died grading this one
+                        workers[k].join(5)
                         left.discard(path)
-                        done(path, _grader_error(path, f"(its worker process ended with {w.exitcode})", kw, grading))
-                if left and all(w.exitcode is not None for w in workers):
-                    for path in [p for p in todo if p in left]:   # nobody is left to grade them
-                        left.discard(path)
-                        done(path, _grader_error(path, "(every worker process ended)", kw, grading))
-                continue
-            if entry is None:
-                busy[slot] = path
-            elif path in left:
-                busy.pop(slot, None)
-                left.discard(path)
-                done(path, entry)
+                        done(path, _grader_error(path, f"(its worker process ended with {workers[k].exitcode})",
+                                                 kw, grading))
+                    continue
+                if entry is None:
+                    busy[k] = path
+                elif path in left:
+                    busy.pop(k, None)
+                    left.discard(path)
+                    done(path, entry)
+        for path in [p for p in todo if p in left]:   # every worker ended: nobody is left to grade them
+            left.discard(path)
+            done(path, _grader_error(path, "(every worker process ended)", kw, grading))
     finally:
         for w in workers:
             w.join(5)
             if w.exitcode is None:
                 w.terminate()
                 w.join(5)
+        for conn in live:
+            conn.close()
 
 
 def load_done(out_dir, path):

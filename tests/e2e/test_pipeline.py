@@ -131,3 +131,38 @@ def test_calclabs_client_is_known_in_either_pickle_flavour():
         assert runner.ours_in(t) == {"proxy", "client"}, (flavour, t)
     assert runner.ours_in(runner.templates_for("c", client="python3 client.py", flavour=interp.GETATTR)) \
         == {"server", "proxy"}
+
+
+@pytest.mark.build_independent
+def test_class_workers_own_their_grading_and_a_dead_one_costs_one_hand_in(tmp_path, monkeypatch):
+    """grade_class's workers (forked: the stand-in for grade_submission below is theirs too) each
+    grade with a Grading of their own (one port block per worker); a worker that dies costs only
+    the hand-in it was grading, and an exception of the grader's is that hand-in's row."""
+    from calclab_lab import gradebook
+    klass, seen = tmp_path / "class", tmp_path / "seen"
+    names = ["a", "b", "c", "dies", "d", "raises", "e", "f"]
+    for n in names:
+        os.makedirs(klass / n)
+    os.makedirs(seen)
+
+    def grade_submission(path, out_dir, grading=None, **kw):
+        name = os.path.basename(path)
+        if name == "dies":
+            os._exit(3)
+        if name == "raises":
+            raise RuntimeError("boom")
+        (seen / name).write_text(f"{os.getpid()} {grading.ports.first}")
+        return gradebook.entry(name, "graded", maxima={})
+    monkeypatch.setattr(classgrade, "grade_submission", grade_submission)
+    monkeypatch.setattr(classgrade.PointTables, "__call__", lambda self, *a, **k: {})
+    entries = classgrade.grade_class(str(klass), str(tmp_path / "out"), jobs=3)
+    by = {e["id"]: e["status"] for e in entries}
+    assert by.pop("dies") == "not graded: grader error (its worker process ended with 3)"
+    assert by.pop("raises") == "not graded: grader error RuntimeError('boom')"
+    assert by == {n: "graded" for n in names if n not in ("dies", "raises")}
+    blocks = {}
+    for n in by:
+        pid, first = (seen / n).read_text().split()
+        blocks.setdefault(pid, set()).add(first)
+    assert all(len(b) == 1 for b in blocks.values())                  # a worker keeps its block
+    assert len({b for v in blocks.values() for b in v}) == len(blocks)  # no two workers share one
