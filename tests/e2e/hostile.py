@@ -47,8 +47,10 @@ def play(name, tmp_path, server=None, proxy=None, limits=None, tag="run"):
 
 
 def everything(res):
-    """All the run's output and reports, as the grader keeps them."""
-    return json.dumps(res.to_dict()) + "".join(p.output() for p in res.started)
+    """All the run's output and reports, as the grader keeps them: its record, each server's and
+    proxy's log and each client's printout."""
+    return (json.dumps(res.to_dict()) + "".join(log.output() for log in res.procs.values())
+            + "".join(c.stdout or "" for c in res.clients))
 
 
 def with_bystander(tmp_path, fn):
