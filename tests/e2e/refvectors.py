@@ -23,6 +23,18 @@ def student_calculator():
     return calculator
 
 
+def at_the_depth_limit(c):
+    """Two trees of `c` (student_calculator()) at libcalc's nesting limit, 200 levels: 200
+    unary minuses deep (taken) and 201 (refused as too deeply nested)."""
+    trees = []
+    for depth in (200, 201):
+        e = c.Constant(1)
+        for _ in range(depth):
+            e = c.UnaryExpr(c.NEG, e)
+        trees.append(e)
+    return trees
+
+
 def client_prints(result=None, steps=(), error=None):
     """What the reference client prints for an answer (docs/protocol.md section 4): the error
     when there is one, else the result and its steps."""

@@ -151,12 +151,7 @@ def test_the_generated_limits_are_libcalcs():
     limits = (build_dir() / "wireshark" / "calc" / "limits.lua").read_text()
     assert "Generated at build time" in limits and "MAX_DEPTH = 200, -- CALC_MAX_DEPTH" in limits
     c = student_calculator()
-    trees = []
-    for depth in (200, 201):
-        e = c.Constant(1)
-        for _ in range(depth):
-            e = c.UnaryExpr(c.NEG, e)
-        trees.append(e)
+    trees = refvectors.at_the_depth_limit(c)
     ok, deep = decode([("request", pickle.dumps(t)) for t in trees])
     assert ok["expression"] == c.stringify(trees[0])
     assert deep == {"step": [], "error": "Expression too deeply nested (limit 200 levels)", "proto": "4"}

@@ -297,12 +297,7 @@ def extreme_requests():
     201 (refused), a 1024-leaf tree printed to more than calc-sniff's 4096 bytes, numbers that
     print in every float notation, big ints, and the bracket quirk."""
     c = student_calculator()
-    out = []
-    for depth in (200, 201):
-        e = c.Constant(1)
-        for _ in range(depth):
-            e = c.UnaryExpr(c.NEG, e)
-        out.append(e)
+    out = refvectors.at_the_depth_limit(c)
     leaves = [c.Constant(i * 7919) for i in range(1024)]
     while len(leaves) > 1:
         leaves = [c.BinaryExpr(leaves[i], (c.ADD, c.MUL, c.POW, c.MOD)[i % 4], leaves[i + 1])
