@@ -21,6 +21,7 @@ is reported: `isolation: uid (no namespaces): ...`.  Where neither works, progra
 CALCLAB_ALLOW_UNCONFINED=1): `isolation: none: ...`.  CALCLAB_ISOLATION=uid or none forces a
 fallback."""
 import ctypes
+import errno
 import fcntl
 import functools
 import os
@@ -29,6 +30,7 @@ import shutil
 import signal
 import socket
 import stat
+import struct
 import subprocess
 import sys
 import threading
@@ -43,8 +45,8 @@ UID_BASE = 1_000_000
 UIDS_PER_RUN = 16
 NOBODY = 65534
 # Without namespaces the uids are real ones of the host, shared with every other grader there: a
-# run holds one of these blocks of UIDS_PER_RUN (a locked file in a root-only folder), so no two
-# runs, in this process or another, share a uid. Far above the ranges of /etc/subuid and of the
+# run holds one of these blocks of UIDS_PER_RUN (a locked file in a root-only folder and a socket
+# name, _lock_block), so no two runs, in this process or another, share a uid. Far above the ranges of /etc/subuid and of the
 # namespace mode's uids above, so killing a block's uids kills nothing else.
 UID_MODE_BASE = 2_000_000_000
 UID_BLOCKS = 4096
@@ -493,8 +495,8 @@ class UidBlock:
     the run ends or its process dies.  Processes a dead grader left under the block's uids are
     killed when the block is taken again."""
 
-    def __init__(self, index, fd):
-        self.index, self.fd = index, fd
+    def __init__(self, index, lock):
+        self.index, self.lock = index, lock
         self.first = UID_MODE_BASE + index * UIDS_PER_RUN
 
     @classmethod
@@ -503,10 +505,10 @@ class UidBlock:
         start = random.randrange(UID_BLOCKS)
         for k in range(UID_BLOCKS):
             i = (start + k) % UID_BLOCKS
-            fd = _lock_block(folder, i)
-            if fd is None:
+            lock = _lock_block(folder, i)
+            if lock is None:
                 continue
-            block = cls(i, fd)
+            block = cls(i, lock)
             why = kill_uids(block.uids())
             if why:
                 block.release()
@@ -523,7 +525,7 @@ class UidBlock:
         return list(range(self.first, self.first + UIDS_PER_RUN))
 
     def release(self):
-        os.close(self.fd)
+        self.lock.release()
 
 
 def _lock_dir():
@@ -542,15 +544,77 @@ def _lock_dir():
     raise OSError(f"no root-only folder for the uid locks ({', '.join(UID_LOCK_DIRS)})")
 
 
+class BlockLock:
+    """What holds a uid block: the flock of its file in the lock folder and, where the name was
+    free, its abstract socket (_claim_name).  Both go with the process if it dies."""
+
+    def __init__(self, fd, sock):
+        self.fd, self.sock = fd, sock
+
+    def release(self):
+        if self.sock is not None:
+            self.sock.close()
+        os.close(self.fd)
+
+
 def _lock_block(folder, i):
-    """The lock of uid block i, held (an open fd), or None when another grader holds it."""
+    """The locks of uid block i, held (a BlockLock), or None when another grader holds it."""
     fd = os.open(os.path.join(folder, str(i)), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
         return None
-    return fd
+    sock = _claim_name(i)
+    if sock is False:
+        os.close(fd)
+        return None
+    return BlockLock(fd, sock)
+
+
+# The lock folder is its root's own: a chroot has a /run of its own but shares the host's
+# processes, so a grader in a chroot and one on the host could take the same block under two
+# lock folders, and each kill the other's programs by uid.  A block is therefore also held by an
+# abstract unix socket name: those belong to the network namespace, which a chroot shares with
+# the host, not to the mount root, and go with their process like a flock.  (A container has
+# its own pid namespace, where kill by uid cannot reach the host's programs anyway.)
+def _block_name(i):
+    return f"\0calclab-uid-block-{UID_MODE_BASE + i * UIDS_PER_RUN}".encode()
+
+
+def _claim_name(i):
+    """Block i's socket name bound and listening (held), False when another grader holds it,
+    None when it is not the lab's to hold: a program of a run shares the host's network at the
+    uid level and could squat the names to stall other gradings, so a name not held by root is
+    ignored (the flock alone then holds the block), as is a kernel refusing the socket."""
+    name = _block_name(i)
+    for _ in range(2):  # a second try when the holder went between the bind and the question
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        try:
+            s.bind(name)
+            s.listen(socket.SOMAXCONN)   # so that the others can ask whose it is
+            return s
+        except OSError as e:
+            s.close()
+            if e.errno != errno.EADDRINUSE:
+                return None
+        uid = _holder_uid(name)
+        if uid is not None:
+            return False if uid == 0 else None
+    return None
+
+
+def _holder_uid(name):
+    """The uid that listens on the abstract socket `name` (SO_PEERCRED of a connection to it),
+    or None when none does or it cannot be told (not listening, gone, its queue full)."""
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
+    try:
+        c.connect(name)
+        return struct.unpack("iII", c.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("iII")))[1]
+    except OSError:
+        return None
+    finally:
+        c.close()
 
 
 def _private_dir():
@@ -691,8 +755,8 @@ def sweep():
     folder = _lock_dir()
     problems = []
     for i, uids in sorted(blocks.items()):
-        fd = _lock_block(folder, i)
-        if fd is None:
+        lock = _lock_block(folder, i)
+        if lock is None:
             continue
         try:
             why = kill_uids(sorted(uids))
@@ -701,7 +765,7 @@ def sweep():
             if why:
                 problems.append(why)
         finally:
-            os.close(fd)
+            lock.release()
     return "; ".join(problems) or None
 
 

@@ -6,6 +6,7 @@ grader: the grader's files sit in a folder open to everyone here, as on a machin
 left them so, and are still neither read nor changed; nothing of a run is left once it is over."""
 import os
 import pathlib
+import shutil
 import stat
 import subprocess
 import tempfile
@@ -13,7 +14,7 @@ import time
 
 import pytest
 
-from hostile import (ROOT, SECRET, assert_none_left, everything, grade_forging_hand_in, hostile, limit_cases, play,
+from hostile import (LAB, PY, ROOT, SECRET, assert_none_left, everything, grade_forging_hand_in, hostile, limit_cases, play,
                      run_daemon, run_forker, run_hog, run_printer, run_squatter, secret_hunter, student_only,
                      with_bystander, writer)
 from calclab_lab import sandbox  # noqa: E402  (hostile put lab/ on the path)
@@ -240,3 +241,48 @@ def test_the_probe_plays_the_runs_set_up(monkeypatch):
     mode, why = sandbox._try_modes()
     assert mode == "uid", why
     assert "cannot create namespaces" in why and "nonexistent-calclab" in why, why
+
+
+def test_a_grader_under_another_root_holds_its_blocks_here_too():
+    """A chroot shares the host's processes but has a /run, so a lock folder, of its own: a block
+    a grader there holds is held for the graders here too (each would kill the other's programs
+    by uid), and free again once that grader is gone.  Its other root is a mount namespace with a
+    tmpfs on /run: the same processes and network, another lock folder."""
+    if not shutil.which("unshare"):
+        pytest.skip("no unshare (util-linux) to give a grader a /run of its own")
+    code = (f"import sys; sys.path.insert(0, {str(LAB)!r}); from calclab_lab import sandbox; "
+            "block = sandbox.UidBlock.acquire(); print(block.index, flush=True); sys.stdin.read()")
+    other = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                              'mount -t tmpfs calclab-run /run && exec "$0" -c "$1"', PY, code],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        line = other.stdout.readline()
+        assert line.strip().isdigit(), f"the other grader took no block (exit {other.poll()})"
+        i = int(line)
+        assert sandbox._lock_block(sandbox._lock_dir(), i) is None
+    finally:
+        other.stdin.close()
+        other.wait(timeout=30)
+    lock = sandbox._lock_block(sandbox._lock_dir(), i)
+    assert lock is not None
+    lock.release()
+
+
+def test_a_program_squatting_a_blocks_name_holds_nothing():
+    """The runs' programs share the host's network here and could bind the blocks' socket names
+    first; a name not held by root does not keep a grader from the block (its lock file does)."""
+    i = 7
+    squat = ("import socket, sys; s = socket.socket(socket.AF_UNIX); s.bind(b'\\0' + sys.argv[1].encode()); "
+             "s.listen(); print(flush=True); sys.stdin.read()")
+    name = sandbox._block_name(i)[1:].decode()
+    p = subprocess.Popen(["setpriv", "--reuid", str(sandbox.NOBODY), "--regid", str(sandbox.NOBODY), "--clear-groups",
+                          PY, "-c", squat, name], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline() == "\n"
+        assert sandbox._holder_uid(sandbox._block_name(i)) == sandbox.NOBODY
+        lock = sandbox._lock_block(sandbox._lock_dir(), i)
+        assert lock is not None and lock.sock is None
+        lock.release()
+    finally:
+        p.stdin.close()
+        p.wait(timeout=30)
