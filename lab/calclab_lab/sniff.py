@@ -7,6 +7,7 @@ when asked) captures the run's two ports; afterwards
   - `calc-sniff verify --json --golden G -r FILE` gives the verdict: one record per named check
     with its items (passed, role, detail, conn, packets, time) and a verdict record
 (docs/sniff.md).  Goldens are recorded on 9998/9999; a run on other ports tells calc-sniff both."""
+import functools
 import json
 import os
 import re
@@ -58,9 +59,6 @@ def records(capture, ports=None):
     return _json_lines(r.stdout)
 
 
-_described = {}
-
-
 def describe(capture, ports):
     """The capture's records, or [] when calc-sniff cannot read it.  Remembered per file version
     (a golden is described for every run judged against it)."""
@@ -68,13 +66,17 @@ def describe(capture, ports):
         st = os.stat(capture)
     except OSError:
         return []
-    key = (os.path.abspath(capture), st.st_mtime_ns, st.st_size, tuple(sorted(ports.items())))
-    if key not in _described:
-        try:
-            _described[key] = records(capture, ports)
-        except SniffError:
-            return []
-    return _described[key]
+    try:
+        return _described(os.path.abspath(capture), st.st_mtime_ns, st.st_size, tuple(sorted(ports.items())))
+    except SniffError:
+        return []
+
+
+@functools.lru_cache(maxsize=256)
+def _described(capture, mtime_ns, size, ports):
+    """calc-sniff's records of `capture` as it was at (mtime_ns, size): a function of the file's
+    version, so read once per process (a failure raises and is not kept)."""
+    return records(capture, dict(ports))
 
 
 def verify(capture, golden, ports=None, golden_ports=None):

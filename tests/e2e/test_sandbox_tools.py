@@ -12,7 +12,7 @@ import pytest
 from conftest import build_exe
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "lab"))
-from calclab_lab import interp, sandbox, settings  # noqa: E402
+from calclab_lab import interp, sandbox, settings, stage  # noqa: E402
 from calclab_lab.sandbox import _become_subreaper, _reap_orphans  # noqa: E402
 
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="dropping to another uid needs root")
@@ -248,3 +248,19 @@ def test_a_lab_is_made_once_and_says_what_it_cannot_use():
     assert lab.grader_paths == (settings.paths.ROOT, os.path.abspath("class"))
     with pytest.raises(interp.InterpreterError, match="not a Python 3"):
         settings.Lab.create("/bin/true")
+
+
+def test_sandboxes_given_one_stage_share_its_copies(tmp_path):
+    """The copies a program reads come from the Stage its sandbox is given (a hand-in's runs
+    share one, copied once), which the sandbox's end leaves to its owner."""
+    (tmp_path / "handin").mkdir()
+    (tmp_path / "handin" / "server.py").write_text("print('hi')\n")
+    st = stage.Stage()
+    try:
+        boxes = [sandbox.Sandbox(mode="root", staged=st) for _ in range(2)]
+        copies = {box._stage.copy(str(tmp_path / "handin")) for box in boxes}
+        for box in boxes:
+            box.close()
+        assert len(copies) == 1 and os.path.isfile(os.path.join(copies.pop(), "server.py"))
+    finally:
+        st.remove()
