@@ -19,7 +19,6 @@ import tempfile
 
 from . import paths, pcapio, runner, sniff
 
-GOLDEN_PORTS = {"proxy": 9998, "server": 9999}
 PROGRAMS = ("calc-server", "calc-proxy", "calc-client")
 
 
@@ -120,8 +119,8 @@ def _make(scenario, path, timeout, flavour=None):
             raise runner.LabError(f"calclab's own play of scenario {scenario.name} does not pass its checks, "
                                   f"so it cannot be its golden: {why}")
         tmp = path + ".tmp"
-        if res.ports != GOLDEN_PORTS:
-            pcapio.rewrite(res.pcap, tmp, ports={res.ports["proxy"]: 9998, res.ports["server"]: 9999})
+        if res.ports != sniff.DEFAULT_PORTS:
+            pcapio.rewrite(res.pcap, tmp, ports={res.ports[r]: p for r, p in sniff.DEFAULT_PORTS.items()})
         else:
             shutil.copyfile(res.pcap, tmp)
         check = sniff.verify(tmp, tmp)

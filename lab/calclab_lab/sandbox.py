@@ -35,10 +35,11 @@ import subprocess
 import sys
 import threading
 
-from . import interp, paths, settings, stage
+from . import interp, paths, settings, sniff, stage
 from .netns_holder import NetnsHolder
 
-GOLDEN_PORTS = {"proxy": 9998, "server": 9999}
+# a run in a namespace of its own uses the ports the goldens were recorded on
+GOLDEN_PORTS = sniff.DEFAULT_PORTS
 # Each program of a root run gets its own uid from this range: RLIMIT_NPROC counts per uid, so
 # a program that forks until its limit leaves every other program's count untouched.
 UID_BASE = 1_000_000

@@ -16,6 +16,7 @@ import time
 
 from . import paths, procs
 
+# the ports the golden captures were recorded on (the report's), calc-sniff's own defaults
 DEFAULT_PORTS = {"proxy": 9998, "server": 9999}
 
 
