@@ -16,7 +16,8 @@ import shutil
 import tempfile
 import time
 
-from . import adapt, feedback, goldens, gradebook, handin_captures, interp, paths, plays as plays_mod, procs, runner, sniff, stage
+from . import adapt, feedback, goldens, gradebook, handin_captures, interp, paths, plays as plays_mod, procs, runner, \
+    sandbox, settings, sniff, stage
 from . import checks as checks_mod
 from . import scenarios as scenarios_mod
 from .scenarios import GRADABLE, Raw, protocol_vectors
@@ -78,13 +79,26 @@ class PointTables:
 
 class Grading:
     """What one grading process keeps from one hand-in to the next, owned by whoever grades (a
-    class's worker, grade_submission alone): its port block, the replays it played
-    (adapt.Replays) and the class's point tables."""
+    class's worker, grade_submission alone): its set-up (settings.Lab: the students' Python,
+    the grader's folders), its port block, the replays it played (adapt.Replays) and the
+    class's point tables."""
 
-    def __init__(self, ports=None, tables=None):
+    def __init__(self, lab, ports=None, tables=None):
+        self.lab = lab
         self.ports = ports or PortBlock()
         self.replays = adapt.Replays()
         self.tables = tables or PointTables()
+
+
+def lab_for(python=None, *grader_paths):
+    """The Lab a grading made without one uses: `python` (default: the interpreter in use) and the
+    grader's folders noted so far plus `grader_paths`; LabError when `python` cannot be asked."""
+    base = sandbox.default_lab()
+    try:
+        py = interp.probe(python) if python else base.python
+    except interp.InterpreterError as e:
+        raise runner.LabError(f"--python {e}")
+    return settings.Lab(py, settings.folders(base.grader_paths + grader_paths))
 
 
 def _last_line(text):
@@ -136,12 +150,12 @@ def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=Non
     set-up, shown in the entry's "integration" section.
     `plays`: each run is played that many times and judged as one (plays.merge).
     `python`: the interpreter that runs the hand-in's programs (default: the one in use,
-    interp.current); the goldens, replays and calclab's own client follow how it pickles.
+    interp.current) when no `grading` says; the goldens, replays and calclab's own client
+    follow how it pickles.
     `grading`: the Grading of the process (a class's worker's), else one of its own.
     Returns the submission's grades.json entry."""
-    grading = grading or Grading()
-    if python:
-        _use_python(python)
+    grading = grading or Grading(lab_for(python, path))
+    lab = grading.lab
     sub_id = submission_id(path)
     fdir = os.path.join(out_dir, feedback_dirname(sub_id))
     if os.path.exists(fdir):
@@ -167,7 +181,7 @@ def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=Non
             _add_captures(e, sub, scenarios, golden_dir, captures, capture_ports, capture_points)
         elif capture_points:
             e["max_score"] = round(e["max_score"] + capture_points * sum(s.golden for s in scenarios), 1)
-        return _finish(fdir, e, runs)
+        return _finish(fdir, e, runs, lab)
 
     def row(status, sub=None, **kw):
         """An entry that was not graded: zero points of the class's maximum, integration's too."""
@@ -177,7 +191,7 @@ def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=Non
 
     try:
         try:
-            sub = Submission(path, work)
+            sub = Submission(path, work, python=lab.python.path)
         except (SubmissionError, OSError) as e:
             return row(f"not graded: {e}")
         files = {r: sub.rel(r) for r in sub.files}
@@ -187,7 +201,7 @@ def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=Non
         if not graded:
             return row(f"none of {', '.join(f'{r}.py' for r in wanted)} found", sub, files=files)
         # a file that does not compile costs its role only: the others are graded
-        problems = {r: f"syntax error (Python {_py_version()}): {sub.rel(r)} {sub.errors[r]}"
+        problems = {r: f"syntax error (Python {lab.python.version}): {sub.rel(r)} {sub.errors[r]}"
                     for r in graded if r in sub.errors}
         runnable = [r for r in graded if r not in problems]
         scn_entries, integ_entries = [], []
@@ -197,7 +211,7 @@ def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=Non
                     # each role on its own: calclab's programs play the others
                     parts = []
                     for role in [r for r in runnable if r == "client" or r in scn.roles]:
-                        templates = runner.templates_for("c", flavour=interp.current_flavour())
+                        templates = runner.templates_for("c", flavour=lab.flavour)
                         templates[role] = sub.template(role, client_stdin)
                         run = _play(grading, scn, templates, (role,), os.path.join(fdir, scn.name, role), out_dir,
                                     timeout, use_sniff, golden_dir, ports_base, limits, plays)
@@ -206,7 +220,7 @@ def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=Non
                     scn_entries.append(_scenario_entry(scn.name, parts))
                     if integration is not None and runnable:
                         # the report's own set-up: every role the student's at once
-                        templates = runner.templates_for("c", flavour=interp.current_flavour())
+                        templates = runner.templates_for("c", flavour=lab.flavour)
                         for r in runnable:
                             templates[r] = sub.template(r, client_stdin)
                         run = _play(grading, scn, templates, tuple(runnable),
@@ -284,13 +298,13 @@ def _play(grading, scn, templates, judged, workdir, out_dir, timeout, use_sniff,
     is judged once, by adapt, on the requests it really sent.  With `plays` > 1 it is played that
     many times and judged as one (plays.merge).  The golden, the replays and calclab's client
     are in the pickle flavour of the students' Python; ports and replays are `grading`'s."""
-    flavour = interp.current_flavour()
+    flavour = grading.lab.flavour
     played, sent = [], None
     for k in range(plays):
         res = runner.play(scn, templates, ports_base=ports_base or grading.ports,
                           workdir=workdir if k == 0 else os.path.join(workdir, f"play-{k + 1}"), timeout=timeout,
                           golden=goldens.golden_path(scn, golden_dir, flavour), use_sniff=use_sniff, limits=limits,
-                          capture_only="client" in judged)
+                          capture_only="client" in judged, lab=grading.lab)
         if "client" in judged:
             got = adapt.adapt(res, timeout=timeout, use_sniff=use_sniff, ports_base=grading.ports,
                               replay_dir=os.path.join(out_dir, ".replays"), flavour=flavour, replays=grading.replays)
@@ -303,17 +317,6 @@ def _play(grading, scn, templates, judged, workdir, out_dir, timeout, use_sniff,
         played[0] = merged
         races = tuple(races)
     return RoleRun(played[0], tuple(judged), sent, races, integration)
-
-
-def _py_version():
-    return interp.current().version
-
-
-def _use_python(path):
-    try:
-        interp.use(path)
-    except interp.InterpreterError as e:
-        raise runner.LabError(f"--python {e}")
 
 
 def scenario_list(specs):
@@ -438,9 +441,9 @@ def _scenario_entry(name, parts):
     return out
 
 
-def _finish(fdir, e, runs):
+def _finish(fdir, e, runs, lab):
     # the interpreter that ran the programs, as it said itself: its version and how it pickles
-    e.setdefault("python", interp.current().to_dict())
+    e.setdefault("python", lab.python.to_dict())
     feedback.write(fdir, e, runs)
     with open(os.path.join(fdir, "entry.json"), "w") as f:
         json.dump(e, f, indent=1)
@@ -487,15 +490,15 @@ def _grader_error(path, why, kw, grading):
     return gradebook.entry(submission_id(path), f"not graded: grader error {why}", maxima=_maxima(kw, grading))
 
 
-def _worker(slot, first_block, tables, tasks, out):
+def _worker(slot, first_block, lab, tables, tasks, out):
     """A class's worker process: grades the hand-ins it takes from `tasks` ((path, out_dir, kw),
-    until None) with a Grading of its own (port block first_block + slot, its replays, the
-    class's point tables made before the fork), sending (path, None) on its pipe `out` when it
+    until None) with a Grading of its own (the class's Lab, port block first_block + slot, its
+    replays, the class's point tables made before the fork), sending (path, None) on its pipe `out` when it
     starts one and (path, entry) when it is done.  A pipe's send is written before it returns
     (a Queue's goes through a thread a dying process may not have run), so the parent knows
     which hand-in a worker was grading when it died."""
     procs.install_signal_handlers()
-    grading = Grading(PortBlock(first_block + slot), tables)
+    grading = Grading(lab, PortBlock(first_block + slot), tables)
     for path, out_dir, kw in iter(tasks.get, None):
         out.send((path, None))
         try:
@@ -521,7 +524,7 @@ def _grade_in_workers(todo, out_dir, kw, jobs, grading, done):
     workers, live = [], {}
     for k in range(n):
         recv, send = mp.Pipe(duplex=False)
-        w = mp.Process(target=_worker, args=(k, first, grading.tables, tasks, send), daemon=True)
+        w = mp.Process(target=_worker, args=(k, first, grading.lab, grading.tables, tasks, send), daemon=True)
         w.start()
         send.close()   # the worker's alone: its end closes when the worker ends
         workers.append(w)
@@ -622,10 +625,8 @@ def grade_class(class_dir, out_dir, jobs=None, resume=False, progress=None, shar
             todo.append(p)
     total = len(subs)
     # the point tables are made once here, before the workers fork, and raise if the goldens fail
-    if kw.get("python"):
-        _use_python(kw["python"])
+    grading = Grading(lab_for(kw.get("python"), class_dir))
     kw["scenarios"] = scenario_list(kw.get("scenarios"))
-    grading = Grading()
     grading.tables(kw["scenarios"], list(kw.get("roles") or ROLES), kw.get("golden_dir"), kw.get("weights"))
     if progress:
         progress(len(results), total, None)

@@ -445,7 +445,7 @@ def _record_limits(res, box):
 
 def _run_client(res, box, i, exchange, template, ports, timeout, host=HOST):
     port = ports[exchange.front]
-    argv = expand(template, port=port, expr=exchange.expr, example=exchange.example,
+    argv = expand(template, py=box.lab.python.path, port=port, expr=exchange.expr, example=exchange.example,
                   max_age=exchange.max_age if exchange.cache else 0, client_flags=exchange.flags,
                   server_host=host, server_port=ports["server"], close_wait=_hold(res, exchange.front, ports))
     t0 = time.time()
@@ -488,12 +488,12 @@ def _raw_malformed(box, port, timeout=5.0):
     return out
 
 
-def _open_sandbox(res, scn, limits, expose, ports_base):
+def _open_sandbox(res, scn, limits, expose, ports_base, lab):
     """The run's sandbox and ports: 9998/9999 in its own namespace, else ports_base and the next
     one (free ones when None; ports_base may be a function giving them), which must be free."""
     lib = paths.close_wait_lib()
     try:
-        box = sandbox.Sandbox(limits, tuple(expose) + ((lib,) if lib else ())).open()
+        box = sandbox.Sandbox(limits, tuple(expose) + ((lib,) if lib else ()), lab=lab).open()
     except sandbox.Unconfined as e:
         raise LabError(f"not graded: {e}") from None
     except (OSError, sandbox.ConfinementError) as e:
@@ -519,18 +519,19 @@ def scenario_of(spec):
 
 
 def play(name, templates, ports_base=None, workdir=None, timeout=15.0, golden=None, use_sniff=True,
-         capture_only=False, verbose=None, limits=None, expose=(), ours=None):
+         capture_only=False, verbose=None, limits=None, expose=(), ours=None, lab=None):
     """Run scenario `name`; returns a RunResult: the Run, judged (judge) unless `capture_only`.
     Nothing of it changes afterwards.  Raises LabError when the lab itself cannot run,
     its own programs included (`ours`: the roles calclab's programs play, by default those whose
     template is one of IMPLS').
     The run is confined by a sandbox.Sandbox with `limits` (sandbox.Limits); `expose` names extra
-    paths its programs may read (a submission folder)."""
+    paths its programs may read (a submission folder).  `lab`: the grading's settings.Lab (its
+    Python is the templates' {py}; default sandbox.default_lab())."""
     scn = scenario_of(name)
     name = scn.name
     res = _Playing(scn, frozenset(ours) if ours is not None else ours_in(templates))
     t_start = time.time()
-    box, ports = _open_sandbox(res, scn, limits, expose, ports_base)
+    box, ports = _open_sandbox(res, scn, limits, expose, ports_base, lab)
     res.held = frozenset(ports[r] for r in ("server", "proxy") if r in scn.roles and r not in res.ours)
     workdir = workdir or tempfile.mkdtemp(prefix=f"calclab-{name}-")
     os.makedirs(workdir, exist_ok=True)
@@ -543,8 +544,8 @@ def play(name, templates, ports_base=None, workdir=None, timeout=15.0, golden=No
     try:
         # 1. the programs, each in its own process group, each waited for on its port
         if "server" in scn.roles:
-            argv = expand(templates["server"], port=ports["server"], cache_control=scn.server_cache_control,
-                          server_host=HOST, server_port=ports["server"])
+            argv = expand(templates["server"], py=box.lab.python.path, port=ports["server"],
+                          cache_control=scn.server_cache_control, server_host=HOST, server_port=ports["server"])
             say(f"starting server: {shlex.join(argv)}")
             p = _start_program(res, box, "server", argv, os.path.join(workdir, "server.log"))
             if p is not None:
@@ -552,8 +553,8 @@ def play(name, templates, ports_base=None, workdir=None, timeout=15.0, golden=No
             if p is not None and not procs.wait_port(HOST, ports["server"], p, timeout, box.net_dir):
                 _not_listening(res, "server", p, ports, timeout)
         if "proxy" in scn.roles:
-            argv = expand(templates["proxy"], port=ports["proxy"], server_host=HOST, server_port=ports["server"],
-                          close_wait=_hold(res, "server", ports))
+            argv = expand(templates["proxy"], py=box.lab.python.path, port=ports["proxy"], server_host=HOST,
+                          server_port=ports["server"], close_wait=_hold(res, "server", ports))
             say(f"starting proxy: {shlex.join(argv)}")
             p = _start_program(res, box, "proxy", argv, os.path.join(workdir, "proxy.log"))
             if p is not None:

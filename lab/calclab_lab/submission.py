@@ -185,9 +185,10 @@ def _literal(text):
 
 
 class Submission:
-    """A private, normalized copy of one hand-in under `workdir`/src."""
+    """A private, normalized copy of one hand-in under `workdir`/src; its role files compiled by
+    `python` (default paths.PY) to find syntax errors."""
 
-    def __init__(self, path, workdir):
+    def __init__(self, path, workdir, python=None):
         self.path = os.path.abspath(path)
         self.id = submission_id(path)
         self.src = os.path.join(workdir, "src")
@@ -207,7 +208,7 @@ class Submission:
                     normalize_line_endings(os.path.join(d, name))
         self.files = find_role_files(self.src)
         self.errors = {}
-        bad = syntax_errors(sorted(self.files.values()))
+        bad = syntax_errors(sorted(self.files.values()), python)
         for role, p in self.files.items():
             if p in bad:
                 self.errors[role] = bad[p]
