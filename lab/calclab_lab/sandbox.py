@@ -127,24 +127,25 @@ class ConfinementError(Exception):
     """A run's programs could not be ended for certain (processes of its uids survived)."""
 
 
-ALLOW_ENV = "CALCLAB_ALLOW_UNCONFINED"
+ALLOW_ENV = settings.ALLOW_ENV
 
 
 def allow_unconfined():
-    """Let runs go on unconfined where nothing can confine them (--allow-unconfined); inherited
+    """Let runs go on unconfined where nothing can confine them (--allow-unconfined), for the
+    sandboxes made without a Lab (settings.Lab.allow_unconfined is the way to say it); inherited
     by the lab's own child processes."""
     os.environ[ALLOW_ENV] = "1"
 
 
 def unconfined_allowed():
-    return os.environ.get(ALLOW_ENV) == "1"
+    return settings.unconfined_by_environment()
 
 
-def refusal():
+def refusal(lab=None):
     """Why programs cannot be run here ('cannot confine ...'), or None when they can: confined,
-    or unconfined with the caller's leave."""
-    mode, reason = _probe()
-    if mode is None and not unconfined_allowed():
+    or unconfined with the caller's leave (`lab`'s, default the environment's)."""
+    mode, reason = probe()
+    if mode is None and not (lab.allow_unconfined if lab is not None else unconfined_allowed()):
         return f"cannot confine the programs here: {reason}; --allow-unconfined runs them unconfined"
     return None
 
@@ -275,13 +276,13 @@ class Sandbox:
             self._private = _private_dir()
             if not self._probing:
                 _notice(f"isolation: uid (no namespaces: {self.reason}); each program runs under a uid of "
-                           "its own, runs use free port pairs and share the host's network")
+                        "its own, runs use free port pairs and share the host's network")
         if self.mode is None:
-            if not unconfined_allowed():
+            if not self.lab.allow_unconfined:
                 self.close()
-                raise Unconfined(refusal() or f"cannot confine the programs here ({self.reason})")
+                raise Unconfined(refusal(self.lab) or f"cannot confine the programs here ({self.reason})")
             _notice(f"isolation: none ({self.reason}); runs use free port pairs and share the host's network; "
-                       "the programs run UNCONFINED (--allow-unconfined)")
+                    "the programs run UNCONFINED (--allow-unconfined)")
         return self
 
     def _start_holder(self):
@@ -793,9 +794,10 @@ def note_grader_path(path):
 
 
 def default_lab():
-    """The Lab of a sandbox made without one: the interpreter in use (interp.current()) and the
-    checkout with the grader's paths noted."""
-    return settings.Lab(interp.current(), settings.folders([paths.ROOT] + _noted_grader_paths))
+    """The Lab of a sandbox made without one: the interpreter in use (interp.current()), the
+    checkout with the grader's paths noted, and the environment's leave to run unconfined."""
+    return settings.Lab(interp.current(), settings.folders([paths.ROOT] + _noted_grader_paths),
+                        unconfined_allowed())
 
 
 def open_to_others(paths_):

@@ -1,6 +1,7 @@
 """The sandbox's own tools: calc-netns, which makes and holds a run's network namespace, and
 calc-jail, the step into it and out of root (its limits, the uid and capabilities a program
 is left with, the namespaces it enters), and their errors."""
+import dataclasses
 import os
 import socket
 import subprocess
@@ -264,3 +265,19 @@ def test_sandboxes_given_one_stage_share_its_copies(tmp_path):
         assert len(copies) == 1 and os.path.isfile(os.path.join(copies.pop(), "server.py"))
     finally:
         st.remove()
+
+
+def test_a_labs_leave_to_run_unconfined_is_its_own(monkeypatch):
+    """Where nothing confines the programs, a sandbox runs them only with its Lab's leave,
+    whatever the environment says to sandboxes made without a Lab."""
+    monkeypatch.setenv("CALCLAB_ISOLATION", "none")
+    monkeypatch.setenv(settings.ALLOW_ENV, "1")
+    lab = settings.Lab.create(allow_unconfined=False)
+    assert settings.Lab.create().allow_unconfined
+    with pytest.raises(sandbox.Unconfined, match="cannot confine the programs here: disabled by CALCLAB_ISOLATION=none"):
+        sandbox.Sandbox(lab=lab).open()
+    assert sandbox.refusal(lab).startswith("cannot confine the programs here")
+    allowed = dataclasses.replace(lab, allow_unconfined=True)
+    assert sandbox.refusal(allowed) is None
+    with sandbox.Sandbox(lab=allowed) as box:
+        assert box.mode is None and box.isolation.startswith("none: disabled by CALCLAB_ISOLATION=none")
