@@ -308,6 +308,14 @@ def test_without_any_confinement_the_lab_refuses_unless_allowed(tmp_path):
     assert r.returncode == 2 and "status: not graded: cannot confine" in r.stdout, r.stdout + r.stderr
     e = json.loads((tmp_path / "h" / "grades.json").read_text())["submissions"][0]
     assert e["status"].startswith("not graded: cannot confine") and e["score"] == 0 < e["max_score"], e
+    # allowed, the hand-in is graded, unconfined
+    for f in ("api.py", "calculator.py"):
+        shutil.copy(STUDENT / f, hand_in / f)
+    r = subprocess.run([PY, str(LAB / "grade"), str(hand_in), "--out", str(tmp_path / "h2"), "--scenarios", "3.1", "--roles", "server",
+                        "--allow-unconfined"], capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
+    e = json.loads((tmp_path / "h2" / "grades.json").read_text())["submissions"][0]
+    assert r.returncode == 0 and e["status"] == "graded" and e["score"] == e["max_score"], r.stdout + r.stderr
+    assert e["scenarios"][0]["isolation"].startswith("none: disabled by CALCLAB_ISOLATION=none")
     # allowed: graded, and every report says the programs ran unconfined
     r = subprocess.run(grade + ["--out", str(tmp_path / "g"), "--allow-unconfined"], capture_output=True, text=True,
                        timeout=120, env=env, cwd=ROOT)
