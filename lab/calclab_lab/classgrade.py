@@ -138,7 +138,7 @@ LAB_ERROR = "lab error: "
 def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=None, timeout=15.0,
                      use_sniff=True, golden_dir=None, ports_base=None, limits=None, weights=None,
                      integration=None, plays=1, captures=None, capture_ports=None, capture_points=0.0, python=None,
-                     grading=None):
+                     grading=None, lab=None):
     """Grade one hand-in; its feedback goes to out_dir/<id>/.  `roles`: which of the submission's
     roles are graded (default: every role file found); the others are played by calclab's programs.
     `client_stdin`: text fed to the student's client, with the templates' placeholders
@@ -154,7 +154,7 @@ def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=Non
     follow how it pickles.
     `grading`: the Grading of the process (a class's worker's), else one of its own.
     Returns the submission's grades.json entry."""
-    grading = grading or Grading(lab_for(python, path))
+    grading = grading or Grading(lab or lab_for(python, path))
     lab = grading.lab
     sub_id = submission_id(path)
     fdir = os.path.join(out_dir, feedback_dirname(sub_id))
@@ -625,7 +625,7 @@ def grade_class(class_dir, out_dir, jobs=None, resume=False, progress=None, shar
             todo.append(p)
     total = len(subs)
     # the point tables are made once here, before the workers fork, and raise if the goldens fail
-    grading = Grading(lab_for(kw.get("python"), class_dir))
+    grading = Grading(kw.get("lab") or lab_for(kw.get("python"), class_dir))
     kw["scenarios"] = scenario_list(kw.get("scenarios"))
     grading.tables(kw["scenarios"], list(kw.get("roles") or ROLES), kw.get("golden_dir"), kw.get("weights"))
     if progress:

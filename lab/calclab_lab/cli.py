@@ -5,7 +5,7 @@ import subprocess
 import sys
 import time
 
-from . import adapt, classgrade, goldens, gradebook, interp, paths, procs, report, runner, sandbox, sniff
+from . import adapt, classgrade, goldens, gradebook, interp, paths, procs, report, runner, sandbox, settings, sniff
 from . import scenarios as scenarios_mod
 from .scenarios import GRADABLE, SCENARIOS
 
@@ -40,20 +40,23 @@ def _add_python(ap):
                          "value, and the goldens and calclab's client follow")
 
 
-def _use_python(prog, a):
-    """interp.use(--python); the interpreter, or None after printing why it cannot be used."""
+def _lab(prog, a, *grader_paths):
+    """The grading's set-up (settings.Lab), made once here and handed down: --python, the
+    grader's own folders and --allow-unconfined; None after printing why --python cannot be
+    used."""
+    allow = getattr(a, "allow_unconfined", False)
+    if allow:  # for what runs without this Lab (goldens, replays) and the lab's child processes
+        sandbox.allow_unconfined()
     try:
-        return interp.use(a.python)
+        return settings.Lab.create(a.python, grader_paths, True if allow else None)
     except interp.InterpreterError as e:
         print(f"{prog}: --python {e}", file=sys.stderr)
         return None
 
 
-def _refused(a, prog):
+def _refused(lab, prog):
     """'status: not graded: cannot confine ...' when programs may not run here; None when they may."""
-    if a.allow_unconfined:
-        sandbox.allow_unconfined()
-    why = sandbox.refusal()
+    why = sandbox.refusal(lab)
     if why:
         print(f"status: not graded: {why}")
         print(f"{prog}: not graded: {why}", file=sys.stderr)
@@ -102,9 +105,11 @@ def scenario_main(argv=None):
     _absolute(a, "golden", "workdir", "html")
     if a.check_capture:
         return _check_capture(a)
-    if _refused(a, "lab/scenario") or _use_python("lab/scenario", a) is None:
+    lab = _lab("lab/scenario", a)
+    if lab is None or _refused(lab, "lab/scenario"):
         return 2
-    t = runner.templates_for(a.impl, a.server, a.proxy, a.client)
+    flavour = runner.flavour_for(a.impl, a.server, a.proxy, a.client, lab=lab)
+    t = runner.templates_for(a.impl, a.server, a.proxy, a.client, flavour=flavour)
     try:
         scn = scenarios_mod.resolve([a.name])[0]
     except scenarios_mod.ScenarioError as e:
@@ -115,12 +120,11 @@ def scenario_main(argv=None):
         print(f"lab/scenario: not built: {', '.join(missing)} (build first, or use --impl student)", file=sys.stderr)
         return 2
     try:
-        flavour = runner.flavour_for(a.impl, a.server, a.proxy, a.client)
         golden = None if a.capture_only else a.golden or goldens.golden_path(scn, flavour=flavour)
         res = runner.play(scn, t, ports_base=a.ports_base or 9998, workdir=a.workdir, timeout=a.timeout,
                           golden=golden, use_sniff=not a.no_sniff,
                           capture_only=a.capture_only, verbose=lambda m: print(f"[lab] {m}", flush=True),
-                          limits=sandbox.Limits.from_args(a))
+                          limits=sandbox.Limits.from_args(a), lab=lab)
     except runner.LabError as e:
         print(f"lab/scenario: {e}", file=sys.stderr)
         return 2
@@ -216,7 +220,8 @@ def grade_main(argv=None):
     procs.install_signal_handlers()
     _absolute(a, "submission", "class_dir", "out", "golden_dir", "workdir", "html")
     a.merge = [os.path.abspath(p) for p in a.merge] if a.merge else None
-    if _use_python("lab/grade", a) is None:
+    lab = _lab("lab/grade", a, a.submission, a.class_dir)
+    if lab is None:
         return 2
     try:
         names = scenarios_mod.resolve(a.scenarios)
@@ -229,8 +234,8 @@ def grade_main(argv=None):
         print("lab/grade: --shard goes with --class", file=sys.stderr)
         return 2
     if a.submission or a.class_dir:
-        return _grade_handins(a, names)
-    if _refused(a, "lab/grade"):
+        return _grade_handins(a, names, lab)
+    if _refused(lab, "lab/grade"):
         return 2
     if a.integration is not None:
         print("lab/grade: --integration goes with SUBMISSION or --class (the templates' programs already play "
@@ -241,7 +246,8 @@ def grade_main(argv=None):
     except ValueError as e:
         print(f"lab/grade: --role-weights: {e}", file=sys.stderr)
         return 2
-    t = runner.templates_for(a.impl, a.server, a.proxy, a.client)
+    flavour = runner.flavour_for(a.impl, a.server, a.proxy, a.client, lab=lab)
+    t = runner.templates_for(a.impl, a.server, a.proxy, a.client, flavour=flavour)
     missing = _check_programs(t, sorted({r for n in names for r in n.roles} | {"client"}))
     if missing:
         print(f"lab/grade: reference programs not built: {', '.join(missing)}", file=sys.stderr)
@@ -253,7 +259,6 @@ def grade_main(argv=None):
     try:
         under_test = _under_test(a)
         tables = classgrade.point_tables(names, under_test, a.golden_dir, weights)
-        flavour = runner.flavour_for(a.impl, a.server, a.proxy, a.client)
         runs = []
         for n in names:
             base = a.ports_base or procs.free_port_pair()
@@ -261,14 +266,15 @@ def grade_main(argv=None):
             client = "client" in under_test
             res = runner.play(n, t, ports_base=base, workdir=wd, timeout=a.timeout,
                               golden=goldens.golden_path(n, a.golden_dir, flavour), use_sniff=not a.no_sniff,
-                              limits=sandbox.Limits.from_args(a), capture_only=client)
+                              limits=sandbox.Limits.from_args(a), capture_only=client, lab=lab)
             # a client under test is judged as a hand-in's is: on the requests it sent (adapt)
             sent = adapt.adapt(res, timeout=a.timeout, use_sniff=not a.no_sniff, ports_base=procs.free_port_pair,
                                replay_dir=os.path.join(a.out, ".replays"), flavour=flavour) if client else None
             res = sent.result if sent else res   # adapt's judged run (it leaves its input as it was)
             results.append(res)
             runs.append(classgrade.RoleRun(res, tuple(under_test), sent))
-        entry = _score_templates(runs, under_test, tables, {r: t[r] for r in under_test}, a.out, time.time() - t0)
+        entry = _score_templates(runs, under_test, tables, {r: t[r] for r in under_test}, a.out, time.time() - t0,
+                                 lab)
     except (runner.LabError, gradebook.UntypedItem) as e:
         print(f"lab/grade: {e}", file=sys.stderr)
         return 2
@@ -295,7 +301,7 @@ def _under_test(a):
     return [r for r in gradebook.ROLES if r in given and r not in ours] or list(gradebook.ROLES)
 
 
-def _score_templates(runs, under_test, tables, templates, out_dir, duration):
+def _score_templates(runs, under_test, tables, templates, out_dir, duration, lab):
     """The template runs (classgrade.RoleRun) scored as hand-ins are (gradebook's model: the
     class's point tables, role weights, half points, penalties): the gradebook entry every
     output is made from."""
@@ -306,7 +312,7 @@ def _score_templates(runs, under_test, tables, templates, out_dir, duration):
                 for r, why in classgrade._start_failures(runs, under_test).items()}
     status = "graded" if len(problems) < len(under_test) else "; ".join(problems[r] for r in under_test)
     e = gradebook.entry("templates", status, scenarios, maxima=maxima, files=templates, problems=problems,
-                        duration=round(duration, 1), python=interp.current().to_dict())
+                        duration=round(duration, 1), python=lab.python.to_dict())
     return e
 
 
@@ -361,7 +367,7 @@ def _merge(a):
     return 2 if left else 0
 
 
-def _grade_handins(a, names):
+def _grade_handins(a, names, lab):
     """lab/grade SUBMISSION / --class DIR: grades.json, grades.csv, index.html and a feedback folder
     per hand-in under --out."""
     roles = [r.strip() for r in a.roles.split(",") if r.strip()] if a.roles else None
@@ -399,7 +405,7 @@ def _grade_handins(a, names):
     if not 1 <= a.plays <= 20:
         print(f"lab/grade: --plays takes 1 to 20 (got {a.plays})", file=sys.stderr)
         return 2
-    why = _refused(a, "lab/grade")
+    why = _refused(lab, "lab/grade")
     if why:
         if a.submission:  # the platforms show the hand-in's status and the class's maximum
             os.makedirs(a.out, exist_ok=True)
@@ -407,10 +413,7 @@ def _grade_handins(a, names):
             classgrade.write_outputs(a.out, [gradebook.entry(sub_id, f"not graded: {why}", maxima=classgrade.class_maxima(
                 names, roles, a.golden_dir, weights))])
         return 2
-    for p in (a.submission, a.class_dir):
-        if p:
-            sandbox.note_grader_path(p)
-    kw = dict(roles=roles, scenarios=names, captures=caps, capture_points=a.capture_points,
+    kw = dict(lab=lab, roles=roles, scenarios=names, captures=caps, capture_points=a.capture_points,
               capture_ports={"proxy": cports[0], "server": cports[1]} if cports else None,
               timeout=a.timeout, use_sniff=not a.no_sniff, golden_dir=a.golden_dir,
               limits=sandbox.Limits.from_args(a), weights=weights, plays=a.plays, integration=a.integration,
@@ -428,7 +431,7 @@ def _grade_handins(a, names):
                 print(f"lab/grade: --shard: {e}", file=sys.stderr)
                 return 2
             jobs = a.jobs
-            if jobs is None and sandbox._probe()[0] == "uid":
+            if jobs is None and sandbox.probe()[0] == "uid":
                 # without namespaces the runs share the host's network: one hand-in's programs
                 # could reach another's ports, so hand-ins go one at a time unless --jobs says
                 jobs = 1
@@ -510,13 +513,15 @@ def demo_main(argv=None):
     procs.install_signal_handlers()
     if a.impl == "c" and not build_if_needed():
         return 2
-    if _use_python("lab/demo", a) is None:
+    lab = _lab("lab/demo", a)
+    if lab is None:
         return 2
-    t = runner.templates_for(a.impl)
+    flavour = runner.flavour_for(a.impl, lab=lab)
+    t = runner.templates_for(a.impl, flavour=flavour)
     try:
         scn = runner.scenario_of("3.2")
-        res = runner.play(scn, t, ports_base=a.ports_base, golden=goldens.golden_path(scn, flavour=runner.flavour_for(a.impl)),
-                          verbose=lambda m: print(f"[demo] {m}", flush=True))
+        res = runner.play(scn, t, ports_base=a.ports_base, golden=goldens.golden_path(scn, flavour=flavour),
+                          verbose=lambda m: print(f"[demo] {m}", flush=True), lab=lab)
     except runner.LabError as e:
         print(f"lab/demo: {e}", file=sys.stderr)
         return 2

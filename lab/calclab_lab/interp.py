@@ -8,9 +8,9 @@ against what the reference sends under the interpreter that runs the students' p
 asks that interpreter, once per process: it runs it, pickles a probe enum member and looks at
 what came out.  Nothing is guessed from the version number.
 
-use(path) makes `path` the interpreter of the lab's runs ({py} in the command templates, the
-hand-ins' programs, the syntax check) and returns what it is; current() is the one in use
-(default: the system's python3, paths.PY)."""
+probe(path) says what the interpreter at `path` is; the one of a grading's runs ({py} in the
+command templates, the hand-ins' programs, the syntax check) is its settings.Lab's, which the
+entry point makes from --python; current() is the system's python3 (paths.PY), the default."""
 import dataclasses
 import functools
 import json
@@ -96,17 +96,9 @@ def _which(name):
     return None
 
 
-def use(path):
-    """Make `path` the interpreter of the lab's runs where no settings.Lab says which (paths.PY,
-    what current() answers); returns what it is (InterpreterError when it cannot be asked).  An
-    entry point that hands a settings.Lab down needs no use()."""
-    it = probe(path)
-    paths.PY = path
-    return it
-
-
 def current():
-    """The interpreter the lab's runs use now (paths.PY, the system's python3 unless use() said)."""
+    """The system's python3 (paths.PY): the interpreter of the runs whose settings.Lab says no
+    other."""
     return probe(paths.PY)
 
 

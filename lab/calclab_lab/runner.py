@@ -123,10 +123,13 @@ def _chosen(impl, server, proxy, client):
     return t
 
 
-def flavour_for(impl="c", server=None, proxy=None, client=None):
+def flavour_for(impl="c", server=None, proxy=None, client=None, lab=None):
     """The flavour a play of these programs is judged in (templates_for's default): by value
-    when only calclab's programs play (no Python in play), else as the interpreter in use pickles."""
-    return interp.BY_VALUE if _chosen(impl, server, proxy, client) == IMPLS["c"] else interp.current_flavour()
+    when only calclab's programs play (no Python in play), else as `lab`'s Python (default the
+    system's python3, interp.current) pickles."""
+    if _chosen(impl, server, proxy, client) == IMPLS["c"]:
+        return interp.BY_VALUE
+    return lab.flavour if lab is not None else interp.current_flavour()
 
 
 def with_flavour(templates, flavour):

@@ -779,25 +779,10 @@ def keep_private(path):
         os.chmod(path, stat.S_IMODE(os.stat(path).st_mode) & ~0o007)
 
 
-# What note_grader_path was told, for default_lab(): with interp.use's paths.PY, the settings
-# still made at run time, by the callers that do not hand a settings.Lab down yet (cli, runner).
-_noted_grader_paths = []
-
-
-def note_grader_path(path):
-    """A path of the grader's (a class folder, a hand-in) the isolation line says is open to the
-    programs when it is, for the sandboxes made without a Lab (settings.Lab.grader_paths is the
-    way to say it)."""
-    path = os.path.abspath(path)
-    if path not in _noted_grader_paths:
-        _noted_grader_paths.append(path)
-
-
 def default_lab():
-    """The Lab of a sandbox made without one: the interpreter in use (interp.current()), the
-    checkout with the grader's paths noted, and the environment's leave to run unconfined."""
-    return settings.Lab(interp.current(), settings.folders([paths.ROOT] + _noted_grader_paths),
-                        unconfined_allowed())
+    """The Lab of a sandbox made without one (calclab's goldens and replays, a test's run): the
+    system's python3, the checkout, and the environment's leave to run unconfined."""
+    return settings.Lab(interp.current(), settings.folders([paths.ROOT]), unconfined_allowed())
 
 
 def open_to_others(paths_):
