@@ -186,8 +186,6 @@ def _try_modes(forced=""):
 
 _probe_once = functools.lru_cache(maxsize=None)(_try_modes)
 _PROBE_LOCK = threading.Lock()
-# what the callers that knew the probe by its old name call (cli)
-_probe = probe
 
 
 def _try_namespaces():
