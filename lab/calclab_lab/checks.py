@@ -14,6 +14,7 @@ credit)."""
 from dataclasses import dataclass, replace
 
 from . import oracle
+from .gradebook import ROLES, UntypedItem
 from .oracle import REFUSED_ERROR, REFUSED_TEXT
 from .values import Fields
 
@@ -38,13 +39,19 @@ ORDER = ["connections", "handshake", "request-size", "request-header", "response
 class Item(Fields):
     """One thing a check looked at: whether it passed, the role whose behaviour it is about (set
     by whoever makes the item: calc-sniff verify, the lab's own checks; nothing downstream reads
-    it from the detail), what it says, and where on the wire (connection, frames, time)."""
+    it from the detail), what it says, and where on the wire (connection, frames, time).  An item
+    without one of the three roles cannot be made (gradebook.UntypedItem): nobody could be given
+    or charged its points."""
     passed: bool
     role: str
     detail: str = ""
     conn: object = None
     packets: tuple = ()
     time: object = None
+
+    def __post_init__(self):
+        if self.role not in ROLES:
+            raise UntypedItem(f"an item without a role ({self.role!r}: {self.detail[:120]!r})")
 
     def to_dict(self):
         return {"passed": self.passed, "role": self.role, "detail": self.detail, "conn": self.conn,

@@ -16,6 +16,7 @@ from types import MappingProxyType
 from . import checks as checks_mod
 from . import course_pickle, interp, oracle, paths, procs, sandbox, sniff
 from . import scenarios as scenarios_mod
+from .gradebook import UntypedItem
 from .scenarios import Client, Raw, Scenario, Sleep, Stop, protocol_vectors
 from .values import Fields, freeze, thaw
 
@@ -664,6 +665,8 @@ def judge(res, golden, golden_ports=None, scenario=None, clients=None, records=N
                                          read_capture(res) if records is None else records, tuple(errors)))
     except oracle.OracleError as e:
         raise LabError(f"the lab's oracle (calc-client --local) cannot say what the reference prints: {e}")
+    except UntypedItem as e:   # calc-sniff's or the lab's own check did not say whose an item is
+        raise LabError(f"a check of the run: {e}")
 
 
 def lab_side_errors(run, records, verdict):

@@ -166,3 +166,15 @@ def test_class_workers_own_their_grading_and_a_dead_one_costs_one_hand_in(tmp_pa
         blocks.setdefault(pid, set()).add(first)
     assert all(len(b) == 1 for b in blocks.values())                  # a worker keeps its block
     assert len({b for v in blocks.values() for b in v}) == len(blocks)  # no two workers share one
+
+
+@pytest.mark.build_independent
+def test_an_item_is_someones():
+    """Blame is set where an item is made: one without a role cannot be made, and judging a run
+    whose calc-sniff verdict has one is calclab's failure (a lab error), never a guess."""
+    from calclab_lab import gradebook
+    with pytest.raises(gradebook.UntypedItem):
+        checks.item(False, None, "connection 1: the first FIN")
+    with pytest.raises(gradebook.UntypedItem):
+        checks.from_sniff([{"name": "teardown", "items": [{"passed": True, "detail": "no role"}]}])
+    assert checks.item(True, "proxy", "ok").role == "proxy"
