@@ -22,7 +22,7 @@ from . import checks as checks_mod
 from . import scenarios as scenarios_mod
 from .scenarios import GRADABLE, Raw, protocol_vectors
 from .submission import ROLES, Submission, SubmissionError, submission_id
-from .values import thaw
+from .values import freeze, thaw
 
 PORT_LO, PORT_HI = 20000, 32000       # below the kernel's ephemeral range: no client socket takes them
 PORTS_PER_WORKER = 400
@@ -284,7 +284,7 @@ class RoleRun:
     res: object              # runner.RunResult
     judged: tuple
     sent: object = None      # adapt.Adapted (its runs and adapted exchanges) when the client is judged
-    races: tuple = None
+    races: tuple = None      # frozen: what plays.merge found, one mapping per race
     integration: bool = False
 
     @property
@@ -315,7 +315,7 @@ def _play(grading, scn, templates, judged, workdir, out_dir, timeout, use_sniff,
     if plays > 1:
         merged, races = plays_mod.merge(played)
         played[0] = merged
-        races = tuple(races)
+        races = freeze(races)
     return RoleRun(played[0], tuple(judged), sent, races, integration)
 
 
@@ -415,7 +415,7 @@ def _role_part(run, out_dir, table):
         out["client_requests"] = thaw(sent.runs)
         out["adapted"] = sent.adapted
     if run.races is not None:   # --plays: what differed between the plays of the scenario
-        out["races"] = [r for r in run.races if r["role"] is None or set(r["role"].split(",")) & set(judged)]
+        out["races"] = [thaw(r) for r in run.races if r["role"] is None or set(r["role"].split(",")) & set(judged)]
     return out
 
 

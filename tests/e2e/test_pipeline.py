@@ -178,3 +178,16 @@ def test_an_item_is_someones():
     with pytest.raises(gradebook.UntypedItem):
         checks.from_sniff([{"name": "teardown", "items": [{"passed": True, "detail": "no role"}]}])
     assert checks.item(True, "proxy", "ok").role == "proxy"
+
+
+@pytest.mark.build_independent
+def test_a_role_run_with_races_is_written_as_plain_json(tmp_path):
+    """What plays.merge found stays frozen in the RoleRun and is written out as plain JSON."""
+    import json
+    merged, races = plays.merge([malformed(True, True), malformed(True, False)])
+    run = classgrade.RoleRun(merged, ("server",), None, freeze(races))
+    table = {("connections", "server"): 10, ("handshake", "server"): 10, ("malformed-answer", "server"): 20}
+    part = classgrade._role_part(run, str(tmp_path), table)
+    assert json.loads(json.dumps(part))["races"] == [dict(races[0], failed_in=[2])]
+    with pytest.raises(TypeError):
+        run.races[0]["plays"] = 1
