@@ -556,6 +556,10 @@ def _grade_in_workers(todo, out_dir, kw, jobs, grading, done):
             left.discard(path)
             done(path, _grader_error(path, "(every worker process ended)", kw, grading))
     finally:
+        if left:   # leaving early (a signal, an error): the workers stop now, their programs with them
+            for w in workers:
+                if w.exitcode is None:
+                    w.terminate()
         for w in workers:
             w.join(5)
             if w.exitcode is None:
