@@ -492,12 +492,12 @@ def _raw_malformed(box, port, timeout=5.0):
     return out
 
 
-def _open_sandbox(res, scn, limits, expose, ports_base, lab):
+def _open_sandbox(res, scn, limits, expose, ports_base, lab, staged=None):
     """The run's sandbox and ports: 9998/9999 in its own namespace, else ports_base and the next
     one (free ones when None; ports_base may be a function giving them), which must be free."""
     lib = paths.close_wait_lib()
     try:
-        box = sandbox.Sandbox(limits, tuple(expose) + ((lib,) if lib else ()), lab=lab).open()
+        box = sandbox.Sandbox(limits, tuple(expose) + ((lib,) if lib else ()), lab=lab, staged=staged).open()
     except sandbox.Unconfined as e:
         raise LabError(f"not graded: {e}") from None
     except (OSError, sandbox.ConfinementError) as e:
@@ -523,19 +523,20 @@ def scenario_of(spec):
 
 
 def play(name, templates, ports_base=None, workdir=None, timeout=15.0, golden=None, use_sniff=True,
-         capture_only=False, verbose=None, limits=None, expose=(), ours=None, lab=None):
+         capture_only=False, verbose=None, limits=None, expose=(), ours=None, lab=None, staged=None):
     """Run scenario `name`; returns a RunResult: the Run, judged (judge) unless `capture_only`.
     Nothing of it changes afterwards.  Raises LabError when the lab itself cannot run,
     its own programs included (`ours`: the roles calclab's programs play, by default those whose
     template is one of IMPLS').
     The run is confined by a sandbox.Sandbox with `limits` (sandbox.Limits); `expose` names extra
     paths its programs may read (a submission folder).  `lab`: the grading's settings.Lab (its
-    Python is the templates' {py}; default sandbox.default_lab())."""
+    Python is the templates' {py}; default sandbox.default_lab()).  `staged`: the stage.Stage
+    the copies of `expose` come from, the caller's (a hand-in's runs share one, copied once)."""
     scn = scenario_of(name)
     name = scn.name
     res = _Playing(scn, frozenset(ours) if ours is not None else ours_in(templates))
     t_start = time.time()
-    box, ports = _open_sandbox(res, scn, limits, expose, ports_base, lab)
+    box, ports = _open_sandbox(res, scn, limits, expose, ports_base, lab, staged)
     res.held = frozenset(ports[r] for r in ("server", "proxy") if r in scn.roles and r not in res.ours)
     workdir = workdir or tempfile.mkdtemp(prefix=f"calclab-{name}-")
     os.makedirs(workdir, exist_ok=True)

@@ -281,3 +281,18 @@ def test_a_labs_leave_to_run_unconfined_is_its_own(monkeypatch):
     assert sandbox.refusal(allowed) is None
     with sandbox.Sandbox(lab=allowed) as box:
         assert box.mode is None and box.isolation.startswith("none: disabled by CALCLAB_ISOLATION=none")
+
+
+def test_a_run_takes_its_copies_from_the_stage_it_is_given(tmp_path):
+    """runner.play(staged=): the run's programs read their copies from the caller's Stage, which
+    the run leaves for the caller's next runs."""
+    from calclab_lab import paths, runner
+    st = stage.Stage()
+    try:
+        res = runner.play("3.1", runner.templates_for("student"), workdir=str(tmp_path / "run"), timeout=10,
+                          use_sniff=False, staged=st)
+        assert res.passed, res.errors
+        copy = st._copies[os.path.realpath(paths.STUDENT)]   # made by the run, kept
+        assert os.path.isfile(os.path.join(copy, "calc_server.py"))
+    finally:
+        st.remove()
