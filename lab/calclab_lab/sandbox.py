@@ -47,8 +47,9 @@ UIDS_PER_RUN = 16
 NOBODY = 65534
 # Without namespaces the uids are real ones of the host, shared with every other grader there: a
 # run holds one of these blocks of UIDS_PER_RUN (a locked file in a root-only folder and a socket
-# name, _lock_block), so no two runs, in this process or another, share a uid. Far above the ranges of /etc/subuid and of the
-# namespace mode's uids above, so killing a block's uids kills nothing else.
+# name, _lock_block), so no two runs, in this process or another, share a uid. Far above the
+# ranges of /etc/subuid and of the namespace mode's uids above, so killing a block's uids kills
+# nothing else.
 UID_MODE_BASE = 2_000_000_000
 UID_BLOCKS = 4096
 UID_LOCK_DIRS = ("/run/calclab-uids", "/var/tmp/calclab-uids", "/tmp/calclab-uids")

@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from hostile import (LAB, PY, ROOT, SECRET, assert_none_left, everything, grade_forging_hand_in, hostile, limit_cases, play,
-                     run_daemon, run_forker, run_hog, run_printer, run_squatter, secret_hunter, student_only,
+from hostile import (LAB, PY, ROOT, SECRET, assert_none_left, everything, grade_forging_hand_in, hostile,
+                     limit_cases, play, run_daemon, run_forker, run_hog, run_printer, run_squatter, secret_hunter, student_only,
                      with_bystander, writer)
 from calclab_lab import sandbox  # noqa: E402  (hostile put lab/ on the path)
 
