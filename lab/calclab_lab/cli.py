@@ -45,8 +45,6 @@ def _lab(prog, a, *grader_paths):
     grader's own folders and --allow-unconfined; None after printing why --python cannot be
     used."""
     allow = getattr(a, "allow_unconfined", False)
-    if allow:  # for what runs without this Lab (goldens, replays) and the lab's child processes
-        sandbox.allow_unconfined()
     try:
         return settings.Lab.create(a.python, grader_paths, True if allow else None)
     except interp.InterpreterError as e:

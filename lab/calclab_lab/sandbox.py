@@ -131,13 +131,6 @@ class ConfinementError(Exception):
 ALLOW_ENV = settings.ALLOW_ENV
 
 
-def allow_unconfined():
-    """Let runs go on unconfined where nothing can confine them (--allow-unconfined), for the
-    sandboxes made without a Lab (settings.Lab.allow_unconfined is the way to say it); inherited
-    by the lab's own child processes."""
-    os.environ[ALLOW_ENV] = "1"
-
-
 def unconfined_allowed():
     return settings.unconfined_by_environment()
 

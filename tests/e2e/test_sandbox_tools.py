@@ -296,3 +296,22 @@ def test_a_run_takes_its_copies_from_the_stage_it_is_given(tmp_path):
         assert os.path.isfile(os.path.join(copy, "calc_server.py"))
     finally:
         st.remove()
+
+
+def test_calclabs_own_programs_need_no_leave_to_run_unconfined(tmp_path, monkeypatch):
+    """Where nothing confines, a run of calclab's programs alone (how goldens and replays are
+    made) runs without the Lab's leave, since nothing untrusted runs in it; a run with another
+    program in it is refused."""
+    from calclab_lab import paths, runner
+    monkeypatch.setenv("CALCLAB_ISOLATION", "none")
+    monkeypatch.delenv(settings.ALLOW_ENV, raising=False)
+    lab = settings.Lab.create(allow_unconfined=False)
+    res = runner.play("3.1", runner.templates_for("c"), workdir=str(tmp_path / "ours"), timeout=10, use_sniff=False,
+                      lab=lab)
+    assert res.passed and res.run.isolation.startswith("none: disabled by CALCLAB_ISOLATION=none"), res.errors
+    server = tmp_path / "theirs" / "calc_server.py"
+    server.parent.mkdir()
+    server.write_bytes(open(os.path.join(paths.STUDENT, "calc_server.py"), "rb").read())
+    t = runner.templates_for("c", server=f"{{py}} {server} -H {{host}} -p {{port}}")
+    with pytest.raises(runner.LabError, match="not graded: cannot confine the programs here"):
+        runner.play("3.1", t, workdir=str(tmp_path / "run"), timeout=10, use_sniff=False, lab=lab)
