@@ -206,7 +206,7 @@ def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=Non
         runnable = [r for r in graded if r not in problems]
         scn_entries, integ_entries = [], []
         try:
-            with stage.shared():  # the hand-in is copied (and its modules compiled) once for all its runs
+            with stage.Stage() as staged:  # the hand-in is copied (and its modules compiled) once for its runs
                 for scn in scenarios:
                     # each role on its own: calclab's programs play the others
                     parts = []
@@ -214,7 +214,7 @@ def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=Non
                         templates = runner.templates_for("c", flavour=lab.flavour)
                         templates[role] = sub.template(role, client_stdin)
                         run = _play(grading, scn, templates, (role,), os.path.join(fdir, scn.name, role), out_dir,
-                                    timeout, use_sniff, golden_dir, ports_base, limits, plays)
+                                    timeout, use_sniff, golden_dir, ports_base, limits, plays, staged=staged)
                         runs.append(run)
                         parts.append(_role_part(run, out_dir, tables[scn.name]))
                     scn_entries.append(_scenario_entry(scn.name, parts))
@@ -225,7 +225,7 @@ def grade_submission(path, out_dir, roles=None, scenarios=None, client_stdin=Non
                             templates[r] = sub.template(r, client_stdin)
                         run = _play(grading, scn, templates, tuple(runnable),
                                     os.path.join(fdir, "integration", scn.name), out_dir, timeout, use_sniff,
-                                    golden_dir, ports_base, limits, plays, integration=True)
+                                    golden_dir, ports_base, limits, plays, integration=True, staged=staged)
                         runs.append(run)
                         integ_entries.append(_scenario_entry(scn.name, [_role_part(
                             run, out_dir, integration_tables[scn.name])]))
@@ -293,18 +293,19 @@ class RoleRun:
 
 
 def _play(grading, scn, templates, judged, workdir, out_dir, timeout, use_sniff, golden_dir, ports_base, limits,
-          plays=1, integration=False):
+          plays=1, integration=False, staged=None):
     """One RoleRun of `scn` with `templates`, judged on the roles `judged`: a graded client's run
     is judged once, by adapt, on the requests it really sent.  With `plays` > 1 it is played that
     many times and judged as one (plays.merge).  The golden, the replays and calclab's client
-    are in the pickle flavour of the students' Python; ports and replays are `grading`'s."""
+    are in the pickle flavour of the students' Python; ports and replays are `grading`'s; the
+    copies the programs read come from `staged`, the hand-in's stage.Stage."""
     flavour = grading.lab.flavour
     played, sent = [], None
     for k in range(plays):
         res = runner.play(scn, templates, ports_base=ports_base or grading.ports,
                           workdir=workdir if k == 0 else os.path.join(workdir, f"play-{k + 1}"), timeout=timeout,
                           golden=goldens.golden_path(scn, golden_dir, flavour), use_sniff=use_sniff, limits=limits,
-                          capture_only="client" in judged, lab=grading.lab)
+                          capture_only="client" in judged, lab=grading.lab, staged=staged)
         if "client" in judged:
             got = adapt.adapt(res, timeout=timeout, use_sniff=use_sniff, ports_base=grading.ports,
                               replay_dir=os.path.join(out_dir, ".replays"), flavour=flavour, replays=grading.replays)

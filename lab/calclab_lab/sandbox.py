@@ -238,7 +238,7 @@ class Sandbox:
         """`lab`: the grading's settings.Lab (default: default_lab()): the installation of its
         Python is shown to the programs read-only, its grader's folders are watched.  `staged`:
         the stage.Stage of the copies its programs read, the caller's (a hand-in's runs share
-        one); default: stage.current(), else one of its own, removed by close().  A `mode` given
+        one); default: one of its own, removed by close().  A `mode` given
         is the probe's: it tries that set-up (and runs no Python)."""
         self.limits = limits or Limits()
         self.expose = [os.path.abspath(p) for p in expose]
@@ -248,7 +248,7 @@ class Sandbox:
         self.interpreter_dirs = interpreter_dirs(self.lab.python.prefixes) if self.lab is not None else ()
         self.holder = None     # netns_holder.NetnsHolder of the run's namespace
         self._next_uid = 0
-        self._stage, self._own_stage = (staged, False) if staged is not None else stage.current()
+        self._stage, self._own_stage = (staged, False) if staged is not None else (stage.Stage(), True)
         self._block = None     # uid mode: the UidBlock the run holds
         self._private = None   # uid mode: the run's folder of the programs' own folders
         self._uids = {}        # uid mode: uid -> {exposed path: its private copy}

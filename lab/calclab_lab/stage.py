@@ -4,15 +4,14 @@ A Stage holds, in one temporary folder, the copies that sandbox.Sandbox binds re
 program's view: each exposed path (a submission folder, an executable) copied so that the
 program's unprivileged uid can read it whatever the grader's permissions, and a folder of the
 few /etc files a program needs.  Each is made once per Stage.  A run has a Stage of its own,
-unless a shared() one is active: then the runs of one hand-in (its scenarios, the replays)
-copy it once.
+unless its caller hands it one (runner.play(staged=)): the runs of one hand-in share theirs
+(classgrade: `with Stage() as staged`), so the hand-in is copied once.
 
 Python modules of a copied folder are compiled into its __pycache__ with hash-checked pycs, so
 that each of the hand-in's dozen program starts loads them instead of compiling them again
 (the copies are read-only to the programs, which could never cache them themselves).  A pyc
 is used only while its source's hash matches, so it is always the code the report shows; the
 hand-in's own __pycache__ folders are never copied."""
-import contextlib
 import os
 import py_compile
 import shutil
@@ -74,32 +73,18 @@ class Stage:
                         os.chmod(dest, 0o644)
             return etc
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
     def remove(self):
         with self._lock:
             if self._dir is not None:
                 shutil.rmtree(self._dir, ignore_errors=True)
                 self._dir = None
                 self._copies.clear()
-
-
-_shared = None
-
-
-def current():
-    """(the Stage runs use now, whether the caller owns it and must remove it)."""
-    return (_shared, False) if _shared is not None else (Stage(), True)
-
-
-@contextlib.contextmanager
-def shared():
-    """Within it, every run's sandbox uses one Stage (removed at the end)."""
-    global _shared
-    outer, _shared = _shared, Stage()
-    try:
-        yield _shared
-    finally:
-        _shared.remove()
-        _shared = outer
 
 
 def _copy(path, dest):
