@@ -187,6 +187,18 @@ def listening(port, net_dir="/proc/net"):
     return any(state == TCP_LISTEN and local == port for local, _, state in _tcp_sockets(net_dir))
 
 
+def wait_not_listening(port, timeout, net_dir="/proc/net"):
+    """True once nothing listens on `port`; False after `timeout` seconds.  A program stopped
+    by the run before may still be exiting (its group was signalled, its leader reaped): its
+    listening socket closes only when its last process is gone."""
+    end = time.time() + timeout
+    while listening(port, net_dir):
+        if time.time() >= end:
+            return False
+        time.sleep(POLL)
+    return True
+
+
 def connections_over(ports, net_dir="/proc/net"):
     """Whether every connection to or from `ports` is over on the wire: each of their sockets
     listens, is closed or waits in TIME_WAIT, so the last FIN and ACK have been sent."""

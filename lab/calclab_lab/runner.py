@@ -36,6 +36,7 @@ CLOSE_WAIT_MS = 100
 # before the capture stops
 BETWEEN_EXCHANGES = 0.05 + 2 * CLOSE_WAIT_MS / 1000
 AFTER_LAST = 0.5
+PORT_FREED = 3.0   # seconds a port of the run before may take to close: its programs exiting after the stop
 ENV = shutil.which("env") or "/usr/bin/env"
 
 IMPLS = {
@@ -510,7 +511,7 @@ def _open_sandbox(res, scn, limits, expose, ports_base, lab, staged=None):
     res.limits = box.limits.to_dict()
     res.ports = ports = box.ports(ports_base)
     for role in scn.roles:
-        if procs.listening(ports[role], box.net_dir):
+        if not procs.wait_not_listening(ports[role], PORT_FREED, box.net_dir):
             box.close()
             raise LabError(f"port {ports[role]} ({role}) is already in use: pick another --ports-base")
     return box, ports
