@@ -366,7 +366,8 @@ def _start_program(res, box, role, argv, log_path=None):
         res.fault(role, "timed-out", f"{role}: not started: the run's wall-clock limit struck")
         return None
     try:
-        wrapped, env, cwd = box.program(_close_wait(argv, res.held))
+        # calclab's own programs run confined too, but without the student's bwrap (Sandbox.ours)
+        wrapped, env, cwd = box.ours(argv) if _ours(argv) else box.program(_close_wait(argv, res.held))
         p = procs.Proc(role, wrapped, log_path, env=env, cwd=cwd, max_output=box.limits.output_kib * 1024)
     except OSError as e:
         res.fault(role, "cannot-start", f"{role}: cannot start: {e}")

@@ -315,3 +315,56 @@ def test_calclabs_own_programs_need_no_leave_to_run_unconfined(tmp_path, monkeyp
     t = runner.templates_for("c", server=f"{{py}} {server} -H {{host}} -p {{port}}")
     with pytest.raises(runner.LabError, match="not graded: cannot confine the programs here"):
         runner.play("3.1", t, workdir=str(tmp_path / "run"), timeout=10, use_sniff=False, lab=lab)
+
+
+@as_root
+def test_calclabs_own_programs_run_in_the_namespace_under_a_uid_without_bwrap():
+    """Sandbox.ours: as root, one calc-jail exec puts calclab's program into the run's network
+    namespace, with the limits and an unprivileged uid of its own; no bubblewrap."""
+    with sandbox.Sandbox() as box:
+        if box.mode != "root" or not box.isolated:
+            pytest.skip(f"no root namespace level here ({box.isolation})")
+        argv, env, cwd = box.ours([sys.executable, "-c", "import os, resource; print(os.getuid(), "
+                                   "resource.getrlimit(resource.RLIMIT_NPROC)[0]); print(open('/proc/net/dev').read())"])
+        assert "bwrap" not in argv and argv[0] == str(build_exe("calc-jail"))
+        r = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    first, *devs = r.stdout.splitlines()
+    uid, nproc = map(int, first.split())
+    assert uid >= sandbox.UID_BASE and nproc == box.limits.processes
+    assert [l.split(":")[0].strip() for l in devs[2:] if l.strip()] == ["lo"]   # the run's namespace alone
+
+
+def test_die_with_parent_kills_the_program_when_its_starter_ends(tmp_path):
+    """calc-jail --die-with-parent: the program is killed once the process that started calc-jail
+    is gone (what bwrap's option gives the students' programs); without it the program lives on."""
+    pids = {}
+    for opt in ("--die-with-parent", None):
+        pidfile = tmp_path / f"pid{bool(opt)}"
+        # the starter ends once calc-jail has exec'd the program (its death signal is set by then)
+        starter = ("import subprocess, sys, time; p = subprocess.Popen(sys.argv[1:]); end = time.time() + 10\n"
+                   "while open(f'/proc/{p.pid}/comm').read().strip() != 'sleep' and time.time() < end:\n"
+                   "    time.sleep(0.01)\n"
+                   f"open({str(pidfile)!r}, 'w').write(str(p.pid))")
+        argv = [str(build_exe("calc-jail"))] + ([opt] if opt else []) + ["--", "sleep", "30"]
+        subprocess.run([sys.executable, "-c", starter] + argv, timeout=30, check=True)
+        pids[opt] = int(pidfile.read_text())
+    try:
+        end = time.time() + 5
+        while time.time() < end and os.path.exists(f"/proc/{pids['--die-with-parent']}/cmdline") \
+                and open(f"/proc/{pids['--die-with-parent']}/cmdline").read():
+            time.sleep(0.02)
+        assert not os.path.exists(f"/proc/{pids['--die-with-parent']}/cmdline") \
+            or not open(f"/proc/{pids['--die-with-parent']}/cmdline").read()
+        assert open(f"/proc/{pids[None]}/cmdline").read().startswith("sleep")
+    finally:
+        for pid in pids.values():
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+
+
+def test_die_with_parent_goes_with_a_program_only():
+    r = jail("--die-with-parent", "--kill-uid", "2000000000")
+    assert r.returncode == 125 and "--kill-uid goes alone" in r.stderr

@@ -40,7 +40,7 @@ enum { EXIT_JAIL = 125, EXIT_CANNOT_EXEC = 126, EXIT_NOT_FOUND = 127 };
 static void usage(FILE *f) {
   fprintf(f,
           "usage: calc-jail [--user-ns PATH] [--net-ns PATH] [--chdir DIR] [--uid N]\n"
-          "                 [--limit RESOURCE=VALUE]... -- PROGRAM [ARG...]\n"
+          "                 [--limit RESOURCE=VALUE]... [--die-with-parent] -- PROGRAM [ARG...]\n"
           "       calc-jail --kill-uid N [--kill-uid N]...\n"
           "\n"
           "Runs PROGRAM inside the namespaces named (the files /proc/PID/ns/user and\n"
@@ -50,6 +50,8 @@ static void usage(FILE *f) {
           "  --limit as=BYTES|cpu=SECONDS|nproc=N|nofile=N|fsize=BYTES|core=BYTES\n"
           "                 soft and hard limit (cpu: hard one second above, so that SIGXCPU\n"
           "                 comes before SIGKILL); may be repeated\n"
+          "  --die-with-parent  PROGRAM gets SIGKILL when the process that started calc-jail\n"
+          "                 ends (as bubblewrap's option; for programs run without it)\n"
           "  --kill-uid N     kill every process of uid N (as root) and check that none is\n"
           "                 left; exit 0 then, 125 when some survive\n"
           "Exit status: PROGRAM's; 125 jail setup failed, 126 cannot execute, 127 not found.\n");
@@ -214,12 +216,12 @@ static int kill_uids(const unsigned long long *uids, int n) {
   return -1;
 }
 
-enum { OPT_USER_NS = 256, OPT_NET_NS, OPT_CHDIR, OPT_UID, OPT_LIMIT, OPT_KILL_UID, OPT_HELP };
+enum { OPT_USER_NS = 256, OPT_NET_NS, OPT_CHDIR, OPT_UID, OPT_LIMIT, OPT_KILL_UID, OPT_DIE_WITH_PARENT, OPT_HELP };
 static const struct option long_opts[] = {
     {"user-ns", required_argument, 0, OPT_USER_NS}, {"net-ns", required_argument, 0, OPT_NET_NS},
     {"chdir", required_argument, 0, OPT_CHDIR},     {"uid", required_argument, 0, OPT_UID},
     {"limit", required_argument, 0, OPT_LIMIT},     {"kill-uid", required_argument, 0, OPT_KILL_UID},
-    {"help", no_argument, 0, OPT_HELP},
+    {"die-with-parent", no_argument, 0, OPT_DIE_WITH_PARENT}, {"help", no_argument, 0, OPT_HELP},
     {0, 0, 0, 0},
 };
 
@@ -230,7 +232,8 @@ int main(int argc, char **argv) {
   unsigned long long kill_list[MAX_KILL_UIDS];
   int nkill = 0;
   unsigned long long uid = 0;
-  int have_uid = 0, ch;
+  int have_uid = 0, die_with_parent = 0, ch;
+  pid_t parent = getppid();
   /* "+": options stop at the first operand, so the program's own options are left alone */
   while ((ch = getopt_long(argc, argv, "+h", long_opts, NULL)) != -1) {
     switch (ch) {
@@ -256,6 +259,7 @@ int main(int argc, char **argv) {
         }
         nkill++;
         break;
+      case OPT_DIE_WITH_PARENT: die_with_parent = 1; break;
       case OPT_LIMIT:
         if (nlimits == (int)(sizeof limits / sizeof limits[0])) {
           fprintf(stderr, "calc-jail: too many --limit options\n");
@@ -269,7 +273,7 @@ int main(int argc, char **argv) {
     }
   }
   if (nkill) {
-    if (optind < argc || user_ns || net_ns || dir || have_uid || nlimits) {
+    if (optind < argc || user_ns || net_ns || dir || have_uid || nlimits || die_with_parent) {
       fprintf(stderr, "calc-jail: --kill-uid goes alone\n");
       return EXIT_JAIL;
     }
@@ -289,6 +293,11 @@ int main(int argc, char **argv) {
     return EXIT_JAIL;
   }
   if (have_uid && drop_to(uid) < 0) return EXIT_JAIL;
+  /* set after the uid change, which clears it; a parent gone already is not waited for */
+  if (die_with_parent && (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || getppid() != parent)) {
+    fprintf(stderr, "calc-jail: --die-with-parent: %s\n", getppid() != parent ? "the parent has ended" : strerror(errno));
+    return EXIT_JAIL;
+  }
   execvp(argv[optind], argv + optind);
   int code = errno == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXEC;
   fail("cannot run", argv[optind]);
