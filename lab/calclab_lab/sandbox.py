@@ -230,6 +230,21 @@ def _notice(text):
     print(f"calclab: {text}", file=sys.stderr, flush=True)
 
 
+def _others_may_run(path):
+    """Whether a uid that is neither owner nor group of anything may execute `path` where it
+    lies: the file and every folder above it executable (searchable) by others."""
+    try:
+        path = os.path.realpath(path)
+        if not os.stat(path).st_mode & stat.S_IXOTH:
+            return False
+        for d in _ancestors(path):
+            if not os.stat(d).st_mode & stat.S_IXOTH:
+                return False
+    except OSError:
+        return False
+    return os.stat("/").st_mode & stat.S_IXOTH != 0
+
+
 class Sandbox:
     """One run's namespace and the argv prefixes that put programs into it.  Use as a context
     manager; after close() the namespace is gone."""
@@ -395,8 +410,10 @@ class Sandbox:
         bubblewrap's mount and pid namespaces (its read-only root, its /tmp): they are the
         course's code, trusted as the capture is (which reads the same bytes as root), and bwrap
         with the second calc-jail is ~5 ms of CPU a program, two-thirds of a hand-in's programs
-        being calclab's. Elsewhere (rootless, uid, none) as program()."""
-        if self.mode != "root" or not self.isolated:
+        being calclab's. Elsewhere (rootless, uid, none), and where the program's own uid could
+        not run the executable where it lies (a checkout closed to others, as the Gradescope
+        bundle's /autograder is: bwrap binds a copy), as program()."""
+        if self.mode != "root" or not self.isolated or not _others_may_run(argv[0]):
             return self.program(argv)
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
         limits = self.limits.jail_argv(address_space=not any(_sanitized(w) for w in argv))

@@ -4,6 +4,7 @@ is left with, the namespaces it enters), and their errors."""
 import dataclasses
 import os
 import socket
+import shutil
 import subprocess
 import sys
 import time
@@ -333,6 +334,28 @@ def test_calclabs_own_programs_run_in_the_namespace_under_a_uid_without_bwrap():
     uid, nproc = map(int, first.split())
     assert uid >= sandbox.UID_BASE and nproc == box.limits.processes
     assert [l.split(":")[0].strip() for l in devs[2:] if l.strip()] == ["lo"]   # the run's namespace alone
+
+
+@as_root
+def test_calclabs_program_in_a_closed_checkout_runs_as_a_students_does(tmp_path):
+    """A checkout closed to others (the Gradescope bundle's /autograder is 0700): the program's
+    own uid could not run calclab's executable where it lies, so it runs as a student's does,
+    bwrap binding a copy; it still answers."""
+    closed = tmp_path / "closed"
+    (closed / "build").mkdir(parents=True)
+    exe = closed / "build" / "calc-client"
+    shutil.copy(build_exe("calc-client"), exe)
+    with sandbox.Sandbox(expose=(str(exe),)) as box:
+        if box.mode != "root" or not box.isolated:
+            pytest.skip(f"no root namespace level here ({box.isolation})")
+        closed.chmod(0o700)
+        try:
+            argv, env, cwd = box.ours([str(exe), "--local", "1 + 2"])
+            assert "bwrap" in argv
+            r = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=30)
+        finally:
+            closed.chmod(0o755)
+        assert r.returncode == 0 and "Result: 3" in r.stdout, r.stdout + r.stderr
 
 
 def test_die_with_parent_kills_the_program_when_its_starter_ends(tmp_path):
