@@ -23,9 +23,9 @@ def own_netns_or_skip():
         pytest.skip(f"the kernel refuses a network namespace here: {r.stderr.strip()}")
 
 
-def replay_and_verify(tmp_path, golden, replayed, extra=()):
-    """calc-sniff verify live on lo while tcpreplay plays `replayed`, both in a network
-    namespace of their own (skipped where the kernel refuses one)."""
+def replay_and_verify(tmp_path, golden, replayed, extra=(), pace=("--topspeed",)):
+    """calc-sniff verify live on lo while tcpreplay plays `replayed` (at `pace`), both in a
+    network namespace of their own (skipped where the kernel refuses one)."""
     own_netns_or_skip()
     ready = tmp_path / "ready"
     argv = [exe("calc-sniff"), "verify", "--golden", str(CAPTURES / golden), "-i", "lo",
@@ -40,7 +40,7 @@ def replay_and_verify(tmp_path, golden, replayed, extra=()):
             time.sleep(0.05)
         assert ready.read_text() == f"ready lo {sniff.pid}\n"
         join = ["nsenter", "-t", str(sniff.pid), "-n"]
-        r = subprocess.run(join + ["tcpreplay", "-i", "lo", "--topspeed", str(CAPTURES / replayed)],
+        r = subprocess.run(join + ["tcpreplay", "-i", "lo", *pace, str(CAPTURES / replayed)],
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
         time.sleep(0.3)
@@ -67,9 +67,12 @@ def test_other_scenario_replayed_fails_live(tmp_path):
 
 
 def test_small_kernel_buffer_verifies_live(tmp_path):
-    # -B 64: the smallest kernel buffer (64 KiB instead of 64 MiB) still holds scenario 3.2's
-    # burst of 50 packets, none dropped
-    rc, out = replay_and_verify(tmp_path, "3.2.pcap", "3.2.pcap", extra=["-B", "64"])
+    # -B 64: the smallest kernel buffer (64 KiB instead of 64 MiB) is taken and captures all of
+    # scenario 3.2, none dropped. Paced at 1000 packets a second, as programs talk, not at
+    # tcpreplay's top speed: whether a burst fits a buffer that small depends on how soon the
+    # reader is scheduled (a clean-clone CI run once saw 10 of 100 dropped), a race, not a
+    # property of calc-sniff
+    rc, out = replay_and_verify(tmp_path, "3.2.pcap", "3.2.pcap", extra=["-B", "64"], pace=("--pps", "1000"))
     assert rc == 0, out
     assert "0 dropped by kernel" in out and out.rstrip().endswith("PASS")
 
