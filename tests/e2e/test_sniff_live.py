@@ -67,14 +67,18 @@ def test_other_scenario_replayed_fails_live(tmp_path):
 
 
 def test_small_kernel_buffer_verifies_live(tmp_path):
-    # -B 64: the smallest kernel buffer (64 KiB instead of 64 MiB) is taken and captures all of
-    # scenario 3.2, none dropped. Paced at 1000 packets a second, as programs talk, not at
-    # tcpreplay's top speed: whether a burst fits a buffer that small depends on how soon the
-    # reader is scheduled (a clean-clone CI run once saw 10 of 100 dropped), a race, not a
-    # property of calc-sniff
+    # -B 64: the smallest kernel buffer (64 KiB instead of 64 MiB) is taken and the capture runs
+    # to a verdict. Whether 3.2's packets all fit a buffer that small depends on how soon the
+    # reader is scheduled (a sanitizer build in a busy CI run dropped 2 of 100 even paced at 1000
+    # packets a second): a race, not a property of calc-sniff. What calc-sniff owes is honesty:
+    # with nothing dropped it verifies the scenario (PASS), with drops it says so and gives no
+    # PASS or FAIL (inconclusive, exit 3)
     rc, out = replay_and_verify(tmp_path, "3.2.pcap", "3.2.pcap", extra=["-B", "64"], pace=("--pps", "1000"))
-    assert rc == 0, out
-    assert "0 dropped by kernel" in out and out.rstrip().endswith("PASS")
+    if rc == 0:
+        assert "0 dropped by kernel" in out and out.rstrip().endswith("PASS"), out
+    else:
+        assert rc == 3, out
+        assert "0 dropped by kernel" not in out and "INCONCLUSIVE: the kernel dropped" in out, out
 
 
 @pytest.mark.parametrize("value", ["0", "63", "1048577", "", "abc", "64k", "1.5", "-64", "99999999999999999999",
