@@ -234,6 +234,12 @@ def _load(data):
             raise _Refused("the pickle reads an empty stack")
         return stack[-1]
 
+    def list_on_top(op):
+        lst = top()
+        if not (isinstance(lst, Seq) and lst.kind == "list"):
+            raise _Refused(f"{op} to something that is no list")
+        return lst
+
     def put(i):
         if not 0 <= i < MAX_MEMO:
             raise _Refused(f"memo slot {i} (CPython's pickler numbers them from 0)")
@@ -310,16 +316,10 @@ def _load(data):
                 stack.append(Seq("list", pop_mark()))
             elif n == "APPEND":
                 v = pop()
-                lst = top()
-                if not (isinstance(lst, Seq) and lst.kind == "list"):
-                    raise _Refused("APPEND to something that is no list")
-                lst.items.append(v)
+                list_on_top(n).items.append(v)
             elif n == "APPENDS":
                 items = pop_mark()
-                lst = top()
-                if not (isinstance(lst, Seq) and lst.kind == "list"):
-                    raise _Refused("APPENDS to something that is no list")
-                lst.items.extend(items)
+                list_on_top(n).items.extend(items)
             elif n == "EMPTY_DICT":
                 stack.append(Dct({}))
             elif n == "DICT":
